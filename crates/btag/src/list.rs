@@ -1,0 +1,95 @@
+//! Doubly linked lists threaded through tags (free lists, hash chains).
+//!
+//! A tag is on at most one list at a time; the list owner passes the head.
+
+use crate::tag::{TagId, NIL};
+use crate::Tags;
+
+/// The head of a list of tags. Four bytes, so tables of heads stay small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct ListHead(u32);
+
+impl Default for ListHead {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ListHead {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self(NIL)
+    }
+
+    /// True when the list holds no tag.
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.0 == NIL
+    }
+
+    /// The first tag on the list.
+    #[inline]
+    pub fn first(self) -> Option<TagId> {
+        TagId::from_raw(self.0)
+    }
+}
+
+impl Tags {
+    /// Pushes `id` at the front of the list `head`.
+    pub fn list_push(&mut self, head: &mut ListHead, id: TagId) {
+        let old = head.0;
+        {
+            let t = self.store.get_mut(id);
+            t.next = old;
+            t.prev = NIL;
+        }
+        if old != NIL {
+            self.store.get_mut(TagId(old)).prev = id.0;
+        }
+        head.0 = id.0;
+    }
+
+    /// Unlinks `id` from the list `head`, which must be the list it is on.
+    pub fn list_remove(&mut self, head: &mut ListHead, id: TagId) {
+        let (next, prev) = {
+            let t = self.store.get_mut(id);
+            let links = (t.next, t.prev);
+            t.next = NIL;
+            t.prev = NIL;
+            links
+        };
+        if prev == NIL {
+            debug_assert_eq!(head.0, id.0, "kmem-btag: tag is not on this list");
+            head.0 = next;
+        } else {
+            self.store.get_mut(TagId(prev)).next = next;
+        }
+        if next != NIL {
+            self.store.get_mut(TagId(next)).prev = prev;
+        }
+    }
+
+    /// Removes and returns the first tag of the list.
+    pub fn list_pop(&mut self, head: &mut ListHead) -> Option<TagId> {
+        let id = head.first()?;
+        self.list_remove(head, id);
+        Some(id)
+    }
+
+    /// The tag after `id` on its list.
+    #[inline]
+    pub fn list_next(&self, id: TagId) -> Option<TagId> {
+        TagId::from_raw(self.store.get(id).next)
+    }
+
+    /// The tags on the list `head`, front to back.
+    pub fn list_iter(&self, head: ListHead) -> impl Iterator<Item = TagId> + '_ {
+        let mut cur = head.first();
+        core::iter::from_fn(move || {
+            let id = cur?;
+            cur = self.list_next(id);
+            Some(id)
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! Tag storage without a heap: the only module of this crate with `unsafe`.
+//!
+//! Tags live in 4 KiB *chunks* of memory that the owner donates (pages from a
+//! source arena, the arena's own free segment, or a static buffer). A
+//! [`TagId`] is a dense `u32`; its chunk is `id / TAGS_PER_CHUNK`, found
+//! through a two-level directory: an inline top array of [`TOP_ENTRIES`]
+//! pointers to directory pages, each a donated 4 KiB page of
+//! [`DIR_ENTRIES`] chunk addresses. Nothing is ever relocated, so ids stay
+//! valid for the life of the store, and a stale or foreign id is caught by a
+//! bounds check (`id < len`) instead of dereferencing freed memory.
+
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
+
+use crate::list::ListHead;
+use crate::tag::{Tag, TagId};
+
+/// Bytes in one chunk of tags (and in one directory page).
+pub const CHUNK_BYTES: usize = 4096;
+/// Tags carved from one chunk.
+pub const TAGS_PER_CHUNK: usize = CHUNK_BYTES / size_of::<Tag>();
+/// Chunk addresses held by one directory page.
+pub const DIR_ENTRIES: usize = CHUNK_BYTES / size_of::<usize>();
+/// Directory pages the store can index.
+pub const TOP_ENTRIES: usize = 128;
+/// The most tags a store can hold.
+pub const MAX_TAGS: usize = TOP_ENTRIES * DIR_ENTRIES * TAGS_PER_CHUNK;
+
+/// Low bit of a directory entry: the page came from the owner's metadata
+/// source and must be handed back by [`TagStore::drain_owned`].
+const OWNED: usize = 1;
+
+/// Storage for boundary tags carved from donated memory.
+pub struct TagStore {
+    /// Directory pages, each tagged with [`OWNED`] in bit 0.
+    top: [usize; TOP_ENTRIES],
+    /// Directory pages in use.
+    dirs: usize,
+    /// Chunks registered.
+    chunks: usize,
+}
+
+// SAFETY: the store exclusively owns the memory donated to it (a caller
+// obligation of `donate`); moving it to another thread moves that ownership.
+unsafe impl Send for TagStore {}
+
+impl Default for TagStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TagStore {
+    /// An empty store: no tags until memory is donated.
+    pub const fn new() -> Self {
+        Self {
+            top: [0; TOP_ENTRIES],
+            dirs: 0,
+            chunks: 0,
+        }
+    }
+
+    /// Tags carved so far (ids `0..len()` are valid).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.chunks * TAGS_PER_CHUNK
+    }
+
+    /// True when no memory has been donated.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.chunks == 0
+    }
+
+    /// Pages (chunks and directory pages) the store holds.
+    #[inline]
+    pub fn pages(&self) -> usize {
+        self.chunks + self.dirs
+    }
+
+    /// Carves `[ptr, ptr + len)` into directory pages and tag chunks, writes a
+    /// blank [`Tag`] into every new slot, and returns the range of new ids.
+    ///
+    /// `owned` marks memory that came from the owner's metadata source: it
+    /// must be exactly one [`CHUNK_BYTES`] page, 8-byte aligned, and is handed
+    /// back by [`drain_owned`](Self::drain_owned). Memory that is not owned is
+    /// kept until the store is dropped and never handed back. Bytes that do not
+    /// fill a whole page are left unused. Returns an empty range when the
+    /// region is too small or the directory is full.
+    ///
+    /// # Safety
+    /// - `[ptr, ptr + len)` is valid for reads and writes and is used by
+    ///   nothing else for as long as this store exists, or, for owned pages,
+    ///   until `drain_owned` hands it back.
+    pub unsafe fn donate(
+        &mut self,
+        ptr: *mut u8,
+        len: usize,
+        owned: bool,
+    ) -> core::ops::Range<u32> {
+        let first = self.len() as u32;
+        let pad = ptr.align_offset(align_of::<usize>().max(align_of::<Tag>()));
+        if pad >= len {
+            return first..first;
+        }
+        debug_assert!(!owned || (pad == 0 && len == CHUNK_BYTES));
+        let mut at = ptr.wrapping_add(pad);
+        let mut left = len - pad;
+        let flag = usize::from(owned);
+        while left >= CHUNK_BYTES {
+            let dir_slot = self.chunks / DIR_ENTRIES;
+            if dir_slot >= TOP_ENTRIES {
+                break;
+            }
+            if dir_slot == self.dirs {
+                // The next chunk needs a directory page first: this page becomes it.
+                // SAFETY: `at..at + CHUNK_BYTES` lies inside the donated region
+                // (caller obligation) and is aligned for usize (aligned above,
+                // and CHUNK_BYTES is a multiple of the alignment).
+                unsafe { at.cast::<usize>().write_bytes(0, DIR_ENTRIES) };
+                self.top[dir_slot] = at as usize | flag;
+                self.dirs += 1;
+            } else {
+                let dir = (self.top[dir_slot] & !OWNED) as *mut usize;
+                let tags = at.cast::<Tag>();
+                for i in 0..TAGS_PER_CHUNK {
+                    // SAFETY: slot `i` of the chunk lies inside the donated
+                    // region, aligned for Tag; writing initializes it.
+                    unsafe { tags.add(i).write(Tag::blank()) };
+                }
+                // SAFETY: `dir` is a live directory page of DIR_ENTRIES usizes
+                // (written when it was installed); the index is in bounds.
+                unsafe { dir.add(self.chunks % DIR_ENTRIES).write(at as usize | flag) };
+                self.chunks += 1;
+            }
+            at = at.wrapping_add(CHUNK_BYTES);
+            left -= CHUNK_BYTES;
+        }
+        first..self.len() as u32
+    }
+
+    /// Address of the tag `id`, or `None` when `id` was never carved.
+    #[inline]
+    fn slot(&self, id: TagId) -> Option<NonNull<Tag>> {
+        let id = id.index();
+        if id >= self.len() {
+            return None;
+        }
+        let chunk = id / TAGS_PER_CHUNK;
+        let dir = (self.top[chunk / DIR_ENTRIES] & !OWNED) as *const usize;
+        // SAFETY: `chunk < self.chunks`, so its directory page is installed and
+        // its entry was written by `donate`.
+        let base = unsafe { dir.add(chunk % DIR_ENTRIES).read() } & !OWNED;
+        let tag = (base as *mut Tag).wrapping_add(id % TAGS_PER_CHUNK);
+        NonNull::new(tag)
+    }
+
+    /// The tag `id`.
+    ///
+    /// # Panics
+    /// Panics if `id` was not carved by this store.
+    #[inline]
+    pub fn get(&self, id: TagId) -> &Tag {
+        let p = self.slot(id).expect("kmem-btag: tag id out of range");
+        // SAFETY: `slot` returned an initialized tag inside memory this store
+        // owns; the shared borrow of `self` prevents mutation meanwhile.
+        unsafe { p.as_ref() }
+    }
+
+    /// The tag `id`, mutably.
+    ///
+    /// # Panics
+    /// Panics if `id` was not carved by this store.
+    #[inline]
+    pub fn get_mut(&mut self, id: TagId) -> &mut Tag {
+        let mut p = self.slot(id).expect("kmem-btag: tag id out of range");
+        // SAFETY: as in `get`; the unique borrow of `self` makes this the only
+        // reference into the store's memory.
+        unsafe { p.as_mut() }
+    }
+
+    /// Hands every owned page (chunks and directory pages) to `give_back` as
+    /// `(address, CHUNK_BYTES)` and empties the store. Ids become invalid.
+    pub fn drain_owned(&mut self, mut give_back: impl FnMut(usize, usize)) {
+        for chunk in 0..self.chunks {
+            let dir = (self.top[chunk / DIR_ENTRIES] & !OWNED) as *const usize;
+            // SAFETY: as in `slot`: chunk < self.chunks, so the entry is written.
+            let entry = unsafe { dir.add(chunk % DIR_ENTRIES).read() };
+            if entry & OWNED != 0 {
+                give_back(entry & !OWNED, CHUNK_BYTES);
+            }
+        }
+        for entry in &self.top[..self.dirs] {
+            if entry & OWNED != 0 {
+                give_back(entry & !OWNED, CHUNK_BYTES);
+            }
+        }
+        *self = Self::new();
+    }
+}
+
+/// A table of list heads (e.g. hash chains) in donated memory.
+pub struct HeadTable {
+    ptr: NonNull<ListHead>,
+    len: usize,
+}
+
+// SAFETY: the table exclusively owns its memory (a caller obligation of
+// `from_raw`); moving it to another thread moves that ownership.
+unsafe impl Send for HeadTable {}
+
+impl HeadTable {
+    /// Bytes needed for a table of `len` heads.
+    pub const fn bytes_for(len: usize) -> usize {
+        len * size_of::<ListHead>()
+    }
+
+    /// Makes a table of `len` empty heads in `[ptr, ptr + bytes_for(len))`.
+    ///
+    /// # Safety
+    /// - The region is valid for reads and writes, aligned to 4 bytes, and used
+    ///   by nothing else until the table is dropped or given back with
+    ///   [`into_raw`](Self::into_raw).
+    pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> Self {
+        let heads = ptr.cast::<ListHead>();
+        for i in 0..len {
+            // SAFETY: slot `i` is inside the region the caller handed over.
+            unsafe { heads.add(i).write(ListHead::new()) };
+        }
+        Self {
+            ptr: NonNull::new(heads).expect("kmem-btag: null head table"),
+            len,
+        }
+    }
+
+    /// The region's address and length in bytes, ending the table.
+    pub fn into_raw(self) -> (usize, usize) {
+        (self.ptr.as_ptr() as usize, Self::bytes_for(self.len))
+    }
+
+    /// The heads.
+    pub fn as_slice(&self) -> &[ListHead] {
+        // SAFETY: `len` initialized heads live at `ptr` (from_raw), owned by self.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The heads, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [ListHead] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}

@@ -1,0 +1,93 @@
+//! Boundary tags: what a tag records and how it is named.
+
+/// What a boundary tag describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TagKind {
+    /// Not in use: on the store's unused list.
+    Unused = 0,
+    /// A free segment.
+    Free = 1,
+    /// An allocated segment.
+    Allocated = 2,
+    /// A span: a range added to or imported by the arena. Segments tile it.
+    Span = 3,
+}
+
+/// A boundary tag: a range `[start, start + size)` of some resource, its kind,
+/// and the links that put it in the address-ordered tree and on one list.
+///
+/// 40 bytes: links are `u32` [`TagId`]s rather than pointers.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Tag {
+    /// First resource unit of the range.
+    pub start: usize,
+    /// Length of the range.
+    pub size: usize,
+    pub(crate) left: u32,
+    pub(crate) right: u32,
+    pub(crate) parent: u32,
+    pub(crate) next: u32,
+    pub(crate) prev: u32,
+    pub(crate) kind: TagKind,
+    pub(crate) red: bool,
+    /// Index of the list the tag is on (e.g. a free list or hash chain), kept
+    /// by list users for their own checks; the tree ignores it.
+    pub list: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<Tag>() == 40);
+
+/// The null link.
+pub(crate) const NIL: u32 = u32::MAX;
+
+impl Tag {
+    pub(crate) const fn blank() -> Self {
+        Self {
+            start: 0,
+            size: 0,
+            left: NIL,
+            right: NIL,
+            parent: NIL,
+            next: NIL,
+            prev: NIL,
+            kind: TagKind::Unused,
+            red: false,
+            list: 0,
+        }
+    }
+
+    /// The tag's kind.
+    #[inline]
+    pub fn kind(&self) -> TagKind {
+        self.kind
+    }
+
+    /// One past the last unit of the range (saturating at `usize::MAX`).
+    #[inline]
+    pub fn end(&self) -> usize {
+        self.start.saturating_add(self.size)
+    }
+}
+
+/// The name of a tag inside one [`Tags`](crate::Tags) set: a dense index.
+///
+/// Ids are only meaningful to the set that issued them. Using one elsewhere
+/// is a logic error that the set catches with a bounds check or that
+/// corrupts only that set's structure, never memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TagId(pub(crate) u32);
+
+impl TagId {
+    /// The dense index of this tag.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    #[inline]
+    pub(crate) fn from_raw(raw: u32) -> Option<Self> {
+        (raw != NIL).then_some(Self(raw))
+    }
+}

@@ -1,0 +1,460 @@
+//! The address-ordered red-black tree over all span and segment tags.
+//!
+//! Order: by `start`; at equal starts a span comes before the segment that
+//! shares its start. Parent links make `next`/`prev` O(1) amortized.
+
+use crate::tag::{TagId, TagKind, NIL};
+use crate::Tags;
+
+/// Sort rank at equal starts: spans first.
+#[inline]
+fn rank(kind: TagKind) -> u8 {
+    u8::from(kind != TagKind::Span)
+}
+
+/// A violated tree invariant, found by [`Tags::verify_tree`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeError {
+    /// Two tags are out of address order (or share start and rank).
+    Order(TagId, TagId),
+    /// A child's parent link does not point back at its parent.
+    ParentLink(TagId),
+    /// A red tag has a red child.
+    RedRed(TagId),
+    /// Paths from a tag to its leaves have different black heights.
+    BlackHeight(TagId),
+    /// The root is red.
+    RedRoot,
+    /// The number of tags reached differs from the count kept.
+    Count {
+        /// Tags the set believes are in the tree.
+        expected: usize,
+        /// Tags reached by walking it.
+        found: usize,
+    },
+}
+
+impl Tags {
+    #[inline]
+    fn left(&self, x: u32) -> u32 {
+        self.store.get(TagId(x)).left
+    }
+    #[inline]
+    fn right(&self, x: u32) -> u32 {
+        self.store.get(TagId(x)).right
+    }
+    #[inline]
+    fn parent(&self, x: u32) -> u32 {
+        self.store.get(TagId(x)).parent
+    }
+    #[inline]
+    fn is_red(&self, x: u32) -> bool {
+        x != NIL && self.store.get(TagId(x)).red
+    }
+    #[inline]
+    fn set_red(&mut self, x: u32, red: bool) {
+        if x != NIL {
+            self.store.get_mut(TagId(x)).red = red;
+        }
+    }
+    #[inline]
+    fn set_parent(&mut self, x: u32, p: u32) {
+        if x != NIL {
+            self.store.get_mut(TagId(x)).parent = p;
+        }
+    }
+
+    /// Strict order of two tags: `(start, rank)`.
+    #[inline]
+    fn less(&self, a: u32, b: u32) -> bool {
+        let (ta, tb) = (self.store.get(TagId(a)), self.store.get(TagId(b)));
+        (ta.start, rank(ta.kind)) < (tb.start, rank(tb.kind))
+    }
+
+    /// Replaces `x` in its parent's child slot (or the root) by `y`.
+    fn replace_child(&mut self, x: u32, y: u32) {
+        let p = self.parent(x);
+        if p == NIL {
+            self.root = y;
+        } else if self.left(p) == x {
+            self.store.get_mut(TagId(p)).left = y;
+        } else {
+            self.store.get_mut(TagId(p)).right = y;
+        }
+        self.set_parent(y, p);
+    }
+
+    fn rotate_left(&mut self, x: u32) {
+        let y = self.right(x);
+        let yl = self.left(y);
+        self.store.get_mut(TagId(x)).right = yl;
+        self.set_parent(yl, x);
+        self.replace_child(x, y);
+        self.store.get_mut(TagId(y)).left = x;
+        self.set_parent(x, y);
+    }
+
+    fn rotate_right(&mut self, x: u32) {
+        let y = self.left(x);
+        let yr = self.right(y);
+        self.store.get_mut(TagId(x)).left = yr;
+        self.set_parent(yr, x);
+        self.replace_child(x, y);
+        self.store.get_mut(TagId(y)).right = x;
+        self.set_parent(x, y);
+    }
+
+    /// Inserts `id` into the address tree.
+    ///
+    /// # Panics
+    /// Panics if a tag with the same start and rank is already in the tree:
+    /// the caller let two segments (or two spans) share a start.
+    pub fn insert(&mut self, id: TagId) {
+        let z = id.0;
+        let (mut parent, mut cur) = (NIL, self.root);
+        let mut go_left = false;
+        while cur != NIL {
+            parent = cur;
+            if self.less(z, cur) {
+                go_left = true;
+                cur = self.left(cur);
+            } else if self.less(cur, z) {
+                go_left = false;
+                cur = self.right(cur);
+            } else {
+                panic!("kmem-btag: a tag with this start and kind is already in the tree");
+            }
+        }
+        {
+            let t = self.store.get_mut(id);
+            t.parent = parent;
+            t.left = NIL;
+            t.right = NIL;
+            t.red = true;
+        }
+        if parent == NIL {
+            self.root = z;
+        } else if go_left {
+            self.store.get_mut(TagId(parent)).left = z;
+        } else {
+            self.store.get_mut(TagId(parent)).right = z;
+        }
+        self.in_tree += 1;
+        self.insert_fixup(z);
+    }
+
+    fn insert_fixup(&mut self, mut z: u32) {
+        while self.is_red(self.parent(z)) {
+            let p = self.parent(z);
+            let g = self.parent(p);
+            if p == self.left(g) {
+                let u = self.right(g);
+                if self.is_red(u) {
+                    self.set_red(p, false);
+                    self.set_red(u, false);
+                    self.set_red(g, true);
+                    z = g;
+                } else {
+                    if z == self.right(p) {
+                        z = p;
+                        self.rotate_left(z);
+                    }
+                    let p = self.parent(z);
+                    let g = self.parent(p);
+                    self.set_red(p, false);
+                    self.set_red(g, true);
+                    self.rotate_right(g);
+                }
+            } else {
+                let u = self.left(g);
+                if self.is_red(u) {
+                    self.set_red(p, false);
+                    self.set_red(u, false);
+                    self.set_red(g, true);
+                    z = g;
+                } else {
+                    if z == self.left(p) {
+                        z = p;
+                        self.rotate_right(z);
+                    }
+                    let p = self.parent(z);
+                    let g = self.parent(p);
+                    self.set_red(p, false);
+                    self.set_red(g, true);
+                    self.rotate_left(g);
+                }
+            }
+        }
+        let root = self.root;
+        self.set_red(root, false);
+    }
+
+    fn minimum(&self, mut x: u32) -> u32 {
+        while self.left(x) != NIL {
+            x = self.left(x);
+        }
+        x
+    }
+
+    fn maximum(&self, mut x: u32) -> u32 {
+        while self.right(x) != NIL {
+            x = self.right(x);
+        }
+        x
+    }
+
+    /// Removes `id` from the address tree. The tag keeps its range and kind.
+    pub fn remove(&mut self, id: TagId) {
+        let z = id.0;
+        let (zl, zr) = (self.left(z), self.right(z));
+        let mut removed_red = self.is_red(z);
+        let (x, xp);
+        if zl == NIL {
+            x = zr;
+            xp = self.parent(z);
+            self.replace_child(z, zr);
+        } else if zr == NIL {
+            x = zl;
+            xp = self.parent(z);
+            self.replace_child(z, zl);
+        } else {
+            let y = self.minimum(zr);
+            removed_red = self.is_red(y);
+            x = self.right(y);
+            if self.parent(y) == z {
+                xp = y;
+            } else {
+                xp = self.parent(y);
+                self.replace_child(y, x);
+                self.store.get_mut(TagId(y)).right = zr;
+                self.set_parent(zr, y);
+            }
+            self.replace_child(z, y);
+            self.store.get_mut(TagId(y)).left = zl;
+            self.set_parent(zl, y);
+            let z_red = self.is_red(z);
+            self.set_red(y, z_red);
+        }
+        {
+            let t = self.store.get_mut(id);
+            t.parent = NIL;
+            t.left = NIL;
+            t.right = NIL;
+            t.red = false;
+        }
+        self.in_tree -= 1;
+        if !removed_red {
+            self.remove_fixup(x, xp);
+        }
+    }
+
+    fn remove_fixup(&mut self, mut x: u32, mut xp: u32) {
+        while x != self.root && !self.is_red(x) {
+            if x == self.left(xp) {
+                let mut w = self.right(xp);
+                if self.is_red(w) {
+                    self.set_red(w, false);
+                    self.set_red(xp, true);
+                    self.rotate_left(xp);
+                    w = self.right(xp);
+                }
+                if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
+                    self.set_red(w, true);
+                    x = xp;
+                    xp = self.parent(x);
+                } else {
+                    if !self.is_red(self.right(w)) {
+                        let wl = self.left(w);
+                        self.set_red(wl, false);
+                        self.set_red(w, true);
+                        self.rotate_right(w);
+                        w = self.right(xp);
+                    }
+                    let xp_red = self.is_red(xp);
+                    self.set_red(w, xp_red);
+                    self.set_red(xp, false);
+                    let wr = self.right(w);
+                    self.set_red(wr, false);
+                    self.rotate_left(xp);
+                    x = self.root;
+                    xp = NIL;
+                }
+            } else {
+                let mut w = self.left(xp);
+                if self.is_red(w) {
+                    self.set_red(w, false);
+                    self.set_red(xp, true);
+                    self.rotate_right(xp);
+                    w = self.left(xp);
+                }
+                if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
+                    self.set_red(w, true);
+                    x = xp;
+                    xp = self.parent(x);
+                } else {
+                    if !self.is_red(self.left(w)) {
+                        let wr = self.right(w);
+                        self.set_red(wr, false);
+                        self.set_red(w, true);
+                        self.rotate_left(w);
+                        w = self.left(xp);
+                    }
+                    let xp_red = self.is_red(xp);
+                    self.set_red(w, xp_red);
+                    self.set_red(xp, false);
+                    let wl = self.left(w);
+                    self.set_red(wl, false);
+                    self.rotate_right(xp);
+                    x = self.root;
+                    xp = NIL;
+                }
+            }
+        }
+        self.set_red(x, false);
+    }
+
+    /// The lowest tag in address order.
+    pub fn first(&self) -> Option<TagId> {
+        (self.root != NIL).then(|| TagId(self.minimum(self.root)))
+    }
+
+    /// The highest tag in address order.
+    pub fn last(&self) -> Option<TagId> {
+        (self.root != NIL).then(|| TagId(self.maximum(self.root)))
+    }
+
+    /// The tag after `id` in address order.
+    pub fn next(&self, id: TagId) -> Option<TagId> {
+        let mut x = id.0;
+        if self.right(x) != NIL {
+            return Some(TagId(self.minimum(self.right(x))));
+        }
+        let mut y = self.parent(x);
+        while y != NIL && x == self.right(y) {
+            x = y;
+            y = self.parent(y);
+        }
+        TagId::from_raw(y)
+    }
+
+    /// The tag before `id` in address order.
+    pub fn prev(&self, id: TagId) -> Option<TagId> {
+        let mut x = id.0;
+        if self.left(x) != NIL {
+            return Some(TagId(self.maximum(self.left(x))));
+        }
+        let mut y = self.parent(x);
+        while y != NIL && x == self.left(y) {
+            x = y;
+            y = self.parent(y);
+        }
+        TagId::from_raw(y)
+    }
+
+    /// The first tag whose start is at or above `addr` (a span before the
+    /// segment that shares its start). O(log n).
+    pub fn lower_bound(&self, addr: usize) -> Option<TagId> {
+        let (mut x, mut found) = (self.root, NIL);
+        while x != NIL {
+            if self.store.get(TagId(x)).start >= addr {
+                found = x;
+                x = self.left(x);
+            } else {
+                x = self.right(x);
+            }
+        }
+        TagId::from_raw(found)
+    }
+
+    /// The last tag whose start is at or below `addr` (the segment rather than
+    /// the span when both start there). O(log n).
+    pub fn floor(&self, addr: usize) -> Option<TagId> {
+        let (mut x, mut found) = (self.root, NIL);
+        while x != NIL {
+            if self.store.get(TagId(x)).start <= addr {
+                found = x;
+                x = self.right(x);
+            } else {
+                x = self.left(x);
+            }
+        }
+        TagId::from_raw(found)
+    }
+
+    /// Tags in address order.
+    pub fn iter(&self) -> impl Iterator<Item = TagId> + '_ {
+        let mut cur = self.first();
+        core::iter::from_fn(move || {
+            let id = cur?;
+            cur = self.next(id);
+            Some(id)
+        })
+    }
+
+    /// Checks the tree: address order, parent links, red-black rules and the
+    /// tag count. O(n).
+    pub fn verify_tree(&self) -> Result<(), TreeError> {
+        if self.is_red(self.root) {
+            return Err(TreeError::RedRoot);
+        }
+        if self.root != NIL && self.parent(self.root) != NIL {
+            return Err(TreeError::ParentLink(TagId(self.root)));
+        }
+        let mut count = 0;
+        self.verify_node(self.root, &mut count)?;
+        if count != self.in_tree {
+            return Err(TreeError::Count {
+                expected: self.in_tree,
+                found: count,
+            });
+        }
+        let mut prev: Option<TagId> = None;
+        for id in self.iter() {
+            if let Some(p) = prev {
+                if !self.less(p.0, id.0) {
+                    return Err(TreeError::Order(p, id));
+                }
+            }
+            prev = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Returns the black height below `x`, checking links and colours.
+    /// Recursion depth is bounded by the tree height (at most ~2 log2 n).
+    fn verify_node(&self, x: u32, count: &mut usize) -> Result<usize, TreeError> {
+        if x == NIL {
+            return Ok(1);
+        }
+        *count += 1;
+        if *count > self.in_tree {
+            return Err(TreeError::Count {
+                expected: self.in_tree,
+                found: *count,
+            });
+        }
+        let (l, r) = (self.left(x), self.right(x));
+        for child in [l, r] {
+            if child != NIL {
+                if self.parent(child) != x {
+                    return Err(TreeError::ParentLink(TagId(child)));
+                }
+                if self.is_red(x) && self.is_red(child) {
+                    return Err(TreeError::RedRed(TagId(x)));
+                }
+            }
+        }
+        if l != NIL && !self.less(l, x) {
+            return Err(TreeError::Order(TagId(l), TagId(x)));
+        }
+        if r != NIL && !self.less(x, r) {
+            return Err(TreeError::Order(TagId(x), TagId(r)));
+        }
+        let hl = self.verify_node(l, count)?;
+        let hr = self.verify_node(r, count)?;
+        if hl != hr {
+            return Err(TreeError::BlackHeight(TagId(x)));
+        }
+        Ok(hl + usize::from(!self.is_red(x)))
+    }
+}
