@@ -1,1 +1,74 @@
-//! placeholder
+//! A vmem arena, after Bonwick & Adams' "Magazines and Vmem" and Akaros'
+//! `arena.c`: a general allocator of integer ranges (addresses, IDs,
+//! offsets) that works without a heap.
+//!
+//! An [`Arena`] holds *spans* (ranges added with [`Arena::add`] or imported
+//! from a [`Source`]) carved into free and allocated *segments*, each tracked
+//! by a boundary tag in an address-ordered tree (`kmem-btag`). Free segments
+//! sit on 64 power-of-two lists with a bitmap of non-empty lists, so
+//! [`Policy::InstantFit`] is O(1); allocated segments sit in a hash keyed by
+//! start, so [`Arena::free`] is O(1) and checks the size. [`Arena::xalloc`]
+//! adds alignment, phase, a no-cross boundary and an address window, and
+//! never fails while a fitting range exists.
+//!
+//! - Results are `Result<usize, AllocError>`: resource 0 is a valid result.
+//! - Every bad input returns a typed error and changes nothing.
+//! - No operation calls into the same arena under its lock or drops the lock
+//!   mid-operation (see [`arena`] for the protocol).
+//! - `#![no_std]` without `alloc`: tags and hash tables come from a base
+//!   arena ([`Arena::new_base`], which carves its own from its memory), from
+//!   [`ArenaBuilder::tags_from`], or from donated memory.
+//!
+//! ```
+//! use kmem_arena::{Arena, Constraints, Policy};
+//!
+//! #[repr(align(4096))]
+//! struct Mem([u8; 1 << 20]);
+//! let mut mem = Box::new(Mem([0; 1 << 20]));
+//! let start = mem.0.as_mut_ptr() as usize;
+//!
+//! // SAFETY: the buffer outlives the arenas and is used only through them.
+//! let base = unsafe { Arena::new_base("base", start, 1 << 20, 4096) }.unwrap();
+//! let page = base.alloc(4096, Policy::InstantFit).unwrap();
+//! let aligned = base
+//!     .xalloc(8192, &Constraints::new().align(64 * 1024))
+//!     .unwrap();
+//! assert_eq!(aligned % (64 * 1024), 0);
+//!
+//! // A page arena importing spans from the base, 4 pages at a time.
+//! let mut pages = Arena::builder("kpages")
+//!     .quantum(4096)
+//!     .source(&base)
+//!     .tags_from(&base)
+//!     .import_scale(2)
+//!     .build()
+//!     .unwrap();
+//! let p = pages.alloc(4096, Policy::BestFit).unwrap();
+//! pages.free(p, 4096).unwrap();
+//! assert_eq!(pages.amt_total(), 0); // the span went back to the base
+//! pages.check().unwrap();
+//! pages.destroy().unwrap();
+//! drop(pages);
+//!
+//! base.free(page, 4096).unwrap();
+//! base.xfree(aligned, 8192).unwrap();
+//! base.check().unwrap();
+//! # drop(base);
+//! ```
+#![no_std]
+
+pub mod arena;
+mod check;
+mod error;
+mod hash;
+mod policy;
+mod segments;
+mod source;
+mod stats;
+
+pub use arena::{Arena, ArenaBuilder};
+pub use check::CheckError;
+pub use error::{AddError, AllocError, CreateError, DestroyError, FreeError};
+pub use policy::{Constraints, Policy};
+pub use source::{FnSource, Source};
+pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};

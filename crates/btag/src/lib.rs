@@ -118,6 +118,13 @@ impl Tags {
         n
     }
 
+    /// Pages of [`CHUNK_BYTES`] the next donation must span to yield tags
+    /// (see [`TagStore::pages_for_next_chunk`]).
+    #[inline]
+    pub fn pages_for_next_chunk(&self) -> usize {
+        self.store.pages_for_next_chunk()
+    }
+
     /// Unused tags ready to be taken.
     #[inline]
     pub fn unused(&self) -> usize {

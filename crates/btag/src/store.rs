@@ -78,6 +78,18 @@ impl TagStore {
         self.chunks + self.dirs
     }
 
+    /// Pages the next donation must span to yield tags: 2 when its first page
+    /// will become a directory page, 1 otherwise, 0 when the directory is full.
+    pub fn pages_for_next_chunk(&self) -> usize {
+        if self.chunks / DIR_ENTRIES >= TOP_ENTRIES {
+            0
+        } else if self.chunks / DIR_ENTRIES == self.dirs {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Carves `[ptr, ptr + len)` into directory pages and tag chunks, writes a
     /// blank [`Tag`] into every new slot, and returns the range of new ids.
     ///

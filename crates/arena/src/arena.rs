@@ -1,0 +1,630 @@
+//! The [`Arena`]: locking, tag reservation, import and the public operations.
+//!
+//! Lock protocol: an operation takes the arena lock once it holds enough
+//! unused boundary tags (obtained *before* locking from the tag arena, or,
+//! in a base arena, carved from its own free segment under the lock without
+//! calling out), runs to completion, and releases the lock. Imports,
+//! releases to the source, tag-page allocation and hash resizing all happen
+//! with the lock dropped, between operations, never in the middle of one.
+
+use kmem_btag::{HeadTable, TagKind, Tags, CHUNK_BYTES};
+use spin::{Mutex, MutexGuard};
+
+use crate::policy::{round_size, Fit};
+use crate::segments::Segments;
+use crate::{
+    AddError, AllocError, Constraints, CreateError, DestroyError, FreeError, Policy, Source,
+};
+
+/// Tag mark (in `Tag::list`) of allocated segments that hold the arena's
+/// own metadata: callers cannot free them.
+pub(crate) const META: u8 = u8::MAX;
+
+/// Chains of the hash table kept inline in the arena.
+const INLINE_CHAINS: usize = 1 << kmem_hash::INIT_BITS;
+
+/// Rounds of "search, import, search" before an allocation gives up.
+const IMPORT_ROUNDS: usize = 3;
+
+/// An arena name of at most 32 bytes, stored inline.
+#[derive(Clone, Copy)]
+struct Name {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl Name {
+    fn new(s: &str) -> Self {
+        let mut len = s.len().min(32);
+        while !s.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; 32];
+        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+/// A vmem arena: a lock-protected set of spans carved into segments.
+///
+/// See the [crate documentation](crate) for an overview.
+pub struct Arena<'a> {
+    name: Name,
+    quantum: usize,
+    import_scale: u32,
+    source: Option<&'a dyn Source>,
+    tags_from: Option<&'a Arena<'a>>,
+    /// Self-sufficient: carves its own metadata from its free segments.
+    base: bool,
+    /// Resources are writable memory.
+    memory: bool,
+    pub(crate) inner: Mutex<Segments>,
+}
+
+/// Builds an [`Arena`]; see [`Arena::builder`].
+#[must_use]
+pub struct ArenaBuilder<'a> {
+    name: Name,
+    quantum: usize,
+    span: Option<(usize, usize)>,
+    source: Option<&'a dyn Source>,
+    tags_from: Option<&'a Arena<'a>>,
+    import_scale: u32,
+}
+
+impl<'a> ArenaBuilder<'a> {
+    /// Allocation granularity (default 1). Need not be a power of two.
+    pub fn quantum(mut self, quantum: usize) -> Self {
+        self.quantum = quantum;
+        self
+    }
+
+    /// An initial span `[base, base + size)` (not with a source).
+    pub fn span(mut self, base: usize, size: usize) -> Self {
+        self.span = Some((base, size));
+        self
+    }
+
+    /// Import spans from `source` on demand; return each when wholly free.
+    pub fn source(mut self, source: &'a dyn Source) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Take boundary-tag pages and hash tables from `arena`, a memory arena
+    /// (typically the base arena) whose quantum is a multiple of 8 dividing
+    /// 4096. Without it, tag memory must be donated with
+    /// [`Arena::add_tag_memory`].
+    pub fn tags_from(mut self, arena: &'a Arena<'a>) -> Self {
+        self.tags_from = Some(arena);
+        self
+    }
+
+    /// Import `max(size, size << scale)` units at a time (default 0).
+    pub fn import_scale(mut self, scale: u32) -> Self {
+        self.import_scale = scale;
+        self
+    }
+
+    /// Creates the arena.
+    pub fn build(self) -> Result<Arena<'a>, CreateError> {
+        if self.quantum == 0 {
+            return Err(CreateError::BadQuantum);
+        }
+        if self.span.is_some() && self.source.is_some() {
+            return Err(CreateError::SpanWithSource);
+        }
+        if let Some(t) = self.tags_from {
+            if !t.memory {
+                return Err(CreateError::TagsNotMemory);
+            }
+            if t.quantum % 8 != 0 || CHUNK_BYTES % t.quantum != 0 {
+                return Err(CreateError::TagsQuantum);
+            }
+        }
+        let arena = Arena {
+            name: self.name,
+            quantum: self.quantum,
+            import_scale: self.import_scale,
+            source: self.source,
+            tags_from: self.tags_from,
+            base: false,
+            memory: self.source.is_some_and(|s| s.is_memory()),
+            inner: Mutex::new(Segments::new()),
+        };
+        if let Some((base, size)) = self.span {
+            arena.add(base, size).map_err(CreateError::Span)?;
+        }
+        Ok(arena)
+    }
+}
+
+impl<'a> Arena<'a> {
+    /// Starts building an arena named `name` (truncated to 32 bytes).
+    pub fn builder(name: &str) -> ArenaBuilder<'a> {
+        ArenaBuilder {
+            name: Name::new(name),
+            quantum: 1,
+            span: None,
+            source: None,
+            tags_from: None,
+            import_scale: 0,
+        }
+    }
+
+    /// Creates a self-sufficient base arena over the memory
+    /// `[base, base + size)`: it carves its own boundary-tag pages and hash
+    /// tables out of that memory. `quantum` must be a multiple of 8.
+    ///
+    /// # Safety
+    /// - `[base, base + size)` is valid for reads and writes, and nothing
+    ///   else accesses it except through allocations this arena hands out,
+    ///   for as long as the arena exists.
+    pub unsafe fn new_base(
+        name: &str,
+        base: usize,
+        size: usize,
+        quantum: usize,
+    ) -> Result<Arena<'static>, CreateError> {
+        if quantum == 0 || quantum % 8 != 0 {
+            return Err(CreateError::BadQuantum);
+        }
+        let arena = Arena {
+            name: Name::new(name),
+            quantum,
+            import_scale: 0,
+            source: None,
+            tags_from: None,
+            base: true,
+            memory: true,
+            inner: Mutex::new(Segments::new()),
+        };
+        // SAFETY: forwarded caller obligation.
+        unsafe { arena.add_memory(base, size) }.map_err(CreateError::Span)?;
+        Ok(arena)
+    }
+
+    /// The arena's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The allocation granularity.
+    pub fn quantum(&self) -> usize {
+        self.quantum
+    }
+
+    /// True for a self-sufficient base arena.
+    pub fn is_base(&self) -> bool {
+        self.base
+    }
+
+    /// True when the arena's resources are writable memory.
+    pub fn is_memory(&self) -> bool {
+        self.memory
+    }
+
+    /// The source spans are imported from, if any.
+    pub fn source(&self) -> Option<&'a dyn Source> {
+        self.source
+    }
+
+    fn check_span(&self, base: usize, size: usize) -> Result<(), AddError> {
+        if size == 0 {
+            return Err(AddError::ZeroSize);
+        }
+        if base % self.quantum != 0 || size % self.quantum != 0 {
+            return Err(AddError::Misaligned);
+        }
+        if base.checked_add(size).is_none() {
+            return Err(AddError::Overflow);
+        }
+        if self.source.is_some() {
+            return Err(AddError::Sourced);
+        }
+        Ok(())
+    }
+
+    /// Adds the span `[base, base + size)`.
+    pub fn add(&self, base: usize, size: usize) -> Result<(), AddError> {
+        self.check_span(base, size)?;
+        if self.base {
+            return Err(AddError::MemoryArena);
+        }
+        let mut g = self.lock_with_tags(2).map_err(|_| AddError::NoTags)?;
+        if g.overlaps(base, size) {
+            return Err(AddError::Overlap);
+        }
+        g.add_span(base, size, false);
+        Ok(())
+    }
+
+    /// Adds the memory `[base, base + size)` to a base arena. When the arena
+    /// has no unused boundary tags, its first tag pages are carved from the
+    /// start of this memory.
+    ///
+    /// # Safety
+    /// As [`new_base`](Self::new_base), for the added memory.
+    pub unsafe fn add_memory(&self, base: usize, size: usize) -> Result<(), AddError> {
+        self.check_span(base, size)?;
+        let mut g = self.inner.lock();
+        if g.overlaps(base, size) {
+            return Err(AddError::Overlap);
+        }
+        if g.tags.unused() >= 3 {
+            g.add_span(base, size, false);
+            return Ok(());
+        }
+        let pages = g.tags.pages_for_next_chunk();
+        let carve = (pages * CHUNK_BYTES).div_ceil(self.quantum) * self.quantum;
+        if pages == 0 || carve >= size {
+            return Err(AddError::NoTags);
+        }
+        // SAFETY: the caller hands `[base, base + size)` to the arena; its
+        // first `carve` bytes become tag storage and stay allocated (as
+        // metadata) for the arena's life, so nothing else uses them.
+        unsafe { g.tags.donate(base as *mut u8, carve, false) };
+        let seg = g.add_span(base, size, false);
+        g.carve_at(seg, carve);
+        Ok(())
+    }
+
+    /// Donates memory for boundary tags (kept until the arena is dropped).
+    ///
+    /// # Safety
+    /// - `[ptr, ptr + len)` is valid for reads and writes, aligned to 8
+    ///   bytes, and used by nothing else for as long as the arena exists.
+    pub unsafe fn add_tag_memory(&self, ptr: *mut u8, len: usize) -> usize {
+        // SAFETY: forwarded caller obligation.
+        unsafe { self.inner.lock().tags.donate(ptr, len, false) }
+    }
+
+    /// Locks the arena with at least `n` unused tags in hand.
+    pub(crate) fn lock_with_tags(&self, n: usize) -> Result<MutexGuard<'_, Segments>, AllocError> {
+        loop {
+            let mut g = self.inner.lock();
+            if g.tags.unused() >= n {
+                return Ok(g);
+            }
+            let pages = g.tags.pages_for_next_chunk();
+            if pages == 0 {
+                return Err(AllocError::NoTags);
+            }
+            if self.base {
+                let size = (pages * CHUNK_BYTES).div_ceil(self.quantum) * self.quantum;
+                let carved = g.carve(size, |tags: &mut Tags, start| {
+                    // SAFETY: a base arena's free segments are memory it owns
+                    // (`new_base`/`add_memory` contract); the carved segment is
+                    // marked allocated metadata, so nothing else uses it.
+                    unsafe { tags.donate(start as *mut u8, size, false) };
+                });
+                if !carved {
+                    return Err(AllocError::NoTags);
+                }
+                drop(g);
+                continue;
+            }
+            drop(g);
+            let meta = self.tags_from.ok_or(AllocError::NoTags)?;
+            let page = meta
+                .alloc(CHUNK_BYTES, Policy::InstantFit)
+                .map_err(|_| AllocError::NoTags)?;
+            let mut g = self.inner.lock();
+            if g.tags.pages_for_next_chunk() == 0 {
+                drop(g);
+                meta.release(page, CHUNK_BYTES);
+                return Err(AllocError::NoTags);
+            }
+            // SAFETY: `page` is a fresh CHUNK_BYTES allocation from a memory
+            // arena (checked at build), 8-aligned (its quantum is a multiple of
+            // 8), ours until drain_owned gives it back at destroy.
+            unsafe { g.tags.donate(page as *mut u8, CHUNK_BYTES, true) };
+        }
+    }
+
+    /// Allocates `size` units (rounded up to the quantum) by `policy`.
+    pub fn alloc(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
+        let size = round_size(size, self.quantum)?;
+        if policy == Policy::NextFit {
+            return self.xalloc_fit(&Fit::plain(size, self.quantum), policy);
+        }
+        let mut policy = policy;
+        for round in 0..=IMPORT_ROUNDS {
+            let mut g = self.lock_with_tags(1)?;
+            let got = match policy {
+                Policy::InstantFit => g.alloc_instant(size),
+                _ => g.alloc_best(size),
+            };
+            if let Some(addr) = got {
+                return Ok(self.finish(g, addr));
+            }
+            if self.source.is_none() || round == IMPORT_ROUNDS {
+                g.counters.fails += 1;
+                return Err(AllocError::Exhausted);
+            }
+            drop(g);
+            self.import(size)?;
+            // The new span may sit on a list instant fit skips.
+            policy = Policy::BestFit;
+        }
+        unreachable!()
+    }
+
+    /// Allocates `size` units under `constraints`. Bypasses quantum caches;
+    /// free the result with [`xfree`](Self::xfree).
+    pub fn xalloc(&self, size: usize, constraints: &Constraints) -> Result<usize, AllocError> {
+        let fit = Fit::new(size, constraints, self.quantum)?;
+        self.xalloc_fit(&fit, constraints.policy)
+    }
+
+    fn xalloc_fit(&self, fit: &Fit, policy: Policy) -> Result<usize, AllocError> {
+        let mut imported = None;
+        for round in 0..=IMPORT_ROUNDS {
+            let mut g = self.lock_with_tags(2)?;
+            let got = match policy {
+                Policy::NextFit => g.xalloc_next(fit, self.quantum),
+                _ if fit.has_window() => g.xalloc_ordered(fit),
+                Policy::BestFit => g.xalloc_lists(fit, true),
+                Policy::InstantFit => g.xalloc_lists(fit, imported.is_some()),
+            };
+            if let Some(addr) = got {
+                return Ok(self.finish(g, addr));
+            }
+            // A span imported for this request that did not help goes back.
+            let stranded = imported.and_then(|base| g.take_free_span(base).map(|s| (base, s)));
+            if self.source.is_none() || round == IMPORT_ROUNDS {
+                g.counters.fails += 1;
+                drop(g);
+                self.release_span(stranded);
+                return Err(AllocError::Exhausted);
+            }
+            drop(g);
+            self.release_span(stranded);
+            imported = Some(
+                self.import(fit.import_size().ok_or(AllocError::Overflow)?)?
+                    .0,
+            );
+        }
+        unreachable!()
+    }
+
+    /// Ends a successful allocation: unlocks, then grows the hash if needed.
+    fn finish(&self, g: MutexGuard<'_, Segments>, addr: usize) -> usize {
+        let grow = !g.rescaling && g.hash.wanted_chains().is_some_and(|c| c > g.hash.chains());
+        drop(g);
+        if grow {
+            self.rescale(false);
+        }
+        addr
+    }
+
+    fn release_span(&self, span: Option<(usize, usize)>) {
+        if let (Some((base, size)), Some(src)) = (span, self.source) {
+            src.release(base, size);
+        }
+    }
+
+    /// Imports a span able to hold `size` units; returns it.
+    fn import(&self, size: usize) -> Result<(usize, usize), AllocError> {
+        let src = self.source.ok_or(AllocError::Exhausted)?;
+        let q = lcm(self.quantum, src.import_quantum()).ok_or(AllocError::Overflow)?;
+        let scaled = size
+            .checked_shl(self.import_scale)
+            .filter(|s| s >> self.import_scale == size)
+            .unwrap_or(size)
+            .max(size);
+        let want = round_size(scaled, q).or_else(|_| round_size(size, q))?;
+        let fail = |e| {
+            self.inner.lock().counters.fails += 1;
+            e
+        };
+        let base = src.import(want).map_err(fail)?;
+        if base % self.quantum != 0 || base.checked_add(want).is_none() {
+            src.release(base, want);
+            return Err(fail(AllocError::BadImport));
+        }
+        let mut g = match self.lock_with_tags(2) {
+            Ok(g) => g,
+            Err(e) => {
+                src.release(base, want);
+                return Err(fail(e));
+            }
+        };
+        if g.overlaps(base, want) {
+            g.counters.fails += 1;
+            drop(g);
+            src.release(base, want);
+            return Err(AllocError::BadImport);
+        }
+        g.add_span(base, want, true);
+        g.counters.imports += 1;
+        Ok((base, want))
+    }
+
+    /// Frees a segment from [`alloc`](Self::alloc).
+    pub fn free(&self, addr: usize, size: usize) -> Result<(), FreeError> {
+        self.free_segment(addr, size, false)
+    }
+
+    /// Frees a segment from [`xalloc`](Self::xalloc).
+    pub fn xfree(&self, addr: usize, size: usize) -> Result<(), FreeError> {
+        self.free_segment(addr, size, false)
+    }
+
+    fn free_segment(&self, addr: usize, size: usize, meta: bool) -> Result<(), FreeError> {
+        if size == 0 {
+            return Err(FreeError::ZeroSize);
+        }
+        let size = size.div_ceil(self.quantum).saturating_mul(self.quantum);
+        let mut g = self.inner.lock();
+        let s = &mut *g;
+        let id = s
+            .hash
+            .find(&s.tags, addr)
+            .ok_or(FreeError::NotAllocated { addr })?;
+        let t = s.tags.get(id);
+        if (t.list == META) != meta {
+            return Err(FreeError::NotAllocated { addr });
+        }
+        if t.size != size {
+            return Err(FreeError::WrongSize {
+                addr,
+                size,
+                expected: t.size,
+            });
+        }
+        if meta {
+            s.meta_units -= size;
+            s.meta_segs -= 1;
+            s.counters.frees -= 1;
+        }
+        let released = s.free(id, self.source.is_some());
+        drop(g);
+        self.release_span(released);
+        Ok(())
+    }
+
+    /// Allocates metadata memory (a hash table) of `bytes`.
+    fn meta_alloc(&self, bytes: usize) -> Option<usize> {
+        if !self.base {
+            return self.tags_from?.alloc(bytes, Policy::InstantFit).ok();
+        }
+        let addr = self.alloc(bytes, Policy::InstantFit).ok()?;
+        let mut g = self.inner.lock();
+        let s = &mut *g;
+        let id = s
+            .hash
+            .find(&s.tags, addr)
+            .expect("kmem-arena: fresh allocation not hashed");
+        let size = s.tags.get(id).size;
+        s.tags.get_mut(id).list = META;
+        s.meta_units += size;
+        s.meta_segs += 1;
+        s.counters.allocs -= 1;
+        Some(addr)
+    }
+
+    fn meta_free(&self, addr: usize, bytes: usize) {
+        let freed = match (self.base, self.tags_from) {
+            (true, _) => self.free_segment(addr, bytes, true),
+            (false, Some(meta)) => meta.free(addr, bytes),
+            (false, None) => Ok(()),
+        };
+        debug_assert!(freed.is_ok(), "kmem-arena: metadata free failed");
+    }
+
+    /// Resizes the allocated-segment hash to what its load policy asks for:
+    /// growth always, shrinking only when `shrink`. Runs between operations:
+    /// the new table is allocated with the lock dropped and installed after.
+    /// Returns true when a new table was installed.
+    pub(crate) fn rescale(&self, shrink: bool) -> bool {
+        let chains = {
+            let mut g = self.inner.lock();
+            match g.hash.wanted_chains() {
+                Some(c) if !g.rescaling && (shrink || c > g.hash.chains()) => {
+                    g.rescaling = true;
+                    c
+                }
+                _ => return false,
+            }
+        };
+        let bytes = HeadTable::bytes_for(chains);
+        let table = if chains > INLINE_CHAINS {
+            match self.meta_alloc(bytes) {
+                Some(addr) => Some(addr),
+                None => {
+                    self.inner.lock().rescaling = false;
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
+        let old = {
+            let mut g = self.inner.lock();
+            let s = &mut *g;
+            s.rescaling = false;
+            // SAFETY: `addr` is a fresh allocation of `bytes` from a memory
+            // arena (this base arena or the tag arena), 8-aligned, owned by the
+            // hash until `into_raw` hands it back below or at destroy.
+            let new = table.map(|addr| unsafe { HeadTable::from_raw(addr as *mut u8, chains) });
+            s.hash.install(&mut s.tags, new)
+        };
+        if let Some(old) = old {
+            let (addr, len) = old.into_raw();
+            self.meta_free(addr, len);
+        }
+        true
+    }
+
+    /// Grows or shrinks the allocated-segment hash to suit its load (the
+    /// off-path rescale a kernel runs periodically). Returns true when the
+    /// table changed.
+    pub fn rescale_hash(&self) -> bool {
+        self.rescale(true)
+    }
+
+    /// Tears the arena down: returns imported spans to the source and tag
+    /// pages and hash tables to the tag arena, leaving an empty arena.
+    /// Refuses, changing nothing, while segments are allocated.
+    pub fn destroy(&mut self) -> Result<(), DestroyError> {
+        let (source, meta, base) = (self.source, self.tags_from, self.base);
+        let s = self.inner.get_mut();
+        let count = s.hash.len() - s.meta_segs;
+        if count > 0 {
+            return Err(DestroyError::LiveAllocations {
+                count,
+                bytes: s.allocated - s.meta_units,
+            });
+        }
+        if let Some(src) = source {
+            // Every imported span is wholly free now (no live segments).
+            let mut cur = s.tags.first();
+            while let Some(id) = cur {
+                let t = *s.tags.get(id);
+                if t.kind() == TagKind::Span {
+                    src.release(t.start, t.size);
+                }
+                cur = s.tags.next(id);
+            }
+        }
+        if !base {
+            if let Some(table) = s.hash.take_table() {
+                let (addr, len) = table.into_raw();
+                if let Some(m) = meta {
+                    let _ = m.free(addr, len);
+                }
+            }
+            s.tags.drain_owned(|addr, len| {
+                if let Some(m) = meta {
+                    let _ = m.free(addr, len);
+                }
+            });
+        }
+        *s = Segments::new();
+        Ok(())
+    }
+}
+
+impl Drop for Arena<'_> {
+    /// Destroys the arena; with live allocations its spans and tag pages are
+    /// leaked rather than handed back under a live user.
+    fn drop(&mut self) {
+        let _ = self.destroy();
+    }
+}
+
+fn lcm(a: usize, b: usize) -> Option<usize> {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    (a / x).checked_mul(b)
+}

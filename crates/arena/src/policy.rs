@@ -1,0 +1,344 @@
+//! Allocation policies, xalloc constraints and the arithmetic that finds a
+//! start inside a free segment that satisfies them.
+
+use crate::AllocError;
+
+/// How `alloc` picks a free segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// O(1): the first segment of the smallest power-of-two list whose every
+    /// member fits; falls back to the request's own list.
+    #[default]
+    InstantFit,
+    /// The smallest fitting segment of the request's own list, else any
+    /// segment of a larger list.
+    BestFit,
+    /// The first fit at or above the previous next-fit result, wrapping
+    /// around: cycles through the resource (IDs, PIDs).
+    NextFit,
+}
+
+/// Constraints for [`Arena::xalloc`](crate::Arena::xalloc).
+///
+/// The result `r` satisfies: `r % lcm(quantum, align) == phase`;
+/// `[r, r + size)` does not cross a multiple of `nocross` (when non-zero);
+/// `r >= min` and `r + size <= max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Constraints {
+    pub(crate) align: usize,
+    pub(crate) phase: usize,
+    pub(crate) nocross: usize,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    pub(crate) policy: Policy,
+}
+
+impl Default for Constraints {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Constraints {
+    /// No constraint beyond the quantum.
+    pub const fn new() -> Self {
+        Self {
+            align: 1,
+            phase: 0,
+            nocross: 0,
+            min: 0,
+            max: usize::MAX,
+            policy: Policy::InstantFit,
+        }
+    }
+    /// Alignment (a power of two); the effective alignment is
+    /// `lcm(quantum, align)`.
+    pub const fn align(mut self, align: usize) -> Self {
+        self.align = align;
+        self
+    }
+    /// Offset from the alignment (a multiple of the quantum, below the
+    /// effective alignment).
+    pub const fn phase(mut self, phase: usize) -> Self {
+        self.phase = phase;
+        self
+    }
+    /// The result must not cross a multiple of `nocross` (a power of two and
+    /// a multiple of the quantum; 0 for none).
+    pub const fn nocross(mut self, nocross: usize) -> Self {
+        self.nocross = nocross;
+        self
+    }
+    /// Lowest acceptable start.
+    pub const fn min_addr(mut self, min: usize) -> Self {
+        self.min = min;
+        self
+    }
+    /// The result must end at or below `max` (exclusive bound).
+    pub const fn max_addr(mut self, max: usize) -> Self {
+        self.max = max;
+        self
+    }
+    /// Search policy.
+    pub const fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+/// Constraints checked against an arena's quantum: the effective alignment
+/// is resolved, every bad input already rejected.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fit {
+    pub(crate) size: usize,
+    /// Effective alignment: lcm(quantum, align).
+    pub(crate) align: usize,
+    pub(crate) phase: usize,
+    pub(crate) nocross: usize,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Rounds `size` up to a multiple of `quantum`.
+pub(crate) fn round_size(size: usize, quantum: usize) -> Result<usize, AllocError> {
+    if size == 0 {
+        return Err(AllocError::ZeroSize);
+    }
+    size.div_ceil(quantum)
+        .checked_mul(quantum)
+        .ok_or(AllocError::Overflow)
+}
+
+impl Fit {
+    /// Validates `c` for a request of `size` units in an arena of `quantum`.
+    pub(crate) fn new(size: usize, c: &Constraints, quantum: usize) -> Result<Self, AllocError> {
+        let size = round_size(size, quantum)?;
+        if c.align == 0 || !c.align.is_power_of_two() {
+            return Err(AllocError::BadAlign);
+        }
+        if c.nocross != 0 && !c.nocross.is_power_of_two() {
+            return Err(AllocError::BadNocross);
+        }
+        if c.phase % quantum != 0 || c.nocross % quantum != 0 {
+            return Err(AllocError::Misaligned);
+        }
+        let align = (quantum / gcd(quantum, c.align))
+            .checked_mul(c.align)
+            .ok_or(AllocError::Overflow)?;
+        if c.phase >= align {
+            return Err(AllocError::BadPhase);
+        }
+        size.checked_add(align)
+            .and_then(|s| s.checked_add(c.phase))
+            .ok_or(AllocError::Overflow)?;
+        if c.nocross != 0 && size > c.nocross {
+            return Err(AllocError::Overconstrained);
+        }
+        if c.min >= c.max || c.max - c.min < size {
+            return Err(AllocError::Overconstrained);
+        }
+        Ok(Self {
+            size,
+            align,
+            phase: c.phase,
+            nocross: c.nocross,
+            min: c.min,
+            max: c.max,
+        })
+    }
+
+    /// A plain request: quantum alignment, no window.
+    pub(crate) fn plain(size: usize, quantum: usize) -> Self {
+        Self {
+            size,
+            align: quantum,
+            phase: 0,
+            nocross: 0,
+            min: 0,
+            max: usize::MAX,
+        }
+    }
+
+    /// True when a `[min, max)` window restricts the search.
+    pub(crate) fn has_window(&self) -> bool {
+        self.min != 0 || self.max != usize::MAX
+    }
+
+    /// Span size to import so that the request surely fits in it.
+    pub(crate) fn import_size(&self) -> Option<usize> {
+        let extra = if self.nocross != 0 { self.size } else { 0 };
+        self.size
+            .checked_add(extra)?
+            .checked_add(self.align)?
+            .checked_add(self.phase)
+    }
+
+    /// The smallest `x >= from` with `x % align == phase`.
+    fn candidate(&self, from: usize) -> Option<usize> {
+        if from <= self.phase {
+            return Some(self.phase);
+        }
+        let k = (from - self.phase).div_ceil(self.align);
+        k.checked_mul(self.align)?.checked_add(self.phase)
+    }
+
+    /// The lowest start inside the free range `[start, start + len)` that
+    /// satisfies every constraint, if any.
+    pub(crate) fn find_in(&self, start: usize, len: usize) -> Option<usize> {
+        let end = start.checked_add(len)?.min(self.max);
+        let mut from = start.max(self.min);
+        // Windows of `nocross` units repeat their pattern of candidate
+        // offsets every align / gcd(align, nocross) windows.
+        let tries = if self.nocross == 0 {
+            1
+        } else {
+            (self.align / gcd(self.align, self.nocross)).clamp(1, 1024) + 1
+        };
+        for _ in 0..tries {
+            let x = self.candidate(from)?;
+            let x_end = x.checked_add(self.size)?;
+            if x_end > end {
+                return None;
+            }
+            if self.nocross == 0 || x / self.nocross == (x_end - 1) / self.nocross {
+                return Some(x);
+            }
+            // Crosses a boundary: retry from the boundary it crosses.
+            from = (x / self.nocross + 1).checked_mul(self.nocross)?;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit(size: usize, c: Constraints, q: usize) -> Fit {
+        Fit::new(size, &c, q).unwrap()
+    }
+
+    #[test]
+    fn rejects_bad_constraints() {
+        let c = Constraints::new();
+        assert_eq!(Fit::new(0, &c, 1).unwrap_err(), AllocError::ZeroSize);
+        assert_eq!(
+            Fit::new(usize::MAX, &c, 4096).unwrap_err(),
+            AllocError::Overflow
+        );
+        assert_eq!(
+            Fit::new(1, &c.align(3), 1).unwrap_err(),
+            AllocError::BadAlign
+        );
+        assert_eq!(
+            Fit::new(1, &c.align(0), 1).unwrap_err(),
+            AllocError::BadAlign
+        );
+        assert_eq!(
+            Fit::new(1, &c.nocross(12), 1).unwrap_err(),
+            AllocError::BadNocross
+        );
+        assert_eq!(
+            Fit::new(1, &c.align(8).phase(3), 2).unwrap_err(),
+            AllocError::Misaligned
+        );
+        assert_eq!(
+            Fit::new(1, &c.nocross(2), 4).unwrap_err(),
+            AllocError::Misaligned
+        );
+        assert_eq!(
+            Fit::new(1, &c.align(8).phase(8), 1).unwrap_err(),
+            AllocError::BadPhase
+        );
+        assert_eq!(
+            Fit::new(16, &c.nocross(8), 1).unwrap_err(),
+            AllocError::Overconstrained
+        );
+        assert_eq!(
+            Fit::new(1, &c.min_addr(5).max_addr(5), 1).unwrap_err(),
+            AllocError::Overconstrained
+        );
+        assert_eq!(
+            Fit::new(8, &c.min_addr(0).max_addr(7), 1).unwrap_err(),
+            AllocError::Overconstrained
+        );
+        assert_eq!(
+            Fit::new(usize::MAX - 4096, &c.align(1 << 13).phase(4096), 4096).unwrap_err(),
+            AllocError::Overflow
+        );
+    }
+
+    #[test]
+    fn effective_alignment_is_lcm() {
+        assert_eq!(fit(1, Constraints::new().align(4), 3).align, 12);
+        assert_eq!(fit(1, Constraints::new().align(4), 4096).align, 4096);
+        assert_eq!(
+            fit(1, Constraints::new().align(1 << 16), 4096).align,
+            1 << 16
+        );
+    }
+
+    #[test]
+    fn finds_aligned_phased_start() {
+        let f = fit(
+            0x1000,
+            Constraints::new().align(0x10000).phase(0x1000),
+            0x1000,
+        );
+        assert_eq!(f.find_in(0x3000, 0x20000), Some(0x11000));
+        assert_eq!(f.find_in(0x11000, 0x1000), Some(0x11000));
+        assert_eq!(f.find_in(0x11001, 0x1000), None);
+        assert_eq!(f.find_in(0, 0x2000), Some(0x1000));
+    }
+
+    #[test]
+    fn honours_nocross() {
+        let f = fit(0x40, Constraints::new().nocross(0x100), 0x10);
+        assert_eq!(f.find_in(0xf0, 0x200), Some(0x100));
+        assert_eq!(f.find_in(0xf0, 0x50), Some(0x100));
+        assert_eq!(f.find_in(0xf0, 0x4f), None);
+        assert_eq!(f.find_in(0xc0, 0x40), Some(0xc0));
+    }
+
+    #[test]
+    fn nocross_with_odd_quantum_searches_windows() {
+        let f = fit(3, Constraints::new().align(1).nocross(8), 1);
+        assert_eq!(f.find_in(6, 10), Some(8));
+        let g = Fit {
+            size: 3,
+            align: 3,
+            phase: 0,
+            nocross: 4,
+            min: 0,
+            max: usize::MAX,
+        };
+        // Candidates 3 and 6 cross a multiple of 4; 9..12 does not.
+        assert_eq!(g.find_in(1, 20), Some(9));
+    }
+
+    #[test]
+    fn honours_window() {
+        let f = fit(4, Constraints::new().min_addr(10).max_addr(20), 1);
+        assert_eq!(f.find_in(0, 100), Some(10));
+        assert_eq!(f.find_in(17, 100), None);
+        assert_eq!(f.find_in(16, 100), Some(16));
+    }
+
+    #[test]
+    fn no_overflow_near_top() {
+        let f = fit(0x1000, Constraints::new().align(0x1000), 0x1000);
+        // The aligned candidate ends past usize::MAX.
+        assert_eq!(f.find_in(usize::MAX - 0x1ffe, 0x1ffe), None);
+        assert_eq!(
+            f.find_in(usize::MAX - 0x1fff, 0x1000),
+            Some(usize::MAX - 0x1fff)
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! The arena's state and the operations on it, all run under the arena lock
+//! and none of which allocates: callers reserve boundary tags first.
+//!
+//! Free segments sit on 64 power-of-two lists (list `i` holds sizes in
+//! `[2^i, 2^(i+1))`), with a bitmap of the non-empty lists; allocated
+//! segments sit in the [`AllocHash`]; every span and segment is in the
+//! address-ordered tag tree.
+
+use kmem_btag::{ListHead, TagId, TagKind, Tags};
+
+use crate::hash::AllocHash;
+use crate::policy::Fit;
+
+/// Free-list index of a size: floor(log2(size)).
+#[inline]
+pub(crate) fn list_of(size: usize) -> usize {
+    debug_assert!(size > 0);
+    (usize::BITS - 1 - size.leading_zeros()) as usize
+}
+
+/// Smallest list whose every member holds `size`: ceil(log2(size)).
+#[inline]
+fn list_up(size: usize) -> usize {
+    if size.is_power_of_two() {
+        list_of(size)
+    } else {
+        list_of(size) + 1
+    }
+}
+
+/// Counters for statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
+    pub(crate) fails: u64,
+    pub(crate) imports: u64,
+    pub(crate) releases: u64,
+}
+
+pub(crate) struct Segments {
+    pub(crate) tags: Tags,
+    pub(crate) free: [ListHead; usize::BITS as usize],
+    pub(crate) freemap: u64,
+    pub(crate) hash: AllocHash,
+    /// Units in all spans.
+    pub(crate) total: usize,
+    /// Units in allocated segments (including the arena's own metadata).
+    pub(crate) allocated: usize,
+    /// Units in spans imported from the source.
+    pub(crate) imported: usize,
+    pub(crate) spans: usize,
+    /// Units and segments allocated for the arena's own metadata (a base
+    /// arena's tag pages and hash tables).
+    pub(crate) meta_units: usize,
+    pub(crate) meta_segs: usize,
+    pub(crate) last_nextfit: Option<usize>,
+    /// A hash resize is under way (set under the lock, done outside it).
+    pub(crate) rescaling: bool,
+    pub(crate) counters: Counters,
+}
+
+impl Segments {
+    pub(crate) const fn new() -> Self {
+        Self {
+            tags: Tags::new(),
+            free: [ListHead::new(); usize::BITS as usize],
+            freemap: 0,
+            hash: AllocHash::new(),
+            total: 0,
+            allocated: 0,
+            imported: 0,
+            spans: 0,
+            meta_units: 0,
+            meta_segs: 0,
+            last_nextfit: None,
+            rescaling: false,
+            counters: Counters {
+                allocs: 0,
+                frees: 0,
+                fails: 0,
+                imports: 0,
+                releases: 0,
+            },
+        }
+    }
+
+    fn track_free(&mut self, id: TagId) {
+        let i = list_of(self.tags.get(id).size);
+        let t = self.tags.get_mut(id);
+        t.list = i as u8;
+        self.tags.set_kind(id, TagKind::Free);
+        self.tags.list_push(&mut self.free[i], id);
+        self.freemap |= 1 << i;
+    }
+
+    fn untrack_free(&mut self, id: TagId) {
+        let i = self.tags.get(id).list as usize;
+        self.tags.list_remove(&mut self.free[i], id);
+        if self.free[i].is_empty() {
+            self.freemap &= !(1 << i);
+        }
+    }
+
+    /// Marks the free, unlisted segment `id` allocated with its first `size`
+    /// units; the rest (if any) becomes a new free segment. Needs one tag.
+    fn account_alloc(&mut self, id: TagId, size: usize) -> usize {
+        let (start, have) = {
+            let t = self.tags.get(id);
+            (t.start, t.size)
+        };
+        debug_assert!(have >= size);
+        if have > size {
+            let rest = self
+                .tags
+                .take(start + size, have - size, TagKind::Free)
+                .expect("kmem-arena: boundary tag not reserved");
+            self.tags.get_mut(id).size = size;
+            self.tags.insert(rest);
+            self.track_free(rest);
+        }
+        self.tags.set_kind(id, TagKind::Allocated);
+        self.tags.get_mut(id).list = 0;
+        self.hash.insert(&mut self.tags, id);
+        self.allocated += size;
+        self.counters.allocs += 1;
+        start
+    }
+
+    /// Splits the unlisted free segment `id` at `at`, putting the front part
+    /// back on a free list. Needs one tag.
+    fn split_front(&mut self, id: TagId, at: usize) {
+        let start = self.tags.get(id).start;
+        if at == start {
+            return;
+        }
+        let front = self
+            .tags
+            .take(start, at - start, TagKind::Free)
+            .expect("kmem-arena: boundary tag not reserved");
+        {
+            // Moving the start up keeps the tree order: no tag lies between
+            // the old and the new start, and `front` is inserted there next.
+            let t = self.tags.get_mut(id);
+            t.start = at;
+            t.size -= at - start;
+        }
+        self.tags.insert(front);
+        self.track_free(front);
+    }
+
+    /// Adds the span `[base, base + size)` as one free segment. Needs two tags.
+    /// The caller has checked alignment and overlap.
+    pub(crate) fn add_span(&mut self, base: usize, size: usize, imported: bool) -> TagId {
+        let span = self.tags.take(base, size, TagKind::Span);
+        let seg = self.tags.take(base, size, TagKind::Free);
+        let (span, seg) = span
+            .zip(seg)
+            .expect("kmem-arena: boundary tags not reserved");
+        self.tags.insert(span);
+        self.tags.insert(seg);
+        self.track_free(seg);
+        self.total += size;
+        self.spans += 1;
+        if imported {
+            self.imported += size;
+        }
+        seg
+    }
+
+    /// True when `[base, base + size)` overlaps a span of the arena.
+    pub(crate) fn overlaps(&self, base: usize, size: usize) -> bool {
+        let end = base + size;
+        let below = self
+            .tags
+            .floor(base)
+            .is_some_and(|id| self.tags.get(id).end() > base);
+        let above = self
+            .tags
+            .lower_bound(base)
+            .is_some_and(|id| self.tags.get(id).start < end);
+        below || above
+    }
+
+    /// Pops the first segment of the lowest non-empty list at or above `i`.
+    fn pop_from(&mut self, i: usize) -> Option<TagId> {
+        if i >= 64 {
+            return None;
+        }
+        let lists = self.freemap & (u64::MAX << i);
+        if lists == 0 {
+            return None;
+        }
+        let i = lists.trailing_zeros() as usize;
+        let id = self.free[i].first()?;
+        self.untrack_free(id);
+        Some(id)
+    }
+
+    /// Instant fit: O(1) via the bitmap, falling back to the request's own
+    /// list when no larger list has a segment.
+    pub(crate) fn alloc_instant(&mut self, size: usize) -> Option<usize> {
+        let id = match self.pop_from(list_up(size)) {
+            Some(id) => id,
+            None => {
+                let i = list_of(size);
+                let id = self
+                    .tags
+                    .list_iter(self.free[i])
+                    .find(|&id| self.tags.get(id).size >= size)?;
+                self.untrack_free(id);
+                id
+            }
+        };
+        Some(self.account_alloc(id, size))
+    }
+
+    /// Best fit: the smallest fitting segment of the request's own list,
+    /// else the first of the next non-empty list.
+    pub(crate) fn alloc_best(&mut self, size: usize) -> Option<usize> {
+        let i = list_of(size);
+        let best = self
+            .tags
+            .list_iter(self.free[i])
+            .filter(|&id| self.tags.get(id).size >= size)
+            .min_by_key(|&id| self.tags.get(id).size);
+        let id = match best {
+            Some(id) => {
+                self.untrack_free(id);
+                id
+            }
+            None => self.pop_from(i + 1)?,
+        };
+        Some(self.account_alloc(id, size))
+    }
+
+    /// Constrained allocation from the free lists. Lists whose every member
+    /// is large enough are searched first (the instant-fit idea), then the
+    /// lower ones that may still hold a fit; the search is exhaustive, so it
+    /// never fails while a fitting range exists. With `best`, the smallest
+    /// fitting segment of the first list that has one is taken. Needs two tags.
+    pub(crate) fn xalloc_lists(&mut self, fit: &Fit, best: bool) -> Option<usize> {
+        let low = list_of(fit.size);
+        let high = fit
+            .size
+            .checked_add(fit.align - 1)
+            .and_then(|s| s.checked_add(fit.phase))
+            .map_or(64, list_up);
+        let order = (high..64).chain(low..high.min(64));
+        for i in order {
+            if self.freemap & (1 << i) == 0 {
+                continue;
+            }
+            let mut found: Option<(TagId, usize, usize)> = None;
+            for id in self.tags.list_iter(self.free[i]) {
+                let t = self.tags.get(id);
+                if let Some(at) = fit.find_in(t.start, t.size) {
+                    if found.is_none_or(|(_, _, sz)| t.size < sz) {
+                        found = Some((id, at, t.size));
+                    }
+                    if !best {
+                        break;
+                    }
+                }
+            }
+            if let Some((id, at, _)) = found {
+                self.untrack_free(id);
+                self.split_front(id, at);
+                return Some(self.account_alloc(id, fit.size));
+            }
+        }
+        None
+    }
+
+    /// Constrained allocation in address order, starting at the segment that
+    /// holds `fit.min`: the lowest fitting address. Needs two tags.
+    pub(crate) fn xalloc_ordered(&mut self, fit: &Fit) -> Option<usize> {
+        let mut cur = self.tags.floor(fit.min).or_else(|| self.tags.first());
+        while let Some(id) = cur {
+            let t = *self.tags.get(id);
+            if t.start >= fit.max {
+                return None;
+            }
+            if t.kind() == TagKind::Free {
+                if let Some(at) = fit.find_in(t.start, t.size) {
+                    self.untrack_free(id);
+                    self.split_front(id, at);
+                    return Some(self.account_alloc(id, fit.size));
+                }
+            }
+            cur = self.tags.next(id);
+        }
+        None
+    }
+
+    /// Next fit: the lowest fit after the previous next-fit result, wrapping
+    /// around to the lowest fit overall.
+    pub(crate) fn xalloc_next(&mut self, fit: &Fit, quantum: usize) -> Option<usize> {
+        let after = self.last_nextfit.and_then(|a| a.checked_add(quantum));
+        let got = after
+            .filter(|&a| a > fit.min && a < fit.max)
+            .and_then(|a| self.xalloc_ordered(&Fit { min: a, ..*fit }))
+            .or_else(|| self.xalloc_ordered(fit));
+        if got.is_some() {
+            self.last_nextfit = got;
+        }
+        got
+    }
+
+    /// Frees the segment at `addr` of `size` units, coalescing with free
+    /// neighbours. When `release_spans` and the whole span is now free, the
+    /// span leaves the arena and is returned for the caller to hand back to
+    /// the source (outside the lock). The caller has validated the free.
+    pub(crate) fn free(&mut self, id: TagId, release_spans: bool) -> Option<(usize, usize)> {
+        let size = self.tags.get(id).size;
+        self.hash.remove(&mut self.tags, id);
+        self.allocated -= size;
+        self.counters.frees += 1;
+        let mut seg = id;
+        if let Some(next) = self.tags.next(seg) {
+            if self.tags.get(next).kind() == TagKind::Free {
+                self.untrack_free(next);
+                self.tags.remove(next);
+                let add = self.tags.get(next).size;
+                self.tags.get_mut(seg).size += add;
+                self.tags.put(next);
+            }
+        }
+        if let Some(prev) = self.tags.prev(seg) {
+            if self.tags.get(prev).kind() == TagKind::Free {
+                self.untrack_free(prev);
+                self.tags.remove(seg);
+                let add = self.tags.get(seg).size;
+                self.tags.get_mut(prev).size += add;
+                self.tags.put(seg);
+                seg = prev;
+            }
+        }
+        if release_spans {
+            if let Some(span) = self.tags.prev(seg) {
+                let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
+                if s.kind() == TagKind::Span && s.start == t.start && s.size == t.size {
+                    self.tags.remove(seg);
+                    self.tags.put(seg);
+                    self.tags.remove(span);
+                    self.tags.put(span);
+                    self.total -= s.size;
+                    self.imported -= s.size;
+                    self.spans -= 1;
+                    self.counters.releases += 1;
+                    return Some((s.start, s.size));
+                }
+            }
+        }
+        self.track_free(seg);
+        None
+    }
+
+    /// Removes the span starting at `base` if it is wholly free; returns its size.
+    pub(crate) fn take_free_span(&mut self, base: usize) -> Option<usize> {
+        let span = self.tags.lower_bound(base)?;
+        let seg = self.tags.next(span)?;
+        let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
+        if s.kind() != TagKind::Span || s.start != base || t.kind() != TagKind::Free {
+            return None;
+        }
+        if t.start != s.start || t.size != s.size {
+            return None;
+        }
+        self.untrack_free(seg);
+        self.tags.remove(seg);
+        self.tags.put(seg);
+        self.tags.remove(span);
+        self.tags.put(span);
+        self.total -= s.size;
+        self.imported -= s.size;
+        self.spans -= 1;
+        self.counters.releases += 1;
+        Some(s.size)
+    }
+
+    /// Takes a free segment of at least `size` units, marks its first `size`
+    /// units allocated as metadata, and hands the segment to `donate` before
+    /// the split so the split can use a tag from the new memory. Used by a
+    /// base arena to carve its own tag pages under its lock.
+    pub(crate) fn carve(&mut self, size: usize, donate: impl FnOnce(&mut Tags, usize)) -> bool {
+        let Some(id) = self.pop_from(list_up(size)).or_else(|| {
+            let i = list_of(size);
+            let id = self
+                .tags
+                .list_iter(self.free[i])
+                .find(|&id| self.tags.get(id).size >= size)?;
+            self.untrack_free(id);
+            Some(id)
+        }) else {
+            return false;
+        };
+        let start = self.tags.get(id).start;
+        donate(&mut self.tags, start);
+        self.mark_meta(id, size);
+        true
+    }
+
+    /// Allocates the first `size` units of the free segment `id` as metadata.
+    pub(crate) fn carve_at(&mut self, id: TagId, size: usize) {
+        self.untrack_free(id);
+        self.mark_meta(id, size);
+    }
+
+    /// Allocates the first `size` units of the unlisted free segment `id` as
+    /// metadata; with no tag to split with (a donation that yielded none),
+    /// the whole segment, rather than losing the remainder.
+    fn mark_meta(&mut self, id: TagId, size: usize) {
+        let take = if self.tags.unused() == 0 {
+            self.tags.get(id).size
+        } else {
+            size
+        };
+        self.account_alloc(id, take);
+        self.tags.get_mut(id).list = crate::arena::META;
+        self.meta_units += take;
+        self.meta_segs += 1;
+        self.counters.allocs -= 1;
+    }
+}

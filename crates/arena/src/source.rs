@@ -1,0 +1,113 @@
+//! Where a sourced arena imports its spans from.
+
+use crate::{AllocError, Arena, Policy};
+
+/// A supplier of spans: another arena, or any pair of import/release functions.
+///
+/// An arena calls `import` and `release` without holding its own lock, so a
+/// source may block or call into other arenas (never back into the importing
+/// arena itself).
+pub trait Source: Sync {
+    /// Supplies a span of exactly `size` units (a multiple of
+    /// [`import_quantum`](Self::import_quantum)) and returns its base.
+    fn import(&self, size: usize) -> Result<usize, AllocError>;
+    /// Takes back a span that `import` supplied, whole.
+    fn release(&self, base: usize, size: usize);
+    /// Granularity of imports; the importer rounds its requests up to it.
+    fn import_quantum(&self) -> usize {
+        1
+    }
+    /// True when the supplied values are addresses of writable memory that
+    /// the importer may use as it likes while it holds them.
+    fn is_memory(&self) -> bool {
+        false
+    }
+}
+
+impl Source for Arena<'_> {
+    fn import(&self, size: usize) -> Result<usize, AllocError> {
+        self.alloc(size, Policy::InstantFit)
+    }
+
+    fn release(&self, base: usize, size: usize) {
+        let freed = self.free(base, size);
+        debug_assert!(
+            freed.is_ok(),
+            "kmem-arena: release of a span never imported"
+        );
+    }
+
+    fn import_quantum(&self) -> usize {
+        self.quantum()
+    }
+
+    fn is_memory(&self) -> bool {
+        self.is_memory()
+    }
+}
+
+/// A [`Source`] made of two closures.
+///
+/// ```
+/// use kmem_arena::{AllocError, Arena, FnSource, Policy};
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+///
+/// // Hands out fresh, never-reused ranges of IDs, 4096 at a time.
+/// let next = AtomicUsize::new(1 << 20);
+/// let source = FnSource::new(
+///     |size| Ok(next.fetch_add(size, Ordering::Relaxed)),
+///     |_base, _size| {},
+/// ).with_quantum(4096);
+/// let mut tag_pages = vec![0u64; 3 * 512];
+/// let ids = Arena::builder("ids").quantum(1).source(&source).build().unwrap();
+/// // SAFETY: the buffer outlives the arena and is used by nothing else.
+/// unsafe { ids.add_tag_memory(tag_pages.as_mut_ptr().cast(), 3 * 4096) };
+/// let id = ids.alloc(1, Policy::InstantFit).unwrap();
+/// assert_eq!(id, 1 << 20);
+/// ids.free(id, 1).unwrap();
+/// # drop(ids);
+/// ```
+pub struct FnSource<I, R> {
+    import: I,
+    release: R,
+    quantum: usize,
+}
+
+impl<I, R> FnSource<I, R>
+where
+    I: Fn(usize) -> Result<usize, AllocError> + Sync,
+    R: Fn(usize, usize) + Sync,
+{
+    /// A source calling `import(size)` and `release(base, size)`.
+    pub const fn new(import: I, release: R) -> Self {
+        Self {
+            import,
+            release,
+            quantum: 1,
+        }
+    }
+
+    /// Sets the import granularity (default 1).
+    pub const fn with_quantum(mut self, quantum: usize) -> Self {
+        self.quantum = quantum;
+        self
+    }
+}
+
+impl<I, R> Source for FnSource<I, R>
+where
+    I: Fn(usize) -> Result<usize, AllocError> + Sync,
+    R: Fn(usize, usize) + Sync,
+{
+    fn import(&self, size: usize) -> Result<usize, AllocError> {
+        (self.import)(size)
+    }
+
+    fn release(&self, base: usize, size: usize) {
+        (self.release)(base, size)
+    }
+
+    fn import_quantum(&self) -> usize {
+        self.quantum.max(1)
+    }
+}
