@@ -125,7 +125,7 @@ impl<'a> ArenaBuilder<'a> {
             if !t.memory {
                 return Err(CreateError::TagsNotMemory);
             }
-            if t.quantum % 8 != 0 || CHUNK_BYTES % t.quantum != 0 {
+            if t.quantum % 8 != 0 || !CHUNK_BYTES.is_multiple_of(t.quantum) {
                 return Err(CreateError::TagsQuantum);
             }
         }
@@ -173,7 +173,7 @@ impl<'a> Arena<'a> {
         size: usize,
         quantum: usize,
     ) -> Result<Arena<'static>, CreateError> {
-        if quantum == 0 || quantum % 8 != 0 {
+        if quantum == 0 || !quantum.is_multiple_of(8) {
             return Err(CreateError::BadQuantum);
         }
         let arena = Arena {
@@ -220,7 +220,7 @@ impl<'a> Arena<'a> {
         if size == 0 {
             return Err(AddError::ZeroSize);
         }
-        if base % self.quantum != 0 || size % self.quantum != 0 {
+        if !base.is_multiple_of(self.quantum) || !size.is_multiple_of(self.quantum) {
             return Err(AddError::Misaligned);
         }
         if base.checked_add(size).is_none() {

@@ -126,7 +126,7 @@ impl Fit {
         if c.nocross != 0 && !c.nocross.is_power_of_two() {
             return Err(AllocError::BadNocross);
         }
-        if c.phase % quantum != 0 || c.nocross % quantum != 0 {
+        if !c.phase.is_multiple_of(quantum) || !c.nocross.is_multiple_of(quantum) {
             return Err(AllocError::Misaligned);
         }
         let align = (quantum / gcd(quantum, c.align))

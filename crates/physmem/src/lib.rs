@@ -1,1 +1,123 @@
-//! placeholder
+//! Fake physical memory and a kernel-style boot of kmem arenas, for std
+//! tests, benchmarks and demos.
+//!
+//! [`PhysMem`] is a page-aligned, zeroed region of ordinary process memory
+//! standing in for a machine's RAM. [`PhysMem::base_arena`] builds a
+//! self-sufficient base arena over it, and [`boot`] then builds a page arena
+//! sourced from the base, as a kernel's early memory setup does. The shared
+//! test kit ([`Rng`], [`scale`]) lives here too, so every test and benchmark
+//! uses the same generator and length knob.
+//!
+//! ```
+//! use kmem_arena::Policy;
+//! use kmem_physmem::{boot, PhysMem, PAGE_SIZE};
+//!
+//! let ram = PhysMem::new(16 << 20);
+//! boot(&ram, |base, kpages| {
+//!     let page = kpages.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
+//!     assert!(ram.contains(page, PAGE_SIZE));
+//!     kpages.free(page, PAGE_SIZE).unwrap();
+//!     base.check().unwrap();
+//! });
+//! ```
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ptr::NonNull;
+
+use kmem_arena::Arena;
+
+mod rng;
+pub use rng::{scale, seed, Rng};
+
+/// The page size of the fake machine.
+pub const PAGE_SIZE: usize = 4096;
+
+/// A page-aligned region of zeroed memory posing as physical memory.
+pub struct PhysMem {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: PhysMem owns its region exclusively; arenas built over it hand out
+// parts of it under their own locks.
+unsafe impl Send for PhysMem {}
+// SAFETY: `&PhysMem` only exposes the region's address and length.
+unsafe impl Sync for PhysMem {}
+
+impl PhysMem {
+    /// Allocates `bytes` (rounded up to whole pages) of zeroed memory.
+    ///
+    /// # Panics
+    /// Panics if `bytes` is zero or the process is out of memory.
+    pub fn new(bytes: usize) -> Self {
+        assert!(bytes > 0, "kmem-physmem: empty memory");
+        let layout = Layout::from_size_align(bytes.next_multiple_of(PAGE_SIZE), PAGE_SIZE)
+            .expect("kmem-physmem: size overflows");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).expect("kmem-physmem: out of memory");
+        Self { ptr, layout }
+    }
+
+    /// Address of the first byte.
+    pub fn start(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Always false: a `PhysMem` has at least one page.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// True when `[addr, addr + size)` lies inside the region.
+    pub fn contains(&self, addr: usize, size: usize) -> bool {
+        addr >= self.start() && addr.checked_add(size).is_some_and(|e| e <= self.start() + self.len())
+    }
+
+    /// A self-sufficient base arena over the whole region.
+    ///
+    /// # Panics
+    /// Panics if `quantum` is not a multiple of 8, or does not divide the
+    /// region's length.
+    pub fn base_arena(&self, name: &str, quantum: usize) -> Arena<'_> {
+        // SAFETY: the region is exclusively owned by `self` and outlives the
+        // returned arena, which borrows `self`; nothing else accesses it.
+        unsafe { Arena::new_base(name, self.start(), self.len(), quantum) }
+            .expect("kmem-physmem: base arena refused the region")
+    }
+}
+
+impl Drop for PhysMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; arenas over it borrow
+        // `self`, so none outlives this point.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// Boots the memory stack over `ram` as a kernel does: a base arena over all
+/// of it (page quantum, carving its own tags), then a `kpages` arena sourced
+/// from the base with its tags from the base; runs `f(base, kpages)`, then
+/// checks both arenas and destroys `kpages`.
+///
+/// # Panics
+/// Panics if either arena fails its consistency check afterwards.
+pub fn boot<R>(ram: &PhysMem, f: impl FnOnce(&Arena<'_>, &Arena<'_>) -> R) -> R {
+    let base = ram.base_arena("base", PAGE_SIZE);
+    let mut kpages = Arena::builder("kpages")
+        .quantum(PAGE_SIZE)
+        .source(&base)
+        .tags_from(&base)
+        .build()
+        .expect("kmem-physmem: kpages arena");
+    let r = f(&base, &kpages);
+    kpages.check().expect("kmem-physmem: kpages check");
+    base.check().expect("kmem-physmem: base check");
+    let _ = kpages.destroy();
+    r
+}
