@@ -1,0 +1,1 @@
+//! Benchmark drivers shared by the kmem benches (filled in by the bench suite).
