@@ -1,1 +1,51 @@
-fn main() {}
+//! `cargo xtask`: kmem's single entry point for testing, linting, the no_std
+//! proof and benchmarks. CI calls only this (see `.ci/run`).
+//!
+//! Every subcommand lives in its own module and runs `$CARGO` (falling back to
+//! `cargo`) from the project root, printing each command before it runs it and
+//! stopping at the first step that fails. Only `std` is used so the task
+//! runner builds in a second.
+//!
+//! Run `cargo xtask help` for the list of commands.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod flags;
+mod help;
+mod lint;
+mod nostd;
+mod shell;
+mod test;
+
+use std::process::ExitCode;
+
+use flags::Task;
+
+fn main() -> ExitCode {
+    let task = match flags::parse(std::env::args().skip(1)) {
+        Ok(task) => task,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            eprintln!();
+            eprint!("{}", help::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match task {
+        Task::Help => {
+            print!("{}", help::USAGE);
+            Ok(())
+        }
+        Task::Test(opts) => test::run(&opts),
+        Task::Lint => lint::run(),
+        Task::Nostd => nostd::run(),
+        Task::Bench(opts) => bench::run(&opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Command-line parsing: turns `cargo xtask <command> [flags]` into a [`Task`].
+//!
+//! Hand-rolled on purpose (no `clap`/`xflags`) to keep the task runner free of
+//! dependencies.
+
+use core::fmt;
+
+/// What `cargo xtask` was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// Print the usage.
+    Help,
+    /// Run the test suite, then the no_std checks.
+    Test(TestOpts),
+    /// Formatting and clippy checks.
+    Lint,
+    /// The no_std builds and the freestanding program.
+    Nostd,
+    /// Benchmarks.
+    Bench(BenchOpts),
+}
+
+/// Flags of `cargo xtask test`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct TestOpts {
+    /// Build and run the tests with `--release`.
+    pub(crate) release: bool,
+    /// Run the randomized tests ten times longer (`KMEM_TEST_SCALE=10`).
+    pub(crate) long: bool,
+}
+
+/// Flags of `cargo xtask bench`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct BenchOpts {
+    /// Use criterion's default warm-up and measurement times.
+    pub(crate) full: bool,
+    /// Extra arguments for criterion (everything after `--`).
+    pub(crate) extra: Vec<String>,
+}
+
+/// A command line that names no known command or flag.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses the arguments that follow `cargo xtask`.
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, UsageError> {
+    let mut args = args.into_iter();
+    let Some(command) = args.next() else {
+        return Ok(Task::Help);
+    };
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "help" | "-h" | "--help" => no_flags(&command, &rest).map(|()| Task::Help),
+        "lint" => no_flags(&command, &rest).map(|()| Task::Lint),
+        "nostd" => no_flags(&command, &rest).map(|()| Task::Nostd),
+        "test" => {
+            let mut opts = TestOpts::default();
+            for arg in &rest {
+                match arg.as_str() {
+                    "--release" => opts.release = true,
+                    "--long" => opts.long = true,
+                    _ => return Err(unknown_flag(&command, arg)),
+                }
+            }
+            Ok(Task::Test(opts))
+        }
+        "bench" => {
+            let mut opts = BenchOpts::default();
+            let mut rest = rest.into_iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--full" => opts.full = true,
+                    "--" => {
+                        opts.extra = rest.by_ref().collect();
+                    }
+                    _ => return Err(unknown_flag(&command, &arg)),
+                }
+            }
+            Ok(Task::Bench(opts))
+        }
+        _ => Err(UsageError(format!("unknown command `{command}`"))),
+    }
+}
+
+fn no_flags(command: &str, rest: &[String]) -> Result<(), UsageError> {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(unknown_flag(command, arg)),
+    }
+}
+
+fn unknown_flag(command: &str, arg: &str) -> UsageError {
+    UsageError(format!("`{command}` does not take `{arg}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Task, UsageError> {
+        parse(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn no_arguments_is_help() {
+        assert_eq!(parse_str(""), Ok(Task::Help));
+        assert_eq!(parse_str("help"), Ok(Task::Help));
+        assert_eq!(parse_str("--help"), Ok(Task::Help));
+    }
+
+    #[test]
+    fn test_flags() {
+        assert_eq!(parse_str("test"), Ok(Task::Test(TestOpts::default())));
+        assert_eq!(
+            parse_str("test --long --release"),
+            Ok(Task::Test(TestOpts {
+                release: true,
+                long: true
+            }))
+        );
+        assert!(parse_str("test --fast").is_err());
+    }
+
+    #[test]
+    fn bench_flags_and_passthrough() {
+        assert_eq!(
+            parse_str("bench --full -- arena --verbose"),
+            Ok(Task::Bench(BenchOpts {
+                full: true,
+                extra: vec!["arena".into(), "--verbose".into()],
+            }))
+        );
+        assert!(parse_str("bench arena").is_err());
+    }
+
+    #[test]
+    fn commands_without_flags_reject_them() {
+        assert_eq!(parse_str("lint"), Ok(Task::Lint));
+        assert_eq!(parse_str("nostd"), Ok(Task::Nostd));
+        assert!(parse_str("lint --fix").is_err());
+        assert!(parse_str("frobnicate").is_err());
+    }
+}

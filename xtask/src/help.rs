@@ -1,0 +1,39 @@
+//! `cargo xtask help`: the usage text, printed for `help`, `-h`, `--help`, no
+//! arguments, and (on stderr) after a bad command line.
+
+/// Usage listing every command and flag.
+pub(crate) const USAGE: &str = "\
+usage: cargo xtask <command> [flags]
+
+commands:
+  test [--release] [--long]
+        cargo test --workspace (unit, integration and doc tests), then `nostd`.
+        --release  build and run the tests with optimizations
+        --long     set KMEM_TEST_SCALE=10 for the tests (longer randomized runs)
+        KMEM_TEST_SCALE=<n> in the environment is passed through to the tests,
+        which scale their iteration counts by it (default 1); --long overrides it.
+  lint
+        cargo fmt --check and cargo clippy -D warnings over the workspace and
+        the freestanding program in ci/nostd-boot.
+  nostd
+        1. cargo build -p <crate> --no-default-features for every no_std
+           library crate under crates/ (one build per crate, so no feature
+           unification hides a std dependency);
+        2. the same for each installed bare-metal target (x86_64-unknown-none,
+           thumbv7em-none-eabi[hf], riscv64gc-unknown-none-elf,
+           aarch64-unknown-none), skipped if none is installed;
+        3. build ci/nostd-boot (a #![no_std] #![no_main] static Linux program
+           without libc that boots an arena over a static buffer), run it and
+           check its success line.
+  bench [--full] [-- <criterion args>]
+        cargo bench -p kmem-benches --bench '*' (every bench target, not the
+        library). Quick by default (--warm-up-time 1 --measurement-time 2);
+        --full uses criterion's defaults. Arguments after `--` go to
+        criterion (e.g. a benchmark name filter).
+  help
+        this text.
+
+environment:
+  CARGO             the cargo to run (set by cargo itself; default `cargo`)
+  KMEM_TEST_SCALE   iteration multiplier read by the randomized tests
+";

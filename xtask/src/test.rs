@@ -1,0 +1,31 @@
+//! `cargo xtask test`: the whole test suite, as CI runs it.
+//!
+//! 1. `cargo test --workspace` — unit, integration and doc tests of every
+//!    workspace member (`--workspace` is explicit because the root manifest's
+//!    `default-members` leaves `xtask` out). The freestanding program in
+//!    `ci/nostd-boot` is not a member, so it is not part of this step.
+//! 2. `cargo xtask nostd` — the no_std builds and the freestanding program.
+//!
+//! `--release` adds `--release` to step 1. The randomized tests scale their
+//! iteration counts by `KMEM_TEST_SCALE` (default 1), which passes through
+//! from the environment; `--long` sets it to 10 for the child processes.
+
+use crate::flags::TestOpts;
+use crate::nostd;
+use crate::shell::{Cmd, Result};
+
+/// `KMEM_TEST_SCALE` under `--long`.
+const LONG_SCALE: &str = "10";
+
+/// Runs the test suite and then the no_std checks.
+pub(crate) fn run(opts: &TestOpts) -> Result {
+    let mut cargo = Cmd::cargo().args(["test", "--workspace"]);
+    if opts.release {
+        cargo = cargo.arg("--release");
+    }
+    if opts.long {
+        cargo = cargo.env("KMEM_TEST_SCALE", LONG_SCALE);
+    }
+    cargo.run()?;
+    nostd::run()
+}
