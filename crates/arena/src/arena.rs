@@ -425,7 +425,13 @@ impl<'a> Arena<'a> {
             self.inner.lock().counters.fails += 1;
             e
         };
-        let base = src.import(want).map_err(fail)?;
+        let aligned = src.import_quantum().is_multiple_of(self.quantum);
+        let base = if !aligned && self.quantum.is_power_of_two() {
+            src.import_aligned(want, self.quantum)
+        } else {
+            src.import(want)
+        }
+        .map_err(fail)?;
         if base % self.quantum != 0 || base.checked_add(want).is_none() {
             src.release(base, want);
             return Err(fail(AllocError::BadImport));

@@ -11,7 +11,16 @@ pub trait Source: Sync {
     /// Supplies a span of exactly `size` units (a multiple of
     /// [`import_quantum`](Self::import_quantum)) and returns its base.
     fn import(&self, size: usize) -> Result<usize, AllocError>;
-    /// Takes back a span that `import` supplied, whole.
+    /// Supplies a span of `size` units whose base is a multiple of `align`
+    /// (a power of two). Called when the importer's quantum is not a multiple
+    /// of [`import_quantum`](Self::import_quantum), so a plain import could be
+    /// misaligned for it. The default ignores `align`; the importer then
+    /// refuses a misaligned span with [`AllocError::BadImport`].
+    fn import_aligned(&self, size: usize, align: usize) -> Result<usize, AllocError> {
+        let _ = align;
+        self.import(size)
+    }
+    /// Takes back a span that `import` or `import_aligned` supplied, whole.
     fn release(&self, base: usize, size: usize);
     /// Granularity of imports; the importer rounds its requests up to it.
     fn import_quantum(&self) -> usize {
@@ -27,6 +36,10 @@ pub trait Source: Sync {
 impl Source for Arena<'_> {
     fn import(&self, size: usize) -> Result<usize, AllocError> {
         self.alloc(size, Policy::InstantFit)
+    }
+
+    fn import_aligned(&self, size: usize, align: usize) -> Result<usize, AllocError> {
+        self.xalloc(size, &crate::Constraints::new().align(align))
     }
 
     fn release(&self, base: usize, size: usize) {

@@ -21,8 +21,9 @@
 //! });
 //! ```
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::ptr::NonNull;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use std::alloc::{alloc_zeroed, dealloc};
 
 use kmem_arena::Arena;
 
