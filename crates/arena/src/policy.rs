@@ -63,8 +63,9 @@ impl Constraints {
         self.phase = phase;
         self
     }
-    /// The result must not cross a multiple of `nocross` (a power of two and
-    /// a multiple of the quantum; 0 for none).
+    /// The result must not cross a multiple of `nocross` (a power of two;
+    /// a multiple of the quantum when the quantum is a power of two; 0 for
+    /// none).
     pub const fn nocross(mut self, nocross: usize) -> Self {
         self.nocross = nocross;
         self
@@ -126,7 +127,11 @@ impl Fit {
         if c.nocross != 0 && !c.nocross.is_power_of_two() {
             return Err(AllocError::BadNocross);
         }
-        if !c.phase.is_multiple_of(quantum) || !c.nocross.is_multiple_of(quantum) {
+        // Under a power-of-two quantum, nocross must be a multiple of it; an
+        // odd quantum (Akaros' quantum 3, nocross 4) cannot have one, so
+        // there boundaries are checked against quantum-aligned candidates.
+        let nocross_misaligned = quantum.is_power_of_two() && !c.nocross.is_multiple_of(quantum);
+        if !c.phase.is_multiple_of(quantum) || nocross_misaligned {
             return Err(AllocError::Misaligned);
         }
         let align = (quantum / gcd(quantum, c.align))

@@ -248,18 +248,18 @@ fn nocross_fallback() {
     let ram = PhysMem::new(RAM);
     let base = ram.base_arena("base", PAGE_SIZE);
 
-    // Akaros' inputs: quantum 3, nocross 4. Here nocross must be a multiple
-    // of the quantum, so no power-of-two nocross exists for quantum 3.
+    // Akaros' inputs: quantum 3, nocross 4 (span size 21, as Akaros' 20 is
+    // not a multiple of the quantum). Candidate 3 crosses 4; after the hop,
+    // 6 crosses 8 (the case older code missed); after the next hop, 9 fits.
     let a = ids(&base, "nocross_fallback-q3", 3);
-    a.add(3, 18).unwrap();
+    a.add(3, 21).unwrap();
     ok(&a);
-    let before = a.amt_free();
-    assert_eq!(
-        a.xalloc(3, &Constraints::new().nocross(4)),
-        Err(AllocError::Misaligned)
-    );
+    let o1 = a.xalloc(3, &Constraints::new().nocross(4)).unwrap();
     ok(&a);
-    assert_eq!(a.amt_free(), before);
+    assert_eq!(o1, 9);
+    assert!(!crosses(o1, 3, 4));
+    a.xfree(o1, 3).unwrap();
+    ok(&a);
     destroy(a);
 
     // The same hop with a power-of-two quantum: starts are 2 mod 4 and
@@ -401,11 +401,13 @@ fn xalloc() {
     assert_eq!((o1 - 6) % 16, 0);
     assert_eq!(o1 % 3, 0);
 
-    // Nocross 16 is not a multiple of the quantum 3: refused here.
-    assert_eq!(
-        a.xalloc(15, &Constraints::new().nocross(16)),
-        Err(AllocError::Misaligned)
-    );
+    // Nocross 16 with the odd quantum 3: 15 units that stay inside one
+    // 16-unit window, starting on a quantum multiple.
+    let o2 = a.xalloc(15, &Constraints::new().nocross(16)).unwrap();
+    ok(&a);
+    assert_eq!(o2 % 3, 0);
+    assert!(!crosses(o2, 15, 16));
+    a.xfree(o2, 15).unwrap();
     ok(&a);
 
     // [min 81, max 252) should be available.
