@@ -43,10 +43,9 @@ extern "C" fn _start() -> ! {
 pub(crate) fn write_all(fd: usize, mut buf: &[u8]) {
     while !buf.is_empty() {
         let ret: isize;
-        // SAFETY: `write(2)` reads `buf.len()` bytes from `buf.as_ptr()`,
-        // which the slice keeps valid for reads for the duration of the
-        // call; it writes no memory of ours. `syscall` clobbers only `rcx`
-        // and `r11` (declared) and the return register `rax`.
+        // `syscall` clobbers only `rcx` and `r11` (declared) and `rax`.
+        // SAFETY: `write(2)` reads `buf.len()` bytes from `buf.as_ptr()`, valid
+        // for the call (the slice); it writes no memory of ours.
         unsafe {
             asm!(
                 "syscall",

@@ -126,13 +126,12 @@ fn size_class(size: usize) -> u32 {
 /// - it must be aligned to 4096 bytes.
 pub(crate) unsafe fn run(heap: usize, len: usize) {
     outln!("kmem-nostd-boot: base arena over [{heap:#x}, +{len:#x})");
+    // The region is page aligned: a multiple of the quantum 4096, itself a
+    // multiple of 8 as a base arena requires.
     // SAFETY: the caller hands over `[heap, heap + len)`: writable, 'static,
-    // used by nothing else, page aligned (a multiple of the quantum 4096,
-    // itself a multiple of 8 as a base arena requires).
-    let base = ok(
-        unsafe { Arena::new_base("nostd-base", heap, len, PAGE) },
-        "Arena::new_base",
-    );
+    // used by nothing else.
+    let base = unsafe { Arena::new_base("nostd-base", heap, len, PAGE) };
+    let base = ok(base, "Arena::new_base");
     let heap = heap..heap + len;
     check(&base, "new_base");
     let free0 = base.amt_free();
