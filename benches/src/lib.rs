@@ -1,1 +1,17 @@
-//! Benchmark drivers shared by the kmem benches (filled in by the bench suite).
+//! Benchmark drivers shared by the kmem benches: fixtures, the peers'
+//! adapters, the common contender interface and the interleaved-ratio
+//! runner. The bench targets under `benches/` only wire these together.
+//!
+//! Fairness rules (from the project's performance anchors): every contender
+//! is driven through the same thin trait ([`contender::RangeAlloc`]) with the
+//! same pre-generated trace ([`trace::IndexTrace`]), fixtures are built and
+//! pre-touched outside the timed loop, and ratios are taken within one
+//! process run by interleaving the contenders round by round
+//! ([`interleave`]).
+
+pub mod args;
+pub mod contender;
+pub mod fixture;
+pub mod interleave;
+pub mod trace;
+pub mod vmem_peer;

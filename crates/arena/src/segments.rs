@@ -116,7 +116,7 @@ impl Segments {
                 .take(start + size, have - size, TagKind::Free)
                 .expect("kmem-arena: boundary tag not reserved");
             self.tags.get_mut(id).size = size;
-            self.tags.insert(rest);
+            self.tags.insert_after(id, rest);
             self.track_free(rest);
         }
         self.tags.set_kind(id, TagKind::Allocated);
@@ -145,7 +145,7 @@ impl Segments {
             t.start = at;
             t.size -= at - start;
         }
-        self.tags.insert(front);
+        self.tags.insert_before(id, front);
         self.track_free(front);
     }
 

@@ -228,3 +228,62 @@ fn crate_scale() -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
 }
+
+/// Splits like the arena's: random tags get a neighbour inserted right after
+/// or right before them without a search; the tree must stay valid and
+/// ordered, and match the model.
+#[test]
+fn insert_beside_matches_model() {
+    let mut f = Fixture::new(1 + 4096 / TAGS_PER_CHUNK + 1);
+    let mut model: BTreeMap<usize, TagId> = BTreeMap::new();
+    let mut rng = Rng(7);
+    let first = f.tags.take(1 << 30, 8, TagKind::Free).unwrap();
+    f.tags.insert(first);
+    model.insert(1 << 30, first);
+    for step in 0..5_000 * crate_scale() {
+        let keys: Vec<usize> = model.keys().copied().collect();
+        let k = keys[rng.below(keys.len() as u64) as usize];
+        let at = model[&k];
+        let after = rng.below(2) == 0;
+        let bound = if after {
+            model
+                .range(k + 1..)
+                .next()
+                .map_or(k + (1 << 20), |(&n, _)| n)
+        } else {
+            model
+                .range(..k)
+                .next_back()
+                .map_or(k - (1 << 20), |(&p, _)| p)
+        };
+        let gap = bound.abs_diff(k);
+        if gap < 2 {
+            if model.len() > 2 {
+                f.tags.remove(at);
+                f.tags.put(at);
+                model.remove(&k);
+            }
+            continue;
+        }
+        let off = 1 + rng.below(gap as u64 - 1) as usize;
+        let key = if after { k + off } else { k - off };
+        let Some(id) = f.tags.take(key, 1, TagKind::Free) else {
+            break;
+        };
+        if after {
+            f.tags.insert_after(at, id);
+        } else {
+            f.tags.insert_before(at, id);
+        }
+        model.insert(key, id);
+        if step % 50 == 0 {
+            f.tags.verify_tree().unwrap();
+            let walk: Vec<_> = f.tags.iter().collect();
+            let want: Vec<_> = model.values().copied().collect();
+            assert_eq!(walk, want);
+        }
+    }
+    f.tags.verify_tree().unwrap();
+    let walk: Vec<_> = f.tags.iter().collect();
+    assert_eq!(walk, model.values().copied().collect::<Vec<_>>());
+}

@@ -104,29 +104,69 @@ impl Tags {
         self.set_parent(x, y);
     }
 
-    /// Inserts `id` into the address tree.
+    /// Inserts `id` into the address tree. O(log n).
     ///
     /// # Panics
     /// Panics if a tag with the same start and rank is already in the tree:
     /// the caller let two segments (or two spans) share a start.
     pub fn insert(&mut self, id: TagId) {
-        let z = id.0;
+        let key = {
+            let t = self.store.get(id);
+            (t.start, rank(t.kind))
+        };
         let (mut parent, mut cur) = (NIL, self.root);
         let mut go_left = false;
         while cur != NIL {
             parent = cur;
-            if self.less(z, cur) {
+            let t = self.store.get(TagId(cur));
+            let here = (t.start, rank(t.kind));
+            if key < here {
                 go_left = true;
-                cur = self.left(cur);
-            } else if self.less(cur, z) {
+                cur = t.left;
+            } else if here < key {
                 go_left = false;
-                cur = self.right(cur);
+                cur = t.right;
             } else {
                 panic!("kmem-btag: a tag with this start and kind is already in the tree");
             }
         }
+        self.link(id.0, parent, go_left);
+    }
+
+    /// Inserts `new` right after `at` in address order without searching:
+    /// O(1) amortized plus rebalancing. The caller guarantees that `new`
+    /// sorts after `at` and before `at`'s current successor (as when a
+    /// segment is split and the tail gets a tag of its own).
+    pub fn insert_after(&mut self, at: TagId, new: TagId) {
+        debug_assert!(self.less(at.0, new.0));
+        debug_assert!(self.next(at).is_none_or(|n| self.less(new.0, n.0)));
+        let r = self.right(at.0);
+        if r == NIL {
+            self.link(new.0, at.0, false);
+        } else {
+            let m = self.minimum(r);
+            self.link(new.0, m, true);
+        }
+    }
+
+    /// Inserts `new` right before `at` in address order without searching;
+    /// the mirror of [`insert_after`](Self::insert_after).
+    pub fn insert_before(&mut self, at: TagId, new: TagId) {
+        debug_assert!(self.less(new.0, at.0));
+        debug_assert!(self.prev(at).is_none_or(|p| self.less(p.0, new.0)));
+        let l = self.left(at.0);
+        if l == NIL {
+            self.link(new.0, at.0, true);
+        } else {
+            let m = self.maximum(l);
+            self.link(new.0, m, false);
+        }
+    }
+
+    /// Hangs `z` as a red leaf under `parent` (the root when NIL) and rebalances.
+    fn link(&mut self, z: u32, parent: u32, go_left: bool) {
         {
-            let t = self.store.get_mut(id);
+            let t = self.store.get_mut(TagId(z));
             t.parent = parent;
             t.left = NIL;
             t.right = NIL;
@@ -190,17 +230,23 @@ impl Tags {
     }
 
     fn minimum(&self, mut x: u32) -> u32 {
-        while self.left(x) != NIL {
-            x = self.left(x);
+        loop {
+            let l = self.left(x);
+            if l == NIL {
+                return x;
+            }
+            x = l;
         }
-        x
     }
 
     fn maximum(&self, mut x: u32) -> u32 {
-        while self.right(x) != NIL {
-            x = self.right(x);
+        loop {
+            let r = self.right(x);
+            if r == NIL {
+                return x;
+            }
+            x = r;
         }
-        x
     }
 
     /// Removes `id` from the address tree. The tag keeps its range and kind.
@@ -323,30 +369,38 @@ impl Tags {
         (self.root != NIL).then(|| TagId(self.maximum(self.root)))
     }
 
-    /// The tag after `id` in address order.
+    /// The tag after `id` in address order. O(1) amortized.
     pub fn next(&self, id: TagId) -> Option<TagId> {
-        let mut x = id.0;
-        if self.right(x) != NIL {
-            return Some(TagId(self.minimum(self.right(x))));
+        let t = self.store.get(id);
+        if t.right != NIL {
+            return Some(TagId(self.minimum(t.right)));
         }
-        let mut y = self.parent(x);
-        while y != NIL && x == self.right(y) {
+        let (mut x, mut y) = (id.0, t.parent);
+        while y != NIL {
+            let ty = self.store.get(TagId(y));
+            if ty.right != x {
+                break;
+            }
             x = y;
-            y = self.parent(y);
+            y = ty.parent;
         }
         TagId::from_raw(y)
     }
 
-    /// The tag before `id` in address order.
+    /// The tag before `id` in address order. O(1) amortized.
     pub fn prev(&self, id: TagId) -> Option<TagId> {
-        let mut x = id.0;
-        if self.left(x) != NIL {
-            return Some(TagId(self.maximum(self.left(x))));
+        let t = self.store.get(id);
+        if t.left != NIL {
+            return Some(TagId(self.maximum(t.left)));
         }
-        let mut y = self.parent(x);
-        while y != NIL && x == self.left(y) {
+        let (mut x, mut y) = (id.0, t.parent);
+        while y != NIL {
+            let ty = self.store.get(TagId(y));
+            if ty.left != x {
+                break;
+            }
             x = y;
-            y = self.parent(y);
+            y = ty.parent;
         }
         TagId::from_raw(y)
     }
@@ -356,11 +410,12 @@ impl Tags {
     pub fn lower_bound(&self, addr: usize) -> Option<TagId> {
         let (mut x, mut found) = (self.root, NIL);
         while x != NIL {
-            if self.store.get(TagId(x)).start >= addr {
+            let t = self.store.get(TagId(x));
+            if t.start >= addr {
                 found = x;
-                x = self.left(x);
+                x = t.left;
             } else {
-                x = self.right(x);
+                x = t.right;
             }
         }
         TagId::from_raw(found)
@@ -371,11 +426,12 @@ impl Tags {
     pub fn floor(&self, addr: usize) -> Option<TagId> {
         let (mut x, mut found) = (self.root, NIL);
         while x != NIL {
-            if self.store.get(TagId(x)).start <= addr {
+            let t = self.store.get(TagId(x));
+            if t.start <= addr {
                 found = x;
-                x = self.right(x);
+                x = t.right;
             } else {
-                x = self.left(x);
+                x = t.left;
             }
         }
         TagId::from_raw(found)

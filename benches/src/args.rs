@@ -1,0 +1,107 @@
+//! What the bench binary was asked for, read from the arguments criterion
+//! also parses, so a custom `main` can skip fixtures and extra passes that no
+//! selected benchmark needs.
+
+/// Criterion options that take a value (the value is not a filter).
+const WITH_VALUE: &[&str] = &[
+    "-c",
+    "--color",
+    "-s",
+    "--save-baseline",
+    "-b",
+    "--baseline",
+    "--baseline-lenient",
+    "--format",
+    "--profile-time",
+    "--load-baseline",
+    "--sample-size",
+    "--warm-up-time",
+    "--measurement-time",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--plotting-backend",
+    "--output-format",
+];
+
+/// The parts of the command line the benches act on.
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    /// Positional benchmark filters (substrings of benchmark ids).
+    pub filters: Vec<String>,
+    /// `--list`, `--test` or `--profile-time`: run no extra measurements.
+    pub no_extras: bool,
+}
+
+impl Args {
+    /// Reads the process arguments.
+    pub fn from_env() -> Self {
+        Self::parse(std::env::args().skip(1))
+    }
+
+    /// Reads `args` (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Self {
+        let mut out = Self::default();
+        let mut args = args.into_iter();
+        while let Some(a) = args.next() {
+            if WITH_VALUE.contains(&a.as_str()) {
+                if a == "--profile-time" {
+                    out.no_extras = true;
+                }
+                args.next();
+            } else if a.starts_with("--profile-time=") || a == "--list" || a == "--test" {
+                out.no_extras = true;
+            } else if !a.starts_with('-') {
+                out.filters.push(a);
+            }
+        }
+        out
+    }
+
+    /// True when some benchmark of `group` may be selected: no filter, or a
+    /// filter that is a substring of the group name or starts with it.
+    pub fn wants(&self, group: &str) -> bool {
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| group.contains(f.as_str()) || f.starts_with(group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn values_are_not_filters() {
+        let a = parse(&["--bench", "--warm-up-time", "1", "--measurement-time", "2"]);
+        assert!(a.filters.is_empty());
+        assert!(!a.no_extras);
+        assert!(a.wants("instant_fit_flat"));
+    }
+
+    #[test]
+    fn filters_select_groups() {
+        let a = parse(&["--bench", "-s", "base", "instant_fit_flat/kmem/1"]);
+        assert_eq!(a.filters, ["instant_fit_flat/kmem/1"]);
+        assert!(a.wants("instant_fit_flat"));
+        assert!(!a.wants("vs_vmem_10k_live"));
+        let a = parse(&["vmem"]);
+        assert!(a.wants("vs_vmem_10k_live") && a.wants("vs_vmem_10k_live_pages"));
+        assert!(!a.wants("instant_fit_split"));
+    }
+
+    #[test]
+    fn modes_without_extras() {
+        assert!(parse(&["--test"]).no_extras);
+        assert!(parse(&["--list"]).no_extras);
+        assert!(parse(&["--profile-time", "5"]).no_extras);
+        assert!(parse(&["--profile-time=5"]).no_extras);
+    }
+}
