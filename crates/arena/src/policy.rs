@@ -200,11 +200,14 @@ impl Fit {
         let end = start.checked_add(len)?.min(self.max);
         let mut from = start.max(self.min);
         // Windows of `nocross` units repeat their pattern of candidate
-        // offsets every align / gcd(align, nocross) windows.
+        // offsets every align / gcd(align, nocross) windows, so after that
+        // many hops (plus the first, partial window) nothing new can fit.
+        // The loop also ends when a candidate runs past the range, so it
+        // takes at most min(period, len / max(align, nocross)) + 2 rounds.
         let tries = if self.nocross == 0 {
             1
         } else {
-            (self.align / gcd(self.align, self.nocross)).clamp(1, 1024) + 1
+            (self.align / gcd(self.align, self.nocross)).saturating_add(1)
         };
         for _ in 0..tries {
             let x = self.candidate(from)?;

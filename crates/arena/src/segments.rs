@@ -182,8 +182,9 @@ impl Segments {
         below || above
     }
 
-    /// Pops the first segment of the lowest non-empty list at or above `i`.
-    fn pop_from(&mut self, i: usize) -> Option<TagId> {
+    /// The first segment of the lowest non-empty list at or above `i`.
+    #[inline]
+    fn peek_from(&self, i: usize) -> Option<TagId> {
         if i >= 64 {
             return None;
         }
@@ -191,28 +192,58 @@ impl Segments {
         if lists == 0 {
             return None;
         }
-        let i = lists.trailing_zeros() as usize;
-        let id = self.free[i].first()?;
-        self.untrack_free(id);
-        Some(id)
+        self.free[lists.trailing_zeros() as usize].first()
+    }
+
+    /// The first segment of list `i` holding at least `size` units.
+    fn first_fit_in(&self, i: usize, size: usize) -> Option<TagId> {
+        self.tags
+            .list_iter(self.free[i])
+            .find(|&id| self.tags.get(id).size >= size)
+    }
+
+    /// Allocates the first `size` units of the listed free segment `id`.
+    /// An exact fit leaves its list; otherwise the allocated front gets a new
+    /// tag (inserted before `id` without a search) and the free remainder
+    /// keeps its tag, and its list unless its size class changed. Needs one tag.
+    fn alloc_from(&mut self, id: TagId, size: usize) -> usize {
+        let t = *self.tags.get(id);
+        debug_assert!(t.kind() == TagKind::Free && t.size >= size);
+        if t.size == size {
+            self.untrack_free(id);
+            return self.account_alloc(id, size);
+        }
+        let front = self
+            .tags
+            .take(t.start, size, TagKind::Allocated)
+            .expect("kmem-arena: boundary tag not reserved");
+        {
+            let rest = self.tags.get_mut(id);
+            rest.start += size;
+            rest.size -= size;
+        }
+        self.tags.insert_before(id, front);
+        self.reclass(id);
+        self.account_alloc(front, size)
+    }
+
+    /// Moves the listed free segment `id` to the list of its (changed) size.
+    #[inline]
+    fn reclass(&mut self, id: TagId) {
+        let t = self.tags.get(id);
+        if t.list as usize != list_of(t.size) {
+            self.untrack_free(id);
+            self.track_free(id);
+        }
     }
 
     /// Instant fit: O(1) via the bitmap, falling back to the request's own
     /// list when no larger list has a segment.
     pub(crate) fn alloc_instant(&mut self, size: usize) -> Option<usize> {
-        let id = match self.pop_from(list_up(size)) {
-            Some(id) => id,
-            None => {
-                let i = list_of(size);
-                let id = self
-                    .tags
-                    .list_iter(self.free[i])
-                    .find(|&id| self.tags.get(id).size >= size)?;
-                self.untrack_free(id);
-                id
-            }
-        };
-        Some(self.account_alloc(id, size))
+        let id = self
+            .peek_from(list_up(size))
+            .or_else(|| self.first_fit_in(list_of(size), size))?;
+        Some(self.alloc_from(id, size))
     }
 
     /// Best fit: the smallest fitting segment of the request's own list,
@@ -224,14 +255,8 @@ impl Segments {
             .list_iter(self.free[i])
             .filter(|&id| self.tags.get(id).size >= size)
             .min_by_key(|&id| self.tags.get(id).size);
-        let id = match best {
-            Some(id) => {
-                self.untrack_free(id);
-                id
-            }
-            None => self.pop_from(i + 1)?,
-        };
-        Some(self.account_alloc(id, size))
+        let id = best.or_else(|| self.peek_from(i + 1))?;
+        Some(self.alloc_from(id, size))
     }
 
     /// Constrained allocation from the free lists. Lists whose every member
@@ -312,34 +337,52 @@ impl Segments {
     /// span leaves the arena and is returned for the caller to hand back to
     /// the source (outside the lock). The caller has validated the free.
     pub(crate) fn free(&mut self, id: TagId, release_spans: bool) -> Option<(usize, usize)> {
-        let size = self.tags.get(id).size;
+        let (start, size) = {
+            let t = self.tags.get(id);
+            (t.start, t.size)
+        };
         self.hash.remove(&mut self.tags, id);
         self.allocated -= size;
         self.counters.frees += 1;
-        let mut seg = id;
-        if let Some(next) = self.tags.next(seg) {
-            if self.tags.get(next).kind() == TagKind::Free {
-                self.untrack_free(next);
-                self.tags.remove(next);
-                let add = self.tags.get(next).size;
-                self.tags.get_mut(seg).size += add;
-                self.tags.put(next);
+        let is_free = |s: &Self, n: TagId| s.tags.get(n).kind() == TagKind::Free;
+        let next = self.tags.next(id).filter(|&n| is_free(self, n));
+        let prev = self.tags.prev(id).filter(|&p| is_free(self, p));
+        // Merge into a free neighbour in place: the survivor usually keeps
+        // its list, and no tag is re-inserted into the tree.
+        let seg = match (prev, next) {
+            (None, None) => {
+                self.track_free(id);
+                id
             }
-        }
-        if let Some(prev) = self.tags.prev(seg) {
-            if self.tags.get(prev).kind() == TagKind::Free {
-                self.untrack_free(prev);
-                self.tags.remove(seg);
-                let add = self.tags.get(seg).size;
-                self.tags.get_mut(prev).size += add;
-                self.tags.put(seg);
-                seg = prev;
+            (Some(p), next) => {
+                let mut grow = size;
+                if let Some(n) = next {
+                    grow += self.tags.get(n).size;
+                    self.untrack_free(n);
+                    self.tags.remove(n);
+                    self.tags.put(n);
+                }
+                self.tags.remove(id);
+                self.tags.put(id);
+                self.tags.get_mut(p).size += grow;
+                self.reclass(p);
+                p
             }
-        }
+            (None, Some(n)) => {
+                self.tags.remove(id);
+                self.tags.put(id);
+                let t = self.tags.get_mut(n);
+                t.start = start;
+                t.size += size;
+                self.reclass(n);
+                n
+            }
+        };
         if release_spans {
             if let Some(span) = self.tags.prev(seg) {
                 let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
                 if s.kind() == TagKind::Span && s.start == t.start && s.size == t.size {
+                    self.untrack_free(seg);
                     self.tags.remove(seg);
                     self.tags.put(seg);
                     self.tags.remove(span);
@@ -352,7 +395,6 @@ impl Segments {
                 }
             }
         }
-        self.track_free(seg);
         None
     }
 
@@ -384,17 +426,13 @@ impl Segments {
     /// the split so the split can use a tag from the new memory. Used by a
     /// base arena to carve its own tag pages under its lock.
     pub(crate) fn carve(&mut self, size: usize, donate: impl FnOnce(&mut Tags, usize)) -> bool {
-        let Some(id) = self.pop_from(list_up(size)).or_else(|| {
-            let i = list_of(size);
-            let id = self
-                .tags
-                .list_iter(self.free[i])
-                .find(|&id| self.tags.get(id).size >= size)?;
-            self.untrack_free(id);
-            Some(id)
-        }) else {
+        let Some(id) = self
+            .peek_from(list_up(size))
+            .or_else(|| self.first_fit_in(list_of(size), size))
+        else {
             return false;
         };
+        self.untrack_free(id);
         let start = self.tags.get(id).start;
         donate(&mut self.tags, start);
         self.mark_meta(id, size);

@@ -157,6 +157,7 @@ impl Tags {
 
     /// Takes an unused tag and fills in its range and kind. It is on no list
     /// and not in the tree. `None` when no unused tag is left.
+    #[inline]
     pub fn take(&mut self, start: usize, size: usize, kind: TagKind) -> Option<TagId> {
         let mut head = self.unused;
         let id = self.list_pop(&mut head)?;
@@ -171,6 +172,7 @@ impl Tags {
     }
 
     /// Returns a tag that is on no list and not in the tree to the unused list.
+    #[inline]
     pub fn put(&mut self, id: TagId) {
         self.store.get_mut(id).kind = TagKind::Unused;
         let mut head = self.unused;

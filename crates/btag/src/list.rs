@@ -37,6 +37,7 @@ impl ListHead {
 
 impl Tags {
     /// Pushes `id` at the front of the list `head`.
+    #[inline]
     pub fn list_push(&mut self, head: &mut ListHead, id: TagId) {
         let old = head.0;
         {
@@ -51,6 +52,7 @@ impl Tags {
     }
 
     /// Unlinks `id` from the list `head`, which must be the list it is on.
+    #[inline]
     pub fn list_remove(&mut self, head: &mut ListHead, id: TagId) {
         let (next, prev) = {
             let t = self.store.get_mut(id);
@@ -71,6 +73,7 @@ impl Tags {
     }
 
     /// Removes and returns the first tag of the list.
+    #[inline]
     pub fn list_pop(&mut self, head: &mut ListHead) -> Option<TagId> {
         let id = head.first()?;
         self.list_remove(head, id);

@@ -137,6 +137,7 @@ impl Tags {
     /// O(1) amortized plus rebalancing. The caller guarantees that `new`
     /// sorts after `at` and before `at`'s current successor (as when a
     /// segment is split and the tail gets a tag of its own).
+    #[inline]
     pub fn insert_after(&mut self, at: TagId, new: TagId) {
         debug_assert!(self.less(at.0, new.0));
         debug_assert!(self.next(at).is_none_or(|n| self.less(new.0, n.0)));
@@ -151,6 +152,7 @@ impl Tags {
 
     /// Inserts `new` right before `at` in address order without searching;
     /// the mirror of [`insert_after`](Self::insert_after).
+    #[inline]
     pub fn insert_before(&mut self, at: TagId, new: TagId) {
         debug_assert!(self.less(new.0, at.0));
         debug_assert!(self.prev(at).is_none_or(|p| self.less(p.0, new.0)));
@@ -370,6 +372,7 @@ impl Tags {
     }
 
     /// The tag after `id` in address order. O(1) amortized.
+    #[inline]
     pub fn next(&self, id: TagId) -> Option<TagId> {
         let t = self.store.get(id);
         if t.right != NIL {
@@ -388,6 +391,7 @@ impl Tags {
     }
 
     /// The tag before `id` in address order. O(1) amortized.
+    #[inline]
     pub fn prev(&self, id: TagId) -> Option<TagId> {
         let t = self.store.get(id);
         if t.left != NIL {
@@ -407,6 +411,7 @@ impl Tags {
 
     /// The first tag whose start is at or above `addr` (a span before the
     /// segment that shares its start). O(log n).
+    #[inline]
     pub fn lower_bound(&self, addr: usize) -> Option<TagId> {
         let (mut x, mut found) = (self.root, NIL);
         while x != NIL {
@@ -423,6 +428,7 @@ impl Tags {
 
     /// The last tag whose start is at or below `addr` (the segment rather than
     /// the span when both start there). O(log n).
+    #[inline]
     pub fn floor(&self, addr: usize) -> Option<TagId> {
         let (mut x, mut found) = (self.root, NIL);
         while x != NIL {
