@@ -397,7 +397,7 @@ impl<'a> Arena<'a> {
 
     /// Ends a successful allocation: unlocks, then grows the hash if needed.
     fn finish(&self, g: MutexGuard<'_, Segments>, addr: usize) -> usize {
-        let grow = !g.rescaling && g.hash.wanted_chains().is_some_and(|c| c > g.hash.chains());
+        let grow = g.hash.needs_grow() && !g.rescaling;
         drop(g);
         if grow {
             self.rescale(false);

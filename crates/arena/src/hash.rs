@@ -71,6 +71,13 @@ impl AllocHash {
         self.policy.dec();
     }
 
+    /// True when the load is above the growth limit (a cheap check for the
+    /// allocation path; the resize itself happens after unlocking).
+    #[inline]
+    pub(crate) fn needs_grow(&self) -> bool {
+        self.policy.needs_grow()
+    }
+
     /// The table size (in chains) the load policy wants, if it differs.
     pub(crate) fn wanted_chains(&self) -> Option<usize> {
         self.policy.resize_target().map(|bits| 1usize << bits)

@@ -185,7 +185,7 @@ impl Tags {
     ///
     /// # Panics
     /// Panics if `id` was not issued by this set.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, id: TagId) -> &Tag {
         self.store.get(id)
     }
@@ -193,7 +193,7 @@ impl Tags {
     /// The tag `id`, mutably. Changing `start` or `kind` of a tag in the tree
     /// is allowed only when it keeps the tree's order (e.g. moving a start up
     /// to a point no other tag lies between).
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, id: TagId) -> &mut Tag {
         self.store.get_mut(id)
     }

@@ -26,14 +26,19 @@ pub const TOP_ENTRIES: usize = 128;
 /// The most tags a store can hold.
 pub const MAX_TAGS: usize = TOP_ENTRIES * DIR_ENTRIES * TAGS_PER_CHUNK;
 
-/// Low bit of a directory entry: the page came from the owner's metadata
-/// source and must be handed back by [`TagStore::drain_owned`].
+/// Low bit of a chunk's directory entry (and bit `i` of `owned_dirs` for
+/// directory page `i`): the page came from the owner's metadata source and
+/// must be handed back by [`TagStore::drain_owned`].
 const OWNED: usize = 1;
 
 /// Storage for boundary tags carved from donated memory.
 pub struct TagStore {
-    /// Directory pages, each tagged with [`OWNED`] in bit 0.
+    /// Directory pages.
     top: [usize; TOP_ENTRIES],
+    /// Bit `i`: directory page `i` is owned (see [`OWNED`]).
+    owned_dirs: u128,
+    /// Tags carved: `chunks * TAGS_PER_CHUNK`, kept for the bounds check.
+    len: usize,
     /// Directory pages in use.
     dirs: usize,
     /// Chunks registered.
@@ -55,6 +60,8 @@ impl TagStore {
     pub const fn new() -> Self {
         Self {
             top: [0; TOP_ENTRIES],
+            owned_dirs: 0,
+            len: 0,
             dirs: 0,
             chunks: 0,
         }
@@ -63,7 +70,7 @@ impl TagStore {
     /// Tags carved so far (ids `0..len()` are valid).
     #[inline]
     pub fn len(&self) -> usize {
-        self.chunks * TAGS_PER_CHUNK
+        self.len
     }
 
     /// True when no memory has been donated.
@@ -130,10 +137,11 @@ impl TagStore {
                 // (caller obligation) and is aligned for usize (aligned above,
                 // and CHUNK_BYTES is a multiple of the alignment).
                 unsafe { at.cast::<usize>().write_bytes(0, DIR_ENTRIES) };
-                self.top[dir_slot] = at as usize | flag;
+                self.top[dir_slot] = at as usize;
+                self.owned_dirs |= u128::from(owned) << dir_slot;
                 self.dirs += 1;
             } else {
-                let dir = (self.top[dir_slot] & !OWNED) as *mut usize;
+                let dir = self.top[dir_slot] as *mut usize;
                 let tags = at.cast::<Tag>();
                 for i in 0..TAGS_PER_CHUNK {
                     // SAFETY: slot `i` of the chunk lies inside the donated
@@ -144,6 +152,7 @@ impl TagStore {
                 // (written when it was installed); the index is in bounds.
                 unsafe { dir.add(self.chunks % DIR_ENTRIES).write(at as usize | flag) };
                 self.chunks += 1;
+                self.len += TAGS_PER_CHUNK;
             }
             at = at.wrapping_add(CHUNK_BYTES);
             left -= CHUNK_BYTES;
@@ -152,14 +161,14 @@ impl TagStore {
     }
 
     /// Address of the tag `id`, or `None` when `id` was never carved.
-    #[inline]
+    #[inline(always)]
     fn slot(&self, id: TagId) -> Option<NonNull<Tag>> {
         let id = id.index();
-        if id >= self.len() {
+        if id >= self.len {
             return None;
         }
         let chunk = id / TAGS_PER_CHUNK;
-        let dir = (self.top[chunk / DIR_ENTRIES] & !OWNED) as *const usize;
+        let dir = self.top[chunk / DIR_ENTRIES] as *const usize;
         // SAFETY: `chunk < self.chunks`, so its directory page is installed and
         // its entry was written by `donate`.
         let base = unsafe { dir.add(chunk % DIR_ENTRIES).read() } & !OWNED;
@@ -171,7 +180,7 @@ impl TagStore {
     ///
     /// # Panics
     /// Panics if `id` was not carved by this store.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, id: TagId) -> &Tag {
         let p = self.slot(id).expect("kmem-btag: tag id out of range");
         // SAFETY: `slot` returned an initialized tag inside memory this store
@@ -183,7 +192,7 @@ impl TagStore {
     ///
     /// # Panics
     /// Panics if `id` was not carved by this store.
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, id: TagId) -> &mut Tag {
         let mut p = self.slot(id).expect("kmem-btag: tag id out of range");
         // SAFETY: as in `get`; the unique borrow of `self` makes this the only
@@ -195,16 +204,16 @@ impl TagStore {
     /// `(address, CHUNK_BYTES)` and empties the store. Ids become invalid.
     pub fn drain_owned(&mut self, mut give_back: impl FnMut(usize, usize)) {
         for chunk in 0..self.chunks {
-            let dir = (self.top[chunk / DIR_ENTRIES] & !OWNED) as *const usize;
+            let dir = self.top[chunk / DIR_ENTRIES] as *const usize;
             // SAFETY: as in `slot`: chunk < self.chunks, so the entry is written.
             let entry = unsafe { dir.add(chunk % DIR_ENTRIES).read() };
             if entry & OWNED != 0 {
                 give_back(entry & !OWNED, CHUNK_BYTES);
             }
         }
-        for entry in &self.top[..self.dirs] {
-            if entry & OWNED != 0 {
-                give_back(entry & !OWNED, CHUNK_BYTES);
+        for (i, &dir) in self.top[..self.dirs].iter().enumerate() {
+            if self.owned_dirs & (1 << i) != 0 {
+                give_back(dir, CHUNK_BYTES);
             }
         }
         *self = Self::new();
