@@ -6,7 +6,9 @@
 //! self-sufficient base arena over it, and [`boot`] then builds a page arena
 //! sourced from the base, as a kernel's early memory setup does. The shared
 //! test kit ([`Rng`], [`scale`]) lives here too, so every test and benchmark
-//! uses the same generator and length knob.
+//! uses the same generator and length knob. [`model::ArenaModel`] is a
+//! simple, slow reference model of an arena that randomized tests (and
+//! fuzzers) compare arenas with.
 //!
 //! ```
 //! use kmem_arena::Policy;
@@ -27,6 +29,7 @@ use std::alloc::{alloc_zeroed, dealloc};
 
 use kmem_arena::Arena;
 
+pub mod model;
 mod rng;
 pub use rng::{scale, seed, Rng};
 
@@ -77,7 +80,10 @@ impl PhysMem {
 
     /// True when `[addr, addr + size)` lies inside the region.
     pub fn contains(&self, addr: usize, size: usize) -> bool {
-        addr >= self.start() && addr.checked_add(size).is_some_and(|e| e <= self.start() + self.len())
+        addr >= self.start()
+            && addr
+                .checked_add(size)
+                .is_some_and(|e| e <= self.start() + self.len())
     }
 
     /// A self-sufficient base arena over the whole region.

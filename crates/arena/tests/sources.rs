@@ -1,0 +1,434 @@
+//! Sourced arenas three levels deep over real memory:
+//!
+//! ```text
+//! base (PhysMem, quantum 64, carves its own tags)
+//!  └ level1 (quantum 4096, import_scale 2; imports page-aligned spans from base)
+//!     └ level2 (quantum 256, import_scale 1)
+//!        └ level3 (quantum 16, import_scale 0)
+//! ```
+//!
+//! Every sourced level takes its tags and hash tables from the base. Tests:
+//! random allocation and free patterns through the deepest level with the
+//! whole chain checked after every step (each level's allocations are
+//! exactly the spans of the level above it; no level keeps a wholly free
+//! span); everything back to the base after freeing all and destroying the
+//! levels top-down; the effect of `import_scale`; and sources that fail,
+//! which must leave every level exactly as it was.
+
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use kmem_arena::{
+    AllocError, Arena, ArenaStats, Constraints, DestroyError, FnSource, Policy, Segment,
+    SegmentKind, WalkKinds,
+};
+use kmem_physmem::{scale, seed, PhysMem, Rng};
+
+const RAM: usize = 32 << 20;
+const BASE_Q: usize = 64;
+const QUANTA: [usize; 3] = [4096, 256, 16];
+const SCALES: [u32; 3] = [2, 1, 0];
+const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
+
+fn round(x: usize, q: usize) -> usize {
+    x.div_ceil(q) * q
+}
+
+fn segments(a: &Arena<'_>, kinds: WalkKinds) -> Vec<Segment> {
+    let mut v = Vec::new();
+    a.walk(kinds, |s| v.push(s));
+    v
+}
+
+/// Allocated segments (metadata aside) as `(start, size)`.
+fn allocations(a: &Arena<'_>) -> Vec<(usize, usize)> {
+    segments(a, WalkKinds::ALLOCATED)
+        .into_iter()
+        .filter(|s| !s.metadata)
+        .map(|s| (s.start, s.size))
+        .collect()
+}
+
+fn spans(a: &Arena<'_>) -> Vec<(usize, usize)> {
+    segments(a, WalkKinds::SPANS)
+        .into_iter()
+        .map(|s| (s.start, s.size))
+        .collect()
+}
+
+/// Spans whose only segment is free (a sourced arena must not keep one).
+fn idle_spans(a: &Arena<'_>) -> Vec<(usize, usize)> {
+    let all = segments(a, WalkKinds::SPANS | WalkKinds::FREE);
+    all.windows(2)
+        .filter(|w| {
+            w[0].kind == SegmentKind::Span
+                && w[1].kind == SegmentKind::Free
+                && (w[0].start, w[0].size) == (w[1].start, w[1].size)
+        })
+        .map(|w| (w[0].start, w[0].size))
+        .collect()
+}
+
+/// Everything observable about an arena but its event counters (failed
+/// requests count failures, and a span imported and handed back again
+/// counts allocs, frees, imports and releases).
+fn state(a: &Arena<'_>) -> (ArenaStats, Vec<Segment>) {
+    let st = ArenaStats {
+        allocs: 0,
+        frees: 0,
+        failures: 0,
+        imports: 0,
+        releases: 0,
+        ..a.stats()
+    };
+    (st, segments(a, WalkKinds::ALL))
+}
+
+/// Checks every arena, and that each importer's spans are exactly its
+/// source's allocations (level 1 shares the base with tag pages and hash
+/// tables, so there the spans need only be among the allocations).
+fn check_chain(base: &Arena<'_>, levels: &[&Arena<'_>]) {
+    base.check().unwrap();
+    for l in levels {
+        l.check().unwrap();
+        assert_eq!(
+            idle_spans(l),
+            vec![],
+            "{} keeps a wholly free span",
+            l.name()
+        );
+        assert_eq!(l.stats().imported, l.amt_total());
+    }
+    let base_allocs = allocations(base);
+    for s in spans(levels[0]) {
+        assert!(
+            base_allocs.binary_search(&s).is_ok(),
+            "level1 span {s:x?} is not a base allocation"
+        );
+    }
+    for w in levels.windows(2) {
+        assert_eq!(
+            allocations(w[0]),
+            spans(w[1]),
+            "{}'s allocations differ from {}'s spans",
+            w[0].name(),
+            w[1].name()
+        );
+        assert_eq!(w[0].stats().allocated, w[1].amt_total());
+    }
+}
+
+fn level<'a>(name: &str, i: usize, src: &'a Arena<'a>, base: &'a Arena<'a>) -> Arena<'a> {
+    Arena::builder(name)
+        .quantum(QUANTA[i])
+        .source(src)
+        .tags_from(base)
+        .import_scale(SCALES[i])
+        .build()
+        .unwrap()
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    addr: usize,
+    size: usize,
+    xalloc: bool,
+}
+
+/// Random allocations and frees through level 3, the whole chain checked
+/// after every step; then everything freed, every span back, each level
+/// destroyed top-down, and the base exactly as it started but for its own
+/// metadata.
+#[test]
+fn three_levels_random_patterns() {
+    let seed = seed(0x736f_7572_6365_7331);
+    let mut rng = Rng::new(seed);
+    let ram = PhysMem::new(RAM);
+    let base = ram.base_arena("base", BASE_Q);
+    let (free0, meta0) = (base.amt_free(), base.stats().metadata);
+    let base_stats0 = base.stats();
+
+    let mut l1 = level("level1", 0, &base, &base);
+    let mut l2 = level("level2", 1, &l1, &base);
+    let mut l3 = level("level3", 2, &l2, &base);
+
+    let steps = 4000 * scale();
+    let mut live: Vec<Live> = Vec::new();
+    for step in 0..steps {
+        let ctx = || format!("seed {seed} (KMEM_TEST_SEED), step {step}");
+        // Phases of growth and shrinkage, so levels empty out and refill.
+        let target = if (step / 500) % 2 == 0 { 150 } else { 10 };
+        if live.len() < target && rng.chance(2, 3) {
+            let size = if rng.chance(1, 10) {
+                rng.range(1, 128 << 10)
+            } else {
+                rng.range(1, 4096)
+            };
+            let xalloc = rng.chance(1, 2);
+            let (got, align) = if !xalloc {
+                let policy = POLICIES[rng.below(3) as usize];
+                (l3.alloc(size, policy), QUANTA[2])
+            } else {
+                let align = rng.pow2(4, 16);
+                let c = Constraints::new()
+                    .align(align)
+                    .policy(POLICIES[rng.below(3) as usize]);
+                (l3.xalloc(size, &c), align)
+            };
+            let addr = got.unwrap_or_else(|e| panic!("{}: alloc {size:#x}: {e}", ctx()));
+            assert_eq!(addr % align, 0, "{}", ctx());
+            assert!(ram.contains(addr, size), "{}", ctx());
+            live.push(Live { addr, size, xalloc });
+        } else if !live.is_empty() {
+            let l = live.swap_remove(rng.below(live.len() as u64) as usize);
+            if l.xalloc {
+                l3.xfree(l.addr, l.size)
+            } else {
+                l3.free(l.addr, l.size)
+            }
+            .unwrap_or_else(|e| panic!("{}: free: {e}", ctx()));
+        }
+        check_chain(&base, &[&l1, &l2, &l3]);
+    }
+
+    // Destroy refuses while allocations are live, changing nothing.
+    if !live.is_empty() {
+        let before = [state(&base), state(&l1), state(&l2), state(&l3)];
+        let bytes = live.iter().map(|l| round(l.size, QUANTA[2])).sum();
+        assert_eq!(
+            l3.destroy(),
+            Err(DestroyError::LiveAllocations {
+                count: live.len(),
+                bytes
+            })
+        );
+        assert_eq!(
+            [state(&base), state(&l1), state(&l2), state(&l3)],
+            before,
+            "a refused destroy changed the chain"
+        );
+    }
+
+    rng_shuffle(&mut rng, &mut live);
+    for l in live.drain(..) {
+        l3.free(l.addr, l.size).unwrap();
+        check_chain(&base, &[&l1, &l2, &l3]);
+    }
+    for l in [&l3, &l2, &l1] {
+        let st = l.stats();
+        assert_eq!(
+            (st.total, st.spans, st.live, st.imported),
+            (0, 0, 0, 0),
+            "{} still holds spans",
+            l.name()
+        );
+        assert_eq!(st.imports, st.releases, "{}", l.name());
+        assert!(st.imports > 0, "{} never imported", l.name());
+    }
+    // Only the levels' tag pages and hash tables are still out of the base.
+    assert_eq!(spans(&l1), vec![]);
+
+    l3.destroy().unwrap();
+    drop(l3);
+    l2.destroy().unwrap();
+    drop(l2);
+    l1.destroy().unwrap();
+    drop(l1);
+
+    base.check().unwrap();
+    let st = base.stats();
+    assert_eq!(st.live, 0, "tag pages or hash tables leaked: {st:?}");
+    assert_eq!(st.allocs, st.frees, "{st:?}");
+    assert_eq!(st.total, base_stats0.total);
+    assert_eq!(st.allocated, st.metadata);
+    assert_eq!(base.amt_free() + st.metadata, free0 + meta0);
+    assert!(
+        segments(&base, WalkKinds::ALLOCATED)
+            .iter()
+            .all(|s| s.metadata),
+        "non-metadata segment left in the base"
+    );
+}
+
+fn rng_shuffle<T>(rng: &mut Rng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+}
+
+/// `import_scale` k imports `size << k` units (rounded to the quantum the
+/// importer and its source share) and serves later requests from it.
+#[test]
+fn import_scale_sizes_each_levels_spans() {
+    let ram = PhysMem::new(RAM);
+    let base = ram.base_arena("base", BASE_Q);
+    for scale in 0..4u32 {
+        let mut a = Arena::builder("scaled")
+            .quantum(4096)
+            .source(&base)
+            .tags_from(&base)
+            .import_scale(scale)
+            .build()
+            .unwrap();
+        let x = a.alloc(3 * 4096 - 100, Policy::InstantFit).unwrap();
+        assert_eq!(a.amt_total(), (3 * 4096) << scale, "scale {scale}");
+        assert_eq!(a.stats().imports, 1);
+        assert_eq!(x % 4096, 0, "page-quantum arena over a 64-byte base");
+        // With scale >= 1 the rest of the span serves the next request.
+        let y = a.alloc(4096, Policy::BestFit).unwrap();
+        let imports = if scale == 0 { 2 } else { 1 };
+        assert_eq!(a.stats().imports, imports, "scale {scale}");
+        a.free(x, 3 * 4096).unwrap();
+        a.free(y, 4096).unwrap();
+        assert_eq!(a.amt_total(), 0);
+        a.check().unwrap();
+        a.destroy().unwrap();
+    }
+
+    // Through the chain: each level asks its source for what it imports,
+    // and the source scales that again.
+    let l1 = level("level1", 0, &base, &base);
+    let l2 = level("level2", 1, &l1, &base);
+    let l3 = level("level3", 2, &l2, &base);
+    let size = 5000;
+    let a = l3.alloc(size, Policy::InstantFit).unwrap();
+    let want3 = round(size << SCALES[2], 256); // lcm(16, 256)
+    let want2 = round(want3 << SCALES[1], 4096); // lcm(256, 4096)
+    let want1 = round(want2 << SCALES[0], 4096); // lcm(4096, 64)
+    assert_eq!(
+        [l3.amt_total(), l2.amt_total(), l1.amt_total()],
+        [want3, want2, want1]
+    );
+    check_chain(&base, &[&l1, &l2, &l3]);
+    l3.free(a, size).unwrap();
+    assert_eq!([l3.amt_total(), l2.amt_total(), l1.amt_total()], [0, 0, 0]);
+    check_chain(&base, &[&l1, &l2, &l3]);
+}
+
+/// A source whose import fails: requests that need an import fail with the
+/// source's error and leave every level (and the base) exactly as they were.
+/// Level 2 imports through an `FnSource` wrapping level 1 that can be told
+/// to fail, or to fail after a number of successful imports.
+#[test]
+fn failing_source_changes_nothing() {
+    let ram = PhysMem::new(RAM);
+    let base = ram.base_arena("base", BASE_Q);
+    let l1 = level("level1", 0, &base, &base);
+    let fail = AtomicBool::new(false);
+    // Imports still allowed while `fail` is set (counts down).
+    let grace = AtomicUsize::new(0);
+    let source = FnSource::new(
+        |size| {
+            if fail.load(Ordering::Relaxed)
+                && grace
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| g.checked_sub(1))
+                    .is_err()
+            {
+                return Err(AllocError::Exhausted);
+            }
+            l1.alloc(size, Policy::InstantFit)
+        },
+        |b, s| l1.free(b, s).unwrap(),
+    )
+    .with_quantum(QUANTA[0]);
+    let l2 = Arena::builder("level2")
+        .quantum(QUANTA[1])
+        .source(&source)
+        .tags_from(&base)
+        .import_scale(SCALES[1])
+        .build()
+        .unwrap();
+    let l3 = level("level3", 2, &l2, &base);
+
+    // Warm up: tags and hash in place, some spans imported.
+    let mut live = Vec::new();
+    for i in 1..=40 {
+        live.push((l3.alloc(i * 100, Policy::InstantFit).unwrap(), i * 100));
+    }
+    for (a, s) in live.drain(..20) {
+        l3.free(a, s).unwrap();
+    }
+    check_chain(&base, &[&l1, &l2, &l3]);
+
+    let snapshot = || [state(&base), state(&l1), state(&l2), state(&l3)];
+    let before = snapshot();
+    let fails_before = l3.stats().failures;
+    fail.store(true, Ordering::Relaxed);
+    // More than any level holds free, yet importable once the source
+    // recovers: scaled by 2 and 4 on the way down, 8 MiB of the base's 32.
+    // (A scaled import is all or nothing, as in Akaros: there is no retry
+    // with the unscaled size, so 4 MiB would fail for good.)
+    let big = 1 << 20;
+    for policy in POLICIES {
+        assert_eq!(l3.alloc(big, policy), Err(AllocError::Exhausted));
+        assert_eq!(
+            snapshot(),
+            before,
+            "failed alloc ({policy:?}) changed state"
+        );
+        let c = Constraints::new().align(1 << 16).policy(policy);
+        assert_eq!(l3.xalloc(big, &c), Err(AllocError::Exhausted));
+        assert_eq!(
+            snapshot(),
+            before,
+            "failed xalloc ({policy:?}) changed state"
+        );
+    }
+    // One import succeeds, but its span cannot serve the request (it lies
+    // outside the window): it must go back before the next, failing, import.
+    grace.store(1, Ordering::Relaxed);
+    let c = Constraints::new().min_addr(0).max_addr(ram.start());
+    assert_eq!(l3.xalloc(big, &c), Err(AllocError::Exhausted));
+    assert_eq!(
+        grace.load(Ordering::Relaxed),
+        0,
+        "the allowed import was not used"
+    );
+    assert_eq!(snapshot(), before, "stranded import kept");
+    assert!(l3.stats().failures > fails_before);
+    check_chain(&base, &[&l1, &l2, &l3]);
+
+    // The source recovers: the same request succeeds, and goes back.
+    fail.store(false, Ordering::Relaxed);
+    let a = l3.alloc(big, Policy::InstantFit).unwrap();
+    assert!(l1.amt_total() >= big);
+    l3.free(a, big).unwrap();
+    assert_eq!(snapshot(), before, "after a successful alloc and free");
+    for (a, s) in live {
+        l3.free(a, s).unwrap();
+    }
+    assert_eq!([l3.amt_total(), l2.amt_total(), l1.amt_total()], [0, 0, 0]);
+    check_chain(&base, &[&l1, &l2, &l3]);
+}
+
+/// An `FnSource` that returns a span misaligned for the importer: the
+/// importer hands it straight back and fails with `BadImport`, unchanged.
+#[test]
+fn misaligned_import_is_returned() {
+    let ram = PhysMem::new(1 << 20);
+    let base = ram.base_arena("base", BASE_Q);
+    let released = AtomicUsize::new(0);
+    let source = FnSource::new(
+        |_size| Ok(0x10_0008),
+        |b, s| {
+            assert_eq!(b, 0x10_0008);
+            released.fetch_add(s, Ordering::Relaxed);
+        },
+    )
+    .with_quantum(4096);
+    let a = Arena::builder("ids")
+        .quantum(16)
+        .source(&source)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    assert_eq!(a.alloc(100, Policy::InstantFit), Err(AllocError::BadImport));
+    assert_eq!(released.load(Ordering::Relaxed), 4096);
+    assert_eq!(a.amt_total(), 0);
+    assert_eq!(
+        a.xalloc(100, &Constraints::new().align(64)),
+        Err(AllocError::BadImport)
+    );
+    assert_eq!(a.amt_total(), 0);
+    assert_eq!(spans(&a), vec![]);
+    a.check().unwrap();
+}
