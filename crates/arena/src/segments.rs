@@ -382,15 +382,7 @@ impl Segments {
             if let Some(span) = self.tags.prev(seg) {
                 let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
                 if s.kind() == TagKind::Span && s.start == t.start && s.size == t.size {
-                    self.untrack_free(seg);
-                    self.tags.remove(seg);
-                    self.tags.put(seg);
-                    self.tags.remove(span);
-                    self.tags.put(span);
-                    self.total -= s.size;
-                    self.imported -= s.size;
-                    self.spans -= 1;
-                    self.counters.releases += 1;
+                    self.remove_free_span(span, seg);
                     return Some((s.start, s.size));
                 }
             }
@@ -409,16 +401,22 @@ impl Segments {
         if t.start != s.start || t.size != s.size {
             return None;
         }
+        self.remove_free_span(span, seg);
+        Some(s.size)
+    }
+
+    /// Drops the imported `span` and the one free segment `seg` covering it.
+    fn remove_free_span(&mut self, span: TagId, seg: TagId) {
+        let size = self.tags.get(span).size;
         self.untrack_free(seg);
         self.tags.remove(seg);
         self.tags.put(seg);
         self.tags.remove(span);
         self.tags.put(span);
-        self.total -= s.size;
-        self.imported -= s.size;
+        self.total -= size;
+        self.imported -= size;
         self.spans -= 1;
         self.counters.releases += 1;
-        Some(s.size)
     }
 
     /// Takes a free segment of at least `size` units, marks its first `size`
