@@ -7,7 +7,7 @@
 //! releases to the source, tag-page allocation and hash resizing all happen
 //! with the lock dropped, between operations, never in the middle of one.
 
-use kmem_btag::{HeadTable, TagKind, Tags, CHUNK_BYTES};
+use kmem_btag::{HeadTable, Tags, Tree, CHUNK_BYTES};
 use spin::{Mutex, MutexGuard};
 
 use crate::policy::{round_size, Fit};
@@ -592,12 +592,10 @@ impl<'a> Arena<'a> {
         }
         if let Some(src) = source {
             // Every imported span is wholly free now (no live segments).
-            let mut cur = s.tags.first();
+            let mut cur = s.tags.first(Tree::Spans);
             while let Some(id) = cur {
                 let t = *s.tags.get(id);
-                if t.kind() == TagKind::Span {
-                    src.release(t.start, t.size);
-                }
+                src.release(t.start, t.size);
                 cur = s.tags.next(id);
             }
         }

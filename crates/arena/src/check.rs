@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use kmem_btag::{TagKind, TreeError};
+use kmem_btag::{AddrError, TagKind, Tree, TreeError};
 
 use crate::arena::META;
 use crate::segments::list_of;
@@ -11,8 +11,16 @@ use crate::Arena;
 /// The first invariant [`Arena::check`] found broken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckError {
-    /// The address tree is malformed.
+    /// The span or segment tree is malformed.
     Tree(TreeError),
+    /// The address list is malformed.
+    AddrList(AddrError),
+    /// A tag is in the wrong tree, or missing from the one it must be in
+    /// (spans in the span tree, free segments in the segment tree).
+    Membership {
+        /// Start of the offending tag.
+        at: usize,
+    },
     /// A segment lies outside every span, or overlaps its predecessor.
     Stray {
         /// Start of the offending segment.
@@ -60,7 +68,9 @@ pub enum CheckError {
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Tree(e) => write!(f, "address tree broken: {e:?}"),
+            Self::Tree(e) => write!(f, "tree broken: {e:?}"),
+            Self::AddrList(e) => write!(f, "address list broken: {e:?}"),
+            Self::Membership { at } => write!(f, "tag at {at:#x} in the wrong tree"),
             Self::Stray { at } => write!(f, "segment at {at:#x} outside its span or overlapping"),
             Self::Tiling { span } => write!(f, "span at {span:#x} not tiled by its segments"),
             Self::Uncoalesced { at } => write!(f, "free segment at {at:#x} not coalesced"),
@@ -87,7 +97,9 @@ fn accounting(what: &'static str, kept: usize, found: usize) -> Result<(), Check
 }
 
 impl Arena<'_> {
-    /// Verifies every invariant of the arena: the tree; spans tiled exactly by
+    /// Verifies every invariant of the arena: the address list and both
+    /// trees, with spans in the span tree and every free segment in the
+    /// segment tree; spans tiled exactly by
     /// non-overlapping segments; no two adjacent free segments in a span;
     /// every free segment on the list of its size class and the bitmap in
     /// step; every allocated segment (and nothing else) in the hash; the
@@ -95,7 +107,10 @@ impl Arena<'_> {
     pub fn check(&self) -> Result<(), CheckError> {
         let g = self.inner.lock();
         let tags = &g.tags;
-        tags.verify_tree().map_err(CheckError::Tree)?;
+        tags.verify_tree(Tree::Spans).map_err(CheckError::Tree)?;
+        tags.verify_tree(Tree::Segments).map_err(CheckError::Tree)?;
+        tags.verify_addr().map_err(CheckError::AddrList)?;
+        let mut seg_tree = 0;
 
         let (mut total, mut free, mut alloc, mut imported) = (0, 0, 0, 0);
         let (mut nr_free, mut nr_alloc, mut nr_spans) = (0, 0, 0);
@@ -103,8 +118,18 @@ impl Arena<'_> {
         // The span being tiled: (start, end, next unit expected).
         let mut span: Option<(usize, usize, usize)> = None;
         let mut prev_free = false;
-        for id in tags.iter() {
+        for id in tags.addr_iter() {
             let t = *tags.get(id);
+            let tree = tags.tree_of(id);
+            let tree_ok = match t.kind() {
+                TagKind::Span => tree == Some(Tree::Spans),
+                TagKind::Free => tree == Some(Tree::Segments),
+                _ => tree != Some(Tree::Spans),
+            };
+            if !tree_ok {
+                return Err(CheckError::Membership { at: t.start });
+            }
+            seg_tree += usize::from(tree == Some(Tree::Segments));
             match t.kind() {
                 TagKind::Span => {
                     if let Some((s, e, at)) = span {
@@ -188,6 +213,8 @@ impl Arena<'_> {
         accounting("allocated", g.allocated, alloc)?;
         accounting("imported", g.imported, imported)?;
         accounting("spans", g.spans, nr_spans)?;
+        accounting("span tree", tags.tree_len(Tree::Spans), nr_spans)?;
+        accounting("segment tree", tags.tree_len(Tree::Segments), seg_tree)?;
         accounting("metadata units", g.meta_units, meta_units)?;
         accounting("metadata segments", g.meta_segs, meta_segs)?;
 

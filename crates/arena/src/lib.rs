@@ -4,7 +4,8 @@
 //!
 //! An [`Arena`] holds *spans* (ranges added with [`Arena::add`] or imported
 //! from a [`Source`]) carved into free and allocated *segments*, each tracked
-//! by a boundary tag in an address-ordered tree (`kmem-btag`). Free segments
+//! by a boundary tag on an address-ordered list (`kmem-btag`); spans and free
+//! segments are also in address-ordered trees for searching. Free segments
 //! sit on 64 power-of-two lists with a bitmap of non-empty lists, so
 //! [`Policy::InstantFit`] is O(1); allocated segments sit in a hash keyed by
 //! start, so [`Arena::free`] is O(1) and checks the size. [`Arena::xalloc`]

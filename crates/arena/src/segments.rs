@@ -1,12 +1,17 @@
 //! The arena's state and the operations on it, all run under the arena lock
 //! and none of which allocates: callers reserve boundary tags first.
 //!
-//! Free segments sit on 64 power-of-two lists (list `i` holds sizes in
-//! `[2^i, 2^(i+1))`), with a bitmap of the non-empty lists; allocated
-//! segments sit in the [`AllocHash`]; every span and segment is in the
-//! address-ordered tag tree.
+//! Every span and segment is on the tag set's address list (O(1)
+//! neighbours, splits and merges). Spans are also in the span tree, for
+//! overlap and containment searches. Free segments sit on 64 power-of-two
+//! lists (list `i` holds sizes in `[2^i, 2^(i+1))`) with a bitmap of the
+//! non-empty lists, and in the segment tree, for address-ordered searches
+//! (`xalloc` windows, next fit). An allocated segment stays in the segment
+//! tree if it was there when allocated whole, and is never put there
+//! otherwise, so neither filling a hole nor splitting and merging back
+//! rebalances a tree. Allocated segments sit in the [`AllocHash`].
 
-use kmem_btag::{ListHead, TagId, TagKind, Tags};
+use kmem_btag::{ListHead, TagId, TagKind, Tags, Tree};
 
 use crate::hash::AllocHash;
 use crate::policy::Fit;
@@ -102,8 +107,9 @@ impl Segments {
         }
     }
 
-    /// Marks the free, unlisted segment `id` allocated with its first `size`
-    /// units; the rest (if any) becomes a new free segment. Needs one tag.
+    /// Marks the free, unlisted segment `id` (in the segment tree, as every
+    /// free segment is) allocated with its first `size` units; the rest (if
+    /// any) becomes a new free segment. Needs one tag.
     fn account_alloc(&mut self, id: TagId, size: usize) -> usize {
         let (start, have) = {
             let t = self.tags.get(id);
@@ -116,6 +122,7 @@ impl Segments {
                 .take(start + size, have - size, TagKind::Free)
                 .expect("kmem-arena: boundary tag not reserved");
             self.tags.get_mut(id).size = size;
+            self.tags.addr_insert_after(id, rest);
             self.tags.insert_after(id, rest);
             self.track_free(rest);
         }
@@ -145,6 +152,7 @@ impl Segments {
             t.start = at;
             t.size -= at - start;
         }
+        self.tags.addr_insert_before(id, front);
         self.tags.insert_before(id, front);
         self.track_free(front);
     }
@@ -157,8 +165,14 @@ impl Segments {
         let (span, seg) = span
             .zip(seg)
             .expect("kmem-arena: boundary tags not reserved");
-        self.tags.insert(span);
-        self.tags.insert(seg);
+        // On the address list, the new span goes right before the next span.
+        match self.tags.lower_bound(Tree::Spans, base) {
+            Some(next) => self.tags.addr_insert_before(next, span),
+            None => self.tags.addr_push_back(span),
+        }
+        self.tags.addr_insert_after(span, seg);
+        self.tags.insert(Tree::Spans, span);
+        self.tags.insert(Tree::Segments, seg);
         self.track_free(seg);
         self.total += size;
         self.spans += 1;
@@ -173,11 +187,11 @@ impl Segments {
         let end = base + size;
         let below = self
             .tags
-            .floor(base)
+            .floor(Tree::Spans, base)
             .is_some_and(|id| self.tags.get(id).end() > base);
         let above = self
             .tags
-            .lower_bound(base)
+            .lower_bound(Tree::Spans, base)
             .is_some_and(|id| self.tags.get(id).start < end);
         below || above
     }
@@ -203,9 +217,10 @@ impl Segments {
     }
 
     /// Allocates the first `size` units of the listed free segment `id`.
-    /// An exact fit leaves its list; otherwise the allocated front gets a new
-    /// tag (inserted before `id` without a search) and the free remainder
-    /// keeps its tag, and its list unless its size class changed. Needs one tag.
+    /// An exact fit leaves its list (and stays in the segment tree); otherwise
+    /// the allocated front gets a new tag, on the address list only, and the
+    /// free remainder keeps its tag, its place in the segment tree, and its
+    /// list unless its size class changed. Needs one tag.
     fn alloc_from(&mut self, id: TagId, size: usize) -> usize {
         let t = *self.tags.get(id);
         debug_assert!(t.kind() == TagKind::Free && t.size >= size);
@@ -222,7 +237,7 @@ impl Segments {
             rest.start += size;
             rest.size -= size;
         }
-        self.tags.insert_before(id, front);
+        self.tags.addr_insert_before(id, front);
         self.reclass(id);
         self.account_alloc(front, size)
     }
@@ -300,7 +315,12 @@ impl Segments {
     /// Constrained allocation in address order, starting at the segment that
     /// holds `fit.min`: the lowest fitting address. Needs two tags.
     pub(crate) fn xalloc_ordered(&mut self, fit: &Fit) -> Option<usize> {
-        let mut cur = self.tags.floor(fit.min).or_else(|| self.tags.first());
+        // Every free segment is in the segment tree; the one holding `min`
+        // (if any) is the last member starting at or below it.
+        let mut cur = self
+            .tags
+            .floor(Tree::Segments, fit.min)
+            .or_else(|| self.tags.first(Tree::Segments));
         while let Some(id) = cur {
             let t = *self.tags.get(id);
             if t.start >= fit.max {
@@ -345,12 +365,15 @@ impl Segments {
         self.allocated -= size;
         self.counters.frees += 1;
         let is_free = |s: &Self, n: TagId| s.tags.get(n).kind() == TagKind::Free;
-        let next = self.tags.next(id).filter(|&n| is_free(self, n));
-        let prev = self.tags.prev(id).filter(|&p| is_free(self, p));
-        // Merge into a free neighbour in place: the survivor usually keeps
-        // its list, and no tag is re-inserted into the tree.
+        let next = self.tags.addr_next(id).filter(|&n| is_free(self, n));
+        let prev = self.tags.addr_prev(id).filter(|&p| is_free(self, p));
+        // Merge into a free neighbour in place: the survivor keeps its place
+        // in the segment tree and usually its list.
         let seg = match (prev, next) {
             (None, None) => {
+                if self.tags.tree_of(id).is_none() {
+                    self.tags.insert(Tree::Segments, id);
+                }
                 self.track_free(id);
                 id
             }
@@ -359,18 +382,15 @@ impl Segments {
                 if let Some(n) = next {
                     grow += self.tags.get(n).size;
                     self.untrack_free(n);
-                    self.tags.remove(n);
-                    self.tags.put(n);
+                    self.drop_tag(n);
                 }
-                self.tags.remove(id);
-                self.tags.put(id);
+                self.drop_tag(id);
                 self.tags.get_mut(p).size += grow;
                 self.reclass(p);
                 p
             }
             (None, Some(n)) => {
-                self.tags.remove(id);
-                self.tags.put(id);
+                self.drop_tag(id);
                 let t = self.tags.get_mut(n);
                 t.start = start;
                 t.size += size;
@@ -379,7 +399,7 @@ impl Segments {
             }
         };
         if release_spans {
-            if let Some(span) = self.tags.prev(seg) {
+            if let Some(span) = self.tags.addr_prev(seg) {
                 let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
                 if s.kind() == TagKind::Span && s.start == t.start && s.size == t.size {
                     self.remove_free_span(span, seg);
@@ -392,8 +412,8 @@ impl Segments {
 
     /// Removes the span starting at `base` if it is wholly free; returns its size.
     pub(crate) fn take_free_span(&mut self, base: usize) -> Option<usize> {
-        let span = self.tags.lower_bound(base)?;
-        let seg = self.tags.next(span)?;
+        let span = self.tags.lower_bound(Tree::Spans, base)?;
+        let seg = self.tags.addr_next(span)?;
         let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
         if s.kind() != TagKind::Span || s.start != base || t.kind() != TagKind::Free {
             return None;
@@ -405,14 +425,22 @@ impl Segments {
         Some(s.size)
     }
 
+    /// Takes `id` off the address list and out of its tree (if any), and
+    /// returns it to the unused tags.
+    fn drop_tag(&mut self, id: TagId) {
+        if self.tags.tree_of(id).is_some() {
+            self.tags.remove(id);
+        }
+        self.tags.addr_remove(id);
+        self.tags.put(id);
+    }
+
     /// Drops the imported `span` and the one free segment `seg` covering it.
     fn remove_free_span(&mut self, span: TagId, seg: TagId) {
         let size = self.tags.get(span).size;
         self.untrack_free(seg);
-        self.tags.remove(seg);
-        self.tags.put(seg);
-        self.tags.remove(span);
-        self.tags.put(span);
+        self.drop_tag(seg);
+        self.drop_tag(span);
         self.total -= size;
         self.imported -= size;
         self.spans -= 1;

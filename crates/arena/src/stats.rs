@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use kmem_btag::{Tag, TagKind};
+use kmem_btag::{Tag, TagKind, Tree};
 
 use crate::arena::META;
 use crate::Arena;
@@ -175,7 +175,7 @@ impl Arena<'_> {
     /// lock: `f` must not call into this arena.
     pub fn walk(&self, kinds: WalkKinds, mut f: impl FnMut(Segment)) {
         let g = self.inner.lock();
-        for id in g.tags.iter() {
+        for id in g.tags.addr_iter() {
             let t = g.tags.get(id);
             if let Some(kind) = kind_of(t).filter(|&k| kinds.has(k)) {
                 f(Segment {
@@ -189,29 +189,16 @@ impl Arena<'_> {
     }
 
     /// True when `[addr, addr + size)` lies inside one span of the arena.
-    /// O(log n + segments in the range).
+    /// O(log spans).
     pub fn contains(&self, addr: usize, size: usize) -> bool {
         let Some(end) = addr.checked_add(size) else {
             return false;
         };
         let g = self.inner.lock();
-        let Some(mut id) = g.tags.floor(addr) else {
-            return false;
-        };
-        loop {
-            let t = g.tags.get(id);
-            if t.end() >= end && t.end() > addr {
-                return true;
-            }
-            match g.tags.next(id) {
-                Some(n)
-                    if g.tags.get(n).kind() != TagKind::Span && g.tags.get(n).start == t.end() =>
-                {
-                    id = n
-                }
-                _ => return false,
-            }
-        }
+        g.tags.floor(Tree::Spans, addr).is_some_and(|span| {
+            let t = g.tags.get(span);
+            t.end() >= end && t.end() > addr
+        })
     }
 
     /// Writes the seed's stats report: accounting, free lists, hash chains
@@ -232,7 +219,7 @@ impl Arena<'_> {
             }
         }
         if verbose {
-            for id in g.tags.iter() {
+            for id in g.tags.addr_iter() {
                 let t = g.tags.get(id);
                 let label = match t.kind() {
                     TagKind::Span => "Span",

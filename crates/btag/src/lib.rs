@@ -1,6 +1,6 @@
 //! Boundary tags for the kmem vmem arena: free, allocated and span tags, an
-//! address-ordered red-black tree over them, lists threaded through them, and
-//! tag storage that needs no heap.
+//! address list and two address-ordered red-black trees over them, lists
+//! threaded through them, and tag storage that needs no heap.
 //!
 //! # Representation, and why
 //!
@@ -13,25 +13,31 @@
 //!   donated memory and turning a checked index into a reference. Tree and
 //!   list code is safe Rust; a stale or foreign id hits a bounds check or
 //!   corrupts only this set's structure, never memory.
-//! - **Small tags.** `u32` links make a tag 40 bytes (start, size, three tree
-//!   links, two list links, kind, colour), and hash chains cost 4 bytes a head.
+//! - **Small tags.** `u32` links make a tag 48 bytes (start, size, three tree
+//!   links, two address-list links, two list links, kind, colour, tree), and
+//!   hash chains cost 4 bytes a head.
 //! - **No relocation.** Chunks never move, so the arena can hand out ids that
 //!   stay valid while more memory is donated.
 //!
 //! The cost is one directory lookup per link followed (two dependent loads
 //! that stay in L1 for any realistic working set).
 //!
-//! # Order and lists
+//! # Order, trees and lists
 //!
-//! The tree orders tags by start; at equal starts a span tag sorts before the
-//! segment that shares its start. `next`/`prev` follow parent links (O(1)
-//! amortized); [`Tags::lower_bound`] and [`Tags::floor`] search in O(log n).
-//! Each tag can additionally sit on one doubly linked list ([`ListHead`]):
-//! the arena uses them for its power-of-two free lists and hash chains. Unused
-//! tags wait on an internal list until [`Tags::take`] hands them out.
+//! Every tag in use sits on the **address list** (doubly linked, in address
+//! order; a span sorts before the segment that shares its start): neighbours,
+//! splits and merges are O(1) there. A tag can also be in one of two
+//! red-black **trees** ([`Tree::Segments`], [`Tree::Spans`]) with the same
+//! order, for O(log n) searches ([`Tags::lower_bound`], [`Tags::floor`]);
+//! the owner decides which tags are worth searching (the arena keeps spans
+//! and free segments there, so a split or merge never rebalances a tree).
+//! [`Tags::insert_after`]/[`Tags::insert_before`] add a neighbour without a
+//! search. Each tag can also sit on one doubly linked list ([`ListHead`]):
+//! the arena's free lists and hash chains. Unused tags wait on an internal
+//! list until [`Tags::take`] hands them out.
 //!
 //! ```
-//! use kmem_btag::{ListHead, TagKind, Tags, CHUNK_BYTES};
+//! use kmem_btag::{ListHead, TagKind, Tags, Tree, CHUNK_BYTES};
 //!
 //! #[repr(align(4096))]
 //! struct Page([u8; CHUNK_BYTES]);
@@ -40,43 +46,53 @@
 //! let mut tags = Tags::new();
 //! // SAFETY: the pages outlive `tags` and nothing else touches them.
 //! let added = unsafe { tags.donate(pages.as_mut_ptr().cast(), 2 * CHUNK_BYTES, false) };
-//! assert_eq!(added, 102); // the first page became the chunk directory
+//! assert_eq!(added, 85); // the first page became the chunk directory
 //!
 //! let span = tags.take(0x1000, 0x3000, TagKind::Span).unwrap();
 //! let seg = tags.take(0x1000, 0x3000, TagKind::Free).unwrap();
-//! tags.insert(seg);
-//! tags.insert(span);
-//! assert_eq!(tags.first(), Some(span));
-//! assert_eq!(tags.next(span), Some(seg));
-//! assert_eq!(tags.lower_bound(0x1001), None);
+//! // Everything in use is on the address list, in address order...
+//! tags.addr_push_back(span);
+//! tags.addr_insert_after(span, seg);
+//! assert_eq!(tags.addr_next(span), Some(seg));
+//! // ...and the tags worth searching are in a tree.
+//! tags.insert(Tree::Spans, span);
+//! tags.insert(Tree::Segments, seg);
+//! assert_eq!(tags.floor(Tree::Spans, 0x2000), Some(span));
+//! assert_eq!(tags.lower_bound(Tree::Segments, 0x1001), None);
 //!
 //! let mut free_list = ListHead::new();
 //! tags.list_push(&mut free_list, seg);
 //! assert_eq!(tags.list_iter(free_list).count(), 1);
-//! tags.verify_tree().unwrap();
+//! tags.verify_tree(Tree::Segments).unwrap();
+//! assert_eq!(tags.verify_addr(), Ok(2));
 //! drop(tags);
 //! drop(pages);
 //! ```
 #![no_std]
 
+mod addr;
 mod list;
 pub mod store;
 mod tag;
 mod tree;
 
+pub use addr::AddrError;
 pub use list::ListHead;
 pub use store::{HeadTable, TagStore, CHUNK_BYTES, MAX_TAGS, TAGS_PER_CHUNK};
 pub use tag::{Tag, TagId, TagKind};
-pub use tree::TreeError;
+pub use tree::{Tree, TreeError};
 
 use tag::NIL;
 
-/// A set of boundary tags: their storage, the address-ordered tree over the
-/// tags in use, and the list of unused tags.
+/// A set of boundary tags: their storage, the address list of the tags in
+/// use, two address-ordered trees over chosen tags, and the unused tags.
 pub struct Tags {
     store: TagStore,
-    root: u32,
-    in_tree: usize,
+    roots: [u32; 2],
+    in_tree: [usize; 2],
+    addr_head: u32,
+    addr_tail: u32,
+    addr_len: usize,
     unused: ListHead,
     nr_unused: usize,
 }
@@ -92,8 +108,11 @@ impl Tags {
     pub const fn new() -> Self {
         Self {
             store: TagStore::new(),
-            root: NIL,
-            in_tree: 0,
+            roots: [NIL; 2],
+            in_tree: [0; 2],
+            addr_head: NIL,
+            addr_tail: NIL,
+            addr_len: 0,
             unused: ListHead::new(),
             nr_unused: 0,
         }
@@ -137,16 +156,16 @@ impl Tags {
         self.store.len()
     }
 
-    /// Tags in the address tree.
+    /// Tags on the address list (the tags in use).
     #[inline]
     pub fn len(&self) -> usize {
-        self.in_tree
+        self.addr_len
     }
 
-    /// True when the tree is empty.
+    /// True when no tag is on the address list.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.in_tree == 0
+        self.addr_len == 0
     }
 
     /// Pages of storage held (chunks plus directory pages).
@@ -156,7 +175,7 @@ impl Tags {
     }
 
     /// Takes an unused tag and fills in its range and kind. It is on no list
-    /// and not in the tree. `None` when no unused tag is left.
+    /// and in no tree. `None` when no unused tag is left.
     #[inline]
     pub fn take(&mut self, start: usize, size: usize, kind: TagKind) -> Option<TagId> {
         let mut head = self.unused;
@@ -171,9 +190,15 @@ impl Tags {
         Some(id)
     }
 
-    /// Returns a tag that is on no list and not in the tree to the unused list.
+    /// Returns a tag that is on no list, not on the address list and in no
+    /// tree to the unused list.
     #[inline]
     pub fn put(&mut self, id: TagId) {
+        debug_assert_eq!(
+            self.store.get(id).tree,
+            tree::NO_TREE,
+            "kmem-btag: put of a tag in a tree"
+        );
         self.store.get_mut(id).kind = TagKind::Unused;
         let mut head = self.unused;
         self.list_push(&mut head, id);
@@ -190,9 +215,9 @@ impl Tags {
         self.store.get(id)
     }
 
-    /// The tag `id`, mutably. Changing `start` or `kind` of a tag in the tree
-    /// is allowed only when it keeps the tree's order (e.g. moving a start up
-    /// to a point no other tag lies between).
+    /// The tag `id`, mutably. Changing `start` or `kind` of a tag on the
+    /// address list or in a tree is allowed only when it keeps their order
+    /// (e.g. moving a start to a point no other tag lies between).
     #[inline(always)]
     pub fn get_mut(&mut self, id: TagId) -> &mut Tag {
         self.store.get_mut(id)

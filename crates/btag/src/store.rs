@@ -23,7 +23,7 @@ pub const TAGS_PER_CHUNK: usize = CHUNK_BYTES / size_of::<Tag>();
 pub const DIR_ENTRIES: usize = CHUNK_BYTES / size_of::<usize>();
 /// Directory pages the store can index.
 pub const TOP_ENTRIES: usize = 128;
-/// The most tags a store can hold.
+/// The most tags a store can hold (128 x 512 x 85, about 5.6 million).
 pub const MAX_TAGS: usize = TOP_ENTRIES * DIR_ENTRIES * TAGS_PER_CHUNK;
 
 /// Low bit of a chunk's directory entry (and bit `i` of `owned_dirs` for

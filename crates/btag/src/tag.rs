@@ -15,9 +15,10 @@ pub enum TagKind {
 }
 
 /// A boundary tag: a range `[start, start + size)` of some resource, its kind,
-/// and the links that put it in the address-ordered tree and on one list.
+/// and the links that put it on the address list, in one of the trees and on
+/// one list.
 ///
-/// 40 bytes: links are `u32` [`TagId`]s rather than pointers.
+/// 48 bytes: links are `u32` [`TagId`]s rather than pointers.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct Tag {
@@ -30,14 +31,18 @@ pub struct Tag {
     pub(crate) parent: u32,
     pub(crate) next: u32,
     pub(crate) prev: u32,
+    pub(crate) anext: u32,
+    pub(crate) aprev: u32,
     pub(crate) kind: TagKind,
     pub(crate) red: bool,
+    /// Which tree the tag is in (`Tree as u8`), or `NO_TREE`.
+    pub(crate) tree: u8,
     /// Index of the list the tag is on (e.g. a free list or hash chain), kept
     /// by list users for their own checks; the tree ignores it.
     pub list: u8,
 }
 
-const _: () = assert!(core::mem::size_of::<Tag>() == 40);
+const _: () = assert!(core::mem::size_of::<Tag>() == 48);
 
 /// The null link.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -52,8 +57,11 @@ impl Tag {
             parent: NIL,
             next: NIL,
             prev: NIL,
+            anext: NIL,
+            aprev: NIL,
             kind: TagKind::Unused,
             red: false,
+            tree: crate::tree::NO_TREE,
             list: 0,
         }
     }

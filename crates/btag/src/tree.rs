@@ -6,6 +6,21 @@
 use crate::tag::{TagId, TagKind, NIL};
 use crate::Tags;
 
+/// Which of a set's two address-ordered trees a tag is in.
+///
+/// Two trees let an arena keep its spans apart from its segments, so each
+/// search walks only what it needs. A tag is in at most one tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tree {
+    /// The first tree (the arena keeps free segments here).
+    Segments = 0,
+    /// The second tree (the arena keeps spans here).
+    Spans = 1,
+}
+
+/// `Tag::tree` value of a tag in no tree.
+pub(crate) const NO_TREE: u8 = u8::MAX;
+
 /// Sort rank at equal starts: spans first.
 #[inline]
 fn rank(kind: TagKind) -> u8 {
@@ -71,11 +86,35 @@ impl Tags {
         (ta.start, rank(ta.kind)) < (tb.start, rank(tb.kind))
     }
 
+    /// The tree `x` is in (as an index into `roots`).
+    #[inline]
+    fn tree_index(&self, x: u32) -> usize {
+        let t = self.store.get(TagId(x)).tree;
+        debug_assert!(t != NO_TREE, "kmem-btag: tag is in no tree");
+        t as usize
+    }
+
+    /// The tree `id` is in, if any.
+    pub fn tree_of(&self, id: TagId) -> Option<Tree> {
+        match self.store.get(id).tree {
+            0 => Some(Tree::Segments),
+            1 => Some(Tree::Spans),
+            _ => None,
+        }
+    }
+
+    /// Tags in `tree`.
+    #[inline]
+    pub fn tree_len(&self, tree: Tree) -> usize {
+        self.in_tree[tree as usize]
+    }
+
     /// Replaces `x` in its parent's child slot (or the root) by `y`.
     fn replace_child(&mut self, x: u32, y: u32) {
         let p = self.parent(x);
         if p == NIL {
-            self.root = y;
+            let t = self.tree_index(x);
+            self.roots[t] = y;
         } else if self.left(p) == x {
             self.store.get_mut(TagId(p)).left = y;
         } else {
@@ -104,17 +143,17 @@ impl Tags {
         self.set_parent(x, y);
     }
 
-    /// Inserts `id` into the address tree. O(log n).
+    /// Inserts `id` into `tree`. O(log n).
     ///
     /// # Panics
     /// Panics if a tag with the same start and rank is already in the tree:
     /// the caller let two segments (or two spans) share a start.
-    pub fn insert(&mut self, id: TagId) {
+    pub fn insert(&mut self, tree: Tree, id: TagId) {
         let key = {
             let t = self.store.get(id);
             (t.start, rank(t.kind))
         };
-        let (mut parent, mut cur) = (NIL, self.root);
+        let (mut parent, mut cur) = (NIL, self.roots[tree as usize]);
         let mut go_left = false;
         while cur != NIL {
             parent = cur;
@@ -130,10 +169,10 @@ impl Tags {
                 panic!("kmem-btag: a tag with this start and kind is already in the tree");
             }
         }
-        self.link(id.0, parent, go_left);
+        self.link(id.0, parent, go_left, tree as usize);
     }
 
-    /// Inserts `new` right after `at` in address order without searching:
+    /// Inserts `new` right after `at` in `at`'s tree without searching:
     /// O(1) amortized plus rebalancing. The caller guarantees that `new`
     /// sorts after `at` and before `at`'s current successor (as when a
     /// segment is split and the tail gets a tag of its own).
@@ -141,12 +180,13 @@ impl Tags {
     pub fn insert_after(&mut self, at: TagId, new: TagId) {
         debug_assert!(self.less(at.0, new.0));
         debug_assert!(self.next(at).is_none_or(|n| self.less(new.0, n.0)));
+        let t = self.tree_index(at.0);
         let r = self.right(at.0);
         if r == NIL {
-            self.link(new.0, at.0, false);
+            self.link(new.0, at.0, false, t);
         } else {
             let m = self.minimum(r);
-            self.link(new.0, m, true);
+            self.link(new.0, m, true, t);
         }
     }
 
@@ -156,36 +196,40 @@ impl Tags {
     pub fn insert_before(&mut self, at: TagId, new: TagId) {
         debug_assert!(self.less(new.0, at.0));
         debug_assert!(self.prev(at).is_none_or(|p| self.less(p.0, new.0)));
+        let t = self.tree_index(at.0);
         let l = self.left(at.0);
         if l == NIL {
-            self.link(new.0, at.0, true);
+            self.link(new.0, at.0, true, t);
         } else {
             let m = self.maximum(l);
-            self.link(new.0, m, false);
+            self.link(new.0, m, false, t);
         }
     }
 
-    /// Hangs `z` as a red leaf under `parent` (the root when NIL) and rebalances.
-    fn link(&mut self, z: u32, parent: u32, go_left: bool) {
+    /// Hangs `z` as a red leaf under `parent` (the root of tree `tree` when
+    /// NIL) and rebalances.
+    fn link(&mut self, z: u32, parent: u32, go_left: bool, tree: usize) {
         {
             let t = self.store.get_mut(TagId(z));
+            debug_assert_eq!(t.tree, NO_TREE, "kmem-btag: tag already in a tree");
+            t.tree = tree as u8;
             t.parent = parent;
             t.left = NIL;
             t.right = NIL;
             t.red = true;
         }
         if parent == NIL {
-            self.root = z;
+            self.roots[tree] = z;
         } else if go_left {
             self.store.get_mut(TagId(parent)).left = z;
         } else {
             self.store.get_mut(TagId(parent)).right = z;
         }
-        self.in_tree += 1;
-        self.insert_fixup(z);
+        self.in_tree[tree] += 1;
+        self.insert_fixup(z, tree);
     }
 
-    fn insert_fixup(&mut self, mut z: u32) {
+    fn insert_fixup(&mut self, mut z: u32, tree: usize) {
         while self.is_red(self.parent(z)) {
             let p = self.parent(z);
             let g = self.parent(p);
@@ -227,7 +271,7 @@ impl Tags {
                 }
             }
         }
-        let root = self.root;
+        let root = self.roots[tree];
         self.set_red(root, false);
     }
 
@@ -251,9 +295,10 @@ impl Tags {
         }
     }
 
-    /// Removes `id` from the address tree. The tag keeps its range and kind.
+    /// Removes `id` from its tree. The tag keeps its range and kind.
     pub fn remove(&mut self, id: TagId) {
         let z = id.0;
+        let tree = self.tree_index(z);
         let (zl, zr) = (self.left(z), self.right(z));
         let mut removed_red = self.is_red(z);
         let (x, xp);
@@ -289,15 +334,16 @@ impl Tags {
             t.left = NIL;
             t.right = NIL;
             t.red = false;
+            t.tree = NO_TREE;
         }
-        self.in_tree -= 1;
+        self.in_tree[tree] -= 1;
         if !removed_red {
-            self.remove_fixup(x, xp);
+            self.remove_fixup(x, xp, tree);
         }
     }
 
-    fn remove_fixup(&mut self, mut x: u32, mut xp: u32) {
-        while x != self.root && !self.is_red(x) {
+    fn remove_fixup(&mut self, mut x: u32, mut xp: u32, tree: usize) {
+        while x != self.roots[tree] && !self.is_red(x) {
             if x == self.left(xp) {
                 let mut w = self.right(xp);
                 if self.is_red(w) {
@@ -324,7 +370,7 @@ impl Tags {
                     let wr = self.right(w);
                     self.set_red(wr, false);
                     self.rotate_left(xp);
-                    x = self.root;
+                    x = self.roots[tree];
                     xp = NIL;
                 }
             } else {
@@ -353,7 +399,7 @@ impl Tags {
                     let wl = self.left(w);
                     self.set_red(wl, false);
                     self.rotate_right(xp);
-                    x = self.root;
+                    x = self.roots[tree];
                     xp = NIL;
                 }
             }
@@ -361,17 +407,19 @@ impl Tags {
         self.set_red(x, false);
     }
 
-    /// The lowest tag in address order.
-    pub fn first(&self) -> Option<TagId> {
-        (self.root != NIL).then(|| TagId(self.minimum(self.root)))
+    /// The lowest tag of `tree`.
+    pub fn first(&self, tree: Tree) -> Option<TagId> {
+        let root = self.roots[tree as usize];
+        (root != NIL).then(|| TagId(self.minimum(root)))
     }
 
-    /// The highest tag in address order.
-    pub fn last(&self) -> Option<TagId> {
-        (self.root != NIL).then(|| TagId(self.maximum(self.root)))
+    /// The highest tag of `tree`.
+    pub fn last(&self, tree: Tree) -> Option<TagId> {
+        let root = self.roots[tree as usize];
+        (root != NIL).then(|| TagId(self.maximum(root)))
     }
 
-    /// The tag after `id` in address order. O(1) amortized.
+    /// The tag after `id` in its tree. O(1) amortized.
     #[inline]
     pub fn next(&self, id: TagId) -> Option<TagId> {
         let t = self.store.get(id);
@@ -390,7 +438,7 @@ impl Tags {
         TagId::from_raw(y)
     }
 
-    /// The tag before `id` in address order. O(1) amortized.
+    /// The tag before `id` in its tree. O(1) amortized.
     #[inline]
     pub fn prev(&self, id: TagId) -> Option<TagId> {
         let t = self.store.get(id);
@@ -409,11 +457,11 @@ impl Tags {
         TagId::from_raw(y)
     }
 
-    /// The first tag whose start is at or above `addr` (a span before the
-    /// segment that shares its start). O(log n).
+    /// The first tag of `tree` whose start is at or above `addr` (a span
+    /// before a segment that shares its start). O(log n).
     #[inline]
-    pub fn lower_bound(&self, addr: usize) -> Option<TagId> {
-        let (mut x, mut found) = (self.root, NIL);
+    pub fn lower_bound(&self, tree: Tree, addr: usize) -> Option<TagId> {
+        let (mut x, mut found) = (self.roots[tree as usize], NIL);
         while x != NIL {
             let t = self.store.get(TagId(x));
             if t.start >= addr {
@@ -426,11 +474,11 @@ impl Tags {
         TagId::from_raw(found)
     }
 
-    /// The last tag whose start is at or below `addr` (the segment rather than
-    /// the span when both start there). O(log n).
+    /// The last tag of `tree` whose start is at or below `addr` (a segment
+    /// rather than a span when both start there). O(log n).
     #[inline]
-    pub fn floor(&self, addr: usize) -> Option<TagId> {
-        let (mut x, mut found) = (self.root, NIL);
+    pub fn floor(&self, tree: Tree, addr: usize) -> Option<TagId> {
+        let (mut x, mut found) = (self.roots[tree as usize], NIL);
         while x != NIL {
             let t = self.store.get(TagId(x));
             if t.start <= addr {
@@ -443,9 +491,9 @@ impl Tags {
         TagId::from_raw(found)
     }
 
-    /// Tags in address order.
-    pub fn iter(&self) -> impl Iterator<Item = TagId> + '_ {
-        let mut cur = self.first();
+    /// The tags of `tree` in address order.
+    pub fn iter(&self, tree: Tree) -> impl Iterator<Item = TagId> + '_ {
+        let mut cur = self.first(tree);
         core::iter::from_fn(move || {
             let id = cur?;
             cur = self.next(id);
@@ -453,25 +501,26 @@ impl Tags {
         })
     }
 
-    /// Checks the tree: address order, parent links, red-black rules and the
-    /// tag count. O(n).
-    pub fn verify_tree(&self) -> Result<(), TreeError> {
-        if self.is_red(self.root) {
+    /// Checks `tree`: address order, parent links, membership marks,
+    /// red-black rules and the tag count. O(n).
+    pub fn verify_tree(&self, tree: Tree) -> Result<(), TreeError> {
+        let root = self.roots[tree as usize];
+        if self.is_red(root) {
             return Err(TreeError::RedRoot);
         }
-        if self.root != NIL && self.parent(self.root) != NIL {
-            return Err(TreeError::ParentLink(TagId(self.root)));
+        if root != NIL && self.parent(root) != NIL {
+            return Err(TreeError::ParentLink(TagId(root)));
         }
         let mut count = 0;
-        self.verify_node(self.root, &mut count)?;
-        if count != self.in_tree {
+        self.verify_node(root, tree, &mut count)?;
+        if count != self.in_tree[tree as usize] {
             return Err(TreeError::Count {
-                expected: self.in_tree,
+                expected: self.in_tree[tree as usize],
                 found: count,
             });
         }
         let mut prev: Option<TagId> = None;
-        for id in self.iter() {
+        for id in self.iter(tree) {
             if let Some(p) = prev {
                 if !self.less(p.0, id.0) {
                     return Err(TreeError::Order(p, id));
@@ -484,16 +533,19 @@ impl Tags {
 
     /// Returns the black height below `x`, checking links and colours.
     /// Recursion depth is bounded by the tree height (at most ~2 log2 n).
-    fn verify_node(&self, x: u32, count: &mut usize) -> Result<usize, TreeError> {
+    fn verify_node(&self, x: u32, tree: Tree, count: &mut usize) -> Result<usize, TreeError> {
         if x == NIL {
             return Ok(1);
         }
         *count += 1;
-        if *count > self.in_tree {
+        if *count > self.in_tree[tree as usize] {
             return Err(TreeError::Count {
-                expected: self.in_tree,
+                expected: self.in_tree[tree as usize],
                 found: *count,
             });
+        }
+        if self.store.get(TagId(x)).tree != tree as u8 {
+            return Err(TreeError::ParentLink(TagId(x)));
         }
         let (l, r) = (self.left(x), self.right(x));
         for child in [l, r] {
@@ -512,8 +564,8 @@ impl Tags {
         if r != NIL && !self.less(x, r) {
             return Err(TreeError::Order(TagId(x), TagId(r)));
         }
-        let hl = self.verify_node(l, count)?;
-        let hr = self.verify_node(r, count)?;
+        let hl = self.verify_node(l, tree, count)?;
+        let hr = self.verify_node(r, tree, count)?;
         if hl != hr {
             return Err(TreeError::BlackHeight(TagId(x)));
         }
