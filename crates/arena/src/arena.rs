@@ -10,11 +10,10 @@
 use kmem_btag::{HeadTable, Tags, Tree, CHUNK_BYTES};
 use spin::{Mutex, MutexGuard};
 
+use crate::builder::Name;
 use crate::policy::{round_size, Fit};
 use crate::segments::Segments;
-use crate::{
-    AddError, AllocError, Constraints, CreateError, DestroyError, FreeError, Policy, Source,
-};
+use crate::{AddError, AllocError, Constraints, DestroyError, FreeError, Policy, Source};
 
 /// Tag mark (in `Tag::list`) of allocated segments that hold the arena's
 /// own metadata: callers cannot free them.
@@ -26,196 +25,23 @@ const INLINE_CHAINS: usize = 1 << kmem_hash::INIT_BITS;
 /// Rounds of "search, import, search" before an allocation gives up.
 const IMPORT_ROUNDS: usize = 3;
 
-/// An arena name of at most 32 bytes, stored inline.
-#[derive(Clone, Copy)]
-struct Name {
-    bytes: [u8; 32],
-    len: u8,
-}
-
-impl Name {
-    fn new(s: &str) -> Self {
-        let mut len = s.len().min(32);
-        while !s.is_char_boundary(len) {
-            len -= 1;
-        }
-        let mut bytes = [0; 32];
-        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
-        Self {
-            bytes,
-            len: len as u8,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
-    }
-}
-
 /// A vmem arena: a lock-protected set of spans carved into segments.
 ///
 /// See the [crate documentation](crate) for an overview.
 pub struct Arena<'a> {
-    name: Name,
-    quantum: usize,
-    import_scale: u32,
-    source: Option<&'a dyn Source>,
-    tags_from: Option<&'a Arena<'a>>,
+    pub(crate) name: Name,
+    pub(crate) quantum: usize,
+    pub(crate) import_scale: u32,
+    pub(crate) source: Option<&'a dyn Source>,
+    pub(crate) tags_from: Option<&'a Arena<'a>>,
     /// Self-sufficient: carves its own metadata from its free segments.
-    base: bool,
+    pub(crate) base: bool,
     /// Resources are writable memory.
-    memory: bool,
+    pub(crate) memory: bool,
     pub(crate) inner: Mutex<Segments>,
 }
 
-/// Builds an [`Arena`]; see [`Arena::builder`].
-#[must_use]
-pub struct ArenaBuilder<'a> {
-    name: Name,
-    quantum: usize,
-    span: Option<(usize, usize)>,
-    source: Option<&'a dyn Source>,
-    tags_from: Option<&'a Arena<'a>>,
-    import_scale: u32,
-}
-
-impl<'a> ArenaBuilder<'a> {
-    /// Allocation granularity (default 1). Need not be a power of two.
-    pub fn quantum(mut self, quantum: usize) -> Self {
-        self.quantum = quantum;
-        self
-    }
-
-    /// An initial span `[base, base + size)` (not with a source).
-    pub fn span(mut self, base: usize, size: usize) -> Self {
-        self.span = Some((base, size));
-        self
-    }
-
-    /// Import spans from `source` on demand; return each when wholly free.
-    pub fn source(mut self, source: &'a dyn Source) -> Self {
-        self.source = Some(source);
-        self
-    }
-
-    /// Take boundary-tag pages and hash tables from `arena`, a memory arena
-    /// (typically the base arena) whose quantum is a multiple of 8 dividing
-    /// 4096. Without it, tag memory must be donated with
-    /// [`Arena::add_tag_memory`].
-    pub fn tags_from(mut self, arena: &'a Arena<'a>) -> Self {
-        self.tags_from = Some(arena);
-        self
-    }
-
-    /// Import `max(size, size << scale)` units at a time (default 0).
-    pub fn import_scale(mut self, scale: u32) -> Self {
-        self.import_scale = scale;
-        self
-    }
-
-    /// Creates the arena.
-    pub fn build(self) -> Result<Arena<'a>, CreateError> {
-        if self.quantum == 0 {
-            return Err(CreateError::BadQuantum);
-        }
-        if self.span.is_some() && self.source.is_some() {
-            return Err(CreateError::SpanWithSource);
-        }
-        if let Some(t) = self.tags_from {
-            if !t.memory {
-                return Err(CreateError::TagsNotMemory);
-            }
-            if t.quantum % 8 != 0 || !CHUNK_BYTES.is_multiple_of(t.quantum) {
-                return Err(CreateError::TagsQuantum);
-            }
-        }
-        let arena = Arena {
-            name: self.name,
-            quantum: self.quantum,
-            import_scale: self.import_scale,
-            source: self.source,
-            tags_from: self.tags_from,
-            base: false,
-            memory: self.source.is_some_and(|s| s.is_memory()),
-            inner: Mutex::new(Segments::new()),
-        };
-        if let Some((base, size)) = self.span {
-            arena.add(base, size).map_err(CreateError::Span)?;
-        }
-        Ok(arena)
-    }
-}
-
 impl<'a> Arena<'a> {
-    /// Starts building an arena named `name` (truncated to 32 bytes).
-    pub fn builder(name: &str) -> ArenaBuilder<'a> {
-        ArenaBuilder {
-            name: Name::new(name),
-            quantum: 1,
-            span: None,
-            source: None,
-            tags_from: None,
-            import_scale: 0,
-        }
-    }
-
-    /// Creates a self-sufficient base arena over the memory
-    /// `[base, base + size)`: it carves its own boundary-tag pages and hash
-    /// tables out of that memory. `quantum` must be a multiple of 8.
-    ///
-    /// # Safety
-    /// - `[base, base + size)` is valid for reads and writes, and nothing
-    ///   else accesses it except through allocations this arena hands out,
-    ///   for as long as the arena exists.
-    pub unsafe fn new_base(
-        name: &str,
-        base: usize,
-        size: usize,
-        quantum: usize,
-    ) -> Result<Arena<'static>, CreateError> {
-        if quantum == 0 || !quantum.is_multiple_of(8) {
-            return Err(CreateError::BadQuantum);
-        }
-        let arena = Arena {
-            name: Name::new(name),
-            quantum,
-            import_scale: 0,
-            source: None,
-            tags_from: None,
-            base: true,
-            memory: true,
-            inner: Mutex::new(Segments::new()),
-        };
-        // SAFETY: forwarded caller obligation.
-        unsafe { arena.add_memory(base, size) }.map_err(CreateError::Span)?;
-        Ok(arena)
-    }
-
-    /// The arena's name.
-    pub fn name(&self) -> &str {
-        self.name.as_str()
-    }
-
-    /// The allocation granularity.
-    pub fn quantum(&self) -> usize {
-        self.quantum
-    }
-
-    /// True for a self-sufficient base arena.
-    pub fn is_base(&self) -> bool {
-        self.base
-    }
-
-    /// True when the arena's resources are writable memory.
-    pub fn is_memory(&self) -> bool {
-        self.memory
-    }
-
-    /// The source spans are imported from, if any.
-    pub fn source(&self) -> Option<&'a dyn Source> {
-        self.source
-    }
-
     fn check_span(&self, base: usize, size: usize) -> Result<(), AddError> {
         if size == 0 {
             return Err(AddError::ZeroSize);

@@ -59,6 +59,7 @@
 #![no_std]
 
 pub mod arena;
+mod builder;
 mod check;
 mod error;
 mod hash;
@@ -67,7 +68,8 @@ mod segments;
 mod source;
 mod stats;
 
-pub use arena::{Arena, ArenaBuilder};
+pub use arena::Arena;
+pub use builder::ArenaBuilder;
 pub use check::CheckError;
 pub use error::{AddError, AllocError, CreateError, DestroyError, FreeError};
 pub use policy::{Constraints, Policy};

@@ -75,12 +75,14 @@ mod list;
 pub mod store;
 mod tag;
 mod tree;
+mod verify;
 
 pub use addr::AddrError;
 pub use list::ListHead;
 pub use store::{HeadTable, TagStore, CHUNK_BYTES, MAX_TAGS, TAGS_PER_CHUNK};
 pub use tag::{Tag, TagId, TagKind};
-pub use tree::{Tree, TreeError};
+pub use tree::Tree;
+pub use verify::TreeError;
 
 use tag::NIL;
 
