@@ -237,7 +237,8 @@ impl<'a> Arena<'a> {
         }
     }
 
-    /// Imports a span able to hold `size` units; returns it.
+    /// Imports a span able to hold `size` units: `size << import_scale` when
+    /// the source can supply that, else `size`; returns it.
     fn import(&self, size: usize) -> Result<(usize, usize), AllocError> {
         let src = self.source.ok_or(AllocError::Exhausted)?;
         let q = lcm(self.quantum, src.import_quantum()).ok_or(AllocError::Overflow)?;
@@ -246,18 +247,27 @@ impl<'a> Arena<'a> {
             .filter(|s| s >> self.import_scale == size)
             .unwrap_or(size)
             .max(size);
-        let want = round_size(scaled, q).or_else(|_| round_size(size, q))?;
+        let least = round_size(size, q)?;
+        let scaled = round_size(scaled, q).unwrap_or(least);
         let fail = |e| {
             self.inner.lock().counters.fails += 1;
             e
         };
         let aligned = src.import_quantum().is_multiple_of(self.quantum);
-        let base = if !aligned && self.quantum.is_power_of_two() {
-            src.import_aligned(want, self.quantum)
-        } else {
-            src.import(want)
-        }
-        .map_err(fail)?;
+        let get = |want| {
+            if !aligned && self.quantum.is_power_of_two() {
+                src.import_aligned(want, self.quantum)
+            } else {
+                src.import(want)
+            }
+        };
+        // Import scaling is a preference: when the source cannot supply the
+        // scaled span, ask for what this request needs.
+        let (base, want) = match get(scaled) {
+            Ok(base) => (base, scaled),
+            Err(_) if scaled > least => (get(least).map_err(fail)?, least),
+            Err(e) => return Err(fail(e)),
+        };
         if base % self.quantum != 0 || base.checked_add(want).is_none() {
             src.release(base, want);
             return Err(fail(AllocError::BadImport));

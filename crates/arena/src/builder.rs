@@ -73,7 +73,8 @@ impl<'a> ArenaBuilder<'a> {
         self
     }
 
-    /// Import `max(size, size << scale)` units at a time (default 0).
+    /// Import `max(size, size << scale)` units at a time (default 0), falling
+    /// back to `size` when the source cannot supply the scaled amount.
     pub fn import_scale(mut self, scale: u32) -> Self {
         self.import_scale = scale;
         self

@@ -354,9 +354,8 @@ fn failing_source_changes_nothing() {
     let fails_before = l3.stats().failures;
     fail.store(true, Ordering::Relaxed);
     // More than any level holds free, yet importable once the source
-    // recovers: scaled by 2 and 4 on the way down, 8 MiB of the base's 32.
-    // (A scaled import is all or nothing, as in Akaros: there is no retry
-    // with the unscaled size, so 4 MiB would fail for good.)
+    // recovers: scaled by 2 and 4 on the way down, 8 MiB of the base's 32
+    // (and an unscaled import is the fallback when a scaled one fails).
     let big = 1 << 20;
     for policy in POLICIES {
         assert_eq!(l3.alloc(big, policy), Err(AllocError::Exhausted));
@@ -431,4 +430,33 @@ fn misaligned_import_is_returned() {
     assert_eq!(a.amt_total(), 0);
     assert_eq!(spans(&a), vec![]);
     a.check().unwrap();
+}
+
+/// A scaled import that the source cannot supply falls back to the size
+/// the request needs, instead of failing while that much is free.
+#[test]
+fn scaled_import_falls_back_to_needed_size() {
+    let ram = PhysMem::new(8 << 20);
+    let base = ram.base_arena("base", 4096);
+    let mut a = Arena::builder("scaled")
+        .quantum(4096)
+        .source(&base)
+        .tags_from(&base)
+        .import_scale(3)
+        .build()
+        .unwrap();
+    // 4 MiB scaled by 8 is 32 MiB: more than the base has. 4 MiB fits.
+    let x = a.alloc(4 << 20, Policy::InstantFit).unwrap();
+    assert_eq!(a.amt_total(), 4 << 20);
+    assert_eq!(a.stats().imports, 1);
+    assert_eq!(a.stats().failures, 0);
+    // A small request still imports scaled: 8 pages for one.
+    let y = a.alloc(4096, Policy::InstantFit).unwrap();
+    assert_eq!(a.amt_total(), (4 << 20) + 8 * 4096);
+    a.check().unwrap();
+    base.check().unwrap();
+    a.free(x, 4 << 20).unwrap();
+    a.free(y, 4096).unwrap();
+    assert_eq!(a.amt_total(), 0);
+    a.destroy().unwrap();
 }
