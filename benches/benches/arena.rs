@@ -1,7 +1,8 @@
 //! Arena benchmarks: instant fit against fragmentation, and kmem against the
-//! `vmem` crate at 10^4 live segments. Targets: DESIGN.md section 6;
-//! method: `reference/perf-reliability-anchors.md` (A4, B5) of the shared
-//! design notes. Results and the exact command: `benches/BENCHMARKS.md`.
+//! `vmem`, `vm-allocator` and `range-alloc` crates at 10^4 live segments.
+//! Targets: DESIGN.md section 6; method:
+//! `reference/perf-reliability-anchors.md` (A4, B5) of the shared design
+//! notes. Results and the exact command: `benches/BENCHMARKS.md`.
 //!
 //! Each group runs under criterion (medians in `target/criterion/`), then,
 //! unless criterion was asked to `--list`, `--test` or `--profile-time`,
@@ -18,15 +19,24 @@ use kmem_benches::fixture::{
     id_arena, tag_memory_bytes, Fragmented, PAGE_QUANTUM, SPACE_BASE, SPACE_SIZE,
 };
 use kmem_benches::interleave::{self, Contender};
+use kmem_benches::range_alloc_peer::RangeAllocPeer;
 use kmem_benches::trace::IndexTrace;
+use kmem_benches::vm_allocator_peer::VmAllocator;
 use kmem_benches::vmem_peer;
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
 /// Free-segment counts of the fragmentation sweep.
 const FREE_SEGMENTS: [usize; 4] = [1, 1_000, 100_000, 1_000_000];
 
-/// Live segments of the kmem-vs-vmem comparison.
+/// Live segments of the comparison with the peers.
 const LIVE: usize = 10_000;
+
+/// The contenders of the peer groups, as named in their benchmark ids
+/// (`<group>/<contender>/<variant>`).
+const PEERS: [&str; 4] = ["kmem", "vmem", "vm-allocator", "range-alloc"];
+
+/// log2 of the index trace's length (2^16 indices, reused cyclically).
+const TRACE_LOG2: u32 = 16;
 
 /// Interleaved rounds per comparison, and the length of one batch.
 const ROUNDS: usize = 31;
@@ -41,11 +51,13 @@ fn main() {
     if args.wants("instant_fit_split") {
         instant_fit(&mut c, &args, "instant_fit_split", 2);
     }
-    if args.wants("vs_vmem_10k_live") {
-        vs_vmem(&mut c, &args, "vs_vmem_10k_live", 1);
-    }
-    if args.wants("vs_vmem_10k_live_pages") {
-        vs_vmem(&mut c, &args, "vs_vmem_10k_live_pages", PAGE_QUANTUM);
+    for (group, quantum) in [
+        ("peers_10k_live", 1),
+        ("peers_10k_live_pages", PAGE_QUANTUM),
+    ] {
+        if args.wants_any(group, &PEERS) {
+            peers(&mut c, &args, group, quantum);
+        }
     }
     c.final_summary();
 }
@@ -103,39 +115,30 @@ fn instant_fit(c: &mut Criterion, args: &Args, group: &str, hole: usize) {
     }
 }
 
-/// kmem against vmem 1.0 at [`LIVE`] live segments of one `quantum`:
-/// `same` allocates and frees at once; `random` allocates a new segment and
-/// frees a random live one (the same index trace for both).
-fn vs_vmem(c: &mut Criterion, args: &Args, group: &str, quantum: usize) {
+/// kmem against its peers at [`LIVE`] live segments of one `quantum`:
+/// vmem 1.0, vm-allocator 0.1 and range-alloc 0.1, each behind the same
+/// `spin::Mutex` and driven through [`RangeAlloc`]. `same` allocates and
+/// frees at once; `random` allocates a new segment and frees a random live
+/// one (the same pre-generated index trace for every contender).
+fn peers(c: &mut Criterion, args: &Args, group: &str, quantum: usize) {
     let ram = PhysMem::new(tag_memory_bytes(4 * LIVE));
     let base = ram.base_arena("tags", PAGE_SIZE);
     let seed = kmem_physmem::seed(0x5eed_cafe);
-    let trace_log2 = 16;
+    let trace = || IndexTrace::new(seed, LIVE, TRACE_LOG2);
 
-    let kmem_same = id_arena("kmem-same", &base, quantum);
-    let vmem_same = vmem_peer::arena("vmem-same", quantum, SPACE_BASE, SPACE_SIZE, 4 * LIVE);
-    let kmem_rand = id_arena("kmem-random", &base, quantum);
-    let vmem_rand = vmem_peer::arena("vmem-random", quantum, SPACE_BASE, SPACE_SIZE, 4 * LIVE);
-    let _kmem_same_live = fill(&kmem_same, LIVE, quantum);
-    let _vmem_same_live = fill(&vmem_same, LIVE, quantum);
-    let mut kmem_live = fill(&kmem_rand, LIVE, quantum);
-    let mut vmem_live = fill(&vmem_rand, LIVE, quantum);
-    // Pre-warm the random case into its steady state: 4 rounds of the live set.
     let t = Instant::now();
-    churn(
-        &kmem_rand,
-        &mut kmem_live,
-        &mut IndexTrace::new(!seed, LIVE, trace_log2),
-        4 * LIVE,
-        quantum,
-    );
-    churn(
-        &vmem_rand,
-        &mut vmem_live,
-        &mut IndexTrace::new(!seed, LIVE, trace_log2),
-        4 * LIVE,
-        quantum,
-    );
+    let kmem_same = id_arena("kmem-same", &base, quantum);
+    let kmem_rand = id_arena("kmem-random", &base, quantum);
+    let mut kmem_live = prepare(&kmem_same, &kmem_rand, quantum, seed);
+    let vmem_same = vmem_peer::arena("vmem-same", quantum, SPACE_BASE, SPACE_SIZE, 4 * LIVE);
+    let vmem_rand = vmem_peer::arena("vmem-random", quantum, SPACE_BASE, SPACE_SIZE, 4 * LIVE);
+    let mut vmem_live = prepare(&vmem_same, &vmem_rand, quantum, seed);
+    let vma_same = VmAllocator::new(quantum, SPACE_BASE, SPACE_SIZE);
+    let vma_rand = VmAllocator::new(quantum, SPACE_BASE, SPACE_SIZE);
+    let mut vma_live = prepare(&vma_same, &vma_rand, quantum, seed);
+    let ra_same = RangeAllocPeer::new(SPACE_BASE, SPACE_SIZE);
+    let ra_rand = RangeAllocPeer::new(SPACE_BASE, SPACE_SIZE);
+    let mut ra_live = prepare(&ra_same, &ra_rand, quantum, seed);
     eprintln!("{group}: built and pre-warmed in {:.2?}", t.elapsed());
     kmem_same.check().expect("kmem-same inconsistent");
     kmem_rand.check().expect("kmem-random inconsistent");
@@ -145,13 +148,27 @@ fn vs_vmem(c: &mut Criterion, args: &Args, group: &str, quantum: usize) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("kmem/same", |b| b.iter(|| pair(&kmem_same, quantum)));
     g.bench_function("vmem/same", |b| b.iter(|| pair(&vmem_same, quantum)));
-    let mut trace = IndexTrace::new(seed, LIVE, trace_log2);
-    g.bench_function("kmem/random", |b| {
-        b.iter(|| replace(&kmem_rand, &mut kmem_live, trace.next_index(), quantum));
+    g.bench_function("vm-allocator/same", |b| {
+        b.iter(|| pair(&vma_same, quantum));
     });
-    let mut trace = IndexTrace::new(seed, LIVE, trace_log2);
+    g.bench_function("range-alloc/same", |b| {
+        b.iter(|| pair(&ra_same, quantum));
+    });
+    let mut tr = trace();
+    g.bench_function("kmem/random", |b| {
+        b.iter(|| replace(&kmem_rand, &mut kmem_live, tr.next_index(), quantum));
+    });
+    let mut tr = trace();
     g.bench_function("vmem/random", |b| {
-        b.iter(|| replace(&vmem_rand, &mut vmem_live, trace.next_index(), quantum));
+        b.iter(|| replace(&vmem_rand, &mut vmem_live, tr.next_index(), quantum));
+    });
+    let mut tr = trace();
+    g.bench_function("vm-allocator/random", |b| {
+        b.iter(|| replace(&vma_rand, &mut vma_live, tr.next_index(), quantum));
+    });
+    let mut tr = trace();
+    g.bench_function("range-alloc/random", |b| {
+        b.iter(|| replace(&ra_rand, &mut ra_live, tr.next_index(), quantum));
     });
     g.finish();
 
@@ -159,18 +176,23 @@ fn vs_vmem(c: &mut Criterion, args: &Args, group: &str, quantum: usize) {
         let mut same = [
             Contender::new("kmem same", || pair(&kmem_same, quantum)),
             Contender::new("vmem same", || pair(&vmem_same, quantum)),
+            Contender::new("vm-allocator same", || pair(&vma_same, quantum)),
+            Contender::new("range-alloc same", || pair(&ra_same, quantum)),
         ];
         interleave::run(&mut same, ROUNDS, BATCH).print(&format!("{group}/same"), 0);
-        let (mut kt, mut vt) = (
-            IndexTrace::new(seed, LIVE, trace_log2),
-            IndexTrace::new(seed, LIVE, trace_log2),
-        );
+        let (mut kt, mut vt, mut at, mut rt) = (trace(), trace(), trace(), trace());
         let mut random = [
             Contender::new("kmem random", || {
                 replace(&kmem_rand, &mut kmem_live, kt.next_index(), quantum)
             }),
             Contender::new("vmem random", || {
                 replace(&vmem_rand, &mut vmem_live, vt.next_index(), quantum)
+            }),
+            Contender::new("vm-allocator random", || {
+                replace(&vma_rand, &mut vma_live, at.next_index(), quantum)
+            }),
+            Contender::new("range-alloc random", || {
+                replace(&ra_rand, &mut ra_live, rt.next_index(), quantum)
             }),
         ];
         interleave::run(&mut random, ROUNDS, BATCH).print(&format!("{group}/random"), 0);
@@ -179,6 +201,23 @@ fn vs_vmem(c: &mut Criterion, args: &Args, group: &str, quantum: usize) {
     kmem_rand
         .check()
         .expect("kmem-random inconsistent after the run");
+}
+
+/// Fills `same` and `rand` with [`LIVE`] segments of `quantum` each, then
+/// pre-warms `rand` into its steady state with 4 × [`LIVE`] untimed
+/// replacements along the trace seeded with `!seed`; returns `rand`'s live
+/// segments. (`same`'s live segments stay allocated for the whole run.)
+fn prepare<A: RangeAlloc>(same: &A, rand: &A, quantum: usize, seed: u64) -> Vec<usize> {
+    let _ = fill(same, LIVE, quantum);
+    let mut live = fill(rand, LIVE, quantum);
+    churn(
+        rand,
+        &mut live,
+        &mut IndexTrace::new(!seed, LIVE, TRACE_LOG2),
+        4 * LIVE,
+        quantum,
+    );
+    live
 }
 
 /// `n` untimed replacements along `trace`.

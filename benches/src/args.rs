@@ -68,6 +68,18 @@ impl Args {
                 .iter()
                 .any(|f| group.contains(f.as_str()) || f.starts_with(group))
     }
+
+    /// True when some benchmark of `group` may be selected, its ids being
+    /// `group/<contender>/...` for the given `contenders`: [`wants`](Self::wants),
+    /// or a filter that names a contender (`vmem`, `range-alloc/same`).
+    pub fn wants_any(&self, group: &str, contenders: &[&str]) -> bool {
+        self.wants(group)
+            || self.filters.iter().any(|f| {
+                contenders
+                    .iter()
+                    .any(|c| c.contains(f.as_str()) || f.starts_with(&format!("{c}/")))
+            })
+    }
 }
 
 #[cfg(test)]
@@ -91,10 +103,22 @@ mod tests {
         let a = parse(&["--bench", "-s", "base", "instant_fit_flat/kmem/1"]);
         assert_eq!(a.filters, ["instant_fit_flat/kmem/1"]);
         assert!(a.wants("instant_fit_flat"));
-        assert!(!a.wants("vs_vmem_10k_live"));
-        let a = parse(&["vmem"]);
-        assert!(a.wants("vs_vmem_10k_live") && a.wants("vs_vmem_10k_live_pages"));
+        assert!(!a.wants("peers_10k_live"));
+        let a = parse(&["10k_live"]);
+        assert!(a.wants("peers_10k_live") && a.wants("peers_10k_live_pages"));
         assert!(!a.wants("instant_fit_split"));
+    }
+
+    #[test]
+    fn filters_select_contenders() {
+        let peers = ["kmem", "vmem", "vm-allocator", "range-alloc"];
+        let a = parse(&["vmem"]);
+        assert!(!a.wants("peers_10k_live"));
+        assert!(a.wants_any("peers_10k_live", &peers));
+        assert!(parse(&["range-alloc/same"]).wants_any("peers_10k_live_pages", &peers));
+        assert!(parse(&["peers_10k_live/kmem"]).wants_any("peers_10k_live", &peers));
+        assert!(!parse(&["instant_fit_flat"]).wants_any("peers_10k_live", &peers));
+        assert!(!parse(&["talc"]).wants_any("peers_10k_live", &peers));
     }
 
     #[test]

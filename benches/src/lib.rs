@@ -13,5 +13,7 @@ pub mod args;
 pub mod contender;
 pub mod fixture;
 pub mod interleave;
+pub mod range_alloc_peer;
 pub mod trace;
+pub mod vm_allocator_peer;
 pub mod vmem_peer;
