@@ -1,18 +1,65 @@
 //! Runs one arena workload in a loop for instruction-count profiling
 //! (`valgrind --tool=callgrind`): `same` allocates one quantum from a large
-//! free segment and frees it at once, with 10^4 live segments around.
+//! free segment and frees it at once, with 10^4 live segments around; `hole`
+//! fills and frees a one-unit hole among them.
+//!
+//! `metadata` instead measures the memory an ID arena takes from its tag
+//! arena (tag pages and hash tables) per live segment, at 10^3..10^6 live
+//! segments fragmented so every one is a separate segment.
 //!
 //! ```sh
 //! cargo build --release -p kmem-benches --example pair_profile
 //! valgrind --tool=callgrind target/release/examples/pair_profile same 100000
+//! target/release/examples/pair_profile metadata
 //! ```
 
 use kmem_arena::{Arena, Policy};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
+/// Prints the tag arena's bytes per live segment of an ID arena, with the
+/// live segments packed (contiguous) and fragmented (a free segment between
+/// each two, so the arena holds two tags per live segment).
+fn metadata() {
+    println!("| live segments | layout | metadata bytes | bytes per live segment |");
+    println!("|---:|---|---:|---:|");
+    for live in [1_000usize, 10_000, 100_000, 1_000_000] {
+        for fragmented in [false, true] {
+            let ram = PhysMem::new(256 << 20);
+            let base = ram.base_arena("base", PAGE_SIZE);
+            let start = base.stats().allocated;
+            let ids = Arena::builder("ids")
+                .quantum(1)
+                .span(0, 1 << 40)
+                .tags_from(&base)
+                .build()
+                .unwrap();
+            let step = if fragmented { 2 } else { 1 };
+            let all: Vec<usize> = (0..step * live)
+                .map(|_| ids.alloc(1, Policy::InstantFit).unwrap())
+                .collect();
+            for &a in all.iter().skip(1).step_by(2).take_while(|_| fragmented) {
+                ids.free(a, 1).unwrap();
+            }
+            ids.rescale_hash();
+            ids.check().unwrap();
+            assert_eq!(ids.stats().live, live);
+            let bytes = base.stats().allocated - start;
+            let layout = if fragmented { "fragmented" } else { "packed" };
+            println!(
+                "| {live} | {layout} | {bytes} | {:.1} |",
+                bytes as f64 / live as f64
+            );
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "same".into());
+    if mode == "metadata" {
+        metadata();
+        return;
+    }
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let ram = PhysMem::new(64 << 20);
     let base = ram.base_arena("base", PAGE_SIZE);
