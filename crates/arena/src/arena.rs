@@ -11,7 +11,7 @@ use kmem_btag::{HeadTable, Tags, Tree, CHUNK_BYTES};
 use spin::{Mutex, MutexGuard};
 
 use crate::builder::Name;
-use crate::policy::{round_size, Fit};
+use crate::policy::{round_size, round_up, Fit};
 use crate::segments::Segments;
 use crate::{AddError, AllocError, Constraints, DestroyError, FreeError, Policy, Source};
 
@@ -304,7 +304,8 @@ impl<'a> Arena<'a> {
         if size == 0 {
             return Err(FreeError::ZeroSize);
         }
-        let size = size.div_ceil(self.quantum).saturating_mul(self.quantum);
+        // A size that overflows when rounded matches no segment.
+        let size = round_up(size, self.quantum).unwrap_or(usize::MAX);
         let mut g = self.inner.lock();
         let s = &mut *g;
         let id = s

@@ -107,14 +107,25 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
     a
 }
 
-/// Rounds `size` up to a multiple of `quantum`.
+/// Rounds `size` up to a multiple of `quantum`, or `None` on overflow.
+/// A power-of-two quantum (the common case) takes a mask, not a division.
+#[inline]
+pub(crate) fn round_up(size: usize, quantum: usize) -> Option<usize> {
+    if quantum.is_power_of_two() {
+        let mask = quantum - 1;
+        size.checked_add(mask).map(|s| s & !mask)
+    } else {
+        size.div_ceil(quantum).checked_mul(quantum)
+    }
+}
+
+/// Rounds a request of `size` units up to a multiple of `quantum`.
+#[inline]
 pub(crate) fn round_size(size: usize, quantum: usize) -> Result<usize, AllocError> {
     if size == 0 {
         return Err(AllocError::ZeroSize);
     }
-    size.div_ceil(quantum)
-        .checked_mul(quantum)
-        .ok_or(AllocError::Overflow)
+    round_up(size, quantum).ok_or(AllocError::Overflow)
 }
 
 impl Fit {
