@@ -89,7 +89,7 @@ impl<'a> Arena<'a> {
             return Ok(());
         }
         let pages = g.tags.pages_for_next_chunk();
-        let carve = (pages * CHUNK_BYTES).div_ceil(self.quantum) * self.quantum;
+        let carve = self.tag_pages_size(pages);
         if pages == 0 || carve >= size {
             return Err(AddError::NoTags);
         }
@@ -112,6 +112,12 @@ impl<'a> Arena<'a> {
         unsafe { self.inner.lock().tags.donate(ptr, len, false) }
     }
 
+    /// Units a base arena carves for `pages` tag pages (saturating, so an
+    /// absurd quantum makes the carve fail rather than overflow).
+    fn tag_pages_size(&self, pages: usize) -> usize {
+        round_up(pages * CHUNK_BYTES, self.quantum).unwrap_or(usize::MAX)
+    }
+
     /// Locks the arena with at least `n` unused tags in hand.
     pub(crate) fn lock_with_tags(&self, n: usize) -> Result<MutexGuard<'_, Segments>, AllocError> {
         loop {
@@ -124,7 +130,7 @@ impl<'a> Arena<'a> {
                 return Err(AllocError::NoTags);
             }
             if self.base {
-                let size = (pages * CHUNK_BYTES).div_ceil(self.quantum) * self.quantum;
+                let size = self.tag_pages_size(pages);
                 let carved = g.carve(size, |tags: &mut Tags, start| {
                     // SAFETY: a base arena's free segments are memory it owns
                     // (`new_base`/`add_memory` contract); the carved segment is
@@ -162,7 +168,8 @@ impl<'a> Arena<'a> {
             return self.xalloc_fit(&Fit::plain(size, self.quantum), policy);
         }
         let mut policy = policy;
-        for round in 0..=IMPORT_ROUNDS {
+        let mut round = 0;
+        loop {
             let mut g = self.lock_with_tags(1)?;
             let got = match policy {
                 Policy::InstantFit => g.alloc_instant(size),
@@ -179,8 +186,8 @@ impl<'a> Arena<'a> {
             self.import(size)?;
             // The new span may sit on a list instant fit skips.
             policy = Policy::BestFit;
+            round += 1;
         }
-        unreachable!()
     }
 
     /// Allocates `size` units under `constraints`. Bypasses quantum caches;
@@ -192,7 +199,8 @@ impl<'a> Arena<'a> {
 
     fn xalloc_fit(&self, fit: &Fit, policy: Policy) -> Result<usize, AllocError> {
         let mut imported = None;
-        for round in 0..=IMPORT_ROUNDS {
+        let mut round = 0;
+        loop {
             let mut g = self.lock_with_tags(2)?;
             let got = match policy {
                 Policy::NextFit => g.xalloc_next(fit, self.quantum),
@@ -217,8 +225,8 @@ impl<'a> Arena<'a> {
                 self.import(fit.import_size().ok_or(AllocError::Overflow)?)?
                     .0,
             );
+            round += 1;
         }
-        unreachable!()
     }
 
     /// Ends a successful allocation: unlocks, then grows the hash if needed.

@@ -252,12 +252,17 @@ impl Segments {
         }
     }
 
-    /// Instant fit: O(1) via the bitmap, falling back to the request's own
-    /// list when no larger list has a segment.
+    /// The instant-fit choice for `size`: O(1) via the bitmap, falling back
+    /// to the request's own list when no larger list has a segment.
+    #[inline]
+    fn instant_pick(&self, size: usize) -> Option<TagId> {
+        self.peek_from(list_up(size))
+            .or_else(|| self.first_fit_in(list_of(size), size))
+    }
+
+    /// Instant fit (see [`instant_pick`](Self::instant_pick)).
     pub(crate) fn alloc_instant(&mut self, size: usize) -> Option<usize> {
-        let id = self
-            .peek_from(list_up(size))
-            .or_else(|| self.first_fit_in(list_of(size), size))?;
+        let id = self.instant_pick(size)?;
         Some(self.alloc_from(id, size))
     }
 
@@ -452,10 +457,7 @@ impl Segments {
     /// the split so the split can use a tag from the new memory. Used by a
     /// base arena to carve its own tag pages under its lock.
     pub(crate) fn carve(&mut self, size: usize, donate: impl FnOnce(&mut Tags, usize)) -> bool {
-        let Some(id) = self
-            .peek_from(list_up(size))
-            .or_else(|| self.first_fit_in(list_of(size), size))
-        else {
+        let Some(id) = self.instant_pick(size) else {
             return false;
         };
         self.untrack_free(id);

@@ -249,9 +249,13 @@ impl Arena<'_> {
             "\t\tAllocs {}, frees {}, failures {}, imports {}, releases {}",
             st.allocs, st.frees, st.failures, st.imports, st.releases
         )?;
+        let longest = {
+            let g = self.inner.lock();
+            g.hash.scan(&g.tags).map_or(0, |(_, longest)| longest)
+        };
         writeln!(
             w,
-            "\t\tTags {} ({} unused), hash chains {}",
+            "\t\tTags {} ({} unused), hash chains {}, longest chain {longest}",
             st.tags, st.tags_unused, st.hash_chains
         )
     }
