@@ -8,15 +8,17 @@ use crate::segments::Segments;
 use crate::{CreateError, Source};
 use kmem_btag::CHUNK_BYTES;
 
-/// An arena name of at most 32 bytes, stored inline.
-#[derive(Clone, Copy)]
-pub(crate) struct Name {
+/// A name of at most 32 bytes, stored inline (longer names are cut at a
+/// character boundary). Arenas use it, and so do the layers above them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name {
     bytes: [u8; 32],
     len: u8,
 }
 
 impl Name {
-    pub(crate) fn new(s: &str) -> Self {
+    /// Stores the first 32 bytes of `s`.
+    pub fn new(s: &str) -> Self {
         let mut len = s.len().min(32);
         while !s.is_char_boundary(len) {
             len -= 1;
@@ -29,7 +31,8 @@ impl Name {
         }
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    /// The stored name.
+    pub fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
     }
 }
@@ -181,5 +184,11 @@ impl<'a> Arena<'a> {
     /// The source spans are imported from, if any.
     pub fn source(&self) -> Option<&'a dyn Source> {
         self.source
+    }
+}
+
+impl core::fmt::Debug for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
     }
 }

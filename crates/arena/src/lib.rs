@@ -69,7 +69,7 @@ mod source;
 mod stats;
 
 pub use arena::Arena;
-pub use builder::ArenaBuilder;
+pub use builder::{ArenaBuilder, Name};
 pub use check::CheckError;
 pub use error::{AddError, AllocError, CreateError, DestroyError, FreeError};
 pub use policy::{Constraints, Policy};

@@ -1,0 +1,156 @@
+//! "Which CPU am I": the platform trait the magazine layer runs on, and
+//! [`ManualCpus`], a provider whose current slot is chosen explicitly.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use spin::{Mutex, MutexGuard};
+
+/// A platform's CPUs as the magazine layer sees them: a fixed number of
+/// slots, the caller's current slot, and a clock.
+///
+/// A kernel implements [`pin`](Cpu::pin) by disabling preemption (and
+/// interrupts, if interrupt handlers allocate); a user-space platform gives a
+/// thread exclusive use of a slot, or takes a per-slot lock when it must
+/// share one ([`ThreadCpus`](crate::ThreadCpus) does both).
+///
+/// # Safety
+/// The magazine layer reads and writes a slot's state without atomics while
+/// it holds a guard for that slot, so implementors promise:
+/// - while a guard for slot `s` is alive on one thread, no guard for `s` is
+///   alive on any other thread (guards nested on the same thread are
+///   allowed);
+/// - [`CpuGuard::slot`] is below [`slots`](Cpu::slots), and `slots` never
+///   changes;
+/// - a registered [`SlotHook`] is only called for a slot while the caller
+///   has exclusive use of that slot, and never after
+///   [`unregister`](Cpu::unregister) for it has returned.
+pub unsafe trait Cpu: Sync {
+    /// What [`pin`](Cpu::pin) returns; dropping it releases the slot.
+    type Guard<'a>: CpuGuard
+    where
+        Self: 'a;
+
+    /// Number of slots; per-CPU state is an array of this length.
+    fn slots(&self) -> usize;
+
+    /// Keeps the caller on its current slot until the guard drops.
+    fn pin(&self) -> Self::Guard<'_>;
+
+    /// Monotonic time in nanoseconds, for the magazine resize window.
+    fn now_ns(&self) -> u64;
+
+    /// Asks to hear when a slot's owner goes away (a thread exits), so the
+    /// layer can move that slot's magazines to its depot. Platforms whose
+    /// slots never go away keep the default, which ignores the hook.
+    ///
+    /// # Safety
+    /// `hook.data` must stay valid for `hook.flush` until
+    /// [`unregister`](Cpu::unregister) is called with it.
+    unsafe fn register(&self, hook: SlotHook) {
+        let _ = hook;
+    }
+
+    /// Withdraws a hook registered with `data`; when this returns, no call
+    /// to it is running or will start.
+    fn unregister(&self, data: *const ()) {
+        let _ = data;
+    }
+}
+
+/// Proof that the caller stays on one slot; see [`Cpu::pin`].
+pub trait CpuGuard {
+    /// The slot the caller is on.
+    fn slot(&self) -> usize;
+}
+
+/// A callback a [`Cpu`] makes when a slot's owner goes away.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotHook {
+    /// Identifies the registrant; passed back to `flush`.
+    pub data: *const (),
+    /// Called as `flush(data, slot)` by a caller with exclusive use of `slot`.
+    pub flush: unsafe fn(data: *const (), slot: usize),
+}
+
+// SAFETY: a hook is a pointer to a `Sync` registrant plus a function; the
+// `Cpu` contract says when it may be called.
+unsafe impl Send for SlotHook {}
+
+/// A [`Cpu`] with `N` slots whose current slot and clock are set by hand.
+///
+/// Every thread is on the slot last passed to [`set_slot`](Self::set_slot);
+/// [`pin`](Cpu::pin) takes that slot's lock, so any use is safe, and tests
+/// can move magazines between "CPUs" deterministically. Not reentrant:
+/// pinning again on a thread that holds a guard for the same slot spins
+/// forever.
+pub struct ManualCpus<const N: usize> {
+    current: AtomicUsize,
+    clock: AtomicU64,
+    locks: [Mutex<()>; N],
+}
+
+impl<const N: usize> Default for ManualCpus<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> ManualCpus<N> {
+    /// `N` slots, the current one 0, the clock at 0.
+    pub const fn new() -> Self {
+        assert!(N > 0, "kmem-magazine: ManualCpus needs a slot");
+        Self {
+            current: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+            locks: [const { Mutex::new(()) }; N],
+        }
+    }
+
+    /// Moves every caller to `slot`.
+    ///
+    /// # Panics
+    /// Panics if `slot >= N`.
+    pub fn set_slot(&self, slot: usize) {
+        assert!(slot < N, "kmem-magazine: slot {slot} of {N}");
+        self.current.store(slot, Ordering::Relaxed);
+    }
+
+    /// Advances the clock by `ns`.
+    pub fn advance(&self, ns: u64) {
+        self.clock.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// The guard of [`ManualCpus`]: holds the slot's lock.
+pub struct ManualGuard<'a> {
+    slot: usize,
+    _lock: MutexGuard<'a, ()>,
+}
+
+impl CpuGuard for ManualGuard<'_> {
+    fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+// SAFETY: a guard holds its slot's lock, so guards for one slot exclude each
+// other; `slot < N` by `set_slot`; hooks are never called.
+unsafe impl<const N: usize> Cpu for ManualCpus<N> {
+    type Guard<'a> = ManualGuard<'a>;
+
+    fn slots(&self) -> usize {
+        N
+    }
+
+    fn pin(&self) -> ManualGuard<'_> {
+        let slot = self.current.load(Ordering::Relaxed);
+        ManualGuard {
+            slot,
+            _lock: self.locks[slot].lock(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,135 @@
+//! The depot: a cache's lists of not-empty and empty magazines behind one
+//! lock, and the seed's rule for growing magazines when that lock is
+//! contended.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::{Mutex, MutexGuard};
+
+use crate::magazine::{MagBox, MagList, MAGAZINE_ROUNDS};
+
+/// When the depot lock is contended more than `threshold` times within
+/// `window_ns` while not-empty magazines exist, magazines grow by one round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResizePolicy {
+    /// Length of the counting window.
+    pub window_ns: u64,
+    /// Contended acquisitions tolerated per window.
+    pub threshold: u32,
+}
+
+impl ResizePolicy {
+    /// The seed's tunables: more than 1 contended acquisition within 1 s.
+    pub const SEED: Self = Self {
+        window_ns: 1_000_000_000,
+        threshold: 1,
+    };
+}
+
+impl Default for ResizePolicy {
+    fn default() -> Self {
+        Self::SEED
+    }
+}
+
+pub(crate) struct DepotState {
+    /// Magazines holding at least one round ("full" in the paper).
+    pub(crate) not_empty: MagList,
+    pub(crate) empty: MagList,
+    /// The fill target CPUs adopt on their next free-path visit.
+    pub(crate) magsize: usize,
+    /// Rounds in `not_empty`.
+    pub(crate) rounds: usize,
+    busy_count: u32,
+    busy_start: u64,
+}
+
+impl DepotState {
+    pub(crate) fn put(&mut self, mag: MagBox) {
+        if mag.is_empty() {
+            self.empty.push(mag);
+        } else {
+            self.rounds += mag.len();
+            self.not_empty.push(mag);
+        }
+    }
+
+    pub(crate) fn take_not_empty(&mut self) -> Option<MagBox> {
+        let mag = self.not_empty.pop()?;
+        self.rounds -= mag.len();
+        Some(mag)
+    }
+}
+
+/// Depot counters, readable without the lock.
+#[derive(Default)]
+pub(crate) struct DepotCounters {
+    pub(crate) contended: AtomicU64,
+    pub(crate) resizes: AtomicU64,
+    pub(crate) not_empty_out: AtomicU64,
+    pub(crate) empty_out: AtomicU64,
+}
+
+pub(crate) struct Depot {
+    state: Mutex<DepotState>,
+    policy: ResizePolicy,
+    pub(crate) counters: DepotCounters,
+}
+
+impl Depot {
+    pub(crate) fn new(magsize: usize, policy: ResizePolicy) -> Self {
+        Self {
+            state: Mutex::new(DepotState {
+                not_empty: MagList::new(),
+                empty: MagList::new(),
+                magsize: magsize.clamp(1, MAGAZINE_ROUNDS),
+                rounds: 0,
+                busy_count: 0,
+                busy_start: 0,
+            }),
+            policy,
+            counters: DepotCounters::default(),
+        }
+    }
+
+    /// Takes the lock; a contended acquisition counts toward growing the
+    /// magazines. `now` is read before spinning, as the seed does, so a long
+    /// wait does not stretch the window.
+    pub(crate) fn lock(&self, now: impl FnOnce() -> u64) -> MutexGuard<'_, DepotState> {
+        if let Some(guard) = self.state.try_lock() {
+            return guard;
+        }
+        let time = now();
+        self.counters.contended.fetch_add(1, Ordering::Relaxed);
+        let mut depot = self.state.lock();
+        // Without not-empty magazines the fight is over too few magazines,
+        // not too small ones.
+        if depot.not_empty.len() == 0 {
+            return depot;
+        }
+        if time.wrapping_sub(depot.busy_start) > self.policy.window_ns {
+            depot.busy_count = 0;
+            depot.busy_start = time;
+        }
+        depot.busy_count += 1;
+        if depot.busy_count > self.policy.threshold {
+            depot.busy_count = 0;
+            if depot.magsize < MAGAZINE_ROUNDS {
+                depot.magsize += 1;
+                self.counters.resizes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        depot
+    }
+
+    /// Takes the lock without counting contention (draining, statistics).
+    pub(crate) fn lock_quiet(&self) -> MutexGuard<'_, DepotState> {
+        self.state.lock()
+    }
+
+    /// Holds the lock for the duration of `f` (tests drive contention).
+    pub(crate) fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.state.lock();
+        f()
+    }
+}

@@ -1,0 +1,349 @@
+//! [`Magazines`]: the per-CPU layer of one object cache — the seed's
+//! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
+//! which the caller falls through to.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cpu::{Cpu, CpuGuard, SlotHook};
+use crate::depot::{Depot, ResizePolicy};
+use crate::magazine::{start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
+use crate::percpu::CpuCache;
+use crate::stats::MagazineStats;
+
+/// The per-CPU slot array is shorter than the platform's slot count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooFewSlots {
+    /// Slots the platform has.
+    pub needed: usize,
+    /// Length of the array given.
+    pub given: usize,
+}
+
+impl core::fmt::Display for TooFewSlots {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "per-CPU array has {} slots, the platform has {}",
+            self.given, self.needed
+        )
+    }
+}
+
+impl core::error::Error for TooFewSlots {}
+
+/// New magazines a free may allocate before it gives the object back.
+const NEW_MAGAZINE_TRIES: usize = 2;
+
+/// A cache's magazine layer: a `loaded` and a `prev` magazine per CPU slot
+/// and a depot of not-empty and empty magazines.
+///
+/// Rounds are opaque `usize` values (object addresses, or resource values
+/// for a quantum cache, where 0 is valid). A miss is the caller's cue to use
+/// the layer below: [`alloc`](Self::alloc) returns `None` and
+/// [`free`](Self::free) hands the object back. Objects in magazines stay
+/// constructed.
+///
+/// Lock order: the slot (the [`Cpu`] guard), then the depot, then whatever
+/// the [`MagazineSource`] takes. No callback runs under the depot lock.
+pub struct Magazines<'a, C: Cpu> {
+    cpu: &'a C,
+    cpus: &'a [CpuCache],
+    depot: Depot,
+    start: usize,
+    mags_allocated: AtomicU64,
+    mags_freed: AtomicU64,
+}
+
+impl<'a, C: Cpu> Magazines<'a, C> {
+    /// A layer for objects of `obj_size` bytes (which picks the starting
+    /// magazine size), with per-CPU state in `cpus` (at least
+    /// `cpu.slots()` long) and the seed's [`ResizePolicy`].
+    pub fn new(cpu: &'a C, cpus: &'a mut [CpuCache], obj_size: usize) -> Result<Self, TooFewSlots> {
+        Self::with_policy(cpu, cpus, obj_size, ResizePolicy::SEED)
+    }
+
+    /// As [`new`](Self::new), with a chosen resize policy.
+    pub fn with_policy(
+        cpu: &'a C,
+        cpus: &'a mut [CpuCache],
+        obj_size: usize,
+        policy: ResizePolicy,
+    ) -> Result<Self, TooFewSlots> {
+        if cpus.len() < cpu.slots() {
+            return Err(TooFewSlots {
+                needed: cpu.slots(),
+                given: cpus.len(),
+            });
+        }
+        let start = start_size(obj_size);
+        for cc in cpus.iter_mut() {
+            cc.reset(start);
+        }
+        Ok(Self {
+            cpu,
+            cpus,
+            depot: Depot::new(start, policy),
+            start,
+            mags_allocated: AtomicU64::new(0),
+            mags_freed: AtomicU64::new(0),
+        })
+    }
+
+    /// The platform this layer runs on.
+    pub fn cpu(&self) -> &'a C {
+        self.cpu
+    }
+
+    /// Takes a round from the caller's magazines or the depot; `None` means
+    /// the caller allocates from the layer below.
+    #[inline]
+    pub fn alloc(&self) -> Option<usize> {
+        let guard = self.cpu.pin();
+        let cc = &self.cpus[guard.slot()];
+        // SAFETY: the guard gives exclusive use of the slot; nothing below
+        // calls out while the reference lives.
+        let st = unsafe { cc.state() };
+        if let Some(obj) = st.loaded.as_mut().and_then(|m| m.pop()) {
+            cc.count_alloc();
+            return Some(obj);
+        }
+        let obj = self.alloc_slow(cc)?;
+        cc.count_alloc();
+        Some(obj)
+    }
+
+    /// The seed's alloc path after a loaded miss: swap with a non-empty
+    /// `prev`, else exchange the empty `prev` for a not-empty depot magazine.
+    fn alloc_slow(&self, cc: &CpuCache) -> Option<usize> {
+        // SAFETY: called from `alloc` under the guard; no call-outs below.
+        let st = unsafe { cc.state() };
+        if st.prev.as_ref().is_some_and(|m| !m.is_empty()) {
+            core::mem::swap(&mut st.loaded, &mut st.prev);
+            return st.loaded.as_mut().and_then(|m| m.pop());
+        }
+        let mut depot = self.depot.lock(|| self.cpu.now_ns());
+        let full = depot.take_not_empty()?;
+        if let Some(empty) = st.prev.take() {
+            depot.put(empty);
+        }
+        drop(depot);
+        self.depot
+            .counters
+            .not_empty_out
+            .fetch_add(1, Ordering::Relaxed);
+        st.prev = st.loaded.replace(full);
+        st.loaded.as_mut().and_then(|m| m.pop())
+    }
+
+    /// Puts `obj` into the caller's magazines, exchanging with the depot or
+    /// allocating an empty magazine from `mags` as the seed does. `Err(obj)`
+    /// means no room could be found: the caller returns `obj` to the layer
+    /// below (destructing it first).
+    #[inline]
+    pub fn free<S: MagazineSource + ?Sized>(&self, obj: usize, mags: &S) -> Result<(), usize> {
+        let guard = self.cpu.pin();
+        let cc = &self.cpus[guard.slot()];
+        // SAFETY: exclusive use of the slot under the guard; no call-outs
+        // while the reference lives.
+        let st = unsafe { cc.state() };
+        if let Some(m) = st.loaded.as_mut() {
+            if m.len() < st.magsize {
+                m.push(obj);
+                cc.count_free();
+                return Ok(());
+            }
+        }
+        self.free_slow(cc, obj, mags)?;
+        cc.count_free();
+        Ok(())
+    }
+
+    fn free_slow<S: MagazineSource + ?Sized>(
+        &self,
+        cc: &CpuCache,
+        obj: usize,
+        mags: &S,
+    ) -> Result<(), usize> {
+        let mut tries = 0;
+        loop {
+            {
+                // SAFETY: under the caller's guard; the reference ends before
+                // `mags` is called.
+                let st = unsafe { cc.state() };
+                let magsize = st.magsize;
+                if let Some(m) = st.loaded.as_mut().filter(|m| m.len() < magsize) {
+                    m.push(obj);
+                    return Ok(());
+                }
+                // The seed checks "prev is empty"; room is what matters, since
+                // a resize can leave prev part-filled.
+                if st.prev.as_ref().is_some_and(|m| m.len() < magsize) {
+                    core::mem::swap(&mut st.loaded, &mut st.prev);
+                    continue;
+                }
+                let mut depot = self.depot.lock(|| self.cpu.now_ns());
+                // Where a resize takes effect: the next magazine fills to it.
+                if st.magsize != depot.magsize {
+                    st.magsize = depot.magsize;
+                    if st.loaded.as_ref().is_some_and(|m| m.len() < st.magsize) {
+                        continue;
+                    }
+                }
+                if let Some(empty) = depot.empty.pop() {
+                    if let Some(full) = st.prev.take() {
+                        depot.put(full);
+                    }
+                    drop(depot);
+                    self.depot.counters.empty_out.fetch_add(1, Ordering::Relaxed);
+                    st.prev = st.loaded.replace(empty);
+                    continue;
+                }
+            }
+            if tries == NEW_MAGAZINE_TRIES {
+                return Err(obj);
+            }
+            tries += 1;
+            // Never wait on a free: if no memory, the object goes below.
+            let mem = mags.alloc_magazine().ok_or(obj)?;
+            self.mags_allocated.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the source's contract: fresh, aligned magazine memory.
+            let mag = unsafe { MagBox::init(mem) };
+            self.depot.lock_quiet().put(mag);
+        }
+    }
+
+    /// Moves the caller's `loaded` and `prev` magazines to the depot.
+    pub fn flush_current(&self) {
+        let guard = self.cpu.pin();
+        // SAFETY: the guard gives exclusive use of the slot.
+        unsafe { self.flush_slot(guard.slot()) };
+    }
+
+    /// Moves slot `slot`'s magazines to the depot.
+    ///
+    /// # Safety
+    /// The caller has exclusive use of `slot` (holds its guard, or is the
+    /// platform calling a [`SlotHook`] for it).
+    pub unsafe fn flush_slot(&self, slot: usize) {
+        // SAFETY: exclusivity is the caller's obligation; no call-outs.
+        let st = unsafe { self.cpus[slot].state() };
+        let (loaded, prev) = (st.loaded.take(), st.prev.take());
+        let mut depot = self.depot.lock_quiet();
+        for mag in [loaded, prev].into_iter().flatten() {
+            depot.put(mag);
+        }
+    }
+
+    /// Empties the depot: every round goes to `sink` (the layer below, which
+    /// destructs it) and every magazine back to `mags`. Runs `sink` and
+    /// `mags` without the depot lock. Returns the rounds drained.
+    pub fn drain_depot<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        mut sink: impl FnMut(usize),
+    ) -> usize {
+        let (not_empty, empty) = {
+            let mut depot = self.depot.lock_quiet();
+            depot.rounds = 0;
+            (depot.not_empty.take(), depot.empty.take())
+        };
+        self.release(not_empty, mags, &mut sink) + self.release(empty, mags, &mut sink)
+    }
+
+    fn release<S: MagazineSource + ?Sized>(
+        &self,
+        mut list: MagList,
+        mags: &S,
+        sink: &mut impl FnMut(usize),
+    ) -> usize {
+        let mut rounds = 0;
+        while let Some(mut mag) = list.pop() {
+            for obj in mag.drain() {
+                sink(obj);
+                rounds += 1;
+            }
+            self.mags_freed.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the magazine came from `mags` (every magazine of this
+            // layer does) and `mag` was its only owner.
+            unsafe { mags.free_magazine(mag.into_raw()) };
+        }
+        rounds
+    }
+
+    /// Flushes every slot, then drains the depot: afterwards the layer holds
+    /// no rounds and no magazines. `&mut self` proves no slot is in use.
+    pub fn drain_all<S: MagazineSource + ?Sized>(
+        &mut self,
+        mags: &S,
+        sink: impl FnMut(usize),
+    ) -> usize {
+        for slot in 0..self.cpus.len() {
+            // SAFETY: `&mut self`: no other user of any slot exists.
+            unsafe { self.flush_slot(slot) };
+        }
+        self.drain_depot(mags, sink)
+    }
+
+    /// A hook that flushes a slot of this layer when its owner goes away.
+    fn hook(&self) -> SlotHook {
+        /// # Safety
+        /// `data` is a live `Magazines<C>` and the caller owns `slot`.
+        unsafe fn flush<C: Cpu>(data: *const (), slot: usize) {
+            // SAFETY: the registration contract keeps `data` alive until
+            // `unregister`, and the platform owns `slot` exclusively.
+            unsafe { (*data.cast::<Magazines<'_, C>>()).flush_slot(slot) }
+        }
+        SlotHook {
+            data: (self as *const Self).cast(),
+            flush: flush::<C>,
+        }
+    }
+
+    /// Asks the platform to flush a slot's magazines to the depot when its
+    /// owner goes away (a thread exits).
+    ///
+    /// # Safety
+    /// `self` stays at its address, alive, until
+    /// [`unregister`](Self::unregister) is called.
+    pub unsafe fn register(&self) {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.cpu.register(self.hook()) }
+    }
+
+    /// Withdraws [`register`](Self::register); no flush runs afterwards.
+    pub fn unregister(&self) {
+        self.cpu.unregister((self as *const Self).cast());
+    }
+
+    /// Runs `f` while holding the depot lock, so tests can make a CPU's
+    /// depot visit contended deterministically.
+    pub fn with_depot_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.depot.hold(f)
+    }
+
+    /// The current counters.
+    pub fn stats(&self) -> MagazineStats {
+        let (cpu_allocs, cpu_frees) = self
+            .cpus
+            .iter()
+            .fold((0, 0), |(a, f), cc| (a + cc.allocs(), f + cc.frees()));
+        let depot = self.depot.lock_quiet();
+        let c = &self.depot.counters;
+        MagazineStats {
+            magsize: depot.magsize,
+            start_magsize: self.start,
+            max_magsize: MAGAZINE_ROUNDS,
+            not_empty: depot.not_empty.len(),
+            empty: depot.empty.len(),
+            depot_rounds: depot.rounds,
+            cpu_allocs,
+            cpu_frees,
+            contended: c.contended.load(Ordering::Relaxed),
+            resizes: c.resizes.load(Ordering::Relaxed),
+            depot_not_empty_out: c.not_empty_out.load(Ordering::Relaxed),
+            depot_empty_out: c.empty_out.load(Ordering::Relaxed),
+            magazines_allocated: self.mags_allocated.load(Ordering::Relaxed),
+            magazines_freed: self.mags_freed.load(Ordering::Relaxed),
+        }
+    }
+}

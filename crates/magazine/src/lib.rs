@@ -1,0 +1,78 @@
+//! The magazine layer of Bonwick & Adams' "Magazines and Vmem", as Akaros'
+//! `slab.c` builds it: per-CPU `loaded` and `prev` magazines in front of any
+//! object source, and a depot of not-empty and empty magazines per cache.
+//!
+//! - [`Magazine`]: a fixed-capacity stack of rounds ([`MAGAZINE_ROUNDS`]);
+//!   its fill target (`magsize`) starts by object size ([`start_size`], after
+//!   illumos' magazine types) and grows by one when the depot lock is
+//!   contended ([`ResizePolicy`]); CPUs adopt the new size on their next
+//!   depot visit on the free path.
+//! - [`Magazines`]: one cache's layer. [`alloc`](Magazines::alloc) and
+//!   [`free`](Magazines::free) follow the seed: use `loaded`, swap with
+//!   `prev`, exchange with the depot, allocate an empty magazine without
+//!   blocking; a miss falls through to the caller's layer below.
+//! - [`Cpu`]: the platform's "which CPU am I" — slot count, current slot, a
+//!   guard that keeps the caller on it, and a clock. With exclusive use of a
+//!   slot the fast path has no atomic read-modify-write. [`ManualCpus`]
+//!   lets tests pick slots by hand; with the `std` feature, [`ThreadCpus`]
+//!   gives threads slots of their own and flushes them when threads exit.
+//!
+//! `#![no_std]` without `alloc`: magazines live in memory a
+//! [`MagazineSource`] supplies, per-CPU state in an array of [`CpuCache`]
+//! the caller provides.
+//!
+//! ```
+//! use core::ptr::NonNull;
+//! use kmem_magazine::{CpuCache, MagazineSource, Magazines, ManualCpus, MAGAZINE_SIZE};
+//!
+//! // Magazine memory from the heap, for the example.
+//! struct Heap;
+//! impl MagazineSource for Heap {
+//!     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+//!         let layout = std::alloc::Layout::from_size_align(MAGAZINE_SIZE, 64).unwrap();
+//!         // SAFETY: non-zero size.
+//!         NonNull::new(unsafe { std::alloc::alloc(layout) })
+//!     }
+//!     unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+//!         let layout = std::alloc::Layout::from_size_align(MAGAZINE_SIZE, 64).unwrap();
+//!         // SAFETY: allocated above with this layout.
+//!         unsafe { std::alloc::dealloc(mem.as_ptr(), layout) }
+//!     }
+//! }
+//!
+//! let cpus = ManualCpus::<2>::new();
+//! let mut slots = [CpuCache::new(), CpuCache::new()];
+//! let mut mags = Magazines::new(&cpus, &mut slots, 64).unwrap();
+//!
+//! assert_eq!(mags.alloc(), None); // nothing cached: use the layer below
+//! mags.free(0x1000, &Heap).unwrap(); // cached in CPU 0's magazine
+//! cpus.set_slot(1);
+//! assert_eq!(mags.alloc(), None); // CPU 1 has its own magazines
+//! cpus.set_slot(0);
+//! assert_eq!(mags.alloc(), Some(0x1000));
+//!
+//! mags.free(0x2000, &Heap).unwrap();
+//! let drained = mags.drain_all(&Heap, |obj| assert_eq!(obj, 0x2000));
+//! assert_eq!(drained, 1);
+//! ```
+#![no_std]
+
+mod cpu;
+mod depot;
+mod layer;
+mod magazine;
+mod percpu;
+mod stats;
+#[cfg(feature = "std")]
+mod thread_cpus;
+
+pub use cpu::{Cpu, CpuGuard, ManualCpus, ManualGuard, SlotHook};
+pub use depot::ResizePolicy;
+pub use layer::{Magazines, TooFewSlots};
+pub use magazine::{
+    start_size, Magazine, MagazineSource, MAGAZINE_ALIGN, MAGAZINE_ROUNDS, MAGAZINE_SIZE,
+};
+pub use percpu::CpuCache;
+pub use stats::MagazineStats;
+#[cfg(feature = "std")]
+pub use thread_cpus::{ThreadCpus, ThreadGuard};

@@ -1,0 +1,100 @@
+//! Per-CPU magazine state: one cache-line-padded [`CpuCache`] per slot.
+//!
+//! The state sits in an `UnsafeCell` and is reached only through
+//! [`CpuCache::state`], whose caller holds a guard for the slot; this is the
+//! crate's unsafe module for per-CPU state.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::magazine::MagBox;
+
+pub(crate) struct CpuState {
+    pub(crate) loaded: Option<MagBox>,
+    pub(crate) prev: Option<MagBox>,
+    /// Fill target for frees; adopted from the depot on free-path visits.
+    pub(crate) magsize: usize,
+}
+
+/// One slot's magazines and counters, on its own cache line.
+///
+/// Build an array of [`Cpu::slots`](crate::Cpu::slots) of them with
+/// [`CpuCache::new`] and hand it to [`Magazines::new`](crate::Magazines::new).
+#[repr(align(64))]
+pub struct CpuCache {
+    state: UnsafeCell<CpuState>,
+    /// Rounds handed out from this slot's magazines. Written only by the
+    /// slot's holder, with a plain load and store: no atomic
+    /// read-modify-write on the fast path.
+    allocs: AtomicU64,
+    /// Rounds put into this slot's magazines.
+    frees: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<CpuCache>() == 64);
+
+// SAFETY: `state` is only reached through `state()`, whose callers hold the
+// slot's guard (exclusive per the `Cpu` contract) or `&mut` to the layer.
+unsafe impl Sync for CpuCache {}
+
+impl Default for CpuCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuCache {
+    /// An idle slot: no magazines yet.
+    pub const fn new() -> Self {
+        Self {
+            state: UnsafeCell::new(CpuState {
+                loaded: None,
+                prev: None,
+                magsize: 1,
+            }),
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+        }
+    }
+
+    /// Forgets any magazines (they must have been drained) and sets the
+    /// fill target.
+    pub(crate) fn reset(&mut self, magsize: usize) {
+        let st = self.state.get_mut();
+        debug_assert!(st.loaded.is_none() && st.prev.is_none());
+        st.magsize = magsize;
+    }
+
+    /// The slot's state.
+    ///
+    /// # Safety
+    /// The caller has exclusive use of this slot (holds its guard, or `&mut`
+    /// to the layer) for as long as the reference lives, and makes no call
+    /// that could reach this slot's state again meanwhile.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn state(&self) -> &mut CpuState {
+        // SAFETY: exclusivity is the caller's obligation.
+        unsafe { &mut *self.state.get() }
+    }
+
+    #[inline]
+    pub(crate) fn count_alloc(&self) {
+        let n = self.allocs.load(Ordering::Relaxed);
+        self.allocs.store(n + 1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn count_free(&self) {
+        let n = self.frees.load(Ordering::Relaxed);
+        self.frees.store(n + 1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn allocs(&self) -> u64 {
+        self.allocs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn frees(&self) -> u64 {
+        self.frees.load(Ordering::Relaxed)
+    }
+}

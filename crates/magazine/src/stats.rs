@@ -1,0 +1,41 @@
+//! Counters of a magazine layer.
+
+/// A snapshot of a [`Magazines`](crate::Magazines) layer's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MagazineStats {
+    /// The depot's current fill target.
+    pub magsize: usize,
+    /// The fill target the layer started with (by object size).
+    pub start_magsize: usize,
+    /// The largest fill target ([`MAGAZINE_ROUNDS`](crate::MAGAZINE_ROUNDS)).
+    pub max_magsize: usize,
+    /// Not-empty magazines in the depot.
+    pub not_empty: usize,
+    /// Empty magazines in the depot.
+    pub empty: usize,
+    /// Rounds held by the depot's not-empty magazines.
+    pub depot_rounds: usize,
+    /// Allocations served by CPU magazines.
+    pub cpu_allocs: u64,
+    /// Frees absorbed by CPU magazines.
+    pub cpu_frees: u64,
+    /// Contended depot lock acquisitions.
+    pub contended: u64,
+    /// Times the depot's fill target grew.
+    pub resizes: u64,
+    /// Not-empty magazines the depot handed to CPUs.
+    pub depot_not_empty_out: u64,
+    /// Empty magazines the depot handed to CPUs.
+    pub depot_empty_out: u64,
+    /// Magazines allocated from the magazine source.
+    pub magazines_allocated: u64,
+    /// Magazines given back to the magazine source.
+    pub magazines_freed: u64,
+}
+
+impl MagazineStats {
+    /// Magazines alive: in the depot or loaded on a CPU.
+    pub fn magazines_live(&self) -> u64 {
+        self.magazines_allocated - self.magazines_freed
+    }
+}

@@ -1,0 +1,618 @@
+//! [`KmemCache`]: an object cache — magazines in front of slabs over a
+//! source arena — and [`CacheBuilder`], what a cache is made of.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use kmem_arena::{Arena, Constraints, Name, Policy};
+use kmem_magazine::{Cpu, CpuCache, MagazineSource, Magazines, ResizePolicy};
+use spin::Mutex;
+
+use crate::caches::Caches;
+use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
+use crate::geometry::{Geometry, Layout, Request};
+use crate::hash::{table_bytes, AddrHash};
+use crate::raw::{self, BufState, SlabHeader};
+use crate::slabs::{self, From, SlabState};
+use crate::stats::CacheStats;
+use crate::{AllocFlags, CacheFlags};
+
+/// A constructor's refusal; the allocation fails with [`AllocError::Ctor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtorError;
+
+/// What a cache does to objects entering and leaving the constructed state:
+/// the seed's `ctor`, `dtor` and `priv`, as a trait object whose fields are
+/// the private state.
+///
+/// Objects in magazines stay constructed; `destruct` runs when an object
+/// goes back to a slab. Both run without any cache lock held.
+pub trait ObjectOps: Sync {
+    /// Builds the object at `obj`; `flags` are the allocation's.
+    fn construct(&self, obj: usize, flags: AllocFlags) -> Result<(), CtorError> {
+        let _ = (obj, flags);
+        Ok(())
+    }
+    /// Tears down the object at `obj`.
+    fn destruct(&self, obj: usize) {
+        let _ = obj;
+    }
+}
+
+/// Describes a cache for [`Caches::create`].
+#[must_use]
+#[derive(Clone, Copy)]
+pub struct CacheBuilder<'a> {
+    pub(crate) name: Name,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    pub(crate) flags: CacheFlags,
+    pub(crate) qcache_max: usize,
+    pub(crate) source: Option<&'a Arena<'a>>,
+    pub(crate) ops: Option<&'a dyn ObjectOps>,
+    pub(crate) resize: ResizePolicy,
+}
+
+impl<'a> CacheBuilder<'a> {
+    /// A cache of `size`-byte objects, aligned to 8, from the base arena.
+    pub fn new(name: &str, size: usize) -> Self {
+        Self {
+            name: Name::new(name),
+            size,
+            align: 8,
+            flags: CacheFlags::empty(),
+            qcache_max: 0,
+            source: None,
+            ops: None,
+            resize: ResizePolicy::SEED,
+        }
+    }
+    /// Object alignment: a power of two up to [`PAGE_SIZE`](crate::PAGE_SIZE).
+    pub fn align(mut self, align: usize) -> Self {
+        self.align = align;
+        self
+    }
+    /// Layout and caching flags.
+    pub fn flags(mut self, flags: CacheFlags) -> Self {
+        self.flags |= flags;
+        self
+    }
+    /// The arena slabs come from (default: the base arena).
+    pub fn source(mut self, source: &'a Arena<'a>) -> Self {
+        self.source = Some(source);
+        self
+    }
+    /// Constructor, destructor and private state.
+    pub fn ops(mut self, ops: &'a dyn ObjectOps) -> Self {
+        self.ops = Some(ops);
+        self
+    }
+    /// Makes this a quantum cache of an arena with this `qcache_max`: sets
+    /// `QCACHE | NOTOUCH` and slabs of `next_pow2(3 * qcache_max)`.
+    pub fn qcache(mut self, qcache_max: usize) -> Self {
+        self.flags |= CacheFlags::QCACHE | CacheFlags::NOTOUCH;
+        self.qcache_max = qcache_max;
+        self
+    }
+    /// When magazines grow (default: the seed's, 1 contention per second).
+    pub fn resize_policy(mut self, policy: ResizePolicy) -> Self {
+        self.resize = policy;
+        self
+    }
+}
+
+/// An object cache: per-CPU magazines and a depot in front of full, partial
+/// and empty slabs over a source arena.
+///
+/// Objects are addresses (`usize`); for a cache over memory they point at
+/// `size()` writable bytes aligned to `align()`. Created and destroyed
+/// through [`Caches`]; see the [crate documentation](crate).
+pub struct KmemCache<'a, C: Cpu> {
+    pub(crate) name: Name,
+    pub(crate) geo: Geometry,
+    pub(crate) flags: CacheFlags,
+    memory: bool,
+    /// Slab buffers of the small layout need `xalloc` for their alignment.
+    xalloc: bool,
+    source: &'a Arena<'a>,
+    meta: &'a Arena<'a>,
+    ops: Option<&'a dyn ObjectOps>,
+    pub(crate) mags: Option<Magazines<'a, C>>,
+    percpu: Option<(usize, usize)>,
+    pub(crate) slab: Mutex<SlabState>,
+    pub(crate) ctx: Option<&'a Caches<'a, C>>,
+    alloc_fails: AtomicU64,
+    ctor_fails: AtomicU64,
+    bad_frees: AtomicU64,
+    last_bad: Mutex<Option<FreeError>>,
+    /// Next cache in the registry of its `Caches` (type-erased, so the
+    /// cache stays covariant in `'a`).
+    pub(crate) next: AtomicPtr<()>,
+}
+
+/// The magazine cache as the magazine layer's [`MagazineSource`].
+struct MagSrc<'x, 'a, C: Cpu>(&'x KmemCache<'a, C>);
+
+impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
+    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+        let mem = self.0.alloc_from_slab(AllocFlags::ATOMIC, false).ok()?;
+        NonNull::new(mem as *mut u8)
+    }
+
+    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+        let freed = self.0.release(mem.as_ptr() as usize, From::User, false);
+        debug_assert!(freed.is_ok(), "kmem-slab: magazine not from the magazine cache");
+    }
+}
+
+impl<'a, C: Cpu> KmemCache<'a, C> {
+    /// Builds a cache value; `ctx` is `None` only for the bootstrap caches.
+    pub(crate) fn build(
+        b: &CacheBuilder<'a>,
+        base: &'a Arena<'a>,
+        cpu: &'a C,
+        ctx: Option<&'a Caches<'a, C>>,
+    ) -> Result<Self, CreateError> {
+        let source = b.source.unwrap_or(base);
+        let geo = Geometry::plan(&Request {
+            size: b.size,
+            align: b.align,
+            flags: b.flags,
+            qcache_max: b.qcache_max,
+            quantum: source.quantum(),
+            memory: source.is_memory(),
+            force_small: ctx.is_none(),
+        })?;
+        let mut cache = Self {
+            name: b.name,
+            geo,
+            flags: b.flags,
+            memory: source.is_memory(),
+            xalloc: matches!(geo.layout, Layout::Small { .. }) && source.quantum() < geo.slab_size,
+            source,
+            meta: base,
+            ops: b.ops,
+            mags: None,
+            percpu: None,
+            // Replaced below; `AddrHash` needs its table first.
+            slab: Mutex::new(SlabState::new(Self::new_hash(base)?)),
+            ctx,
+            alloc_fails: AtomicU64::new(0),
+            ctor_fails: AtomicU64::new(0),
+            bad_frees: AtomicU64::new(0),
+            last_bad: Mutex::new(None),
+            next: AtomicPtr::new(core::ptr::null_mut()),
+        };
+        if ctx.is_some() && !b.flags.contains(CacheFlags::NOMAGAZINE) {
+            let slots = cpu.slots();
+            let bytes = slots * core::mem::size_of::<CpuCache>();
+            let Some(mem) = cache.meta_alloc(bytes) else {
+                cache.free_hash();
+                return Err(CreateError::NoMemory);
+            };
+            cache.percpu = Some((mem, bytes));
+            let arr = mem as *mut CpuCache;
+            for i in 0..slots {
+                // SAFETY: `mem` is fresh metadata memory of `bytes` bytes,
+                // aligned to 64, owned by this cache.
+                unsafe { arr.add(i).write(CpuCache::new()) };
+            }
+            // SAFETY: initialized above; the array lives until `teardown`,
+            // which drops the magazine layer before freeing it.
+            let cpus = unsafe { core::slice::from_raw_parts_mut(arr, slots) };
+            let mags = Magazines::with_policy(cpu, cpus, geo.size, b.resize)
+                .expect("kmem-slab: per-CPU array sized by the platform");
+            cache.mags = Some(mags);
+        }
+        Ok(cache)
+    }
+
+    fn new_hash(meta: &'a Arena<'a>) -> Result<AddrHash, CreateError> {
+        let bytes = table_bytes(kmem_hash::INIT_BITS);
+        let len = bytes.next_multiple_of(meta.quantum());
+        let mem = meta
+            .xalloc(len, &Constraints::new().align(64))
+            .map_err(|_| CreateError::NoMemory)?;
+        // SAFETY: fresh metadata memory, aligned, owned by the hash.
+        Ok(unsafe { AddrHash::new(NonNull::new(mem as *mut u8).ok_or(CreateError::NoMemory)?) })
+    }
+
+    fn meta_alloc(&self, bytes: usize) -> Option<usize> {
+        let len = bytes.next_multiple_of(self.meta.quantum());
+        self.meta.xalloc(len, &Constraints::new().align(64)).ok()
+    }
+
+    fn meta_free(&self, addr: usize, bytes: usize) {
+        let len = bytes.next_multiple_of(self.meta.quantum());
+        let freed = self.meta.xfree(addr, len);
+        debug_assert!(freed.is_ok(), "kmem-slab: metadata free failed");
+    }
+
+    pub(crate) fn free_hash(&self) {
+        let (addr, bytes) = self.slab.lock().hash.table();
+        self.meta_free(addr, bytes);
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Object size (the requested size rounded to the alignment).
+    pub fn size(&self) -> usize {
+        self.geo.size
+    }
+
+    /// Object alignment.
+    pub fn align(&self) -> usize {
+        self.geo.align
+    }
+
+    /// The cache's flags.
+    pub fn flags(&self) -> CacheFlags {
+        self.flags
+    }
+
+    /// Bytes per slab, and objects per slab.
+    pub fn slab_geometry(&self) -> (usize, usize) {
+        (self.geo.slab_size, self.geo.per_slab as usize)
+    }
+
+    /// True when objects are kept on bufctls (large objects, `NOTOUCH`,
+    /// `DEBUG`, `QCACHE`).
+    pub fn uses_bufctls(&self) -> bool {
+        self.geo.layout == Layout::Bufctl
+    }
+
+    /// The magazine layer, unless the cache is `NOMAGAZINE`.
+    pub fn magazines(&self) -> Option<&Magazines<'a, C>> {
+        self.mags.as_ref()
+    }
+
+    /// Allocates a constructed object: from the caller's CPU magazines, the
+    /// depot, or a slab (growing the cache from its source if needed, then
+    /// running the constructor).
+    #[inline]
+    pub fn alloc(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+        if flags.contains(AllocFlags::ZERO) && !self.memory {
+            return Err(AllocError::NotMemory);
+        }
+        if let Some(obj) = self.mags.as_ref().and_then(Magazines::alloc) {
+            if self.flags.contains(CacheFlags::DEBUG) {
+                self.slab.lock().mark(&self.geo, obj, BufState::Allocated);
+            }
+            self.zero_if(obj, flags);
+            return Ok(obj);
+        }
+        self.alloc_from_slab(flags, true)
+    }
+
+    fn zero_if(&self, obj: usize, flags: AllocFlags) {
+        if flags.contains(AllocFlags::ZERO) {
+            // SAFETY: a memory cache's object, just handed to the caller.
+            unsafe { raw::zero(obj, self.geo.size) };
+        }
+    }
+
+    /// The slab path: an unconstructed object from a slab, then the
+    /// constructor. `user` counts it as a user allocation.
+    pub(crate) fn alloc_from_slab(&self, flags: AllocFlags, user: bool) -> Result<usize, AllocError> {
+        let mut st = self.slab.lock();
+        let obj = match st.take(&self.geo, BufState::Allocated) {
+            Some(obj) => obj,
+            None => {
+                drop(st);
+                let slab = self.grow().inspect_err(|_| {
+                    self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                })?;
+                st = self.slab.lock();
+                // SAFETY: built by `grow` for this geometry, known to no one.
+                unsafe { st.insert(&self.geo, slab) };
+                st.take(&self.geo, BufState::Allocated)
+                    .expect("kmem-slab: a fresh slab has objects")
+            }
+        };
+        if user {
+            st.direct_allocs += 1;
+        }
+        let rescale = st.hash.resize_target(false).is_some();
+        drop(st);
+        if rescale {
+            self.rescale_hash(false);
+        }
+        if let Some(ops) = self.ops {
+            if ops.construct(obj, flags).is_err() {
+                let mut st = self.slab.lock();
+                let back = st.give(&self.geo, obj, From::User);
+                debug_assert!(back.is_ok());
+                if user {
+                    st.direct_allocs -= 1;
+                }
+                drop(st);
+                self.ctor_fails.fetch_add(1, Ordering::Relaxed);
+                self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                return Err(AllocError::Ctor);
+            }
+        }
+        self.zero_if(obj, flags);
+        Ok(obj)
+    }
+
+    /// Builds one empty slab, outside the cache lock.
+    fn grow(&self) -> Result<NonNull<SlabHeader>, AllocError> {
+        let size = self.geo.slab_size;
+        let base = if self.xalloc {
+            self.source.xalloc(size, &Constraints::new().align(size))
+        } else {
+            self.source.alloc(size, Policy::InstantFit)
+        }
+        .map_err(|_| AllocError::Exhausted)?;
+        match self.geo.layout {
+            Layout::Small { .. } => {
+                if base % size != 0 {
+                    // A source whose spans are not aligned to its quantum.
+                    self.free_buffer(base);
+                    return Err(AllocError::Exhausted);
+                }
+                // SAFETY: a fresh, aligned slab buffer from a memory source.
+                Ok(unsafe { slabs::build_small(&self.geo, base) })
+            }
+            Layout::Bufctl => self.grow_bufctl(base).inspect_err(|_| self.free_buffer(base)),
+        }
+    }
+
+    fn grow_bufctl(&self, base: usize) -> Result<NonNull<SlabHeader>, AllocError> {
+        let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
+        let raw_alloc = |c: &KmemCache<'a, C>| {
+            c.alloc_from_slab(AllocFlags::ATOMIC, false)
+                .ok()
+                .and_then(|a| NonNull::new(a as *mut u8))
+        };
+        let header = raw_alloc(&ctx.slab_cache).ok_or(AllocError::Exhausted)?;
+        // Take every bufctl first, chained through their first word, so a
+        // shortage undoes cleanly.
+        let mut chain = raw::NONE;
+        for _ in 0..self.geo.per_slab {
+            match raw_alloc(&ctx.bufctl_cache) {
+                Some(bc) => {
+                    // SAFETY: a fresh bufctl-cache object, owned here.
+                    unsafe { raw::write_link(bc.as_ptr() as usize, chain) };
+                    chain = bc.as_ptr() as usize;
+                }
+                None => {
+                    while chain != raw::NONE {
+                        // SAFETY: an object of the chain built above.
+                        let next = unsafe { raw::read_link(chain) };
+                        let _ = ctx.bufctl_cache.release(chain, From::User, false);
+                        chain = next;
+                    }
+                    let _ = ctx
+                        .slab_cache
+                        .release(header.as_ptr() as usize, From::User, false);
+                    return Err(AllocError::Exhausted);
+                }
+            }
+        }
+        let pop = || {
+            let bc = chain;
+            // SAFETY: the chain holds exactly `per_slab` objects.
+            chain = unsafe { raw::read_link(bc) };
+            // SAFETY: objects are never at address 0 (they are memory).
+            unsafe { NonNull::new_unchecked(bc as *mut u8) }
+        };
+        // SAFETY: `header` and the chained bufctls are fresh objects of the
+        // bootstrap caches, sized and aligned for their structs.
+        Ok(unsafe { slabs::build_bufctl(&self.geo, base, header, pop) })
+    }
+
+    fn free_buffer(&self, base: usize) {
+        let size = self.geo.slab_size;
+        let freed = if self.xalloc {
+            self.source.xfree(base, size)
+        } else {
+            self.source.free(base, size)
+        };
+        debug_assert!(freed.is_ok(), "kmem-slab: slab buffer free failed");
+    }
+
+    /// Frees an unlinked empty slab: bufctls, header, buffer.
+    pub(crate) fn free_slab(&self, slab: NonNull<SlabHeader>) {
+        // SAFETY: unlinked by `pop_empty`, still live.
+        let base = unsafe { slabs::base_of(slab) };
+        if self.geo.layout == Layout::Bufctl {
+            let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
+            // SAFETY: the slab was unlinked by `pop_empty`; its bufctls are
+            // live until released here, one by one after being read.
+            for bc in unsafe { slabs::bufctls_of(slab) } {
+                let _ = ctx.bufctl_cache.release(bc.as_ptr() as usize, From::User, false);
+            }
+            let _ = ctx.slab_cache.release(slab.as_ptr() as usize, From::User, false);
+        }
+        self.free_buffer(base);
+    }
+
+    /// Frees `obj`, which must not be used afterwards: into the caller's
+    /// magazines, else (destructed) to its slab.
+    ///
+    /// Checks: a `DEBUG` cache checks every free; otherwise a free is checked
+    /// when the object reaches the slab layer — here when it falls through,
+    /// or later when a magazine drains (then it is counted in
+    /// [`CacheStats::bad_frees`] and kept by [`last_bad_free`](Self::last_bad_free)).
+    /// A refused free changes nothing.
+    ///
+    /// # Safety
+    /// `obj` came from this cache's [`alloc`](Self::alloc) and has not been
+    /// freed since. (Violations are detected as described, best effort; an
+    /// undetected one can hand an object to two users.)
+    #[inline]
+    pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
+        let Some(mags) = &self.mags else {
+            return self.release(obj, From::User, true).map_err(|k| self.bad(obj, k));
+        };
+        let debug = self.flags.contains(CacheFlags::DEBUG);
+        if debug {
+            let mut st = self.slab.lock();
+            let checked = st.validate(&self.geo, obj, From::User);
+            if checked.is_ok() {
+                st.mark(&self.geo, obj, BufState::Cached);
+            }
+            drop(st);
+            checked.map_err(|k| self.bad(obj, k))?;
+        }
+        let ctx = self.ctx.expect("kmem-slab: magazine caches have a context");
+        let Err(obj) = mags.free(obj, &MagSrc(&ctx.magazine_cache)) else {
+            return Ok(());
+        };
+        let from = if debug { From::CachedDebug } else { From::User };
+        self.release(obj, from, true).map_err(|k| self.bad(obj, k))
+    }
+
+    /// Destructs `obj` and gives it back to its slab, after checking it.
+    pub(crate) fn release(&self, obj: usize, from: From, user: bool) -> Result<(), BadFree> {
+        if let Some(ops) = self.ops {
+            self.slab.lock().validate(&self.geo, obj, from)?;
+            ops.destruct(obj);
+        }
+        let mut st = self.slab.lock();
+        st.give(&self.geo, obj, from)?;
+        if user {
+            st.direct_frees += 1;
+        }
+        Ok(())
+    }
+
+    /// A round leaving the magazine layer for the slab layer.
+    pub(crate) fn drain_one(&self, obj: usize) {
+        let from = if self.flags.contains(CacheFlags::DEBUG) {
+            From::CachedDebug
+        } else {
+            From::User
+        };
+        if let Err(kind) = self.release(obj, from, false) {
+            let err = self.bad(obj, kind);
+            *self.last_bad.lock() = Some(err);
+        }
+    }
+
+    /// Classifies and counts a refused free. Takes no lock of this cache
+    /// while asking the others.
+    fn bad(&self, addr: usize, kind: BadFree) -> FreeError {
+        let kind = match (kind, self.ctx) {
+            (BadFree::Foreign, Some(ctx)) => ctx.owner_of(addr, self).map_or(kind, BadFree::WrongCache),
+            _ => kind,
+        };
+        self.bad_frees.fetch_add(1, Ordering::Relaxed);
+        FreeError {
+            cache: self.name,
+            addr,
+            kind,
+        }
+    }
+
+    /// The last bad free found while draining magazines, if any.
+    pub fn last_bad_free(&self) -> Option<FreeError> {
+        *self.last_bad.lock()
+    }
+
+    /// True when `addr` lies in one of this cache's slabs (for bufctl caches:
+    /// is an object start).
+    pub fn owns(&self, addr: usize) -> bool {
+        self.slab.lock().owns(&self.geo, addr)
+    }
+
+    /// Empties the depot into the slabs, then returns every empty slab to
+    /// the source and shrinks the hash if it is oversized. Returns the bytes
+    /// given back. CPU magazines stay loaded (only their owners may drain
+    /// them: [`Magazines::flush_current`]).
+    pub fn reap(&self) -> usize {
+        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
+            mags.drain_depot(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj));
+        }
+        let mut freed = 0;
+        loop {
+            let slab = self.slab.lock().pop_empty(&self.geo);
+            let Some(slab) = slab else { break };
+            self.free_slab(slab);
+            freed += self.geo.slab_size;
+        }
+        self.rescale_hash(true);
+        freed
+    }
+
+    /// Resizes the hash to what its load calls for, allocating and freeing
+    /// tables outside the cache lock.
+    pub(crate) fn rescale_hash(&self, allow_shrink: bool) {
+        let Some(bits) = self.slab.lock().hash.resize_target(allow_shrink) else {
+            return;
+        };
+        let bytes = table_bytes(bits);
+        let Some(mem) = self.meta_alloc(bytes) else {
+            return;
+        };
+        let mut st = self.slab.lock();
+        if st.hash.resize_target(allow_shrink) == Some(bits) {
+            // SAFETY: fresh metadata memory of `table_bytes(bits)` bytes.
+            let (old, old_bytes) =
+                unsafe { st.hash.rehash(NonNull::new_unchecked(mem as *mut u8), bits) };
+            drop(st);
+            self.meta_free(old, old_bytes);
+        } else {
+            drop(st);
+            self.meta_free(mem, bytes);
+        }
+    }
+
+    /// Moves every magazine to the slabs, then frees every slab; refuses
+    /// (leaving the cache working) while objects are allocated.
+    pub(crate) fn teardown(&mut self) -> Result<(), u64> {
+        if let (Some(mut mags), Some(ctx)) = (self.mags.take(), self.ctx) {
+            mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj));
+            self.mags = Some(mags);
+        }
+        let busy = self.slab.lock().busy;
+        if busy != 0 {
+            return Err(busy);
+        }
+        while let Some(slab) = self.slab.lock().pop_empty(&self.geo) {
+            self.free_slab(slab);
+        }
+        self.free_hash();
+        self.mags = None;
+        if let Some((mem, bytes)) = self.percpu.take() {
+            self.meta_free(mem, bytes);
+        }
+        Ok(())
+    }
+
+    /// Verifies the slab lists, free chains, object states and totals.
+    pub fn check(&self) -> Result<(), CheckError> {
+        self.slab.lock().check(&self.geo)
+    }
+
+    /// The cache's counters (the `::kmastat` columns and more).
+    pub fn stats(&self) -> CacheStats {
+        let mags = self.mags.as_ref().map(Magazines::stats);
+        let st = self.slab.lock();
+        let (cpu_allocs, cpu_frees) = mags.map_or((0, 0), |m| (m.cpu_allocs, m.cpu_frees));
+        let allocs = st.direct_allocs + cpu_allocs;
+        let frees = st.direct_frees + cpu_frees;
+        CacheStats {
+            name: self.name,
+            buf_size: self.geo.size,
+            buf_in_use: allocs - frees,
+            buf_total: st.total,
+            slab_busy: st.busy,
+            memory_in_use: st.slabs() * self.geo.slab_size,
+            slabs: st.slabs(),
+            empty_slabs: st.empty_slabs(),
+            slab_creates: st.slab_creates,
+            slab_destroys: st.slab_destroys,
+            allocs,
+            alloc_fails: self.alloc_fails.load(Ordering::Relaxed),
+            ctor_fails: self.ctor_fails.load(Ordering::Relaxed),
+            bad_frees: self.bad_frees.load(Ordering::Relaxed),
+            hash_chains: 1usize << st.hash.bits(),
+            magazines: mags,
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! [`Caches`]: the object caches over one base arena — the seed's bootstrap
+//! caches (magazines, slab headers, bufctls, caches themselves), the
+//! registry of every cache, and [`Cache`], the handle `create` returns.
+
+use core::fmt;
+use core::mem::{align_of, size_of, ManuallyDrop};
+use core::ops::Deref;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
+
+use kmem_arena::{Arena, Name};
+use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
+use spin::Mutex;
+
+use crate::cache::{CacheBuilder, KmemCache};
+use crate::error::CreateError;
+use crate::raw::{Bufctl, SlabHeader};
+use crate::slabs::From;
+use crate::stats::CacheStats;
+use crate::{AllocFlags, CacheFlags};
+
+/// The head of the registry: a type-erased `*mut KmemCache` (erased so that
+/// `Caches` stays covariant in its lifetime).
+struct Head(*mut ());
+
+// SAFETY: the pointer is only followed under the registry lock.
+unsafe impl Send for Head {}
+
+/// Every object cache over one base arena.
+///
+/// `new` builds the bootstrap caches in the seed's order — `kmem_magazine`
+/// first (every cache's magazines come from it), then `kmem_slab`,
+/// `kmem_bufctl` and `kmem_cache` — all small-object, `NOMAGAZINE` caches
+/// of the base arena, so none of them needs another cache to grow and no
+/// allocation recurses. [`create`](Self::create) then makes caches whose
+/// state lives in `kmem_cache` objects, so they stay put for the thread-exit
+/// hook and the registry.
+pub struct Caches<'a, C: Cpu> {
+    base: &'a Arena<'a>,
+    cpu: &'a C,
+    pub(crate) magazine_cache: KmemCache<'a, C>,
+    pub(crate) slab_cache: KmemCache<'a, C>,
+    pub(crate) bufctl_cache: KmemCache<'a, C>,
+    cache_cache: KmemCache<'a, C>,
+    registry: Mutex<Head>,
+}
+
+impl<'a, C: Cpu> Caches<'a, C> {
+    /// Bootstraps the caches over `base` (a memory arena, normally the
+    /// self-sufficient base arena) for the platform `cpu`.
+    pub fn new(base: &'a Arena<'a>, cpu: &'a C) -> Result<Self, CreateError> {
+        if !base.is_memory() {
+            return Err(CreateError::NotMemory);
+        }
+        let boot = |name, size, align| {
+            let b = CacheBuilder::new(name, size)
+                .align(align)
+                .flags(CacheFlags::NOMAGAZINE);
+            KmemCache::build(&b, base, cpu, None)
+        };
+        let magazine_cache = boot("kmem_magazine", MAGAZINE_SIZE, MAGAZINE_ALIGN.max(64))?;
+        let slab_cache = boot("kmem_slab", size_of::<SlabHeader>(), align_of::<SlabHeader>())?;
+        let bufctl_cache = boot("kmem_bufctl", size_of::<Bufctl>(), align_of::<Bufctl>())?;
+        let cache_cache = boot(
+            "kmem_cache",
+            size_of::<KmemCache<'a, C>>(),
+            align_of::<KmemCache<'a, C>>(),
+        )?;
+        Ok(Self {
+            base,
+            cpu,
+            magazine_cache,
+            slab_cache,
+            bufctl_cache,
+            cache_cache,
+            registry: Mutex::new(Head(ptr::null_mut())),
+        })
+    }
+
+    /// The base arena metadata comes from.
+    pub fn base(&self) -> &'a Arena<'a> {
+        self.base
+    }
+
+    /// The platform.
+    pub fn cpu(&self) -> &'a C {
+        self.cpu
+    }
+
+    /// Creates a cache; see [`CacheBuilder`].
+    pub fn create(&'a self, builder: CacheBuilder<'a>) -> Result<Cache<'a, C>, CreateError> {
+        let mut cache = KmemCache::build(&builder, self.base, self.cpu, Some(self))?;
+        let mem = match self.cache_cache.alloc_from_slab(AllocFlags::ATOMIC, false) {
+            Ok(mem) => mem,
+            Err(_) => {
+                let _ = cache.teardown();
+                return Err(CreateError::NoMemory);
+            }
+        };
+        let ptr = mem as *mut KmemCache<'a, C>;
+        // SAFETY: a fresh `kmem_cache` object, sized and aligned for it.
+        unsafe { ptr.write(cache) };
+        // SAFETY: just written; objects are never at address 0.
+        let ptr = unsafe { NonNull::new_unchecked(ptr) };
+        // SAFETY: the cache stays at `ptr` until `destroy_ptr` unregisters.
+        unsafe { self.enlist(ptr) };
+        Ok(Cache { ptr, ctx: self })
+    }
+
+    /// Registers a cache at its final address.
+    ///
+    /// # Safety
+    /// `ptr` is a live cache of this set that stays put until `delist`.
+    unsafe fn enlist(&self, ptr: NonNull<KmemCache<'a, C>>) {
+        // SAFETY: the caller's guarantee.
+        let cache = unsafe { ptr.as_ref() };
+        if let Some(mags) = &cache.mags {
+            // SAFETY: as above; `delist` unregisters first.
+            unsafe { mags.register() };
+        }
+        let mut head = self.registry.lock();
+        cache.next.store(head.0, Ordering::Relaxed);
+        head.0 = ptr.as_ptr().cast();
+    }
+
+    fn delist(&self, ptr: NonNull<KmemCache<'a, C>>) {
+        // SAFETY: a live registered cache.
+        let cache = unsafe { ptr.as_ref() };
+        if let Some(mags) = &cache.mags {
+            mags.unregister();
+        }
+        let mut head = self.registry.lock();
+        let target: *mut () = ptr.as_ptr().cast();
+        let next = cache.next.load(Ordering::Relaxed);
+        if head.0 == target {
+            head.0 = next;
+            return;
+        }
+        let mut at = head.0.cast::<KmemCache<'a, C>>();
+        while !at.is_null() {
+            // SAFETY: registered caches are live while on the list, which
+            // the held lock keeps still.
+            let c = unsafe { &*at };
+            let after = c.next.load(Ordering::Relaxed);
+            if after == target {
+                c.next.store(next, Ordering::Relaxed);
+                return;
+            }
+            at = after.cast();
+        }
+    }
+
+    /// Runs `f` on every cache, bootstrap caches first, under the registry
+    /// lock (so `f` must not create or destroy caches).
+    pub fn for_each(&self, mut f: impl FnMut(&KmemCache<'a, C>)) {
+        for c in [
+            &self.magazine_cache,
+            &self.slab_cache,
+            &self.bufctl_cache,
+            &self.cache_cache,
+        ] {
+            f(c);
+        }
+        let head = self.registry.lock();
+        let mut at = head.0.cast::<KmemCache<'a, C>>();
+        while !at.is_null() {
+            // SAFETY: as in `delist`.
+            let c = unsafe { &*at };
+            f(c);
+            at = c.next.load(Ordering::Relaxed).cast();
+        }
+    }
+
+    /// The name of the cache other than `except` that owns `addr`.
+    pub(crate) fn owner_of(&self, addr: usize, except: &KmemCache<'a, C>) -> Option<Name> {
+        let mut owner = None;
+        self.for_each(|c| {
+            if owner.is_none() && !ptr::eq(c, except) && c.owns(addr) {
+                owner = Some(c.name);
+            }
+        });
+        owner
+    }
+
+    /// Statistics of every cache.
+    pub fn stats(&self, mut f: impl FnMut(&CacheStats)) {
+        self.for_each(|c| f(&c.stats()));
+    }
+
+    /// Writes the `::kmastat` table of every cache.
+    pub fn report(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        CacheStats::header(w)?;
+        let mut result = Ok(());
+        self.for_each(|c| {
+            if result.is_ok() {
+                result = c.stats().row(w);
+            }
+        });
+        result
+    }
+
+    /// Tears a cache down; on refusal (live objects) it stays usable and,
+    /// if `keep`, registered again.
+    fn destroy_ptr(&self, ptr: NonNull<KmemCache<'a, C>>, keep: bool) -> Result<(), u64> {
+        self.delist(ptr);
+        // SAFETY: the handle was unique and is gone or being consumed, the
+        // registry and the platform no longer reach the cache: this is the
+        // only reference.
+        let cache = unsafe { &mut *ptr.as_ptr() };
+        match cache.teardown() {
+            Ok(()) => {
+                // SAFETY: torn down; dropped once, then its memory is freed.
+                unsafe { ptr::drop_in_place(ptr.as_ptr()) };
+                let freed = self
+                    .cache_cache
+                    .release(ptr.as_ptr() as usize, From::User, false);
+                debug_assert!(freed.is_ok());
+                Ok(())
+            }
+            Err(live) => {
+                if keep {
+                    // SAFETY: still live, still at `ptr`.
+                    unsafe { self.enlist(ptr) };
+                }
+                Err(live)
+            }
+        }
+    }
+}
+
+impl<C: Cpu> Drop for Caches<'_, C> {
+    /// Returns the bootstrap caches' slabs and tables to the base arena
+    /// (every created cache is gone: they borrow `self`). A bootstrap cache
+    /// that still has objects — a leaked cache handle — keeps its slabs.
+    fn drop(&mut self) {
+        let _ = self.cache_cache.teardown();
+        let _ = self.bufctl_cache.teardown();
+        let _ = self.slab_cache.teardown();
+        let _ = self.magazine_cache.teardown();
+    }
+}
+
+/// A cache made by [`Caches::create`]. Dereferences to [`KmemCache`];
+/// share it across threads by reference. Dropping it destroys the cache as
+/// [`destroy`](Self::destroy) does, leaking the cache if objects are live.
+pub struct Cache<'a, C: Cpu> {
+    ptr: NonNull<KmemCache<'a, C>>,
+    ctx: &'a Caches<'a, C>,
+}
+
+// SAFETY: the handle is a unique owner of a `KmemCache`, which is Sync and
+// Send-safe to tear down from any thread (it holds no thread-bound state).
+unsafe impl<C: Cpu> Send for Cache<'_, C> {}
+// SAFETY: `&Cache` gives `&KmemCache`, which is Sync.
+unsafe impl<C: Cpu> Sync for Cache<'_, C> {}
+
+impl<'a, C: Cpu> Deref for Cache<'a, C> {
+    type Target = KmemCache<'a, C>;
+    fn deref(&self) -> &KmemCache<'a, C> {
+        // SAFETY: the cache lives until this handle destroys it.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+/// A cache that still had objects allocated; it is returned unchanged.
+pub struct DestroyError<'a, C: Cpu> {
+    /// The cache, still working.
+    pub cache: Cache<'a, C>,
+    /// Objects allocated from it.
+    pub live: u64,
+}
+
+impl<C: Cpu> fmt::Debug for DestroyError<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DestroyError {{ cache: {:?}, live: {} }}", self.cache.name(), self.live)
+    }
+}
+
+impl<C: Cpu> fmt::Display for DestroyError<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "kmem cache {}: {} objects still allocated",
+            self.cache.name(),
+            self.live
+        )
+    }
+}
+
+impl<C: Cpu> core::error::Error for DestroyError<'_, C> {}
+
+impl<'a, C: Cpu> Cache<'a, C> {
+    /// Drains every magazine into the slabs and returns every slab to the
+    /// source. With objects still allocated it changes nothing observable
+    /// and hands the cache back in the error.
+    pub fn destroy(self) -> Result<(), DestroyError<'a, C>> {
+        let this = ManuallyDrop::new(self);
+        match this.ctx.destroy_ptr(this.ptr, true) {
+            Ok(()) => Ok(()),
+            Err(live) => Err(DestroyError {
+                cache: ManuallyDrop::into_inner(this),
+                live,
+            }),
+        }
+    }
+}
+
+impl<C: Cpu> Drop for Cache<'_, C> {
+    fn drop(&mut self) {
+        let _ = self.ctx.destroy_ptr(self.ptr, false);
+    }
+}

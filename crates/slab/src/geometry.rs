@@ -1,0 +1,131 @@
+//! How a cache lays out its slabs, from the object size, alignment, flags
+//! and source — the seed's rules, made explicit.
+
+use core::mem::size_of;
+
+use crate::raw::SlabHeader;
+use crate::{CacheFlags, CreateError, PAGE_SIZE};
+
+/// Objects above this size use bufctls (the seed's `SLAB_LARGE_CUTOFF`,
+/// `PGSIZE / 8`).
+pub const SMALL_MAX: usize = PAGE_SIZE / 8;
+
+/// Objects per bufctl slab the slab size aims for (the seed's
+/// `NUM_BUF_PER_SLAB`).
+const BUFS_PER_SLAB: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One page per slab; header and allocated bitmap at its end, free
+    /// objects linked through their first word.
+    Small { bitmap_words: usize },
+    /// Buffers tracked by bufctls in a hash; header in a `kmem_slab` object.
+    Bufctl,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Object size, rounded to the alignment (and to 8 if touched).
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    /// Bytes of one slab, taken from the source in one allocation.
+    pub(crate) slab_size: usize,
+    pub(crate) per_slab: u32,
+    pub(crate) layout: Layout,
+}
+
+pub(crate) struct Request {
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    pub(crate) flags: CacheFlags,
+    pub(crate) qcache_max: usize,
+    pub(crate) quantum: usize,
+    pub(crate) memory: bool,
+    /// Bootstrap caches are always small (they feed the bufctl layout).
+    pub(crate) force_small: bool,
+}
+
+fn round_up(x: usize, to: usize) -> Option<usize> {
+    x.checked_next_multiple_of(to)
+}
+
+impl Geometry {
+    pub(crate) fn plan(r: &Request) -> Result<Self, CreateError> {
+        if r.size == 0 {
+            return Err(CreateError::ZeroSize);
+        }
+        if !r.align.is_power_of_two() {
+            return Err(CreateError::BadAlign);
+        }
+        if r.align > PAGE_SIZE {
+            return Err(CreateError::AlignTooLarge);
+        }
+        let touch = !r.flags.contains(CacheFlags::NOTOUCH);
+        if touch && !r.memory {
+            return Err(CreateError::NotMemory);
+        }
+        let mut size = round_up(r.size, r.align).ok_or(CreateError::TooLarge)?;
+        if touch {
+            size = round_up(size, 8).ok_or(CreateError::TooLarge)?;
+        }
+        let small = r.force_small
+            || (touch
+                && !r.flags.intersects(CacheFlags::DEBUG | CacheFlags::QCACHE)
+                && size <= SMALL_MAX
+                && r.quantum.is_power_of_two());
+        if small {
+            let slab_size = r.quantum.max(PAGE_SIZE);
+            let room = slab_size - size_of::<SlabHeader>();
+            // n objects and ceil(n / 64) bitmap words must fit the room.
+            let mut n = room * 8 / (size * 8 + 1);
+            while n > 0 && n * size + n.div_ceil(64) * 8 > room {
+                n -= 1;
+            }
+            if n == 0 {
+                return Err(CreateError::TooLarge);
+            }
+            return Ok(Self {
+                size,
+                align: r.align,
+                slab_size,
+                per_slab: u32::try_from(n).map_err(|_| CreateError::TooLarge)?,
+                layout: Layout::Small {
+                    bitmap_words: n.div_ceil(64),
+                },
+            });
+        }
+        let slab_size = if r.flags.contains(CacheFlags::QCACHE) {
+            if r.qcache_max < size {
+                return Err(CreateError::BadQcacheMax);
+            }
+            r.qcache_max
+                .checked_mul(3)
+                .and_then(usize::checked_next_power_of_two)
+        } else {
+            let page = if r.memory {
+                r.quantum.max(PAGE_SIZE)
+            } else {
+                r.quantum
+            };
+            size.checked_mul(BUFS_PER_SLAB)
+                .and_then(|s| round_up(s, page))
+        };
+        let slab_size = slab_size
+            .and_then(|s| round_up(s, r.quantum))
+            .ok_or(CreateError::TooLarge)?;
+        Ok(Self {
+            size,
+            align: r.align,
+            slab_size,
+            per_slab: u32::try_from(slab_size / size).map_err(|_| CreateError::TooLarge)?,
+            layout: Layout::Bufctl,
+        })
+    }
+
+    /// Offset of object `obj` in its slab, if it is an object start.
+    pub(crate) fn index(&self, base: usize, obj: usize) -> Option<usize> {
+        let off = obj.checked_sub(base)?;
+        (off % self.size == 0 && off / self.size < self.per_slab as usize)
+            .then_some(off / self.size)
+    }
+}

@@ -1,0 +1,71 @@
+//! The slab allocator of Bonwick's 1994 paper with the magazines of
+//! Bonwick & Adams (2001), as Akaros' `slab.c` builds it: object caches over
+//! any `kmem-arena` arena.
+//!
+//! - [`Caches`] bootstraps the internal caches over a base arena and
+//!   creates [`Cache`]s from a [`CacheBuilder`]: object size and alignment
+//!   (up to [`PAGE_SIZE`]), [`CacheFlags`] (`NOTOUCH`, `QCACHE`,
+//!   `NOMAGAZINE`, `DEBUG`), a source arena, and [`ObjectOps`]
+//!   (constructor that may fail and receives the [`AllocFlags`], destructor,
+//!   private state).
+//! - Small objects (up to [`SMALL_MAX`]) live in one-page slabs with the
+//!   header at the page's end and free objects linked through their first
+//!   word. Large objects, `NOTOUCH`, `DEBUG` and `QCACHE` caches use
+//!   bufctls found through an address hash (`kmem-hash`) that grows and
+//!   shrinks outside the cache lock; their slabs hold 8 objects rounded up
+//!   to a page, or `next_pow2(3 * qcache_max)` bytes for quantum caches.
+//! - In front of the slabs sits the magazine layer (`kmem-magazine`):
+//!   objects in magazines stay constructed; the destructor runs when an
+//!   object goes back to a slab.
+//! - [`KmemCache::reap`] returns empty slabs to the source;
+//!   [`Cache::destroy`] drains every magazine and refuses, with the live
+//!   count, while objects are allocated. Bad frees (double, wrong cache,
+//!   foreign pointer) are refused with a [`FreeError`] naming the cache and
+//!   address; [`CacheStats`] carries the `::kmastat` columns.
+//!
+//! Lock order: CPU slot, depot, cache (slab layer), bootstrap caches, arena,
+//! the arena's source. No cache lock is held while a constructor,
+//! destructor, arena or another cache's slab layer runs, except the
+//! bootstrap caches under a cache that is growing.
+//!
+//! ```
+//! use kmem_magazine::ThreadCpus;
+//! use kmem_physmem::{boot, PhysMem};
+//! use kmem_slab::{AllocFlags, CacheBuilder, Caches};
+//!
+//! let ram = PhysMem::new(8 << 20);
+//! boot(&ram, |base, kpages| {
+//!     let caches = Caches::new(base, ThreadCpus::global()).unwrap();
+//!     let inodes = caches
+//!         .create(CacheBuilder::new("inode", 200).align(8).source(kpages))
+//!         .unwrap();
+//!     let a = inodes.alloc(AllocFlags::ZERO).unwrap();
+//!     // SAFETY: `a` came from this cache and is freed once.
+//!     unsafe { inodes.free(a) }.unwrap();
+//!     assert_eq!(inodes.stats().buf_in_use, 0);
+//!     inodes.check().unwrap();
+//!     inodes.destroy().unwrap();
+//! });
+//! ```
+#![no_std]
+
+mod cache;
+mod caches;
+mod error;
+mod flags;
+mod geometry;
+mod hash;
+mod raw;
+mod slabs;
+mod stats;
+
+pub use cache::{CacheBuilder, CtorError, KmemCache, ObjectOps};
+pub use caches::{Cache, Caches, DestroyError};
+pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
+pub use flags::{AllocFlags, CacheFlags};
+pub use geometry::SMALL_MAX;
+pub use stats::CacheStats;
+
+/// The page size slabs are built from (at least; a source with a larger
+/// quantum gives larger slabs), and the largest object alignment.
+pub const PAGE_SIZE: usize = 4096;

@@ -1,0 +1,87 @@
+//! Per-cache statistics and the `::kmastat` report.
+
+use core::fmt;
+
+use kmem_arena::Name;
+use kmem_magazine::MagazineStats;
+
+/// A snapshot of one cache's counters.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheStats {
+    /// Cache name.
+    pub name: Name,
+    /// Object size.
+    pub buf_size: usize,
+    /// Objects held by users.
+    pub buf_in_use: u64,
+    /// Objects in all slabs.
+    pub buf_total: u64,
+    /// Objects out of slabs: held by users or cached in magazines.
+    pub slab_busy: u64,
+    /// Bytes of slabs taken from the source.
+    pub memory_in_use: usize,
+    /// Slabs.
+    pub slabs: usize,
+    /// Slabs with no object out (what `reap` gives back).
+    pub empty_slabs: usize,
+    /// Slabs created.
+    pub slab_creates: u64,
+    /// Slabs returned to the source.
+    pub slab_destroys: u64,
+    /// Allocations that succeeded.
+    pub allocs: u64,
+    /// Allocations that failed (source exhausted or constructor failed).
+    pub alloc_fails: u64,
+    /// Constructor failures.
+    pub ctor_fails: u64,
+    /// Frees refused as bad (double, wrong cache, foreign).
+    pub bad_frees: u64,
+    /// Chains of the hash (slab bases, or bufctls).
+    pub hash_chains: usize,
+    /// The magazine layer's counters, unless `NOMAGAZINE`.
+    pub magazines: Option<MagazineStats>,
+}
+
+impl CacheStats {
+    /// Writes the report's header line.
+    pub fn header(w: &mut impl fmt::Write) -> fmt::Result {
+        writeln!(
+            w,
+            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>12} {:>6} {:>4} {:>5} {:>5} {:>9}",
+            "cache name",
+            "buf size",
+            "buf in use",
+            "buf total",
+            "memory in use",
+            "alloc succeed",
+            "fail",
+            "mag",
+            "full",
+            "empty",
+            "contended"
+        )
+    }
+
+    /// Writes this cache's line of the report.
+    pub fn row(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        write!(
+            w,
+            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>13} {:>6}",
+            self.name.as_str(),
+            self.buf_size,
+            self.buf_in_use,
+            self.buf_total,
+            self.memory_in_use,
+            self.allocs,
+            self.alloc_fails
+        )?;
+        match &self.magazines {
+            Some(m) => writeln!(
+                w,
+                " {:>4} {:>5} {:>5} {:>9}",
+                m.magsize, m.not_empty, m.empty, m.contended
+            ),
+            None => writeln!(w, " {:>4} {:>5} {:>5} {:>9}", "-", "-", "-", "-"),
+        }
+    }
+}
