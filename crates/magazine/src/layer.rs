@@ -321,6 +321,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         self.depot.hold(f)
     }
 
+    /// Contended depot acquisitions so far, read without the depot lock.
+    pub fn contended(&self) -> u64 {
+        self.depot.counters.contended.load(Ordering::Relaxed)
+    }
+
     /// The current counters.
     pub fn stats(&self) -> MagazineStats {
         let (cpu_allocs, cpu_frees) = self

@@ -1,0 +1,400 @@
+//! The seed's magazine paths one by one, driven deterministically with
+//! `ManualCpus` (slots chosen by hand, a hand-set clock), plus the std
+//! platform's slot handling.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use kmem_magazine::{
+    CpuCache, MagazineSource, Magazines, ManualCpus, ResizePolicy, MAGAZINE_ALIGN, MAGAZINE_SIZE,
+};
+
+/// Magazine memory from the heap; counts, and fails on demand.
+#[derive(Default)]
+struct Heap {
+    live: AtomicUsize,
+    fail: AtomicBool,
+}
+
+fn layout() -> Layout {
+    Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
+}
+
+impl MagazineSource for Heap {
+    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.live.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: non-zero size.
+        NonNull::new(unsafe { alloc(layout()) })
+    }
+    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: allocated above with this layout.
+        unsafe { dealloc(mem.as_ptr(), layout()) }
+    }
+}
+
+const SLOTS: usize = 4;
+
+fn slots() -> Vec<CpuCache> {
+    (0..SLOTS).map(|_| CpuCache::new()).collect()
+}
+
+/// Objects are just distinct integers here; 0 is a valid round.
+fn objs(n: usize) -> impl Iterator<Item = usize> {
+    0..n
+}
+
+#[test]
+fn start_size_follows_object_size() {
+    let cpus = ManualCpus::<SLOTS>::new();
+    for (size, want) in [(8, 15), (64, 15), (65, 7), (256, 7), (1024, 3), (4096, 1)] {
+        let mut s = slots();
+        let m = Magazines::new(&cpus, &mut s, size).unwrap();
+        assert_eq!(m.stats().magsize, want, "object size {size}");
+    }
+}
+
+#[test]
+fn too_few_slots_is_an_error() {
+    let cpus = ManualCpus::<SLOTS>::new();
+    let mut s: Vec<CpuCache> = (0..2).map(|_| CpuCache::new()).collect();
+    let err = Magazines::new(&cpus, &mut s, 64).err().unwrap();
+    assert_eq!((err.needed, err.given), (SLOTS, 2));
+}
+
+#[test]
+fn empty_layer_misses() {
+    let cpus = ManualCpus::<SLOTS>::new();
+    let mut s = slots();
+    let m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    assert_eq!(m.alloc(), None);
+    assert_eq!(m.stats().cpu_allocs, 0);
+}
+
+#[test]
+fn first_free_allocates_an_empty_magazine() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    m.free(0, &heap).unwrap();
+    let st = m.stats();
+    assert_eq!(st.magazines_allocated, 1);
+    assert_eq!(st.depot_empty_out, 1, "the new magazine went through the depot");
+    assert_eq!(m.alloc(), Some(0), "round 0 is a valid object");
+    m.drain_all(&heap, |_| panic!("nothing cached"));
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn loaded_and_prev_swap_without_the_depot() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let magsize = m.stats().magsize;
+    // Fill loaded, then one more: loaded becomes prev, a new loaded takes it.
+    for o in objs(magsize + 1) {
+        m.free(o, &heap).unwrap();
+    }
+    let before = m.stats();
+    assert_eq!(before.magazines_allocated, 2);
+    // LIFO from loaded (1 round), then a swap to the full prev.
+    assert_eq!(m.alloc(), Some(magsize));
+    assert_eq!(m.alloc(), Some(magsize - 1), "swapped to prev");
+    // Frees go back into the (now loaded) prev's room: swap back and forth.
+    m.free(100, &heap).unwrap();
+    m.free(101, &heap).unwrap();
+    let after = m.stats();
+    assert_eq!(after.depot_not_empty_out, before.depot_not_empty_out);
+    assert_eq!(after.depot_empty_out, before.depot_empty_out);
+    assert_eq!(after.magazines_allocated, 2, "no depot visit, no new magazine");
+    let drained = m.drain_all(&heap, |_| {});
+    assert_eq!(drained, magsize + 1);
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn depot_exchange_both_ways_and_between_cpus() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let magsize = m.stats().magsize;
+    // CPU 0 fills loaded and prev, then one more: the full prev goes to the
+    // depot as a not-empty magazine.
+    for o in objs(2 * magsize + 1) {
+        m.free(o, &heap).unwrap();
+    }
+    let st = m.stats();
+    assert_eq!((st.not_empty, st.depot_rounds), (1, magsize));
+    // CPU 1 has nothing: its first alloc takes the not-empty magazine.
+    cpus.set_slot(1);
+    let got: Vec<usize> = (0..magsize).map(|_| m.alloc().unwrap()).collect();
+    assert_eq!(m.stats().depot_not_empty_out, 1);
+    assert!(got.iter().all(|&o| o < magsize), "CPU 0's first magazine");
+    assert_eq!(m.alloc(), None, "CPU 1 is dry and the depot has no rounds");
+    // CPU 0's loaded (1 round) and prev (full) go to the depot; CPU 1 keeps
+    // its emptied magazine until it is drained.
+    cpus.set_slot(0);
+    m.flush_current();
+    let st = m.stats();
+    assert_eq!((st.empty, st.not_empty, st.depot_rounds), (0, 2, magsize + 1));
+    cpus.set_slot(1);
+    let total = m.drain_all(&heap, |_| {});
+    assert_eq!(total, magsize + 1);
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn free_exchanges_a_full_prev_for_a_depot_empty() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let magsize = m.stats().magsize;
+    // Three magazines exist; CPU 1 empties one and returns it to the depot.
+    for o in objs(2 * magsize + 1) {
+        m.free(o, &heap).unwrap();
+    }
+    cpus.set_slot(1);
+    for _ in 0..magsize {
+        m.alloc().unwrap();
+    }
+    m.flush_current();
+    assert_eq!(m.stats().empty, 1);
+    // CPU 0 (loaded holds 1, prev full) fills loaded, then needs room: it
+    // takes the depot's empty magazine and parks the full prev there.
+    cpus.set_slot(0);
+    for o in objs(magsize) {
+        m.free(1000 + o, &heap).unwrap();
+    }
+    let st = m.stats();
+    assert_eq!(st.empty, 0);
+    assert_eq!(st.not_empty, 1);
+    assert_eq!(st.magazines_allocated, 3, "the empty one was reused");
+    m.drain_all(&heap, |_| {});
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn free_falls_through_without_magazine_memory() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    heap.fail.store(true, Ordering::SeqCst);
+    assert_eq!(m.free(7, &heap), Err(7), "no magazine: back to the caller");
+    heap.fail.store(false, Ordering::SeqCst);
+    let magsize = m.stats().magsize;
+    for o in objs(2 * magsize) {
+        m.free(o, &heap).unwrap();
+    }
+    heap.fail.store(true, Ordering::SeqCst);
+    assert_eq!(m.free(99, &heap), Err(99), "loaded and prev full, no depot room");
+    assert_eq!(m.stats().cpu_frees, 2 * magsize as u64);
+    heap.fail.store(false, Ordering::SeqCst);
+    m.drain_all(&heap, |_| {});
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+/// Makes CPU `slot`'s next alloc visit the depot while another thread holds
+/// the depot lock, so the visit is contended exactly once.
+fn contended_alloc(m: &Magazines<'_, ManualCpus<SLOTS>>, cpus: &ManualCpus<SLOTS>, slot: usize) {
+    cpus.set_slot(slot);
+    m.flush_current();
+    let before = m.contended();
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        sc.spawn(move || {
+            m.with_depot_locked(|| {
+                tx.send(()).unwrap();
+                while m.contended() == before {
+                    std::hint::spin_loop();
+                }
+            })
+        });
+        rx.recv().unwrap();
+        assert!(m.alloc().is_some());
+    });
+    assert_eq!(m.contended(), before + 1);
+}
+
+#[test]
+fn magazines_grow_under_depot_contention() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let start = m.stats().magsize;
+    for o in objs(400) {
+        m.free(o, &heap).unwrap();
+    }
+    m.flush_current();
+    // One contended visit is within the threshold (seed: more than 1).
+    contended_alloc(&m, &cpus, 1);
+    assert_eq!(m.stats().magsize, start);
+    // A second one inside the 1 s window grows the magazines by one round.
+    cpus.advance(500_000_000);
+    contended_alloc(&m, &cpus, 2);
+    let st = m.stats();
+    assert_eq!((st.magsize, st.resizes), (start + 1, 1));
+    // A CPU adopts the size on its next free-path depot visit: a fresh CPU
+    // now fills start + 1 rounds into one magazine.
+    cpus.set_slot(3);
+    let visits = m.stats().depot_empty_out + m.stats().magazines_allocated;
+    for o in objs(start + 1) {
+        m.free(10_000 + o, &heap).unwrap();
+    }
+    let st = m.stats();
+    assert_eq!(
+        st.depot_empty_out + st.magazines_allocated,
+        visits + 2,
+        "one depot visit (a new magazine through the depot) for start + 1 frees"
+    );
+    m.drain_all(&heap, |_| {});
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn contention_outside_the_window_does_not_grow() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let start = m.stats().magsize;
+    for o in objs(400) {
+        m.free(o, &heap).unwrap();
+    }
+    m.flush_current();
+    contended_alloc(&m, &cpus, 1);
+    cpus.advance(2_000_000_000); // past the 1 s window: the count restarts
+    contended_alloc(&m, &cpus, 2);
+    assert_eq!(m.stats().magsize, start);
+    assert_eq!(m.stats().contended, 2);
+    m.drain_all(&heap, |_| {});
+}
+
+#[test]
+fn contention_without_full_magazines_does_not_grow() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let policy = ResizePolicy {
+        window_ns: u64::MAX,
+        threshold: 0,
+    };
+    let mut m = Magazines::with_policy(&cpus, &mut s, 64, policy).unwrap();
+    let start = m.stats().magsize;
+    let before = m.contended();
+    let mr = &m;
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        sc.spawn(move || {
+            let m = mr;
+            m.with_depot_locked(|| {
+                tx.send(()).unwrap();
+                while m.contended() == before {
+                    std::hint::spin_loop();
+                }
+            })
+        });
+        rx.recv().unwrap();
+        assert_eq!(m.alloc(), None, "the depot is empty");
+    });
+    assert_eq!(m.stats().magsize, start);
+    m.drain_all(&heap, |_| {});
+}
+
+#[test]
+fn growth_stops_at_the_capacity() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let policy = ResizePolicy {
+        window_ns: u64::MAX,
+        threshold: 0,
+    };
+    let mut m = Magazines::with_policy(&cpus, &mut s, 8192, policy).unwrap();
+    for o in objs(4000) {
+        m.free(o, &heap).unwrap();
+    }
+    m.flush_current();
+    for _ in 0..kmem_magazine::MAGAZINE_ROUNDS + 5 {
+        contended_alloc(&m, &cpus, 1);
+    }
+    assert_eq!(m.stats().magsize, kmem_magazine::MAGAZINE_ROUNDS);
+    m.drain_all(&heap, |_| {});
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn drain_depot_returns_rounds_and_magazines() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    for o in objs(100) {
+        m.free(o, &heap).unwrap();
+    }
+    m.flush_current();
+    let mut seen = Vec::new();
+    let n = m.drain_depot(&heap, |o| seen.push(o));
+    seen.sort_unstable();
+    assert_eq!(n, 100);
+    assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    let st = m.stats();
+    assert_eq!((st.not_empty, st.empty, st.depot_rounds), (0, 0, 0));
+    assert_eq!(st.magazines_live(), 0);
+}
+
+#[cfg(feature = "std")]
+mod threads {
+    use super::*;
+    use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
+
+    #[test]
+    fn thread_exit_flushes_its_magazines_to_the_depot() {
+        let cpus = ThreadCpus::global();
+        let heap = Heap::default();
+        let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
+        let mut m = Magazines::new(cpus, &mut s, 64).unwrap();
+        // SAFETY: `m` stays put until `unregister` below.
+        unsafe { m.register() };
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                for o in objs(5) {
+                    m.free(o, &heap).unwrap();
+                }
+                assert_eq!(m.stats().depot_rounds, 0);
+            });
+        });
+        // The thread has exited: its slot's rounds are in the depot.
+        assert_eq!(m.stats().depot_rounds, 5);
+        m.unregister();
+        assert_eq!(m.drain_all(&heap, |_| {}), 5);
+        assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn threads_beyond_the_exclusive_slots_share_locked_slots() {
+        let cpus = ThreadCpus::global();
+        let n = cpus.exclusive_slots() + 2;
+        let barrier = std::sync::Barrier::new(n);
+        let shared = AtomicUsize::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..n {
+                sc.spawn(|| {
+                    let g = cpus.pin();
+                    assert!(g.slot() < cpus.slots());
+                    let exclusive = g.is_exclusive();
+                    drop(g);
+                    barrier.wait(); // everyone holds a slot claim now
+                    if !exclusive {
+                        shared.fetch_add(1, Ordering::SeqCst);
+                        // Nested pins on a shared slot do not deadlock.
+                        let a = cpus.pin();
+                        let b = cpus.pin();
+                        assert_eq!(a.slot(), b.slot());
+                    }
+                });
+            }
+        });
+        assert!(shared.load(Ordering::SeqCst) >= 2);
+    }
+}

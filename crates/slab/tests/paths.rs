@@ -1,0 +1,284 @@
+//! The slab layer's paths one by one: geometry, constructed-object
+//! semantics, reap, destroy, the bufctl hash, quantum caches, non-memory
+//! sources, the bootstrap caches and the report.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{with_caches, with_caches_on, Counting};
+use kmem_arena::{Arena, SizeKind};
+use kmem_magazine::ManualCpus;
+use kmem_slab::{AllocFlags, CacheBuilder, CacheFlags, PAGE_SIZE, SMALL_MAX};
+
+/// Units the arena has handed out.
+fn used(arena: &Arena<'_>) -> usize {
+    arena.size(SizeKind::Allocated)
+}
+
+#[test]
+fn small_geometry_packs_objects_below_the_header() {
+    with_caches(4 << 20, |caches, kpages| {
+        for (size, align) in [(8, 8), (24, 8), (40, 64), (64, 8), (200, 8), (SMALL_MAX, 8)] {
+            let c = caches
+                .create(CacheBuilder::new("g", size).align(align).source(kpages))
+                .unwrap();
+            let (slab, per) = c.slab_geometry();
+            assert!(!c.uses_bufctls());
+            assert_eq!(slab, PAGE_SIZE);
+            assert_eq!(c.size() % align, 0);
+            assert!(per * c.size() + per.div_ceil(64) * 8 + 64 <= PAGE_SIZE);
+            assert!((per + 1) * c.size() + (per + 1).div_ceil(64) * 8 + 64 > PAGE_SIZE - 8);
+            let objs: Vec<usize> = (0..per + 1).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+            assert!(objs.iter().all(|o| o % align == 0 && ram_word(*o)));
+            assert_eq!(c.stats().slabs, 2, "{size}: one object more than a slab holds");
+            for o in objs {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(o) }.unwrap();
+            }
+            c.check().unwrap();
+        }
+    });
+}
+
+/// The object is writable memory (writes a word and reads it back).
+fn ram_word(obj: usize) -> bool {
+    // SAFETY: objects of memory caches are at least 8 writable bytes.
+    unsafe {
+        (obj as *mut u64).write(0x5A5A);
+        (obj as *const u64).read() == 0x5A5A
+    }
+}
+
+#[test]
+fn large_objects_use_bufctls_and_eight_object_slabs() {
+    with_caches(4 << 20, |caches, kpages| {
+        let c = caches
+            .create(CacheBuilder::new("big", 1000).source(kpages))
+            .unwrap();
+        assert!(c.uses_bufctls());
+        assert_eq!(c.size(), 1000);
+        assert_eq!(c.slab_geometry(), (8192, 8));
+        let page = caches
+            .create(CacheBuilder::new("page", 100).align(PAGE_SIZE).source(kpages))
+            .unwrap();
+        assert_eq!(page.size(), PAGE_SIZE);
+        assert_eq!(page.slab_geometry(), (8 * PAGE_SIZE, 8));
+        let o = page.alloc(AllocFlags::empty()).unwrap();
+        assert_eq!(o % PAGE_SIZE, 0);
+        // SAFETY: allocated above.
+        unsafe { page.free(o) }.unwrap();
+    });
+}
+
+#[test]
+fn quantum_cache_slabs_are_next_pow2_of_three_qcache_max() {
+    with_caches(8 << 20, |caches, kpages| {
+        let qcache_max = 8 * PAGE_SIZE;
+        let c = caches
+            .create(
+                CacheBuilder::new("kpages_12288", 3 * PAGE_SIZE)
+                    .align(PAGE_SIZE)
+                    .source(kpages)
+                    .qcache(qcache_max),
+            )
+            .unwrap();
+        assert!(c.flags().contains(CacheFlags::QCACHE | CacheFlags::NOTOUCH));
+        assert_eq!(c.slab_geometry(), (128 * 1024, 10));
+        let o = c.alloc(AllocFlags::empty()).unwrap();
+        assert_eq!(o % PAGE_SIZE, 0);
+        // SAFETY: allocated above.
+        unsafe { c.free(o) }.unwrap();
+    });
+}
+
+#[test]
+fn notouch_cache_over_ids_hands_out_zero() {
+    with_caches(4 << 20, |caches, _| {
+        let ids = Arena::builder("ids")
+            .quantum(1)
+            .span(0, 4096)
+            .tags_from(caches.base())
+            .build()
+            .unwrap();
+        let c = caches
+            .create(CacheBuilder::new("id8", 8).source(&ids).flags(CacheFlags::NOTOUCH))
+            .unwrap();
+        let (_, per) = c.slab_geometry();
+        let got: Vec<usize> = (0..per).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+        assert!(got.contains(&0), "resource 0 is an object like any other");
+        assert!(got.iter().all(|&id| id < 4096 && id % 8 == 0));
+        for id in got {
+            // SAFETY: allocated above.
+            unsafe { c.free(id) }.unwrap();
+        }
+        drop(c);
+        assert_eq!(ids.amt_free(), 4096, "destroy gave the slab back");
+    });
+}
+
+#[test]
+fn objects_stay_constructed_in_magazines() {
+    let ops = Counting::default();
+    with_caches(4 << 20, |caches, kpages| {
+        let c = caches
+            .create(CacheBuilder::new("ctor", 64).source(kpages).ops(&ops))
+            .unwrap();
+        let objs: Vec<usize> = (0..20).map(|_| c.alloc(AllocFlags::ATOMIC).unwrap()).collect();
+        assert_eq!(ops.seen_flags.load(Ordering::SeqCst), AllocFlags::ATOMIC.bits() as usize);
+        assert_eq!(ops.ctors.load(Ordering::SeqCst), 20);
+        for &o in &objs {
+            // SAFETY: allocated above.
+            unsafe { c.free(o) }.unwrap();
+        }
+        assert_eq!(ops.dtors.load(Ordering::SeqCst), 0, "cached, still constructed");
+        let again: Vec<usize> = (0..20).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+        assert_eq!(ops.ctors.load(Ordering::SeqCst), 20, "served constructed from magazines");
+        for &o in &again {
+            // SAFETY: allocated above.
+            unsafe { c.free(o) }.unwrap();
+        }
+        // Reap drains the depot; the CPU's own magazines stay loaded until
+        // their owner flushes them.
+        c.magazines().unwrap().flush_current();
+        c.reap();
+        assert_eq!(ops.live_constructed(), 0);
+        assert_eq!(c.stats().buf_total, 0, "every slab went back");
+    });
+}
+
+#[test]
+fn nomagazine_caches_destruct_on_every_free() {
+    let ops = Counting::default();
+    with_caches(4 << 20, |caches, kpages| {
+        let c = caches
+            .create(
+                CacheBuilder::new("plain", 64)
+                    .source(kpages)
+                    .ops(&ops)
+                    .flags(CacheFlags::NOMAGAZINE),
+            )
+            .unwrap();
+        assert!(c.magazines().is_none());
+        let o = c.alloc(AllocFlags::empty()).unwrap();
+        // SAFETY: allocated above.
+        unsafe { c.free(o) }.unwrap();
+        assert_eq!((ops.ctors.load(Ordering::SeqCst), ops.dtors.load(Ordering::SeqCst)), (1, 1));
+    });
+}
+
+#[test]
+fn destroy_runs_every_destructor_and_returns_every_page() {
+    let ops = Counting::default();
+    with_caches(8 << 20, |caches, kpages| {
+        let before = used(kpages);
+        for size in [64, 1000] {
+            let c = caches
+                .create(CacheBuilder::new("d", size).source(kpages).ops(&ops))
+                .unwrap();
+            let objs: Vec<usize> = (0..500).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+            for o in objs {
+                // SAFETY: allocated above.
+                unsafe { c.free(o) }.unwrap();
+            }
+            assert!(c.stats().magazines.unwrap().magazines_live() > 0);
+            c.destroy().unwrap();
+            assert_eq!(ops.live_constructed(), 0, "size {size}");
+            assert_eq!(used(kpages), before, "size {size}: a slab leaked");
+        }
+        caches.stats(|s| {
+            if s.name.as_str() == "kmem_magazine" || s.name.as_str() == "kmem_bufctl" {
+                assert_eq!(s.buf_in_use, 0, "{}", s.name.as_str());
+            }
+        });
+    });
+}
+
+#[test]
+fn reap_returns_empty_slabs_and_shrinks_the_hash() {
+    with_caches(32 << 20, |caches, kpages| {
+        let before = used(kpages);
+        let c = caches
+            .create(CacheBuilder::new("r", 1024).source(kpages))
+            .unwrap();
+        let objs: Vec<usize> = (0..4000).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+        let grown = c.stats();
+        assert!(grown.hash_chains > 64, "4000 bufctls grew the hash: {}", grown.hash_chains);
+        assert_eq!(grown.slabs, 500);
+        c.check().unwrap();
+        for o in objs {
+            // SAFETY: allocated above.
+            unsafe { c.free(o) }.unwrap();
+        }
+        c.magazines().unwrap().flush_current();
+        let freed = c.reap();
+        let st = c.stats();
+        assert_eq!(freed, 500 * 8192);
+        assert_eq!((st.slabs, st.buf_total, st.slab_busy), (0, 0, 0));
+        assert_eq!(st.hash_chains, 64, "the hash shrank back");
+        assert_eq!(used(kpages), before);
+        c.check().unwrap();
+    });
+}
+
+#[test]
+fn zero_flag_zeroes_objects() {
+    with_caches(4 << 20, |caches, kpages| {
+        let c = caches
+            .create(CacheBuilder::new("z", 128).source(kpages))
+            .unwrap();
+        let o = c.alloc(AllocFlags::empty()).unwrap();
+        // SAFETY: a 128-byte object of this cache.
+        unsafe { std::ptr::write_bytes(o as *mut u8, 0xAB, 128) };
+        // SAFETY: allocated above.
+        unsafe { c.free(o) }.unwrap();
+        let z = c.alloc(AllocFlags::ZERO).unwrap();
+        assert_eq!(z, o, "LIFO from the magazine");
+        // SAFETY: as above.
+        let bytes = unsafe { std::slice::from_raw_parts(z as *const u8, 128) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        // SAFETY: allocated above.
+        unsafe { c.free(z) }.unwrap();
+    });
+}
+
+#[test]
+fn objects_move_between_cpus_through_magazines() {
+    let cpus = ManualCpus::<2>::new();
+    with_caches_on(&cpus, 4 << 20, |caches, kpages| {
+        let c = caches
+            .create(CacheBuilder::new("x", 64).source(kpages))
+            .unwrap();
+        let o = c.alloc(AllocFlags::empty()).unwrap();
+        cpus.set_slot(1);
+        // SAFETY: allocated above.
+        unsafe { c.free(o) }.unwrap();
+        cpus.set_slot(0);
+        assert_ne!(c.alloc(AllocFlags::empty()).unwrap(), o, "CPU 0 cannot see CPU 1's magazine");
+        cpus.set_slot(1);
+        assert_eq!(c.alloc(AllocFlags::empty()).unwrap(), o);
+        let st = c.stats();
+        assert_eq!(st.buf_in_use, 2);
+        assert_eq!(st.magazines.unwrap().cpu_allocs, 1);
+    });
+}
+
+#[test]
+fn report_lists_bootstrap_and_user_caches() {
+    with_caches(4 << 20, |caches, kpages| {
+        let c = caches
+            .create(CacheBuilder::new("inode_cache", 200).source(kpages))
+            .unwrap();
+        let o = c.alloc(AllocFlags::empty()).unwrap();
+        let mut out = String::new();
+        caches.report(&mut out).unwrap();
+        for name in ["kmem_magazine", "kmem_slab", "kmem_bufctl", "kmem_cache", "inode_cache"] {
+            assert!(out.contains(name), "{name} missing from\n{out}");
+        }
+        let line = out.lines().find(|l| l.starts_with("inode_cache")).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[1..4], ["200", "1", "20"], "{line}");
+        // SAFETY: allocated above.
+        unsafe { c.free(o) }.unwrap();
+    });
+}
