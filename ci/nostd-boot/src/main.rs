@@ -1,11 +1,13 @@
-//! kmem-nostd-boot: proof that the kmem arena runs with neither std nor libc.
+//! kmem-nostd-boot: proof that the kmem arena and object caches run with
+//! neither std nor libc.
 //!
 //! A `#![no_std] #![no_main]` static x86_64 Linux executable: [`rt`] supplies
 //! `_start`, raw `write`/`exit_group` system calls and the panic handler,
 //! [`mem`] the `mem*` functions the compiler calls, and [`selftest`] boots a
 //! base arena over [`HEAP`], a static 1 MiB buffer, and exercises it: every
 //! allocation policy, a constrained `xalloc`, bad input, and a child arena
-//! that imports its spans from the base. It prints its progress, ends with
+//! that imports its spans from the base; then object caches (slab and
+//! magazine layers) over the base arena on a one-CPU platform. It prints its progress, ends with
 //! `kmem-nostd-boot: all checks passed` and exits 0; a failed check prints
 //! what failed and exits 1, a panic exits 101.
 //!
@@ -21,6 +23,7 @@
 mod mem;
 mod rt;
 mod selftest;
+mod slab;
 
 /// Bytes of memory the base arena manages.
 const HEAP_SIZE: usize = 1 << 20;

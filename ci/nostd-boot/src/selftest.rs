@@ -14,7 +14,7 @@ use crate::rt::{self, outln};
 const PAGE: usize = 4096;
 
 /// Prints the failed check and exits 1.
-fn fail(what: fmt::Arguments<'_>) -> ! {
+pub(crate) fn fail(what: fmt::Arguments<'_>) -> ! {
     outln!("kmem-nostd-boot: check failed: {what}");
     rt::exit(1)
 }
@@ -23,13 +23,14 @@ fn fail(what: fmt::Arguments<'_>) -> ! {
 macro_rules! ensure {
     ($cond:expr, $($what:tt)+) => {
         if !$cond {
-            fail(format_args!($($what)+))
+            $crate::selftest::fail(format_args!($($what)+))
         }
     };
 }
+pub(crate) use ensure;
 
 /// The value of `result`, or a failure naming `what` and the error.
-fn ok<T, E: fmt::Display>(result: Result<T, E>, what: &str) -> T {
+pub(crate) fn ok<T, E: fmt::Display>(result: Result<T, E>, what: &str) -> T {
     match result {
         Ok(value) => value,
         Err(err) => fail(format_args!("{what}: {err}")),
@@ -167,6 +168,15 @@ pub(crate) unsafe fn run(heap: usize, len: usize) {
         base.amt_total()
     );
     check(&base, "the child arena's destroy");
+
+    crate::slab::run(&base, &heap);
+    ensure!(
+        base.amt_free() == free0 && base.amt_total() == total0,
+        "base: amt_free/amt_total = {:#x}/{:#x} after the caches were destroyed, expected {free0:#x}/{total0:#x}",
+        base.amt_free(),
+        base.amt_total()
+    );
+    check(&base, "the caches' teardown");
     let _ = base.report(&mut rt::Fd(rt::STDOUT), false);
 }
 

@@ -135,13 +135,16 @@ struct MagSrc<'x, 'a, C: Cpu>(&'x KmemCache<'a, C>);
 
 impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        let mem = self.0.alloc_from_slab(AllocFlags::ATOMIC, false).ok()?;
+        let mem = self.0.alloc_from_slab(AllocFlags::ATOMIC).ok()?;
         NonNull::new(mem as *mut u8)
     }
 
     unsafe fn free_magazine(&self, mem: NonNull<u8>) {
-        let freed = self.0.release(mem.as_ptr() as usize, From::User, false);
-        debug_assert!(freed.is_ok(), "kmem-slab: magazine not from the magazine cache");
+        let freed = self.0.release(mem.as_ptr() as usize, From::User, true);
+        debug_assert!(
+            freed.is_ok(),
+            "kmem-slab: magazine not from the magazine cache"
+        );
     }
 }
 
@@ -284,7 +287,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.zero_if(obj, flags);
             return Ok(obj);
         }
-        self.alloc_from_slab(flags, true)
+        self.alloc_from_slab(flags)
     }
 
     fn zero_if(&self, obj: usize, flags: AllocFlags) {
@@ -295,8 +298,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// The slab path: an unconstructed object from a slab, then the
-    /// constructor. `user` counts it as a user allocation.
-    pub(crate) fn alloc_from_slab(&self, flags: AllocFlags, user: bool) -> Result<usize, AllocError> {
+    /// constructor.
+    pub(crate) fn alloc_from_slab(&self, flags: AllocFlags) -> Result<usize, AllocError> {
         let mut st = self.slab.lock();
         let obj = match st.take(&self.geo, BufState::Allocated) {
             Some(obj) => obj,
@@ -312,9 +315,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     .expect("kmem-slab: a fresh slab has objects")
             }
         };
-        if user {
-            st.direct_allocs += 1;
-        }
+        st.direct_allocs += 1;
         let rescale = st.hash.resize_target(false).is_some();
         drop(st);
         if rescale {
@@ -325,9 +326,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 let mut st = self.slab.lock();
                 let back = st.give(&self.geo, obj, From::User);
                 debug_assert!(back.is_ok());
-                if user {
-                    st.direct_allocs -= 1;
-                }
+                st.direct_allocs -= 1;
                 drop(st);
                 self.ctor_fails.fetch_add(1, Ordering::Relaxed);
                 self.alloc_fails.fetch_add(1, Ordering::Relaxed);
@@ -357,14 +356,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 // SAFETY: a fresh, aligned slab buffer from a memory source.
                 Ok(unsafe { slabs::build_small(&self.geo, base) })
             }
-            Layout::Bufctl => self.grow_bufctl(base).inspect_err(|_| self.free_buffer(base)),
+            Layout::Bufctl => self
+                .grow_bufctl(base)
+                .inspect_err(|_| self.free_buffer(base)),
         }
     }
 
     fn grow_bufctl(&self, base: usize) -> Result<NonNull<SlabHeader>, AllocError> {
         let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
         let raw_alloc = |c: &KmemCache<'a, C>| {
-            c.alloc_from_slab(AllocFlags::ATOMIC, false)
+            c.alloc_from_slab(AllocFlags::ATOMIC)
                 .ok()
                 .and_then(|a| NonNull::new(a as *mut u8))
         };
@@ -383,12 +384,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     while chain != raw::NONE {
                         // SAFETY: an object of the chain built above.
                         let next = unsafe { raw::read_link(chain) };
-                        let _ = ctx.bufctl_cache.release(chain, From::User, false);
+                        let _ = ctx.bufctl_cache.release(chain, From::User, true);
                         chain = next;
                     }
                     let _ = ctx
                         .slab_cache
-                        .release(header.as_ptr() as usize, From::User, false);
+                        .release(header.as_ptr() as usize, From::User, true);
                     return Err(AllocError::Exhausted);
                 }
             }
@@ -424,9 +425,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             // SAFETY: the slab was unlinked by `pop_empty`; its bufctls are
             // live until released here, one by one after being read.
             for bc in unsafe { slabs::bufctls_of(slab) } {
-                let _ = ctx.bufctl_cache.release(bc.as_ptr() as usize, From::User, false);
+                let _ = ctx
+                    .bufctl_cache
+                    .release(bc.as_ptr() as usize, From::User, true);
             }
-            let _ = ctx.slab_cache.release(slab.as_ptr() as usize, From::User, false);
+            let _ = ctx
+                .slab_cache
+                .release(slab.as_ptr() as usize, From::User, true);
         }
         self.free_buffer(base);
     }
@@ -447,7 +452,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     #[inline]
     pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
         let Some(mags) = &self.mags else {
-            return self.release(obj, From::User, true).map_err(|k| self.bad(obj, k));
+            return self
+                .release(obj, From::User, true)
+                .map_err(|k| self.bad(obj, k));
         };
         let debug = self.flags.contains(CacheFlags::DEBUG);
         if debug {
@@ -468,6 +475,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// Destructs `obj` and gives it back to its slab, after checking it.
+    /// `user` counts it as a free (a drained round was counted when it was
+    /// freed into its magazine).
     pub(crate) fn release(&self, obj: usize, from: From, user: bool) -> Result<(), BadFree> {
         if let Some(ops) = self.ops {
             self.slab.lock().validate(&self.geo, obj, from)?;
@@ -498,7 +507,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// while asking the others.
     fn bad(&self, addr: usize, kind: BadFree) -> FreeError {
         let kind = match (kind, self.ctx) {
-            (BadFree::Foreign, Some(ctx)) => ctx.owner_of(addr, self).map_or(kind, BadFree::WrongCache),
+            (BadFree::Foreign, Some(ctx)) => {
+                ctx.owner_of(addr, self).map_or(kind, BadFree::WrongCache)
+            }
             _ => kind,
         };
         self.bad_frees.fetch_add(1, Ordering::Relaxed);

@@ -59,7 +59,11 @@ impl<'a, C: Cpu> Caches<'a, C> {
             KmemCache::build(&b, base, cpu, None)
         };
         let magazine_cache = boot("kmem_magazine", MAGAZINE_SIZE, MAGAZINE_ALIGN.max(64))?;
-        let slab_cache = boot("kmem_slab", size_of::<SlabHeader>(), align_of::<SlabHeader>())?;
+        let slab_cache = boot(
+            "kmem_slab",
+            size_of::<SlabHeader>(),
+            align_of::<SlabHeader>(),
+        )?;
         let bufctl_cache = boot("kmem_bufctl", size_of::<Bufctl>(), align_of::<Bufctl>())?;
         let cache_cache = boot(
             "kmem_cache",
@@ -90,7 +94,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// Creates a cache; see [`CacheBuilder`].
     pub fn create(&'a self, builder: CacheBuilder<'a>) -> Result<Cache<'a, C>, CreateError> {
         let mut cache = KmemCache::build(&builder, self.base, self.cpu, Some(self))?;
-        let mem = match self.cache_cache.alloc_from_slab(AllocFlags::ATOMIC, false) {
+        let mem = match self.cache_cache.alloc_from_slab(AllocFlags::ATOMIC) {
             Ok(mem) => mem,
             Err(_) => {
                 let _ = cache.teardown();
@@ -213,7 +217,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
                 unsafe { ptr::drop_in_place(ptr.as_ptr()) };
                 let freed = self
                     .cache_cache
-                    .release(ptr.as_ptr() as usize, From::User, false);
+                    .release(ptr.as_ptr() as usize, From::User, true);
                 debug_assert!(freed.is_ok());
                 Ok(())
             }
@@ -272,7 +276,12 @@ pub struct DestroyError<'a, C: Cpu> {
 
 impl<C: Cpu> fmt::Debug for DestroyError<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DestroyError {{ cache: {:?}, live: {} }}", self.cache.name(), self.live)
+        write!(
+            f,
+            "DestroyError {{ cache: {:?}, live: {} }}",
+            self.cache.name(),
+            self.live
+        )
     }
 }
 

@@ -94,12 +94,9 @@ impl fmt::Display for FreeError {
         write!(f, "kmem cache {}: ", self.cache.as_str())?;
         match self.kind {
             BadFree::DoubleFree => write!(f, "double free of {:#x}", self.addr),
-            BadFree::WrongCache(owner) => write!(
-                f,
-                "{:#x} belongs to cache {}",
-                self.addr,
-                owner.as_str()
-            ),
+            BadFree::WrongCache(owner) => {
+                write!(f, "{:#x} belongs to cache {}", self.addr, owner.as_str())
+            }
             BadFree::Foreign => write!(f, "{:#x} was not allocated from any cache", self.addr),
             BadFree::NotObjectStart => {
                 write!(f, "{:#x} is not the start of an object", self.addr)

@@ -42,7 +42,10 @@ impl AddrHash {
 
     /// The table's memory and size, for freeing.
     pub(crate) fn table(&self) -> (usize, usize) {
-        (self.heads.as_ptr() as usize, table_bytes(self.policy.bits()))
+        (
+            self.heads.as_ptr() as usize,
+            table_bytes(self.policy.bits()),
+        )
     }
 
     /// The size (in bits) the table should move to, if any.

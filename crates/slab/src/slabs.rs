@@ -104,7 +104,9 @@ impl SlabState {
                 debug_assert_ne!(obj, NONE);
                 // SAFETY: `obj` is the head of this slab's free chain.
                 s.free_obj = unsafe { raw::read_link(obj) };
-                let i = geo.index(s.base, obj).expect("kmem-slab: corrupt free chain");
+                let i = geo
+                    .index(s.base, obj)
+                    .expect("kmem-slab: corrupt free chain");
                 // SAFETY: live small slab with `bitmap_words` words.
                 let bits = unsafe { raw::bitmap(slab, bitmap_words) };
                 bits[i / 64] |= 1 << (i % 64);
@@ -144,7 +146,10 @@ impl SlabState {
                 let bc = node.cast::<Bufctl>();
                 // SAFETY: a live bufctl in the hash.
                 let slab = unsafe { (*bc.as_ptr()).slab };
-                Ok((NonNull::new(slab).expect("kmem-slab: bufctl without slab"), Some(bc)))
+                Ok((
+                    NonNull::new(slab).expect("kmem-slab: bufctl without slab"),
+                    Some(bc),
+                ))
             }
         }
     }
@@ -326,8 +331,8 @@ impl SlabState {
                     Layout::Bufctl => {
                         let mut at = s.free_bufctl;
                         for _ in 0..free {
-                            let bc = NonNull::new(at)
-                                .ok_or(CheckError::FreeCount { slab: err_base })?;
+                            let bc =
+                                NonNull::new(at).ok_or(CheckError::FreeCount { slab: err_base })?;
                             // SAFETY: a live bufctl of this slab.
                             let b = unsafe { &*bc.as_ptr() };
                             if b.slab != slab.as_ptr() || b.state != BufState::Free {
@@ -377,7 +382,8 @@ pub(crate) unsafe fn build_small(geo: &Geometry, base: usize) -> NonNull<SlabHea
     let at = base + geo.slab_size - core::mem::size_of::<SlabHeader>();
     // SAFETY: the header fits at the end of the slab (geometry), aligned
     // since slab_size and the header size are multiples of 8.
-    let slab = unsafe { SlabHeader::init(NonNull::new_unchecked(at as *mut u8), base, geo.per_slab) };
+    let slab =
+        unsafe { SlabHeader::init(NonNull::new_unchecked(at as *mut u8), base, geo.per_slab) };
     // SAFETY: the bitmap sits right below the header, inside the slab.
     unsafe { raw::bitmap(slab, bitmap_words) }.fill(0);
     let mut next = NONE;

@@ -47,7 +47,7 @@ impl CacheStats {
     pub fn header(w: &mut impl fmt::Write) -> fmt::Result {
         writeln!(
             w,
-            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>12} {:>6} {:>4} {:>5} {:>5} {:>9}",
+            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9}",
             "cache name",
             "buf size",
             "buf in use",
@@ -66,7 +66,7 @@ impl CacheStats {
     pub fn row(&self, w: &mut impl fmt::Write) -> fmt::Result {
         write!(
             w,
-            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>13} {:>6}",
+            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6}",
             self.name.as_str(),
             self.buf_size,
             self.buf_in_use,
