@@ -194,7 +194,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                         depot.put(full);
                     }
                     drop(depot);
-                    self.depot.counters.empty_out.fetch_add(1, Ordering::Relaxed);
+                    self.depot
+                        .counters
+                        .empty_out
+                        .fetch_add(1, Ordering::Relaxed);
                     st.prev = st.loaded.replace(empty);
                     continue;
                 }

@@ -194,7 +194,8 @@ unsafe impl Cpu for ThreadCpus {
         // A thread whose slot is gone (its thread-locals are being torn
         // down) pins a shared slot under its lock.
         pinned.unwrap_or_else(|_| {
-            let slot = self.exclusive + self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared;
+            let slot =
+                self.exclusive + self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared;
             self.lock_shared(slot, false)
         })
     }

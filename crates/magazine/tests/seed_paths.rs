@@ -83,7 +83,10 @@ fn first_free_allocates_an_empty_magazine() {
     m.free(0, &heap).unwrap();
     let st = m.stats();
     assert_eq!(st.magazines_allocated, 1);
-    assert_eq!(st.depot_empty_out, 1, "the new magazine went through the depot");
+    assert_eq!(
+        st.depot_empty_out, 1,
+        "the new magazine went through the depot"
+    );
     assert_eq!(m.alloc(), Some(0), "round 0 is a valid object");
     m.drain_all(&heap, |_| panic!("nothing cached"));
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
@@ -110,7 +113,10 @@ fn loaded_and_prev_swap_without_the_depot() {
     let after = m.stats();
     assert_eq!(after.depot_not_empty_out, before.depot_not_empty_out);
     assert_eq!(after.depot_empty_out, before.depot_empty_out);
-    assert_eq!(after.magazines_allocated, 2, "no depot visit, no new magazine");
+    assert_eq!(
+        after.magazines_allocated, 2,
+        "no depot visit, no new magazine"
+    );
     let drained = m.drain_all(&heap, |_| {});
     assert_eq!(drained, magsize + 1);
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
@@ -140,7 +146,10 @@ fn depot_exchange_both_ways_and_between_cpus() {
     cpus.set_slot(0);
     m.flush_current();
     let st = m.stats();
-    assert_eq!((st.empty, st.not_empty, st.depot_rounds), (0, 2, magsize + 1));
+    assert_eq!(
+        (st.empty, st.not_empty, st.depot_rounds),
+        (0, 2, magsize + 1)
+    );
     cpus.set_slot(1);
     let total = m.drain_all(&heap, |_| {});
     assert_eq!(total, magsize + 1);
@@ -190,7 +199,11 @@ fn free_falls_through_without_magazine_memory() {
         m.free(o, &heap).unwrap();
     }
     heap.fail.store(true, Ordering::SeqCst);
-    assert_eq!(m.free(99, &heap), Err(99), "loaded and prev full, no depot room");
+    assert_eq!(
+        m.free(99, &heap),
+        Err(99),
+        "loaded and prev full, no depot room"
+    );
     assert_eq!(m.stats().cpu_frees, 2 * magsize as u64);
     heap.fail.store(false, Ordering::SeqCst);
     m.drain_all(&heap, |_| {});

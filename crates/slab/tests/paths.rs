@@ -29,9 +29,15 @@ fn small_geometry_packs_objects_below_the_header() {
             assert_eq!(c.size() % align, 0);
             assert!(per * c.size() + per.div_ceil(64) * 8 + 64 <= PAGE_SIZE);
             assert!((per + 1) * c.size() + (per + 1).div_ceil(64) * 8 + 64 > PAGE_SIZE - 8);
-            let objs: Vec<usize> = (0..per + 1).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+            let objs: Vec<usize> = (0..per + 1)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
             assert!(objs.iter().all(|o| o % align == 0 && ram_word(*o)));
-            assert_eq!(c.stats().slabs, 2, "{size}: one object more than a slab holds");
+            assert_eq!(
+                c.stats().slabs,
+                2,
+                "{size}: one object more than a slab holds"
+            );
             for o in objs {
                 // SAFETY: allocated above, freed once.
                 unsafe { c.free(o) }.unwrap();
@@ -60,7 +66,11 @@ fn large_objects_use_bufctls_and_eight_object_slabs() {
         assert_eq!(c.size(), 1000);
         assert_eq!(c.slab_geometry(), (8192, 8));
         let page = caches
-            .create(CacheBuilder::new("page", 100).align(PAGE_SIZE).source(kpages))
+            .create(
+                CacheBuilder::new("page", 100)
+                    .align(PAGE_SIZE)
+                    .source(kpages),
+            )
             .unwrap();
         assert_eq!(page.size(), PAGE_SIZE);
         assert_eq!(page.slab_geometry(), (8 * PAGE_SIZE, 8));
@@ -102,10 +112,16 @@ fn notouch_cache_over_ids_hands_out_zero() {
             .build()
             .unwrap();
         let c = caches
-            .create(CacheBuilder::new("id8", 8).source(&ids).flags(CacheFlags::NOTOUCH))
+            .create(
+                CacheBuilder::new("id8", 8)
+                    .source(&ids)
+                    .flags(CacheFlags::NOTOUCH),
+            )
             .unwrap();
         let (_, per) = c.slab_geometry();
-        let got: Vec<usize> = (0..per).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+        let got: Vec<usize> = (0..per)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
         assert!(got.contains(&0), "resource 0 is an object like any other");
         assert!(got.iter().all(|&id| id < 4096 && id % 8 == 0));
         for id in got {
@@ -124,16 +140,31 @@ fn objects_stay_constructed_in_magazines() {
         let c = caches
             .create(CacheBuilder::new("ctor", 64).source(kpages).ops(&ops))
             .unwrap();
-        let objs: Vec<usize> = (0..20).map(|_| c.alloc(AllocFlags::ATOMIC).unwrap()).collect();
-        assert_eq!(ops.seen_flags.load(Ordering::SeqCst), AllocFlags::ATOMIC.bits() as usize);
+        let objs: Vec<usize> = (0..20)
+            .map(|_| c.alloc(AllocFlags::ATOMIC).unwrap())
+            .collect();
+        assert_eq!(
+            ops.seen_flags.load(Ordering::SeqCst),
+            AllocFlags::ATOMIC.bits() as usize
+        );
         assert_eq!(ops.ctors.load(Ordering::SeqCst), 20);
         for &o in &objs {
             // SAFETY: allocated above.
             unsafe { c.free(o) }.unwrap();
         }
-        assert_eq!(ops.dtors.load(Ordering::SeqCst), 0, "cached, still constructed");
-        let again: Vec<usize> = (0..20).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
-        assert_eq!(ops.ctors.load(Ordering::SeqCst), 20, "served constructed from magazines");
+        assert_eq!(
+            ops.dtors.load(Ordering::SeqCst),
+            0,
+            "cached, still constructed"
+        );
+        let again: Vec<usize> = (0..20)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
+        assert_eq!(
+            ops.ctors.load(Ordering::SeqCst),
+            20,
+            "served constructed from magazines"
+        );
         for &o in &again {
             // SAFETY: allocated above.
             unsafe { c.free(o) }.unwrap();
@@ -163,7 +194,13 @@ fn nomagazine_caches_destruct_on_every_free() {
         let o = c.alloc(AllocFlags::empty()).unwrap();
         // SAFETY: allocated above.
         unsafe { c.free(o) }.unwrap();
-        assert_eq!((ops.ctors.load(Ordering::SeqCst), ops.dtors.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(
+            (
+                ops.ctors.load(Ordering::SeqCst),
+                ops.dtors.load(Ordering::SeqCst)
+            ),
+            (1, 1)
+        );
     });
 }
 
@@ -176,7 +213,9 @@ fn destroy_runs_every_destructor_and_returns_every_page() {
             let c = caches
                 .create(CacheBuilder::new("d", size).source(kpages).ops(&ops))
                 .unwrap();
-            let objs: Vec<usize> = (0..500).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+            let objs: Vec<usize> = (0..500)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
             for o in objs {
                 // SAFETY: allocated above.
                 unsafe { c.free(o) }.unwrap();
@@ -201,9 +240,15 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
         let c = caches
             .create(CacheBuilder::new("r", 1024).source(kpages))
             .unwrap();
-        let objs: Vec<usize> = (0..4000).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+        let objs: Vec<usize> = (0..4000)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
         let grown = c.stats();
-        assert!(grown.hash_chains > 64, "4000 bufctls grew the hash: {}", grown.hash_chains);
+        assert!(
+            grown.hash_chains > 64,
+            "4000 bufctls grew the hash: {}",
+            grown.hash_chains
+        );
         assert_eq!(grown.slabs, 500);
         c.check().unwrap();
         for o in objs {
@@ -254,7 +299,11 @@ fn objects_move_between_cpus_through_magazines() {
         // SAFETY: allocated above.
         unsafe { c.free(o) }.unwrap();
         cpus.set_slot(0);
-        assert_ne!(c.alloc(AllocFlags::empty()).unwrap(), o, "CPU 0 cannot see CPU 1's magazine");
+        assert_ne!(
+            c.alloc(AllocFlags::empty()).unwrap(),
+            o,
+            "CPU 0 cannot see CPU 1's magazine"
+        );
         cpus.set_slot(1);
         assert_eq!(c.alloc(AllocFlags::empty()).unwrap(), o);
         let st = c.stats();
@@ -272,7 +321,13 @@ fn report_lists_bootstrap_and_user_caches() {
         let o = c.alloc(AllocFlags::empty()).unwrap();
         let mut out = String::new();
         caches.report(&mut out).unwrap();
-        for name in ["kmem_magazine", "kmem_slab", "kmem_bufctl", "kmem_cache", "inode_cache"] {
+        for name in [
+            "kmem_magazine",
+            "kmem_slab",
+            "kmem_bufctl",
+            "kmem_cache",
+            "inode_cache",
+        ] {
             assert!(out.contains(name), "{name} missing from\n{out}");
         }
         let line = out.lines().find(|l| l.starts_with("inode_cache")).unwrap();

@@ -56,7 +56,8 @@ impl Counting {
 
 impl ObjectOps for Counting {
     fn construct(&self, obj: usize, flags: AllocFlags) -> Result<(), CtorError> {
-        self.seen_flags.store(flags.bits() as usize, Ordering::SeqCst);
+        self.seen_flags
+            .store(flags.bits() as usize, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
             return Err(CtorError);
         }
