@@ -2,9 +2,10 @@
 //! `ManualCpus` (slots chosen by hand, a hand-set clock), plus the std
 //! platform's slot handling.
 
-use std::alloc::{alloc, dealloc, Layout};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::alloc::{alloc, dealloc};
 
 use kmem_magazine::{
     CpuCache, MagazineSource, Magazines, ManualCpus, ResizePolicy, MAGAZINE_ALIGN, MAGAZINE_SIZE,
@@ -222,7 +223,7 @@ fn contended_alloc(m: &Magazines<'_, ManualCpus<SLOTS>>, cpus: &ManualCpus<SLOTS
             m.with_depot_locked(|| {
                 tx.send(()).unwrap();
                 while m.contended() == before {
-                    std::hint::spin_loop();
+                    core::hint::spin_loop();
                 }
             })
         });
@@ -304,7 +305,7 @@ fn contention_without_full_magazines_does_not_grow() {
             m.with_depot_locked(|| {
                 tx.send(()).unwrap();
                 while m.contended() == before {
-                    std::hint::spin_loop();
+                    core::hint::spin_loop();
                 }
             })
         });

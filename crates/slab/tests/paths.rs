@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use core::sync::atomic::Ordering;
 
 use common::{with_caches, with_caches_on, Counting};
 use kmem_arena::{Arena, SizeKind};
@@ -274,13 +274,13 @@ fn zero_flag_zeroes_objects() {
             .unwrap();
         let o = c.alloc(AllocFlags::empty()).unwrap();
         // SAFETY: a 128-byte object of this cache.
-        unsafe { std::ptr::write_bytes(o as *mut u8, 0xAB, 128) };
+        unsafe { core::ptr::write_bytes(o as *mut u8, 0xAB, 128) };
         // SAFETY: allocated above.
         unsafe { c.free(o) }.unwrap();
         let z = c.alloc(AllocFlags::ZERO).unwrap();
         assert_eq!(z, o, "LIFO from the magazine");
         // SAFETY: as above.
-        let bytes = unsafe { std::slice::from_raw_parts(z as *const u8, 128) };
+        let bytes = unsafe { core::slice::from_raw_parts(z as *const u8, 128) };
         assert!(bytes.iter().all(|&b| b == 0));
         // SAFETY: allocated above.
         unsafe { c.free(z) }.unwrap();

@@ -1,8 +1,8 @@
 //! Shared kit of the slab tests: a booted machine with caches, and object
 //! operations that count and can be told to fail.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kmem_arena::Arena;
 use kmem_magazine::{Cpu, ThreadCpus};
