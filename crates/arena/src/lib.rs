@@ -76,11 +76,6 @@ pub use policy::{Constraints, Policy};
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
-
 /// Arenas are shared between threads (each has its own spin lock).
 const _: () = {
     const fn assert_sync<T: Sync + Send>() {}
