@@ -112,7 +112,10 @@ pub struct KmemCache<'a, C: Cpu> {
     pub(crate) geo: Geometry,
     pub(crate) flags: CacheFlags,
     memory: bool,
-    /// Slab buffers of the small layout need `xalloc` for their alignment.
+    /// Alignment a slab buffer needs: its size (small layout, found by
+    /// rounding an object's address down) or the object alignment.
+    slab_align: usize,
+    /// The source's quantum does not give `slab_align` by itself.
     xalloc: bool,
     source: &'a Arena<'a>,
     meta: &'a Arena<'a>,
@@ -166,12 +169,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             memory: source.is_memory(),
             force_small: ctx.is_none(),
         })?;
+        let slab_align = match geo.layout {
+            Layout::Small { .. } => geo.slab_size,
+            Layout::Bufctl => geo.align,
+        };
         let mut cache = Self {
             name: b.name,
             geo,
             flags: b.flags,
             memory: source.is_memory(),
-            xalloc: matches!(geo.layout, Layout::Small { .. }) && source.quantum() < geo.slab_size,
+            slab_align,
+            xalloc: source.quantum() % slab_align != 0,
             source,
             meta: base,
             ops: b.ops,
@@ -341,18 +349,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     fn grow(&self) -> Result<NonNull<SlabHeader>, AllocError> {
         let size = self.geo.slab_size;
         let base = if self.xalloc {
-            self.source.xalloc(size, &Constraints::new().align(size))
+            self.source
+                .xalloc(size, &Constraints::new().align(self.slab_align))
         } else {
             self.source.alloc(size, Policy::InstantFit)
         }
         .map_err(|_| AllocError::Exhausted)?;
+        if base % self.slab_align != 0 {
+            // A source whose spans are not aligned to its quantum.
+            self.free_buffer(base);
+            return Err(AllocError::Exhausted);
+        }
         match self.geo.layout {
             Layout::Small { .. } => {
-                if base % size != 0 {
-                    // A source whose spans are not aligned to its quantum.
-                    self.free_buffer(base);
-                    return Err(AllocError::Exhausted);
-                }
                 // SAFETY: a fresh, aligned slab buffer from a memory source.
                 Ok(unsafe { slabs::build_small(&self.geo, base) })
             }

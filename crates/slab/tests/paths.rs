@@ -337,3 +337,28 @@ fn report_lists_bootstrap_and_user_caches() {
         unsafe { c.free(o) }.unwrap();
     });
 }
+
+#[test]
+fn objects_keep_their_alignment_over_a_fine_grained_source() {
+    with_caches(8 << 20, |caches, kpages| {
+        let bytes = Arena::builder("bytes")
+            .quantum(64)
+            .source(kpages)
+            .tags_from(caches.base())
+            .build()
+            .unwrap();
+        for (size, align) in [(1000, 256), (100, 128), (3000, 4096)] {
+            let c = caches
+                .create(CacheBuilder::new("a", size).align(align).source(&bytes))
+                .unwrap();
+            let objs: Vec<usize> = (0..40).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+            assert!(objs.iter().all(|o| o % align == 0), "{size}/{align}: {objs:x?}");
+            for o in objs {
+                // SAFETY: allocated above.
+                unsafe { c.free(o) }.unwrap();
+            }
+            c.destroy().unwrap();
+        }
+        bytes.check().unwrap();
+    });
+}
