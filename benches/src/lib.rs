@@ -3,17 +3,21 @@
 //! runner. The bench targets under `benches/` only wire these together.
 //!
 //! Fairness rules (from the project's performance anchors): every contender
-//! is driven through the same thin trait ([`contender::RangeAlloc`]) with the
-//! same pre-generated trace ([`trace::IndexTrace`]), fixtures are built and
+//! is driven through the same thin trait ([`contender::RangeAlloc`] for range
+//! allocators, [`object::ObjectAlloc`] for object allocators) with the same
+//! pre-generated trace ([`trace::IndexTrace`]), fixtures are built and
 //! pre-touched outside the timed loop, and ratios are taken within one
 //! process run by interleaving the contenders round by round
-//! ([`interleave`]).
+//! ([`interleave`]; [`threads`] for several threads sharing one allocator).
 
 pub mod args;
 pub mod contender;
 pub mod fixture;
 pub mod interleave;
+pub mod object;
 pub mod range_alloc_peer;
+pub mod slab_fixture;
+pub mod threads;
 pub mod trace;
 pub mod vm_allocator_peer;
 pub mod vmem_peer;
