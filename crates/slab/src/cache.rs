@@ -127,6 +127,9 @@ pub struct KmemCache<'a, C: Cpu> {
     alloc_fails: AtomicU64,
     ctor_fails: AtomicU64,
     bad_frees: AtomicU64,
+    /// Bad frees found when a magazine drained: counted as frees when they
+    /// entered the magazine, they never freed a live object.
+    bad_rounds: AtomicU64,
     last_bad: Mutex<Option<FreeError>>,
     /// Next cache in the registry of its `Caches` (type-erased, so the
     /// cache stays covariant in `'a`).
@@ -191,6 +194,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             alloc_fails: AtomicU64::new(0),
             ctor_fails: AtomicU64::new(0),
             bad_frees: AtomicU64::new(0),
+            bad_rounds: AtomicU64::new(0),
             last_bad: Mutex::new(None),
             next: AtomicPtr::new(core::ptr::null_mut()),
         };
@@ -507,6 +511,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             From::User
         };
         if let Err(kind) = self.release(obj, from, false) {
+            self.bad_rounds.fetch_add(1, Ordering::Relaxed);
             let err = self.bad(obj, kind);
             *self.last_bad.lock() = Some(err);
         }
@@ -609,17 +614,21 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.slab.lock().check(&self.geo)
     }
 
-    /// The cache's counters (the `::kmastat` columns and more).
+    /// The cache's counters (the `::kmastat` columns and more). While other
+    /// threads allocate and free, the per-CPU counters are a racy snapshot.
     pub fn stats(&self) -> CacheStats {
         let mags = self.mags.as_ref().map(Magazines::stats);
         let st = self.slab.lock();
         let (cpu_allocs, cpu_frees) = mags.map_or((0, 0), |m| (m.cpu_allocs, m.cpu_frees));
         let allocs = st.direct_allocs + cpu_allocs;
-        let frees = st.direct_frees + cpu_frees;
+        let frees =
+            (st.direct_frees + cpu_frees).saturating_sub(self.bad_rounds.load(Ordering::Relaxed));
         CacheStats {
             name: self.name,
             buf_size: self.geo.size,
-            buf_in_use: allocs - frees,
+            // Per-slot counters are read one by one while other threads
+            // run, so a free can be seen before its allocation.
+            buf_in_use: allocs.saturating_sub(frees),
             buf_total: st.total,
             slab_busy: st.busy,
             memory_in_use: st.slabs() * self.geo.slab_size,

@@ -10,7 +10,7 @@ use core::sync::atomic::Ordering;
 
 use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
-use spin::Mutex;
+use spin::RwLock;
 
 use crate::cache::{CacheBuilder, KmemCache};
 use crate::error::CreateError;
@@ -25,6 +25,8 @@ struct Head(*mut ());
 
 // SAFETY: the pointer is only followed under the registry lock.
 unsafe impl Send for Head {}
+// SAFETY: shared access only reads the pointer; see `Send`.
+unsafe impl Sync for Head {}
 
 /// Every object cache over one base arena.
 ///
@@ -42,7 +44,10 @@ pub struct Caches<'a, C: Cpu> {
     pub(crate) slab_cache: KmemCache<'a, C>,
     pub(crate) bufctl_cache: KmemCache<'a, C>,
     cache_cache: KmemCache<'a, C>,
-    registry: Mutex<Head>,
+    /// Readers walk the list ([`for_each`](Self::for_each), which may nest:
+    /// a bad free found inside it asks every cache for the owner); writers
+    /// link and unlink caches.
+    registry: RwLock<Head>,
 }
 
 impl<'a, C: Cpu> Caches<'a, C> {
@@ -77,7 +82,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
             slab_cache,
             bufctl_cache,
             cache_cache,
-            registry: Mutex::new(Head(ptr::null_mut())),
+            registry: RwLock::new(Head(ptr::null_mut())),
         })
     }
 
@@ -122,7 +127,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
             // SAFETY: as above; `delist` unregisters first.
             unsafe { mags.register() };
         }
-        let mut head = self.registry.lock();
+        let mut head = self.registry.write();
         cache.next.store(head.0, Ordering::Relaxed);
         head.0 = ptr.as_ptr().cast();
     }
@@ -133,7 +138,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
         if let Some(mags) = &cache.mags {
             mags.unregister();
         }
-        let mut head = self.registry.lock();
+        let mut head = self.registry.write();
         let target: *mut () = ptr.as_ptr().cast();
         let next = cache.next.load(Ordering::Relaxed);
         if head.0 == target {
@@ -154,8 +159,9 @@ impl<'a, C: Cpu> Caches<'a, C> {
         }
     }
 
-    /// Runs `f` on every cache, bootstrap caches first, under the registry
-    /// lock (so `f` must not create or destroy caches).
+    /// Runs `f` on every cache, bootstrap caches first, under the registry's
+    /// read lock: `f` may call `for_each` again (and anything else a cache
+    /// offers) but must not create or destroy caches.
     pub fn for_each(&self, mut f: impl FnMut(&KmemCache<'a, C>)) {
         for c in [
             &self.magazine_cache,
@@ -165,7 +171,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
         ] {
             f(c);
         }
-        let head = self.registry.lock();
+        let head = self.registry.read();
         let mut at = head.0.cast::<KmemCache<'a, C>>();
         while !at.is_null() {
             // SAFETY: as in `delist`.
