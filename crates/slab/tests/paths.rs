@@ -351,8 +351,13 @@ fn objects_keep_their_alignment_over_a_fine_grained_source() {
             let c = caches
                 .create(CacheBuilder::new("a", size).align(align).source(&bytes))
                 .unwrap();
-            let objs: Vec<usize> = (0..40).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
-            assert!(objs.iter().all(|o| o % align == 0), "{size}/{align}: {objs:x?}");
+            let objs: Vec<usize> = (0..40)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            assert!(
+                objs.iter().all(|o| o % align == 0),
+                "{size}/{align}: {objs:x?}"
+            );
             for o in objs {
                 // SAFETY: allocated above.
                 unsafe { c.free(o) }.unwrap();
