@@ -3,6 +3,11 @@
 //! free segment and frees it at once, with 10^4 live segments around; `hole`
 //! fills and frees a one-unit hole among them.
 //!
+//! `cache` and `mimalloc` run 64-byte object pairs through a kmem cache
+//! (magazines on, one exclusive CPU slot) and through mimalloc, the same
+//! `ObjectAlloc` driver as the slab bench; run each with two counts and
+//! divide the difference in instructions by the difference in pairs.
+//!
 //! `metadata` instead measures the memory an ID arena takes from its tag
 //! arena (tag pages and hash tables) per live segment, at 10^3..10^6 live
 //! segments fragmented so every one is a separate segment.
@@ -10,10 +15,13 @@
 //! ```sh
 //! cargo build --release -p kmem-benches --example pair_profile
 //! valgrind --tool=callgrind target/release/examples/pair_profile same 100000
+//! valgrind --tool=callgrind target/release/examples/pair_profile cache 1000000
 //! target/release/examples/pair_profile metadata
 //! ```
 
 use kmem_arena::{Arena, Policy};
+use kmem_benches::object::{pair, Heap};
+use kmem_benches::slab_fixture::with_caches;
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
 /// Prints the tag arena's bytes per live segment of an ID arena, with the
@@ -61,6 +69,20 @@ fn main() {
         return;
     }
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    match mode.as_str() {
+        "cache" => {
+            with_caches(64, |k| (0..n).for_each(|_| pair(k.mag)));
+            println!("cache: {n} pairs");
+            return;
+        }
+        "mimalloc" => {
+            let mi = Heap::new(mimalloc::MiMalloc, 64);
+            (0..n).for_each(|_| pair(&mi));
+            println!("mimalloc: {n} pairs");
+            return;
+        }
+        _ => {}
+    }
     let ram = PhysMem::new(64 << 20);
     let base = ram.base_arena("base", PAGE_SIZE);
     let ids = Arena::builder("ids")

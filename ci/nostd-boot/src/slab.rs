@@ -20,7 +20,10 @@ const N: usize = 64;
 pub(crate) fn run(base: &Arena<'_>, heap: &Range<usize>) {
     let caches = ok(Caches::new(base, &CPUS), "Caches::new");
     for (name, size) in [("nostd_64", 64), ("nostd_1000", 1000)] {
-        let cache = ok(caches.create(CacheBuilder::new(name, size)), "Caches::create");
+        let cache = ok(
+            caches.create(CacheBuilder::new(name, size)),
+            "Caches::create",
+        );
         exercise(&cache, heap);
         ok(cache.destroy(), "Cache::destroy");
     }
@@ -37,7 +40,7 @@ fn exercise(cache: &KmemCache<'_, ManualCpus<1>>, heap: &Range<usize>) {
         for (i, slot) in objs.iter_mut().enumerate() {
             let obj = ok(cache.alloc(AllocFlags::ZERO), "KmemCache::alloc");
             ensure!(
-                heap.contains(&obj) && obj % 8 == 0,
+                heap.contains(&obj) && obj.is_multiple_of(8),
                 "{}: object {obj:#x} outside the heap",
                 cache.name()
             );

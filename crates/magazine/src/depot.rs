@@ -70,6 +70,10 @@ pub(crate) struct DepotCounters {
     pub(crate) empty_out: AtomicU64,
 }
 
+/// On cache lines of its own: the lock and counters are written on every
+/// depot visit, and would otherwise share a line with the fields every
+/// fast-path operation reads (the platform and the per-CPU array).
+#[repr(align(64))]
 pub(crate) struct Depot {
     state: Mutex<DepotState>,
     policy: ResizePolicy,

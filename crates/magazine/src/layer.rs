@@ -94,12 +94,22 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         self.cpu
     }
 
+    /// The per-CPU state of the guard's slot.
+    #[inline(always)]
+    fn slot_of(&self, guard: &C::Guard<'_>) -> &CpuCache {
+        let slot = guard.slot();
+        debug_assert!(slot < self.cpus.len());
+        // SAFETY: the `Cpu` contract keeps `slot` below `cpu.slots()`, and
+        // `with_policy` refused a `cpus` array shorter than that.
+        unsafe { self.cpus.get_unchecked(slot) }
+    }
+
     /// Takes a round from the caller's magazines or the depot; `None` means
     /// the caller allocates from the layer below.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self) -> Option<usize> {
         let guard = self.cpu.pin();
-        let cc = &self.cpus[guard.slot()];
+        let cc = self.slot_of(&guard);
         // SAFETY: the guard gives exclusive use of the slot; nothing below
         // calls out while the reference lives.
         let st = unsafe { cc.state() };
@@ -114,6 +124,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
 
     /// The seed's alloc path after a loaded miss: swap with a non-empty
     /// `prev`, else exchange the empty `prev` for a not-empty depot magazine.
+    #[cold]
+    #[inline(never)]
     fn alloc_slow(&self, cc: &CpuCache) -> Option<usize> {
         // SAFETY: called from `alloc` under the guard; no call-outs below.
         let st = unsafe { cc.state() };
@@ -139,16 +151,17 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// allocating an empty magazine from `mags` as the seed does. `Err(obj)`
     /// means no room could be found: the caller returns `obj` to the layer
     /// below (destructing it first).
-    #[inline]
+    #[inline(always)]
     pub fn free<S: MagazineSource + ?Sized>(&self, obj: usize, mags: &S) -> Result<(), usize> {
         let guard = self.cpu.pin();
-        let cc = &self.cpus[guard.slot()];
+        let cc = self.slot_of(&guard);
         // SAFETY: exclusive use of the slot under the guard; no call-outs
         // while the reference lives.
         let st = unsafe { cc.state() };
         if let Some(m) = st.loaded.as_mut() {
             if m.len() < st.magsize {
-                m.push(obj);
+                // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+                unsafe { m.push(obj) };
                 cc.count_free();
                 return Ok(());
             }
@@ -158,6 +171,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         Ok(())
     }
 
+    #[cold]
+    #[inline(never)]
     fn free_slow<S: MagazineSource + ?Sized>(
         &self,
         cc: &CpuCache,
@@ -172,7 +187,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                 let st = unsafe { cc.state() };
                 let magsize = st.magsize;
                 if let Some(m) = st.loaded.as_mut().filter(|m| m.len() < magsize) {
-                    m.push(obj);
+                    // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+                    unsafe { m.push(obj) };
                     return Ok(());
                 }
                 // The seed checks "prev is empty"; room is what matters, since

@@ -62,10 +62,19 @@ impl Magazine {
         self.rounds.pop()
     }
 
-    /// Pushes below the capacity; callers keep `len < MAGAZINE_ROUNDS`.
+    /// Pushes a round without a capacity check (the free fast path has
+    /// already compared the length with the fill target).
+    ///
+    /// # Safety
+    /// `self.len() < MAGAZINE_ROUNDS`. Callers check `len < magsize`; every
+    /// fill target is at most [`MAGAZINE_ROUNDS`] (`start_size` gives at
+    /// most 15, the depot clamps its target and grows it only below the
+    /// maximum, and a CPU's target is one of those).
     #[inline]
-    pub(crate) fn push(&mut self, obj: usize) {
-        self.rounds.push(obj);
+    pub(crate) unsafe fn push(&mut self, obj: usize) {
+        debug_assert!(self.rounds.len() < MAGAZINE_ROUNDS);
+        // SAFETY: the caller's obligation.
+        unsafe { self.rounds.push_unchecked(obj) };
     }
 
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = usize> + '_ {

@@ -16,8 +16,29 @@ use crate::cpu::{Cpu, CpuGuard, SlotHook};
 
 const UNCLAIMED: usize = usize::MAX;
 
+/// The lock of one shared slot, on its own cache line. A bare flag rather
+/// than a `spin::Mutex`, so that a [`ThreadGuard`] is two words and comes
+/// back from a call in registers.
 #[repr(align(64))]
-struct SharedSlot(spin::Mutex<()>);
+struct SharedSlot(AtomicBool);
+
+impl SharedSlot {
+    fn lock(&self) {
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            while self.0.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    fn unlock(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 /// The process's CPU slots for the magazine layer in user space.
 ///
@@ -40,27 +61,32 @@ pub struct ThreadCpus {
 
 static GLOBAL: OnceLock<ThreadCpus> = OnceLock::new();
 
-struct Claim {
-    slot: Cell<usize>,
+std::thread_local! {
+    /// This thread's slot, or `UNCLAIMED`. No destructor, so reading it is a
+    /// plain thread-local load with no registration check, and it stays
+    /// readable while the thread's other thread-locals are torn down.
+    static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
     /// A shared slot's lock is held by a guard of this thread.
-    holding: Cell<bool>,
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+    /// Gives an exclusive slot back when its thread exits; touched once, on
+    /// the claim, so that its destructor is registered.
+    static OWNER: Owner = const { Owner };
 }
 
-impl Drop for Claim {
+/// The exit hook of a thread that owns an exclusive slot.
+struct Owner;
+
+impl Drop for Owner {
     fn drop(&mut self) {
-        let slot = self.slot.get();
-        if let Some(cpus) = GLOBAL.get() {
-            if slot < cpus.exclusive {
-                cpus.release(slot);
-            }
+        let Some(cpus) = GLOBAL.get() else { return };
+        let slot = SLOT.get();
+        if slot < cpus.exclusive {
+            // From here on the thread (its remaining thread-local
+            // destructors) pins a shared slot under its lock.
+            SLOT.set(cpus.next_shared_slot());
+            cpus.release(slot);
         }
     }
-}
-
-std::thread_local! {
-    static CLAIM: Claim = const {
-        Claim { slot: Cell::new(UNCLAIMED), holding: Cell::new(false) }
-    };
 }
 
 impl ThreadCpus {
@@ -80,7 +106,7 @@ impl ThreadCpus {
             shared,
             owned: (0..exclusive).map(|_| AtomicBool::new(false)).collect(),
             shared_locks: (0..shared)
-                .map(|_| SharedSlot(spin::Mutex::new(())))
+                .map(|_| SharedSlot(AtomicBool::new(false)))
                 .collect(),
             next_shared: AtomicUsize::new(0),
             hooks: Mutex::new(Vec::new()),
@@ -98,6 +124,8 @@ impl ThreadCpus {
         self.shared
     }
 
+    /// A thread's first pin: an exclusive slot if one is free and the thread
+    /// can still run its exit hook, else a shared one.
     fn claim(&self) -> usize {
         for (slot, owned) in self.owned.iter().enumerate() {
             if !owned.load(Ordering::Relaxed)
@@ -105,10 +133,40 @@ impl ThreadCpus {
                     .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                return slot;
+                if OWNER.try_with(|_| ()).is_ok() {
+                    return slot;
+                }
+                // The thread is exiting: nothing would give the slot back.
+                owned.store(false, Ordering::Release);
+                break;
             }
         }
+        self.next_shared_slot()
+    }
+
+    fn next_shared_slot(&self) -> usize {
         self.exclusive + self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared
+    }
+
+    /// Pins a thread that has no exclusive slot: claims one on the first
+    /// pin, else takes its shared slot's lock (not again if this thread
+    /// already holds it).
+    #[cold]
+    #[inline(never)]
+    fn pin_slow(&self, mut slot: usize) -> ThreadGuard<'_> {
+        if slot == UNCLAIMED {
+            slot = self.claim();
+            SLOT.set(slot);
+            if slot < self.exclusive {
+                return ThreadGuard {
+                    slot,
+                    lock: None,
+                    _not_send: PhantomData,
+                };
+            }
+        }
+        let nested = HOLDING.replace(true);
+        self.lock_shared(slot, nested)
     }
 
     fn release(&self, slot: usize) {
@@ -124,9 +182,14 @@ impl ThreadCpus {
     }
 
     fn lock_shared(&self, slot: usize, nested: bool) -> ThreadGuard<'_> {
+        let lock = (!nested).then(|| {
+            let lock = &self.shared_locks[slot - self.exclusive];
+            lock.lock();
+            lock
+        });
         ThreadGuard {
             slot,
-            lock: (!nested).then(|| self.shared_locks[slot - self.exclusive].0.lock()),
+            lock,
             _not_send: PhantomData,
         }
     }
@@ -135,7 +198,8 @@ impl ThreadCpus {
 /// The guard of [`ThreadCpus`].
 pub struct ThreadGuard<'a> {
     slot: usize,
-    lock: Option<spin::MutexGuard<'a, ()>>,
+    /// The shared slot's lock this guard took (and releases on drop).
+    lock: Option<&'a SharedSlot>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -155,8 +219,9 @@ impl CpuGuard for ThreadGuard<'_> {
 
 impl Drop for ThreadGuard<'_> {
     fn drop(&mut self) {
-        if self.lock.is_some() {
-            let _ = CLAIM.try_with(|c| c.holding.set(false));
+        if let Some(lock) = self.lock {
+            HOLDING.set(false);
+            lock.unlock();
         }
     }
 }
@@ -173,31 +238,17 @@ unsafe impl Cpu for ThreadCpus {
         self.exclusive + self.shared
     }
 
-    #[inline]
+    #[inline(always)]
     fn pin(&self) -> ThreadGuard<'_> {
-        let pinned = CLAIM.try_with(|c| {
-            let mut slot = c.slot.get();
-            if slot == UNCLAIMED {
-                slot = self.claim();
-                c.slot.set(slot);
-            }
-            if slot < self.exclusive {
-                return ThreadGuard {
-                    slot,
-                    lock: None,
-                    _not_send: PhantomData,
-                };
-            }
-            let nested = c.holding.replace(true);
-            self.lock_shared(slot, nested)
-        });
-        // A thread whose slot is gone (its thread-locals are being torn
-        // down) pins a shared slot under its lock.
-        pinned.unwrap_or_else(|_| {
-            let slot =
-                self.exclusive + self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared;
-            self.lock_shared(slot, false)
-        })
+        let slot = SLOT.get();
+        if slot < self.exclusive {
+            return ThreadGuard {
+                slot,
+                lock: None,
+                _not_send: PhantomData,
+            };
+        }
+        self.pin_slow(slot)
     }
 
     fn now_ns(&self) -> u64 {

@@ -287,8 +287,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// Allocates a constructed object: from the caller's CPU magazines, the
     /// depot, or a slab (growing the cache from its source if needed, then
     /// running the constructor).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+        if let Some(mags) = &self.mags {
+            if !self.flags.contains(CacheFlags::DEBUG) && !flags.contains(AllocFlags::ZERO) {
+                if let Some(obj) = mags.alloc() {
+                    return Ok(obj);
+                }
+                return self.alloc_from_slab(flags);
+            }
+        }
+        self.alloc_general(flags)
+    }
+
+    /// Every allocation the fast path above does not finish: `ZERO`, `DEBUG`
+    /// caches and `NOMAGAZINE` caches.
+    #[inline(never)]
+    fn alloc_general(&self, flags: AllocFlags) -> Result<usize, AllocError> {
         if flags.contains(AllocFlags::ZERO) && !self.memory {
             return Err(AllocError::NotMemory);
         }
@@ -311,6 +326,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// The slab path: an unconstructed object from a slab, then the
     /// constructor.
+    #[inline(never)]
     pub(crate) fn alloc_from_slab(&self, flags: AllocFlags) -> Result<usize, AllocError> {
         let mut st = self.slab.lock();
         let obj = match st.take(&self.geo, BufState::Allocated) {
@@ -462,28 +478,47 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// `obj` came from this cache's [`alloc`](Self::alloc) and has not been
     /// freed since. (Violations are detected as described, best effort; an
     /// undetected one can hand an object to two users.)
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
-        let Some(mags) = &self.mags else {
-            return self
-                .release(obj, From::User, true)
-                .map_err(|k| self.bad(obj, k));
-        };
-        let debug = self.flags.contains(CacheFlags::DEBUG);
-        if debug {
-            let mut st = self.slab.lock();
-            let checked = st.validate(&self.geo, obj, From::User);
-            if checked.is_ok() {
-                st.mark(&self.geo, obj, BufState::Cached);
+        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
+            if !self.flags.contains(CacheFlags::DEBUG) {
+                return match mags.free(obj, &MagSrc(&ctx.magazine_cache)) {
+                    Ok(()) => Ok(()),
+                    Err(obj) => self.free_to_slab(obj, From::User),
+                };
             }
-            drop(st);
-            checked.map_err(|k| self.bad(obj, k))?;
         }
-        let ctx = self.ctx.expect("kmem-slab: magazine caches have a context");
-        let Err(obj) = mags.free(obj, &MagSrc(&ctx.magazine_cache)) else {
-            return Ok(());
+        // SAFETY: the caller's guarantee, forwarded.
+        unsafe { self.free_general(obj) }
+    }
+
+    /// Frees that the fast path above does not take: `NOMAGAZINE` and
+    /// `DEBUG` caches.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(never)]
+    unsafe fn free_general(&self, obj: usize) -> Result<(), FreeError> {
+        let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) else {
+            return self.free_to_slab(obj, From::User);
         };
-        let from = if debug { From::CachedDebug } else { From::User };
+        // A DEBUG cache: check before the object enters a magazine.
+        let mut st = self.slab.lock();
+        let checked = st.validate(&self.geo, obj, From::User);
+        if checked.is_ok() {
+            st.mark(&self.geo, obj, BufState::Cached);
+        }
+        drop(st);
+        checked.map_err(|k| self.bad(obj, k))?;
+        match mags.free(obj, &MagSrc(&ctx.magazine_cache)) {
+            Ok(()) => Ok(()),
+            Err(obj) => self.free_to_slab(obj, From::CachedDebug),
+        }
+    }
+
+    /// A free that reaches the slab layer: destructed, checked, given back.
+    #[inline(never)]
+    fn free_to_slab(&self, obj: usize, from: From) -> Result<(), FreeError> {
         self.release(obj, from, true).map_err(|k| self.bad(obj, k))
     }
 
