@@ -370,17 +370,30 @@ mod threads {
         let mut m = Magazines::new(cpus, &mut s, 64).unwrap();
         // SAFETY: `m` stays put until `unregister` below.
         unsafe { m.register() };
-        std::thread::scope(|sc| {
-            sc.spawn(|| {
+        let rounds = std::thread::scope(|sc| {
+            // Unregisters even if an assertion below fails, so no exiting
+            // thread of another test calls a hook into a dead frame.
+            struct Unregister<'m, 'a>(&'m Magazines<'a, ThreadCpus>);
+            impl Drop for Unregister<'_, '_> {
+                fn drop(&mut self) {
+                    self.0.unregister();
+                }
+            }
+            let _unregister = Unregister(&m);
+            let worker = sc.spawn(|| {
                 for o in objs(5) {
                     m.free(o, &heap).unwrap();
                 }
                 assert_eq!(m.stats().depot_rounds, 0);
             });
+            // A native join: it returns once the thread is gone, its
+            // thread-local destructors (which flush its slot) included. The
+            // scope's implicit join does not wait for those.
+            worker.join().unwrap();
+            m.stats().depot_rounds
         });
         // The thread has exited: its slot's rounds are in the depot.
-        assert_eq!(m.stats().depot_rounds, 5);
-        m.unregister();
+        assert_eq!(rounds, 5);
         assert_eq!(m.drain_all(&heap, |_| {}), 5);
         assert_eq!(heap.live.load(Ordering::SeqCst), 0);
     }
