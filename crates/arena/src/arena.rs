@@ -7,13 +7,17 @@
 //! releases to the source, tag-page allocation and hash resizing all happen
 //! with the lock dropped, between operations, never in the middle of one.
 
+use core::sync::atomic::AtomicUsize;
+
 use kmem_btag::{HeadTable, Tags, Tree, CHUNK_BYTES};
 use spin::{Mutex, MutexGuard};
 
 use crate::builder::Name;
 use crate::policy::{round_size, round_up, Fit};
 use crate::segments::Segments;
-use crate::{AddError, AllocError, Constraints, DestroyError, FreeError, Policy, Source};
+use crate::{
+    AddError, AllocError, Constraints, DestroyError, FreeError, Policy, QuantumCaches, Source,
+};
 
 /// Tag mark (in `Tag::list`) of allocated segments that hold the arena's
 /// own metadata: callers cannot free them.
@@ -38,6 +42,11 @@ pub struct Arena<'a> {
     pub(crate) base: bool,
     /// Resources are writable memory.
     pub(crate) memory: bool,
+    /// Sizes up to this go to `qcaches` (0: no quantum caches).
+    pub(crate) qcache_max: usize,
+    pub(crate) qcaches: Option<&'a dyn QuantumCaches>,
+    /// Arenas and object caches importing from this one.
+    pub(crate) importers: AtomicUsize,
     pub(crate) inner: Mutex<Segments>,
 }
 
@@ -162,7 +171,26 @@ impl<'a> Arena<'a> {
     }
 
     /// Allocates `size` units (rounded up to the quantum) by `policy`.
+    ///
+    /// Sizes up to [`qcache_max`](Self::qcache_max) come from the quantum
+    /// caches, if the arena has them (next fit on such a size is
+    /// [`AllocError::NextFitCached`]); free them with [`free`](Self::free).
+    #[inline]
     pub fn alloc(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
+        if size <= self.qcache_max && size != 0 {
+            if let Some(q) = self.qcaches {
+                if policy == Policy::NextFit {
+                    return Err(AllocError::NextFitCached);
+                }
+                return q.alloc(self, round_size(size, self.quantum)?);
+            }
+        }
+        self.alloc_segment(size, policy)
+    }
+
+    /// [`alloc`](Self::alloc) on the segment path, bypassing the quantum
+    /// caches (which use it to grow).
+    pub(crate) fn alloc_segment(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         let size = round_size(size, self.quantum)?;
         if policy == Policy::NextFit {
             return self.xalloc_fit(&Fit::plain(size, self.quantum), policy);
@@ -298,12 +326,26 @@ impl<'a> Arena<'a> {
         Ok((base, want))
     }
 
-    /// Frees a segment from [`alloc`](Self::alloc).
+    /// Frees what [`alloc`](Self::alloc) returned, with the same size.
+    ///
+    /// A size the quantum caches serve goes back to them: a bad free of
+    /// such a size (double, or of an address they did not hand out) is
+    /// refused with [`FreeError::Cached`] when it reaches their slab layer,
+    /// which is at once for a cache whose magazines are off or full, and
+    /// otherwise when the magazine holding it drains (see `kmem-slab`).
+    #[inline]
     pub fn free(&self, addr: usize, size: usize) -> Result<(), FreeError> {
+        if size <= self.qcache_max && size != 0 {
+            if let Some(q) = self.qcaches {
+                let size = round_up(size, self.quantum).ok_or(FreeError::NotAllocated { addr })?;
+                return q.free(self, addr, size);
+            }
+        }
         self.free_segment(addr, size, false)
     }
 
-    /// Frees a segment from [`xalloc`](Self::xalloc).
+    /// Frees a segment from [`xalloc`](Self::xalloc) (never through the
+    /// quantum caches).
     pub fn xfree(&self, addr: usize, size: usize) -> Result<(), FreeError> {
         self.free_segment(addr, size, false)
     }
@@ -422,10 +464,37 @@ impl<'a> Arena<'a> {
         self.rescale(true)
     }
 
-    /// Tears the arena down: returns imported spans to the source and tag
-    /// pages and hash tables to the tag arena, leaving an empty arena.
-    /// Refuses, changing nothing, while segments are allocated.
+    /// Gives idle memory back: the quantum caches return their depots'
+    /// objects and their empty slabs, then the hash is resized to its load.
+    /// Returns the units the quantum caches gave back.
+    pub fn reap(&self) -> usize {
+        let freed = self.qcaches.map_or(0, |q| q.reap(self));
+        self.rescale(true);
+        freed
+    }
+
+    /// Tears the arena down: destroys its quantum caches, then returns
+    /// imported spans to the source and tag pages and hash tables to the tag
+    /// arena, leaving an empty arena detached from its source, tag arena and
+    /// caches (tag memory for further use must then be donated).
+    /// Refuses, changing nothing, while other arenas or object caches import
+    /// from it or objects of its quantum caches are allocated. Segments
+    /// allocated otherwise make it refuse after the quantum caches are gone
+    /// (cached sizes then come from segments).
     pub fn destroy(&mut self) -> Result<(), DestroyError> {
+        let importers = *self.importers.get_mut();
+        if importers > 0 {
+            return Err(DestroyError::LiveImporters { count: importers });
+        }
+        if let Some(q) = self.qcaches {
+            // SAFETY: `&mut self`: no arena call, hence no call on the
+            // caches (reached only through this arena, which attached them
+            // exclusively), runs now; after success they are detached.
+            unsafe { q.destroy(self) }
+                .map_err(|count| DestroyError::LiveCachedObjects { count })?;
+            self.qcaches = None;
+            self.qcache_max = 0;
+        }
         let (source, meta, base) = (self.source, self.tags_from, self.base);
         let s = self.inner.get_mut();
         let count = s.hash.len() - s.meta_segs;
@@ -458,6 +527,12 @@ impl<'a> Arena<'a> {
             });
         }
         *s = Segments::new();
+        if let Some(src) = self.source.take() {
+            src.remove_importer();
+        }
+        if let Some(m) = self.tags_from.take() {
+            m.remove_importer();
+        }
         Ok(())
     }
 }

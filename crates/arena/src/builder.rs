@@ -1,11 +1,13 @@
 //! Building arenas: [`ArenaBuilder`], the self-sufficient base arena, and
 //! the accessors for what an arena was built with.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use spin::Mutex;
 
 use crate::arena::Arena;
 use crate::segments::Segments;
-use crate::{CreateError, Source};
+use crate::{CreateError, QuantumCaches, Source};
 use kmem_btag::CHUNK_BYTES;
 
 /// A name of at most 32 bytes, stored inline (longer names are cut at a
@@ -46,6 +48,7 @@ pub struct ArenaBuilder<'a> {
     source: Option<&'a dyn Source>,
     tags_from: Option<&'a Arena<'a>>,
     import_scale: u32,
+    qcaches: Option<&'a dyn QuantumCaches>,
 }
 
 impl<'a> ArenaBuilder<'a> {
@@ -83,6 +86,15 @@ impl<'a> ArenaBuilder<'a> {
         self
     }
 
+    /// Serve `alloc`/`free` of sizes up to `qcaches.max()` from these
+    /// quantum caches (built for this arena's quantum, attached to no other
+    /// arena; `kmem_slab::Caches::qcaches` makes them). `xalloc`/`xfree`
+    /// bypass them; [`destroy`](Arena::destroy) destroys them first.
+    pub fn qcaches(mut self, qcaches: &'a dyn QuantumCaches) -> Self {
+        self.qcaches = Some(qcaches);
+        self
+    }
+
     /// Creates the arena.
     pub fn build(self) -> Result<Arena<'a>, CreateError> {
         if self.quantum == 0 {
@@ -99,7 +111,12 @@ impl<'a> ArenaBuilder<'a> {
                 return Err(CreateError::TagsQuantum);
             }
         }
-        let arena = Arena {
+        if let Some(q) = self.qcaches {
+            if q.quantum() != self.quantum {
+                return Err(CreateError::QcacheQuantum);
+            }
+        }
+        let mut arena = Arena {
             name: self.name,
             quantum: self.quantum,
             import_scale: self.import_scale,
@@ -107,10 +124,26 @@ impl<'a> ArenaBuilder<'a> {
             tags_from: self.tags_from,
             base: false,
             memory: self.source.is_some_and(|s| s.is_memory()),
+            qcache_max: 0,
+            qcaches: None,
+            importers: AtomicUsize::new(0),
             inner: Mutex::new(Segments::new()),
         };
         if let Some((base, size)) = self.span {
             arena.add(base, size).map_err(CreateError::Span)?;
+        }
+        if let Some(q) = self.qcaches {
+            if !q.attach() {
+                return Err(CreateError::QcachesInUse);
+            }
+            arena.qcache_max = q.max();
+            arena.qcaches = Some(q);
+        }
+        if let Some(src) = self.source {
+            src.add_importer();
+        }
+        if let Some(m) = self.tags_from {
+            m.add_importer();
         }
         Ok(arena)
     }
@@ -126,6 +159,7 @@ impl<'a> Arena<'a> {
             source: None,
             tags_from: None,
             import_scale: 0,
+            qcaches: None,
         }
     }
 
@@ -154,6 +188,9 @@ impl<'a> Arena<'a> {
             tags_from: None,
             base: true,
             memory: true,
+            qcache_max: 0,
+            qcaches: None,
+            importers: AtomicUsize::new(0),
             inner: Mutex::new(Segments::new()),
         };
         // SAFETY: forwarded caller obligation.
@@ -184,6 +221,34 @@ impl<'a> Arena<'a> {
     /// The source spans are imported from, if any.
     pub fn source(&self) -> Option<&'a dyn Source> {
         self.source
+    }
+
+    /// The largest size the quantum caches serve (0 without them).
+    pub fn qcache_max(&self) -> usize {
+        self.qcache_max
+    }
+
+    /// The quantum caches, if the arena has them.
+    pub fn qcaches(&self) -> Option<&'a dyn QuantumCaches> {
+        self.qcaches
+    }
+
+    /// Arenas importing spans or tag memory from this arena, and object
+    /// caches built on it, now (each counted once per role).
+    pub fn importers(&self) -> usize {
+        self.importers.load(Ordering::Relaxed)
+    }
+
+    /// How many arenas this one imports through (0 for an arena without a
+    /// source): the indentation of its row in a report.
+    pub fn depth(&self) -> usize {
+        let mut depth = 0;
+        let mut src = self.source;
+        while let Some(s) = src {
+            depth += 1;
+            src = s.as_arena().and_then(Arena::source);
+        }
+        depth
     }
 }
 

@@ -28,6 +28,9 @@ pub enum AllocError {
     NoTags,
     /// The source returned a span not aligned to this arena's quantum.
     BadImport,
+    /// Next fit was asked for a size the arena's quantum caches serve
+    /// (their objects have no order to follow).
+    NextFitCached,
 }
 
 impl fmt::Display for AllocError {
@@ -43,6 +46,7 @@ impl fmt::Display for AllocError {
             Self::Exhausted => "arena exhausted",
             Self::NoTags => "no boundary tags available",
             Self::BadImport => "source returned a span misaligned for this arena",
+            Self::NextFitCached => "next fit on a size served by quantum caches",
         })
     }
 }
@@ -57,6 +61,12 @@ pub enum FreeError {
     /// No allocated segment starts at this address (double free, or a
     /// foreign or interior address).
     NotAllocated {
+        /// The address passed in.
+        addr: usize,
+    },
+    /// The quantum caches refused the free (a double free, or an address
+    /// they did not hand out, found when it reached the slab layer).
+    Cached {
         /// The address passed in.
         addr: usize,
     },
@@ -76,6 +86,7 @@ impl fmt::Display for FreeError {
         match self {
             Self::ZeroSize => f.write_str("free of zero units"),
             Self::NotAllocated { addr } => write!(f, "free of unallocated address {addr:#x}"),
+            Self::Cached { addr } => write!(f, "quantum cache refused the free of {addr:#x}"),
             Self::WrongSize {
                 addr,
                 size,
@@ -139,6 +150,10 @@ pub enum CreateError {
     TagsQuantum,
     /// The initial span was refused.
     Span(AddError),
+    /// The quantum caches were built for another quantum.
+    QcacheQuantum,
+    /// The quantum caches already serve (or served) another arena.
+    QcachesInUse,
 }
 
 impl fmt::Display for CreateError {
@@ -149,6 +164,8 @@ impl fmt::Display for CreateError {
             Self::TagsNotMemory => f.write_str("tag memory must come from a memory arena"),
             Self::TagsQuantum => f.write_str("tag arena quantum must divide the tag page size"),
             Self::Span(e) => write!(f, "initial span refused: {e}"),
+            Self::QcacheQuantum => f.write_str("quantum caches built for another quantum"),
+            Self::QcachesInUse => f.write_str("quantum caches already attached to an arena"),
         }
     }
 }
@@ -165,6 +182,16 @@ pub enum DestroyError {
         /// Units they hold.
         bytes: usize,
     },
+    /// Other arenas or object caches still import from this arena.
+    LiveImporters {
+        /// How many.
+        count: usize,
+    },
+    /// The quantum caches still have objects allocated.
+    LiveCachedObjects {
+        /// How many.
+        count: usize,
+    },
 }
 
 impl fmt::Display for DestroyError {
@@ -172,6 +199,12 @@ impl fmt::Display for DestroyError {
         match self {
             Self::LiveAllocations { count, bytes } => {
                 write!(f, "{count} segments ({bytes:#x} units) still allocated")
+            }
+            Self::LiveImporters { count } => {
+                write!(f, "{count} arenas or caches still import from it")
+            }
+            Self::LiveCachedObjects { count } => {
+                write!(f, "{count} objects still allocated from its quantum caches")
             }
         }
     }

@@ -12,6 +12,9 @@
 //! adds alignment, phase, a no-cross boundary and an address window, and
 //! never fails while a fitting range exists.
 //!
+//! - Quantum caches ([`QuantumCaches`], implemented by `kmem-slab`): an
+//!   arena built with [`ArenaBuilder::qcaches`] serves `alloc`/`free` of
+//!   sizes up to `qcache_max` from object caches with per-CPU magazines.
 //! - Results are `Result<usize, AllocError>`: resource 0 is a valid result.
 //! - Every bad input returns a typed error and changes nothing.
 //! - No operation calls into the same arena under its lock or drops the lock
@@ -64,6 +67,7 @@ mod check;
 mod error;
 mod hash;
 mod policy;
+mod qcache;
 mod segments;
 mod source;
 mod stats;
@@ -73,6 +77,7 @@ pub use builder::{ArenaBuilder, Name};
 pub use check::CheckError;
 pub use error::{AddError, AllocError, CreateError, DestroyError, FreeError};
 pub use policy::{Constraints, Policy};
+pub use qcache::QuantumCaches;
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
 

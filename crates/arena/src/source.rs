@@ -1,5 +1,7 @@
 //! Where a sourced arena imports its spans from.
 
+use core::sync::atomic::Ordering;
+
 use crate::{AllocError, Arena, Policy};
 
 /// A supplier of spans: another arena, or any pair of import/release functions.
@@ -31,11 +33,23 @@ pub trait Source: Sync {
     fn is_memory(&self) -> bool {
         false
     }
+    /// An importer (an arena built on this source, or an object cache)
+    /// starts importing; the default ignores it.
+    fn add_importer(&self) {}
+    /// An importer is gone (destroyed); the default ignores it.
+    fn remove_importer(&self) {}
+    /// The arena behind this source, if it is one (for reports that follow
+    /// the chain of sources).
+    fn as_arena(&self) -> Option<&Arena<'_>> {
+        None
+    }
 }
 
+/// Spans come from the arena's segment path (never its quantum caches), so
+/// `release` is an `xfree` whichever way a span was imported.
 impl Source for Arena<'_> {
     fn import(&self, size: usize) -> Result<usize, AllocError> {
-        self.alloc(size, Policy::InstantFit)
+        self.alloc_segment(size, Policy::InstantFit)
     }
 
     fn import_aligned(&self, size: usize, align: usize) -> Result<usize, AllocError> {
@@ -43,7 +57,7 @@ impl Source for Arena<'_> {
     }
 
     fn release(&self, base: usize, size: usize) {
-        let freed = self.free(base, size);
+        let freed = self.xfree(base, size);
         debug_assert!(
             freed.is_ok(),
             "kmem-arena: release of a span never imported"
@@ -56,6 +70,18 @@ impl Source for Arena<'_> {
 
     fn is_memory(&self) -> bool {
         self.is_memory()
+    }
+
+    fn add_importer(&self) {
+        self.importers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn remove_importer(&self) {
+        self.importers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn as_arena(&self) -> Option<&Arena<'_>> {
+        Some(self)
     }
 }
 

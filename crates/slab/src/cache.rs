@@ -4,7 +4,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use kmem_arena::{Arena, Constraints, Name, Policy};
+use kmem_arena::{Arena, Constraints, Name, Source};
 use kmem_magazine::{Cpu, CpuCache, MagazineSource, Magazines, ResizePolicy};
 use spin::Mutex;
 
@@ -12,8 +12,8 @@ use crate::caches::Caches;
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
 use crate::hash::{table_bytes, AddrHash};
-use crate::raw::{self, BufState, SlabHeader};
-use crate::slabs::{self, From, SlabState};
+use crate::raw::{self, BufState};
+use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
 
@@ -51,6 +51,10 @@ pub struct CacheBuilder<'a> {
     pub(crate) source: Option<&'a Arena<'a>>,
     pub(crate) ops: Option<&'a dyn ObjectOps>,
     pub(crate) resize: ResizePolicy,
+    /// A quantum cache's arena quantum and whether it is memory: set by
+    /// [`Caches::qcaches`](crate::Caches::qcaches), whose caches have no
+    /// stored source (their arena passes itself on every call).
+    pub(crate) qcache_for: Option<(usize, bool)>,
 }
 
 impl<'a> CacheBuilder<'a> {
@@ -65,6 +69,7 @@ impl<'a> CacheBuilder<'a> {
             source: None,
             ops: None,
             resize: ResizePolicy::SEED,
+            qcache_for: None,
         }
     }
     /// Object alignment: a power of two up to [`PAGE_SIZE`](crate::PAGE_SIZE).
@@ -111,17 +116,19 @@ pub struct KmemCache<'a, C: Cpu> {
     pub(crate) name: Name,
     pub(crate) geo: Geometry,
     pub(crate) flags: CacheFlags,
-    memory: bool,
+    pub(crate) memory: bool,
     /// Alignment a slab buffer needs: its size (small layout, found by
     /// rounding an object's address down) or the object alignment.
-    slab_align: usize,
+    pub(crate) slab_align: usize,
     /// The source's quantum does not give `slab_align` by itself.
-    xalloc: bool,
-    source: &'a Arena<'a>,
+    pub(crate) xalloc: bool,
+    /// Where slabs come from; `None` for a quantum cache, whose arena is
+    /// passed in by every call that needs it.
+    pub(crate) source: Option<&'a Arena<'a>>,
     meta: &'a Arena<'a>,
     ops: Option<&'a dyn ObjectOps>,
     pub(crate) mags: Option<Magazines<'a, C>>,
-    percpu: Option<(usize, usize)>,
+    pub(crate) percpu: Option<(usize, usize)>,
     pub(crate) slab: Mutex<SlabState>,
     pub(crate) ctx: Option<&'a Caches<'a, C>>,
     alloc_fails: AtomicU64,
@@ -137,11 +144,11 @@ pub struct KmemCache<'a, C: Cpu> {
 }
 
 /// The magazine cache as the magazine layer's [`MagazineSource`].
-struct MagSrc<'x, 'a, C: Cpu>(&'x KmemCache<'a, C>);
+pub(crate) struct MagSrc<'x, 'a, C: Cpu>(pub(crate) &'x KmemCache<'a, C>);
 
 impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        let mem = self.0.alloc_from_slab(AllocFlags::ATOMIC).ok()?;
+        let mem = self.0.alloc_from_slab(self.0.source, AllocFlags::ATOMIC).ok()?;
         NonNull::new(mem as *mut u8)
     }
 
@@ -162,14 +169,22 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         cpu: &'a C,
         ctx: Option<&'a Caches<'a, C>>,
     ) -> Result<Self, CreateError> {
-        let source = b.source.unwrap_or(base);
+        let source = match b.qcache_for {
+            Some(_) => None,
+            None => Some(b.source.unwrap_or(base)),
+        };
+        let (quantum, memory) = match (source, b.qcache_for) {
+            (Some(s), _) => (s.quantum(), s.is_memory()),
+            (None, Some(qm)) => qm,
+            (None, None) => (base.quantum(), base.is_memory()),
+        };
         let geo = Geometry::plan(&Request {
             size: b.size,
             align: b.align,
             flags: b.flags,
             qcache_max: b.qcache_max,
-            quantum: source.quantum(),
-            memory: source.is_memory(),
+            quantum,
+            memory,
             force_small: ctx.is_none(),
         })?;
         let slab_align = match geo.layout {
@@ -180,9 +195,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             name: b.name,
             geo,
             flags: b.flags,
-            memory: source.is_memory(),
+            memory,
             slab_align,
-            xalloc: source.quantum() % slab_align != 0,
+            xalloc: quantum % slab_align != 0,
             source,
             meta: base,
             ops: b.ops,
@@ -219,6 +234,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 .expect("kmem-slab: per-CPU array sized by the platform");
             cache.mags = Some(mags);
         }
+        if let Some(src) = source {
+            src.add_importer();
+        }
         Ok(cache)
     }
 
@@ -232,12 +250,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         Ok(unsafe { AddrHash::new(NonNull::new(mem as *mut u8).ok_or(CreateError::NoMemory)?) })
     }
 
-    fn meta_alloc(&self, bytes: usize) -> Option<usize> {
+    pub(crate) fn meta_alloc(&self, bytes: usize) -> Option<usize> {
         let len = bytes.next_multiple_of(self.meta.quantum());
         self.meta.xalloc(len, &Constraints::new().align(64)).ok()
     }
 
-    fn meta_free(&self, addr: usize, bytes: usize) {
+    pub(crate) fn meta_free(&self, addr: usize, bytes: usize) {
         let len = bytes.next_multiple_of(self.meta.quantum());
         let freed = self.meta.xfree(addr, len);
         debug_assert!(freed.is_ok(), "kmem-slab: metadata free failed");
@@ -289,21 +307,36 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// running the constructor).
     #[inline(always)]
     pub fn alloc(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+        self.alloc_from(self.source, flags)
+    }
+
+    /// [`alloc`](Self::alloc), growing from `src` (a quantum cache's arena,
+    /// else the cache's own source).
+    #[inline(always)]
+    pub(crate) fn alloc_from(
+        &self,
+        src: Option<&Arena<'_>>,
+        flags: AllocFlags,
+    ) -> Result<usize, AllocError> {
         if let Some(mags) = &self.mags {
             if !self.flags.contains(CacheFlags::DEBUG) && !flags.contains(AllocFlags::ZERO) {
                 if let Some(obj) = mags.alloc() {
                     return Ok(obj);
                 }
-                return self.alloc_from_slab(flags);
+                return self.alloc_from_slab(src, flags);
             }
         }
-        self.alloc_general(flags)
+        self.alloc_general(src, flags)
     }
 
     /// Every allocation the fast path above does not finish: `ZERO`, `DEBUG`
     /// caches and `NOMAGAZINE` caches.
     #[inline(never)]
-    fn alloc_general(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+    fn alloc_general(
+        &self,
+        src: Option<&Arena<'_>>,
+        flags: AllocFlags,
+    ) -> Result<usize, AllocError> {
         if flags.contains(AllocFlags::ZERO) && !self.memory {
             return Err(AllocError::NotMemory);
         }
@@ -314,7 +347,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.zero_if(obj, flags);
             return Ok(obj);
         }
-        self.alloc_from_slab(flags)
+        self.alloc_from_slab(src, flags)
     }
 
     fn zero_if(&self, obj: usize, flags: AllocFlags) {
@@ -327,13 +360,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// The slab path: an unconstructed object from a slab, then the
     /// constructor.
     #[inline(never)]
-    pub(crate) fn alloc_from_slab(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+    pub(crate) fn alloc_from_slab(
+        &self,
+        src: Option<&Arena<'_>>,
+        flags: AllocFlags,
+    ) -> Result<usize, AllocError> {
         let mut st = self.slab.lock();
         let obj = match st.take(&self.geo, BufState::Allocated) {
             Some(obj) => obj,
             None => {
                 drop(st);
-                let slab = self.grow().inspect_err(|_| {
+                let slab = self.grow(src).inspect_err(|_| {
                     self.alloc_fails.fetch_add(1, Ordering::Relaxed);
                 })?;
                 st = self.slab.lock();
@@ -363,106 +400,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
         self.zero_if(obj, flags);
         Ok(obj)
-    }
-
-    /// Builds one empty slab, outside the cache lock.
-    fn grow(&self) -> Result<NonNull<SlabHeader>, AllocError> {
-        let size = self.geo.slab_size;
-        let base = if self.xalloc {
-            self.source
-                .xalloc(size, &Constraints::new().align(self.slab_align))
-        } else {
-            self.source.alloc(size, Policy::InstantFit)
-        }
-        .map_err(|_| AllocError::Exhausted)?;
-        if base % self.slab_align != 0 {
-            // A source whose spans are not aligned to its quantum.
-            self.free_buffer(base);
-            return Err(AllocError::Exhausted);
-        }
-        match self.geo.layout {
-            Layout::Small { .. } => {
-                // SAFETY: a fresh, aligned slab buffer from a memory source.
-                Ok(unsafe { slabs::build_small(&self.geo, base) })
-            }
-            Layout::Bufctl => self
-                .grow_bufctl(base)
-                .inspect_err(|_| self.free_buffer(base)),
-        }
-    }
-
-    fn grow_bufctl(&self, base: usize) -> Result<NonNull<SlabHeader>, AllocError> {
-        let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
-        let raw_alloc = |c: &KmemCache<'a, C>| {
-            c.alloc_from_slab(AllocFlags::ATOMIC)
-                .ok()
-                .and_then(|a| NonNull::new(a as *mut u8))
-        };
-        let header = raw_alloc(&ctx.slab_cache).ok_or(AllocError::Exhausted)?;
-        // Take every bufctl first, chained through their first word, so a
-        // shortage undoes cleanly.
-        let mut chain = raw::NONE;
-        for _ in 0..self.geo.per_slab {
-            match raw_alloc(&ctx.bufctl_cache) {
-                Some(bc) => {
-                    // SAFETY: a fresh bufctl-cache object, owned here.
-                    unsafe { raw::write_link(bc.as_ptr() as usize, chain) };
-                    chain = bc.as_ptr() as usize;
-                }
-                None => {
-                    while chain != raw::NONE {
-                        // SAFETY: an object of the chain built above.
-                        let next = unsafe { raw::read_link(chain) };
-                        let _ = ctx.bufctl_cache.release(chain, From::User, true);
-                        chain = next;
-                    }
-                    let _ = ctx
-                        .slab_cache
-                        .release(header.as_ptr() as usize, From::User, true);
-                    return Err(AllocError::Exhausted);
-                }
-            }
-        }
-        let pop = || {
-            let bc = chain;
-            // SAFETY: the chain holds exactly `per_slab` objects.
-            chain = unsafe { raw::read_link(bc) };
-            // SAFETY: objects are never at address 0 (they are memory).
-            unsafe { NonNull::new_unchecked(bc as *mut u8) }
-        };
-        // SAFETY: `header` and the chained bufctls are fresh objects of the
-        // bootstrap caches, sized and aligned for their structs.
-        Ok(unsafe { slabs::build_bufctl(&self.geo, base, header, pop) })
-    }
-
-    fn free_buffer(&self, base: usize) {
-        let size = self.geo.slab_size;
-        let freed = if self.xalloc {
-            self.source.xfree(base, size)
-        } else {
-            self.source.free(base, size)
-        };
-        debug_assert!(freed.is_ok(), "kmem-slab: slab buffer free failed");
-    }
-
-    /// Frees an unlinked empty slab: bufctls, header, buffer.
-    pub(crate) fn free_slab(&self, slab: NonNull<SlabHeader>) {
-        // SAFETY: unlinked by `pop_empty`, still live.
-        let base = unsafe { slabs::base_of(slab) };
-        if self.geo.layout == Layout::Bufctl {
-            let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
-            // SAFETY: the slab was unlinked by `pop_empty`; its bufctls are
-            // live until released here, one by one after being read.
-            for bc in unsafe { slabs::bufctls_of(slab) } {
-                let _ = ctx
-                    .bufctl_cache
-                    .release(bc.as_ptr() as usize, From::User, true);
-            }
-            let _ = ctx
-                .slab_cache
-                .release(slab.as_ptr() as usize, From::User, true);
-        }
-        self.free_buffer(base);
     }
 
     /// Frees `obj`, which must not be used afterwards: into the caller's
@@ -578,70 +515,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// is an object start).
     pub fn owns(&self, addr: usize) -> bool {
         self.slab.lock().owns(&self.geo, addr)
-    }
-
-    /// Empties the depot into the slabs, then returns every empty slab to
-    /// the source and shrinks the hash if it is oversized. Returns the bytes
-    /// given back. CPU magazines stay loaded (only their owners may drain
-    /// them: [`Magazines::flush_current`]).
-    pub fn reap(&self) -> usize {
-        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
-            mags.drain_depot(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj));
-        }
-        let mut freed = 0;
-        loop {
-            let slab = self.slab.lock().pop_empty(&self.geo);
-            let Some(slab) = slab else { break };
-            self.free_slab(slab);
-            freed += self.geo.slab_size;
-        }
-        self.rescale_hash(true);
-        freed
-    }
-
-    /// Resizes the hash to what its load calls for, allocating and freeing
-    /// tables outside the cache lock.
-    pub(crate) fn rescale_hash(&self, allow_shrink: bool) {
-        let Some(bits) = self.slab.lock().hash.resize_target(allow_shrink) else {
-            return;
-        };
-        let bytes = table_bytes(bits);
-        let Some(mem) = self.meta_alloc(bytes) else {
-            return;
-        };
-        let mut st = self.slab.lock();
-        if st.hash.resize_target(allow_shrink) == Some(bits) {
-            // SAFETY: fresh metadata memory of `table_bytes(bits)` bytes.
-            let (old, old_bytes) =
-                unsafe { st.hash.rehash(NonNull::new_unchecked(mem as *mut u8), bits) };
-            drop(st);
-            self.meta_free(old, old_bytes);
-        } else {
-            drop(st);
-            self.meta_free(mem, bytes);
-        }
-    }
-
-    /// Moves every magazine to the slabs, then frees every slab; refuses
-    /// (leaving the cache working) while objects are allocated.
-    pub(crate) fn teardown(&mut self) -> Result<(), u64> {
-        if let (Some(mut mags), Some(ctx)) = (self.mags.take(), self.ctx) {
-            mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj));
-            self.mags = Some(mags);
-        }
-        let busy = self.slab.lock().busy;
-        if busy != 0 {
-            return Err(busy);
-        }
-        while let Some(slab) = self.slab.lock().pop_empty(&self.geo) {
-            self.free_slab(slab);
-        }
-        self.free_hash();
-        self.mags = None;
-        if let Some((mem, bytes)) = self.percpu.take() {
-            self.meta_free(mem, bytes);
-        }
-        Ok(())
     }
 
     /// Verifies the slab lists, free chains, object states and totals.

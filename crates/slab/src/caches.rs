@@ -99,10 +99,11 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// Creates a cache; see [`CacheBuilder`].
     pub fn create(&'a self, builder: CacheBuilder<'a>) -> Result<Cache<'a, C>, CreateError> {
         let mut cache = KmemCache::build(&builder, self.base, self.cpu, Some(self))?;
-        let mem = match self.cache_cache.alloc_from_slab(AllocFlags::ATOMIC) {
+        let mem = match self.cache_cache.alloc_from_slab(Some(self.base), AllocFlags::ATOMIC) {
             Ok(mem) => mem,
             Err(_) => {
-                let _ = cache.teardown();
+                let src = cache.source;
+                let _ = cache.teardown(src);
                 return Err(CreateError::NoMemory);
             }
         };
@@ -211,13 +212,24 @@ impl<'a, C: Cpu> Caches<'a, C> {
 
     /// Tears a cache down; on refusal (live objects) it stays usable and,
     /// if `keep`, registered again.
-    fn destroy_ptr(&self, ptr: NonNull<KmemCache<'a, C>>, keep: bool) -> Result<(), u64> {
+    /// `arena` is where a quantum cache's slabs go (other caches use their
+    /// own source).
+    fn destroy_ptr(
+        &self,
+        ptr: NonNull<KmemCache<'a, C>>,
+        keep: bool,
+        arena: Option<&Arena<'_>>,
+    ) -> Result<(), u64> {
         self.delist(ptr);
         // SAFETY: the handle was unique and is gone or being consumed, the
         // registry and the platform no longer reach the cache: this is the
         // only reference.
         let cache = unsafe { &mut *ptr.as_ptr() };
-        match cache.teardown() {
+        let src: Option<&Arena<'_>> = match cache.source {
+            Some(own) => Some(own),
+            None => arena,
+        };
+        match cache.teardown(src) {
             Ok(()) => {
                 // SAFETY: torn down; dropped once, then its memory is freed.
                 unsafe { ptr::drop_in_place(ptr.as_ptr()) };
@@ -243,10 +255,11 @@ impl<C: Cpu> Drop for Caches<'_, C> {
     /// (every created cache is gone: they borrow `self`). A bootstrap cache
     /// that still has objects — a leaked cache handle — keeps its slabs.
     fn drop(&mut self) {
-        let _ = self.cache_cache.teardown();
-        let _ = self.bufctl_cache.teardown();
-        let _ = self.slab_cache.teardown();
-        let _ = self.magazine_cache.teardown();
+        let base = Some(self.base);
+        let _ = self.cache_cache.teardown(base);
+        let _ = self.bufctl_cache.teardown(base);
+        let _ = self.slab_cache.teardown(base);
+        let _ = self.magazine_cache.teardown(base);
     }
 }
 
@@ -309,8 +322,14 @@ impl<'a, C: Cpu> Cache<'a, C> {
     /// source. With objects still allocated it changes nothing observable
     /// and hands the cache back in the error.
     pub fn destroy(self) -> Result<(), DestroyError<'a, C>> {
+        self.destroy_in(None)
+    }
+
+    /// [`destroy`](Self::destroy), giving a quantum cache's slabs back to
+    /// `arena`.
+    pub(crate) fn destroy_in(self, arena: Option<&Arena<'_>>) -> Result<(), DestroyError<'a, C>> {
         let this = ManuallyDrop::new(self);
-        match this.ctx.destroy_ptr(this.ptr, true) {
+        match this.ctx.destroy_ptr(this.ptr, true, arena) {
             Ok(()) => Ok(()),
             Err(live) => Err(DestroyError {
                 cache: ManuallyDrop::into_inner(this),
@@ -322,6 +341,6 @@ impl<'a, C: Cpu> Cache<'a, C> {
 
 impl<C: Cpu> Drop for Cache<'_, C> {
     fn drop(&mut self) {
-        let _ = self.ctx.destroy_ptr(self.ptr, false);
+        let _ = self.ctx.destroy_ptr(self.ptr, false, None);
     }
 }

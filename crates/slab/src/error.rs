@@ -50,6 +50,9 @@ pub enum AllocError {
     Ctor,
     /// `ZERO` was asked of a cache whose objects are not memory.
     NotMemory,
+    /// The cache is one of an arena's quantum caches, which grow only
+    /// through their arena: allocate with `Arena::alloc`.
+    QuantumCache,
 }
 
 impl fmt::Display for AllocError {
@@ -58,6 +61,7 @@ impl fmt::Display for AllocError {
             Self::Exhausted => "out of memory",
             Self::Ctor => "constructor failed",
             Self::NotMemory => "ZERO on a cache whose objects are not memory",
+            Self::QuantumCache => "a quantum cache grows only through its arena",
         })
     }
 }

@@ -55,15 +55,18 @@ mod error;
 mod flags;
 mod geometry;
 mod hash;
+mod qcache;
 mod raw;
 mod slabs;
 mod stats;
+mod supply;
 
 pub use cache::{CacheBuilder, CtorError, KmemCache, ObjectOps};
 pub use caches::{Cache, Caches, DestroyError};
 pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 pub use flags::{AllocFlags, CacheFlags};
 pub use geometry::SMALL_MAX;
+pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use stats::CacheStats;
 
 /// The README's examples (arena and caches), compiled and run as doctests

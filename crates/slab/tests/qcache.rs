@@ -1,0 +1,350 @@
+//! Quantum caches: Akaros' qcache ktests (`test_qcache`,
+//! `test_qc_odd_quantum`, `test_qc_large_quantum`), frees that round-trip
+//! through the caches, the paths that bypass them, destroy order, and one
+//! test per bad input.
+
+mod common;
+
+use common::with_caches;
+use kmem_arena::{
+    AllocError, Arena, Constraints, CreateError, DestroyError, FreeError, Policy, QuantumCaches,
+    SizeKind,
+};
+use kmem_magazine::ThreadCpus;
+use kmem_slab::{Caches, QCACHE_MAX_CACHES};
+
+const RAM: usize = 8 << 20;
+
+/// An ID arena `[start, start + len)` with these quantum caches, its tags
+/// from the caches' base arena.
+fn id_arena<'a>(
+    caches: &Caches<'a, ThreadCpus>,
+    qc: &'a dyn QuantumCaches,
+    quantum: usize,
+    start: usize,
+    len: usize,
+) -> Arena<'a> {
+    Arena::builder("qc")
+        .quantum(quantum)
+        .span(start, len)
+        .tags_from(caches.base())
+        .qcaches(qc)
+        .build()
+        .unwrap()
+}
+
+/// Segments (not counting metadata) the arena has handed out.
+fn live(a: &Arena<'_>) -> usize {
+    a.stats().live
+}
+
+/// Akaros `test_qcache`: three caches (quantum 1, qcache_max 3), one
+/// allocation from each and one from the arena proper.
+#[test]
+fn akaros_qcache() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 3, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 1, 10_000);
+        assert_eq!(a.qcache_max(), 3);
+        let objs: Vec<(usize, usize)> = (1..=4)
+            .map(|n| (a.alloc(n, Policy::InstantFit).unwrap(), n))
+            .collect();
+        // Sizes 1-3 came from slabs (three slab segments of next_pow2(9) =
+        // 16 units), size 4 from a segment of its own.
+        assert_eq!(live(&a), 4);
+        assert_eq!(a.size(SizeKind::Allocated), 3 * 16 + 4);
+        assert_eq!(qc.in_use(), 3);
+        for (o, n) in objs {
+            a.free(o, n).unwrap();
+        }
+        assert_eq!(qc.in_use(), 0);
+        a.check().unwrap();
+        a.destroy().unwrap();
+        assert_eq!(a.size(SizeKind::Total), 0);
+    });
+}
+
+/// Akaros `test_qc_odd_quantum`: quantum 7, caches of 7, 14 and 21 units;
+/// every object is a multiple of the quantum.
+#[test]
+fn akaros_qc_odd_quantum() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 7, 21, false).unwrap();
+        let mut a = id_arena(caches, &qc, 7, 7, 10_003);
+        for i in 1..4 {
+            let amt = 7 * i;
+            let o: Vec<usize> = (0..4)
+                .map(|_| a.alloc(amt, Policy::InstantFit).unwrap())
+                .collect();
+            assert!(o.iter().all(|x| x % 7 == 0), "{amt}: {o:?}");
+            for x in o {
+                a.free(x, amt).unwrap();
+            }
+        }
+        a.check().unwrap();
+        a.destroy().unwrap();
+    });
+}
+
+/// Akaros `test_qc_large_quantum`: a quantum larger than the page size.
+#[test]
+fn akaros_qc_large_quantum() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 8192, 8192, false).unwrap();
+        let mut a = id_arena(caches, &qc, 8192, 8192, 8192 * 4);
+        let o = a.alloc(8192, Policy::InstantFit).unwrap();
+        assert_eq!(o % 8192, 0);
+        a.free(o, 8192).unwrap();
+        a.destroy().unwrap();
+    });
+}
+
+/// Objects freed through the arena come back from the same CPU's magazine,
+/// without touching the arena's segments; reap gives the slabs back.
+#[test]
+fn frees_round_trip_through_the_caches() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 4096, 4 * 4096, false).unwrap();
+        let mut a = id_arena(caches, &qc, 4096, 1 << 30, 1 << 30);
+        for size in [1, 4096, 4097, 3 * 4096, 4 * 4096] {
+            let x = a.alloc(size, Policy::InstantFit).unwrap();
+            let segments = a.stats().allocs;
+            a.free(x, size).unwrap();
+            let y = a.alloc(size, Policy::InstantFit).unwrap();
+            assert_eq!(x, y, "size {size}: not the magazine's round");
+            assert_eq!(a.stats().allocs, segments, "size {size}: went to the arena");
+            a.free(y, size).unwrap();
+        }
+        assert!(a.size(SizeKind::Allocated) > 0, "slabs held by the caches");
+        // This CPU's magazines hold the objects: reap leaves them.
+        assert_eq!(a.reap(), 0);
+        caches.for_each(|c| {
+            if c.name().starts_with("qc_") {
+                c.magazines().unwrap().flush_current();
+            }
+        });
+        // Flushed to the depots: reap drains them and frees every slab.
+        assert!(a.reap() > 0);
+        assert_eq!(a.size(SizeKind::Allocated), 0);
+        a.check().unwrap();
+        a.destroy().unwrap();
+        assert_eq!(a.size(SizeKind::Allocated), 0);
+    });
+}
+
+/// `xalloc`/`xfree` and sizes above `qcache_max` use segments; next fit on
+/// a cached size is refused.
+#[test]
+fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 8, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let x = a.xalloc(4, &Constraints::new().align(64)).unwrap();
+        assert_eq!(x % 64, 0);
+        assert_eq!(qc.in_use(), 0);
+        let y = a.alloc(9, Policy::NextFit).unwrap();
+        let z = a.alloc(100, Policy::BestFit).unwrap();
+        assert_eq!(qc.in_use(), 0);
+        assert_eq!(live(&a), 3);
+        assert_eq!(
+            a.alloc(8, Policy::NextFit),
+            Err(AllocError::NextFitCached)
+        );
+        a.xfree(x, 4).unwrap();
+        a.free(y, 9).unwrap();
+        a.free(z, 100).unwrap();
+        // Resource 0 is a valid quantum-cache object too.
+        let objs: Vec<usize> = (0..64)
+            .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
+            .collect();
+        assert!(objs.contains(&0));
+        for o in objs {
+            a.free(o, 1).unwrap();
+        }
+        a.destroy().unwrap();
+    });
+}
+
+/// A `qcache_max` above 16 quanta is cut to 16 caches.
+#[test]
+fn at_most_sixteen_caches() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 100, false).unwrap();
+        assert_eq!(qc.max(), QCACHE_MAX_CACHES);
+        let mut n = 0;
+        qc.stats(|_| n += 1);
+        assert_eq!(n, QCACHE_MAX_CACHES);
+        let mut report = String::new();
+        caches.report(&mut report).unwrap();
+        assert!(report.contains("qc_1 ") && report.contains("qc_16 "), "{report}");
+    });
+}
+
+/// Destroying the arena destroys its caches first; with a cached object
+/// still out, both refuse and keep working.
+#[test]
+fn destroy_refuses_live_cached_objects() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let x = a.alloc(2, Policy::InstantFit).unwrap();
+        assert_eq!(
+            a.destroy(),
+            Err(DestroyError::LiveCachedObjects { count: 1 })
+        );
+        // Still working.
+        let y = a.alloc(2, Policy::InstantFit).unwrap();
+        a.free(y, 2).unwrap();
+        a.free(x, 2).unwrap();
+        a.check().unwrap();
+        a.destroy().unwrap();
+        assert_eq!(a.qcache_max(), 0);
+        assert_eq!(a.size(SizeKind::Allocated), 0);
+        let mut names = 0;
+        caches.for_each(|c| names += usize::from(c.name().starts_with("qc_")));
+        assert_eq!(names, 0, "the caches were destroyed");
+    });
+}
+
+/// An arena other arenas or caches import from refuses to be destroyed.
+#[test]
+fn destroy_refuses_live_importers() {
+    with_caches(RAM, |caches, _| {
+        let base = caches.base();
+        let mut parent = Arena::builder("parent")
+            .quantum(4096)
+            .span(1 << 40, 1 << 30)
+            .tags_from(base)
+            .build()
+            .unwrap();
+        let child = Arena::builder("child")
+            .quantum(4096)
+            .source(&parent)
+            .tags_from(base)
+            .build()
+            .unwrap();
+        let c = child.alloc(4096, Policy::InstantFit).unwrap();
+        assert_eq!(parent.importers(), 1);
+        // The child leaks (dropped with a live allocation), so it never
+        // stops importing.
+        drop(child);
+        assert_eq!(
+            parent.destroy(),
+            Err(DestroyError::LiveImporters { count: 1 })
+        );
+        parent.check().unwrap();
+        assert_eq!(parent.stats().live, 1, "nothing changed");
+        let _ = c;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Bad input.
+
+#[test]
+fn qcaches_for_another_quantum_are_refused() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 8, 32, false).unwrap();
+        let r = Arena::builder("qc")
+            .quantum(4)
+            .span(0, 1 << 20)
+            .tags_from(caches.base())
+            .qcaches(&qc)
+            .build();
+        assert_eq!(r.err(), Some(CreateError::QcacheQuantum));
+        // Still free to serve an arena of the right quantum.
+        let mut a = id_arena(caches, &qc, 8, 0, 1 << 20);
+        a.destroy().unwrap();
+    });
+}
+
+#[test]
+fn qcaches_serve_one_arena_only() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let r = Arena::builder("other")
+            .quantum(1)
+            .span(0, 1 << 20)
+            .tags_from(caches.base())
+            .qcaches(&qc)
+            .build();
+        assert_eq!(r.err(), Some(CreateError::QcachesInUse));
+        a.destroy().unwrap();
+    });
+}
+
+#[test]
+fn qcache_max_below_the_quantum_is_refused() {
+    with_caches(RAM, |caches, _| {
+        assert_eq!(
+            caches.qcaches("qc", 4096, 100, true).err(),
+            Some(kmem_slab::CreateError::BadQcacheMax)
+        );
+        assert_eq!(
+            caches.qcaches("qc", 0, 100, true).err(),
+            Some(kmem_slab::CreateError::ZeroSize)
+        );
+    });
+}
+
+/// Calling the caches with an arena they do not serve changes nothing.
+#[test]
+fn foreign_arena_is_refused() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let other = Arena::builder("other")
+            .quantum(1)
+            .span(0, 1 << 20)
+            .tags_from(caches.base())
+            .build()
+            .unwrap();
+        assert_eq!(qc.alloc(&other, 1), Err(AllocError::Exhausted));
+        assert_eq!(
+            qc.free(&other, 5, 1),
+            Err(FreeError::NotAllocated { addr: 5 })
+        );
+        assert_eq!(qc.in_use(), 0);
+        assert_eq!(other.stats().live, 0);
+        a.destroy().unwrap();
+    });
+}
+
+/// A double free of a cached size reaches the slab layer when the
+/// magazine drains (at destroy here) and is refused there; the arena's
+/// accounting stays exact.
+#[test]
+fn double_free_of_a_cached_size_is_found_at_the_slab_layer() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let x = a.alloc(3, Policy::InstantFit).unwrap();
+        a.free(x, 3).unwrap();
+        a.free(x, 3).unwrap(); // into the magazine, unchecked
+        assert_eq!(qc.in_use(), 0);
+        let mut bad = 0;
+        qc.stats(|s| bad += s.bad_frees);
+        assert_eq!(bad, 0);
+        a.destroy().unwrap();
+        assert_eq!(a.size(SizeKind::Allocated), 0, "nothing leaked");
+    });
+}
+
+/// A free of a cached size that no cache handed out (a segment from
+/// `xalloc`, freed with `free`) is refused when it reaches the slab layer;
+/// the segment stays allocated and can still be `xfree`d.
+#[test]
+fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let x = a.xalloc(2, &Constraints::new().align(1024)).unwrap();
+        a.free(x, 2).unwrap(); // into the magazine, unchecked
+        // Reap drains the depot only; destroy drains every magazine.
+        a.destroy().unwrap_err();
+        a.check().unwrap();
+        a.xfree(x, 2).unwrap();
+        a.destroy().unwrap();
+    });
+}
