@@ -373,12 +373,14 @@ impl<'a> Arena<'a> {
                 expected: t.size,
             });
         }
+        let released = s.free(id, self.source.is_some());
         if meta {
+            // Metadata frees are not user frees (nor were their allocations
+            // counted): undo the count `free` just made.
             s.meta_units -= size;
             s.meta_segs -= 1;
             s.counters.frees -= 1;
         }
-        let released = s.free(id, self.source.is_some());
         drop(g);
         self.release_span(released);
         Ok(())
