@@ -201,6 +201,32 @@ impl Arena<'_> {
         })
     }
 
+    /// Writes the header of the `::kmastat` arena table (see
+    /// [`vmem_row`](Self::vmem_row)).
+    pub fn vmem_header(w: &mut impl fmt::Write) -> fmt::Result {
+        writeln!(
+            w,
+            "{:<28} {:>14} {:>14} {:>14} {:>13} {:>6}",
+            "arena", "memory in use", "total", "imported", "alloc succeed", "fail"
+        )
+    }
+
+    /// Writes this arena's row of the `::kmastat` arena table: the name
+    /// indented by two spaces per source level ([`depth`](Self::depth)),
+    /// units in use and in total, units imported, allocations that
+    /// succeeded and failed.
+    pub fn vmem_row(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        let st = self.stats();
+        let indent = 2 * self.depth();
+        let name = self.name();
+        let width = 28usize.saturating_sub(indent);
+        writeln!(
+            w,
+            "{:indent$}{name:<width$} {:>14} {:>14} {:>14} {:>13} {:>6}",
+            "", st.allocated, st.total, st.imported, st.allocs, st.failures
+        )
+    }
+
     /// Writes the seed's stats report: accounting, free lists, hash chains
     /// and (when `verbose`) every segment. Runs under the arena lock.
     pub fn report(&self, w: &mut impl fmt::Write, verbose: bool) -> fmt::Result {

@@ -7,7 +7,9 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
-use kmem_arena::{AllocError as ArenaAllocError, Arena, FreeError as ArenaFreeError, QuantumCaches};
+use kmem_arena::{
+    AllocError as ArenaAllocError, Arena, FreeError as ArenaFreeError, QuantumCaches,
+};
 use kmem_magazine::Cpu;
 
 use crate::caches::{Cache, Caches};
@@ -141,7 +143,7 @@ impl<'a, C: Cpu> QCaches<'a, C> {
         let mine = arena
             .qcaches()
             .is_some_and(|q| ptr::addr_eq(q as *const dyn QuantumCaches, self as *const Self));
-        if !mine || size == 0 || size % self.quantum != 0 {
+        if !mine || size == 0 || !size.is_multiple_of(self.quantum) {
             return None;
         }
         self.caches().get(size / self.quantum - 1)
@@ -203,10 +205,7 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
         if self.cache_for(arena, self.quantum).is_none() {
             return 0;
         }
-        self.caches()
-            .iter()
-            .map(|c| c.reap_from(Some(arena)))
-            .sum()
+        self.caches().iter().map(|c| c.reap_from(Some(arena))).sum()
     }
 
     unsafe fn destroy(&self, arena: &Arena<'_>) -> Result<(), usize> {

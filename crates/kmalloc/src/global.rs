@@ -1,0 +1,238 @@
+//! The standard allocator interfaces: `GlobalAlloc` for [`Kmalloc`] and
+//! [`StaticKmalloc`], and `allocator_api2`'s `Allocator` for `&Kmalloc`.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
+use kmem_magazine::Cpu;
+
+use crate::{boot_static, BootError, Config, Kmalloc};
+
+// SAFETY: `alloc` returns memory of at least `layout.size()` bytes aligned
+// to `layout.align()`, owned by the caller until `dealloc`; class objects
+// and page runs never overlap while allocated (the slab and arena layers'
+// invariants). Errors become null, never a panic.
+unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Kmalloc::alloc(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Kmalloc::alloc_zeroed(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: the GlobalAlloc contract: `ptr` came from this
+            // allocator with `layout`. A refusal is counted by the layer
+            // that found it; there is no one to report it to here.
+            let _ = unsafe { self.free(p, layout) };
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the GlobalAlloc contract, forwarded.
+        unsafe { Kmalloc::realloc(self, p, layout, new_size) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}
+
+/// A zero-size block for `layout`: dangling, aligned, never dereferenced.
+fn empty_block(layout: Layout) -> NonNull<[u8]> {
+    // An address equal to the alignment is non-null and aligned.
+    let dangling = ptr::without_provenance_mut::<u8>(layout.align());
+    // SAFETY: `align` is a non-zero power of two.
+    NonNull::slice_from_raw_parts(unsafe { NonNull::new_unchecked(dangling) }, 0)
+}
+
+// SAFETY: blocks are valid for their layout until deallocated, as for
+// `GlobalAlloc` above; zero-size layouts get a dangling aligned pointer
+// and are never passed to the caches; `grow`/`shrink` keep the contents.
+unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+        if layout.size() == 0 {
+            return Ok(empty_block(layout));
+        }
+        let p = Kmalloc::alloc(self, layout).map_err(|_| ApiAllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+        if layout.size() == 0 {
+            return Ok(empty_block(layout));
+        }
+        let p = Kmalloc::alloc_zeroed(self, layout).map_err(|_| ApiAllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: the Allocator contract: allocated here with `layout`.
+            let _ = unsafe { self.free(ptr, layout) };
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+        // SAFETY: the Allocator contract, forwarded.
+        unsafe { resize(self, ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+        // SAFETY: the Allocator contract, forwarded.
+        unsafe { resize(self, ptr, old, new) }
+    }
+}
+
+/// `grow`/`shrink`: in place through `realloc` when the alignment stays,
+/// else allocate, copy, free.
+///
+/// # Safety
+/// `ptr` was allocated by `k` with `old`.
+unsafe fn resize<C: Cpu>(
+    k: &Kmalloc<'_, C>,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+) -> Result<NonNull<[u8]>, ApiAllocError> {
+    if old.size() != 0 && new.size() != 0 && old.align() == new.align() {
+        // SAFETY: forwarded.
+        let p = unsafe { k.realloc(ptr, old, new.size()) }.map_err(|_| ApiAllocError)?;
+        return Ok(NonNull::slice_from_raw_parts(p, new.size()));
+    }
+    let fresh = (&k).allocate(new)?;
+    let n = old.size().min(new.size());
+    // SAFETY: both blocks hold at least `n` bytes and are distinct.
+    unsafe {
+        fresh
+            .cast::<u8>()
+            .as_ptr()
+            .copy_from_nonoverlapping(ptr.as_ptr(), n)
+    };
+    // SAFETY: forwarded.
+    unsafe { (&k).deallocate(ptr, old) };
+    Ok(fresh)
+}
+
+/// A `#[global_allocator]` that the program boots itself, once, over
+/// memory it owns for good (a kernel's RAM, a static buffer): until
+/// [`init`](Self::init) every allocation fails (returns null).
+///
+/// ```no_run
+/// use kmalloc::{Config, StaticKmalloc};
+/// use kmem_magazine::ManualCpus;
+///
+/// static CPUS: ManualCpus<1> = ManualCpus::new();
+/// #[global_allocator]
+/// static KMALLOC: StaticKmalloc<ManualCpus<1>> = StaticKmalloc::new();
+///
+/// fn early_boot(ram: &'static mut [u8]) {
+///     KMALLOC.init(ram, &CPUS, &Config::default()).expect("boot");
+/// }
+/// ```
+pub struct StaticKmalloc<C: Cpu + 'static> {
+    k: AtomicPtr<Kmalloc<'static, C>>,
+}
+
+impl<C: Cpu + 'static> Default for StaticKmalloc<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Cpu + 'static> StaticKmalloc<C> {
+    /// Not booted yet.
+    pub const fn new() -> Self {
+        Self {
+            k: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Boots the stack over `mem` (see [`boot_static`]) and starts serving
+    /// allocations. Once booted, further calls return the running allocator
+    /// and leave their `mem` unused.
+    pub fn init(
+        &self,
+        mem: &'static mut [u8],
+        cpu: &'static C,
+        config: &Config<'static>,
+    ) -> Result<&'static Kmalloc<'static, C>, BootError> {
+        if let Some(k) = self.get() {
+            return Ok(k);
+        }
+        let k = boot_static(mem, cpu, config)?;
+        let ptr = ptr::from_ref(k).cast_mut();
+        match self
+            .k
+            .compare_exchange(ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(k),
+            // SAFETY: another `init` won; its allocator lives for good.
+            Err(other) => Ok(unsafe { &*other }),
+        }
+    }
+
+    /// The allocator, once booted.
+    #[inline]
+    pub fn get(&self) -> Option<&'static Kmalloc<'static, C>> {
+        // SAFETY: only `init` stores, a pointer to a `'static` allocator.
+        unsafe { self.k.load(Ordering::Acquire).as_ref() }
+    }
+}
+
+// SAFETY: forwards to the booted `Kmalloc` (see its impl); before `init`
+// every allocation fails, and nothing can be freed that was not allocated.
+unsafe impl<C: Cpu + 'static> GlobalAlloc for StaticKmalloc<C> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.get().map_or(ptr::null_mut(), |k| unsafe {
+            GlobalAlloc::alloc(k, layout)
+        })
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.get().map_or(ptr::null_mut(), |k| unsafe {
+            GlobalAlloc::alloc_zeroed(k, layout)
+        })
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(k) = self.get() {
+            // SAFETY: forwarded.
+            unsafe { GlobalAlloc::dealloc(k, ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.get().map_or(ptr::null_mut(), |k| unsafe {
+            GlobalAlloc::realloc(k, ptr, layout, new_size)
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! kmem's `kmalloc`: general-purpose memory allocation on top of the vmem
+//! arena, quantum caches, magazines and slabs, as a kernel boots it.
+//!
+//! - [`boot`] / [`boot_static`]: the boot sequence, written once — a base
+//!   arena over a range of memory (which carves its own metadata), the slab
+//!   layer's bootstrap caches, a page arena `kpages` with quantum caches
+//!   (sourced from the base, or from an outside [`Source`](kmem_arena::Source)
+//!   such as the OS), then the size-class caches. The structures live at the
+//!   start of the memory given, so no heap is needed.
+//! - [`Kmalloc`]: [`CLASSES`] size classes, eight per power of two from 64
+//!   bytes (no request of 64 bytes or more wastes more than 1/8 of its
+//!   class) up to [`MAX_CLASS`]; larger or over-aligned requests take whole
+//!   pages from `kpages`. Alignment up to the page size is honoured for
+//!   every size (more, for page allocations). The API is sized — a free
+//!   takes the [`Layout`](core::alloc::Layout) back — so objects carry no
+//!   header. `alloc`, `alloc_zeroed`, `realloc` (in place while the class
+//!   does not change) and `free` return typed errors; zero-size and
+//!   oversized requests are errors, never a panic.
+//! - [`GlobalAlloc`](core::alloc::GlobalAlloc) for `Kmalloc` and for
+//!   [`StaticKmalloc`] (a `#[global_allocator]` booted by the program, as in
+//!   a kernel or the freestanding demo), and `allocator_api2`'s `Allocator`
+//!   for `&Kmalloc`.
+//! - With the `std` feature, [`KmallocGlobal`]: a `#[global_allocator]` for
+//!   ordinary programs that boots itself on first use over memory from the
+//!   OS (`mmap`).
+//!
+//! `#![no_std]` without `alloc`.
+//!
+//! ```
+//! use core::alloc::Layout;
+//! use kmalloc::{boot, Config};
+//! use kmem_magazine::ThreadCpus;
+//!
+//! let mut ram = vec![0u8; 16 << 20];
+//! boot(&mut ram, ThreadCpus::global(), &Config::default(), |k| {
+//!     let small = Layout::from_size_align(200, 8).unwrap();
+//!     let p = k.alloc_zeroed(small).unwrap(); // kmalloc_208, this CPU's magazine
+//!     // SAFETY: 200 bytes, just allocated.
+//!     assert!(unsafe { core::slice::from_raw_parts(p.as_ptr(), 200) }.iter().all(|&b| b == 0));
+//!     // Grows in place while the class stays the same.
+//!     // SAFETY: allocated above with `small`.
+//!     let q = unsafe { k.realloc(p, small, 208) }.unwrap();
+//!     assert_eq!(p, q);
+//!     let big = Layout::from_size_align(1 << 20, 4096).unwrap();
+//!     let r = k.alloc(big).unwrap(); // 256 pages from kpages
+//!     // SAFETY: each freed once with its layout.
+//!     unsafe {
+//!         k.free(q, Layout::from_size_align(208, 8).unwrap()).unwrap();
+//!         k.free(r, big).unwrap();
+//!     }
+//!     let mut report = String::new();
+//!     k.report(&mut report).unwrap();
+//!     assert!(report.contains("kmalloc_208") && report.contains("kpages"));
+//! })
+//! .unwrap();
+//! ```
+#![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod boot;
+mod classes;
+mod error;
+mod global;
+mod kmalloc;
+
+pub use boot::{boot, boot_static, Config};
+pub use classes::{class_align, class_size, CLASSES, MAX_CLASS};
+pub use error::{AllocError, BootError, FreeError};
+pub use global::StaticKmalloc;
+pub use kmalloc::Kmalloc;
