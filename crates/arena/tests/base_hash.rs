@@ -16,7 +16,11 @@ fn base_hash_grows_twice_before_any_free() {
         .collect();
     let grown = base.stats();
     assert!(grown.hash_chains >= 512, "hash did not grow twice");
-    assert_eq!(grown.allocs, start.allocs + 400, "metadata counted as allocations");
+    assert_eq!(
+        grown.allocs,
+        start.allocs + 400,
+        "metadata counted as allocations"
+    );
     assert_eq!(grown.frees, start.frees, "metadata frees counted");
     assert_eq!(grown.live, 400);
     for p in pages {

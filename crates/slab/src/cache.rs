@@ -148,7 +148,10 @@ pub(crate) struct MagSrc<'x, 'a, C: Cpu>(pub(crate) &'x KmemCache<'a, C>);
 
 impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        let mem = self.0.alloc_from_slab(self.0.source, AllocFlags::ATOMIC).ok()?;
+        let mem = self
+            .0
+            .alloc_from_slab(self.0.source, AllocFlags::ATOMIC)
+            .ok()?;
         NonNull::new(mem as *mut u8)
     }
 

@@ -99,7 +99,10 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// Creates a cache; see [`CacheBuilder`].
     pub fn create(&'a self, builder: CacheBuilder<'a>) -> Result<Cache<'a, C>, CreateError> {
         let mut cache = KmemCache::build(&builder, self.base, self.cpu, Some(self))?;
-        let mem = match self.cache_cache.alloc_from_slab(Some(self.base), AllocFlags::ATOMIC) {
+        let mem = match self
+            .cache_cache
+            .alloc_from_slab(Some(self.base), AllocFlags::ATOMIC)
+        {
             Ok(mem) => mem,
             Err(_) => {
                 let src = cache.source;

@@ -146,10 +146,7 @@ fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
         let z = a.alloc(100, Policy::BestFit).unwrap();
         assert_eq!(qc.in_use(), 0);
         assert_eq!(live(&a), 3);
-        assert_eq!(
-            a.alloc(8, Policy::NextFit),
-            Err(AllocError::NextFitCached)
-        );
+        assert_eq!(a.alloc(8, Policy::NextFit), Err(AllocError::NextFitCached));
         a.xfree(x, 4).unwrap();
         a.free(y, 9).unwrap();
         a.free(z, 100).unwrap();
@@ -176,7 +173,10 @@ fn at_most_sixteen_caches() {
         assert_eq!(n, QCACHE_MAX_CACHES);
         let mut report = String::new();
         caches.report(&mut report).unwrap();
-        assert!(report.contains("qc_1 ") && report.contains("qc_16 "), "{report}");
+        assert!(
+            report.contains("qc_1 ") && report.contains("qc_16 "),
+            "{report}"
+        );
     });
 }
 
@@ -341,7 +341,7 @@ fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.xalloc(2, &Constraints::new().align(1024)).unwrap();
         a.free(x, 2).unwrap(); // into the magazine, unchecked
-        // Reap drains the depot only; destroy drains every magazine.
+                               // Reap drains the depot only; destroy drains every magazine.
         a.destroy().unwrap_err();
         a.check().unwrap();
         a.xfree(x, 2).unwrap();
