@@ -14,6 +14,7 @@ pub mod args;
 pub mod contender;
 pub mod fixture;
 pub mod interleave;
+pub mod mixed;
 pub mod object;
 pub mod range_alloc_peer;
 pub mod slab_fixture;
