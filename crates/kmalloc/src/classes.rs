@@ -69,24 +69,32 @@ pub(crate) enum Route {
 
 /// Routes a request of `size` bytes (non-zero) aligned to `align` (a power
 /// of two); `None` when the size, rounded, overflows.
+///
+/// Rounding the size up to the alignment first is enough: that size's class
+/// is then a multiple of the alignment (see the module docs), so its
+/// objects are aligned.
 #[inline(always)]
 pub(crate) fn route(size: usize, align: usize) -> Option<Route> {
-    if align <= SMALL_STEP && size <= MAX_CLASS {
-        return Some(Route::Class(class_of(size)));
+    if size <= MAX_CLASS {
+        // Every class is a multiple of 8: nothing to round.
+        if align <= SMALL_STEP {
+            return Some(Route::Class(class_of(size)));
+        }
+        if align <= PAGE_SIZE {
+            // No overflow: both are at most a few pages.
+            let rounded = (size + align - 1) & !(align - 1);
+            if rounded <= MAX_CLASS {
+                return Some(Route::Class(class_of(rounded)));
+            }
+        }
     }
-    route_aligned(size, align)
+    route_pages(size, align)
 }
 
-/// [`route`] for alignments above 8 and sizes above [`MAX_CLASS`]. Rounding
-/// the size up to the alignment first is enough: that size's class is then
-/// a multiple of the alignment (see the module docs), so its objects are
-/// aligned.
+/// [`route`] for what no class serves: whole pages.
 #[inline(never)]
-fn route_aligned(size: usize, align: usize) -> Option<Route> {
+fn route_pages(size: usize, align: usize) -> Option<Route> {
     let rounded = size.checked_next_multiple_of(align)?;
-    if align <= PAGE_SIZE && rounded <= MAX_CLASS {
-        return Some(Route::Class(class_of(rounded)));
-    }
     let bytes = rounded.checked_next_multiple_of(PAGE_SIZE)?;
     // A `Layout` never exceeds isize::MAX; neither may what it maps to.
     if bytes > isize::MAX as usize {

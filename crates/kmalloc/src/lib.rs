@@ -64,9 +64,13 @@ mod classes;
 mod error;
 mod global;
 mod kmalloc;
+#[cfg(feature = "std")]
+mod os;
 
 pub use boot::{boot, boot_static, Config};
 pub use classes::{class_align, class_size, CLASSES, MAX_CLASS};
 pub use error::{AllocError, BootError, FreeError};
 pub use global::StaticKmalloc;
 pub use kmalloc::Kmalloc;
+#[cfg(feature = "std")]
+pub use os::{KmallocGlobal, OsPages};

@@ -1,0 +1,257 @@
+//! `std` feature: the OS as a page source ([`OsPages`], `mmap`/`munmap`)
+//! and [`KmallocGlobal`], a `#[global_allocator]` for ordinary programs
+//! that boots the stack on its first allocation.
+//!
+//! Neither allocates through the global allocator (they call `mmap`
+//! directly), so they can sit under it.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use kmem_arena::{AllocError as ArenaAllocError, Source};
+use kmem_magazine::ThreadCpus;
+use kmem_slab::PAGE_SIZE;
+
+use crate::{boot_static, Config, Kmalloc};
+
+/// Anonymous memory from the OS, `mmap`ed on import and `munmap`ed on
+/// release, so the page arena gives memory back to the OS when a span is
+/// wholly free.
+pub struct OsPages {
+    mapped: AtomicUsize,
+    imports: AtomicU64,
+    releases: AtomicU64,
+}
+
+impl Default for OsPages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OsPages {
+    /// Nothing mapped yet.
+    pub const fn new() -> Self {
+        Self {
+            mapped: AtomicUsize::new(0),
+            imports: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes mapped now.
+    pub fn mapped(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// Spans imported and released so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.imports.load(Ordering::Relaxed),
+            self.releases.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Maps `size` bytes of zeroed, private, anonymous memory, reserving no
+/// swap for it (pages are backed when first touched).
+fn map(size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    NonNull::new(p.cast())
+}
+
+impl Source for OsPages {
+    fn import(&self, size: usize) -> Result<usize, ArenaAllocError> {
+        let p = map(size).ok_or(ArenaAllocError::Exhausted)?;
+        self.mapped.fetch_add(size, Ordering::Relaxed);
+        self.imports.fetch_add(1, Ordering::Relaxed);
+        Ok(p.as_ptr() as usize)
+    }
+
+    fn release(&self, base: usize, size: usize) {
+        // SAFETY: `[base, base + size)` is a whole span `import` mapped and
+        // the importer no longer uses any of it.
+        let r = unsafe { libc::munmap(base as *mut libc::c_void, size) };
+        debug_assert_eq!(r, 0, "kmalloc: munmap of an imported span failed");
+        self.mapped.fetch_sub(size, Ordering::Relaxed);
+        self.releases.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn import_quantum(&self) -> usize {
+        PAGE_SIZE
+    }
+
+    fn is_memory(&self) -> bool {
+        true
+    }
+}
+
+/// The OS pages behind [`KmallocGlobal`].
+static OS_PAGES: OsPages = OsPages::new();
+
+const UNBOOTED: u8 = 0;
+const BOOTING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+std::thread_local! {
+    /// This thread is booting the global allocator (an allocation from
+    /// inside the boot would otherwise wait for itself).
+    static IN_BOOT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// kmalloc as a program's `#[global_allocator]`: boots itself on the first
+/// allocation — a base arena over a reserved (`MAP_NORESERVE`) region for
+/// metadata, a page arena importing from the OS ([`OsPages`]) sixteen times
+/// what a request needs at a time, the std platform ([`ThreadCpus`]: a CPU slot per thread,
+/// flushed when the thread exits) — and never shuts down. If the boot
+/// fails, every allocation fails (returns null).
+///
+/// ```no_run
+/// #[global_allocator]
+/// static KMALLOC: kmalloc::KmallocGlobal = kmalloc::KmallocGlobal::new();
+///
+/// fn main() {
+///     let v: Vec<u32> = (0..1000).collect(); // from kmalloc_4096
+///     assert_eq!(v.len(), 1000);
+/// }
+/// ```
+pub struct KmallocGlobal {
+    state: AtomicU8,
+    k: AtomicPtr<Kmalloc<'static, ThreadCpus>>,
+    metadata: usize,
+}
+
+impl Default for KmallocGlobal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KmallocGlobal {
+    /// Reserves 1 GiB of address space for metadata (touched only as
+    /// used).
+    pub const fn new() -> Self {
+        Self::with_metadata(1 << 30)
+    }
+
+    /// Reserves `bytes` of address space for the base arena (metadata:
+    /// boundary tags, slab headers, bufctls, magazines, cache structures).
+    pub const fn with_metadata(bytes: usize) -> Self {
+        Self {
+            state: AtomicU8::new(UNBOOTED),
+            k: AtomicPtr::new(ptr::null_mut()),
+            metadata: bytes,
+        }
+    }
+
+    /// The running allocator, if booted.
+    #[inline]
+    pub fn get(&self) -> Option<&'static Kmalloc<'static, ThreadCpus>> {
+        // SAFETY: only `boot` stores, a pointer to a `'static` allocator.
+        unsafe { self.k.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// The OS page source behind every `KmallocGlobal`.
+    pub fn os_pages() -> &'static OsPages {
+        &OS_PAGES
+    }
+
+    #[inline]
+    fn kmalloc(&self) -> Option<&'static Kmalloc<'static, ThreadCpus>> {
+        self.get().or_else(|| self.boot())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn boot(&self) -> Option<&'static Kmalloc<'static, ThreadCpus>> {
+        loop {
+            match self.state.compare_exchange(
+                UNBOOTED,
+                BOOTING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(READY) => return self.get(),
+                Err(FAILED) => return None,
+                Err(_) if IN_BOOT.get() => return None,
+                Err(_) => core::hint::spin_loop(),
+            }
+        }
+        IN_BOOT.set(true);
+        let booted = map(self.metadata).and_then(|mem| {
+            // SAFETY: a fresh private mapping of `metadata` bytes, never
+            // unmapped: it is this allocator's for the rest of the program.
+            let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), self.metadata) };
+            let config = Config {
+                page_source: Some(&OS_PAGES),
+                import_scale: 4,
+                ..Config::default()
+            };
+            boot_static(mem, ThreadCpus::global(), &config).ok()
+        });
+        IN_BOOT.set(false);
+        match booted {
+            Some(k) => {
+                self.k.store(ptr::from_ref(k).cast_mut(), Ordering::Release);
+                self.state.store(READY, Ordering::Release);
+            }
+            None => self.state.store(FAILED, Ordering::Release),
+        }
+        booted
+    }
+}
+
+// SAFETY: forwards to the booted `Kmalloc` (see its `GlobalAlloc` impl);
+// before a successful boot every allocation fails, so nothing reaches
+// `dealloc` that this allocator did not hand out.
+unsafe impl GlobalAlloc for KmallocGlobal {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.kmalloc().map_or(ptr::null_mut(), |k| unsafe {
+            GlobalAlloc::alloc(k, layout)
+        })
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.kmalloc().map_or(ptr::null_mut(), |k| unsafe {
+            GlobalAlloc::alloc_zeroed(k, layout)
+        })
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(k) = self.get() {
+            // SAFETY: forwarded.
+            unsafe { GlobalAlloc::dealloc(k, ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.kmalloc().map_or(ptr::null_mut(), |k| unsafe {
+            GlobalAlloc::realloc(k, ptr, layout, new_size)
+        })
+    }
+}
