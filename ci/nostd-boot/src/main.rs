@@ -20,6 +20,8 @@
 #![no_std]
 #![no_main]
 
+mod check;
+mod child;
 mod mem;
 mod rt;
 mod selftest;

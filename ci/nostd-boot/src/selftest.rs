@@ -1,44 +1,21 @@
-//! The self-test: boots a base arena over the static heap and checks every
-//! allocation path, the bookkeeping (`amt_free`, `amt_total`, `check`) after
-//! each step, and that a sourced child arena imports spans from the base and
-//! gives them all back. Any failed check prints what failed and exits 1.
+//! The arena self-test: boots a base arena over the static heap and checks
+//! every allocation path and the bookkeeping (`amt_free`, `amt_total`,
+//! `check`) after each step, then runs [`crate::child`] and
+//! [`crate::slab`] over the same base arena and checks that everything came
+//! back. Any failed check prints what failed and exits 1.
 
-use core::fmt;
 use core::ops::Range;
 
 use kmem_arena::{Arena, Constraints, Policy, WalkKinds};
 
+use crate::check::{ensure, fail, ok};
 use crate::rt::{self, outln};
 
 /// The base arena's quantum, and the child's.
-const PAGE: usize = 4096;
-
-/// Prints the failed check and exits 1.
-pub(crate) fn fail(what: fmt::Arguments<'_>) -> ! {
-    outln!("kmem-nostd-boot: check failed: {what}");
-    rt::exit(1)
-}
-
-/// Fails with the formatted message unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($what:tt)+) => {
-        if !$cond {
-            $crate::selftest::fail(format_args!($($what)+))
-        }
-    };
-}
-pub(crate) use ensure;
-
-/// The value of `result`, or a failure naming `what` and the error.
-pub(crate) fn ok<T, E: fmt::Display>(result: Result<T, E>, what: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(err) => fail(format_args!("{what}: {err}")),
-    }
-}
+pub(crate) const PAGE: usize = 4096;
 
 /// Runs the consistency checker of `arena`.
-fn check(arena: &Arena<'_>, after: &str) {
+pub(crate) fn check(arena: &Arena<'_>, after: &str) {
     if let Err(err) = arena.check() {
         fail(format_args!(
             "{}: check() after {after}: {err}",
@@ -49,7 +26,13 @@ fn check(arena: &Arena<'_>, after: &str) {
 
 /// `addr` is a fresh allocation of `size` from `arena`: inside the heap,
 /// a multiple of `align` and inside one of the arena's spans.
-fn check_block(arena: &Arena<'_>, heap: &Range<usize>, addr: usize, size: usize, align: usize) {
+pub(crate) fn check_block(
+    arena: &Arena<'_>,
+    heap: &Range<usize>,
+    addr: usize,
+    size: usize,
+    align: usize,
+) {
     ensure!(
         addr >= heap.start && addr.checked_add(size).is_some_and(|end| end <= heap.end),
         "{}: [{addr:#x}, +{size:#x}) is outside the heap {heap:#x?}",
@@ -68,14 +51,14 @@ fn check_block(arena: &Arena<'_>, heap: &Range<usize>, addr: usize, size: usize,
 }
 
 /// Allocates `size` with `policy` and checks the result.
-fn alloc(arena: &Arena<'_>, heap: &Range<usize>, size: usize, policy: Policy) -> usize {
+pub(crate) fn alloc(arena: &Arena<'_>, heap: &Range<usize>, size: usize, policy: Policy) -> usize {
     let addr = ok(arena.alloc(size, policy), "alloc");
     check_block(arena, heap, addr, size, arena.quantum());
     addr
 }
 
 /// Frees and runs the checker.
-fn free(arena: &Arena<'_>, addr: usize, size: usize) {
+pub(crate) fn free(arena: &Arena<'_>, addr: usize, size: usize) {
     ok(arena.free(addr, size), "free");
     check(arena, "free");
 }
@@ -160,7 +143,7 @@ pub(crate) unsafe fn run(heap: usize, len: usize) {
     );
     outln!("  base arena back to {free0:#x} of {total0:#x} bytes free");
 
-    child(&base, &heap);
+    crate::child::run(&base, &heap);
     ensure!(
         base.amt_free() == free0 && base.amt_total() == total0,
         "base: amt_free/amt_total = {:#x}/{:#x} after the child was destroyed, expected {free0:#x}/{total0:#x}",
@@ -317,70 +300,5 @@ fn bad_input(base: &Arena<'_>, heap: &Range<usize>) {
     outln!(
         "  bad input: {} requests refused, nothing changed",
         refused.len() + 1
-    );
-}
-
-/// A child arena sourced from the base imports spans for its allocations and
-/// releases each span as soon as it is entirely free.
-fn child(base: &Arena<'_>, heap: &Range<usize>) {
-    let base_free = base.amt_free();
-    let mut child = ok(
-        Arena::builder("nostd-child")
-            .quantum(PAGE)
-            .source(base)
-            .tags_from(base)
-            .build(),
-        "building the child arena",
-    );
-    check(&child, "build");
-    ensure!(
-        child.amt_total() == 0,
-        "child: amt_total() = {:#x} before any import",
-        child.amt_total()
-    );
-
-    let c1 = alloc(&child, heap, PAGE, Policy::InstantFit);
-    let c2 = alloc(&child, heap, 16 * PAGE, Policy::BestFit);
-    let aligned = Constraints::new().align(64 << 10);
-    let c3 = ok(child.xalloc(4 * PAGE, &aligned), "child: xalloc");
-    check_block(&child, heap, c3, 4 * PAGE, 64 << 10);
-    check(&child, "allocations");
-    check(base, "the child's imports");
-    let imported = child.amt_total();
-    ensure!(
-        imported >= 21 * PAGE,
-        "child: amt_total() = {imported:#x} with {:#x} bytes live",
-        21 * PAGE
-    );
-    ensure!(
-        base.amt_free() + imported <= base_free,
-        "base: amt_free() = {:#x} while the child holds {imported:#x} of {base_free:#x}",
-        base.amt_free()
-    );
-    for (addr, size) in [(c1, PAGE), (c2, 16 * PAGE)] {
-        free(&child, addr, size);
-    }
-    ok(child.xfree(c3, 4 * PAGE), "child: xfree");
-    check(&child, "xfree");
-    check(base, "the child's releases");
-    ensure!(
-        child.amt_total() == 0 && child.amt_free() == 0,
-        "child: amt_total/amt_free = {:#x}/{:#x} after freeing everything; spans were not returned",
-        child.amt_total(),
-        child.amt_free()
-    );
-    let stats = child.stats();
-    ensure!(
-        stats.imports > 0 && stats.releases == stats.imports && stats.spans == 0,
-        "child: {} imports, {} releases, {} spans left after freeing everything",
-        stats.imports,
-        stats.releases,
-        stats.spans
-    );
-    ok(child.destroy(), "child: destroy");
-    drop(child);
-    outln!(
-        "  child arena: {} imports ({imported:#x} bytes) for 3 allocations, all released, destroyed",
-        stats.imports
     );
 }

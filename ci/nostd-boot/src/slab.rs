@@ -8,8 +8,8 @@ use kmem_arena::Arena;
 use kmem_magazine::ManualCpus;
 use kmem_slab::{AllocFlags, CacheBuilder, Caches, KmemCache};
 
+use crate::check::{ensure, ok};
 use crate::rt::outln;
-use crate::selftest::{ensure, ok};
 
 /// One CPU; its guard is a spin lock, so the program needs no threads.
 static CPUS: ManualCpus<1> = ManualCpus::new();
