@@ -1,7 +1,10 @@
 //! The runtime a libc would otherwise provide, for x86_64 Linux: the `_start`
 //! entry point, the two raw system calls the program needs (`write`,
-//! `exit_group`), a `core::fmt::Write` adapter over file descriptors, and the
-//! panic handler. All of the program's unsafe code outside `mem` is here.
+//! `exit_group`), a `core::fmt::Write` adapter over file descriptors, the
+//! panic handler, and the two unwinding symbols the precompiled `core` and
+//! `alloc` name but never reach (`rust_eh_personality`, `_Unwind_Resume`).
+//! All of the program's assembly is here; the other unsafe code touches
+//! memory the allocators handed out.
 
 use core::arch::{asm, naked_asm};
 use core::fmt::{self, Write};
@@ -112,3 +115,15 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 /// this symbol, so the link needs a definition.
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
+
+/// Resumes unwinding after a landing pad. The precompiled `alloc` is built
+/// for unwinding, so its landing pads (in `format!` and `to_uppercase`, for
+/// instance) call this; with `panic = "abort"` nothing ever unwinds and no
+/// landing pad runs, but the link needs a definition. Should one ever be
+/// reached, the process ends as after a panic.
+#[unsafe(no_mangle)]
+#[allow(non_snake_case)]
+extern "C" fn _Unwind_Resume(_exception: *mut core::ffi::c_void) -> ! {
+    write_all(STDERR, b"kmem-nostd-boot: _Unwind_Resume called\n");
+    exit(PANIC_STATUS)
+}
