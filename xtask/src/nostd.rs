@@ -1,5 +1,5 @@
 //! `cargo xtask nostd`: proof that the library crates need neither `std` nor
-//! `alloc`, and that the arena runs in a program without std or libc.
+//! `alloc`, and that the whole stack runs in a program without std or libc.
 //!
 //! 1. `cargo build -p <crate> --no-default-features` for every library crate
 //!    under `crates/` except the std-only ones ([`STD_ONLY`]), one cargo run
@@ -9,7 +9,11 @@
 //!    skipped, with a note, when `rustup` lists none.
 //! 3. `ci/nostd-boot`: a `#![no_std] #![no_main]` static Linux executable
 //!    (its own `_start`, raw syscalls, no libc) that boots a base arena over a
-//!    static buffer and runs a self-test. It is its own workspace (excluded
+//!    static buffer and runs a self-test, then boots the whole stack (base
+//!    arena, `kpages`, object caches, kmalloc) over a static region as its
+//!    `#[global_allocator]` and checks it through `alloc`'s collections, the
+//!    kmalloc API, `xalloc` and a cache with a constructor and destructor,
+//!    printing the `::kmastat` report. It is its own workspace (excluded
 //!    from the root one) with `panic = "abort"` profiles, built in release mode
 //!    into `target/nostd-boot`, run, and required to exit 0 after printing
 //!    [`BOOT_SUCCESS`]. It is built for the host target, so this step runs only
