@@ -252,6 +252,26 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         })
     }
 
+    /// Gives idle memory back: flushes the calling CPU's magazines of every
+    /// cache (only a CPU's owner may; other CPUs keep theirs), reaps every
+    /// cache (depots into slabs, empty slabs to their arenas), then reaps
+    /// the page arena (its quantum caches), twice, since the first pass
+    /// returns slabs into those quantum caches. Returns the bytes of slabs
+    /// given back to the page arena and the units it gave back.
+    pub fn reap(&self) -> usize {
+        let mut freed = 0;
+        for _ in 0..2 {
+            self.caches.for_each(|c| {
+                if let Some(m) = c.magazines() {
+                    m.flush_current();
+                }
+                freed += c.reap();
+            });
+            freed += self.pages.reap();
+        }
+        freed
+    }
+
     /// Large allocations: made, freed, failed.
     pub fn large_counts(&self) -> (u64, u64, u64) {
         (

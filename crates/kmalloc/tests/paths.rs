@@ -107,6 +107,22 @@ fn realloc_stays_in_place_within_a_class_and_copies_across() {
 }
 
 #[test]
+fn reap_gives_every_idle_page_back() {
+    with_kmalloc(MEM, |k| {
+        let ls: Vec<_> = (1..200).map(|i| layout(i * 37, 8)).collect();
+        let ps: Vec<_> = ls.iter().map(|&l| k.alloc(l).unwrap()).collect();
+        for (p, l) in ps.into_iter().zip(ls) {
+            // SAFETY: allocated above.
+            unsafe { k.free(p, l) }.unwrap();
+        }
+        assert!(k.pages().stats().allocated > 0);
+        assert!(k.reap() > 0);
+        assert_eq!(k.pages().stats().allocated, 0, "pages still held");
+        check(k);
+    });
+}
+
+#[test]
 fn large_requests_take_pages_and_give_them_back() {
     with_kmalloc(MEM, |k| {
         let before = k.pages().stats().allocated;
