@@ -72,5 +72,11 @@ pub use classes::{class_align, class_size, CLASSES, MAX_CLASS};
 pub use error::{AllocError, BootError, FreeError};
 pub use global::StaticKmalloc;
 pub use kmalloc::Kmalloc;
+
+/// The README's examples (arena, caches, kmalloc), compiled and run as
+/// doctests here, the top crate, whose dependencies cover them.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 #[cfg(feature = "std")]
 pub use os::{KmallocGlobal, OsPages};

@@ -69,11 +69,6 @@ pub use geometry::SMALL_MAX;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use stats::CacheStats;
 
-/// The README's examples (arena and caches), compiled and run as doctests
-/// here, the top crate whose dev-dependencies cover them.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
 
 /// The page size slabs are built from (at least; a source with a larger
 /// quantum gives larger slabs), and the largest object alignment.
