@@ -8,6 +8,10 @@
 //! `ObjectAlloc` driver as the slab bench; run each with two counts and
 //! divide the difference in instructions by the difference in pairs.
 //!
+//! `churn` and `churn-mimalloc` replace objects of a 1024-object live set
+//! of mixed sizes (the kmalloc bench's churn workload) through kmalloc and
+//! mimalloc.
+//!
 //! `metadata` instead measures the memory an ID arena takes from its tag
 //! arena (tag pages and hash tables) per live segment, at 10^3..10^6 live
 //! segments fragmented so every one is a separate segment.
@@ -20,6 +24,7 @@
 //! ```
 
 use kmem_arena::{Arena, Policy};
+use kmem_benches::mixed::{with_kmalloc, Churn, Trace};
 use kmem_benches::object::{pair, Heap};
 use kmem_benches::slab_fixture::with_caches;
 use kmem_physmem::{PhysMem, PAGE_SIZE};
@@ -73,6 +78,22 @@ fn main() {
         "cache" => {
             with_caches(64, |k| (0..n).for_each(|_| pair(k.mag)));
             println!("cache: {n} pairs");
+            return;
+        }
+        "churn" | "churn-mimalloc" => {
+            let trace = Trace::new(0x6b6d_616c);
+            if mode == "churn" {
+                with_kmalloc(256 << 20, |k| {
+                    let mut c = Churn::new(k, &trace);
+                    c.steps(k, &trace, n as u64);
+                    c.finish(k);
+                });
+            } else {
+                let mut c = Churn::new(&mimalloc::MiMalloc, &trace);
+                c.steps(&mimalloc::MiMalloc, &trace, n as u64);
+                c.finish(&mimalloc::MiMalloc);
+            }
+            println!("{mode}: {n} steps");
             return;
         }
         "mimalloc" => {

@@ -69,7 +69,6 @@ pub use geometry::SMALL_MAX;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use stats::CacheStats;
 
-
 /// The page size slabs are built from (at least; a source with a larger
 /// quantum gives larger slabs), and the largest object alignment.
 pub const PAGE_SIZE: usize = 4096;
