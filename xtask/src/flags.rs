@@ -16,6 +16,8 @@ pub(crate) enum Task {
     Lint,
     /// The no_std builds and the freestanding program.
     Nostd,
+    /// The loom models of the magazine layer.
+    Loom(LoomOpts),
     /// Benchmarks.
     Bench(BenchOpts),
 }
@@ -27,6 +29,16 @@ pub(crate) struct TestOpts {
     pub(crate) release: bool,
     /// Run the randomized tests ten times longer (`KMEM_TEST_SCALE=10`).
     pub(crate) long: bool,
+}
+
+/// Flags of `cargo xtask loom`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct LoomOpts {
+    /// `LOOM_MAX_PREEMPTIONS` for every model (each model's own bound if
+    /// unset).
+    pub(crate) preemptions: Option<usize>,
+    /// Extra arguments for the test binary (everything after `--`).
+    pub(crate) extra: Vec<String>,
 }
 
 /// Flags of `cargo xtask bench`.
@@ -69,6 +81,23 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
                 }
             }
             Ok(Task::Test(opts))
+        }
+        "loom" => {
+            let mut opts = LoomOpts::default();
+            let mut rest = rest.into_iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--preemptions" => {
+                        let n = rest.next().and_then(|n| n.parse().ok()).ok_or_else(|| {
+                            UsageError("`loom --preemptions` needs a number".into())
+                        })?;
+                        opts.preemptions = Some(n);
+                    }
+                    "--" => opts.extra = rest.by_ref().collect(),
+                    _ => return Err(unknown_flag(&command, &arg)),
+                }
+            }
+            Ok(Task::Loom(opts))
         }
         "bench" => {
             let mut opts = BenchOpts::default();
@@ -137,6 +166,21 @@ mod tests {
             }))
         );
         assert!(parse_str("bench arena").is_err());
+    }
+
+    #[test]
+    fn loom_flags_and_passthrough() {
+        assert_eq!(parse_str("loom"), Ok(Task::Loom(LoomOpts::default())));
+        assert_eq!(
+            parse_str("loom --preemptions 3 -- depot_exchange --exact"),
+            Ok(Task::Loom(LoomOpts {
+                preemptions: Some(3),
+                extra: vec!["depot_exchange".into(), "--exact".into()],
+            }))
+        );
+        assert!(parse_str("loom --preemptions").is_err());
+        assert!(parse_str("loom --preemptions many").is_err());
+        assert!(parse_str("loom depot_exchange").is_err());
     }
 
     #[test]

@@ -25,6 +25,16 @@ commands:
         3. build ci/nostd-boot (a #![no_std] #![no_main] static Linux program
            without libc that boots an arena over a static buffer), run it and
            check its success line.
+  loom [--preemptions <n>] [-- <test args>]
+        the loom models of the magazine layer (crates/magazine/tests/loom.rs):
+        RUSTFLAGS=\"--cfg loom\" cargo test -p kmem-magazine --features loom
+        --test loom --release --target-dir target/loom, with debug assertions
+        on, one model at a time; then a summary of the executions each
+        explored.
+        Not part of `test`.
+        --preemptions <n>  set LOOM_MAX_PREEMPTIONS (default: each model's
+                           own bound, exhaustive where affordable)
+        Arguments after `--` go to the test binary (e.g. a model name).
   bench [--full] [-- <criterion args>]
         cargo bench -p kmem-benches --bench '*' (every bench target, not the
         library). Quick by default (--warm-up-time 1 --measurement-time 2);
@@ -36,4 +46,6 @@ commands:
 environment:
   CARGO             the cargo to run (set by cargo itself; default `cargo`)
   KMEM_TEST_SCALE   iteration multiplier read by the randomized tests
+  LOOM_*            loom's own settings (e.g. LOOM_MAX_PREEMPTIONS), read by
+                    the loom models
 ";

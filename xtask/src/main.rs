@@ -1,5 +1,5 @@
 //! `cargo xtask`: kmem's single entry point for testing, linting, the no_std
-//! proof and benchmarks. CI calls only this (see `.ci/run`).
+//! proof, the loom models and benchmarks. CI calls only this (see `.ci/run`).
 //!
 //! Every subcommand lives in its own module and runs `$CARGO` (falling back to
 //! `cargo`) from the project root, printing each command before it runs it and
@@ -13,6 +13,7 @@ mod bench;
 mod flags;
 mod help;
 mod lint;
+mod loom;
 mod nostd;
 mod shell;
 mod test;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         }
         Task::Test(opts) => test::run(&opts),
         Task::Lint => lint::run(),
+        Task::Loom(opts) => loom::run(&opts),
         Task::Nostd => nostd::run(),
         Task::Bench(opts) => bench::run(&opts),
     };

@@ -4,7 +4,7 @@
 
 use core::fmt;
 use std::ffi::{OsStr, OsString};
-use std::io;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -95,6 +95,33 @@ impl Cmd {
         let status = self.command().status().map_err(|e| self.spawn_error(&e))?;
         if status.success() {
             Ok(())
+        } else {
+            Err(Error::new(format!("`{self}` failed: {status}")))
+        }
+    }
+
+    /// Runs with stdout echoed line by line as it comes and also returned;
+    /// stderr is inherited. Fails unless the command exits 0.
+    pub(crate) fn run_tee(&self) -> Result<String> {
+        eprintln!("$ {self}");
+        let mut child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(&e))?;
+        let mut captured = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            for line in io::BufReader::new(stdout).lines() {
+                let line = line.map_err(|e| Error::new(format!("reading `{self}`: {e}")))?;
+                println!("{line}");
+                captured.push_str(&line);
+                captured.push('\n');
+            }
+        }
+        let status = child.wait().map_err(|e| self.spawn_error(&e))?;
+        if status.success() {
+            Ok(captured)
         } else {
             Err(Error::new(format!("`{self}` failed: {status}")))
         }

@@ -1,9 +1,7 @@
 //! "Which CPU am I": the platform trait the magazine layer runs on, and
 //! [`ManualCpus`], a provider whose current slot is chosen explicitly.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use spin::{Mutex, MutexGuard};
+use crate::sync::{const_fn, mutexes, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// A platform's CPUs as the magazine layer sees them: a fixed number of
 /// slots, the caller's current slot, and a clock.
@@ -96,13 +94,15 @@ impl<const N: usize> Default for ManualCpus<N> {
 }
 
 impl<const N: usize> ManualCpus<N> {
-    /// `N` slots, the current one 0, the clock at 0.
-    pub const fn new() -> Self {
-        assert!(N > 0, "kmem-magazine: ManualCpus needs a slot");
-        Self {
-            current: AtomicUsize::new(0),
-            clock: AtomicU64::new(0),
-            locks: [const { Mutex::new(()) }; N],
+    const_fn! {
+        /// `N` slots, the current one 0, the clock at 0.
+        pub fn new() -> Self {
+            assert!(N > 0, "kmem-magazine: ManualCpus needs a slot");
+            Self {
+                current: AtomicUsize::new(0),
+                clock: AtomicU64::new(0),
+                locks: mutexes(),
+            }
         }
     }
 

@@ -2,11 +2,8 @@
 //! lock, and the seed's rule for growing magazines when that lock is
 //! contended.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use spin::{Mutex, MutexGuard};
-
 use crate::magazine::{MagBox, MagList, MAGAZINE_ROUNDS};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// When the depot lock is contended more than `threshold` times within
 /// `window_ns` while not-empty magazines exist, magazines grow by one round.

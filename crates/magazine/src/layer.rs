@@ -2,13 +2,12 @@
 //! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
 //! which the caller falls through to.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use crate::cpu::{Cpu, CpuGuard, SlotHook};
 use crate::depot::{Depot, ResizePolicy};
 use crate::magazine::{start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
 use crate::percpu::CpuCache;
 use crate::stats::MagazineStats;
+use crate::sync::{AtomicU64, Ordering};
 
 /// The per-CPU slot array is shorter than the platform's slot count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +109,13 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub fn alloc(&self) -> Option<usize> {
         let guard = self.cpu.pin();
         let cc = self.slot_of(&guard);
-        // SAFETY: the guard gives exclusive use of the slot; nothing below
-        // calls out while the reference lives.
-        let st = unsafe { cc.state() };
-        if let Some(obj) = st.loaded.as_mut().and_then(|m| m.pop()) {
+        let hit = {
+            // SAFETY: the guard gives exclusive use of the slot; nothing
+            // calls out while the access lives.
+            let st = &mut *unsafe { cc.state() };
+            st.loaded.as_mut().and_then(|m| m.pop())
+        };
+        if let Some(obj) = hit {
             cc.count_alloc();
             return Some(obj);
         }
@@ -127,8 +129,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, cc: &CpuCache) -> Option<usize> {
-        // SAFETY: called from `alloc` under the guard; no call-outs below.
-        let st = unsafe { cc.state() };
+        // SAFETY: called from `alloc` under the guard, which holds no other
+        // access; no call-outs below.
+        let st = &mut *unsafe { cc.state() };
         if st.prev.as_ref().is_some_and(|m| !m.is_empty()) {
             core::mem::swap(&mut st.loaded, &mut st.prev);
             return st.loaded.as_mut().and_then(|m| m.pop());
@@ -155,16 +158,22 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub fn free<S: MagazineSource + ?Sized>(&self, obj: usize, mags: &S) -> Result<(), usize> {
         let guard = self.cpu.pin();
         let cc = self.slot_of(&guard);
-        // SAFETY: exclusive use of the slot under the guard; no call-outs
-        // while the reference lives.
-        let st = unsafe { cc.state() };
-        if let Some(m) = st.loaded.as_mut() {
-            if m.len() < st.magsize {
-                // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
-                unsafe { m.push(obj) };
-                cc.count_free();
-                return Ok(());
+        let done = {
+            // SAFETY: exclusive use of the slot under the guard; no
+            // call-outs while the access lives.
+            let st = &mut *unsafe { cc.state() };
+            match st.loaded.as_mut() {
+                Some(m) if m.len() < st.magsize => {
+                    // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+                    unsafe { m.push(obj) };
+                    true
+                }
+                _ => false,
             }
+        };
+        if done {
+            cc.count_free();
+            return Ok(());
         }
         self.free_slow(cc, obj, mags)?;
         cc.count_free();
@@ -182,9 +191,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         let mut tries = 0;
         loop {
             {
-                // SAFETY: under the caller's guard; the reference ends before
-                // `mags` is called.
-                let st = unsafe { cc.state() };
+                // SAFETY: under the caller's guard, which holds no other
+                // access; this one ends before `mags` is called.
+                let st = &mut *unsafe { cc.state() };
                 let magsize = st.magsize;
                 if let Some(m) = st.loaded.as_mut().filter(|m| m.len() < magsize) {
                     // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
@@ -245,7 +254,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// platform calling a [`SlotHook`] for it).
     pub unsafe fn flush_slot(&self, slot: usize) {
         // SAFETY: exclusivity is the caller's obligation; no call-outs.
-        let st = unsafe { self.cpus[slot].state() };
+        let st = &mut *unsafe { self.cpus[slot].state() };
         let (loaded, prev) = (st.loaded.take(), st.prev.take());
         let mut depot = self.depot.lock_quiet();
         for mag in [loaded, prev].into_iter().flatten() {

@@ -21,6 +21,19 @@
 //! [`MagazineSource`] supplies, per-CPU state in an array of [`CpuCache`]
 //! the caller provides.
 //!
+//! **Loom models.** Built with `--cfg loom` and the `loom` feature, the
+//! crate's atomics, locks and per-CPU cells are [loom]'s (one `sync` module
+//! holds them all; a normal build compiles to the same code as without it),
+//! and `tests/loom.rs` checks the depot exchange, magazine resizing, shared
+//! slots and the thread-exit flush under every interleaving up to a
+//! preemption bound: `cargo xtask loom`. loom is a dependency beyond the
+//! project's usual set because it is the model checker for Rust's memory
+//! model (a data race or a lost update is found by construction, not by
+//! chance as in a stress test); it is optional and gated on `cfg(loom)`, so
+//! no other build compiles it or records it in a lock file.
+//!
+//! [loom]: https://docs.rs/loom
+//!
 //! ```
 //! use core::ptr::NonNull;
 //! use kmem_magazine::{CpuCache, MagazineSource, Magazines, ManualCpus, MAGAZINE_SIZE};
@@ -63,6 +76,7 @@ mod layer;
 mod magazine;
 mod percpu;
 mod stats;
+mod sync;
 #[cfg(feature = "std")]
 mod thread_cpus;
 

@@ -1,13 +1,11 @@
 //! Per-CPU magazine state: one cache-line-padded [`CpuCache`] per slot.
 //!
-//! The state sits in an `UnsafeCell` and is reached only through
+//! The state sits in a [`SlotCell`] and is reached only through
 //! [`CpuCache::state`], whose caller holds a guard for the slot; this is the
 //! crate's unsafe module for per-CPU state.
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use crate::magazine::MagBox;
+use crate::sync::{const_fn, AtomicU64, Ordering, SlotCell, SlotMut};
 
 pub(crate) struct CpuState {
     pub(crate) loaded: Option<MagBox>,
@@ -22,7 +20,7 @@ pub(crate) struct CpuState {
 /// [`CpuCache::new`] and hand it to [`Magazines::new`](crate::Magazines::new).
 #[repr(align(64))]
 pub struct CpuCache {
-    state: UnsafeCell<CpuState>,
+    state: SlotCell<CpuState>,
     /// Rounds handed out from this slot's magazines. Written only by the
     /// slot's holder, with a plain load and store: no atomic
     /// read-modify-write on the fast path.
@@ -31,6 +29,8 @@ pub struct CpuCache {
     frees: AtomicU64,
 }
 
+// (loom's cells and atomics carry bookkeeping of their own.)
+#[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<CpuCache>() == 64);
 
 // SAFETY: `state` is only reached through `state()`, whose callers hold the
@@ -44,16 +44,18 @@ impl Default for CpuCache {
 }
 
 impl CpuCache {
-    /// An idle slot: no magazines yet.
-    pub const fn new() -> Self {
-        Self {
-            state: UnsafeCell::new(CpuState {
-                loaded: None,
-                prev: None,
-                magsize: 1,
-            }),
-            allocs: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
+    const_fn! {
+        /// An idle slot: no magazines yet.
+        pub fn new() -> Self {
+            Self {
+                state: SlotCell::new(CpuState {
+                    loaded: None,
+                    prev: None,
+                    magsize: 1,
+                }),
+                allocs: AtomicU64::new(0),
+                frees: AtomicU64::new(0),
+            }
         }
     }
 
@@ -65,17 +67,18 @@ impl CpuCache {
         st.magsize = magsize;
     }
 
-    /// The slot's state.
+    /// The slot's state: a `&mut CpuState` (under loom, a guard that loom
+    /// tracks, which callers keep alive with `let st = &mut *cc.state();`
+    /// for the block that uses it).
     ///
     /// # Safety
     /// The caller has exclusive use of this slot (holds its guard, or `&mut`
-    /// to the layer) for as long as the reference lives, and makes no call
+    /// to the layer) for as long as the access lives, and makes no call
     /// that could reach this slot's state again meanwhile.
     #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn state(&self) -> &mut CpuState {
+    pub(crate) unsafe fn state(&self) -> SlotMut<'_, CpuState> {
         // SAFETY: exclusivity is the caller's obligation.
-        unsafe { &mut *self.state.get() }
+        unsafe { self.state.get() }
     }
 
     #[inline]

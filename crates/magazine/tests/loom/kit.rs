@@ -1,0 +1,262 @@
+//! The loom models' kit: running a model and counting its executions, the
+//! magazine source, a platform following `ThreadCpus`' protocol, the layer
+//! leaked to `'static` for loom's threads, and the conservation check.
+
+use core::cell::Cell;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+// Counters outside the models (loom does not track them).
+use core::sync::atomic::{AtomicUsize as PlainAtomicUsize, Ordering as PlainOrdering};
+use std::time::Instant;
+
+use kmem_magazine::{
+    Cpu, CpuCache, CpuGuard, MagazineSource, MagazineStats, Magazines, ResizePolicy, SlotHook,
+    MAGAZINE_ALIGN, MAGAZINE_SIZE,
+};
+use loom::alloc::Layout;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Mutex;
+
+/// Objects larger than this start with one-round magazines: every second
+/// operation visits the depot, which keeps the models small.
+pub(crate) const ONE_ROUND: usize = 4096;
+
+/// Runs `model` under loom with `preemptions` as the preemption bound
+/// (`None`: every interleaving; `LOOM_MAX_PREEMPTIONS` overrides it) and
+/// prints how many executions loom explored. Returns that number.
+pub(crate) fn check(
+    name: &str,
+    preemptions: Option<usize>,
+    model: impl Fn() + Sync + Send + 'static,
+) -> usize {
+    let runs = std::sync::Arc::new(PlainAtomicUsize::new(0));
+    let counter = runs.clone();
+    let mut builder = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = preemptions;
+    }
+    let start = Instant::now();
+    builder.check(move || {
+        counter.fetch_add(1, PlainOrdering::Relaxed);
+        model();
+    });
+    let runs = runs.load(PlainOrdering::Relaxed);
+    println!(
+        "loom-model {name}: {runs} executions, preemption bound {}, {:.1} s",
+        builder
+            .preemption_bound
+            .map_or("none (exhaustive)".into(), |b| b.to_string()),
+        start.elapsed().as_secs_f64()
+    );
+    runs
+}
+
+/// Magazine memory through `loom::alloc`, whose leak check fails an
+/// execution that ends with a magazine still allocated; at most `limit`
+/// magazines at a time.
+pub(crate) struct Heap {
+    live: PlainAtomicUsize,
+    limit: usize,
+}
+
+fn layout() -> Layout {
+    Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
+}
+
+impl MagazineSource for Heap {
+    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+        if self.live.load(PlainOrdering::Relaxed) == self.limit {
+            return None;
+        }
+        self.live.fetch_add(1, PlainOrdering::Relaxed);
+        // SAFETY: the layout has a non-zero size.
+        NonNull::new(unsafe { loom::alloc::alloc(layout()) })
+    }
+
+    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+        self.live.fetch_sub(1, PlainOrdering::Relaxed);
+        // SAFETY: allocated above with this layout, and no longer used.
+        unsafe { loom::alloc::dealloc(mem.as_ptr(), layout()) }
+    }
+}
+
+loom::thread_local! {
+    /// The slot a thread claimed on a `Threads` platform.
+    static SLOT: Cell<usize> = Cell::new(usize::MAX);
+}
+
+/// A platform following `ThreadCpus`' protocol for exclusive slots: a
+/// thread claims a slot with an acquire CAS, pins it with a thread-local
+/// read, and on exit runs the registered hooks for it under the hook lock,
+/// then gives it back with a release store.
+pub(crate) struct Threads<const N: usize> {
+    owned: [AtomicBool; N],
+    hooks: Mutex<Vec<SlotHook>>,
+}
+
+impl<const N: usize> Threads<N> {
+    pub(crate) fn new() -> Self {
+        Self {
+            owned: core::array::from_fn(|_| AtomicBool::new(false)),
+            hooks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The calling thread takes `slot`, which must be free.
+    pub(crate) fn claim(&self, slot: usize) {
+        let won = self.owned[slot]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        assert!(won, "slot {slot} is owned by another thread");
+        SLOT.with(|s| s.set(slot));
+    }
+
+    /// The calling thread exits: its slot is flushed by every hook, then
+    /// freed.
+    pub(crate) fn exit(&self) {
+        let slot = SLOT.with(|s| s.replace(usize::MAX));
+        let hooks = self.hooks.lock().unwrap();
+        for hook in hooks.iter() {
+            // SAFETY: this thread owns `slot` until the store below, and a
+            // hook stays valid while it is registered, which `unregister`
+            // cannot change while the hook lock is held.
+            unsafe { (hook.flush)(hook.data, slot) };
+        }
+        drop(hooks);
+        self.owned[slot].store(false, Ordering::Release);
+    }
+}
+
+/// The guard of [`Threads`]: the claimed slot, not `Send`.
+pub(crate) struct ThreadGuard(usize, PhantomData<*const ()>);
+
+impl CpuGuard for ThreadGuard {
+    fn slot(&self) -> usize {
+        self.0
+    }
+}
+
+// SAFETY: a slot is pinned only by the thread that claimed it (`claim`
+// refuses an owned slot, `exit` frees it after the hooks ran on that thread);
+// hooks run on the owning thread under the hook lock, which `unregister`
+// takes.
+unsafe impl<const N: usize> Cpu for Threads<N> {
+    type Guard<'a> = ThreadGuard;
+
+    fn slots(&self) -> usize {
+        N
+    }
+
+    fn pin(&self) -> ThreadGuard {
+        let slot = SLOT.with(Cell::get);
+        assert!(slot < N, "pinned without a claimed slot");
+        ThreadGuard(slot, PhantomData)
+    }
+
+    fn now_ns(&self) -> u64 {
+        0
+    }
+
+    unsafe fn register(&self, hook: SlotHook) {
+        self.hooks.lock().unwrap().push(hook);
+    }
+
+    fn unregister(&self, data: *const ()) {
+        self.hooks.lock().unwrap().retain(|h| h.data != data);
+    }
+}
+
+/// One execution's layer, leaked to `'static` so loom's threads can share
+/// it, and reclaimed by [`Rig::finish`] once they are joined.
+pub(crate) struct Rig<C: Cpu + 'static> {
+    cpu: NonNull<C>,
+    slots: NonNull<[CpuCache]>,
+    heap: NonNull<Heap>,
+    mags: NonNull<Magazines<'static, C>>,
+}
+
+impl<C: Cpu + 'static> Rig<C> {
+    /// A layer on `cpu` for objects of `obj_size` bytes whose magazine
+    /// source holds at most `magazines`.
+    pub(crate) fn new(cpu: C, obj_size: usize, policy: ResizePolicy, magazines: usize) -> Self {
+        let cpu = NonNull::from(Box::leak(Box::new(cpu)));
+        // SAFETY: leaked above, freed in `finish` after the layer.
+        let cpu_ref: &'static C = unsafe { cpu.as_ref() };
+        let slots: Box<[CpuCache]> = (0..cpu_ref.slots()).map(|_| CpuCache::new()).collect();
+        let slots = NonNull::from(Box::leak(slots));
+        // SAFETY: leaked above; only the layer uses it until `finish`.
+        let slots_ref: &'static mut [CpuCache] = unsafe { &mut *slots.as_ptr() };
+        let mags = Magazines::with_policy(cpu_ref, slots_ref, obj_size, policy).unwrap();
+        Self {
+            cpu,
+            slots,
+            heap: NonNull::from(Box::leak(Box::new(Heap {
+                live: PlainAtomicUsize::new(0),
+                limit: magazines,
+            }))),
+            mags: NonNull::from(Box::leak(Box::new(mags))),
+        }
+    }
+
+    pub(crate) fn cpu(&self) -> &'static C {
+        // SAFETY: alive until `finish`, which consumes the rig.
+        unsafe { self.cpu.as_ref() }
+    }
+
+    pub(crate) fn heap(&self) -> &'static Heap {
+        // SAFETY: as in `cpu`.
+        unsafe { self.heap.as_ref() }
+    }
+
+    pub(crate) fn mags(&self) -> &'static Magazines<'static, C> {
+        // SAFETY: as in `cpu`.
+        unsafe { self.mags.as_ref() }
+    }
+
+    /// Drains the layer (every slot and the depot) and frees it; returns
+    /// the rounds it held and its last counters. Call after joining every
+    /// thread that used it, and use no reference from it afterwards.
+    pub(crate) fn finish(self) -> (Vec<usize>, MagazineStats) {
+        // SAFETY: the threads are joined; the caller holds no reference.
+        let mags = unsafe { &mut *self.mags.as_ptr() };
+        let mut rounds = Vec::new();
+        mags.drain_all(self.heap(), |obj| rounds.push(obj));
+        let stats = mags.stats();
+        assert_eq!(stats.magazines_live(), 0, "a magazine is still out");
+        assert_eq!(self.heap().live.load(PlainOrdering::Relaxed), 0);
+        // SAFETY: each was leaked in `new` and is freed once, the layer
+        // (which borrows the others) first.
+        unsafe {
+            drop(Box::from_raw(self.mags.as_ptr()));
+            drop(Box::from_raw(self.slots.as_ptr()));
+            drop(Box::from_raw(self.heap.as_ptr()));
+            drop(Box::from_raw(self.cpu.as_ptr()));
+        }
+        (rounds, stats)
+    }
+}
+
+/// Fails unless `out` holds every round of `introduced` exactly once.
+#[track_caller]
+pub(crate) fn assert_conserved(introduced: &[usize], mut out: Vec<usize>) {
+    let mut want = introduced.to_vec();
+    want.sort_unstable();
+    out.sort_unstable();
+    assert_eq!(out, want, "a round was lost or duplicated");
+}
+
+/// Frees `obj` into the layer; a refusal hands it back, as to the layer
+/// below, and it is kept in `below`.
+pub(crate) fn free_or_keep<C: Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    obj: usize,
+    below: &mut Vec<usize>,
+) {
+    if let Err(obj) = m.free(obj, heap) {
+        below.push(obj);
+    }
+}
+
+/// A thread's allocations and what it gave below.
+pub(crate) type Held = (Vec<usize>, Vec<usize>);
