@@ -29,6 +29,7 @@ use std::alloc::{alloc_zeroed, dealloc};
 
 use kmem_arena::Arena;
 
+pub mod faults;
 pub mod model;
 mod rng;
 pub use rng::{scale, seed, Rng};

