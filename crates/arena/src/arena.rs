@@ -197,8 +197,21 @@ impl<'a> Arena<'a> {
         }
         let mut policy = policy;
         let mut round = 0;
+        let mut imported = None;
         loop {
-            let mut g = self.lock_with_tags(1)?;
+            let mut g = match self.lock_with_tags(1) {
+                Ok(g) => g,
+                Err(e) => {
+                    // A refusal changes nothing: a span imported for this
+                    // request (still wholly free) goes back.
+                    let stranded = imported.and_then(|base| {
+                        let mut g = self.inner.lock();
+                        g.take_free_span(base).map(|size| (base, size))
+                    });
+                    self.release_span(stranded);
+                    return Err(e);
+                }
+            };
             let got = match policy {
                 Policy::InstantFit => g.alloc_instant(size),
                 _ => g.alloc_best(size),
@@ -211,7 +224,7 @@ impl<'a> Arena<'a> {
                 return Err(AllocError::Exhausted);
             }
             drop(g);
-            self.import(size)?;
+            imported = Some(self.import(size)?.0);
             // The new span may sit on a list instant fit skips.
             policy = Policy::BestFit;
             round += 1;

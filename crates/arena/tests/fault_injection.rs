@@ -303,11 +303,7 @@ fn tags_run_out_around_an_import() {
     let (mut at_entry, mut after_import) = (0u64, 0u64);
     for step in 0..3000 * scale() {
         let ctx = || format!("seed {seed} (KMEM_TEST_SEED), step {step}");
-        // Exactly two unused tags and none to be had is the case of the bug
-        // `refused_alloc_gives_back_the_span_it_imported` shows: steer
-        // around it (free instead) until it is fixed.
-        let buggy = a.stats().tags_unused == 2;
-        if (rng.chance(4, 5) || live.is_empty()) && !buggy {
+        if rng.chance(4, 5) || live.is_empty() {
             let size = 64 * rng.range(1, 3);
             let before = (ArenaState::of(&a), source.stats());
             match a.alloc(size, Policy::InstantFit) {
@@ -378,7 +374,6 @@ fn tags_run_out_around_an_import() {
 /// source keeps the span outstanding until something else frees it.
 /// (`xalloc_fit` gives back such a stranded span; `alloc_segment` does not.)
 #[test]
-#[ignore = "bug: kmem-arena alloc_segment keeps the span it imported when the retry's lock_with_tags(1) fails with NoTags (exactly two unused tags, tag arena exhausted)"]
 fn refused_alloc_gives_back_the_span_it_imported() {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 64);
