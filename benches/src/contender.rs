@@ -31,6 +31,18 @@ impl RangeAlloc for Arena<'_> {
     }
 }
 
+impl<A: RangeAlloc + ?Sized> RangeAlloc for &A {
+    #[inline]
+    fn alloc(&self, size: usize) -> usize {
+        (**self).alloc(size)
+    }
+
+    #[inline]
+    fn free(&self, addr: usize, size: usize) {
+        (**self).free(addr, size);
+    }
+}
+
 impl RangeAlloc for VmemArena {
     #[inline]
     fn alloc(&self, size: usize) -> usize {
@@ -42,6 +54,44 @@ impl RangeAlloc for VmemArena {
     fn free(&self, addr: usize, _size: usize) {
         vmem::Arena::free(self, addr).expect("vmem arena: free failed");
     }
+}
+
+/// A kmem arena driven with a given policy (the plain [`RangeAlloc`] impl
+/// of [`Arena`] uses instant fit).
+pub struct Fitted<'r, 'a> {
+    /// The arena.
+    pub arena: &'r Arena<'a>,
+    /// Its allocation policy.
+    pub policy: Policy,
+}
+
+impl RangeAlloc for Fitted<'_, '_> {
+    #[inline]
+    fn alloc(&self, size: usize) -> usize {
+        Arena::alloc(self.arena, size, self.policy).expect("kmem arena: alloc failed")
+    }
+
+    #[inline]
+    fn free(&self, addr: usize, size: usize) {
+        Arena::free(self.arena, addr, size).expect("kmem arena: free failed");
+    }
+}
+
+/// Builds Bonwick & Adams' figure 4.5.1 state in `a`: `2 * holes`
+/// single-unit allocations, then every other one freed (the first, third,
+/// ...), leaving `holes` one-unit free segments, each fenced by a live one,
+/// below the free tail. `descending` frees the holes highest first (the
+/// order some peers need to build large states in reasonable time; the
+/// resulting state is the same). Returns the live fences.
+pub fn fragment<A: RangeAlloc + ?Sized>(a: &A, holes: usize, descending: bool) -> Vec<usize> {
+    let all = fill(a, 2 * holes, 1);
+    let freed: Vec<usize> = all.iter().step_by(2).copied().collect();
+    if descending {
+        freed.iter().rev().for_each(|&x| a.free(x, 1));
+    } else {
+        freed.iter().for_each(|&x| a.free(x, 1));
+    }
+    all.into_iter().skip(1).step_by(2).collect()
 }
 
 /// One alloc+free pair of `size` units: the new segment is freed at once.

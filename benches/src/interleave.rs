@@ -76,21 +76,7 @@ fn calibrate(c: &mut Contender<'_>, batch: Duration) -> u64 {
     }
 }
 
-/// The median of `values` (the mean of the middle two for an even count).
-///
-/// # Panics
-/// Panics if `values` is empty.
-pub fn median(values: &[f64]) -> f64 {
-    assert!(!values.is_empty(), "median of nothing");
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
+pub use crate::stats::median;
 
 impl Rounds {
     /// Median ns/op of contender `c`.
@@ -143,14 +129,8 @@ impl Rounds {
 
 #[cfg(test)]
 mod tests {
-    use super::{median, run, Contender};
+    use super::{run, Contender};
     use core::time::Duration;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn rounds_cover_every_contender() {

@@ -12,13 +12,26 @@
 
 pub mod args;
 pub mod contender;
+pub mod fitcheck;
 pub mod fixture;
+pub mod heap_peers;
 pub mod interleave;
+pub mod json;
+pub mod larson;
+pub mod machine;
 pub mod mixed;
 pub mod object;
 pub mod range_alloc_peer;
+pub mod range_peers;
+pub mod report;
+pub mod results;
 pub mod slab_fixture;
+pub mod slabmalloc_peer;
+pub mod stats;
+pub mod suite;
+pub mod svg;
 pub mod threads;
 pub mod trace;
 pub mod vm_allocator_peer;
 pub mod vmem_peer;
+pub mod xthread;

@@ -75,6 +75,16 @@ impl<A: GlobalAlloc + Sync> ObjectAlloc for Heap<A> {
     }
 }
 
+/// One alloc+free pair of `layout` (non-zero size) through a `GlobalAlloc`.
+#[inline]
+pub fn layout_pair<A: GlobalAlloc + ?Sized>(a: &A, layout: Layout) {
+    // SAFETY: callers pass a non-zero-size layout.
+    let p = unsafe { a.alloc(layout) };
+    assert!(!p.is_null(), "allocation failed");
+    // SAFETY: just allocated with `layout`, freed once.
+    unsafe { a.dealloc(black_box(p), layout) };
+}
+
 /// One alloc+free pair: the new object is freed at once.
 #[inline]
 pub fn pair<A: ObjectAlloc + ?Sized>(a: &A) {

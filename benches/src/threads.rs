@@ -102,7 +102,9 @@ pub struct Workload<'f> {
     pub label: String,
     /// True for the allocation-free control.
     pub control: bool,
-    run: Box<dyn Fn(u64) + Sync + 'f>,
+    /// Alloc+free pairs per cycle.
+    pub ops_per_cycle: u64,
+    run: Box<dyn Fn(usize, u64) + Sync + 'f>,
 }
 
 impl<'f> Workload<'f> {
@@ -111,11 +113,29 @@ impl<'f> Workload<'f> {
         Self {
             label: label.into(),
             control: false,
-            run: Box::new(move |cycles| {
+            ops_per_cycle: OPS_PER_CYCLE,
+            run: Box::new(move |_, cycles| {
                 for _ in 0..cycles {
                     cycle(a);
                 }
             }),
+        }
+    }
+
+    /// A workload of its own: `run(worker, cycles)` runs `cycles` cycles of
+    /// `ops_per_cycle` alloc+free pairs each on worker thread `worker`
+    /// (`0..` the largest thread count; calibration runs as worker 0 on
+    /// the calling thread), so it can keep per-thread state.
+    pub fn custom(
+        label: impl Into<String>,
+        ops_per_cycle: u64,
+        run: impl Fn(usize, u64) + Sync + 'f,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            control: false,
+            ops_per_cycle,
+            run: Box::new(run),
         }
     }
 
@@ -127,7 +147,8 @@ impl<'f> Workload<'f> {
         Self {
             label: label.into(),
             control: true,
-            run: Box::new(|cycles| {
+            ops_per_cycle: OPS_PER_CYCLE,
+            run: Box::new(|_, cycles| {
                 let mut x = black_box(1u64);
                 for _ in 0..cycles * OPS_PER_CYCLE {
                     x = black_box(x)
@@ -139,9 +160,9 @@ impl<'f> Workload<'f> {
         }
     }
 
-    /// Runs `cycles` cycles on the calling thread.
+    /// Runs `cycles` cycles on the calling thread, as worker 0.
     pub fn run(&self, cycles: u64) {
-        (self.run)(cycles);
+        (self.run)(0, cycles);
     }
 }
 
@@ -165,6 +186,8 @@ pub struct Scaling {
     pub counts: Vec<usize>,
     /// Cycles per thread per measurement, per contender.
     pub cycles: Vec<u64>,
+    /// Alloc+free pairs per cycle, per contender.
+    pub ops_per_cycle: Vec<u64>,
     /// `wall[w][t][r]`: seconds for contender `w` at `counts[t]` threads in
     /// round `r`.
     pub wall: Vec<Vec<Vec<f64>>>,
@@ -220,7 +243,7 @@ pub fn run(workloads: &[Workload<'_>], counts: &[usize], plan: Plan) -> Scaling 
                                     spin_loop();
                                 }
                                 let start = Instant::now();
-                                workloads[w].run(cycles[w]);
+                                (workloads[w].run)(i, cycles[w]);
                                 (start, Instant::now())
                             })
                         })
@@ -250,6 +273,7 @@ pub fn run(workloads: &[Workload<'_>], counts: &[usize], plan: Plan) -> Scaling 
         control: workloads.iter().position(|w| w.control),
         counts: counts.to_vec(),
         cycles,
+        ops_per_cycle: workloads.iter().map(|w| w.ops_per_cycle).collect(),
         wall,
         start_skew: if skews.is_empty() {
             0.0
@@ -279,7 +303,7 @@ impl Scaling {
     /// Alloc+free pairs per second (all threads together) of contender `w`
     /// at thread-count index `t`, per round.
     pub fn ops_per_s(&self, w: usize, t: usize) -> Vec<f64> {
-        let ops = self.counts[t] as f64 * (self.cycles[w] * OPS_PER_CYCLE) as f64;
+        let ops = self.counts[t] as f64 * (self.cycles[w] * self.ops_per_cycle[w]) as f64;
         self.wall[w][t].iter().map(|s| ops / s).collect()
     }
 
@@ -359,7 +383,7 @@ impl Scaling {
     pub fn total_ops(&self, w: usize) -> u64 {
         let rounds = self.wall[w][0].len() as u64;
         let threads: u64 = self.counts.iter().map(|&n| n as u64).sum();
-        rounds * threads * self.cycles[w] * OPS_PER_CYCLE
+        rounds * threads * self.cycles[w] * self.ops_per_cycle[w]
     }
 }
 

@@ -1,0 +1,104 @@
+//! The machine description every suite record carries: CPUs, CPU model,
+//! compiler, date, and the build profile.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where and when the suite ran.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// `std::thread::available_parallelism` (what `nproc` prints).
+    pub nproc: usize,
+    /// The first `model name` line of `/proc/cpuinfo`, or `unknown`.
+    pub cpu_model: String,
+    /// `rustc -V` of the compiler that built the suite.
+    pub rustc: String,
+    /// UTC start time, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub date: String,
+    /// `release` (optimised) or `debug` (debug assertions on: figures are
+    /// meaningless).
+    pub profile: &'static str,
+}
+
+impl Machine {
+    /// Describes this machine now.
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into()),
+            rustc: env!("KMEM_SUITE_RUSTC").to_string(),
+            date: utc_date_time(secs),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        }
+    }
+
+    /// One line for the terminal and the report.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} CPUs ({}), {}, {} build, {}",
+            self.nproc, self.cpu_model, self.rustc, self.profile, self.date
+        )
+    }
+}
+
+/// The value of the first `model name` line of a `/proc/cpuinfo` text.
+pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "model name").then(|| v.trim().to_string())
+    })
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC, proleptic
+/// Gregorian; Howard Hinnant's days-to-civil algorithm).
+pub fn utc_date_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cpu_model, utc_date_time, Machine};
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_date_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_date_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_date_time(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn cpu_models() {
+        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\nmodel name\t: other\n";
+        assert_eq!(
+            cpu_model(text).as_deref(),
+            Some("Intel(R) Xeon(R) Processor")
+        );
+        assert_eq!(cpu_model("flags: x"), None);
+        let m = Machine::detect();
+        assert!(m.nproc >= 1 && m.rustc.starts_with("rustc") && m.date.ends_with('Z'));
+    }
+}

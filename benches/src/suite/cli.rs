@@ -1,0 +1,156 @@
+//! The suite's command line:
+//! `kmem-suite [--full] [--json PATH] [--report DIR] [--threads 1,2,4] [FILTER...]`.
+
+use core::time::Duration;
+use std::path::PathBuf;
+
+use crate::threads::parse_counts;
+
+/// What to run and where to write it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Longer windows and more rounds.
+    pub full: bool,
+    /// Where to write the JSON records, if anywhere.
+    pub json: Option<PathBuf>,
+    /// Directory of the markdown report and its SVG charts.
+    pub report: PathBuf,
+    /// Thread counts of B3 (and the worker count of B4 stays 2).
+    pub threads: Vec<usize>,
+    /// Benchmark selectors (substrings of `B<n> <title>`, any case).
+    pub filters: Vec<String>,
+}
+
+/// `--help` text.
+pub const USAGE: &str =
+    "usage: kmem-suite [--full] [--json PATH] [--report DIR] [--threads 1,2,4] [FILTER...]
+  --full          longer windows and more rounds (quick mode is the default)
+  --json PATH     write one record per (benchmark, parameter, contender)
+  --report DIR    markdown report and SVG charts (default target/bench-report)
+  --threads LIST  thread counts of B3 (default 1,2,4)
+  FILTER          run only benchmarks whose id or title contains it (B5, scaling)";
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            full: false,
+            json: None,
+            report: PathBuf::from("target/bench-report"),
+            threads: vec![1, 2, 4],
+            filters: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses the arguments (without the program name). `Err` carries the
+    /// message to print; `--help` gives `Err(USAGE)`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut c = Self::default();
+        let mut args = args.into_iter();
+        while let Some(a) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+            };
+            match a.as_str() {
+                "--full" => c.full = true,
+                "--json" => c.json = Some(PathBuf::from(value("--json")?)),
+                "--report" => c.report = PathBuf::from(value("--report")?),
+                "--threads" => c.threads = parse_counts(&value("--threads")?)?,
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                // cargo bench passes --bench to every target.
+                "--bench" => {}
+                s if s.starts_with('-') => return Err(format!("unknown option {s}\n{USAGE}")),
+                s => c.filters.push(s.to_string()),
+            }
+        }
+        Ok(c)
+    }
+
+    /// True when benchmark `id` (`B5`) titled `title` is selected.
+    pub fn wants(&self, id: &str, title: &str) -> bool {
+        let name = format!("{id} {title}").to_lowercase();
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| name.contains(&f.to_lowercase()))
+    }
+
+    /// `quick` or `full`.
+    pub fn mode(&self) -> &'static str {
+        if self.full {
+            "full"
+        } else {
+            "quick"
+        }
+    }
+
+    /// Interleaved rounds per comparison.
+    pub fn rounds(&self) -> usize {
+        if self.full {
+            31
+        } else {
+            11
+        }
+    }
+
+    /// Length of one contender's batch in a round.
+    pub fn batch(&self) -> Duration {
+        Duration::from_millis(if self.full { 10 } else { 2 })
+    }
+
+    /// Picks the quick or the full value.
+    pub fn pick<T>(&self, quick: T, full: T) -> T {
+        if self.full {
+            full
+        } else {
+            quick
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        Config::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let c = parse(&[]).unwrap();
+        assert!(!c.full && c.json.is_none() && c.threads == [1, 2, 4]);
+        assert_eq!(c.report.to_str(), Some("target/bench-report"));
+        let c = parse(&[
+            "--full",
+            "--json",
+            "o.json",
+            "--threads",
+            "4,1",
+            "B5",
+            "--report",
+            "r",
+        ])
+        .unwrap();
+        assert!(c.full && c.json.unwrap().to_str() == Some("o.json"));
+        assert_eq!(c.threads, [1, 4]);
+        assert_eq!(c.filters, ["B5"]);
+        assert_eq!(c.report.to_str(), Some("r"));
+        assert!(parse(&["--json"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--threads", "0"]).is_err());
+        assert!(parse(&["--bench"]).unwrap().filters.is_empty());
+    }
+
+    #[test]
+    fn filters_select_by_id_or_title() {
+        let c = parse(&["b5", "Scaling"]).unwrap();
+        assert!(c.wants("B5", "vmem latency"));
+        assert!(c.wants("B3", "scaling"));
+        assert!(!c.wants("B1", "fast path"));
+        assert!(parse(&[]).unwrap().wants("B9", "import chains"));
+    }
+}

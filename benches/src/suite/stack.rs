@@ -1,0 +1,225 @@
+//! The object-layer contenders of B1-B4, built once per run: kmem caches of
+//! each B1 size (and a `NOMAGAZINE` 64-byte one), a booted kmalloc, and the
+//! peers (mimalloc, glibc's `System`, talc, linked_list_allocator,
+//! buddy_system_allocator, slabmalloc, rlsf), each lockable peer behind
+//! one `spin::Mutex`, every region pre-touched. [`Stack::each`] hands
+//! every `GlobalAlloc` contender to a [`Visit`]or, monomorphised, so the
+//! timed loops have no dynamic call per operation.
+
+use core::alloc::GlobalAlloc;
+use std::alloc::System;
+
+use kmalloc::{Config as KConfig, Kmalloc};
+use kmem_arena::Arena;
+use kmem_magazine::ThreadCpus;
+use kmem_physmem::{boot, PhysMem};
+use kmem_slab::{CacheBuilder, CacheFlags, Caches};
+use mimalloc::MiMalloc;
+
+use crate::heap_peers::{self, pretouch, Buddy, LinkedList, Region, Rlsf};
+use crate::mixed::Talc;
+use crate::slab_fixture::StdCache;
+use crate::slabmalloc_peer::{self, Slabmalloc};
+
+/// Object sizes of B1's fixed-size pairs.
+pub const SIZES: [usize; 4] = [16, 64, 256, 1024];
+
+/// How a contender's footprint (memory taken from its backing store) is
+/// read.
+pub enum Footprint<'c> {
+    /// kmalloc: bytes allocated in its base arena (spans of `kpages`,
+    /// slabs, metadata), after a reap.
+    BaseArena(&'c Kmalloc<'c, ThreadCpus>),
+    /// A heap over one region: the highest end address handed out, minus
+    /// the region's start.
+    HighWater(Region),
+    /// slabmalloc: pages handed to the zone and not given back.
+    Pages(&'c Slabmalloc),
+    /// A process heap (mimalloc, glibc): not separable from the rest of
+    /// the process.
+    Opaque,
+}
+
+/// Receives each object-layer contender.
+pub trait Visit<'c> {
+    /// One contender: its label, the allocator, how to read its footprint,
+    /// and whether it is a linear-time peer (linked_list, buddy) that
+    /// large live sets must skip.
+    fn visit<A: GlobalAlloc + Sync + 'c>(
+        &mut self,
+        name: &'static str,
+        a: &'c A,
+        fp: Footprint<'c>,
+        linear: bool,
+    );
+}
+
+/// The heap peers (everything but kmem).
+pub struct Peers {
+    /// talc over its region.
+    pub talc: &'static Talc,
+    /// talc's region.
+    pub talc_region: Region,
+    /// linked_list_allocator.
+    pub ll: LinkedList,
+    /// buddy_system_allocator.
+    pub buddy: Buddy,
+    /// slabmalloc.
+    pub slab: Slabmalloc,
+    /// rlsf.
+    pub rlsf: Rlsf,
+}
+
+impl Peers {
+    /// Every peer over a fresh pre-touched region.
+    pub fn new() -> Self {
+        let talc_region = Region::leak(128 << 20, 4096);
+        let talc: &'static Talc = Box::leak(Box::new(Talc::new(talc::source::Manual)));
+        // SAFETY: the region is leaked, pre-touched and used by talc alone.
+        let claimed = unsafe {
+            talc.lock()
+                .claim(talc_region.start as *mut u8, talc_region.len)
+        };
+        assert!(claimed.is_some(), "talc refused its region");
+        Self {
+            talc,
+            talc_region,
+            ll: heap_peers::linked_list(Region::leak(64 << 20, 4096)),
+            buddy: heap_peers::buddy(Region::leak(128 << 20, 4096)),
+            slab: slabmalloc_peer::slabmalloc(32 << 20, 256 << 20),
+            rlsf: heap_peers::rlsf(Region::leak(128 << 20, 4096)),
+        }
+    }
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything B1-B4 measure.
+pub struct Stack<'s> {
+    /// kmem caches of [`SIZES`], magazines on.
+    pub caches: Vec<&'s StdCache<'s>>,
+    /// A 64-byte `NOMAGAZINE` cache (the ablation).
+    pub nomag64: &'s StdCache<'s>,
+    /// kmalloc.
+    pub kmalloc: &'s Kmalloc<'s, ThreadCpus>,
+    /// The peers.
+    pub peers: &'s Peers,
+}
+
+impl<'s> Stack<'s> {
+    /// The kmem cache of `size` (one of [`SIZES`]).
+    ///
+    /// # Panics
+    /// Panics for another size.
+    pub fn cache(&self, size: usize) -> &'s StdCache<'s> {
+        let i = SIZES.iter().position(|&s| s == size).expect("a B1 size");
+        self.caches[i]
+    }
+
+    /// Hands every `GlobalAlloc` contender to `v`: kmalloc first (the kmem
+    /// contender), then mimalloc, System, talc, linked_list, buddy,
+    /// slabmalloc, rlsf.
+    pub fn each<'c, V: Visit<'c>>(&'c self, v: &mut V)
+    where
+        's: 'c,
+    {
+        let p = self.peers;
+        v.visit(
+            "kmalloc",
+            self.kmalloc,
+            Footprint::BaseArena(self.kmalloc),
+            false,
+        );
+        v.visit("mimalloc", &MiMalloc, Footprint::Opaque, false);
+        v.visit("System", &System, Footprint::Opaque, false);
+        v.visit("talc", p.talc, Footprint::HighWater(p.talc_region), false);
+        v.visit(
+            "linked_list",
+            &p.ll,
+            Footprint::HighWater(p.ll.region),
+            true,
+        );
+        v.visit(
+            "buddy",
+            &p.buddy,
+            Footprint::HighWater(p.buddy.region),
+            true,
+        );
+        v.visit("slabmalloc", &p.slab, Footprint::Pages(&p.slab), false);
+        v.visit("rlsf", &p.rlsf, Footprint::HighWater(p.rlsf.region), false);
+    }
+}
+
+/// Memory behind kmalloc.
+pub const KMALLOC_BYTES: usize = 256 << 20;
+/// Memory behind the kmem caches.
+pub const CACHE_BYTES: usize = 64 << 20;
+
+/// Builds the stack (kmem booted over pre-touched memory) and runs `f` on
+/// it; afterwards checks every kmem cache and arena.
+///
+/// # Panics
+/// Panics if a boot fails or a check fails afterwards.
+pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_>) -> R) -> R {
+    let ram = PhysMem::new(CACHE_BYTES);
+    pretouch(ram.start(), ram.len());
+    let mut kmem = vec![0u8; KMALLOC_BYTES];
+    pretouch(kmem.as_mut_ptr() as usize, kmem.len());
+    boot(&ram, |base, kpages| {
+        let caches = Caches::new(base, ThreadCpus::global()).expect("kmem slab: bootstrap");
+        let made: Vec<_> = SIZES
+            .iter()
+            .map(|&s| {
+                caches
+                    .create(CacheBuilder::new(&format!("obj{s}"), s).source(kpages))
+                    .expect("kmem cache")
+            })
+            .collect();
+        let nomag = caches
+            .create(
+                CacheBuilder::new("obj64-nomag", 64)
+                    .source(kpages)
+                    .flags(CacheFlags::NOMAGAZINE),
+            )
+            .expect("kmem NOMAGAZINE cache");
+        let r = kmalloc::boot(&mut kmem, ThreadCpus::global(), &KConfig::default(), |k| {
+            let stack = Stack {
+                caches: made.iter().map(|c| &**c).collect(),
+                nomag64: &nomag,
+                kmalloc: k,
+                peers,
+            };
+            let r = f(&stack);
+            k.caches().for_each(|c| {
+                c.check()
+                    .unwrap_or_else(|e| panic!("kmalloc cache {}: {e}", c.name()))
+            });
+            k.pages().check().expect("kmalloc: kpages check");
+            r
+        })
+        .expect("kmalloc boot");
+        for c in made.iter().chain([&nomag]) {
+            c.check().expect("kmem cache inconsistent after the run");
+            assert_eq!(
+                c.stats().buf_in_use,
+                0,
+                "{}: objects still allocated",
+                c.name()
+            );
+        }
+        r
+    })
+}
+
+/// Bytes kmalloc's base arena has allocated (spans, slabs, metadata).
+pub fn kmalloc_base_bytes(k: &Kmalloc<'_, ThreadCpus>) -> usize {
+    base_of(k).stats().allocated
+}
+
+fn base_of<'a>(k: &Kmalloc<'a, ThreadCpus>) -> &'a Arena<'a> {
+    k.caches().base()
+}
