@@ -1,6 +1,8 @@
 //! "Which CPU am I": the platform trait the magazine layer runs on, and
 //! [`ManualCpus`], a provider whose current slot is chosen explicitly.
 
+use core::sync::atomic::AtomicPtr;
+
 use crate::sync::{const_fn, mutexes, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// A platform's CPUs as the magazine layer sees them: a fixed number of
@@ -39,19 +41,21 @@ pub unsafe trait Cpu: Sync {
 
     /// Asks to hear when a slot's owner goes away (a thread exits), so the
     /// layer can move that slot's magazines to its depot. Platforms whose
-    /// slots never go away keep the default, which ignores the hook.
+    /// slots never go away keep the default, which ignores the hook. The
+    /// hook lives in its registrant and carries the link a platform needs
+    /// to keep it on a list, so registering allocates nothing.
     ///
     /// # Safety
-    /// `hook.data` must stay valid for `hook.flush` until
-    /// [`unregister`](Cpu::unregister) is called with it.
-    unsafe fn register(&self, hook: SlotHook) {
+    /// `hook` stays at its address and valid (its registrant alive) until
+    /// [`unregister`](Cpu::unregister) has been called with it.
+    unsafe fn register(&self, hook: &SlotHook) {
         let _ = hook;
     }
 
-    /// Withdraws a hook registered with `data`; when this returns, no call
-    /// to it is running or will start.
-    fn unregister(&self, data: *const ()) {
-        let _ = data;
+    /// Withdraws a registered hook; when this returns, no call to it is
+    /// running or will start.
+    fn unregister(&self, hook: &SlotHook) {
+        let _ = hook;
     }
 }
 
@@ -61,18 +65,51 @@ pub trait CpuGuard {
     fn slot(&self) -> usize;
 }
 
-/// A callback a [`Cpu`] makes when a slot's owner goes away.
-#[derive(Clone, Copy, Debug)]
+/// A callback a [`Cpu`] makes when a slot's owner goes away: a function,
+/// the registrant it is bound to, and a link for the platform's list of
+/// hooks (touched only by the platform, under its own lock).
+#[derive(Debug)]
 pub struct SlotHook {
-    /// Identifies the registrant; passed back to `flush`.
-    pub data: *const (),
-    /// Called as `flush(data, slot)` by a caller with exclusive use of `slot`.
-    pub flush: unsafe fn(data: *const (), slot: usize),
+    flush: unsafe fn(data: *const (), slot: usize),
+    data: AtomicPtr<()>,
+    next: AtomicPtr<SlotHook>,
 }
 
-// SAFETY: a hook is a pointer to a `Sync` registrant plus a function; the
-// `Cpu` contract says when it may be called.
-unsafe impl Send for SlotHook {}
+impl SlotHook {
+    /// A hook calling `flush(data, slot)`, not yet bound to a registrant.
+    pub const fn new(flush: unsafe fn(data: *const (), slot: usize)) -> Self {
+        Self {
+            flush,
+            data: AtomicPtr::new(core::ptr::null_mut()),
+            next: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// Binds the hook to its registrant (before registering it).
+    pub fn bind(&self, data: *const ()) {
+        self.data.store(data.cast_mut(), Ordering::Relaxed);
+    }
+
+    /// Runs the hook for `slot`.
+    ///
+    /// # Safety
+    /// The [`Cpu`] contract: the caller has exclusive use of `slot`, and
+    /// the hook is registered (its registrant alive).
+    pub unsafe fn call(&self, slot: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { (self.flush)(self.data.load(Ordering::Relaxed), slot) }
+    }
+
+    /// The next hook on the platform's list.
+    pub fn next(&self) -> *const SlotHook {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Links the next hook on the platform's list (under its lock).
+    pub fn set_next(&self, next: *const SlotHook) {
+        self.next.store(next.cast_mut(), Ordering::Relaxed);
+    }
+}
 
 /// A [`Cpu`] with `N` slots whose current slot and clock are set by hand.
 ///

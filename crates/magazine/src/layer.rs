@@ -51,6 +51,9 @@ pub struct Magazines<'a, C: Cpu> {
     start: usize,
     mags_allocated: AtomicU64,
     mags_freed: AtomicU64,
+    /// Flushes a slot into the depot when its owner goes away; linked into
+    /// the platform's list by [`register`](Self::register).
+    hook: SlotHook,
 }
 
 impl<'a, C: Cpu> Magazines<'a, C> {
@@ -85,6 +88,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             start,
             mags_allocated: AtomicU64::new(0),
             mags_freed: AtomicU64::new(0),
+            hook: SlotHook::new(flush_hook::<C>),
         })
     }
 
@@ -312,21 +316,6 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         self.drain_depot(mags, sink)
     }
 
-    /// A hook that flushes a slot of this layer when its owner goes away.
-    fn hook(&self) -> SlotHook {
-        /// # Safety
-        /// `data` is a live `Magazines<C>` and the caller owns `slot`.
-        unsafe fn flush<C: Cpu>(data: *const (), slot: usize) {
-            // SAFETY: the registration contract keeps `data` alive until
-            // `unregister`, and the platform owns `slot` exclusively.
-            unsafe { (*data.cast::<Magazines<'_, C>>()).flush_slot(slot) }
-        }
-        SlotHook {
-            data: (self as *const Self).cast(),
-            flush: flush::<C>,
-        }
-    }
-
     /// Asks the platform to flush a slot's magazines to the depot when its
     /// owner goes away (a thread exits).
     ///
@@ -334,13 +323,15 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// `self` stays at its address, alive, until
     /// [`unregister`](Self::unregister) is called.
     pub unsafe fn register(&self) {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.cpu.register(self.hook()) }
+        self.hook.bind((self as *const Self).cast());
+        // SAFETY: the hook is a field of `self`, which the caller keeps in
+        // place and alive until `unregister`.
+        unsafe { self.cpu.register(&self.hook) }
     }
 
     /// Withdraws [`register`](Self::register); no flush runs afterwards.
     pub fn unregister(&self) {
-        self.cpu.unregister((self as *const Self).cast());
+        self.cpu.unregister(&self.hook);
     }
 
     /// Runs `f` while holding the depot lock, so tests can make a CPU's
@@ -379,4 +370,15 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             magazines_freed: self.mags_freed.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The slot-exit hook of a [`Magazines`].
+///
+/// # Safety
+/// `data` is the live `Magazines<C>` the hook was bound to (registered
+/// until `unregister`), and the caller owns `slot`.
+unsafe fn flush_hook<C: Cpu>(data: *const (), slot: usize) {
+    // SAFETY: the registration contract keeps `data` alive until
+    // `unregister`, and the platform owns `slot` exclusively.
+    unsafe { (*data.cast::<Magazines<'_, C>>()).flush_slot(slot) }
 }

@@ -1,20 +1,30 @@
 //! [`ThreadCpus`]: the std platform. Each thread gets a slot of its own
 //! while slots last, returns it (flushing its magazines to the depots) when
 //! it exits, and shares lock-protected slots beyond that.
+//!
+//! Nothing here allocates — the instance is a `static`, the hooks form an
+//! intrusive list, the CPU count and the clock come from `libc` — so the
+//! platform can sit under a `#[global_allocator]` (`kmalloc::KmallocGlobal`).
 
 extern crate std;
 
 use core::cell::Cell;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::boxed::Box;
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
-use std::vec::Vec;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::cpu::{Cpu, CpuGuard, SlotHook};
 
+/// At most this many exclusive slots (and shared ones), whatever the
+/// machine: the static arrays are this long.
+const MAX_EXCLUSIVE: usize = 256;
+const MAX_SHARED: usize = 64;
+
 const UNCLAIMED: usize = usize::MAX;
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
 
 /// The lock of one shared slot, on its own cache line. A bare flag rather
 /// than a `spin::Mutex`, so that a [`ThreadGuard`] is two words and comes
@@ -40,6 +50,13 @@ impl SharedSlot {
     }
 }
 
+/// The head of the intrusive list of registered hooks.
+struct Hooks(*const SlotHook);
+
+// SAFETY: the pointers are only followed under the `hooks` lock, and a hook
+// stays valid while it is on the list (the `Cpu::register` contract).
+unsafe impl Send for Hooks {}
+
 /// The process's CPU slots for the magazine layer in user space.
 ///
 /// Slots `0..exclusive` are owned by one thread each, claimed on the thread's
@@ -49,17 +66,29 @@ impl SharedSlot {
 /// on the thread) while pinned. When an owning thread exits, every
 /// registered magazine layer flushes that slot's magazines to its depot and
 /// the slot is free again.
+///
+/// There is one instance, [`ThreadCpus::global`]: a thread's slot number is
+/// a thread-local, so it can only index one set of slots.
 pub struct ThreadCpus {
-    exclusive: usize,
-    shared: usize,
-    owned: Box<[AtomicBool]>,
-    shared_locks: Box<[SharedSlot]>,
+    state: AtomicU8,
+    /// Set once, by `init`, before `state` becomes `READY`.
+    exclusive: AtomicUsize,
+    shared: AtomicUsize,
+    owned: [AtomicBool; MAX_EXCLUSIVE],
+    shared_locks: [SharedSlot; MAX_SHARED],
     next_shared: AtomicUsize,
-    hooks: Mutex<Vec<SlotHook>>,
-    epoch: Instant,
+    hooks: spin::Mutex<Hooks>,
 }
 
-static GLOBAL: OnceLock<ThreadCpus> = OnceLock::new();
+static GLOBAL: ThreadCpus = ThreadCpus {
+    state: AtomicU8::new(UNINIT),
+    exclusive: AtomicUsize::new(0),
+    shared: AtomicUsize::new(0),
+    owned: [const { AtomicBool::new(false) }; MAX_EXCLUSIVE],
+    shared_locks: [const { SharedSlot(AtomicBool::new(false)) }; MAX_SHARED],
+    next_shared: AtomicUsize::new(0),
+    hooks: spin::Mutex::new(Hooks(ptr::null())),
+};
 
 std::thread_local! {
     /// This thread's slot, or `UNCLAIMED`. No destructor, so reading it is a
@@ -78,9 +107,9 @@ struct Owner;
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let Some(cpus) = GLOBAL.get() else { return };
+        let cpus = &GLOBAL;
         let slot = SLOT.get();
-        if slot < cpus.exclusive {
+        if slot < cpus.exclusive_slots() {
             // From here on the thread (its remaining thread-local
             // destructors) pins a shared slot under its lock.
             SLOT.set(cpus.next_shared_slot());
@@ -89,45 +118,72 @@ impl Drop for Owner {
     }
 }
 
+/// CPUs this process may run on (its affinity mask), at least 1.
+fn online_cpus() -> usize {
+    // SAFETY: `set` is a plain bitmask the call fills in; `CPU_COUNT` reads
+    // it. Neither allocates.
+    let affinity = unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        if libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            libc::CPU_COUNT(&set) as usize
+        } else {
+            0
+        }
+    };
+    if affinity > 0 {
+        return affinity;
+    }
+    // SAFETY: a query with no pointers.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(online).unwrap_or(1).max(1)
+}
+
 impl ThreadCpus {
-    /// The process-wide instance: `4 × available_parallelism` exclusive
-    /// slots (at least 8, at most 256) and `available_parallelism` shared
-    /// ones.
+    /// The process-wide instance: `4 × CPUs` exclusive slots (at least 8, at
+    /// most 256) and one shared slot per CPU (at most 64), sized on first
+    /// use from the process's CPU affinity.
+    #[inline]
     pub fn global() -> &'static ThreadCpus {
-        GLOBAL.get_or_init(|| {
-            let n = std::thread::available_parallelism().map_or(4, |n| n.get());
-            ThreadCpus::new((4 * n).clamp(8, 256), n.max(1))
-        })
+        if GLOBAL.state.load(Ordering::Acquire) != READY {
+            GLOBAL.init();
+        }
+        &GLOBAL
     }
 
-    fn new(exclusive: usize, shared: usize) -> Self {
-        Self {
-            exclusive,
-            shared,
-            owned: (0..exclusive).map(|_| AtomicBool::new(false)).collect(),
-            shared_locks: (0..shared)
-                .map(|_| SharedSlot(AtomicBool::new(false)))
-                .collect(),
-            next_shared: AtomicUsize::new(0),
-            hooks: Mutex::new(Vec::new()),
-            epoch: Instant::now(),
+    #[cold]
+    fn init(&self) {
+        if self
+            .state
+            .compare_exchange(UNINIT, INITIALIZING, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
+        {
+            let n = online_cpus();
+            self.exclusive
+                .store((4 * n).clamp(8, MAX_EXCLUSIVE), Ordering::Relaxed);
+            self.shared.store(n.min(MAX_SHARED), Ordering::Relaxed);
+            self.state.store(READY, Ordering::Release);
+            return;
+        }
+        while self.state.load(Ordering::Acquire) != READY {
+            core::hint::spin_loop();
         }
     }
 
     /// Slots owned by one thread each.
+    #[inline]
     pub fn exclusive_slots(&self) -> usize {
-        self.exclusive
+        self.exclusive.load(Ordering::Relaxed)
     }
 
     /// Slots shared under a lock.
     pub fn shared_slots(&self) -> usize {
-        self.shared
+        self.shared.load(Ordering::Relaxed)
     }
 
     /// A thread's first pin: an exclusive slot if one is free and the thread
     /// can still run its exit hook, else a shared one.
     fn claim(&self) -> usize {
-        for (slot, owned) in self.owned.iter().enumerate() {
+        for (slot, owned) in self.owned[..self.exclusive_slots()].iter().enumerate() {
             if !owned.load(Ordering::Relaxed)
                 && owned
                     .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -145,7 +201,8 @@ impl ThreadCpus {
     }
 
     fn next_shared_slot(&self) -> usize {
-        self.exclusive + self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared
+        self.exclusive_slots()
+            + self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared_slots()
     }
 
     /// Pins a thread that has no exclusive slot: claims one on the first
@@ -157,7 +214,7 @@ impl ThreadCpus {
         if slot == UNCLAIMED {
             slot = self.claim();
             SLOT.set(slot);
-            if slot < self.exclusive {
+            if slot < self.exclusive_slots() {
                 return ThreadGuard {
                     slot,
                     lock: None,
@@ -170,12 +227,16 @@ impl ThreadCpus {
     }
 
     fn release(&self, slot: usize) {
-        let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
-        for hook in hooks.iter() {
-            // SAFETY: this thread owns `slot` until the store below, and a
-            // registered hook stays valid while it is in the list, which
-            // `unregister` cannot change while we hold the lock.
-            unsafe { (hook.flush)(hook.data, slot) };
+        let hooks = self.hooks.lock();
+        let mut at = hooks.0;
+        while !at.is_null() {
+            // SAFETY: a registered hook stays valid while it is on the list,
+            // which `unregister` cannot change while we hold the lock; this
+            // thread owns `slot` until the store below.
+            let hook = unsafe { &*at };
+            // SAFETY: as above.
+            unsafe { hook.call(slot) };
+            at = hook.next();
         }
         drop(hooks);
         self.owned[slot].store(false, Ordering::Release);
@@ -183,7 +244,7 @@ impl ThreadCpus {
 
     fn lock_shared(&self, slot: usize, nested: bool) -> ThreadGuard<'_> {
         let lock = (!nested).then(|| {
-            let lock = &self.shared_locks[slot - self.exclusive];
+            let lock = &self.shared_locks[slot - self.exclusive_slots()];
             lock.lock();
             lock
         });
@@ -206,7 +267,7 @@ pub struct ThreadGuard<'a> {
 impl ThreadGuard<'_> {
     /// True when the slot is this thread's own (no lock taken).
     pub fn is_exclusive(&self) -> bool {
-        self.lock.is_none() && GLOBAL.get().is_some_and(|c| self.slot < c.exclusive)
+        self.lock.is_none() && self.slot < GLOBAL.exclusive_slots()
     }
 }
 
@@ -229,19 +290,20 @@ impl Drop for ThreadGuard<'_> {
 // SAFETY: an exclusive slot is owned by one thread from its claim (an
 // acquire CAS) until its release (a release store after the hooks ran on
 // that thread); shared slots are pinned under their lock, nested only on the
-// thread that holds it; slots() is fixed at construction; hooks run on the
-// owning thread under `hooks`, which `unregister` takes.
+// thread that holds it; slots() is fixed once `global()` has returned (the
+// only way to reach the instance); hooks run on the owning thread under the
+// hook lock, which `unregister` takes.
 unsafe impl Cpu for ThreadCpus {
     type Guard<'a> = ThreadGuard<'a>;
 
     fn slots(&self) -> usize {
-        self.exclusive + self.shared
+        self.exclusive_slots() + self.shared_slots()
     }
 
     #[inline(always)]
     fn pin(&self) -> ThreadGuard<'_> {
         let slot = SLOT.get();
-        if slot < self.exclusive {
+        if slot < self.exclusive_slots() {
             return ThreadGuard {
                 slot,
                 lock: None,
@@ -252,20 +314,41 @@ unsafe impl Cpu for ThreadCpus {
     }
 
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-parameter; the monotonic clock always
+        // exists on Linux.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
     }
 
-    unsafe fn register(&self, hook: SlotHook) {
-        self.hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(hook);
+    unsafe fn register(&self, hook: &SlotHook) {
+        let mut hooks = self.hooks.lock();
+        hook.set_next(hooks.0);
+        hooks.0 = hook;
     }
 
-    fn unregister(&self, data: *const ()) {
-        self.hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|h| h.data != data);
+    fn unregister(&self, hook: &SlotHook) {
+        let mut hooks = self.hooks.lock();
+        let target: *const SlotHook = hook;
+        if hooks.0 == target {
+            hooks.0 = hook.next();
+            return;
+        }
+        let mut at = hooks.0;
+        while !at.is_null() {
+            // SAFETY: registered hooks are valid while on the list, which the
+            // held lock keeps still.
+            let h = unsafe { &*at };
+            if h.next() == target {
+                h.set_next(hook.next());
+                return;
+            }
+            at = h.next();
+        }
     }
 }

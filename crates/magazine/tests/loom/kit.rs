@@ -91,8 +91,14 @@ loom::thread_local! {
 /// then gives it back with a release store.
 pub(crate) struct Threads<const N: usize> {
     owned: [AtomicBool; N],
-    hooks: Mutex<Vec<SlotHook>>,
+    hooks: Mutex<Vec<HookPtr>>,
 }
+
+/// A registered hook (valid while registered: the `Cpu::register` contract).
+struct HookPtr(*const SlotHook);
+
+// SAFETY: only followed under the hook lock, while registered.
+unsafe impl Send for HookPtr {}
 
 impl<const N: usize> Threads<N> {
     pub(crate) fn new() -> Self {
@@ -120,7 +126,7 @@ impl<const N: usize> Threads<N> {
             // SAFETY: this thread owns `slot` until the store below, and a
             // hook stays valid while it is registered, which `unregister`
             // cannot change while the hook lock is held.
-            unsafe { (hook.flush)(hook.data, slot) };
+            unsafe { (*hook.0).call(slot) };
         }
         drop(hooks);
         self.owned[slot].store(false, Ordering::Release);
@@ -157,12 +163,13 @@ unsafe impl<const N: usize> Cpu for Threads<N> {
         0
     }
 
-    unsafe fn register(&self, hook: SlotHook) {
-        self.hooks.lock().unwrap().push(hook);
+    unsafe fn register(&self, hook: &SlotHook) {
+        self.hooks.lock().unwrap().push(HookPtr(hook));
     }
 
-    fn unregister(&self, data: *const ()) {
-        self.hooks.lock().unwrap().retain(|h| h.data != data);
+    fn unregister(&self, hook: &SlotHook) {
+        let target: *const SlotHook = hook;
+        self.hooks.lock().unwrap().retain(|h| h.0 != target);
     }
 }
 
