@@ -16,6 +16,8 @@ pub(crate) enum Task {
     Lint,
     /// The no_std builds and the freestanding program.
     Nostd,
+    /// The demo: the whole stack over fake physical memory, two threads.
+    Demo,
     /// The loom models of the magazine layer.
     Loom(LoomOpts),
     /// Benchmarks.
@@ -71,6 +73,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
         "help" | "-h" | "--help" => no_flags(&command, &rest).map(|()| Task::Help),
         "lint" => no_flags(&command, &rest).map(|()| Task::Lint),
         "nostd" => no_flags(&command, &rest).map(|()| Task::Nostd),
+        "demo" => no_flags(&command, &rest).map(|()| Task::Demo),
         "test" => {
             let mut opts = TestOpts::default();
             for arg in &rest {
@@ -187,6 +190,8 @@ mod tests {
     fn commands_without_flags_reject_them() {
         assert_eq!(parse_str("lint"), Ok(Task::Lint));
         assert_eq!(parse_str("nostd"), Ok(Task::Nostd));
+        assert_eq!(parse_str("demo"), Ok(Task::Demo));
+        assert!(parse_str("demo --fast").is_err());
         assert!(parse_str("lint --fix").is_err());
         assert!(parse_str("frobnicate").is_err());
     }

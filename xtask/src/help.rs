@@ -7,7 +7,9 @@ usage: cargo xtask <command> [flags]
 
 commands:
   test [--release] [--long]
-        cargo test --workspace (unit, integration and doc tests), then `nostd`.
+        cargo test --workspace --features kmalloc/std (unit, integration and
+        doc tests, the std global allocator's test binary included), then
+        `nostd`.
         --release  build and run the tests with optimizations
         --long     set KMEM_TEST_SCALE=10 for the tests (longer randomized runs)
         KMEM_TEST_SCALE=<n> in the environment is passed through to the tests,
@@ -35,6 +37,12 @@ commands:
         --preemptions <n>  set LOOM_MAX_PREEMPTIONS (default: each model's
                            own bound, exhaustive where affordable)
         Arguments after `--` go to the test binary (e.g. a model name).
+  demo
+        cargo run --release -p kmalloc --features std --example demo: boots
+        the whole stack over 64 MiB of fake physical memory, runs a mixed
+        workload on two threads (8 B to 256 KiB, half freed on the other
+        thread, an object cache with a constructor, an ID arena with xalloc)
+        and prints the ::kmastat report of every cache and arena.
   bench [--full] [-- <criterion args>]
         cargo bench -p kmem-benches --bench '*' (every bench target, not the
         library). Quick by default (--warm-up-time 1 --measurement-time 2);

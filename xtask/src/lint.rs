@@ -2,7 +2,8 @@
 //!
 //! 1. `cargo fmt --check` over the workspace and over `ci/nostd-boot` (which
 //!    is its own workspace, so `--all` does not reach it);
-//! 2. `cargo clippy --workspace --all-targets -- -D warnings`;
+//! 2. `cargo clippy --workspace --all-targets --features kmalloc/std -- -D
+//!    warnings` (the std code paths and their tests included);
 //! 3. the same clippy for `ci/nostd-boot`, with its own manifest and target
 //!    directory (see [`crate::nostd`]).
 //!
@@ -10,6 +11,7 @@
 
 use crate::nostd::{self, BOOT_MANIFEST};
 use crate::shell::{Cmd, Result};
+use crate::test::STD_FEATURES;
 
 /// Runs every lint step, stopping at the first failure.
 pub(crate) fn run() -> Result {
@@ -22,6 +24,8 @@ pub(crate) fn run() -> Result {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--features",
+            STD_FEATURES,
             "--",
             "-D",
             "warnings",

@@ -1,5 +1,5 @@
 //! `cargo xtask`: kmem's single entry point for testing, linting, the no_std
-//! proof, the loom models and benchmarks. CI calls only this (see `.ci/run`).
+//! proof, the loom models, the demo and benchmarks. CI calls only this (see `.ci/run`).
 //!
 //! Every subcommand lives in its own module and runs `$CARGO` (falling back to
 //! `cargo`) from the project root, printing each command before it runs it and
@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod demo;
 mod flags;
 mod help;
 mod lint;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Task::Lint => lint::run(),
         Task::Loom(opts) => loom::run(&opts),
         Task::Nostd => nostd::run(),
+        Task::Demo => demo::run(),
         Task::Bench(opts) => bench::run(&opts),
     };
     match result {

@@ -1,8 +1,10 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! 1. `cargo test --workspace` — unit, integration and doc tests of every
-//!    workspace member (`--workspace` is explicit because the root manifest's
-//!    `default-members` leaves `xtask` out). The freestanding program in
+//! 1. `cargo test --workspace --features kmalloc/std` — unit, integration
+//!    and doc tests of every workspace member (`--workspace` is explicit
+//!    because the root manifest's `default-members` leaves `xtask` out;
+//!    kmalloc's `std` feature brings in its test binary whose
+//!    `#[global_allocator]` is kmalloc). The freestanding program in
 //!    `ci/nostd-boot` is not a member, so it is not part of this step.
 //! 2. `cargo xtask nostd` — the no_std builds and the freestanding program.
 //!
@@ -14,12 +16,15 @@ use crate::flags::TestOpts;
 use crate::nostd;
 use crate::shell::{Cmd, Result};
 
+/// Features the test build turns on: kmalloc's std global allocator.
+pub(crate) const STD_FEATURES: &str = "kmalloc/std";
+
 /// `KMEM_TEST_SCALE` under `--long`.
 const LONG_SCALE: &str = "10";
 
 /// Runs the test suite and then the no_std checks.
 pub(crate) fn run(opts: &TestOpts) -> Result {
-    let mut cargo = Cmd::cargo().args(["test", "--workspace"]);
+    let mut cargo = Cmd::cargo().args(["test", "--workspace", "--features", STD_FEATURES]);
     if opts.release {
         cargo = cargo.arg("--release");
     }

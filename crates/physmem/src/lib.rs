@@ -87,6 +87,15 @@ impl PhysMem {
                 .is_some_and(|e| e <= self.start() + self.len())
     }
 
+    /// The whole region as bytes, for a boot that takes its memory as a
+    /// slice (`kmalloc::boot`).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the region is valid, initialized (zeroed) memory owned by
+        // `self`, and `&mut self` makes this the only access for the
+        // borrow's length.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len()) }
+    }
+
     /// A self-sufficient base arena over the whole region.
     ///
     /// # Panics
