@@ -89,68 +89,75 @@ fn main() {
     let start = Instant::now();
     let mut ram = PhysMem::new(64 << 20);
     let inodes = Inodes::default();
-    boot(ram.bytes_mut(), ThreadCpus::global(), &Config::default(), |k| {
-        // An object cache with a constructor, and an ID arena using xalloc.
-        let cache = k
-            .caches()
-            .create(
-                CacheBuilder::new("inode_cache", 256)
-                    .source(k.pages())
-                    .ops(&inodes),
-            )
-            .unwrap();
-        let pids = Arena::builder("pids")
-            .quantum(1)
-            .span(1, 1 << 16)
-            .tags_from(k.caches().base())
-            .build()
-            .unwrap();
-        let objs: Vec<usize> = (0..1000).map(|_| cache.alloc(AllocFlags::empty()).unwrap()).collect();
-        let pid_block = pids
-            .xalloc(64, &Constraints::new().align(64).nocross(1024))
-            .unwrap();
-        let pid = pids.alloc(1, Policy::NextFit).unwrap();
+    boot(
+        ram.bytes_mut(),
+        ThreadCpus::global(),
+        &Config::default(),
+        |k| {
+            // An object cache with a constructor, and an ID arena using xalloc.
+            let cache = k
+                .caches()
+                .create(
+                    CacheBuilder::new("inode_cache", 256)
+                        .source(k.pages())
+                        .ops(&inodes),
+                )
+                .unwrap();
+            let pids = Arena::builder("pids")
+                .quantum(1)
+                .span(1, 1 << 16)
+                .tags_from(k.caches().base())
+                .build()
+                .unwrap();
+            let objs: Vec<usize> = (0..1000)
+                .map(|_| cache.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            let pid_block = pids
+                .xalloc(64, &Constraints::new().align(64).nocross(1024))
+                .unwrap();
+            let pid = pids.alloc(1, Policy::NextFit).unwrap();
 
-        // Two threads of mixed sizes; the main thread frees what they hand over.
-        let (tx, rx) = mpsc::sync_channel(1024);
-        thread::scope(|s| {
-            for seed in [1, 2] {
-                let tx = tx.clone();
-                s.spawn(move || work(k, seed, tx));
-            }
-            drop(tx);
-            for (p, l) in rx {
-                free(k, p, l);
-            }
-        });
+            // Two threads of mixed sizes; the main thread frees what they hand over.
+            let (tx, rx) = mpsc::sync_channel(1024);
+            thread::scope(|s| {
+                for seed in [1, 2] {
+                    let tx = tx.clone();
+                    s.spawn(move || work(k, seed, tx));
+                }
+                drop(tx);
+                for (p, l) in rx {
+                    free(k, p, l);
+                }
+            });
 
-        for o in objs.iter().take(500) {
-            // SAFETY: allocated above, freed once.
-            unsafe { cache.free(*o) }.unwrap();
-        }
-        println!(
-            "kmem demo: {} ops on 2 threads (sizes 8 B-256 KiB, half freed on another \
+            for o in objs.iter().take(500) {
+                // SAFETY: allocated above, freed once.
+                unsafe { cache.free(*o) }.unwrap();
+            }
+            println!(
+                "kmem demo: {} ops on 2 threads (sizes 8 B-256 KiB, half freed on another \
              thread), 1000 inodes ({} constructed), PIDs {pid} and {pid_block}..{}",
-            2 * OPS,
-            inodes.built.load(Ordering::Relaxed),
-            pid_block + 64
-        );
-        println!();
-        let mut report = String::new();
-        k.report(&mut report).unwrap();
-        pids.vmem_row(&mut report).unwrap();
-        print!("{report}");
+                2 * OPS,
+                inodes.built.load(Ordering::Relaxed),
+                pid_block + 64
+            );
+            println!();
+            let mut report = String::new();
+            k.report(&mut report).unwrap();
+            pids.vmem_row(&mut report).unwrap();
+            print!("{report}");
 
-        for o in objs.into_iter().skip(500) {
-            // SAFETY: allocated above, freed once.
-            unsafe { cache.free(o) }.unwrap();
-        }
-        cache.destroy().unwrap();
-        pids.free(pid, 1).unwrap();
-        pids.xfree(pid_block, 64).unwrap();
-        k.caches().for_each(|c| c.check().unwrap());
-        k.pages().check().unwrap();
-    })
+            for o in objs.into_iter().skip(500) {
+                // SAFETY: allocated above, freed once.
+                unsafe { cache.free(o) }.unwrap();
+            }
+            cache.destroy().unwrap();
+            pids.free(pid, 1).unwrap();
+            pids.xfree(pid_block, 64).unwrap();
+            k.caches().for_each(|c| c.check().unwrap());
+            k.pages().check().unwrap();
+        },
+    )
     .unwrap();
     println!(
         "\nkmem demo: done in {:.2} s; every cache and arena passed its checker",
