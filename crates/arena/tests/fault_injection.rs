@@ -131,6 +131,23 @@ fn run_plan(plan: Plan, import_scale: u32, rng: &mut Rng) -> (u64, u64, u64) {
         let held: usize = live.iter().map(|l| l.size.next_multiple_of(256)).sum();
         assert_eq!(st.allocated, held, "{}", ctx());
     }
+    // How many imports the random phase makes depends on where the base
+    // arena's memory lies (alignment), so a late schedule may not have come
+    // due: force imports (a size no span holds) until it has.
+    while source.faults().injected() == 0 {
+        let size = (a.amt_total() + 256).next_multiple_of(256);
+        let (before, injected) = (ArenaState::of(&a), source.faults().injected());
+        match a.alloc(size, Policy::InstantFit) {
+            Ok(addr) => a.free(addr, size).unwrap(),
+            Err(e) => {
+                assert_eq!(e, AllocError::Exhausted, "{plan:?}");
+                assert!(source.faults().injected() > injected, "{plan:?}");
+                assert_eq!(ArenaState::of(&a), before, "{plan:?}: refusal changed it");
+                refused += 1;
+            }
+        }
+        a.check().unwrap();
+    }
     for l in live.drain(..) {
         free(&a, l);
         a.check().unwrap();
