@@ -113,11 +113,34 @@ pub enum Step {
     Free(u32),
 }
 
+/// Which constraints a trace's requests carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kinds {
+    /// Plain, aligned, aligned with a phase, nocross, windowed, or all of
+    /// these at once (one in six each).
+    All,
+    /// Plain or aligned (one in two each): what range-alloc and
+    /// vm-allocator can express.
+    AlignOnly,
+    /// No constraint: what offset-allocator can express.
+    Plain,
+}
+
+impl Kinds {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kinds::All => "all constraints",
+            Kinds::AlignOnly => "alignment only",
+            Kinds::Plain => "unconstrained",
+        }
+    }
+}
+
 /// A trace of `n` steps over the span `[base, base + len)`: allocations
-/// (55 %) of sizes log-uniform in 1..=1024 units, each plain, aligned,
-/// aligned with a phase, nocross, windowed, or all of these at once (one
-/// in six each), and frees of a random live allocation.
-pub fn trace(seed: u64, n: usize, base: usize, len: usize) -> Vec<Step> {
+/// (55 %) of sizes log-uniform in 1..=1024 units carrying the constraints
+/// `kinds` allows, and frees of a random live allocation.
+pub fn trace(seed: u64, n: usize, base: usize, len: usize, kinds: Kinds) -> Vec<Step> {
     let mut rng = Rng::new(seed);
     (0..n)
         .map(|_| {
@@ -127,7 +150,11 @@ pub fn trace(seed: u64, n: usize, base: usize, len: usize) -> Vec<Step> {
             let size = 1usize << rng.below(11);
             let size = rng.range(size / 2 + 1, size + 1).max(1);
             let mut r = Req::plain(size);
-            let kind = rng.below(6);
+            let kind = match kinds {
+                Kinds::All => rng.below(6),
+                Kinds::AlignOnly => rng.below(2),
+                Kinds::Plain => 0,
+            };
             if matches!(kind, 1 | 2 | 5) {
                 r.align = 1 << rng.below(13);
             }
@@ -207,7 +234,7 @@ impl Shadow {
 
 #[cfg(test)]
 mod tests {
-    use super::{fit_exists, trace, Req, Shadow, Step};
+    use super::{fit_exists, trace, Kinds, Req, Shadow, Step};
 
     #[test]
     fn first_fit_honours_every_constraint() {
@@ -257,7 +284,7 @@ mod tests {
 
     #[test]
     fn traces_are_valid() {
-        let t = trace(9, 5000, 1 << 20, 1 << 16);
+        let t = trace(9, 5000, 1 << 20, 1 << 16, Kinds::All);
         let allocs: Vec<Req> = t
             .iter()
             .filter_map(|s| match s {
@@ -272,5 +299,16 @@ mod tests {
             assert!(r.min < r.max && r.max - r.min >= r.size);
         }
         assert!(allocs.iter().any(Req::is_plain) && allocs.iter().any(|r| !r.align_only()));
+        let only = |k| {
+            trace(9, 2000, 1 << 20, 1 << 16, k)
+                .into_iter()
+                .filter_map(|s| match s {
+                    Step::Alloc(r) => Some(r),
+                    Step::Free(_) => None,
+                })
+                .collect::<Vec<Req>>()
+        };
+        assert!(only(Kinds::AlignOnly).iter().all(Req::align_only));
+        assert!(only(Kinds::Plain).iter().all(Req::is_plain));
     }
 }

@@ -38,6 +38,16 @@ impl RangeAllocPeer {
         }
     }
 
+    /// Allocates `size` units aligned to `align` (best fit); `None` when
+    /// range-alloc refuses.
+    pub fn try_alloc_aligned(&self, size: usize, align: usize) -> Option<usize> {
+        self.inner
+            .lock()
+            .allocate_range_aligned(size, align)
+            .ok()
+            .map(|r| r.start)
+    }
+
     /// True when nothing is allocated.
     pub fn is_empty(&self) -> bool {
         self.inner.lock().is_empty()

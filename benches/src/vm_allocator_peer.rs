@@ -50,6 +50,18 @@ impl VmAllocator {
     }
 }
 
+impl VmAllocator {
+    /// Allocates `size` units aligned to `align` (a power of two) by first
+    /// match; `None` when vm-allocator refuses.
+    pub fn try_alloc(&self, size: usize, align: usize) -> Option<usize> {
+        self.inner
+            .lock()
+            .allocate(size as u64, align as u64, AllocPolicy::FirstMatch)
+            .ok()
+            .map(|r| r.start() as usize)
+    }
+}
+
 impl RangeAlloc for VmAllocator {
     #[inline]
     fn alloc(&self, size: usize) -> usize {

@@ -99,10 +99,10 @@ impl<'c> Visit<'c> for V<'_, 'c> {
     }
 }
 
-/// `10^k` for the parameter names.
+/// `10^k` for the parameter names (plain below 1000).
 pub fn pow10(n: usize) -> String {
     let k = (n as f64).log10().round() as u32;
-    if 10usize.pow(k) == n {
+    if n >= 1000 && 10usize.pow(k) == n {
         format!("10^{k}")
     } else {
         n.to_string()

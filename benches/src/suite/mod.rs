@@ -7,9 +7,18 @@
 
 pub mod b1;
 pub mod b2;
+pub mod b3;
+pub mod b4;
+pub mod b5;
+pub mod b6;
+pub mod b7;
+pub mod b8;
+pub mod b8_util;
+pub mod b9;
 pub mod cli;
 pub mod footprint;
 pub mod stack;
+pub mod targets;
 
 pub use cli::Config;
 
@@ -32,6 +41,9 @@ pub fn run(cfg: &Config) -> Results {
             b1::run as fn(&Config, &stack::Stack<'_>, &mut Results),
         ),
         (b2::BENCH, b2::run),
+        (b3::BENCH, b3::run),
+        (b4::BENCH, b4::run),
+        (b6::BENCH, b6::run),
     ];
     if object.iter().any(|(b, _)| cfg.wants(b.id, b.title)) {
         let peers = stack::Peers::new();
@@ -43,13 +55,85 @@ pub fn run(cfg: &Config) -> Results {
             }
         });
     }
+    let standalone = [
+        (b5::BENCH, b5::run as fn(&Config, &mut Results)),
+        (b7::BENCH, b7::run),
+        (b8::BENCH, b8::run),
+        (b9::BENCH, b9::run),
+    ];
+    for (b, f) in standalone {
+        if cfg.wants(b.id, b.title) {
+            timed(&mut res, b.id, |res| f(cfg, res));
+        }
+    }
+    res.records.sort_by_key(|r| r.bench);
+    targets::evaluate(&mut res);
     res
 }
 
 /// The report's charts: file name, title, chart.
 pub fn charts(res: &Results) -> Vec<(&'static str, &'static str, crate::svg::LineChart)> {
-    let _ = res;
-    Vec::new()
+    use crate::report::{chart_from, line_chart};
+    let mut out = Vec::new();
+    let b5 = chart_from(res, "B5", "ns/pair", |p| {
+        let f = p.strip_prefix("F=")?;
+        let x = match f.strip_prefix("10^") {
+            Some(k) => 10f64.powi(k.parse().ok()?),
+            None => f.parse().ok()?,
+        };
+        Some((x, String::new()))
+    });
+    if !b5.is_empty() {
+        out.push((
+            "b5-latency.svg",
+            "B5: 2-unit alloc+free pair against free segments",
+            line_chart(
+                "B5: alloc+free pair vs free segments (log-log)",
+                "free segments F",
+                "ns per pair (median)",
+                true,
+                true,
+                b5,
+            ),
+        ));
+    }
+    for (prefix, file, title) in [
+        (
+            "B1 64 B, ",
+            "b3-scaling-b1.svg",
+            "B3: 64-byte pairs, threads sharing one allocator",
+        ),
+        (
+            "B2 10^4 replace, ",
+            "b3-scaling-b2.svg",
+            "B3: 10^4-object working set per thread",
+        ),
+    ] {
+        let mut series = chart_from(res, "B3", "ns/pair (all threads)", |p| {
+            let n = p.strip_prefix(prefix)?.strip_suffix(" thr")?.parse().ok()?;
+            Some((n, String::new()))
+        });
+        for s in &mut series {
+            for pt in &mut s.points {
+                pt.1 = 1e3 / pt.1;
+            }
+        }
+        if !series.is_empty() {
+            out.push((
+                file,
+                title,
+                line_chart(
+                    title,
+                    "threads",
+                    "M pairs/s, all threads (median)",
+                    false,
+                    false,
+                    series,
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// Runs one benchmark, prints its table and how long it took.
