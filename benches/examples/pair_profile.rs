@@ -27,41 +27,21 @@ use kmem_arena::{Arena, Policy};
 use kmem_benches::mixed::{with_kmalloc, Churn, Trace};
 use kmem_benches::object::{pair, Heap};
 use kmem_benches::slab_fixture::with_caches;
+use kmem_benches::suite::b8::metadata_per_segment;
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
 /// Prints the tag arena's bytes per live segment of an ID arena, with the
 /// live segments packed (contiguous) and fragmented (a free segment between
-/// each two, so the arena holds two tags per live segment).
+/// each two, so the arena holds two tags per live segment): the measurement
+/// B8 of `kmem-suite` reports.
 fn metadata() {
-    println!("| live segments | layout | metadata bytes | bytes per live segment |");
-    println!("|---:|---|---:|---:|");
+    println!("| live segments | layout | bytes per live segment |");
+    println!("|---:|---|---:|");
     for live in [1_000usize, 10_000, 100_000, 1_000_000] {
         for fragmented in [false, true] {
-            let ram = PhysMem::new(256 << 20);
-            let base = ram.base_arena("base", PAGE_SIZE);
-            let start = base.stats().allocated;
-            let ids = Arena::builder("ids")
-                .quantum(1)
-                .span(0, 1 << 40)
-                .tags_from(&base)
-                .build()
-                .unwrap();
-            let step = if fragmented { 2 } else { 1 };
-            let all: Vec<usize> = (0..step * live)
-                .map(|_| ids.alloc(1, Policy::InstantFit).unwrap())
-                .collect();
-            for &a in all.iter().skip(1).step_by(2).take_while(|_| fragmented) {
-                ids.free(a, 1).unwrap();
-            }
-            ids.rescale_hash();
-            ids.check().unwrap();
-            assert_eq!(ids.stats().live, live);
-            let bytes = base.stats().allocated - start;
             let layout = if fragmented { "fragmented" } else { "packed" };
-            println!(
-                "| {live} | {layout} | {bytes} | {:.1} |",
-                bytes as f64 / live as f64
-            );
+            let per = metadata_per_segment(live, fragmented);
+            println!("| {live} | {layout} | {per:.1} |");
         }
     }
 }

@@ -228,7 +228,7 @@ mod tests {
             let l = Layout::from_size_align(*size, if i % 5 == 0 { 64 } else { 8 }).unwrap();
             // SAFETY: non-zero size.
             let p = unsafe { a.alloc(l) };
-            assert!(!p.is_null() && p as usize % l.align() == 0);
+            assert!(!p.is_null() && (p as usize).is_multiple_of(l.align()));
             assert!(region.contains(p as usize, *size));
             held.push((p, l));
         }

@@ -20,9 +20,12 @@ use offset_allocator::{Allocation, Allocator};
 use crate::contender::RangeAlloc;
 use crate::heap_peers::{Region, RlsfTlsf};
 
+/// The allocator and its live handles, indexed by offset.
+type Handles = (Allocator<u32>, Vec<Option<Allocation<u32>>>);
+
 /// offset-allocator behind a lock, with its handle table.
 pub struct OffsetAlloc {
-    inner: spin::Mutex<(Allocator<u32>, Vec<Option<Allocation<u32>>>)>,
+    inner: spin::Mutex<Handles>,
 }
 
 impl OffsetAlloc {

@@ -1,11 +1,11 @@
 //! The suite's outputs besides the terminal: the JSON records (`--json`)
 //! and the markdown report with its SVG charts (`--report DIR`).
 
-use std::fmt::Write as _;
+use core::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::json::Json;
-use crate::results::{row, Results};
+use crate::results::{fmt_value, row, Results};
 use crate::svg::{LineChart, Series};
 
 /// Version of the JSON layout (bumped when a field changes meaning).
@@ -100,6 +100,53 @@ pub fn chart_from(
     series
 }
 
+/// Compact markdown tables of benchmark `bench`: one per unit, a row per
+/// parameter, a column per contender, each cell the median and, after it,
+/// the ratio to kmem in parentheses (`-`: not measured).
+pub fn pivot(res: &Results, bench: &str) -> String {
+    let rows: Vec<_> = res.records.iter().filter(|r| r.bench == bench).collect();
+    let mut units: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !units.contains(&r.unit) {
+            units.push(r.unit);
+        }
+    }
+    let mut out = String::new();
+    for unit in units {
+        let of_unit: Vec<_> = rows.iter().filter(|r| r.unit == unit).collect();
+        let mut params: Vec<&str> = Vec::new();
+        let mut contenders: Vec<&str> = Vec::new();
+        for r in &of_unit {
+            if !params.contains(&r.param.as_str()) {
+                params.push(&r.param);
+            }
+            if !contenders.contains(&r.contender.as_str()) {
+                contenders.push(&r.contender);
+            }
+        }
+        let _ = writeln!(out, "\n| {unit} | {} |", contenders.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(contenders.len()));
+        for p in params {
+            let cells: Vec<String> = contenders
+                .iter()
+                .map(|c| {
+                    of_unit
+                        .iter()
+                        .find(|r| r.param == p && r.contender == *c)
+                        .map_or("-".into(), |r| match r.ratio {
+                            Some(x) if !r.kmem => {
+                                format!("{} ({}x)", fmt_value(r.median), fmt_value(x))
+                            }
+                            _ => fmt_value(r.median),
+                        })
+                })
+                .collect();
+            let _ = writeln!(out, "| {p} | {} |", cells.join(" | "));
+        }
+    }
+    out
+}
+
 /// Writes `report.md` and the charts into `dir`; returns the report's path.
 ///
 /// # Errors
@@ -145,6 +192,8 @@ pub fn write_dir(res: &Results, dir: &Path) -> std::io::Result<PathBuf> {
             for (_, n) in res.notes.iter().filter(|(id, _)| *id == r.bench) {
                 let _ = writeln!(md, "- {n}");
             }
+            md.push_str(&pivot(res, r.bench));
+            let _ = writeln!(md, "\nAll records:");
             let _ = writeln!(
                 md,
                 "\n| parameter | contender | median | unit | ratio to kmem | samples | note |"
@@ -210,6 +259,9 @@ mod tests {
         let path = write_dir(&res, &dir).unwrap();
         let md = std::fs::read_to_string(&path).unwrap();
         assert!(md.contains("## B5") && md.contains("- a note") && md.contains("| F=100 | kmem |"));
+        let p = super::pivot(&res, "B5");
+        assert!(p.contains("| ns/pair | kmem | vmem |"));
+        assert!(p.contains("| F=10 | 50.00 | - |") && p.contains("| F=100 | 52.00 | - |"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -240,7 +240,7 @@ mod tests {
     fn values_format() {
         assert_eq!(fmt_value(1234.6), "1235");
         assert_eq!(fmt_value(123.45), "123.5");
-        assert_eq!(fmt_value(3.14159), "3.14");
+        assert_eq!(fmt_value(3.25159), "3.25");
         assert_eq!(fmt_value(0.25), "0.250");
         assert_eq!(fmt_value(f64::NAN), "-");
     }

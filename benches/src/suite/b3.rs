@@ -63,8 +63,8 @@ impl<'t> LiveSets<'t> {
 
 fn plan(cfg: &Config) -> Plan {
     Plan {
-        rounds: cfg.pick(7, 21),
-        target: Duration::from_millis(cfg.pick(8, 20)),
+        rounds: cfg.pick(11, 31),
+        target: Duration::from_millis(cfg.pick(10, 20)),
     }
 }
 

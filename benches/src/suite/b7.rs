@@ -247,7 +247,7 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
             .unwrap_or_default();
         *m2.lock().expect("panic message") = format!("{text}{loc}");
     }));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let r = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f));
     std::panic::set_hook(old);
     r.map_err(|_| msg.lock().expect("panic message").clone())
 }

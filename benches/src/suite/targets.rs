@@ -81,8 +81,7 @@ pub fn evaluate(res: &mut Results) {
         "arena instant-fit pair vs free segments 1..10^6",
         "slowest/fastest <= 1.3",
         "B5 flatness",
-        median(res, "B5", flat, "slowest/fastest F")
-            .map(|x| (format!("{}", fmt_value(x)), x <= 1.3)),
+        median(res, "B5", flat, "slowest/fastest F").map(|x| (fmt_value(x), x <= 1.3)),
     ));
     let f4 = "F=10^4";
     let peers = ["vmem", "vm-allocator", "range-alloc"];
