@@ -18,6 +18,10 @@ pub(crate) enum Task {
     Nostd,
     /// The demo: the whole stack over fake physical memory, two threads.
     Demo,
+    /// The multi-threaded stress binary.
+    Stress(StressOpts),
+    /// The test suite and the stress binary under the sanitizers.
+    Sanitize,
     /// The loom models of the magazine layer.
     Loom(LoomOpts),
     /// Benchmarks.
@@ -41,6 +45,27 @@ pub(crate) struct LoomOpts {
     pub(crate) preemptions: Option<usize>,
     /// Extra arguments for the test binary (everything after `--`).
     pub(crate) extra: Vec<String>,
+}
+
+/// Flags of `cargo xtask stress`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct StressOpts {
+    /// Worker threads.
+    pub(crate) threads: usize,
+    /// Operations per thread.
+    pub(crate) ops: u64,
+    /// Seed of every thread's generator.
+    pub(crate) seed: u64,
+}
+
+impl Default for StressOpts {
+    fn default() -> Self {
+        Self {
+            threads: 4,
+            ops: 1_000_000,
+            seed: 1,
+        }
+    }
 }
 
 /// Flags of `cargo xtask bench`.
@@ -74,6 +99,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
         "lint" => no_flags(&command, &rest).map(|()| Task::Lint),
         "nostd" => no_flags(&command, &rest).map(|()| Task::Nostd),
         "demo" => no_flags(&command, &rest).map(|()| Task::Demo),
+        "sanitize" => no_flags(&command, &rest).map(|()| Task::Sanitize),
+        "stress" => {
+            let mut opts = StressOpts::default();
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                let mut value = |name: &str| -> Result<u64, UsageError> {
+                    rest.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| UsageError(format!("`stress {name}` needs a number")))
+                };
+                match arg.as_str() {
+                    "--threads" => opts.threads = value("--threads")?.max(1) as usize,
+                    "--ops" => opts.ops = value("--ops")?,
+                    "--seed" => opts.seed = value("--seed")?,
+                    _ => return Err(unknown_flag(&command, arg)),
+                }
+            }
+            Ok(Task::Stress(opts))
+        }
         "test" => {
             let mut opts = TestOpts::default();
             for arg in &rest {
@@ -187,10 +231,28 @@ mod tests {
     }
 
     #[test]
+    fn stress_flags() {
+        assert_eq!(parse_str("stress"), Ok(Task::Stress(StressOpts::default())));
+        assert_eq!(
+            parse_str("stress --threads 8 --ops 5 --seed 9"),
+            Ok(Task::Stress(StressOpts {
+                threads: 8,
+                ops: 5,
+                seed: 9
+            }))
+        );
+        assert!(parse_str("stress --threads").is_err());
+        assert!(parse_str("stress --ops many").is_err());
+        assert!(parse_str("stress --fast").is_err());
+    }
+
+    #[test]
     fn commands_without_flags_reject_them() {
         assert_eq!(parse_str("lint"), Ok(Task::Lint));
         assert_eq!(parse_str("nostd"), Ok(Task::Nostd));
         assert_eq!(parse_str("demo"), Ok(Task::Demo));
+        assert_eq!(parse_str("sanitize"), Ok(Task::Sanitize));
+        assert!(parse_str("sanitize --thread").is_err());
         assert!(parse_str("demo --fast").is_err());
         assert!(parse_str("lint --fix").is_err());
         assert!(parse_str("frobnicate").is_err());

@@ -37,6 +37,20 @@ commands:
         --preemptions <n>  set LOOM_MAX_PREEMPTIONS (default: each model's
                            own bound, exhaustive where affordable)
         Arguments after `--` go to the test binary (e.g. a model name).
+  stress [--threads N] [--ops M] [--seed S]
+        the multi-threaded stress binary (crates/kmalloc/examples/stress.rs)
+        in release mode: every layer at once (kmalloc with realloc, an
+        object cache with a constructor, a memory arena with xalloc, an ID
+        arena with quantum caches), canaries in every object, a third of the
+        objects freed by other threads, every checker and count at the end.
+        Prints the operations done and the violations; fails on any.
+        Defaults: 4 threads, 1000000 operations each, seed 1.
+  sanitize
+        nightly AddressSanitizer over the test suite and the stress binary,
+        with --cfg kmem_asan: free segments, free objects (magazines too) and
+        unused fake RAM are poisoned, so a use after free inside the managed
+        memory is reported; leaks checked (suppressions: ci/lsan.supp). Then
+        ThreadSanitizer over the stress binary. Skips without nightly.
   demo
         cargo run --release -p kmalloc --features std --example demo: boots
         the whole stack over 64 MiB of fake physical memory, runs a mixed

@@ -1,5 +1,6 @@
 //! `cargo xtask`: kmem's single entry point for testing, linting, the no_std
-//! proof, the loom models, the demo and benchmarks. CI calls only this (see `.ci/run`).
+//! proof, the loom models, stress and sanitizer runs, the demo and
+//! benchmarks. CI calls only this (see `.ci/run`).
 //!
 //! Every subcommand lives in its own module and runs `$CARGO` (falling back to
 //! `cargo`) from the project root, printing each command before it runs it and
@@ -16,7 +17,9 @@ mod help;
 mod lint;
 mod loom;
 mod nostd;
+mod sanitize;
 mod shell;
+mod stress;
 mod test;
 
 use std::process::ExitCode;
@@ -43,6 +46,8 @@ fn main() -> ExitCode {
         Task::Loom(opts) => loom::run(&opts),
         Task::Nostd => nostd::run(),
         Task::Demo => demo::run(),
+        Task::Stress(opts) => stress::run(&opts),
+        Task::Sanitize => sanitize::run(),
         Task::Bench(opts) => bench::run(&opts),
     };
     match result {

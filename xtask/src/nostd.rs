@@ -24,8 +24,9 @@ use std::path::Path;
 
 use crate::shell::{project_root, Cmd, Error, Result};
 
-/// Library crates that are std-only by design and skipped here.
-const STD_ONLY: &[&str] = &["kmem-physmem"];
+/// Library crates that are std-only by design and skipped here: the test
+/// harness (fake physical memory) and the fuzz harness.
+const STD_ONLY: &[&str] = &["kmem-physmem", "kmem-fuzz"];
 
 /// Bare-metal targets the crates are built for when rustup has them.
 const BARE_TARGETS: &[&str] = &[

@@ -95,6 +95,7 @@ impl<'a> Arena<'a> {
         }
         if g.tags.unused() >= 3 {
             g.add_span(base, size, false);
+            crate::asan::poison(base, size);
             return Ok(());
         }
         let pages = g.tags.pages_for_next_chunk();
@@ -108,6 +109,7 @@ impl<'a> Arena<'a> {
         unsafe { g.tags.donate(base as *mut u8, carve, false) };
         let seg = g.add_span(base, size, false);
         g.carve_at(seg, carve);
+        crate::asan::poison(base + carve, size - carve);
         Ok(())
     }
 
@@ -141,6 +143,8 @@ impl<'a> Arena<'a> {
             if self.base {
                 let size = self.tag_pages_size(pages);
                 let carved = g.carve(size, |tags: &mut Tags, start| {
+                    // The tag store writes into it from here on.
+                    crate::asan::unpoison(start, size);
                     // SAFETY: a base arena's free segments are memory it owns
                     // (`new_base`/`add_memory` contract); the carved segment is
                     // marked allocated metadata, so nothing else uses it.
@@ -217,7 +221,12 @@ impl<'a> Arena<'a> {
                 _ => g.alloc_best(size),
             };
             if let Some(addr) = got {
-                return Ok(self.finish(g, addr));
+                let addr = self.finish(g, addr);
+                #[cfg(kmem_asan)]
+                if self.memory {
+                    crate::asan::unpoison(addr, size);
+                }
+                return Ok(addr);
             }
             if self.source.is_none() || round == IMPORT_ROUNDS {
                 g.counters.fails += 1;
@@ -250,7 +259,12 @@ impl<'a> Arena<'a> {
                 Policy::InstantFit => g.xalloc_lists(fit, imported.is_some()),
             };
             if let Some(addr) = got {
-                return Ok(self.finish(g, addr));
+                let addr = self.finish(g, addr);
+                #[cfg(kmem_asan)]
+                if self.memory {
+                    crate::asan::unpoison(addr, fit.size);
+                }
+                return Ok(addr);
             }
             // A span imported for this request that did not help goes back.
             let stranded = imported.and_then(|base| g.take_free_span(base).map(|s| (base, s)));
@@ -335,6 +349,10 @@ impl<'a> Arena<'a> {
             return Err(AllocError::BadImport);
         }
         g.add_span(base, want, true);
+        #[cfg(kmem_asan)]
+        if self.memory {
+            crate::asan::poison(base, want);
+        }
         g.counters.imports += 1;
         Ok((base, want))
     }
@@ -385,6 +403,12 @@ impl<'a> Arena<'a> {
                 size,
                 expected: t.size,
             });
+        }
+        // Poisoned before it is free: once it is, another thread may take
+        // it (and unpoison it) as soon as the lock drops.
+        #[cfg(kmem_asan)]
+        if self.memory {
+            crate::asan::poison(addr, size);
         }
         let released = s.free(id, self.source.is_some());
         if meta {

@@ -62,6 +62,7 @@
 #![no_std]
 
 pub mod arena;
+pub mod asan;
 mod builder;
 mod check;
 mod error;

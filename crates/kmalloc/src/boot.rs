@@ -207,18 +207,21 @@ pub fn boot<C: Cpu, R>(
     config: &Config<'_>,
     f: impl FnOnce(&Kmalloc<'_, C>) -> R,
 ) -> Result<R, BootError> {
-    struct Teardown<'a, C: Cpu>(NonNull<Stack<'a, C>>);
+    struct Teardown<'a, C: Cpu>(NonNull<Stack<'a, C>>, usize, usize);
     impl<C: Cpu> Drop for Teardown<'_, C> {
         fn drop(&mut self) {
             // SAFETY: placed by `boot`; `f` has returned or unwound, so no
             // reference into the stack is used again.
-            unsafe { teardown(self.0) }
+            unsafe { teardown(self.0) };
+            // AddressSanitizer builds: the caller gets its memory back
+            // without the poison of what was free in it.
+            kmem_arena::asan::unpoison(self.1, self.2);
         }
     }
     // SAFETY: `mem` is borrowed exclusively for this call and the stack is
     // torn down before it returns.
     let stack = unsafe { place(mem.as_mut_ptr() as usize, mem.len(), cpu, config) }?;
-    let guard = Teardown(stack);
+    let guard = Teardown(stack, mem.as_ptr() as usize, mem.len());
     // SAFETY: placed above; lives until `guard` drops.
     let r = f(unsafe { kmalloc_of(stack) });
     drop(guard);

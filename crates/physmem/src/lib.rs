@@ -111,6 +111,9 @@ impl PhysMem {
 
 impl Drop for PhysMem {
     fn drop(&mut self) {
+        // Arenas over it (AddressSanitizer builds) leave free parts
+        // poisoned; the system allocator gets it back clean.
+        kmem_arena::asan::unpoison(self.start(), self.len());
         // SAFETY: allocated in `new` with this layout; arenas over it borrow
         // `self`, so none outlives this point.
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) };

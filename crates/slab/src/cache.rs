@@ -324,6 +324,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if let Some(mags) = &self.mags {
             if !self.flags.contains(CacheFlags::DEBUG) && !flags.contains(AllocFlags::ZERO) {
                 if let Some(obj) = mags.alloc() {
+                    #[cfg(kmem_asan)]
+                    self.asan_unpoison(obj);
                     return Ok(obj);
                 }
                 return self.alloc_from_slab(src, flags);
@@ -344,6 +346,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             return Err(AllocError::NotMemory);
         }
         if let Some(obj) = self.mags.as_ref().and_then(Magazines::alloc) {
+            #[cfg(kmem_asan)]
+            self.asan_unpoison(obj);
             if self.flags.contains(CacheFlags::DEBUG) {
                 self.slab.lock().mark(&self.geo, obj, BufState::Allocated);
             }
@@ -351,6 +355,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             return Ok(obj);
         }
         self.alloc_from_slab(src, flags)
+    }
+
+    /// AddressSanitizer builds: `obj` is allocated again.
+    #[cfg(kmem_asan)]
+    fn asan_unpoison(&self, obj: usize) {
+        if self.memory {
+            kmem_arena::asan::unpoison(obj, self.geo.size);
+        }
+    }
+
+    /// AddressSanitizer builds: `obj` (checked to be one of this cache's
+    /// allocated objects, so foreign memory is never poisoned) is free.
+    #[cfg(kmem_asan)]
+    fn asan_poison(&self, st: &SlabState, obj: usize) {
+        if self.memory && st.validate(&self.geo, obj, From::User).is_ok() {
+            kmem_arena::asan::poison(obj, self.geo.size);
+        }
     }
 
     fn zero_if(&self, obj: usize, flags: AllocFlags) {
@@ -383,6 +404,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     .expect("kmem-slab: a fresh slab has objects")
             }
         };
+        #[cfg(kmem_asan)]
+        self.asan_unpoison(obj);
         st.direct_allocs += 1;
         let rescale = st.hash.resize_target(false).is_some();
         drop(st);
@@ -392,6 +415,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if let Some(ops) = self.ops {
             if ops.construct(obj, flags).is_err() {
                 let mut st = self.slab.lock();
+                #[cfg(kmem_asan)]
+                self.asan_poison(&st, obj);
                 let back = st.give(&self.geo, obj, From::User);
                 debug_assert!(back.is_ok());
                 st.direct_allocs -= 1;
@@ -422,6 +447,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
         if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
             if !self.flags.contains(CacheFlags::DEBUG) {
+                #[cfg(kmem_asan)]
+                self.asan_poison(&self.slab.lock(), obj);
                 return match mags.free(obj, &MagSrc(&ctx.magazine_cache)) {
                     Ok(()) => Ok(()),
                     Err(obj) => self.free_to_slab(obj, From::User),
@@ -446,6 +473,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let mut st = self.slab.lock();
         let checked = st.validate(&self.geo, obj, From::User);
         if checked.is_ok() {
+            #[cfg(kmem_asan)]
+            self.asan_poison(&st, obj);
             st.mark(&self.geo, obj, BufState::Cached);
         }
         drop(st);
@@ -468,9 +497,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     pub(crate) fn release(&self, obj: usize, from: From, user: bool) -> Result<(), BadFree> {
         if let Some(ops) = self.ops {
             self.slab.lock().validate(&self.geo, obj, from)?;
+            #[cfg(kmem_asan)]
+            self.asan_unpoison(obj);
             ops.destruct(obj);
         }
         let mut st = self.slab.lock();
+        #[cfg(kmem_asan)]
+        if self.memory && st.validate(&self.geo, obj, from).is_ok() {
+            kmem_arena::asan::poison(obj, self.geo.size);
+        }
         st.give(&self.geo, obj, from)?;
         if user {
             st.direct_frees += 1;

@@ -120,6 +120,33 @@ pub(crate) unsafe fn write_link(obj: usize, next: usize) {
     unsafe { ptr::write(obj as *mut usize, next) }
 }
 
+/// [`read_link`] of a free small object, whose memory AddressSanitizer
+/// builds keep poisoned: the link word is unpoisoned just for the read.
+///
+/// # Safety
+/// As [`read_link`].
+#[inline]
+pub(crate) unsafe fn read_free_link(obj: usize) -> usize {
+    kmem_arena::asan::unpoison(obj, 8);
+    // SAFETY: forwarded.
+    let next = unsafe { read_link(obj) };
+    kmem_arena::asan::poison(obj, 8);
+    next
+}
+
+/// [`write_link`] of an object being freed, leaving the link word poisoned
+/// (in AddressSanitizer builds) like the rest of a free object.
+///
+/// # Safety
+/// As [`write_link`].
+#[inline]
+pub(crate) unsafe fn write_free_link(obj: usize, next: usize) {
+    kmem_arena::asan::unpoison(obj, 8);
+    // SAFETY: forwarded.
+    unsafe { write_link(obj, next) };
+    kmem_arena::asan::poison(obj, 8);
+}
+
 /// Fills `len` bytes at `obj` with zeroes.
 ///
 /// # Safety

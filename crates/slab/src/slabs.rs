@@ -103,7 +103,7 @@ impl SlabState {
                 let obj = s.free_obj;
                 debug_assert_ne!(obj, NONE);
                 // SAFETY: `obj` is the head of this slab's free chain.
-                s.free_obj = unsafe { raw::read_link(obj) };
+                s.free_obj = unsafe { raw::read_free_link(obj) };
                 let i = geo
                     .index(s.base, obj)
                     .expect("kmem-slab: corrupt free chain");
@@ -213,7 +213,7 @@ impl SlabState {
                 let bits = unsafe { raw::bitmap(slab, bitmap_words) };
                 bits[i / 64] &= !(1 << (i % 64));
                 // SAFETY: `obj` is an object of this slab, free from now on.
-                unsafe { raw::write_link(obj, s.free_obj) };
+                unsafe { raw::write_free_link(obj, s.free_obj) };
                 s.free_obj = obj;
             }
             (Layout::Bufctl, Some(bc)) => {
@@ -322,7 +322,7 @@ impl SlabState {
                                 return Err(CheckError::BadState { slab: err_base });
                             }
                             // SAFETY: a free object of this slab.
-                            obj = unsafe { raw::read_link(obj) };
+                            obj = unsafe { raw::read_free_link(obj) };
                         }
                         if obj != NONE {
                             return Err(CheckError::FreeCount { slab: err_base });
@@ -390,7 +390,7 @@ pub(crate) unsafe fn build_small(geo: &Geometry, base: usize) -> NonNull<SlabHea
     for i in (0..geo.per_slab as usize).rev() {
         let obj = base + i * geo.size;
         // SAFETY: `obj` is an object of this unused slab.
-        unsafe { raw::write_link(obj, next) };
+        unsafe { raw::write_free_link(obj, next) };
         next = obj;
     }
     // SAFETY: the header was just written.

@@ -34,15 +34,22 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.free_buffer(src, base);
             return Err(AllocError::Exhausted);
         }
-        match self.geo.layout {
+        let slab = match self.geo.layout {
             Layout::Small { .. } => {
                 // SAFETY: a fresh, aligned slab buffer from a memory source.
-                Ok(unsafe { slabs::build_small(&self.geo, base) })
+                unsafe { slabs::build_small(&self.geo, base) }
             }
             Layout::Bufctl => self
                 .grow_bufctl(base)
-                .inspect_err(|_| self.free_buffer(src, base)),
+                .inspect_err(|_| self.free_buffer(src, base))?,
+        };
+        // Every object of a fresh slab is free (the header of a small slab,
+        // after them, stays usable).
+        #[cfg(kmem_asan)]
+        if self.memory {
+            kmem_arena::asan::poison(base, self.geo.per_slab as usize * self.geo.size);
         }
+        Ok(slab)
     }
 
     fn grow_bufctl(&self, base: usize) -> Result<NonNull<SlabHeader>, AllocError> {

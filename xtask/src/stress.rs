@@ -1,0 +1,34 @@
+//! `cargo xtask stress [--threads N] [--ops M] [--seed S]`: the
+//! multi-threaded stress binary (`crates/kmalloc/examples/stress.rs`) in
+//! release mode: operation mixes over every layer at once, canaries in every
+//! object, objects freed on other threads, every checker at the end. It
+//! prints the operations done and the violations found, and fails on any.
+
+use crate::flags::StressOpts;
+use crate::shell::{Cmd, Result};
+
+/// The cargo arguments that build and run the stress binary (the sanitizer
+/// runs add a target and a target directory in front of `--`).
+pub(crate) const STRESS: [&str; 6] = ["-p", "kmalloc", "--features", "std", "--example", "stress"];
+
+/// The binary's own arguments for `opts`.
+pub(crate) fn stress_args(opts: &StressOpts) -> Vec<String> {
+    vec![
+        "--threads".into(),
+        opts.threads.to_string(),
+        "--ops".into(),
+        opts.ops.to_string(),
+        "--seed".into(),
+        opts.seed.to_string(),
+    ]
+}
+
+/// Builds and runs the stress binary.
+pub(crate) fn run(opts: &StressOpts) -> Result {
+    Cmd::cargo()
+        .args(["run", "--release"])
+        .args(STRESS)
+        .arg("--")
+        .args(stress_args(opts))
+        .run()
+}
