@@ -48,6 +48,59 @@ impl Machine {
     }
 }
 
+/// CPU time used so far, in clock ticks: the whole machine's busy time
+/// (`/proc/stat`, all but idle and iowait) and this process's (`utime +
+/// stime` of `/proc/self/stat`). Their difference over an interval is what
+/// other processes took: the noise a shared machine put into a benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Busy ticks of all CPUs.
+    pub machine: u64,
+    /// This process's ticks.
+    pub process: u64,
+}
+
+impl CpuTicks {
+    /// Reads both counters now (zeros where `/proc` is unreadable).
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        Self {
+            machine: machine_busy(&stat).unwrap_or(0),
+            process: process_ticks(&own).unwrap_or(0),
+        }
+    }
+
+    /// Seconds of CPU other processes used since `earlier` (100 ticks per
+    /// second, Linux's `USER_HZ`).
+    pub fn others_since(&self, earlier: &Self) -> f64 {
+        let machine = self.machine.saturating_sub(earlier.machine);
+        let own = self.process.saturating_sub(earlier.process);
+        machine.saturating_sub(own) as f64 / 100.0
+    }
+}
+
+/// Busy ticks from the `cpu` line of a `/proc/stat` text.
+pub fn machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = v.iter().take(8).sum();
+    Some(total - v.get(3)? - v.get(4).copied().unwrap_or(0))
+}
+
+/// `utime + stime` from a `/proc/<pid>/stat` text (fields 14 and 15,
+/// counted after the parenthesised command name, which may hold spaces).
+pub fn process_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 /// The value of the first `model name` line of a `/proc/cpuinfo` text.
 pub fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|l| {
@@ -80,7 +133,26 @@ pub fn utc_date_time(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_model, utc_date_time, Machine};
+    use super::{cpu_model, machine_busy, process_ticks, utc_date_time, CpuTicks, Machine};
+
+    #[test]
+    fn proc_parsing() {
+        let stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4\n";
+        assert_eq!(machine_busy(stat), Some(100 + 5 + 50 + 1 + 2 + 3));
+        let own = "4242 (kmem suite) R 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20";
+        assert_eq!(process_ticks(own), Some(100));
+        let a = CpuTicks {
+            machine: 1000,
+            process: 500,
+        };
+        let b = CpuTicks {
+            machine: 1300,
+            process: 700,
+        };
+        assert_eq!(b.others_since(&a), 1.0);
+        let now = CpuTicks::now();
+        assert!(now.machine >= now.process / 2);
+    }
 
     #[test]
     fn dates() {

@@ -92,13 +92,13 @@ impl Config {
         if self.full {
             31
         } else {
-            15
+            21
         }
     }
 
     /// Length of one contender's batch in a round.
     pub fn batch(&self) -> Duration {
-        Duration::from_millis(if self.full { 10 } else { 3 })
+        Duration::from_millis(if self.full { 10 } else { 4 })
     }
 
     /// Picks the quick or the full value.

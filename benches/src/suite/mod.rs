@@ -24,7 +24,7 @@ pub use cli::Config;
 
 use std::time::Instant;
 
-use crate::machine::Machine;
+use crate::machine::{CpuTicks, Machine};
 use crate::results::Results;
 
 /// Runs every selected benchmark.
@@ -136,11 +136,23 @@ pub fn charts(res: &Results) -> Vec<(&'static str, &'static str, crate::svg::Lin
     out
 }
 
-/// Runs one benchmark, prints its table and how long it took.
-fn timed(res: &mut Results, id: &str, f: impl FnOnce(&mut Results)) {
+/// Runs one benchmark, prints its table, how long it took and how much
+/// CPU other processes took meanwhile (recorded as a note: the noise).
+fn timed(res: &mut Results, id: &'static str, f: impl FnOnce(&mut Results)) {
     let from = res.records.len();
     let t = Instant::now();
+    let ticks = CpuTicks::now();
     f(res);
+    let others = CpuTicks::now().others_since(&ticks);
+    let wall = t.elapsed().as_secs_f64();
     res.print_since(from);
-    println!("({id} took {:.1} s)", t.elapsed().as_secs_f64());
+    println!("({id} took {wall:.1} s)");
+    res.note(
+        id,
+        format!(
+            "other processes used {others:.1} CPU-s during this benchmark's {wall:.1} s \
+             ({:.0} % of one CPU)",
+            others / wall * 100.0
+        ),
+    );
 }
