@@ -7,7 +7,7 @@
 //! (8..=512 bytes, free list through the objects), bufctl objects
 //! (513..=4096 bytes), or `NOTOUCH` caches of IDs; each optionally `DEBUG`,
 //! `NOMAGAZINE`, and with counting constructor and destructor whose
-//! constructor fails on a [`Plan`](crate::Plan). The model is the set of
+//! constructor fails on a [`Plan`]. The model is the set of
 //! live objects of each cache and the owner of every live address.
 //!
 //! Checked per action:
