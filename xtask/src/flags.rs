@@ -22,6 +22,8 @@ pub(crate) enum Task {
     Stress(StressOpts),
     /// The test suite and the stress binary under the sanitizers.
     Sanitize,
+    /// The cargo-fuzz targets in fuzz/.
+    Fuzz(FuzzOpts),
     /// The loom models of the magazine layer.
     Loom(LoomOpts),
     /// Benchmarks.
@@ -68,6 +70,24 @@ impl Default for StressOpts {
     }
 }
 
+/// Flags of `cargo xtask fuzz`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct FuzzOpts {
+    /// Seconds per target.
+    pub(crate) seconds: u64,
+    /// Targets to run (all when empty).
+    pub(crate) targets: Vec<String>,
+}
+
+impl Default for FuzzOpts {
+    fn default() -> Self {
+        Self {
+            seconds: crate::fuzz::DEFAULT_SECONDS,
+            targets: Vec::new(),
+        }
+    }
+}
+
 /// Flags of `cargo xtask bench`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct BenchOpts {
@@ -100,6 +120,26 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
         "nostd" => no_flags(&command, &rest).map(|()| Task::Nostd),
         "demo" => no_flags(&command, &rest).map(|()| Task::Demo),
         "sanitize" => no_flags(&command, &rest).map(|()| Task::Sanitize),
+        "fuzz" => {
+            let mut opts = FuzzOpts::default();
+            let mut rest = rest.into_iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--seconds" => {
+                        opts.seconds = rest
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .filter(|&n| n > 0)
+                            .ok_or_else(|| {
+                                UsageError("`fuzz --seconds` needs a positive number".into())
+                            })?;
+                    }
+                    _ if arg.starts_with('-') => return Err(unknown_flag(&command, &arg)),
+                    _ => opts.targets.push(arg),
+                }
+            }
+            Ok(Task::Fuzz(opts))
+        }
         "stress" => {
             let mut opts = StressOpts::default();
             let mut rest = rest.iter();
@@ -228,6 +268,21 @@ mod tests {
         assert!(parse_str("loom --preemptions").is_err());
         assert!(parse_str("loom --preemptions many").is_err());
         assert!(parse_str("loom depot_exchange").is_err());
+    }
+
+    #[test]
+    fn fuzz_flags() {
+        assert_eq!(parse_str("fuzz"), Ok(Task::Fuzz(FuzzOpts::default())));
+        assert_eq!(
+            parse_str("fuzz --seconds 5 arena kmalloc"),
+            Ok(Task::Fuzz(FuzzOpts {
+                seconds: 5,
+                targets: vec!["arena".into(), "kmalloc".into()]
+            }))
+        );
+        assert!(parse_str("fuzz --seconds").is_err());
+        assert!(parse_str("fuzz --seconds 0").is_err());
+        assert!(parse_str("fuzz --fast").is_err());
     }
 
     #[test]

@@ -51,6 +51,15 @@ commands:
         unused fake RAM are poisoned, so a use after free inside the managed
         memory is reported; leaks checked (suppressions: ci/lsan.supp). Then
         ThreadSanitizer over the stress binary. Skips without nightly.
+  fuzz [--seconds <t>] [<target>...]
+        the cargo-fuzz targets in fuzz/ (harnesses in crates/fuzz: arena,
+        caches, kmalloc; all by default), each for <t> seconds (default 60):
+        cargo +nightly fuzz run <target>, built with --cfg kmem_asan, reading
+        the seed corpus fuzz/corpus/<target> (new inputs go to
+        fuzz/target/corpus/<target>); then each target's executions and
+        crashes. Installs cargo-fuzz if missing; skipped without a nightly
+        toolchain. A crash leaves its input in fuzz/artifacts/<target>/ and
+        fails the task. Not part of `test`, which replays the corpus.
   demo
         cargo run --release -p kmalloc --features std --example demo: boots
         the whole stack over 64 MiB of fake physical memory, runs a mixed

@@ -1,5 +1,5 @@
 //! `cargo xtask`: kmem's single entry point for testing, linting, the no_std
-//! proof, the loom models, stress and sanitizer runs, the demo and
+//! proof, the loom models, stress, sanitizer and fuzzing runs, the demo and
 //! benchmarks. CI calls only this (see `.ci/run`).
 //!
 //! Every subcommand lives in its own module and runs `$CARGO` (falling back to
@@ -13,6 +13,7 @@
 mod bench;
 mod demo;
 mod flags;
+mod fuzz;
 mod help;
 mod lint;
 mod loom;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Stress(opts) => stress::run(&opts),
         Task::Sanitize => sanitize::run(),
+        Task::Fuzz(opts) => fuzz::run(opts.seconds, &opts.targets),
         Task::Bench(opts) => bench::run(&opts),
     };
     match result {

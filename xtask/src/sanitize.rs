@@ -59,6 +59,8 @@ pub(crate) fn run() -> Result {
         .args(["--workspace", "--exclude", "kmem-benches"])
         .args(["--features", "kmalloc/std"])
         .env("RUSTFLAGS", asan)
+        // Doctests too: their binaries link the instrumented crates.
+        .env("RUSTDOCFLAGS", asan)
         .env("ASAN_OPTIONS", "detect_leaks=1")
         .env("LSAN_OPTIONS", format!("suppressions={}", supp.display()))
         .run()?;
