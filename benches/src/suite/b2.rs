@@ -170,8 +170,9 @@ pub fn run(cfg: &Config, s: &Stack<'_>, res: &mut Results) {
         BENCH.id,
         format!(
             "peak bytes: kmalloc = its base arena's allocated bytes at the peak minus after a reap \
-             (spans, slabs, metadata); talc, linked_list, buddy, rlsf = highest end address handed \
-             out minus their region's start; slabmalloc = peak pages handed to it after a reclaim; \
+             (spans, slabs, metadata); talc, linked_list, rlsf = highest end address handed \
+             out minus their region's start; buddy = its own count of allocated bytes \
+             (power-of-two rounding included); slabmalloc = peak pages handed to it after a reclaim; \
              mimalloc and System not measurable in-process. Mean size {:.0} B.",
             LarsonTrace::new(SEED, 1000).mean_size()
         ),

@@ -71,6 +71,7 @@ pub fn read<A: ?Sized>(fp: &Footprint<'_>, hw: &HighWater<'_, A>, base: usize) -
                     + z.large.peak * crate::slabmalloc_peer::LARGE_PAGE) as f64,
             )
         }),
+        Footprint::Buddy(b) => Some(b.with(|h| h.stats_alloc_actual()) as f64),
         Footprint::Opaque => None,
     }
 }

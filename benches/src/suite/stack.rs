@@ -35,6 +35,10 @@ pub enum Footprint<'c> {
     HighWater(Region),
     /// slabmalloc: pages handed to the zone and not given back.
     Pages(&'c Slabmalloc),
+    /// buddy: the bytes its own statistics say are allocated, power-of-two
+    /// rounding included (its highest address is no measure: it splits
+    /// from the top of its region).
+    Buddy(&'c Buddy),
     /// A process heap (mimalloc, glibc): not separable from the rest of
     /// the process.
     Opaque,
@@ -143,12 +147,7 @@ impl<'s> Stack<'s> {
             Footprint::HighWater(p.ll.region),
             true,
         );
-        v.visit(
-            "buddy",
-            &p.buddy,
-            Footprint::HighWater(p.buddy.region),
-            true,
-        );
+        v.visit("buddy", &p.buddy, Footprint::Buddy(&p.buddy), true);
         v.visit("slabmalloc", &p.slab, Footprint::Pages(&p.slab), false);
         v.visit("rlsf", &p.rlsf, Footprint::HighWater(p.rlsf.region), false);
     }
