@@ -115,33 +115,44 @@ pub fn pivot(res: &Results, bench: &str) -> String {
     for unit in units {
         let of_unit: Vec<_> = rows.iter().filter(|r| r.unit == unit).collect();
         let mut params: Vec<&str> = Vec::new();
-        let mut contenders: Vec<&str> = Vec::new();
         for r in &of_unit {
             if !params.contains(&r.param.as_str()) {
                 params.push(&r.param);
             }
-            if !contenders.contains(&r.contender.as_str()) {
-                contenders.push(&r.contender);
+        }
+        // Consecutive parameters with the same contenders share a table.
+        let mut tables: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+        for p in params {
+            let cs: Vec<&str> = of_unit
+                .iter()
+                .filter(|r| r.param == p)
+                .map(|r| r.contender.as_str())
+                .collect();
+            match tables.last_mut() {
+                Some((last, ps)) if *last == cs => ps.push(p),
+                _ => tables.push((cs, vec![p])),
             }
         }
-        let _ = writeln!(out, "\n| {unit} | {} |", contenders.join(" | "));
-        let _ = writeln!(out, "|---|{}", "---:|".repeat(contenders.len()));
-        for p in params {
-            let cells: Vec<String> = contenders
-                .iter()
-                .map(|c| {
-                    of_unit
-                        .iter()
-                        .find(|r| r.param == p && r.contender == *c)
-                        .map_or("-".into(), |r| match r.ratio {
-                            Some(x) if !r.kmem => {
-                                format!("{} ({}x)", fmt_value(r.median), fmt_value(x))
-                            }
-                            _ => fmt_value(r.median),
-                        })
-                })
-                .collect();
-            let _ = writeln!(out, "| {p} | {} |", cells.join(" | "));
+        for (contenders, params) in tables {
+            let _ = writeln!(out, "\n| {unit} | {} |", contenders.join(" | "));
+            let _ = writeln!(out, "|---|{}", "---:|".repeat(contenders.len()));
+            for p in params {
+                let cells: Vec<String> = contenders
+                    .iter()
+                    .map(|c| {
+                        of_unit
+                            .iter()
+                            .find(|r| r.param == p && r.contender == *c)
+                            .map_or("-".into(), |r| match r.ratio {
+                                Some(x) if !r.kmem => {
+                                    format!("{} ({}x)", fmt_value(r.median), fmt_value(x))
+                                }
+                                _ => fmt_value(r.median),
+                            })
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {p} | {} |", cells.join(" | "));
+            }
         }
     }
     out
@@ -260,8 +271,8 @@ mod tests {
         let md = std::fs::read_to_string(&path).unwrap();
         assert!(md.contains("## B5") && md.contains("- a note") && md.contains("| F=100 | kmem |"));
         let p = super::pivot(&res, "B5");
-        assert!(p.contains("| ns/pair | kmem | vmem |"));
-        assert!(p.contains("| F=10 | 50.00 | - |") && p.contains("| F=100 | 52.00 | - |"));
+        assert!(p.contains("| ns/pair | kmem | vmem |") && p.contains("| ns/pair | kmem |\n"));
+        assert!(p.contains("| F=10 | 50.00 | - |") && p.contains("| F=100 | 52.00 |\n"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -63,7 +63,9 @@ impl<'c> Visit<'c> for Mixed<'_, 'c> {
 /// Runs B1.
 pub fn run(cfg: &Config, s: &Stack<'_>, res: &mut Results) {
     for size in SIZES {
-        let mut cs = vec![Contender::new("kmem cache", || pair(s.cache(size)))];
+        // Looked up once, outside the timed closure.
+        let cache = s.cache(size);
+        let mut cs = vec![Contender::new("kmem cache", move || pair(cache))];
         s.each(&mut Fixed {
             cs: &mut cs,
             layout: Layout::from_size_align(size, 8).expect("layout"),
