@@ -91,9 +91,17 @@ impl Default for FuzzOpts {
 /// Flags of `cargo xtask bench`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct BenchOpts {
-    /// Use criterion's default warm-up and measurement times.
+    /// The suite's long mode, then every criterion bench with its default
+    /// windows.
     pub(crate) full: bool,
-    /// Extra arguments for criterion (everything after `--`).
+    /// Also run the criterion benches (quick windows) after the suite.
+    pub(crate) criterion: bool,
+    /// Where the suite writes its JSON records.
+    pub(crate) json: Option<String>,
+    /// Where the suite writes its markdown report and charts.
+    pub(crate) report: Option<String>,
+    /// Extra arguments for the suite (everything after `--`: filters,
+    /// `--threads`).
     pub(crate) extra: Vec<String>,
 }
 
@@ -190,8 +198,15 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
             let mut opts = BenchOpts::default();
             let mut rest = rest.into_iter();
             while let Some(arg) = rest.next() {
+                let mut value = |name: &str| {
+                    rest.next()
+                        .ok_or_else(|| UsageError(format!("`bench {name}` needs a value")))
+                };
                 match arg.as_str() {
                     "--full" => opts.full = true,
+                    "--criterion" => opts.criterion = true,
+                    "--json" => opts.json = Some(value("--json")?),
+                    "--report" => opts.report = Some(value("--report")?),
                     "--" => {
                         opts.extra = rest.by_ref().collect();
                     }
@@ -246,13 +261,24 @@ mod tests {
     #[test]
     fn bench_flags_and_passthrough() {
         assert_eq!(
-            parse_str("bench --full -- arena --verbose"),
+            parse_str("bench --full --json r.json --report out -- B5 --threads 1,2"),
             Ok(Task::Bench(BenchOpts {
                 full: true,
-                extra: vec!["arena".into(), "--verbose".into()],
+                criterion: false,
+                json: Some("r.json".into()),
+                report: Some("out".into()),
+                extra: vec!["B5".into(), "--threads".into(), "1,2".into()],
+            }))
+        );
+        assert_eq!(
+            parse_str("bench --criterion"),
+            Ok(Task::Bench(BenchOpts {
+                criterion: true,
+                ..BenchOpts::default()
             }))
         );
         assert!(parse_str("bench arena").is_err());
+        assert!(parse_str("bench --json").is_err());
     }
 
     #[test]

@@ -66,11 +66,18 @@ commands:
         workload on two threads (8 B to 256 KiB, half freed on the other
         thread, an object cache with a constructor, an ID arena with xalloc)
         and prints the ::kmastat report of every cache and arena.
-  bench [--full] [-- <criterion args>]
-        cargo bench -p kmem-benches --bench '*' (every bench target, not the
-        library). Quick by default (--warm-up-time 1 --measurement-time 2);
-        --full uses criterion's defaults. Arguments after `--` go to
-        criterion (e.g. a benchmark name filter).
+  bench [--full] [--criterion] [--json PATH] [--report DIR] [-- <suite args>]
+        the side-by-side suite: cargo run --release -p kmem-benches --bin
+        kmem-suite (benchmarks B1-B9, kmem against its peers, interleaved in
+        one process): a table with each contender's median and its ratio to
+        kmem, the DESIGN.md targets met or not, a markdown report with SVG
+        charts (default target/bench-report/), JSON records with --json.
+        Quick by default (a few minutes on 2 cores).
+        --full       the suite's long mode, then every criterion bench with
+                     criterion's default windows
+        --criterion  also the criterion benches, with short windows
+        Arguments after `--` go to the suite (benchmark filters such as B5,
+        --threads 1,2,4).
   help
         this text.
 
