@@ -32,23 +32,29 @@ pub const LIVE: usize = 10_000;
 /// Replacements per cycle of the B2 workload.
 pub const STEPS: u64 = 256;
 
+/// One worker's live set, on cache lines of its own: its cursor is written
+/// on every step, and two workers' cursors on one line would slow every
+/// contender alike (false sharing).
+#[repr(align(128))]
+struct LiveSet(spin::Mutex<Option<Churn>>);
+
 /// Per-worker live sets of the B2 workload (each locked once per
 /// measurement by its own worker, so never contended).
 struct LiveSets<'t> {
     trace: &'t LarsonTrace,
-    sets: Vec<spin::Mutex<Option<Churn>>>,
+    sets: Vec<LiveSet>,
 }
 
 impl<'t> LiveSets<'t> {
     fn new<A: GlobalAlloc>(a: &A, trace: &'t LarsonTrace, workers: usize) -> Self {
         let sets = (0..workers)
-            .map(|_| spin::Mutex::new(Some(Churn::new(a, trace))))
+            .map(|_| LiveSet(spin::Mutex::new(Some(Churn::new(a, trace)))))
             .collect();
         Self { trace, sets }
     }
 
     fn run<A: GlobalAlloc>(&self, a: &A, worker: usize, cycles: u64) {
-        let mut g = self.sets[worker].lock();
+        let mut g = self.sets[worker].0.lock();
         g.as_mut()
             .expect("live set")
             .steps(a, self.trace, cycles * STEPS);
@@ -56,7 +62,7 @@ impl<'t> LiveSets<'t> {
 
     fn finish<A: GlobalAlloc>(self, a: &A) {
         for s in self.sets {
-            s.into_inner().expect("live set").finish(a);
+            s.0.into_inner().expect("live set").finish(a);
         }
     }
 }
