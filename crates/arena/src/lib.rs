@@ -72,6 +72,7 @@ mod qcache;
 mod segments;
 mod source;
 mod stats;
+mod upkeep;
 
 pub use arena::Arena;
 pub use builder::{ArenaBuilder, Name};

@@ -1,0 +1,166 @@
+//! Arena upkeep between operations: metadata memory (hash tables), the
+//! hash rescale, `reap`, and `destroy`. Each runs with the arena lock taken
+//! only around state changes, never while calling out.
+
+use kmem_btag::{HeadTable, Tree};
+
+use crate::arena::{Arena, META};
+use crate::segments::Segments;
+use crate::{DestroyError, Policy, Source};
+
+/// Chains of the hash table kept inline in the arena.
+const INLINE_CHAINS: usize = 1 << kmem_hash::INIT_BITS;
+
+impl Arena<'_> {
+    /// Allocates metadata memory (a hash table) of `bytes`.
+    fn meta_alloc(&self, bytes: usize) -> Option<usize> {
+        if !self.base {
+            return self.tags_from?.alloc(bytes, Policy::InstantFit).ok();
+        }
+        let addr = self.alloc(bytes, Policy::InstantFit).ok()?;
+        let mut g = self.inner.lock();
+        let s = &mut *g;
+        let id = s
+            .hash
+            .find(&s.tags, addr)
+            .expect("kmem-arena: fresh allocation not hashed");
+        let size = s.tags.get(id).size;
+        s.tags.get_mut(id).list = META;
+        s.meta_units += size;
+        s.meta_segs += 1;
+        s.counters.allocs -= 1;
+        Some(addr)
+    }
+
+    fn meta_free(&self, addr: usize, bytes: usize) {
+        let freed = match (self.base, self.tags_from) {
+            (true, _) => self.free_segment(addr, bytes, true),
+            (false, Some(meta)) => meta.free(addr, bytes),
+            (false, None) => Ok(()),
+        };
+        debug_assert!(freed.is_ok(), "kmem-arena: metadata free failed");
+    }
+
+    /// Resizes the allocated-segment hash to what its load policy asks for:
+    /// growth always, shrinking only when `shrink`. Runs between operations:
+    /// the new table is allocated with the lock dropped and installed after.
+    /// Returns true when a new table was installed.
+    pub(crate) fn rescale(&self, shrink: bool) -> bool {
+        let chains = {
+            let mut g = self.inner.lock();
+            match g.hash.wanted_chains() {
+                Some(c) if !g.rescaling && (shrink || c > g.hash.chains()) => {
+                    g.rescaling = true;
+                    c
+                }
+                _ => return false,
+            }
+        };
+        let bytes = HeadTable::bytes_for(chains);
+        let table = if chains > INLINE_CHAINS {
+            match self.meta_alloc(bytes) {
+                Some(addr) => Some(addr),
+                None => {
+                    self.inner.lock().rescaling = false;
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
+        let old = {
+            let mut g = self.inner.lock();
+            let s = &mut *g;
+            s.rescaling = false;
+            // SAFETY: `addr` is a fresh allocation of `bytes` from a memory
+            // arena (this base arena or the tag arena), 8-aligned, owned by the
+            // hash until `into_raw` hands it back below or at destroy.
+            let new = table.map(|addr| unsafe { HeadTable::from_raw(addr as *mut u8, chains) });
+            s.hash.install(&mut s.tags, new)
+        };
+        if let Some(old) = old {
+            let (addr, len) = old.into_raw();
+            self.meta_free(addr, len);
+        }
+        true
+    }
+
+    /// Grows or shrinks the allocated-segment hash to suit its load (the
+    /// off-path rescale a kernel runs periodically). Returns true when the
+    /// table changed.
+    pub fn rescale_hash(&self) -> bool {
+        self.rescale(true)
+    }
+
+    /// Gives idle memory back: the quantum caches return their depots'
+    /// objects and their empty slabs, then the hash is resized to its load.
+    /// Returns the units the quantum caches gave back.
+    pub fn reap(&self) -> usize {
+        let freed = self.qcaches.map_or(0, |q| q.reap(self));
+        self.rescale(true);
+        freed
+    }
+
+    /// Tears the arena down: destroys its quantum caches, then returns
+    /// imported spans to the source and tag pages and hash tables to the tag
+    /// arena, leaving an empty arena detached from its source, tag arena and
+    /// caches (tag memory for further use must then be donated).
+    /// Refuses, changing nothing, while other arenas or object caches import
+    /// from it or objects of its quantum caches are allocated. Segments
+    /// allocated otherwise make it refuse after the quantum caches are gone
+    /// (cached sizes then come from segments).
+    pub fn destroy(&mut self) -> Result<(), DestroyError> {
+        let importers = *self.importers.get_mut();
+        if importers > 0 {
+            return Err(DestroyError::LiveImporters { count: importers });
+        }
+        if let Some(q) = self.qcaches {
+            // SAFETY: `&mut self`: no arena call, hence no call on the
+            // caches (reached only through this arena, which attached them
+            // exclusively), runs now; after success they are detached.
+            unsafe { q.destroy(self) }
+                .map_err(|count| DestroyError::LiveCachedObjects { count })?;
+            self.qcaches = None;
+            self.qcache_max = 0;
+        }
+        let (source, meta, base) = (self.source, self.tags_from, self.base);
+        let s = self.inner.get_mut();
+        let count = s.hash.len() - s.meta_segs;
+        if count > 0 {
+            return Err(DestroyError::LiveAllocations {
+                count,
+                bytes: s.allocated - s.meta_units,
+            });
+        }
+        if let Some(src) = source {
+            // Every imported span is wholly free now (no live segments).
+            let mut cur = s.tags.first(Tree::Spans);
+            while let Some(id) = cur {
+                let t = *s.tags.get(id);
+                src.release(t.start, t.size);
+                cur = s.tags.next(id);
+            }
+        }
+        if !base {
+            if let Some(table) = s.hash.take_table() {
+                let (addr, len) = table.into_raw();
+                if let Some(m) = meta {
+                    let _ = m.free(addr, len);
+                }
+            }
+            s.tags.drain_owned(|addr, len| {
+                if let Some(m) = meta {
+                    let _ = m.free(addr, len);
+                }
+            });
+        }
+        *s = Segments::new();
+        if let Some(src) = self.source.take() {
+            src.remove_importer();
+        }
+        if let Some(m) = self.tags_from.take() {
+            m.remove_importer();
+        }
+        Ok(())
+    }
+}
