@@ -12,7 +12,8 @@ use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
 use spin::RwLock;
 
-use crate::cache::{CacheBuilder, KmemCache};
+use crate::builder::CacheBuilder;
+use crate::cache::KmemCache;
 use crate::error::CreateError;
 use crate::raw::{Bufctl, SlabHeader};
 use crate::slabs::From;

@@ -49,6 +49,7 @@
 //! ```
 #![no_std]
 
+mod builder;
 mod cache;
 mod caches;
 mod error;
@@ -61,7 +62,8 @@ mod slabs;
 mod stats;
 mod supply;
 
-pub use cache::{CacheBuilder, CtorError, KmemCache, ObjectOps};
+pub use builder::{CacheBuilder, CtorError, ObjectOps};
+pub use cache::KmemCache;
 pub use caches::{Cache, Caches, DestroyError};
 pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 pub use flags::{AllocFlags, CacheFlags};

@@ -1,0 +1,98 @@
+//! [`CacheBuilder`]: what a cache is made of, and [`ObjectOps`], what it
+//! does to objects entering and leaving the constructed state.
+
+use kmem_arena::{Arena, Name};
+use kmem_magazine::ResizePolicy;
+
+#[cfg(doc)]
+use crate::AllocError;
+use crate::{AllocFlags, CacheFlags};
+
+/// A constructor's refusal; the allocation fails with [`AllocError::Ctor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtorError;
+
+/// What a cache does to objects entering and leaving the constructed state:
+/// the seed's `ctor`, `dtor` and `priv`, as a trait object whose fields are
+/// the private state.
+///
+/// Objects in magazines stay constructed; `destruct` runs when an object
+/// goes back to a slab. Both run without any cache lock held.
+pub trait ObjectOps: Sync {
+    /// Builds the object at `obj`; `flags` are the allocation's.
+    fn construct(&self, obj: usize, flags: AllocFlags) -> Result<(), CtorError> {
+        let _ = (obj, flags);
+        Ok(())
+    }
+    /// Tears down the object at `obj`.
+    fn destruct(&self, obj: usize) {
+        let _ = obj;
+    }
+}
+
+/// Describes a cache for [`Caches::create`](crate::Caches::create).
+#[must_use]
+#[derive(Clone, Copy)]
+pub struct CacheBuilder<'a> {
+    pub(crate) name: Name,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    pub(crate) flags: CacheFlags,
+    pub(crate) qcache_max: usize,
+    pub(crate) source: Option<&'a Arena<'a>>,
+    pub(crate) ops: Option<&'a dyn ObjectOps>,
+    pub(crate) resize: ResizePolicy,
+    /// A quantum cache's arena quantum and whether it is memory: set by
+    /// [`Caches::qcaches`](crate::Caches::qcaches), whose caches have no
+    /// stored source (their arena passes itself on every call).
+    pub(crate) qcache_for: Option<(usize, bool)>,
+}
+
+impl<'a> CacheBuilder<'a> {
+    /// A cache of `size`-byte objects, aligned to 8, from the base arena.
+    pub fn new(name: &str, size: usize) -> Self {
+        Self {
+            name: Name::new(name),
+            size,
+            align: 8,
+            flags: CacheFlags::empty(),
+            qcache_max: 0,
+            source: None,
+            ops: None,
+            resize: ResizePolicy::SEED,
+            qcache_for: None,
+        }
+    }
+    /// Object alignment: a power of two up to [`PAGE_SIZE`](crate::PAGE_SIZE).
+    pub fn align(mut self, align: usize) -> Self {
+        self.align = align;
+        self
+    }
+    /// Layout and caching flags.
+    pub fn flags(mut self, flags: CacheFlags) -> Self {
+        self.flags |= flags;
+        self
+    }
+    /// The arena slabs come from (default: the base arena).
+    pub fn source(mut self, source: &'a Arena<'a>) -> Self {
+        self.source = Some(source);
+        self
+    }
+    /// Constructor, destructor and private state.
+    pub fn ops(mut self, ops: &'a dyn ObjectOps) -> Self {
+        self.ops = Some(ops);
+        self
+    }
+    /// Makes this a quantum cache of an arena with this `qcache_max`: sets
+    /// `QCACHE | NOTOUCH` and slabs of `next_pow2(3 * qcache_max)`.
+    pub fn qcache(mut self, qcache_max: usize) -> Self {
+        self.flags |= CacheFlags::QCACHE | CacheFlags::NOTOUCH;
+        self.qcache_max = qcache_max;
+        self
+    }
+    /// When magazines grow (default: the seed's, 1 contention per second).
+    pub fn resize_policy(mut self, policy: ResizePolicy) -> Self {
+        self.resize = policy;
+        self
+    }
+}
