@@ -20,6 +20,13 @@ use crate::cpu::{Cpu, CpuGuard, SlotHook};
 const MAX_EXCLUSIVE: usize = 256;
 const MAX_SHARED: usize = 64;
 
+/// In [`SLOT`]: the slot is a shared one (the rest of the bits say which),
+/// so pinning takes its lock. The fast path tests this bit alone, without
+/// reading the instance.
+const SHARED: usize = 1 << (usize::BITS - 1);
+
+/// In [`SLOT`]: no slot yet (has the [`SHARED`] bit, so it takes the slow
+/// path).
 const UNCLAIMED: usize = usize::MAX;
 
 const UNINIT: u8 = 0;
@@ -91,9 +98,10 @@ static GLOBAL: ThreadCpus = ThreadCpus {
 };
 
 std::thread_local! {
-    /// This thread's slot, or `UNCLAIMED`. No destructor, so reading it is a
-    /// plain thread-local load with no registration check, and it stays
-    /// readable while the thread's other thread-locals are torn down.
+    /// This thread's exclusive slot; a shared slot with the `SHARED` bit
+    /// set; or `UNCLAIMED`. No destructor, so reading it is a plain
+    /// thread-local load with no registration check, and it stays readable
+    /// while the thread's other thread-locals are torn down.
     static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
     /// A shared slot's lock is held by a guard of this thread.
     static HOLDING: Cell<bool> = const { Cell::new(false) };
@@ -109,10 +117,10 @@ impl Drop for Owner {
     fn drop(&mut self) {
         let cpus = &GLOBAL;
         let slot = SLOT.get();
-        if slot < cpus.exclusive_slots() {
+        if slot & SHARED == 0 {
             // From here on the thread (its remaining thread-local
             // destructors) pins a shared slot under its lock.
-            SLOT.set(cpus.next_shared_slot());
+            SLOT.set(cpus.next_shared_slot() | SHARED);
             cpus.release(slot);
         }
     }
@@ -210,18 +218,22 @@ impl ThreadCpus {
     /// already holds it).
     #[cold]
     #[inline(never)]
-    fn pin_slow(&self, mut slot: usize) -> ThreadGuard<'_> {
-        if slot == UNCLAIMED {
-            slot = self.claim();
-            SLOT.set(slot);
+    fn pin_slow(&self, slot: usize) -> ThreadGuard<'_> {
+        let slot = if slot == UNCLAIMED {
+            let slot = self.claim();
             if slot < self.exclusive_slots() {
+                SLOT.set(slot);
                 return ThreadGuard {
                     slot,
                     lock: None,
                     _not_send: PhantomData,
                 };
             }
-        }
+            SLOT.set(slot | SHARED);
+            slot
+        } else {
+            slot & !SHARED
+        };
         let nested = HOLDING.replace(true);
         self.lock_shared(slot, nested)
     }
@@ -303,7 +315,9 @@ unsafe impl Cpu for ThreadCpus {
     #[inline(always)]
     fn pin(&self) -> ThreadGuard<'_> {
         let slot = SLOT.get();
-        if slot < self.exclusive_slots() {
+        // Only `claim` stores a slot without the `SHARED` bit, and only an
+        // exclusive slot this thread owns.
+        if slot & SHARED == 0 {
             return ThreadGuard {
                 slot,
                 lock: None,
