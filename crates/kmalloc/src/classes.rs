@@ -44,17 +44,41 @@ pub const fn class_align(i: usize) -> usize {
     }
 }
 
-/// The class of a request of `size` bytes (`1..=MAX_CLASS`) with no
-/// alignment beyond 8.
-#[inline(always)]
-pub(crate) fn class_of(size: usize) -> usize {
-    debug_assert!(size != 0 && size <= MAX_CLASS);
+/// Requests up to this size find their class in [`SMALL_CLASS`].
+const TABLE_MAX: usize = 1024;
+
+/// The class of every size up to [`TABLE_MAX`], by `(size + 7) / 8`: one
+/// load instead of the arithmetic of [`class_by_log`].
+static SMALL_CLASS: [u8; TABLE_MAX / SMALL_STEP + 1] = {
+    let mut t = [0u8; TABLE_MAX / SMALL_STEP + 1];
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = class_by_log(i * SMALL_STEP) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The class of `size` (`1..=MAX_CLASS`) by its logarithm.
+const fn class_by_log(size: usize) -> usize {
     if size <= 64 {
         return (size - 1) / SMALL_STEP;
     }
     let s = size - 1;
     let k = (usize::BITS - 1 - s.leading_zeros()) as usize;
     8 + (k - 6) * 8 + ((s >> (k - 3)) - 8)
+}
+
+/// The class of a request of `size` bytes (`1..=MAX_CLASS`) with no
+/// alignment beyond 8. Every class is a multiple of 8, so the class of
+/// `size` is that of `size` rounded up to 8.
+#[inline(always)]
+pub(crate) fn class_of(size: usize) -> usize {
+    debug_assert!(size != 0 && size <= MAX_CLASS);
+    if size <= TABLE_MAX {
+        return SMALL_CLASS[size.div_ceil(SMALL_STEP)] as usize;
+    }
+    class_by_log(size)
 }
 
 /// Where a request goes.
@@ -119,6 +143,13 @@ mod tests {
         assert_eq!(class_size(7), 64);
         assert_eq!(class_size(8), 72);
         assert_eq!(class_size(CLASSES - 1), MAX_CLASS);
+    }
+
+    #[test]
+    fn the_table_agrees_with_the_arithmetic() {
+        for size in 1..=TABLE_MAX {
+            assert_eq!(class_of(size), class_by_log(size), "{size}");
+        }
     }
 
     #[test]
