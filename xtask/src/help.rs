@@ -67,9 +67,9 @@ commands:
         thread, an object cache with a constructor, an ID arena with xalloc)
         and prints the ::kmastat report of every cache and arena.
   bench [--full] [--criterion] [--json PATH] [--report DIR] [-- <suite args>]
-        the side-by-side suite: cargo run --release -p kmem-benches --bin
-        kmem-suite (benchmarks B1-B9, kmem against its peers, interleaved in
-        one process): a table with each contender's median and its ratio to
+        the side-by-side suite: cargo run --profile bench -p kmem-benches
+        --bin kmem-suite (benchmarks B1-B9, kmem against its peers,
+        interleaved in one process; thin LTO as cargo bench builds): a table with each contender's median and its ratio to
         kmem, the DESIGN.md targets met or not, a markdown report with SVG
         charts (default target/bench-report/), JSON records with --json.
         Quick by default (a few minutes on 2 cores).
