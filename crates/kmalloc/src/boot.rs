@@ -111,10 +111,11 @@ unsafe fn place<'a, C: Cpu>(
     }
     let stack = first as *mut Stack<'a, C>;
     let mut placed = Placed { stack, done: 0 };
-    // SAFETY: `stack` is page-aligned memory of the caller's, large enough
-    // for a `Stack` and outside the base arena's range (the same holds for
-    // the writes and reborrows below); each field is written once before it
-    // is borrowed, and the borrows live as long as the memory (`'a`).
+    // `stack` is page-aligned memory of the caller's, large enough for a
+    // `Stack` and outside the base arena's range; each field below is
+    // written once before it is borrowed, and the borrows live as long as
+    // the memory (`'a`).
+    // SAFETY: as just said; the base arena's range is the caller's memory.
     let base: &'a Arena<'a> = unsafe {
         let arena =
             Arena::new_base("base", base_start, managed, PAGE_SIZE).map_err(BootError::Arena)?;

@@ -74,18 +74,22 @@ impl World<'_, '_> {
             return;
         };
         let zero = Self::layout(0, align).expect("layout");
-        // SAFETY: a zero-size layout is refused before anything is touched.
         self.refused(
             "free with a zero-size layout",
             FreeError::ZeroSize { addr: p },
-            || unsafe { self.k.free(Self::ptr(p), zero) },
+            || {
+                // SAFETY: a zero-size layout is refused before anything is touched.
+                unsafe { self.k.free(Self::ptr(p), zero) }
+            },
         );
         let impossible = Layout::from_size_align(isize::MAX as usize - 100, 8).expect("layout");
-        // SAFETY: no allocation has this layout; it is refused at once.
         self.refused(
             "free with an impossible layout",
             FreeError::TooLarge { addr: p },
-            || unsafe { self.k.free(Self::ptr(p), impossible) },
+            || {
+                // SAFETY: no allocation has this layout; it is refused at once.
+                unsafe { self.k.free(Self::ptr(p), impossible) }
+            },
         );
     }
 
@@ -107,12 +111,14 @@ impl World<'_, '_> {
             return; // handed out again (perhaps as a slab): not ours to free
         }
         let err = ArenaFreeError::NotAllocated { addr: p };
-        // SAFETY: no page segment starts at `p`: the page arena refuses the
-        // free by its address before anything is touched.
         self.refused(
             "large double free",
             FreeError::Pages { addr: p, err },
-            || unsafe { self.k.free(Self::ptr(p), layout) },
+            || {
+                // SAFETY: no page segment starts at `p`: the page arena refuses the
+                // free by its address before anything is touched.
+                unsafe { self.k.free(Self::ptr(p), layout) }
+            },
         );
     }
 
@@ -151,12 +157,14 @@ impl World<'_, '_> {
             size: bytes,
             expected: b.usable,
         };
-        // SAFETY: `p` is a live page-backed block; the page arena checks
-        // the size against its segment before anything is touched.
         self.refused(
             "large free with the wrong size",
             FreeError::Pages { addr: p, err },
-            || unsafe { self.k.free(Self::ptr(p), wrong) },
+            || {
+                // SAFETY: `p` is a live page-backed block; the page arena checks
+                // the size against its segment before anything is touched.
+                unsafe { self.k.free(Self::ptr(p), wrong) }
+            },
         );
         self.verify(
             p,
@@ -175,12 +183,14 @@ impl World<'_, '_> {
         let layout = Layout::from_size_align(MAX_CLASS + 1, 1 << (align % (ALIGN_LOG_MAX + 1)))
             .expect("layout");
         let err = ArenaFreeError::NotAllocated { addr: p };
-        // SAFETY: no page segment starts at `p`: the page arena refuses the
-        // free by its address before anything is touched.
         self.refused(
             "large free of a foreign address",
             FreeError::Pages { addr: p, err },
-            || unsafe { self.k.free(Self::ptr(p), layout) },
+            || {
+                // SAFETY: no page segment starts at `p`: the page arena refuses the
+                // free by its address before anything is touched.
+                unsafe { self.k.free(Self::ptr(p), layout) }
+            },
         );
     }
 
