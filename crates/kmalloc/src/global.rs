@@ -201,38 +201,56 @@ impl<C: Cpu + 'static> StaticKmalloc<C> {
     }
 }
 
-// SAFETY: forwards to the booted `Kmalloc` (see its impl); before `init`
-// every allocation fails, and nothing can be freed that was not allocated.
-unsafe impl<C: Cpu + 'static> GlobalAlloc for StaticKmalloc<C> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        self.get().map_or(ptr::null_mut(), |k| unsafe {
-            GlobalAlloc::alloc(k, layout)
-        })
-    }
+/// `GlobalAlloc` for a wrapper that reaches a `'static` [`Kmalloc`]
+/// through `$alloc` (which may boot it) on the allocating paths and `$get`
+/// (which never boots) on `dealloc`; a wrapper with no allocator yet fails
+/// every allocation with null.
+macro_rules! forward_global_alloc {
+    ([$($gen:tt)*] $ty:ty, $alloc:ident, $get:ident) => {
+        // SAFETY: every method forwards to a `'static` `Kmalloc`, whose own
+        // impl keeps the contract, or fails with null; without an allocator
+        // nothing was allocated, so `dealloc` has nothing to free.
+        unsafe impl<$($gen)*> core::alloc::GlobalAlloc for $ty {
+            #[inline]
+            unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+                // SAFETY: forwarded.
+                self.$alloc().map_or(core::ptr::null_mut(), |k| unsafe {
+                    core::alloc::GlobalAlloc::alloc(k, layout)
+                })
+            }
 
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        self.get().map_or(ptr::null_mut(), |k| unsafe {
-            GlobalAlloc::alloc_zeroed(k, layout)
-        })
-    }
+            #[inline]
+            unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
+                // SAFETY: forwarded.
+                self.$alloc().map_or(core::ptr::null_mut(), |k| unsafe {
+                    core::alloc::GlobalAlloc::alloc_zeroed(k, layout)
+                })
+            }
 
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(k) = self.get() {
-            // SAFETY: forwarded.
-            unsafe { GlobalAlloc::dealloc(k, ptr, layout) }
+            #[inline]
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+                if let Some(k) = self.$get() {
+                    // SAFETY: forwarded.
+                    unsafe { core::alloc::GlobalAlloc::dealloc(k, ptr, layout) }
+                }
+            }
+
+            #[inline]
+            unsafe fn realloc(
+                &self,
+                ptr: *mut u8,
+                layout: core::alloc::Layout,
+                new_size: usize,
+            ) -> *mut u8 {
+                // SAFETY: forwarded.
+                self.$alloc().map_or(core::ptr::null_mut(), |k| unsafe {
+                    core::alloc::GlobalAlloc::realloc(k, ptr, layout, new_size)
+                })
+            }
         }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        self.get().map_or(ptr::null_mut(), |k| unsafe {
-            GlobalAlloc::realloc(k, ptr, layout, new_size)
-        })
-    }
+    };
 }
+pub(crate) use forward_global_alloc;
+
+// Before `init` every allocation fails.
+forward_global_alloc!([C: Cpu + 'static] StaticKmalloc<C>, get, get);

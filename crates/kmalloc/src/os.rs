@@ -5,7 +5,6 @@
 //! Neither allocates through the global allocator (they call `mmap`
 //! directly), so they can sit under it.
 
-use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -219,39 +218,6 @@ impl KmallocGlobal {
     }
 }
 
-// SAFETY: forwards to the booted `Kmalloc` (see its `GlobalAlloc` impl);
-// before a successful boot every allocation fails, so nothing reaches
-// `dealloc` that this allocator did not hand out.
-unsafe impl GlobalAlloc for KmallocGlobal {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        self.kmalloc().map_or(ptr::null_mut(), |k| unsafe {
-            GlobalAlloc::alloc(k, layout)
-        })
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        self.kmalloc().map_or(ptr::null_mut(), |k| unsafe {
-            GlobalAlloc::alloc_zeroed(k, layout)
-        })
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(k) = self.get() {
-            // SAFETY: forwarded.
-            unsafe { GlobalAlloc::dealloc(k, ptr, layout) }
-        }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        self.kmalloc().map_or(ptr::null_mut(), |k| unsafe {
-            GlobalAlloc::realloc(k, ptr, layout, new_size)
-        })
-    }
-}
+// Allocations boot the stack on first use; `dealloc` never does. If the boot
+// fails, every allocation fails.
+crate::global::forward_global_alloc!([] KmallocGlobal, kmalloc, get);
