@@ -250,6 +250,7 @@ macro_rules! forward_global_alloc {
         }
     };
 }
+#[cfg(feature = "std")]
 pub(crate) use forward_global_alloc;
 
 // Before `init` every allocation fails.
