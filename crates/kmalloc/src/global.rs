@@ -46,6 +46,20 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
     }
 }
 
+/// The block `alloc` gives for `layout` as the `Allocator` API wants it:
+/// zero-size layouts get [`empty_block`] and never reach the caches.
+#[inline(always)]
+fn block(
+    layout: Layout,
+    alloc: impl FnOnce(Layout) -> Result<NonNull<u8>, crate::AllocError>,
+) -> Result<NonNull<[u8]>, ApiAllocError> {
+    if layout.size() == 0 {
+        return Ok(empty_block(layout));
+    }
+    let p = alloc(layout).map_err(|_| ApiAllocError)?;
+    Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+}
+
 /// A zero-size block for `layout`: dangling, aligned, never dereferenced.
 fn empty_block(layout: Layout) -> NonNull<[u8]> {
     // An address equal to the alignment is non-null and aligned.
@@ -60,20 +74,12 @@ fn empty_block(layout: Layout) -> NonNull<[u8]> {
 unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if layout.size() == 0 {
-            return Ok(empty_block(layout));
-        }
-        let p = Kmalloc::alloc(self, layout).map_err(|_| ApiAllocError)?;
-        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+        block(layout, |l| Kmalloc::alloc(self, l))
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if layout.size() == 0 {
-            return Ok(empty_block(layout));
-        }
-        let p = Kmalloc::alloc_zeroed(self, layout).map_err(|_| ApiAllocError)?;
-        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+        block(layout, |l| Kmalloc::alloc_zeroed(self, l))
     }
 
     #[inline]

@@ -503,9 +503,10 @@ fn small_free_to_wrong_cache() {
     });
 }
 
-#[test]
-fn small_free_of_heap_and_stack_pointers() {
-    with_fixture(Kind::Small, |fx| {
+/// Heap, stack, null and top-of-memory addresses freed to a cache of
+/// `kind`: foreign, and nothing changes.
+fn foreign_heap_and_stack(kind: Kind) {
+    with_fixture(kind, |fx| {
         let heap = vec![0u64; 64];
         let stack = [0u64; 8];
         fx.refused(heap.as_ptr() as usize, BadFree::Foreign);
@@ -515,14 +516,25 @@ fn small_free_of_heap_and_stack_pointers() {
     });
 }
 
-#[test]
-fn small_free_of_kpages_memory_outside_slabs() {
-    with_fixture(Kind::Small, |fx| {
+/// A page of the cache's own source that is no slab of it, freed at its
+/// start and `offset` into it: foreign, and nothing changes.
+fn foreign_source_memory(kind: Kind, offset: usize) {
+    with_fixture(kind, |fx| {
         let page = fx.kpages.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
         fx.refused(page, BadFree::Foreign);
-        fx.refused(page + 64, BadFree::Foreign);
+        fx.refused(page + offset, BadFree::Foreign);
         fx.kpages.free(page, PAGE_SIZE).unwrap();
     });
+}
+
+#[test]
+fn small_free_of_heap_and_stack_pointers() {
+    foreign_heap_and_stack(Kind::Small);
+}
+
+#[test]
+fn small_free_of_kpages_memory_outside_slabs() {
+    foreign_source_memory(Kind::Small, 64);
 }
 
 #[test]
@@ -563,23 +575,12 @@ fn bufctl_free_to_wrong_cache() {
 
 #[test]
 fn bufctl_free_of_heap_and_stack_pointers() {
-    with_fixture(Kind::Bufctl, |fx| {
-        let heap = vec![0u64; 64];
-        let stack = [0u64; 8];
-        fx.refused(heap.as_ptr() as usize, BadFree::Foreign);
-        fx.refused(stack.as_ptr() as usize, BadFree::Foreign);
-        fx.refused(0, BadFree::Foreign);
-    });
+    foreign_heap_and_stack(Kind::Bufctl);
 }
 
 #[test]
 fn bufctl_free_of_kpages_memory_outside_slabs() {
-    with_fixture(Kind::Bufctl, |fx| {
-        let page = fx.kpages.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
-        fx.refused(page, BadFree::Foreign);
-        fx.refused(page + 1024, BadFree::Foreign);
-        fx.kpages.free(page, PAGE_SIZE).unwrap();
-    });
+    foreign_source_memory(Kind::Bufctl, 1024);
 }
 
 /// A bufctl cache knows its objects by their start address only (see
@@ -634,23 +635,12 @@ fn debug_free_to_wrong_cache() {
 
 #[test]
 fn debug_free_of_heap_and_stack_pointers() {
-    with_fixture(Kind::Debug, |fx| {
-        let heap = vec![0u64; 64];
-        let stack = [0u64; 8];
-        fx.refused(heap.as_ptr() as usize, BadFree::Foreign);
-        fx.refused(stack.as_ptr() as usize, BadFree::Foreign);
-        fx.refused(0, BadFree::Foreign);
-    });
+    foreign_heap_and_stack(Kind::Debug);
 }
 
 #[test]
 fn debug_free_of_kpages_memory_outside_slabs() {
-    with_fixture(Kind::Debug, |fx| {
-        let page = fx.kpages.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
-        fx.refused(page, BadFree::Foreign);
-        fx.refused(page + 200, BadFree::Foreign);
-        fx.kpages.free(page, PAGE_SIZE).unwrap();
-    });
+    foreign_source_memory(Kind::Debug, 200);
 }
 
 /// `DEBUG` caches keep bufctls, which know objects by their start address
