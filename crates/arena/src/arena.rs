@@ -31,6 +31,8 @@ pub struct Arena<'a> {
     pub(crate) name: Name,
     pub(crate) quantum: usize,
     pub(crate) import_scale: u32,
+    /// The source's import quantum, read once at build (never 0).
+    pub(crate) import_quantum: usize,
     pub(crate) source: Option<&'a dyn Source>,
     pub(crate) tags_from: Option<&'a Arena<'a>>,
     /// Self-sufficient: carves its own metadata from its free segments.
@@ -299,7 +301,7 @@ impl<'a> Arena<'a> {
     /// the source can supply that, else `size`; returns it.
     fn import(&self, size: usize) -> Result<(usize, usize), AllocError> {
         let src = self.source.ok_or(AllocError::Exhausted)?;
-        let q = lcm(self.quantum, src.import_quantum()).ok_or(AllocError::Overflow)?;
+        let q = lcm(self.quantum, self.import_quantum).ok_or(AllocError::Overflow)?;
         let scaled = size
             .checked_shl(self.import_scale)
             .filter(|s| s >> self.import_scale == size)
@@ -311,7 +313,7 @@ impl<'a> Arena<'a> {
             self.inner.lock().counters.fails += 1;
             e
         };
-        let aligned = src.import_quantum().is_multiple_of(self.quantum);
+        let aligned = self.import_quantum.is_multiple_of(self.quantum);
         let get = |want| {
             if !aligned && self.quantum.is_power_of_two() {
                 src.import_aligned(want, self.quantum)
@@ -352,7 +354,11 @@ impl<'a> Arena<'a> {
         Ok((base, want))
     }
 
-    /// Frees what [`alloc`](Self::alloc) returned, with the same size.
+    /// Frees what [`alloc`](Self::alloc) returned, with the same size, in
+    /// an arena of integers (IDs, offsets). A memory arena refuses with
+    /// [`FreeError::MemoryArena`]: its values are memory that someone may
+    /// still use, so only its owner may give it back, with the `unsafe`
+    /// [`free_memory`](Self::free_memory).
     ///
     /// A size the quantum caches serve goes back to them: a bad free of
     /// such a size (double, or of an address they did not hand out) is
@@ -361,18 +367,50 @@ impl<'a> Arena<'a> {
     /// otherwise when the magazine holding it drains (see `kmem-slab`).
     #[inline]
     pub fn free(&self, addr: usize, size: usize) -> Result<(), FreeError> {
+        if self.memory {
+            return Err(FreeError::MemoryArena { addr });
+        }
+        // SAFETY: an arena of integers: no one's memory is given away.
+        unsafe { self.free_memory(addr, size) }
+    }
+
+    /// Frees a segment from [`xalloc`](Self::xalloc) (never through the
+    /// quantum caches) in an arena of integers; a memory arena refuses as
+    /// [`free`](Self::free) does.
+    pub fn xfree(&self, addr: usize, size: usize) -> Result<(), FreeError> {
+        if self.memory {
+            return Err(FreeError::MemoryArena { addr });
+        }
+        self.free_segment(addr, size, false)
+    }
+
+    /// [`free`](Self::free) for any arena, memory arenas included. Checked
+    /// as `free` is: an address that is not allocated, or a wrong size, is
+    /// refused and changes nothing.
+    ///
+    /// # Safety
+    /// In a memory arena, `[addr, addr + size)` was allocated by
+    /// [`alloc`](Self::alloc) with this size, is owned by the caller, and
+    /// is not used after this call (a free that is refused leaves it the
+    /// caller's). In an arena of integers this call is always safe.
+    #[inline]
+    pub unsafe fn free_memory(&self, addr: usize, size: usize) -> Result<(), FreeError> {
         if size <= self.qcache_max && size != 0 {
             if let Some(q) = self.qcaches {
                 let size = round_up(size, self.quantum).ok_or(FreeError::NotAllocated { addr })?;
-                return q.free(self, addr, size);
+                // SAFETY: the caller's guarantee, forwarded.
+                return unsafe { q.free(self, addr, size) };
             }
         }
         self.free_segment(addr, size, false)
     }
 
-    /// Frees a segment from [`xalloc`](Self::xalloc) (never through the
-    /// quantum caches).
-    pub fn xfree(&self, addr: usize, size: usize) -> Result<(), FreeError> {
+    /// [`xfree`](Self::xfree) for any arena, memory arenas included.
+    ///
+    /// # Safety
+    /// As for [`free_memory`](Self::free_memory), for a segment from
+    /// [`xalloc`](Self::xalloc).
+    pub unsafe fn xfree_memory(&self, addr: usize, size: usize) -> Result<(), FreeError> {
         self.free_segment(addr, size, false)
     }
 
@@ -421,6 +459,27 @@ impl<'a> Arena<'a> {
         drop(g);
         self.release_span(released);
         Ok(())
+    }
+}
+
+impl Arena<'_> {
+    /// Takes the arena's lock and keeps it, for a `fork()`: a
+    /// `pthread_atfork` prepare handler calls it for every arena of a stack,
+    /// importers before their sources (the lock order), so that no other
+    /// thread holds one while the process is copied.
+    pub fn fork_lock(&self) {
+        core::mem::forget(self.inner.lock());
+    }
+
+    /// Releases what [`fork_lock`](Self::fork_lock) took, in the parent and
+    /// in the child.
+    ///
+    /// # Safety
+    /// [`fork_lock`](Self::fork_lock) was called (here, or in the parent
+    /// before the `fork()` that made this process) and not undone since.
+    pub unsafe fn fork_unlock(&self) {
+        // SAFETY: held since `fork_lock`, whose guard was forgotten.
+        unsafe { self.inner.force_unlock() }
     }
 }
 

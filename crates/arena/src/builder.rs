@@ -116,10 +116,16 @@ impl<'a> ArenaBuilder<'a> {
                 return Err(CreateError::QcacheQuantum);
             }
         }
+        // Read once: the arena divides by it on every import.
+        let import_quantum = self.source.map_or(1, |s| s.import_quantum());
+        if import_quantum == 0 {
+            return Err(CreateError::SourceQuantum);
+        }
         let mut arena = Arena {
             name: self.name,
             quantum: self.quantum,
             import_scale: self.import_scale,
+            import_quantum,
             source: self.source,
             tags_from: self.tags_from,
             base: false,
@@ -184,6 +190,7 @@ impl<'a> Arena<'a> {
             name: Name::new(name),
             quantum,
             import_scale: 0,
+            import_quantum: 1,
             source: None,
             tags_from: None,
             base: true,

@@ -79,6 +79,13 @@ pub enum FreeError {
         /// The size of the allocated segment.
         expected: usize,
     },
+    /// The arena hands out memory, which only its owner may give back: use
+    /// the `unsafe` [`Arena::free_memory`](crate::Arena::free_memory) or
+    /// [`Arena::xfree_memory`](crate::Arena::xfree_memory).
+    MemoryArena {
+        /// The address passed in.
+        addr: usize,
+    },
 }
 
 impl fmt::Display for FreeError {
@@ -94,6 +101,10 @@ impl fmt::Display for FreeError {
             } => write!(
                 f,
                 "free of {addr:#x} with size {size:#x}, but it was allocated with {expected:#x}"
+            ),
+            Self::MemoryArena { addr } => write!(
+                f,
+                "free of {addr:#x} refused: a memory arena's frees are unsafe (free_memory)"
             ),
         }
     }
@@ -154,6 +165,8 @@ pub enum CreateError {
     QcacheQuantum,
     /// The quantum caches already serve (or served) another arena.
     QcachesInUse,
+    /// The source's import quantum is zero.
+    SourceQuantum,
 }
 
 impl fmt::Display for CreateError {
@@ -166,6 +179,7 @@ impl fmt::Display for CreateError {
             Self::Span(e) => write!(f, "initial span refused: {e}"),
             Self::QcacheQuantum => f.write_str("quantum caches built for another quantum"),
             Self::QcachesInUse => f.write_str("quantum caches already attached to an arena"),
+            Self::SourceQuantum => f.write_str("the source's import quantum is zero"),
         }
     }
 }

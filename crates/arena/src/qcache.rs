@@ -38,7 +38,11 @@ pub unsafe trait QuantumCaches: Sync {
 
     /// Frees `addr`, allocated by [`alloc`](Self::alloc) with `size` (a
     /// multiple of the quantum, at most [`max`](Self::max)).
-    fn free(&self, arena: &Arena<'_>, addr: usize, size: usize) -> Result<(), FreeError>;
+    ///
+    /// # Safety
+    /// As for [`Arena::free_memory`]: if `arena` is a memory arena, `addr`
+    /// was allocated with `size`, is the caller's, and is not used after.
+    unsafe fn free(&self, arena: &Arena<'_>, addr: usize, size: usize) -> Result<(), FreeError>;
 
     /// Returns what the caches hold idle (the depot's objects, empty slabs)
     /// to `arena`; returns the units given back.

@@ -9,7 +9,20 @@ use crate::{AllocError, Arena, Policy};
 /// An arena calls `import` and `release` without holding its own lock, so a
 /// source may block or call into other arenas (never back into the importing
 /// arena itself).
-pub trait Source: Sync {
+///
+/// # Safety
+/// An arena built on a source that says [`is_memory`](Self::is_memory)
+/// writes into what it imports (boundary tags, slabs, and whatever its
+/// users put there), so implementors promise:
+/// - `is_memory` returns the same value on every call;
+/// - if it returns true, every span that [`import`](Self::import) or
+///   [`import_aligned`](Self::import_aligned) returns is valid for reads and
+///   writes for its whole size and used by nothing else until it is passed
+///   to [`release`](Self::release).
+///
+/// A source of integers (IDs, offsets) keeps `is_memory` false and has
+/// nothing else to promise; [`FnSource`] is one, ready-made.
+pub unsafe trait Source: Sync {
     /// Supplies a span of exactly `size` units (a multiple of
     /// [`import_quantum`](Self::import_quantum)) and returns its base.
     fn import(&self, size: usize) -> Result<usize, AllocError>;
@@ -25,6 +38,7 @@ pub trait Source: Sync {
     /// Takes back a span that `import` or `import_aligned` supplied, whole.
     fn release(&self, base: usize, size: usize);
     /// Granularity of imports; the importer rounds its requests up to it.
+    /// Read once, when an arena is built on the source (which refuses 0).
     fn import_quantum(&self) -> usize {
         1
     }
@@ -47,7 +61,11 @@ pub trait Source: Sync {
 
 /// Spans come from the arena's segment path (never its quantum caches), so
 /// `release` is an `xfree` whichever way a span was imported.
-impl Source for Arena<'_> {
+// SAFETY: an arena's memory-ness is fixed when it is built and comes from
+// `new_base`'s contract or from its own source's (by induction); a span it
+// hands out is an allocated segment, which nothing else is given until the
+// importer releases it.
+unsafe impl Source for Arena<'_> {
     fn import(&self, size: usize) -> Result<usize, AllocError> {
         self.alloc_segment(size, Policy::InstantFit)
     }
@@ -57,11 +75,9 @@ impl Source for Arena<'_> {
     }
 
     fn release(&self, base: usize, size: usize) {
-        let freed = self.xfree(base, size);
-        debug_assert!(
-            freed.is_ok(),
-            "kmem-arena: release of a span never imported"
-        );
+        // A release of a span never imported is refused and changes
+        // nothing; there is no one to tell.
+        let _ = self.free_segment(base, size, false);
     }
 
     fn import_quantum(&self) -> usize {
@@ -133,7 +149,8 @@ where
     }
 }
 
-impl<I, R> Source for FnSource<I, R>
+// SAFETY: not a memory source (`is_memory` keeps its default, false).
+unsafe impl<I, R> Source for FnSource<I, R>
 where
     I: Fn(usize) -> Result<usize, AllocError> + Sync,
     R: Fn(usize, usize) + Sync,

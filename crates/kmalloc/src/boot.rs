@@ -60,28 +60,41 @@ struct Placed<'a, C: Cpu> {
 }
 
 impl<C: Cpu> Drop for Placed<'_, C> {
+    /// Drops the placed fields newest first (later fields refer to earlier
+    /// ones). Each field has its own guard, so if dropping one panics, the
+    /// unwind still drops the older ones: nothing stays registered with the
+    /// platform once the memory goes back.
     fn drop(&mut self) {
-        // SAFETY: the first `done` fields were written, in declaration
-        // order, and nothing refers to them once boot fails; later fields
-        // refer to earlier ones, so they are dropped newest first.
-        unsafe {
-            let s = self.stack;
-            if self.done >= 5 {
-                drop_in_place(addr_of_mut!((*s).kmalloc));
-            }
-            if self.done >= 4 {
-                drop_in_place(addr_of_mut!((*s).pages));
-            }
-            if self.done >= 3 {
-                drop_in_place(addr_of_mut!((*s).qcaches));
-            }
-            if self.done >= 2 {
-                drop_in_place(addr_of_mut!((*s).caches));
-            }
-            if self.done >= 1 {
-                drop_in_place(addr_of_mut!((*s).base));
+        /// Drops the field it points at when it goes out of scope, if `live`.
+        struct Field<T>(*mut T, bool);
+        impl<T> Drop for Field<T> {
+            fn drop(&mut self) {
+                if self.1 {
+                    // SAFETY: `Placed`'s invariant: the field was written by
+                    // `place` and is dropped once, here; nothing refers to it
+                    // any more (newer fields were dropped before it).
+                    unsafe { drop_in_place(self.0) };
+                }
             }
         }
+        let (s, done) = (self.stack, self.done);
+        // SAFETY: `stack` points at the placed `Stack` (written or not: only
+        // field addresses are taken here).
+        let (base, caches, qcaches, pages, kmalloc) = unsafe {
+            (
+                addr_of_mut!((*s).base),
+                addr_of_mut!((*s).caches),
+                addr_of_mut!((*s).qcaches),
+                addr_of_mut!((*s).pages),
+                addr_of_mut!((*s).kmalloc),
+            )
+        };
+        // Declared oldest first, so dropped newest first.
+        let _base = Field(base, done >= 1);
+        let _caches = Field(caches, done >= 2);
+        let _qcaches = Field(qcaches, done >= 3);
+        let _pages = Field(pages, done >= 4);
+        let _kmalloc = Field(kmalloc, done >= 5);
     }
 }
 
@@ -164,7 +177,9 @@ unsafe fn place<'a, C: Cpu>(
 /// Tears a placed stack down, newest first: class caches, page arena (and
 /// its quantum caches), bootstrap caches, base arena. Caches and arenas
 /// that still have objects out are left as they are (leaked), but every
-/// per-thread hook they registered with the platform is withdrawn.
+/// per-thread hook they registered with the platform is withdrawn (a cache
+/// whose handle was leaked is withdrawn when its `Caches` drops), also when
+/// one step panics.
 ///
 /// # Safety
 /// `stack` came from [`place`], no reference into it is used afterwards.

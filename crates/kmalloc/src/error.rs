@@ -14,6 +14,11 @@ pub enum AllocError {
     TooLarge,
     /// The page arena (or its source) has no memory left.
     Exhausted,
+    /// Called from a signal or interrupt handler that interrupted an
+    /// allocator call of its own context (thread, or CPU), which may hold
+    /// the slot's magazines or a lock: refused rather than corrupt them or
+    /// wait for ever.
+    Reentrant,
 }
 
 impl fmt::Display for AllocError {
@@ -22,6 +27,7 @@ impl fmt::Display for AllocError {
             Self::ZeroSize => "allocation of zero bytes",
             Self::TooLarge => "allocation size overflows",
             Self::Exhausted => "out of memory",
+            Self::Reentrant => "refused inside a handler that interrupted an allocator call",
         })
     }
 }

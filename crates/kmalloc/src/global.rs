@@ -10,19 +10,29 @@ use kmem_magazine::Cpu;
 
 use crate::{boot_static, BootError, Config, Kmalloc};
 
+/// Runs `f`, turning a panic inside it into an abort: the caller is an
+/// allocator interface (`GlobalAlloc`, `Allocator`) through which Rust
+/// forbids unwinding. The panic message is printed first, then "panic in a
+/// function that cannot unwind". On the normal path this costs nothing: a
+/// function that cannot unwind only gets an out-of-line abort pad.
+#[inline(always)]
+pub(crate) extern "C" fn no_unwind<R, F: FnOnce() -> R>(f: F) -> R {
+    f()
+}
+
 // SAFETY: `alloc` returns memory of at least `layout.size()` bytes aligned
 // to `layout.align()`, owned by the caller until `dealloc`; class objects
 // and page runs never overlap while allocated (the slab and arena layers'
-// invariants). Errors become null, never a panic.
+// invariants). Errors become null, and a panic aborts (`no_unwind`).
 unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Kmalloc::alloc(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        no_unwind(|| Kmalloc::alloc(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr))
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Kmalloc::alloc_zeroed(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        no_unwind(|| Kmalloc::alloc_zeroed(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr))
     }
 
     #[inline]
@@ -31,7 +41,9 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
             // SAFETY: the GlobalAlloc contract: `ptr` came from this
             // allocator with `layout`. A refusal is counted by the layer
             // that found it; there is no one to report it to here.
-            let _ = unsafe { self.free(p, layout) };
+            no_unwind(|| {
+                let _ = unsafe { self.free(p, layout) };
+            });
         }
     }
 
@@ -41,8 +53,10 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
             return ptr::null_mut();
         };
         // SAFETY: the GlobalAlloc contract, forwarded.
-        unsafe { Kmalloc::realloc(self, p, layout, new_size) }
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        no_unwind(|| {
+            unsafe { Kmalloc::realloc(self, p, layout, new_size) }
+                .map_or(ptr::null_mut(), NonNull::as_ptr)
+        })
     }
 }
 
@@ -70,23 +84,26 @@ fn empty_block(layout: Layout) -> NonNull<[u8]> {
 
 // SAFETY: blocks are valid for their layout until deallocated, as for
 // `GlobalAlloc` above; zero-size layouts get a dangling aligned pointer
-// and are never passed to the caches; `grow`/`shrink` keep the contents.
+// and are never passed to the caches; `grow`/`shrink` keep the contents; a
+// panic aborts (`no_unwind`).
 unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        block(layout, |l| Kmalloc::alloc(self, l))
+        no_unwind(|| block(layout, |l| Kmalloc::alloc(self, l)))
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        block(layout, |l| Kmalloc::alloc_zeroed(self, l))
+        no_unwind(|| block(layout, |l| Kmalloc::alloc_zeroed(self, l)))
     }
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
             // SAFETY: the Allocator contract: allocated here with `layout`.
-            let _ = unsafe { self.free(ptr, layout) };
+            no_unwind(|| {
+                let _ = unsafe { self.free(ptr, layout) };
+            });
         }
     }
 
@@ -97,7 +114,7 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
         new: Layout,
     ) -> Result<NonNull<[u8]>, ApiAllocError> {
         // SAFETY: the Allocator contract, forwarded.
-        unsafe { resize(self, ptr, old, new) }
+        no_unwind(|| unsafe { resize(self, ptr, old, new) })
     }
 
     unsafe fn shrink(
@@ -107,7 +124,7 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
         new: Layout,
     ) -> Result<NonNull<[u8]>, ApiAllocError> {
         // SAFETY: the Allocator contract, forwarded.
-        unsafe { resize(self, ptr, old, new) }
+        no_unwind(|| unsafe { resize(self, ptr, old, new) })
     }
 }
 
@@ -215,12 +232,13 @@ macro_rules! forward_global_alloc {
     ([$($gen:tt)*] $ty:ty, $alloc:ident, $get:ident) => {
         // SAFETY: every method forwards to a `'static` `Kmalloc`, whose own
         // impl keeps the contract, or fails with null; without an allocator
-        // nothing was allocated, so `dealloc` has nothing to free.
+        // nothing was allocated, so `dealloc` has nothing to free. Finding
+        // (or booting) the allocator cannot unwind either (`no_unwind`).
         unsafe impl<$($gen)*> core::alloc::GlobalAlloc for $ty {
             #[inline]
             unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
                 // SAFETY: forwarded.
-                self.$alloc().map_or(core::ptr::null_mut(), |k| unsafe {
+                $crate::global::no_unwind(|| self.$alloc()).map_or(core::ptr::null_mut(), |k| unsafe {
                     core::alloc::GlobalAlloc::alloc(k, layout)
                 })
             }
@@ -228,7 +246,7 @@ macro_rules! forward_global_alloc {
             #[inline]
             unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
                 // SAFETY: forwarded.
-                self.$alloc().map_or(core::ptr::null_mut(), |k| unsafe {
+                $crate::global::no_unwind(|| self.$alloc()).map_or(core::ptr::null_mut(), |k| unsafe {
                     core::alloc::GlobalAlloc::alloc_zeroed(k, layout)
                 })
             }
@@ -249,7 +267,7 @@ macro_rules! forward_global_alloc {
                 new_size: usize,
             ) -> *mut u8 {
                 // SAFETY: forwarded.
-                self.$alloc().map_or(core::ptr::null_mut(), |k| unsafe {
+                $crate::global::no_unwind(|| self.$alloc()).map_or(core::ptr::null_mut(), |k| unsafe {
                     core::alloc::GlobalAlloc::realloc(k, ptr, layout, new_size)
                 })
             }

@@ -3,12 +3,12 @@
 use core::alloc::Layout;
 use core::fmt::{self, Write as _};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Constraints, Policy};
-use kmem_magazine::Cpu;
-use kmem_slab::{AllocFlags, Cache, CacheBuilder, Caches, CreateError};
+use kmem_magazine::{Cpu, Section};
+use kmem_slab::{AllocError as CacheAllocError, AllocFlags, Cache, CacheBuilder, Caches, CreateError};
 
 use crate::classes::{class_align, class_size, route, Route, CLASSES};
 use crate::error::{AllocError, FreeError};
@@ -26,6 +26,18 @@ pub struct Kmalloc<'a, C: Cpu> {
     large_allocs: AtomicU64,
     large_frees: AtomicU64,
     large_fails: AtomicU64,
+    /// Large frees made by a handler that interrupted an allocator call of
+    /// its context: a stack linked through the blocks (`Deferred`), freed
+    /// by the next large allocation or free that can take the arena's lock.
+    deferred: AtomicUsize,
+}
+
+/// The head of a deferred large block: what `free_pages` needs.
+#[repr(C)]
+struct Deferred {
+    next: usize,
+    bytes: usize,
+    align: usize,
 }
 
 /// Formats `kmalloc_<size>` into a stack buffer.
@@ -73,6 +85,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             large_allocs: AtomicU64::new(0),
             large_frees: AtomicU64::new(0),
             large_fails: AtomicU64::new(0),
+            deferred: AtomicUsize::new(0),
         })
     }
 
@@ -99,6 +112,10 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// Allocates memory for `layout`: from its size class's cache (the
     /// caller CPU's magazine, usually), or whole pages for large or
     /// over-aligned requests.
+    ///
+    /// From a signal or interrupt handler that interrupted an allocator
+    /// call of its own context (see [`Section`]) it fails with
+    /// [`AllocError::Reentrant`], touching nothing.
     #[inline]
     pub fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         self.alloc_with(layout, AllocFlags::empty())
@@ -117,15 +134,22 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         }
         match route(layout.size(), layout.align()) {
             Some(Route::Class(i)) => {
-                let obj = self.classes[i]
-                    .alloc(flags)
-                    .map_err(|_| AllocError::Exhausted)?;
+                let obj = self.classes[i].alloc(flags).map_err(|e| match e {
+                    CacheAllocError::Reentrant => AllocError::Reentrant,
+                    _ => AllocError::Exhausted,
+                })?;
                 // Objects are memory: never at address 0.
                 NonNull::new(obj as *mut u8).ok_or(AllocError::Exhausted)
             }
             Some(Route::Pages { bytes, align }) => self.alloc_pages(bytes, align, flags),
             None => Err(AllocError::TooLarge),
         }
+    }
+
+    /// True when a run of pages aligned to `align` needs `xalloc`: the
+    /// quantum (a power of two or not) is not a multiple of `align`.
+    fn needs_xalloc(&self, align: usize) -> bool {
+        !self.pages.quantum().is_multiple_of(align)
     }
 
     #[inline(never)]
@@ -135,7 +159,11 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         align: usize,
         flags: AllocFlags,
     ) -> Result<NonNull<u8>, AllocError> {
-        let got = if align > self.pages.quantum() {
+        let Some(_section) = Section::enter(self.caches.cpu()) else {
+            return Err(AllocError::Reentrant);
+        };
+        self.free_deferred();
+        let got = if self.needs_xalloc(align) {
             self.pages.xalloc(bytes, &Constraints::new().align(align))
         } else {
             self.pages.alloc(bytes, Policy::InstantFit)
@@ -161,6 +189,11 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// when its magazine drains. A large free is checked at once against
     /// the page arena (address and size).
     ///
+    /// From a signal or interrupt handler that interrupted an allocator call
+    /// of its own context (see [`Section`]) the free takes no lock: the
+    /// object waits on a stack (its class's, per slot, or the large blocks')
+    /// until a later call of the context's frees it.
+    ///
     /// # Safety
     /// `ptr` came from this allocator with `layout` and is not used after.
     #[inline]
@@ -175,21 +208,97 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                 unsafe { self.classes[i].free(addr) }
                     .map_err(|e| FreeError::Refused { addr, kind: e.kind })
             }
-            Some(Route::Pages { bytes, align }) => self.free_pages(addr, bytes, align),
+            // SAFETY: the caller's guarantee: a run of pages of this layout.
+            Some(Route::Pages { bytes, align }) => unsafe { self.free_pages(addr, bytes, align) },
             None => Err(FreeError::TooLarge { addr }),
         }
     }
 
+    /// # Safety
+    /// `addr` is a run of `bytes` allocated by `alloc_pages` for `align`, the
+    /// caller's, not used after.
     #[inline(never)]
-    fn free_pages(&self, addr: usize, bytes: usize, align: usize) -> Result<(), FreeError> {
-        let freed = if align > self.pages.quantum() {
-            self.pages.xfree(addr, bytes)
-        } else {
-            self.pages.free(addr, bytes)
+    unsafe fn free_pages(&self, addr: usize, bytes: usize, align: usize) -> Result<(), FreeError> {
+        let Some(_section) = Section::enter(self.caches.cpu()) else {
+            // SAFETY: the caller's guarantee: at least a page of memory that
+            // is ours now, enough for the `Deferred` head (page-aligned).
+            unsafe { self.defer_pages(addr, bytes, align) };
+            return Ok(());
+        };
+        self.free_deferred();
+        // SAFETY: forwarded.
+        unsafe { self.free_pages_now(addr, bytes, align) }
+    }
+
+    /// # Safety
+    /// As for [`free_pages`](Self::free_pages).
+    unsafe fn free_pages_now(&self, addr: usize, bytes: usize, align: usize) -> Result<(), FreeError> {
+        // SAFETY: the caller's guarantee; `alloc_pages` made the same choice
+        // between `xalloc` and `alloc` for this alignment.
+        let freed = unsafe {
+            if self.needs_xalloc(align) {
+                self.pages.xfree_memory(addr, bytes)
+            } else {
+                self.pages.free_memory(addr, bytes)
+            }
         };
         freed.map_err(|e| FreeError::Pages { addr, err: e })?;
         self.large_frees.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Pushes a large block onto the deferred stack.
+    ///
+    /// # Safety
+    /// As for [`free_pages`](Self::free_pages).
+    #[cold]
+    unsafe fn defer_pages(&self, addr: usize, bytes: usize, align: usize) {
+        let mut head = self.deferred.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the caller's guarantee: the block is ours, page-aligned
+            // and at least a page long.
+            unsafe {
+                (addr as *mut Deferred).write(Deferred {
+                    next: head,
+                    bytes,
+                    align,
+                })
+            };
+            match self.deferred.compare_exchange_weak(
+                head,
+                addr,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Frees the deferred large blocks, if any (inside a section).
+    #[inline]
+    fn free_deferred(&self) {
+        if self.deferred.load(Ordering::Relaxed) != 0 {
+            self.free_deferred_slow();
+        }
+    }
+
+    #[cold]
+    fn free_deferred_slow(&self) {
+        let mut at = self.deferred.swap(0, Ordering::Acquire);
+        while at != 0 {
+            // SAFETY: pushed by `defer_pages`, which wrote the head; the swap
+            // made the whole stack ours.
+            let d = unsafe { (at as *const Deferred).read() };
+            // SAFETY: `defer_pages`' caller gave the block up with this
+            // layout. A refusal (a bad free that was deferred unchecked) is
+            // counted, as a refused free of a magazine round is.
+            if unsafe { self.free_pages_now(at, d.bytes, d.align) }.is_err() {
+                self.large_fails.fetch_add(1, Ordering::Relaxed);
+            }
+            at = d.next;
+        }
     }
 
     /// True when an object of `old` may simply be used for `new` (same
@@ -259,17 +368,44 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// returns slabs into those quantum caches. Returns the bytes of slabs
     /// given back to the page arena and the units it gave back.
     pub fn reap(&self) -> usize {
+        if let Some(_section) = Section::enter(self.caches.cpu()) {
+            self.free_deferred();
+        }
         let mut freed = 0;
         for _ in 0..2 {
             self.caches.for_each(|c| {
-                if let Some(m) = c.magazines() {
-                    m.flush_current();
-                }
+                c.flush_current();
                 freed += c.reap();
             });
             freed += self.pages.reap();
         }
         freed
+    }
+
+    /// Takes every lock of the stack and keeps them, for a `fork()`: the
+    /// caches' ([`Caches::fork_lock`]), then the page arena's, then the base
+    /// arena's, in the stack's lock order. A `pthread_atfork` prepare
+    /// handler calls it after the platform's locks;
+    /// [`fork_unlock`](Self::fork_unlock) undoes it in the parent and in the
+    /// child. [`KmallocGlobal`](crate::KmallocGlobal) installs such handlers.
+    pub fn fork_lock(&self) {
+        self.caches.fork_lock();
+        self.pages.fork_lock();
+        self.caches.base().fork_lock();
+    }
+
+    /// Releases what [`fork_lock`](Self::fork_lock) took.
+    ///
+    /// # Safety
+    /// [`fork_lock`](Self::fork_lock) was called (here, or in the parent
+    /// before the `fork()` that made this process) and not undone since.
+    pub unsafe fn fork_unlock(&self) {
+        // SAFETY: (each) taken by `fork_lock`, the caller's guarantee.
+        unsafe {
+            self.caches.base().fork_unlock();
+            self.pages.fork_unlock();
+            self.caches.fork_unlock();
+        }
     }
 
     /// Large allocations: made, freed, failed.

@@ -7,7 +7,7 @@
 
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use kmem_arena::{AllocError as ArenaAllocError, Source};
 use kmem_magazine::ThreadCpus;
@@ -22,6 +22,9 @@ pub struct OsPages {
     mapped: AtomicUsize,
     imports: AtomicU64,
     releases: AtomicU64,
+    /// `munmap` calls that failed (the kernel can refuse to split a mapping
+    /// at `vm.max_map_count`): the span stays mapped, leaked.
+    unmap_failures: AtomicU64,
 }
 
 impl Default for OsPages {
@@ -37,6 +40,7 @@ impl OsPages {
             mapped: AtomicUsize::new(0),
             imports: AtomicU64::new(0),
             releases: AtomicU64::new(0),
+            unmap_failures: AtomicU64::new(0),
         }
     }
 
@@ -51,6 +55,11 @@ impl OsPages {
             self.imports.load(Ordering::Relaxed),
             self.releases.load(Ordering::Relaxed),
         )
+    }
+
+    /// Releases whose `munmap` failed (the spans stay mapped).
+    pub fn unmap_failures(&self) -> u64 {
+        self.unmap_failures.load(Ordering::Relaxed)
     }
 }
 
@@ -75,7 +84,10 @@ fn map(size: usize) -> Option<NonNull<u8>> {
     NonNull::new(p.cast())
 }
 
-impl Source for OsPages {
+// SAFETY: `import` returns fresh private anonymous mappings of the size
+// asked, readable and writable, which nothing else uses until `release`
+// unmaps them; `is_memory` is always true.
+unsafe impl Source for OsPages {
     fn import(&self, size: usize) -> Result<usize, ArenaAllocError> {
         let p = map(size).ok_or(ArenaAllocError::Exhausted)?;
         self.mapped.fetch_add(size, Ordering::Relaxed);
@@ -87,7 +99,11 @@ impl Source for OsPages {
         // SAFETY: `[base, base + size)` is a whole span `import` mapped and
         // the importer no longer uses any of it.
         let r = unsafe { libc::munmap(base as *mut libc::c_void, size) };
-        debug_assert_eq!(r, 0, "kmalloc: munmap of an imported span failed");
+        if r != 0 {
+            // Never a panic on an allocator path: counted, the span leaked.
+            self.unmap_failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.mapped.fetch_sub(size, Ordering::Relaxed);
         self.releases.fetch_add(1, Ordering::Relaxed);
     }
@@ -115,12 +131,102 @@ std::thread_local! {
     static IN_BOOT: Cell<bool> = const { Cell::new(false) };
 }
 
+/// How many booted [`KmallocGlobal`]s the `fork()` handlers protect.
+const MAX_GLOBALS: usize = 8;
+
+/// The booted global allocators, for the `fork()` handlers.
+static FORKABLE: [AtomicPtr<Kmalloc<'static, ThreadCpus>>; MAX_GLOBALS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_GLOBALS];
+
+/// How many of `FORKABLE` the prepare handler locked (the others, booted
+/// meanwhile, are left alone by the parent and child handlers).
+static LOCKED: AtomicUsize = AtomicUsize::new(0);
+
+/// `pthread_atfork` was called (once per process).
+static ATFORK: AtomicU8 = AtomicU8::new(0);
+
+/// Held by a boot in progress, and by `fork()` from prepare to release, so a
+/// child is never copied in the middle of a boot (it would wait for ever
+/// for a boot nobody finishes). Taken before every other lock.
+static BOOT_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn boot_lock() {
+    while BOOT_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+}
+
+fn boot_unlock() {
+    BOOT_LOCK.store(false, Ordering::Release);
+}
+
+/// Before `fork()`: takes every lock of the platform, then of every booted
+/// allocator, in the lock order, so that no other thread holds one while
+/// the process is copied (a child would wait for it for ever).
+extern "C" fn fork_prepare() {
+    boot_lock();
+    ThreadCpus::global().fork_lock();
+    let mut n = 0;
+    for k in &FORKABLE {
+        // SAFETY: only `register_fork` stores, pointers to `'static`
+        // allocators that are never torn down.
+        let Some(k) = (unsafe { k.load(Ordering::Acquire).as_ref() }) else {
+            break;
+        };
+        k.fork_lock();
+        n += 1;
+    }
+    LOCKED.store(n, Ordering::Relaxed);
+}
+
+/// After `fork()`, in the parent and in the child: releases what
+/// `fork_prepare` took, in reverse.
+extern "C" fn fork_release() {
+    let n = LOCKED.load(Ordering::Relaxed);
+    for k in FORKABLE[..n].iter().rev() {
+        // SAFETY: as in `fork_prepare`, which locked these `n`.
+        let k = unsafe { &*k.load(Ordering::Acquire) };
+        // SAFETY: locked by `fork_prepare` before this `fork()`.
+        unsafe { k.fork_unlock() };
+    }
+    // SAFETY: locked by `fork_prepare` before this `fork()`.
+    unsafe { ThreadCpus::global().fork_unlock() };
+    boot_unlock();
+}
+
+/// Puts a freshly booted allocator under the `fork()` handlers. False when
+/// `MAX_GLOBALS` are already there.
+fn register_fork(k: &'static Kmalloc<'static, ThreadCpus>) -> bool {
+    let k = ptr::from_ref(k).cast_mut();
+    FORKABLE.iter().any(|slot| {
+        slot.compare_exchange(ptr::null_mut(), k, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
 /// kmalloc as a program's `#[global_allocator]`: boots itself on the first
 /// allocation — a base arena over a reserved (`MAP_NORESERVE`) region for
 /// metadata, a page arena importing from the OS ([`OsPages`]) sixteen times
 /// what a request needs at a time, the std platform ([`ThreadCpus`]: a CPU slot per thread,
 /// flushed when the thread exits) — and never shuts down. If the boot
 /// fails, every allocation fails (returns null).
+///
+/// - **`fork()`**: the boot installs `pthread_atfork` handlers that take
+///   every lock of the stack before a fork and release them in the parent
+///   and the child, so the child of a multi-threaded program allocates
+///   normally (up to 8 `KmallocGlobal`s per process are covered; a ninth
+///   fails to boot). In the child, the CPU slots of the threads that were
+///   not copied stay claimed, their cached objects lost to it.
+/// - **Signal handlers**: an allocation from a handler that interrupted an
+///   allocator call of the same thread fails (returns null) and a free
+///   there is deferred, without touching the interrupted call's state or
+///   waiting for its locks; outside allocator calls, handlers allocate as
+///   usual.
+/// - **Panics** never unwind out of the allocator: one would abort the
+///   process, as Rust requires of a global allocator.
 ///
 /// ```no_run
 /// #[global_allocator]
@@ -195,7 +301,17 @@ impl KmallocGlobal {
             }
         }
         IN_BOOT.set(true);
-        let booted = map(self.metadata).and_then(|mem| {
+        boot_lock();
+        let handlers = ATFORK.load(Ordering::Relaxed) != 0 || {
+            // SAFETY: registers two `extern "C"` functions that live for the
+            // whole program (glibc records them with its own malloc).
+            let r = unsafe {
+                libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release))
+            };
+            ATFORK.store(u8::from(r == 0), Ordering::Relaxed);
+            r == 0
+        };
+        let booted = map(self.metadata).filter(|_| handlers).and_then(|mem| {
             // SAFETY: a fresh private mapping of `metadata` bytes, never
             // unmapped: it is this allocator's for the rest of the program.
             let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), self.metadata) };
@@ -206,6 +322,8 @@ impl KmallocGlobal {
             };
             boot_static(mem, ThreadCpus::global(), &config).ok()
         });
+        let booted = booted.filter(|&k| register_fork(k));
+        boot_unlock();
         IN_BOOT.set(false);
         match booted {
             Some(k) => {

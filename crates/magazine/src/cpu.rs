@@ -1,6 +1,7 @@
 //! "Which CPU am I": the platform trait the magazine layer runs on, and
 //! [`ManualCpus`], a provider whose current slot is chosen explicitly.
 
+use core::marker::PhantomData;
 use core::sync::atomic::AtomicPtr;
 
 use crate::sync::{const_fn, mutexes, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
@@ -57,6 +58,94 @@ pub unsafe trait Cpu: Sync {
     fn unregister(&self, hook: &SlotHook) {
         let _ = hook;
     }
+
+    /// Marks the caller's context (its thread; in a kernel, its CPU and
+    /// interrupt level) as inside an allocator operation, until
+    /// [`leave`](Cpu::leave). Returns false, changing nothing, when the
+    /// context already is: the caller interrupted an operation of its own
+    /// context (a signal or interrupt handler), so it must not touch the
+    /// slot's magazines nor wait for a lock, which the interrupted operation
+    /// may hold. Use it through [`Section`].
+    ///
+    /// The default detects nothing and always returns true: right for a
+    /// platform whose interrupt handlers never allocate, or whose
+    /// [`pin`](Cpu::pin) masks interrupts for whole operations.
+    #[inline(always)]
+    fn enter(&self) -> bool {
+        true
+    }
+
+    /// Ends the operation a successful [`enter`](Cpu::enter) began.
+    ///
+    /// # Safety
+    /// The context entered successfully and has not left since (sections
+    /// end in the reverse order they began).
+    #[inline(always)]
+    unsafe fn leave(&self) {}
+}
+
+/// An allocator operation in progress in the caller's context (see
+/// [`Cpu::enter`]): made by [`Section::enter`], ended when dropped.
+///
+/// Operations that take the magazine layer's or the slab layer's locks run
+/// inside a section, so that a signal or interrupt handler which interrupts
+/// one and allocates finds the context busy and takes a path that touches
+/// neither the slot nor a lock. Forgetting a section leaves the context
+/// busy: every later operation there is refused, nothing is corrupted.
+#[must_use = "the section ends when dropped"]
+pub struct Section<'c, C: Cpu + ?Sized> {
+    cpu: &'c C,
+    /// Tied to the context that entered.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'c, C: Cpu + ?Sized> Section<'c, C> {
+    /// Begins an operation, or `None` if the context is inside one already.
+    #[inline(always)]
+    pub fn enter(cpu: &'c C) -> Option<Self> {
+        // Not `then_some`: its argument, a section, would be built (and,
+        // dropped, would leave) even when `enter` says no.
+        if cpu.enter() {
+            Some(Self {
+                cpu,
+                _not_send: PhantomData,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Runs `f` with the context's mark lifted, if it is inside an
+    /// operation, and puts the mark back afterwards: a call-out to code that
+    /// may allocate (a constructor, a destructor) from the middle of an
+    /// operation.
+    ///
+    /// # Safety
+    /// The caller holds no slot state and no lock that an allocation made by
+    /// `f` could reach: lifting the mark lets such an allocation use them.
+    pub unsafe fn outside<R>(cpu: &C, f: impl FnOnce() -> R) -> R {
+        // Entering says whether the context was inside; leaving then undoes
+        // that entry, or lifts the outer operation's mark.
+        let inside = !cpu.enter();
+        // SAFETY: the context is entered at this point, either way.
+        unsafe { cpu.leave() };
+        let r = f();
+        if inside {
+            // A section `f` forgot leaves the context marked, which is what
+            // is wanted here anyway.
+            let _ = cpu.enter();
+        }
+        r
+    }
+}
+
+impl<C: Cpu + ?Sized> Drop for Section<'_, C> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: `enter` succeeded for this section; sections are dropped
+        // in reverse order of creation on their (single) context.
+        unsafe { self.cpu.leave() }
+    }
 }
 
 /// Proof that the caller stays on one slot; see [`Cpu::pin`].
@@ -86,7 +175,11 @@ impl SlotHook {
     }
 
     /// Binds the hook to its registrant (before registering it).
-    pub fn bind(&self, data: *const ()) {
+    ///
+    /// # Safety
+    /// The hook is not registered (or the platform calls it only after
+    /// this), and `data` is what `flush` expects until it is unregistered.
+    pub unsafe fn bind(&self, data: *const ()) {
         self.data.store(data.cast_mut(), Ordering::Relaxed);
     }
 
@@ -106,7 +199,11 @@ impl SlotHook {
     }
 
     /// Links the next hook on the platform's list (under its lock).
-    pub fn set_next(&self, next: *const SlotHook) {
+    ///
+    /// # Safety
+    /// Only the platform that registered the hook calls this, under the lock
+    /// of its list, and `next` is null or a hook on that list.
+    pub unsafe fn set_next(&self, next: *const SlotHook) {
         self.next.store(next.cast_mut(), Ordering::Relaxed);
     }
 }

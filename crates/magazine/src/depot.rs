@@ -128,6 +128,16 @@ impl Depot {
         self.state.lock()
     }
 
+    /// Releases a lock whose guard was forgotten (`fork_lock`).
+    ///
+    /// # Safety
+    /// The lock is held and no guard of it is alive.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn force_unlock(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.state.force_unlock() }
+    }
+
     /// Holds the lock for the duration of `f` (tests drive contention).
     pub(crate) fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
         let _guard = self.state.lock();

@@ -51,6 +51,8 @@ pub struct Magazines<'a, C: Cpu> {
     start: usize,
     mags_allocated: AtomicU64,
     mags_freed: AtomicU64,
+    /// Rounds freed through [`defer`](Self::defer).
+    deferred: AtomicU64,
     /// Flushes a slot into the depot when its owner goes away; linked into
     /// the platform's list by [`register`](Self::register).
     hook: SlotHook,
@@ -88,6 +90,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             start,
             mags_allocated: AtomicU64::new(0),
             mags_freed: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
             hook: SlotHook::new(flush_hook::<C>),
         })
     }
@@ -133,6 +136,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, cc: &CpuCache) -> Option<usize> {
+        // SAFETY: called from `alloc` under the guard.
+        if let Some(obj) = unsafe { cc.pop_deferred() } {
+            return Some(obj);
+        }
         // SAFETY: called from `alloc` under the guard, which holds no other
         // access; no call-outs below.
         let st = &mut *unsafe { cc.state() };
@@ -158,8 +165,16 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// allocating an empty magazine from `mags` as the seed does. `Err(obj)`
     /// means no room could be found: the caller returns `obj` to the layer
     /// below (destructing it first).
+    ///
+    /// # Safety
+    /// `mags` is the source of every magazine this layer holds: every call
+    /// that takes a source passes the same one.
     #[inline(always)]
-    pub fn free<S: MagazineSource + ?Sized>(&self, obj: usize, mags: &S) -> Result<(), usize> {
+    pub unsafe fn free<S: MagazineSource + ?Sized>(
+        &self,
+        obj: usize,
+        mags: &S,
+    ) -> Result<(), usize> {
         let guard = self.cpu.pin();
         let cc = self.slot_of(&guard);
         let done = {
@@ -238,10 +253,29 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             // Never wait on a free: if no memory, the object goes below.
             let mem = mags.alloc_magazine().ok_or(obj)?;
             self.mags_allocated.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the source's contract: fresh, aligned magazine memory.
+            // SAFETY: `MagazineSource`'s contract (an unsafe trait): fresh
+            // magazine memory, sized and aligned, used by nothing else.
             let mag = unsafe { MagBox::init(mem) };
             self.depot.lock_quiet().put(mag);
         }
+    }
+
+    /// Frees `obj` from an operation that interrupted one of the caller's
+    /// context (see [`Section`](crate::Section)): it goes onto a stack of the
+    /// caller's slot that takes no lock and leaves the slot's magazines
+    /// alone; the slot's next allocation that misses its `loaded` magazine
+    /// takes it from there.
+    ///
+    /// # Safety
+    /// `obj` is an object of this layer's cache, not used by anyone after
+    /// this call, and at least a word of writable memory (the stack is
+    /// linked through it): a cache of memory objects without constructed
+    /// state.
+    pub unsafe fn defer(&self, obj: usize) {
+        let guard = self.cpu.pin();
+        // SAFETY: the caller's guarantee.
+        unsafe { self.slot_of(&guard).push_deferred(obj) };
+        self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Moves the caller's `loaded` and `prev` magazines to the depot.
@@ -269,7 +303,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// Empties the depot: every round goes to `sink` (the layer below, which
     /// destructs it) and every magazine back to `mags`. Runs `sink` and
     /// `mags` without the depot lock. Returns the rounds drained.
-    pub fn drain_depot<S: MagazineSource + ?Sized>(
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    pub unsafe fn drain_depot<S: MagazineSource + ?Sized>(
         &self,
         mags: &S,
         mut sink: impl FnMut(usize),
@@ -284,36 +321,72 @@ impl<'a, C: Cpu> Magazines<'a, C> {
 
     fn release<S: MagazineSource + ?Sized>(
         &self,
-        mut list: MagList,
+        list: MagList,
         mags: &S,
         sink: &mut impl FnMut(usize),
     ) -> usize {
+        /// What is not drained yet goes back to the depot if `sink` panics
+        /// (a destructor), so no round and no magazine is lost.
+        struct Rest<'d> {
+            depot: &'d Depot,
+            list: MagList,
+        }
+        impl Drop for Rest<'_> {
+            fn drop(&mut self) {
+                if self.list.len() > 0 {
+                    let mut depot = self.depot.lock_quiet();
+                    while let Some(mag) = self.list.pop() {
+                        depot.put(mag);
+                    }
+                }
+            }
+        }
+        let mut rest = Rest {
+            depot: &self.depot,
+            list,
+        };
         let mut rounds = 0;
-        while let Some(mut mag) = list.pop() {
-            for obj in mag.drain() {
+        while let Some(mag) = rest.list.head_mut() {
+            // Each round leaves its magazine before `sink` sees it.
+            if let Some(obj) = mag.pop() {
                 sink(obj);
                 rounds += 1;
+                continue;
             }
+            let Some(mag) = rest.list.pop() else { break };
             self.mags_freed.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the magazine came from `mags` (every magazine of this
-            // layer does) and `mag` was its only owner.
+            // layer does: the callers' contract) and `mag` was its only
+            // owner.
             unsafe { mags.free_magazine(mag.into_raw()) };
         }
         rounds
     }
 
-    /// Flushes every slot, then drains the depot: afterwards the layer holds
-    /// no rounds and no magazines. `&mut self` proves no slot is in use.
-    pub fn drain_all<S: MagazineSource + ?Sized>(
-        &mut self,
+    /// Flushes every slot (and its deferred frees), then drains the depot:
+    /// afterwards the layer holds no rounds and no magazines.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    /// And no other call on this layer runs during this one (no slot is in
+    /// use: the caller owns them all).
+    pub unsafe fn drain_all<S: MagazineSource + ?Sized>(
+        &self,
         mags: &S,
-        sink: impl FnMut(usize),
+        mut sink: impl FnMut(usize),
     ) -> usize {
+        let mut rounds = 0;
         for slot in 0..self.cpus.len() {
-            // SAFETY: `&mut self`: no other user of any slot exists.
+            // SAFETY: no other user of any slot exists (the contract).
             unsafe { self.flush_slot(slot) };
+            // SAFETY: as above.
+            while let Some(obj) = unsafe { self.cpus[slot].pop_deferred() } {
+                sink(obj);
+                rounds += 1;
+            }
         }
-        self.drain_depot(mags, sink)
+        // SAFETY: forwarded.
+        rounds + unsafe { self.drain_depot(mags, sink) }
     }
 
     /// Asks the platform to flush a slot's magazines to the depot when its
@@ -323,7 +396,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// `self` stays at its address, alive, until
     /// [`unregister`](Self::unregister) is called.
     pub unsafe fn register(&self) {
-        self.hook.bind((self as *const Self).cast());
+        // SAFETY: not registered yet; `flush_hook::<C>` expects this layer.
+        unsafe { self.hook.bind((self as *const Self).cast()) };
         // SAFETY: the hook is a field of `self`, which the caller keeps in
         // place and alive until `unregister`.
         unsafe { self.cpu.register(&self.hook) }
@@ -340,6 +414,25 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         self.depot.hold(f)
     }
 
+    /// Takes the depot lock and keeps it, for a `fork()` (a
+    /// `pthread_atfork` prepare handler), so that no other thread holds it
+    /// while the process is copied.
+    #[cfg(not(loom))]
+    pub fn fork_lock(&self) {
+        core::mem::forget(self.depot.lock_quiet());
+    }
+
+    /// Releases what [`fork_lock`](Self::fork_lock) took, in the parent
+    /// and in the child.
+    ///
+    /// # Safety
+    /// [`fork_lock`](Self::fork_lock) was called and not undone since.
+    #[cfg(not(loom))]
+    pub unsafe fn fork_unlock(&self) {
+        // SAFETY: held since `fork_lock`, whose guard was forgotten.
+        unsafe { self.depot.force_unlock() };
+    }
+
     /// Contended depot acquisitions so far, read without the depot lock.
     pub fn contended(&self) -> u64 {
         self.depot.counters.contended.load(Ordering::Relaxed)
@@ -347,10 +440,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
 
     /// The current counters.
     pub fn stats(&self) -> MagazineStats {
+        let deferred = self.deferred.load(Ordering::Relaxed);
         let (cpu_allocs, cpu_frees) = self
             .cpus
             .iter()
-            .fold((0, 0), |(a, f), cc| (a + cc.allocs(), f + cc.frees()));
+            .fold((0, deferred), |(a, f), cc| (a + cc.allocs(), f + cc.frees()));
         let depot = self.depot.lock_quiet();
         let c = &self.depot.counters;
         MagazineStats {
@@ -362,6 +456,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             depot_rounds: depot.rounds,
             cpu_allocs,
             cpu_frees,
+            deferred_frees: deferred,
             contended: c.contended.load(Ordering::Relaxed),
             resizes: c.resizes.load(Ordering::Relaxed),
             depot_not_empty_out: c.not_empty_out.load(Ordering::Relaxed),

@@ -40,7 +40,8 @@
 //!
 //! // Magazine memory from the heap, for the example.
 //! struct Heap;
-//! impl MagazineSource for Heap {
+//! // SAFETY: hands out fresh heap blocks of the magazine size and alignment.
+//! unsafe impl MagazineSource for Heap {
 //!     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
 //!         let layout = std::alloc::Layout::from_size_align(MAGAZINE_SIZE, 64).unwrap();
 //!         // SAFETY: non-zero size.
@@ -58,14 +59,15 @@
 //! let mut mags = Magazines::new(&cpus, &mut slots, 64).unwrap();
 //!
 //! assert_eq!(mags.alloc(), None); // nothing cached: use the layer below
-//! mags.free(0x1000, &Heap).unwrap(); // cached in CPU 0's magazine
+//! // SAFETY (here and below): `Heap` is the only magazine source used.
+//! unsafe { mags.free(0x1000, &Heap) }.unwrap(); // cached in CPU 0's magazine
 //! cpus.set_slot(1);
 //! assert_eq!(mags.alloc(), None); // CPU 1 has its own magazines
 //! cpus.set_slot(0);
 //! assert_eq!(mags.alloc(), Some(0x1000));
 //!
-//! mags.free(0x2000, &Heap).unwrap();
-//! let drained = mags.drain_all(&Heap, |obj| assert_eq!(obj, 0x2000));
+//! unsafe { mags.free(0x2000, &Heap) }.unwrap();
+//! let drained = unsafe { mags.drain_all(&Heap, |obj| assert_eq!(obj, 0x2000)) };
 //! assert_eq!(drained, 1);
 //! ```
 #![no_std]
@@ -80,7 +82,7 @@ mod sync;
 #[cfg(feature = "std")]
 mod thread_cpus;
 
-pub use cpu::{Cpu, CpuGuard, ManualCpus, ManualGuard, SlotHook};
+pub use cpu::{Cpu, CpuGuard, ManualCpus, ManualGuard, Section, SlotHook};
 pub use depot::ResizePolicy;
 pub use layer::{Magazines, TooFewSlots};
 pub use magazine::{

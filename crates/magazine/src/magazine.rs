@@ -24,7 +24,15 @@ const _: () = assert!(MAGAZINE_SIZE == 512);
 /// The magazine layer calls it while the caller is pinned to a slot, so it
 /// must not allocate from a magazine layer pinned on the same platform slot
 /// through a non-reentrant [`Cpu`](crate::Cpu).
-pub trait MagazineSource {
+///
+/// # Safety
+/// The magazine layer writes a whole magazine where
+/// [`alloc_magazine`](Self::alloc_magazine) points, so implementors promise
+/// that every pointer it returns is valid for reads and writes of
+/// [`MAGAZINE_SIZE`] bytes, aligned to [`MAGAZINE_ALIGN`], and used by
+/// nothing else until it is handed back to
+/// [`free_magazine`](Self::free_magazine).
+pub unsafe trait MagazineSource {
     /// `MAGAZINE_SIZE` bytes aligned to `MAGAZINE_ALIGN`, or `None`. Must not
     /// block: it is called on the free path.
     fn alloc_magazine(&self) -> Option<NonNull<u8>>;
@@ -75,10 +83,6 @@ impl Magazine {
         debug_assert!(self.rounds.len() < MAGAZINE_ROUNDS);
         // SAFETY: the caller's obligation.
         unsafe { self.rounds.push_unchecked(obj) };
-    }
-
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = usize> + '_ {
-        self.rounds.drain(..)
     }
 }
 
@@ -160,6 +164,11 @@ impl MagList {
         self.head = mag.next.take();
         self.len -= 1;
         Some(mag)
+    }
+
+    /// The magazine on top, left on the list.
+    pub(crate) fn head_mut(&mut self) -> Option<&mut MagBox> {
+        self.head.as_mut()
     }
 
     /// Moves every magazine out, leaving this list empty.

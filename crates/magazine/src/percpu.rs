@@ -5,7 +5,7 @@
 //! crate's unsafe module for per-CPU state.
 
 use crate::magazine::MagBox;
-use crate::sync::{const_fn, AtomicU64, Ordering, SlotCell, SlotMut};
+use crate::sync::{const_fn, AtomicU64, AtomicUsize, Ordering, SlotCell, SlotMut};
 
 pub(crate) struct CpuState {
     pub(crate) loaded: Option<MagBox>,
@@ -27,6 +27,11 @@ pub struct CpuCache {
     allocs: AtomicU64,
     /// Rounds put into this slot's magazines.
     frees: AtomicU64,
+    /// Rounds freed by operations that interrupted one of this slot's (a
+    /// signal or interrupt handler): a stack linked through the rounds'
+    /// first words, pushed with compare-and-swap from any context, popped
+    /// only by the slot's holder.
+    deferred: AtomicUsize,
 }
 
 // (loom's cells and atomics carry bookkeeping of their own.)
@@ -55,6 +60,7 @@ impl CpuCache {
                 }),
                 allocs: AtomicU64::new(0),
                 frees: AtomicU64::new(0),
+                deferred: AtomicUsize::new(0),
             }
         }
     }
@@ -91,6 +97,54 @@ impl CpuCache {
     pub(crate) fn count_free(&self) {
         let n = self.frees.load(Ordering::Relaxed);
         self.frees.store(n + 1, Ordering::Relaxed);
+    }
+
+    /// Pushes `obj` onto the deferred stack.
+    ///
+    /// # Safety
+    /// `obj` is a free round of this layer, at least a word of writable
+    /// memory that nothing else uses until it is popped.
+    pub(crate) unsafe fn push_deferred(&self, obj: usize) {
+        let mut head = self.deferred.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the caller's guarantee; the link is read back only by
+            // `pop_deferred`, after the push is published below.
+            unsafe { (obj as *mut usize).write_unaligned(head) };
+            match self.deferred.compare_exchange_weak(
+                head,
+                obj,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Pops a deferred round. Only the slot's holder pops, so the head it
+    /// read cannot be popped and pushed again under it (no ABA); pushes
+    /// interrupting it only make its compare-and-swap fail and retry.
+    ///
+    /// # Safety
+    /// The caller has exclusive use of this slot.
+    pub(crate) unsafe fn pop_deferred(&self) -> Option<usize> {
+        let mut head = self.deferred.load(Ordering::Acquire);
+        while head != 0 {
+            // SAFETY: `head` was pushed by `push_deferred`, whose caller
+            // made it a writable round holding the link; only we pop it.
+            let next = unsafe { (head as *const usize).read_unaligned() };
+            match self.deferred.compare_exchange_weak(
+                head,
+                next,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(head),
+                Err(now) => head = now,
+            }
+        }
+        None
     }
 
     pub(crate) fn allocs(&self) -> u64 {

@@ -17,8 +17,11 @@ pub struct MagazineStats {
     pub depot_rounds: usize,
     /// Allocations served by CPU magazines.
     pub cpu_allocs: u64,
-    /// Frees absorbed by CPU magazines.
+    /// Frees absorbed by CPU magazines (deferred ones included).
     pub cpu_frees: u64,
+    /// Frees made by operations that interrupted another of their context
+    /// (signal or interrupt handlers), kept on their slot's deferred stack.
+    pub deferred_frees: u64,
     /// Contended depot lock acquisitions.
     pub contended: u64,
     /// Times the depot's fill target grew.

@@ -11,7 +11,7 @@ extern crate std;
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::cpu::{Cpu, CpuGuard, SlotHook};
 
@@ -108,6 +108,20 @@ std::thread_local! {
     /// Gives an exclusive slot back when its thread exits; touched once, on
     /// the claim, so that its destructor is registered.
     static OWNER: Owner = const { Owner };
+    /// The thread is inside an allocator operation ([`Cpu::enter`]); a
+    /// signal handler that interrupts it finds this set. No destructor.
+    static ENTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the thread busy (or says it was) for as long as `f` runs, so a
+/// signal handler allocating meanwhile is turned away from its slot.
+fn busy<R>(f: impl FnOnce() -> R) -> R {
+    let was = ENTERED.replace(true);
+    compiler_fence(Ordering::SeqCst);
+    let r = f();
+    compiler_fence(Ordering::SeqCst);
+    ENTERED.set(was);
+    r
 }
 
 /// The exit hook of a thread that owns an exclusive slot.
@@ -121,7 +135,7 @@ impl Drop for Owner {
             // From here on the thread (its remaining thread-local
             // destructors) pins a shared slot under its lock.
             SLOT.set(cpus.next_shared_slot() | SHARED);
-            cpus.release(slot);
+            busy(|| cpus.release(slot));
         }
     }
 }
@@ -174,6 +188,32 @@ impl ThreadCpus {
         }
         while self.state.load(Ordering::Acquire) != READY {
             core::hint::spin_loop();
+        }
+    }
+
+    /// Takes the platform's locks (every shared slot's, then the hook
+    /// list's) and keeps them, for a `fork()`: call it first in a
+    /// `pthread_atfork` prepare handler, before the locks of the layers
+    /// above, and [`fork_unlock`](Self::fork_unlock) in the parent and the
+    /// child. In the child, the exclusive slots of the threads that were not
+    /// copied stay claimed (their magazines are lost to it, not corrupted).
+    pub fn fork_lock(&self) {
+        for lock in &self.shared_locks[..self.shared_slots()] {
+            lock.lock();
+        }
+        core::mem::forget(self.hooks.lock());
+    }
+
+    /// Releases what [`fork_lock`](Self::fork_lock) took.
+    ///
+    /// # Safety
+    /// [`fork_lock`](Self::fork_lock) was called (in this process, or in
+    /// the parent before the `fork()` that made it) and not undone since.
+    pub unsafe fn fork_unlock(&self) {
+        // SAFETY: held since `fork_lock`, whose guard was forgotten.
+        unsafe { self.hooks.force_unlock() };
+        for lock in &self.shared_locks[..self.shared_slots()] {
+            lock.unlock();
         }
     }
 
@@ -342,8 +382,27 @@ unsafe impl Cpu for ThreadCpus {
 
     unsafe fn register(&self, hook: &SlotHook) {
         let mut hooks = self.hooks.lock();
-        hook.set_next(hooks.0);
+        // SAFETY: under the list's lock; the old head is on the list.
+        unsafe { hook.set_next(hooks.0) };
         hooks.0 = hook;
+    }
+
+    #[inline(always)]
+    fn enter(&self) -> bool {
+        if ENTERED.get() {
+            return false;
+        }
+        ENTERED.set(true);
+        // A signal handler runs on this thread: what it sees is ordered by
+        // the compiler alone.
+        compiler_fence(Ordering::SeqCst);
+        true
+    }
+
+    #[inline(always)]
+    unsafe fn leave(&self) {
+        compiler_fence(Ordering::SeqCst);
+        ENTERED.set(false);
     }
 
     fn unregister(&self, hook: &SlotHook) {
@@ -359,7 +418,9 @@ unsafe impl Cpu for ThreadCpus {
             // held lock keeps still.
             let h = unsafe { &*at };
             if h.next() == target {
-                h.set_next(hook.next());
+                // SAFETY: under the list's lock; `hook`'s successor is on
+                // the list (or null).
+                unsafe { h.set_next(hook.next()) };
                 return;
             }
             at = h.next();

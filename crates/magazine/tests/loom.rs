@@ -46,7 +46,7 @@ fn depot_exchange_between_two_cpus() {
         // CPU 2 fills three one-round magazines and parks them in the depot.
         cpu.claim(2);
         for obj in [0, 1, 2] {
-            m.free(obj, heap).unwrap();
+            kit::put(m, heap, obj).unwrap();
         }
         m.flush_current();
         assert_eq!(m.stats().depot_rounds, 3);
@@ -110,7 +110,7 @@ fn resize_under_a_contended_depot() {
         let start = m.stats().magsize;
         cpu.claim(2);
         for obj in [0, 1, 2, 3] {
-            m.free(obj, heap).unwrap();
+            kit::put(m, heap, obj).unwrap();
         }
         m.flush_current();
         // Both CPUs visit the depot twice to allocate and then free.
@@ -279,14 +279,14 @@ fn thread_exit_flush_while_draining() {
         let owner = thread::spawn(move || {
             cpu.claim(0);
             for obj in [0, 1, 2] {
-                m.free(obj, heap).unwrap();
+                kit::put(m, heap, obj).unwrap();
             }
             cpu.exit();
         });
         // Drains the depot meanwhile, then withdraws the hook.
         let drainer = thread::spawn(move || {
             let mut got = Vec::new();
-            m.drain_depot(heap, |obj| got.push(obj));
+            kit::drain_depot(m, heap, |obj| got.push(obj));
             m.unregister();
             got
         });

@@ -22,7 +22,8 @@ fn layout() -> Layout {
     Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
 }
 
-impl MagazineSource for Heap {
+// SAFETY: fresh heap blocks of the magazine size and alignment.
+unsafe impl MagazineSource for Heap {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
         if self.fail.load(Ordering::SeqCst) {
             return None;
@@ -35,6 +36,29 @@ impl MagazineSource for Heap {
         self.live.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: allocated above with this layout.
         unsafe { dealloc(mem.as_ptr(), layout()) }
+    }
+}
+
+/// Every layer of these tests gets its magazines from one `Heap`, so the
+/// source-taking calls are sound: these wrap them.
+trait OneHeap {
+    fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize>;
+    fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
+    fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
+}
+
+impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
+    fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize> {
+        // SAFETY: `heap` is this layer's only magazine source.
+        unsafe { self.free(obj, heap) }
+    }
+    fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+        // SAFETY: as above.
+        unsafe { self.drain_depot(heap, sink) }
+    }
+    fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+        // SAFETY: as above.
+        unsafe { self.drain_all(heap, sink) }
     }
 }
 
@@ -81,7 +105,7 @@ fn first_free_allocates_an_empty_magazine() {
     let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
     let mut s = slots();
     let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    m.free(0, &heap).unwrap();
+    m.put(0, &heap).unwrap();
     let st = m.stats();
     assert_eq!(st.magazines_allocated, 1);
     assert_eq!(
@@ -89,7 +113,7 @@ fn first_free_allocates_an_empty_magazine() {
         "the new magazine went through the depot"
     );
     assert_eq!(m.alloc(), Some(0), "round 0 is a valid object");
-    m.drain_all(&heap, |_| panic!("nothing cached"));
+    m.drain_all_to(&heap, |_| panic!("nothing cached"));
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
 
@@ -101,7 +125,7 @@ fn loaded_and_prev_swap_without_the_depot() {
     let magsize = m.stats().magsize;
     // Fill loaded, then one more: loaded becomes prev, a new loaded takes it.
     for o in objs(magsize + 1) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     let before = m.stats();
     assert_eq!(before.magazines_allocated, 2);
@@ -109,8 +133,8 @@ fn loaded_and_prev_swap_without_the_depot() {
     assert_eq!(m.alloc(), Some(magsize));
     assert_eq!(m.alloc(), Some(magsize - 1), "swapped to prev");
     // Frees go back into the (now loaded) prev's room: swap back and forth.
-    m.free(100, &heap).unwrap();
-    m.free(101, &heap).unwrap();
+    m.put(100, &heap).unwrap();
+    m.put(101, &heap).unwrap();
     let after = m.stats();
     assert_eq!(after.depot_not_empty_out, before.depot_not_empty_out);
     assert_eq!(after.depot_empty_out, before.depot_empty_out);
@@ -118,7 +142,7 @@ fn loaded_and_prev_swap_without_the_depot() {
         after.magazines_allocated, 2,
         "no depot visit, no new magazine"
     );
-    let drained = m.drain_all(&heap, |_| {});
+    let drained = m.drain_all_to(&heap, |_| {});
     assert_eq!(drained, magsize + 1);
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
@@ -132,7 +156,7 @@ fn depot_exchange_both_ways_and_between_cpus() {
     // CPU 0 fills loaded and prev, then one more: the full prev goes to the
     // depot as a not-empty magazine.
     for o in objs(2 * magsize + 1) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     let st = m.stats();
     assert_eq!((st.not_empty, st.depot_rounds), (1, magsize));
@@ -152,7 +176,7 @@ fn depot_exchange_both_ways_and_between_cpus() {
         (0, 2, magsize + 1)
     );
     cpus.set_slot(1);
-    let total = m.drain_all(&heap, |_| {});
+    let total = m.drain_all_to(&heap, |_| {});
     assert_eq!(total, magsize + 1);
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
@@ -165,7 +189,7 @@ fn free_exchanges_a_full_prev_for_a_depot_empty() {
     let magsize = m.stats().magsize;
     // Three magazines exist; CPU 1 empties one and returns it to the depot.
     for o in objs(2 * magsize + 1) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     cpus.set_slot(1);
     for _ in 0..magsize {
@@ -177,13 +201,13 @@ fn free_exchanges_a_full_prev_for_a_depot_empty() {
     // takes the depot's empty magazine and parks the full prev there.
     cpus.set_slot(0);
     for o in objs(magsize) {
-        m.free(1000 + o, &heap).unwrap();
+        m.put(1000 + o, &heap).unwrap();
     }
     let st = m.stats();
     assert_eq!(st.empty, 0);
     assert_eq!(st.not_empty, 1);
     assert_eq!(st.magazines_allocated, 3, "the empty one was reused");
-    m.drain_all(&heap, |_| {});
+    m.drain_all_to(&heap, |_| {});
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
 
@@ -193,21 +217,21 @@ fn free_falls_through_without_magazine_memory() {
     let mut s = slots();
     let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
     heap.fail.store(true, Ordering::SeqCst);
-    assert_eq!(m.free(7, &heap), Err(7), "no magazine: back to the caller");
+    assert_eq!(m.put(7, &heap), Err(7), "no magazine: back to the caller");
     heap.fail.store(false, Ordering::SeqCst);
     let magsize = m.stats().magsize;
     for o in objs(2 * magsize) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     heap.fail.store(true, Ordering::SeqCst);
     assert_eq!(
-        m.free(99, &heap),
+        m.put(99, &heap),
         Err(99),
         "loaded and prev full, no depot room"
     );
     assert_eq!(m.stats().cpu_frees, 2 * magsize as u64);
     heap.fail.store(false, Ordering::SeqCst);
-    m.drain_all(&heap, |_| {});
+    m.drain_all_to(&heap, |_| {});
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
 
@@ -240,7 +264,7 @@ fn magazines_grow_under_depot_contention() {
     let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
     let start = m.stats().magsize;
     for o in objs(400) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     m.flush_current();
     // One contended visit is within the threshold (seed: more than 1).
@@ -256,7 +280,7 @@ fn magazines_grow_under_depot_contention() {
     cpus.set_slot(3);
     let visits = m.stats().depot_empty_out + m.stats().magazines_allocated;
     for o in objs(start + 1) {
-        m.free(10_000 + o, &heap).unwrap();
+        m.put(10_000 + o, &heap).unwrap();
     }
     let st = m.stats();
     assert_eq!(
@@ -264,7 +288,7 @@ fn magazines_grow_under_depot_contention() {
         visits + 2,
         "one depot visit (a new magazine through the depot) for start + 1 frees"
     );
-    m.drain_all(&heap, |_| {});
+    m.drain_all_to(&heap, |_| {});
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
 
@@ -275,7 +299,7 @@ fn contention_outside_the_window_does_not_grow() {
     let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
     let start = m.stats().magsize;
     for o in objs(400) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     m.flush_current();
     contended_alloc(&m, &cpus, 1);
@@ -283,7 +307,7 @@ fn contention_outside_the_window_does_not_grow() {
     contended_alloc(&m, &cpus, 2);
     assert_eq!(m.stats().magsize, start);
     assert_eq!(m.stats().contended, 2);
-    m.drain_all(&heap, |_| {});
+    m.drain_all_to(&heap, |_| {});
 }
 
 #[test]
@@ -313,7 +337,7 @@ fn contention_without_full_magazines_does_not_grow() {
         assert_eq!(m.alloc(), None, "the depot is empty");
     });
     assert_eq!(m.stats().magsize, start);
-    m.drain_all(&heap, |_| {});
+    m.drain_all_to(&heap, |_| {});
 }
 
 #[test]
@@ -326,14 +350,14 @@ fn growth_stops_at_the_capacity() {
     };
     let mut m = Magazines::with_policy(&cpus, &mut s, 8192, policy).unwrap();
     for o in objs(4000) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     m.flush_current();
     for _ in 0..kmem_magazine::MAGAZINE_ROUNDS + 5 {
         contended_alloc(&m, &cpus, 1);
     }
     assert_eq!(m.stats().magsize, kmem_magazine::MAGAZINE_ROUNDS);
-    m.drain_all(&heap, |_| {});
+    m.drain_all_to(&heap, |_| {});
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
 
@@ -343,11 +367,11 @@ fn drain_depot_returns_rounds_and_magazines() {
     let mut s = slots();
     let m = Magazines::new(&cpus, &mut s, 64).unwrap();
     for o in objs(100) {
-        m.free(o, &heap).unwrap();
+        m.put(o, &heap).unwrap();
     }
     m.flush_current();
     let mut seen = Vec::new();
-    let n = m.drain_depot(&heap, |o| seen.push(o));
+    let n = m.drain_depot_to(&heap, |o| seen.push(o));
     seen.sort_unstable();
     assert_eq!(n, 100);
     assert_eq!(seen, (0..100).collect::<Vec<_>>());
@@ -382,7 +406,7 @@ mod threads {
             let _unregister = Unregister(&m);
             let worker = sc.spawn(|| {
                 for o in objs(5) {
-                    m.free(o, &heap).unwrap();
+                    m.put(o, &heap).unwrap();
                 }
                 assert_eq!(m.stats().depot_rounds, 0);
             });
@@ -394,7 +418,7 @@ mod threads {
         });
         // The thread has exited: its slot's rounds are in the depot.
         assert_eq!(rounds, 5);
-        assert_eq!(m.drain_all(&heap, |_| {}), 5);
+        assert_eq!(m.drain_all_to(&heap, |_| {}), 5);
         assert_eq!(heap.live.load(Ordering::SeqCst), 0);
     }
 

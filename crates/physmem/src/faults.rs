@@ -250,7 +250,9 @@ impl<'a> FailingSource<'a> {
     }
 }
 
-impl Source for FailingSource<'_> {
+// SAFETY: forwards the inner source's spans unchanged (or fails), and its
+// memory-ness, so the inner source's promise is this one's.
+unsafe impl Source for FailingSource<'_> {
     fn import(&self, size: usize) -> Result<usize, AllocError> {
         self.import_with(size, || self.inner.import(size))
     }

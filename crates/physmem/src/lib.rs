@@ -25,6 +25,7 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::alloc::{alloc_zeroed, dealloc};
 
 use kmem_arena::Arena;
@@ -41,6 +42,8 @@ pub const PAGE_SIZE: usize = 4096;
 pub struct PhysMem {
     ptr: NonNull<u8>,
     layout: Layout,
+    /// A base arena was built over the region: it is not the kit's any more.
+    given: AtomicBool,
 }
 
 // SAFETY: PhysMem owns its region exclusively; arenas built over it hand out
@@ -61,7 +64,11 @@ impl PhysMem {
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).expect("kmem-physmem: out of memory");
-        Self { ptr, layout }
+        Self {
+            ptr,
+            layout,
+            given: AtomicBool::new(false),
+        }
     }
 
     /// Address of the first byte.
@@ -96,14 +103,20 @@ impl PhysMem {
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len()) }
     }
 
-    /// A self-sufficient base arena over the whole region.
+    /// A self-sufficient base arena over the whole region. The region goes
+    /// to one base arena only: a second call panics.
     ///
     /// # Panics
     /// Panics if `quantum` is not a multiple of 8, or does not divide the
-    /// region's length.
+    /// region's length, or if a base arena was built over the region before.
     pub fn base_arena(&self, name: &str, quantum: usize) -> Arena<'_> {
+        assert!(
+            !self.given.swap(true, Ordering::AcqRel),
+            "kmem-physmem: the region already has a base arena"
+        );
         // SAFETY: the region is exclusively owned by `self` and outlives the
-        // returned arena, which borrows `self`; nothing else accesses it.
+        // returned arena, which borrows `self`; `given` makes this the only
+        // arena ever built over it, and nothing else accesses it.
         unsafe { Arena::new_base(name, self.start(), self.len(), quantum) }
             .expect("kmem-physmem: base arena refused the region")
     }

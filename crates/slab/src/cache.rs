@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use kmem_arena::{Arena, Constraints, Name, Source};
-use kmem_magazine::{Cpu, CpuCache, MagazineSource, Magazines};
+use kmem_magazine::{Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, Section};
 use spin::Mutex;
 
 use crate::builder::{CacheBuilder, ObjectOps};
@@ -17,6 +17,16 @@ use crate::raw::{self, BufState};
 use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
+
+/// Runs its closure when dropped: an undo step that must also happen when
+/// a call-out panics.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
 
 /// An object cache: per-CPU magazines and a depot in front of full, partial
 /// and empty slabs over a source arena.
@@ -46,6 +56,12 @@ pub struct KmemCache<'a, C: Cpu> {
     alloc_fails: AtomicU64,
     ctor_fails: AtomicU64,
     bad_frees: AtomicU64,
+    /// Metadata (tables, slab buffers) its arena refused to take back: a
+    /// sign of corruption, counted rather than asserted on allocator paths.
+    meta_errors: AtomicU64,
+    /// Allocations refused, and frees deferred or refused, because they
+    /// interrupted an operation of their own context (signal handlers).
+    reentrant: AtomicU64,
     /// Bad frees found when a magazine drained: counted as frees when they
     /// entered the magazine, they never freed a live object.
     bad_rounds: AtomicU64,
@@ -58,7 +74,10 @@ pub struct KmemCache<'a, C: Cpu> {
 /// The magazine cache as the magazine layer's [`MagazineSource`].
 pub(crate) struct MagSrc<'x, 'a, C: Cpu>(pub(crate) &'x KmemCache<'a, C>);
 
-impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
+// SAFETY: `kmem_magazine` is built by `Caches::new` with `MAGAZINE_SIZE`
+// objects aligned to `MAGAZINE_ALIGN` (at least), over the base arena, a
+// memory arena; an object it hands out is used by no one else until freed.
+unsafe impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
         let mem = self
             .0
@@ -68,11 +87,8 @@ impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
     }
 
     unsafe fn free_magazine(&self, mem: NonNull<u8>) {
-        let freed = self.0.release(mem.as_ptr() as usize, From::User, true);
-        debug_assert!(
-            freed.is_ok(),
-            "kmem-slab: magazine not from the magazine cache"
-        );
+        // A refusal is counted with the magazine cache's bad frees.
+        let _ = self.0.free_to_slab(mem.as_ptr() as usize, From::User);
     }
 }
 
@@ -124,6 +140,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             alloc_fails: AtomicU64::new(0),
             ctor_fails: AtomicU64::new(0),
             bad_frees: AtomicU64::new(0),
+            meta_errors: AtomicU64::new(0),
+            reentrant: AtomicU64::new(0),
             bad_rounds: AtomicU64::new(0),
             last_bad: Mutex::new(None),
             next: AtomicPtr::new(core::ptr::null_mut()),
@@ -172,8 +190,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     pub(crate) fn meta_free(&self, addr: usize, bytes: usize) {
         let len = bytes.next_multiple_of(self.meta.quantum());
-        let freed = self.meta.xfree(addr, len);
-        debug_assert!(freed.is_ok(), "kmem-slab: metadata free failed");
+        // SAFETY: metadata this cache allocated with `meta_alloc` (or
+        // `new_hash`) and no longer uses.
+        if unsafe { self.meta.xfree_memory(addr, len) }.is_err() {
+            self.count_meta_error();
+        }
+    }
+
+    pub(crate) fn count_meta_error(&self) {
+        self.meta_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn free_hash(&self) {
@@ -212,17 +237,49 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.geo.layout == Layout::Bufctl
     }
 
-    /// The magazine layer, unless the cache is `NOMAGAZINE`.
-    pub fn magazines(&self) -> Option<&Magazines<'a, C>> {
-        self.mags.as_ref()
+    /// The magazine layer's counters, unless the cache is `NOMAGAZINE`.
+    pub fn magazine_stats(&self) -> Option<MagazineStats> {
+        self.mags.as_ref().map(Magazines::stats)
+    }
+
+    /// Moves the calling CPU's magazines to the depot (where
+    /// [`reap`](Self::reap) finds them); no-op without magazines, or when
+    /// called from a handler that interrupted an operation of this context.
+    pub fn flush_current(&self) {
+        if let Some(mags) = &self.mags {
+            if let Some(_section) = Section::enter(mags.cpu()) {
+                mags.flush_current();
+            }
+        }
+    }
+
+    /// The platform, when the cache has magazines.
+    fn cpu(&self) -> Option<&'a C> {
+        self.mags.as_ref().map(Magazines::cpu)
     }
 
     /// Allocates a constructed object: from the caller's CPU magazines, the
     /// depot, or a slab (growing the cache from its source if needed, then
     /// running the constructor).
+    ///
+    /// Called from a signal or interrupt handler that interrupted an
+    /// operation of its own context (see [`Section`]), it touches neither
+    /// the magazines nor a lock and fails with [`AllocError::Reentrant`].
     #[inline(always)]
     pub fn alloc(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+        let Some(cpu) = self.cpu() else {
+            return self.alloc_from(self.source, flags);
+        };
+        let Some(_section) = Section::enter(cpu) else {
+            return Err(self.refuse_reentrant());
+        };
         self.alloc_from(self.source, flags)
+    }
+
+    #[cold]
+    fn refuse_reentrant(&self) -> AllocError {
+        self.reentrant.fetch_add(1, Ordering::Relaxed);
+        AllocError::Reentrant
     }
 
     /// [`alloc`](Self::alloc), growing from `src` (a quantum cache's arena,
@@ -325,21 +382,42 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.rescale_hash(false);
         }
         if let Some(ops) = self.ops {
-            if ops.construct(obj, flags).is_err() {
-                let mut st = self.slab.lock();
-                #[cfg(kmem_asan)]
-                self.asan_poison(&st, obj);
-                let back = st.give(&self.geo, obj, From::User);
-                debug_assert!(back.is_ok());
-                st.direct_allocs -= 1;
-                drop(st);
+            // The object goes back to its slab if the constructor fails or
+            // panics: nothing leaks, and the cache stays destroyable.
+            let undo = OnDrop(|| self.unconstructed(obj));
+            if self.call_out(|| ops.construct(obj, flags)).is_err() {
+                drop(undo);
                 self.ctor_fails.fetch_add(1, Ordering::Relaxed);
                 self.alloc_fails.fetch_add(1, Ordering::Relaxed);
                 return Err(AllocError::Ctor);
             }
+            core::mem::forget(undo);
         }
         self.zero_if(obj, flags);
         Ok(obj)
+    }
+
+    /// Gives back an object taken by `alloc_from_slab` whose constructor
+    /// failed or panicked.
+    fn unconstructed(&self, obj: usize) {
+        let mut st = self.slab.lock();
+        #[cfg(kmem_asan)]
+        self.asan_poison(&st, obj);
+        // Taken from this slab state just before: it goes back.
+        let _ = st.give(&self.geo, obj, From::User);
+        st.direct_allocs -= 1;
+    }
+
+    /// Runs a constructor or destructor: with the context's operation mark
+    /// lifted (it may allocate, from this cache too), and holding no lock.
+    fn call_out<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.cpu() {
+            // SAFETY: callers hold no lock of this cache and no slot state
+            // (constructors and destructors run on the slab path, outside
+            // the magazine layer).
+            Some(cpu) => unsafe { Section::outside(cpu, f) },
+            None => f(),
+        }
     }
 
     /// Frees `obj`, which must not be used afterwards: into the caller's
@@ -355,13 +433,69 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// `obj` came from this cache's [`alloc`](Self::alloc) and has not been
     /// freed since. (Violations are detected as described, best effort; an
     /// undetected one can hand an object to two users.)
+    ///
+    /// Called from a signal or interrupt handler that interrupted an
+    /// operation of its own context (see [`Section`]), the free takes no
+    /// lock: an object of a memory cache without constructor or destructor
+    /// (the `kmalloc` classes, for one) goes onto its slot's deferred stack,
+    /// from which the slot's next allocations take it; any other is refused
+    /// with [`BadFree::Reentrant`] and stays the caller's.
     #[inline(always)]
     pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
+        let Some(cpu) = self.cpu() else {
+            // SAFETY: the caller's guarantee, forwarded.
+            return unsafe { self.free_in(obj) };
+        };
+        match Section::enter(cpu) {
+            // SAFETY: the caller's guarantee, forwarded.
+            Some(_section) => unsafe { self.free_in(obj) },
+            // SAFETY: the caller's guarantee, forwarded.
+            None => unsafe { self.free_reentrant(obj) },
+        }
+    }
+
+    /// A free from a handler that interrupted an operation of its context.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_reentrant(&self, obj: usize) -> Result<(), FreeError> {
+        self.reentrant.fetch_add(1, Ordering::Relaxed);
+        let deferrable = self.memory
+            && self.ops.is_none()
+            && self.geo.size >= core::mem::size_of::<usize>()
+            && !self.flags.contains(CacheFlags::DEBUG);
+        match &self.mags {
+            Some(mags) if deferrable => {
+                // SAFETY: the caller's guarantee makes `obj` a free object of
+                // this memory cache, at least a word, with no constructed
+                // state to keep.
+                unsafe { mags.defer(obj) };
+                Ok(())
+            }
+            _ => Err(FreeError {
+                cache: self.name,
+                addr: obj,
+                kind: BadFree::Reentrant,
+            }),
+        }
+    }
+
+    /// [`free`](Self::free) inside an operation already under way (a
+    /// quantum cache's free, called by its arena).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    pub(crate) unsafe fn free_in(&self, obj: usize) -> Result<(), FreeError> {
         if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
             if !self.flags.contains(CacheFlags::DEBUG) {
                 #[cfg(kmem_asan)]
                 self.asan_poison(&self.slab.lock(), obj);
-                return match mags.free(obj, &MagSrc(&ctx.magazine_cache)) {
+                // SAFETY: every magazine of a cache comes from its context's
+                // magazine cache.
+                return match unsafe { mags.free(obj, &MagSrc(&ctx.magazine_cache)) } {
                     Ok(()) => Ok(()),
                     Err(obj) => self.free_to_slab(obj, From::User),
                 };
@@ -391,7 +525,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
         drop(st);
         checked.map_err(|k| self.bad(obj, k))?;
-        match mags.free(obj, &MagSrc(&ctx.magazine_cache)) {
+        // SAFETY: as in `free_in`.
+        match unsafe { mags.free(obj, &MagSrc(&ctx.magazine_cache)) } {
             Ok(()) => Ok(()),
             Err(obj) => self.free_to_slab(obj, From::CachedDebug),
         }
@@ -411,8 +546,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.slab.lock().validate(&self.geo, obj, from)?;
             #[cfg(kmem_asan)]
             self.asan_unpoison(obj);
-            ops.destruct(obj);
+            // A destructor that panics leaves the object destructed as far
+            // as the cache is concerned: it goes back all the same.
+            let undo = OnDrop(|| {
+                let _ = self.give_back(obj, from, user);
+            });
+            self.call_out(|| ops.destruct(obj));
+            core::mem::forget(undo);
         }
+        self.give_back(obj, from, user)
+    }
+
+    /// Gives a destructed object back to its slab, after checking it.
+    fn give_back(&self, obj: usize, from: From, user: bool) -> Result<(), BadFree> {
         let mut st = self.slab.lock();
         #[cfg(kmem_asan)]
         if self.memory && st.validate(&self.geo, obj, from).is_ok() {
@@ -453,6 +599,34 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             cache: self.name,
             addr,
             kind,
+        }
+    }
+
+    /// `fork()` support (see [`Caches::fork_lock`]): the depot lock.
+    pub(crate) fn fork_lock_depot(&self) {
+        if let Some(mags) = &self.mags {
+            mags.fork_lock();
+        }
+    }
+
+    /// `fork()` support: the slab lock, then the bad-free record's.
+    pub(crate) fn fork_lock_slab(&self) {
+        core::mem::forget(self.slab.lock());
+        core::mem::forget(self.last_bad.lock());
+    }
+
+    /// Releases what the two calls above took.
+    ///
+    /// # Safety
+    /// Both were called and not undone since.
+    pub(crate) unsafe fn fork_unlock(&self) {
+        // SAFETY: (each) held since the calls above, guards forgotten.
+        unsafe {
+            self.last_bad.force_unlock();
+            self.slab.force_unlock();
+            if let Some(mags) = &self.mags {
+                mags.fork_unlock();
+            }
         }
     }
 
@@ -498,6 +672,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             alloc_fails: self.alloc_fails.load(Ordering::Relaxed),
             ctor_fails: self.ctor_fails.load(Ordering::Relaxed),
             bad_frees: self.bad_frees.load(Ordering::Relaxed),
+            reentrant: self.reentrant.load(Ordering::Relaxed),
+            meta_errors: self.meta_errors.load(Ordering::Relaxed),
             hash_chains: 1usize << st.hash.bits(),
             magazines: mags,
         }

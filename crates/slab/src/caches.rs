@@ -3,6 +3,7 @@
 //! registry of every cache, and [`Cache`], the handle `create` returns.
 
 use core::fmt;
+use core::marker::PhantomData;
 use core::mem::{align_of, size_of, ManuallyDrop};
 use core::ops::Deref;
 use core::ptr::{self, NonNull};
@@ -20,8 +21,7 @@ use crate::slabs::From;
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
 
-/// The head of the registry: a type-erased `*mut KmemCache` (erased so that
-/// `Caches` stays covariant in its lifetime).
+/// The head of the registry: a type-erased `*mut KmemCache`.
 struct Head(*mut ());
 
 // SAFETY: the pointer is only followed under the registry lock.
@@ -38,6 +38,33 @@ unsafe impl Sync for Head {}
 /// allocation recurses. [`create`](Self::create) then makes caches whose
 /// state lives in `kmem_cache` objects, so they stay put for the thread-exit
 /// hook and the registry.
+///
+/// `Caches` is invariant in `'a`: every arena a cache is built on must
+/// outlive the whole set, since the registry keeps handing caches out (to
+/// [`for_each`](Self::for_each), reports, reaps) as long as the set lives.
+/// Declare source arenas before the `Caches`:
+///
+/// ```compile_fail,E0597
+/// use kmem_arena::Arena;
+/// use kmem_magazine::ThreadCpus;
+/// use kmem_physmem::PhysMem;
+/// use kmem_slab::{CacheBuilder, Caches};
+///
+/// let ram = PhysMem::new(8 << 20);
+/// let base = ram.base_arena("base", 4096);
+/// let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
+/// {
+///     let child = Arena::builder("child").quantum(4096).source(&base)
+///         .tags_from(&base).build().unwrap();
+///     let c = caches.create(CacheBuilder::new("short", 64).source(&child)).unwrap();
+///     std::mem::forget(c); // the registry would still hand it out
+/// } // `child` dies here, while `caches` may still reach it: refused
+/// caches.for_each(|c| { let _ = c.alloc(kmem_slab::AllocFlags::empty()); });
+/// ```
+///
+/// A cache handle that is leaked (`mem::forget`) stays registered until the
+/// set drops, which withdraws it from the platform (no thread-exit hook
+/// calls into it afterwards) and leaks its memory.
 pub struct Caches<'a, C: Cpu> {
     base: &'a Arena<'a>,
     cpu: &'a C,
@@ -49,6 +76,8 @@ pub struct Caches<'a, C: Cpu> {
     /// a bad free found inside it asks every cache for the owner); writers
     /// link and unlink caches.
     registry: RwLock<Head>,
+    /// Makes `'a` invariant (see the type's docs).
+    _invariant: PhantomData<fn(&'a ()) -> &'a ()>,
 }
 
 impl<'a, C: Cpu> Caches<'a, C> {
@@ -57,6 +86,12 @@ impl<'a, C: Cpu> Caches<'a, C> {
     pub fn new(base: &'a Arena<'a>, cpu: &'a C) -> Result<Self, CreateError> {
         if !base.is_memory() {
             return Err(CreateError::NotMemory);
+        }
+        if !base.quantum().is_power_of_two() {
+            return Err(CreateError::BaseQuantum);
+        }
+        if base.qcaches().is_some() {
+            return Err(CreateError::BaseQcaches);
         }
         let boot = |name, size, align| {
             let b = CacheBuilder::new(name, size)
@@ -84,6 +119,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
             bufctl_cache,
             cache_cache,
             registry: RwLock::new(Head(ptr::null_mut())),
+            _invariant: PhantomData,
         })
     }
 
@@ -97,9 +133,16 @@ impl<'a, C: Cpu> Caches<'a, C> {
         self.cpu
     }
 
-    /// Creates a cache; see [`CacheBuilder`].
-    pub fn create(&'a self, builder: CacheBuilder<'a>) -> Result<Cache<'a, C>, CreateError> {
-        let mut cache = KmemCache::build(&builder, self.base, self.cpu, Some(self))?;
+    /// Creates a cache; see [`CacheBuilder`]. What the builder borrows (its
+    /// source arena, its object operations) must outlive this set (`'a`).
+    pub fn create<'s>(&'s self, builder: CacheBuilder<'a>) -> Result<Cache<'s, C>, CreateError> {
+        // SAFETY: the cache refers back to this set for as long as it lives,
+        // and it is reached only through its handle (which borrows the set
+        // for `'s`), the registry and the platform's hook list (from both of
+        // which `Drop for Caches` withdraws it before the set goes away): the
+        // extended borrow is never used once the set is gone.
+        let this: &'a Self = unsafe { &*ptr::from_ref(self) };
+        let mut cache = KmemCache::build(&builder, self.base, self.cpu, Some(this))?;
         let mem = match self
             .cache_cache
             .alloc_from_slab(Some(self.base), AllocFlags::ATOMIC)
@@ -118,7 +161,24 @@ impl<'a, C: Cpu> Caches<'a, C> {
         let ptr = unsafe { NonNull::new_unchecked(ptr) };
         // SAFETY: the cache stays at `ptr` until `destroy_ptr` unregisters.
         unsafe { self.enlist(ptr) };
-        Ok(Cache { ptr, ctx: self })
+        Ok(Cache {
+            ptr: ptr.cast(),
+            ctx: self.shorten(),
+        })
+    }
+
+    /// This set seen with the handle's lifetime. `Caches` is invariant in
+    /// `'a` so that `create` cannot be given borrows shorter than the set;
+    /// a handle only uses this view to destroy or withdraw its own cache,
+    /// which stores no borrow of `'s` into the set.
+    fn shorten<'s>(&'s self) -> &'s Caches<'s, C>
+    where
+        'a: 's,
+    {
+        // SAFETY: `Caches<'a, C>` and `Caches<'s, C>` are the same type but
+        // for the lifetime; the view is private to `Cache`, which calls only
+        // `delist` and `destroy_ptr` through it (see above).
+        unsafe { &*ptr::from_ref(self).cast::<Caches<'s, C>>() }
     }
 
     /// Registers a cache at its final address.
@@ -254,11 +314,75 @@ impl<'a, C: Cpu> Caches<'a, C> {
     }
 }
 
+impl<'a, C: Cpu> Caches<'a, C> {
+    /// Takes every lock of the set and keeps them, for a `fork()`: the
+    /// registry's, then every cache's depot lock, then every cache's slab
+    /// lock (created caches, then the bootstrap caches), so that no other
+    /// thread holds one while the process is copied. A `pthread_atfork`
+    /// prepare handler calls it after the platform's locks and before the
+    /// arenas'; [`fork_unlock`](Self::fork_unlock) undoes it in the parent
+    /// and in the child. No cache can be created or destroyed in between.
+    pub fn fork_lock(&self) {
+        core::mem::forget(self.registry.write());
+        self.each_locked(|c| c.fork_lock_depot());
+        self.each_locked(|c| c.fork_lock_slab());
+    }
+
+    /// Releases what [`fork_lock`](Self::fork_lock) took.
+    ///
+    /// # Safety
+    /// [`fork_lock`](Self::fork_lock) was called (here, or in the parent
+    /// before the `fork()` that made this process) and not undone since.
+    pub unsafe fn fork_unlock(&self) {
+        // SAFETY: (each) held since `fork_lock`, guards forgotten.
+        self.each_locked(|c| unsafe { c.fork_unlock() });
+        // SAFETY: as above.
+        unsafe { self.registry.force_write_unlock() };
+    }
+
+    /// Runs `f` on every cache, bootstrap caches last, with the registry's
+    /// write lock already held by the caller (its guard forgotten).
+    fn each_locked(&self, mut f: impl FnMut(&KmemCache<'a, C>)) {
+        let mut at = self.registry_head();
+        while !at.is_null() {
+            // SAFETY: registered caches are live while on the list, which
+            // the held write lock keeps still.
+            let c = unsafe { &*at };
+            f(c);
+            at = c.next.load(Ordering::Relaxed).cast();
+        }
+        for c in [
+            &self.cache_cache,
+            &self.bufctl_cache,
+            &self.slab_cache,
+            &self.magazine_cache,
+        ] {
+            f(c);
+        }
+    }
+
+    /// The registry's head, read while its write lock is held elsewhere.
+    fn registry_head(&self) -> *mut KmemCache<'a, C> {
+        // SAFETY: the lock is held by the caller (a forgotten write guard),
+        // so the head cannot change; the read does not race.
+        unsafe { (*self.registry.as_mut_ptr()).0.cast() }
+    }
+}
+
 impl<C: Cpu> Drop for Caches<'_, C> {
-    /// Returns the bootstrap caches' slabs and tables to the base arena
-    /// (every created cache is gone: they borrow `self`). A bootstrap cache
-    /// that still has objects — a leaked cache handle — keeps its slabs.
+    /// Withdraws every cache still registered (their handles were leaked)
+    /// from the platform and the registry, so that nothing reaches them
+    /// once the set is gone; then returns the bootstrap caches' slabs and
+    /// tables to the base arena. A bootstrap cache that still has objects
+    /// (a leaked cache's structure, magazines or slabs) keeps its slabs.
     fn drop(&mut self) {
+        loop {
+            let head = self.registry.get_mut().0.cast::<KmemCache<'_, C>>();
+            let Some(leaked) = NonNull::new(head) else {
+                break;
+            };
+            self.delist(leaked);
+        }
         let base = Some(self.base);
         let _ = self.cache_cache.teardown(base);
         let _ = self.bufctl_cache.teardown(base);
@@ -322,6 +446,14 @@ impl<C: Cpu> fmt::Display for DestroyError<'_, C> {
 impl<C: Cpu> core::error::Error for DestroyError<'_, C> {}
 
 impl<'a, C: Cpu> Cache<'a, C> {
+    /// Withdraws the cache from the platform and the registry and leaks it
+    /// with its slabs: for a cache that refused to be destroyed and must
+    /// not stay reachable.
+    pub(crate) fn abandon(self) {
+        let this = ManuallyDrop::new(self);
+        this.ctx.delist(this.ptr);
+    }
+
     /// Drains every magazine into the slabs and returns every slab to the
     /// source. With objects still allocated it changes nothing observable
     /// and hands the cache back in the error.

@@ -23,6 +23,14 @@ pub enum CreateError {
     /// The metadata arena could not supply per-CPU state or a hash table,
     /// or the cache of caches could not supply the cache itself.
     NoMemory,
+    /// The base arena's quantum is not a power of two: the bootstrap
+    /// caches find a slab by rounding an address down to its size, which
+    /// must then be one.
+    BaseQuantum,
+    /// The base arena has quantum caches: the magazine cache grows from it
+    /// while a CPU slot is held, and its quantum caches would pin that slot
+    /// again (a deadlock on a platform whose slots are locks).
+    BaseQcaches,
 }
 
 impl fmt::Display for CreateError {
@@ -35,6 +43,8 @@ impl fmt::Display for CreateError {
             Self::NotMemory => "source is not memory; the cache needs NOTOUCH",
             Self::BadQcacheMax => "QCACHE needs a qcache_max at least the object size",
             Self::NoMemory => "no memory for the cache's metadata",
+            Self::BaseQuantum => "the base arena's quantum is not a power of two",
+            Self::BaseQcaches => "the base arena has quantum caches",
         })
     }
 }
@@ -53,6 +63,9 @@ pub enum AllocError {
     /// The cache is one of an arena's quantum caches, which grow only
     /// through their arena: allocate with `Arena::alloc`.
     QuantumCache,
+    /// Called from a signal or interrupt handler that interrupted an
+    /// operation of its own context, which may hold the slot or a lock.
+    Reentrant,
 }
 
 impl fmt::Display for AllocError {
@@ -62,6 +75,7 @@ impl fmt::Display for AllocError {
             Self::Ctor => "constructor failed",
             Self::NotMemory => "ZERO on a cache whose objects are not memory",
             Self::QuantumCache => "a quantum cache grows only through its arena",
+            Self::Reentrant => "refused inside a handler that interrupted an allocator call",
         })
     }
 }
@@ -80,6 +94,12 @@ pub enum BadFree {
     /// The address is inside one of the cache's slabs but not at the start
     /// of an object.
     NotObjectStart,
+    /// Nothing is wrong with the address, but the free came from a signal
+    /// or interrupt handler that interrupted an operation of its own
+    /// context, and the object cannot wait on the deferred stack (it is
+    /// not memory, has constructed state, or the cache is `DEBUG`): it is
+    /// still the caller's.
+    Reentrant,
 }
 
 /// A free the cache refused; the cache is unchanged.
@@ -105,6 +125,11 @@ impl fmt::Display for FreeError {
             BadFree::NotObjectStart => {
                 write!(f, "{:#x} is not the start of an object", self.addr)
             }
+            BadFree::Reentrant => write!(
+                f,
+                "free of {:#x} refused inside a handler that interrupted an allocator call",
+                self.addr
+            ),
         }
     }
 }

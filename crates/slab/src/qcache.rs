@@ -3,6 +3,7 @@
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write as _};
+use spin::RwLock;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -57,12 +58,21 @@ pub struct QCaches<'a, C: Cpu> {
     quantum: usize,
     max: usize,
     attached: AtomicBool,
-    /// Written only by `destroy`, which runs alone (its contract).
+    /// Held for reading by the public queries ([`stats`](Self::stats),
+    /// [`in_use`](Self::in_use)) while they copy what they need, for
+    /// writing by `destroy`, which empties `caches`.
+    list: RwLock<()>,
+    /// Emptied only by `destroy`, which runs alone among the arena's calls
+    /// (its contract) and holds `list` for writing against the queries.
     caches: UnsafeCell<ArrayVec<Cache<'a, C>, QCACHE_MAX_CACHES>>,
 }
 
-// SAFETY: the caches are `Sync`; the `UnsafeCell` is mutated only by
-// `destroy`, whose caller guarantees no concurrent call.
+// SAFETY: the caches are `Sync`. The `UnsafeCell` is emptied only by
+// `destroy`, which holds `list` for writing, while the queries read it
+// under `list` for reading; the arena's calls (`alloc`, `free`, `reap`),
+// which read it without the lock, reach these caches only through the one
+// arena they are attached to, which calls `destroy` from `destroy(&mut
+// self)`, so never while one of them runs.
 unsafe impl<C: Cpu> Sync for QCaches<'_, C> {}
 // SAFETY: `Cache` handles are `Send`.
 unsafe impl<C: Cpu> Send for QCaches<'_, C> {}
@@ -93,13 +103,13 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// `quantum` and `qcache_max` (cut to [`QCACHE_MAX_CACHES`] quanta);
     /// `memory` says whether the arena's values are memory (only for
     /// statistics and `ZERO`; quantum caches never write to their objects).
-    pub fn qcaches(
-        &'a self,
+    pub fn qcaches<'s>(
+        &'s self,
         name: &str,
         quantum: usize,
         qcache_max: usize,
         memory: bool,
-    ) -> Result<QCaches<'a, C>, CreateError> {
+    ) -> Result<QCaches<'s, C>, CreateError> {
         if quantum == 0 {
             return Err(CreateError::ZeroSize);
         }
@@ -125,14 +135,20 @@ impl<'a, C: Cpu> Caches<'a, C> {
             quantum,
             max,
             attached: AtomicBool::new(false),
+            list: RwLock::new(()),
             caches: UnsafeCell::new(caches),
         })
     }
 }
 
 impl<'a, C: Cpu> QCaches<'a, C> {
-    fn caches(&self) -> &[Cache<'a, C>] {
-        // SAFETY: only `destroy` writes, and it runs alone.
+    /// The caches, for the arena's calls.
+    ///
+    /// # Safety
+    /// Called from the attached arena's `alloc`, `free` or `reap` (which
+    /// `destroy` never overlaps), or with `list` held.
+    unsafe fn caches(&self) -> &[Cache<'a, C>] {
+        // SAFETY: the caller's guarantee: `destroy` is not running.
         unsafe { &*self.caches.get() }
     }
 
@@ -146,19 +162,46 @@ impl<'a, C: Cpu> QCaches<'a, C> {
         if !mine || size == 0 || !size.is_multiple_of(self.quantum) {
             return None;
         }
-        self.caches().get(size / self.quantum - 1)
+        // SAFETY: called only from the arena's `alloc`, `free` and `reap`
+        // with `arena` the attached one (checked above).
+        unsafe { self.caches() }.get(size / self.quantum - 1)
     }
 
-    /// Statistics of each cache, smallest size first.
+    /// Statistics of each cache, smallest size first. They are copied out
+    /// first, so `f` may do anything, destroy the arena included (it then
+    /// sees what was there when the call began).
     pub fn stats(&self, mut f: impl FnMut(&CacheStats)) {
-        for c in self.caches() {
-            f(&c.stats());
+        let copied: ArrayVec<CacheStats, QCACHE_MAX_CACHES> = {
+            let _list = self.list.read();
+            // SAFETY: `list` is held.
+            unsafe { self.caches() }.iter().map(|c| c.stats()).collect()
+        };
+        for st in &copied {
+            f(st);
         }
     }
 
     /// Objects allocated from the caches now.
     pub fn in_use(&self) -> u64 {
-        self.caches().iter().map(|c| c.stats().buf_in_use).sum()
+        let _list = self.list.read();
+        // SAFETY: `list` is held.
+        unsafe { self.caches() }
+            .iter()
+            .map(|c| c.stats().buf_in_use)
+            .sum()
+    }
+
+    /// Objects allocated from the caches, counted from their slabs after
+    /// every magazine and the depot were drained into them (so a bad free
+    /// sitting in a magazine cannot hide a live object).
+    ///
+    /// # Safety
+    /// As for [`QuantumCaches::destroy`]: nothing else calls the caches.
+    unsafe fn live_after_drain(&self) -> u64 {
+        // SAFETY: the caller's guarantee.
+        let caches = unsafe { self.caches() };
+        // SAFETY: the caller's guarantee, forwarded.
+        caches.iter().map(|c| unsafe { c.drain_and_count() }).sum()
     }
 }
 
@@ -191,37 +234,54 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
     }
 
     #[inline]
-    fn free(&self, arena: &Arena<'_>, addr: usize, size: usize) -> Result<(), ArenaFreeError> {
+    unsafe fn free(
+        &self,
+        arena: &Arena<'_>,
+        addr: usize,
+        size: usize,
+    ) -> Result<(), ArenaFreeError> {
         let cache = self
             .cache_for(arena, size)
             .ok_or(ArenaFreeError::NotAllocated { addr })?;
-        // SAFETY: a quantum cache is NOTOUCH: it never writes to its
-        // objects, so a bad free cannot corrupt memory; the slab layer
-        // refuses it when it gets there (here, or when its magazine drains).
-        unsafe { cache.free(addr) }.map_err(|_| ArenaFreeError::Cached { addr })
+        // SAFETY: for a memory arena, the caller's guarantee (forwarded):
+        // `addr` is an object of this cache, no longer used. For an arena of
+        // integers a bad free is not memory-unsafe: a quantum cache is
+        // NOTOUCH (it never writes to its objects), and the slab layer
+        // refuses the free when it gets there (here, or when its magazine
+        // drains); what a double free can do is hand a value out twice,
+        // which for integers is a logic error, not undefined behaviour.
+        // The arena's call is under way: no new section.
+        unsafe { cache.free_in(addr) }.map_err(|_| ArenaFreeError::Cached { addr })
     }
 
     fn reap(&self, arena: &Arena<'_>) -> usize {
         if self.cache_for(arena, self.quantum).is_none() {
             return 0;
         }
-        self.caches().iter().map(|c| c.reap_from(Some(arena))).sum()
+        // SAFETY: `arena` is the attached arena (checked above), calling.
+        unsafe { self.caches() }
+            .iter()
+            .map(|c| c.reap_from(Some(arena)))
+            .sum()
     }
 
     unsafe fn destroy(&self, arena: &Arena<'_>) -> Result<(), usize> {
-        // With no call running, the counters are exact.
-        let live = self.in_use();
+        // SAFETY: the caller guarantees no other call of the arena's runs.
+        let live = unsafe { self.live_after_drain() };
         if live > 0 {
             return Err(usize::try_from(live).unwrap_or(usize::MAX));
         }
-        // SAFETY: the caller guarantees no other call runs or follows.
+        let _list = self.list.write();
+        // SAFETY: no call of the arena's runs (the caller's guarantee), and
+        // the queries wait for `list`.
         let caches = unsafe { &mut *self.caches.get() };
         for c in caches.drain(..) {
             // Nothing is live, so each cache gives its slabs back. Were one
-            // to refuse, it would keep them (leaked with its structure) and
-            // the arena's own check of live segments would refuse next.
+            // to refuse, it is withdrawn from the registry and the platform
+            // and leaked with its slabs (the arena's own check of live
+            // segments then refuses), never left behind registered.
             if let Err(e) = c.destroy_in(Some(arena)) {
-                core::mem::forget(e.cache);
+                e.cache.abandon();
             }
         }
         Ok(())

@@ -36,6 +36,13 @@ pub struct CacheStats {
     pub ctor_fails: u64,
     /// Frees refused as bad (double, wrong cache, foreign).
     pub bad_frees: u64,
+    /// Allocations refused, and frees deferred or refused, because they
+    /// came from a signal or interrupt handler that interrupted an
+    /// operation of their context.
+    pub reentrant: u64,
+    /// Metadata (slab buffers, tables) the arena refused to take back: 0
+    /// unless something corrupted the cache.
+    pub meta_errors: u64,
     /// Chains of the hash (slab bases, or bufctls).
     pub hash_chains: usize,
     /// The magazine layer's counters, unless `NOMAGAZINE`.

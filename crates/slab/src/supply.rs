@@ -8,7 +8,7 @@
 use core::ptr::NonNull;
 
 use kmem_arena::{Arena, Constraints, Policy, Source};
-use kmem_magazine::Cpu;
+use kmem_magazine::{Cpu, Section};
 
 use crate::cache::{KmemCache, MagSrc};
 use crate::error::AllocError;
@@ -98,12 +98,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     fn free_buffer(&self, src: &Arena<'_>, base: usize) {
         let size = self.geo.slab_size;
-        let freed = if self.xalloc {
-            src.xfree(base, size)
-        } else {
-            src.free(base, size)
+        // SAFETY: the slab's buffer, allocated from `src` by `grow` with this
+        // size (by `xalloc` exactly when `self.xalloc`); the slab is
+        // unlinked and empty, so nothing uses it any more.
+        let freed = unsafe {
+            if self.xalloc {
+                src.xfree_memory(base, size)
+            } else {
+                src.free_memory(base, size)
+            }
         };
-        debug_assert!(freed.is_ok(), "kmem-slab: slab buffer free failed");
+        if freed.is_err() {
+            self.count_meta_error();
+        }
     }
 
     /// Frees an unlinked empty slab to `src`: bufctls, header, buffer.
@@ -129,7 +136,11 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// Frees every empty slab to `src`; returns the bytes given back.
     fn free_empty_slabs(&self, src: &Arena<'_>) -> usize {
         let mut freed = 0;
-        while let Some(slab) = self.slab.lock().pop_empty(&self.geo) {
+        loop {
+            // Its own statement: the lock is not held while the slab goes
+            // back (a `while let` would hold it for the whole body).
+            let slab = self.slab.lock().pop_empty(&self.geo);
+            let Some(slab) = slab else { break };
             self.free_slab(src, slab);
             freed += self.geo.slab_size;
         }
@@ -139,21 +150,42 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// Empties the depot into the slabs, then returns every empty slab to
     /// the source and shrinks the hash if it is oversized. Returns the bytes
     /// given back. CPU magazines stay loaded (only their owners may drain
-    /// them: [`Magazines::flush_current`](kmem_magazine::Magazines::flush_current)).
+    /// them: [`flush_current`](Self::flush_current)).
     /// A quantum cache keeps its empty slabs: its arena reaps it
-    /// ([`Arena::reap`]).
+    /// ([`Arena::reap`]). Called from a handler that interrupted an
+    /// operation of its context (see [`Section`]), it does nothing.
     pub fn reap(&self) -> usize {
+        let _section = match self.mags.as_ref().map(|m| Section::enter(m.cpu())) {
+            Some(None) => return 0,
+            section => section,
+        };
         self.reap_from(self.source)
     }
 
     /// [`reap`](Self::reap), giving empty slabs back to `src`.
     pub(crate) fn reap_from(&self, src: Option<&Arena<'_>>) -> usize {
         if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
-            mags.drain_depot(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj));
+            // SAFETY: every magazine of a cache comes from its context's
+            // magazine cache.
+            unsafe { mags.drain_depot(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj)) };
         }
         let freed = src.map_or(0, |src| self.free_empty_slabs(src));
         self.rescale_hash(true);
         freed
+    }
+
+    /// Moves every round of every slot and of the depot to the slabs and
+    /// returns the objects allocated from them: the live objects, whatever
+    /// the counters say.
+    ///
+    /// # Safety
+    /// No other call on this cache runs during this one.
+    pub(crate) unsafe fn drain_and_count(&self) -> u64 {
+        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
+            // SAFETY: as in `reap_from`; no slot is in use (the contract).
+            unsafe { mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj)) };
+        }
+        self.slab.lock().busy
     }
 
     /// Resizes the hash to what its load calls for, allocating and freeing
@@ -184,8 +216,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// while slabs exist and there is no source to give them to (a quantum
     /// cache whose arena is gone keeps them, as leaked).
     pub(crate) fn teardown(&mut self, src: Option<&Arena<'_>>) -> Result<(), u64> {
-        if let (Some(mut mags), Some(ctx)) = (self.mags.take(), self.ctx) {
-            mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj));
+        if let (Some(mags), Some(ctx)) = (self.mags.take(), self.ctx) {
+            // SAFETY: as in `reap_from`; `&mut self`: no slot is in use.
+            unsafe { mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj)) };
             self.mags = Some(mags);
         }
         let (busy, slabs) = {

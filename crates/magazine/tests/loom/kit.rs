@@ -63,7 +63,8 @@ fn layout() -> Layout {
     Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
 }
 
-impl MagazineSource for Heap {
+// SAFETY: fresh loom heap blocks of the magazine size and alignment.
+unsafe impl MagazineSource for Heap {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
         if self.live.load(PlainOrdering::Relaxed) == self.limit {
             return None;
@@ -227,7 +228,8 @@ impl<C: Cpu + 'static> Rig<C> {
         // SAFETY: the threads are joined; the caller holds no reference.
         let mags = unsafe { &mut *self.mags.as_ptr() };
         let mut rounds = Vec::new();
-        mags.drain_all(self.heap(), |obj| rounds.push(obj));
+        // SAFETY: the fixture's heap is the layer's only magazine source.
+        unsafe { mags.drain_all(self.heap(), |obj| rounds.push(obj)) };
         let stats = mags.stats();
         assert_eq!(stats.magazines_live(), 0, "a magazine is still out");
         assert_eq!(self.heap().live.load(PlainOrdering::Relaxed), 0);
@@ -260,9 +262,22 @@ pub(crate) fn free_or_keep<C: Cpu>(
     obj: usize,
     below: &mut Vec<usize>,
 ) {
-    if let Err(obj) = m.free(obj, heap) {
+    if let Err(obj) = put(m, heap, obj) {
         below.push(obj);
     }
+}
+
+/// Frees `obj` into the layer; every layer of the models takes its
+/// magazines from the fixture's one heap.
+pub(crate) fn put<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, obj: usize) -> Result<(), usize> {
+    // SAFETY: `heap` is the layer's only magazine source.
+    unsafe { m.free(obj, heap) }
+}
+
+/// Drains the depot; see [`put`].
+pub(crate) fn drain_depot<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+    // SAFETY: as in `put`.
+    unsafe { m.drain_depot(heap, sink) }
 }
 
 /// A thread's allocations and what it gave below.

@@ -9,31 +9,76 @@ use kmem_magazine::{Cpu, ThreadCpus};
 use kmem_physmem::{boot, PhysMem};
 use kmem_slab::{AllocFlags, Caches, CtorError, ObjectOps};
 
+/// Boots `mem` bytes of fake RAM (base + kpages arenas) and runs
+/// `f(base, kpages)`; both arenas are checked afterwards.
+///
+/// For tests whose caches use arenas built over the base: make them in `f`,
+/// then build the caches with [`caches_over`], so that they outlive the
+/// caches as `Caches` requires.
+pub fn with_ram<R>(mem: usize, f: impl FnOnce(&Arena<'_>, &Arena<'_>) -> R) -> R {
+    let ram = PhysMem::new(mem);
+    boot(&ram, f)
+}
+
+/// Builds `Caches` over `base` on `cpu`, runs `f(caches)`, then checks
+/// every cache and drops the set. Whatever the caches use (source arenas,
+/// object operations) must exist before this call: it outlives the set.
+pub fn caches_over<'a, C: Cpu, R>(
+    base: &'a Arena<'a>,
+    cpu: &'a C,
+    f: impl FnOnce(&Caches<'a, C>) -> R,
+) -> R {
+    let caches = Caches::new(base, cpu).expect("bootstrap caches");
+    let r = f(&caches);
+    caches.for_each(|c| {
+        c.check()
+            .unwrap_or_else(|e| panic!("cache {}: {e}", c.name()))
+    });
+    r
+}
+
 /// Boots `mem` bytes of fake RAM (base + kpages arenas), builds `Caches`
 /// on `cpu`, runs `f(caches, kpages)`, then checks every cache and both
 /// arenas.
 pub fn with_caches_on<C: Cpu, R>(
     cpu: &C,
     mem: usize,
-    f: impl FnOnce(&Caches<'_, C>, &Arena<'_>) -> R,
+    f: impl for<'a> FnOnce(&Caches<'a, C>, &'a Arena<'a>) -> R,
 ) -> R {
-    let ram = PhysMem::new(mem);
-    boot(&ram, |base, kpages| {
-        let caches = Caches::new(base, cpu).expect("bootstrap caches");
-        let r = f(&caches, kpages);
-        caches.for_each(|c| {
-            c.check()
-                .unwrap_or_else(|e| panic!("cache {}: {e}", c.name()))
-        });
-        drop(caches);
+    with_caches_using_on(cpu, &(), mem, |caches, kpages, ()| f(caches, kpages))
+}
+
+/// [`with_caches_on`] with the std platform.
+pub fn with_caches<R>(
+    mem: usize,
+    f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>) -> R,
+) -> R {
+    with_caches_on(ThreadCpus::global(), mem, f)
+}
+
+/// [`with_caches_on`] for caches that use `env` (object operations, say),
+/// which the caller made before and which so outlives the caches: `f` gets
+/// it back as `f(caches, kpages, env)`, borrowed for the caches' lifetime.
+pub fn with_caches_using_on<C: Cpu, E: ?Sized, R>(
+    cpu: &C,
+    env: &E,
+    mem: usize,
+    f: impl for<'a> FnOnce(&Caches<'a, C>, &'a Arena<'a>, &'a E) -> R,
+) -> R {
+    with_ram(mem, |base, kpages| {
+        let r = caches_over(base, cpu, |caches| f(caches, kpages, env));
         kpages.check().expect("kpages check");
         r
     })
 }
 
-/// [`with_caches_on`] with the std platform.
-pub fn with_caches<R>(mem: usize, f: impl FnOnce(&Caches<'_, ThreadCpus>, &Arena<'_>) -> R) -> R {
-    with_caches_on(ThreadCpus::global(), mem, f)
+/// [`with_caches_using_on`] with the std platform.
+pub fn with_caches_using<E: ?Sized, R>(
+    env: &E,
+    mem: usize,
+    f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>, &'a E) -> R,
+) -> R {
+    with_caches_using_on(ThreadCpus::global(), env, mem, f)
 }
 
 /// Counts constructions and destructions; fails constructions on demand.

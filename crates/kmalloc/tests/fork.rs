@@ -1,0 +1,107 @@
+//! S11: `fork()` in a multi-threaded program whose global allocator is
+//! kmalloc. Three threads allocate without pause (small sizes: magazines,
+//! depots, slabs; large ones: the page arena's lock and `mmap`) while the
+//! main thread forks; each child allocates every kind of size, writes and
+//! checks what it got, and leaves. Before the `pthread_atfork` handlers, a
+//! lock held by another thread at the fork stayed held for ever in the child
+//! (75 of 100 children hung). `KMEM_FORKS` sets the number of forks.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kmalloc::KmallocGlobal;
+
+#[global_allocator]
+static KMALLOC: KmallocGlobal = KmallocGlobal::new();
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// What a child does: allocate, write, check, free; its exit status says
+/// whether every block held what was written.
+fn child() -> i32 {
+    let mut ok = true;
+    for size in [24, 100, 1000, 5000, 40_000, 100_000, 300_000] {
+        let v: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        ok &= v.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+        black_box(&v);
+    }
+    i32::from(!ok)
+}
+
+/// Waits up to `limit` for `pid`; `None` if it had to be killed.
+fn wait(pid: libc::pid_t, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: plain syscalls on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            });
+        }
+        if start.elapsed() > limit {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn children_of_a_busy_multithreaded_program_allocate() {
+    let forks: usize = std::env::var("KMEM_FORKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut i: usize = t * 7919 + 1;
+                let mut ops = 0u64;
+                while !STOP.load(Ordering::Relaxed) {
+                    i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let size = if i % 4 == 0 {
+                        40_000 + i % 300_000
+                    } else {
+                        1 + i % 2000
+                    };
+                    let v: Vec<u8> = Vec::with_capacity(size);
+                    black_box(&v);
+                    ops += 1;
+                }
+                ops
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let (mut hung, mut failed) = (0, 0);
+    for _ in 0..forks {
+        // SAFETY: the child only allocates (the point of the test) and
+        // leaves with `_exit`, running no exit handlers.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = child();
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) };
+        }
+        match wait(pid, Duration::from_secs(10)) {
+            None => hung += 1,
+            Some(0) => {}
+            Some(_) => failed += 1,
+        }
+    }
+    STOP.store(true, Ordering::Relaxed);
+    let ops: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    println!("{forks} forks while 3 threads made {ops} allocations: {hung} hung, {failed} failed");
+    assert!(ops > 0);
+    assert_eq!((hung, failed), (0, 0), "of {forks} children");
+}
