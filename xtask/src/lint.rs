@@ -1,17 +1,20 @@
-//! `cargo xtask lint`: formatting and clippy, warnings denied.
+//! `cargo xtask lint`: formatting, clippy and the docs, warnings denied.
+//! `cargo xtask test` (what CI runs) runs it first.
 //!
 //! 1. `cargo fmt --check` over the workspace and over `ci/nostd-boot` (which
 //!    is its own workspace, so `--all` does not reach it);
-//! 2. `cargo clippy --workspace --all-targets --features kmalloc/std -- -D
-//!    warnings` (the std code paths and their tests included);
+//! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
+//!    (every feature's code paths and their tests; a missing `// SAFETY:`
+//!    comment is `clippy::undocumented_unsafe_blocks`, denied here);
 //! 3. the same clippy for `ci/nostd-boot`, with its own manifest and target
-//!    directory (see [`crate::nostd`]).
+//!    directory (see [`crate::nostd`]);
+//! 4. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D
+//!    warnings`, so a broken intra-doc link fails.
 //!
 //! The lint levels themselves live once, in the root `[workspace.lints]`.
 
 use crate::nostd::{self, BOOT_MANIFEST};
 use crate::shell::{Cmd, Result};
-use crate::test::STD_FEATURES;
 
 /// Runs every lint step, stopping at the first failure.
 pub(crate) fn run() -> Result {
@@ -24,8 +27,7 @@ pub(crate) fn run() -> Result {
             "clippy",
             "--workspace",
             "--all-targets",
-            "--features",
-            STD_FEATURES,
+            "--all-features",
             "--",
             "-D",
             "warnings",
@@ -33,5 +35,9 @@ pub(crate) fn run() -> Result {
         .run()?;
     nostd::boot_cargo("clippy")
         .args(["--all-targets", "--", "-D", "warnings"])
+        .run()?;
+    Cmd::cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings")
         .run()
 }

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
+//! 0. `cargo xtask lint` — formatting, clippy on every target and feature,
+//!    and the docs, each with warnings denied (see [`crate::lint`]).
 //! 1. `cargo test --workspace --features kmalloc/std` — unit, integration
 //!    and doc tests of every workspace member (`--workspace` is explicit
 //!    because the root manifest's `default-members` leaves `xtask` out;
@@ -13,7 +15,7 @@
 //! from the environment; `--long` sets it to 10 for the child processes.
 
 use crate::flags::TestOpts;
-use crate::nostd;
+use crate::{lint, nostd};
 use crate::shell::{Cmd, Result};
 
 /// Features the test build turns on: kmalloc's std global allocator.
@@ -24,6 +26,7 @@ const LONG_SCALE: &str = "10";
 
 /// Runs the test suite and then the no_std checks.
 pub(crate) fn run(opts: &TestOpts) -> Result {
+    lint::run()?;
     let mut cargo = Cmd::cargo().args(["test", "--workspace", "--features", STD_FEATURES]);
     if opts.release {
         cargo = cargo.arg("--release");

@@ -48,14 +48,20 @@
 //!     .build()
 //!     .unwrap();
 //! let p = pages.alloc(4096, Policy::BestFit).unwrap();
-//! pages.free(p, 4096).unwrap();
+//! // A memory arena refuses the safe `free`: giving memory back is the
+//! // `unsafe` `free_memory`, whose caller vouches it is no longer used.
+//! assert!(pages.free(p, 4096).is_err());
+//! // SAFETY: allocated above with this size, not used after.
+//! unsafe { pages.free_memory(p, 4096) }.unwrap();
 //! assert_eq!(pages.amt_total(), 0); // the span went back to the base
 //! pages.check().unwrap();
 //! pages.destroy().unwrap();
 //! drop(pages);
 //!
-//! base.free(page, 4096).unwrap();
-//! base.xfree(aligned, 8192).unwrap();
+//! // SAFETY: allocated above with these sizes, not used after.
+//! unsafe { base.free_memory(page, 4096) }.unwrap();
+//! // SAFETY: as above (`aligned` came from `xalloc`).
+//! unsafe { base.xfree_memory(aligned, 8192) }.unwrap();
 //! base.check().unwrap();
 //! # drop(base);
 //! ```

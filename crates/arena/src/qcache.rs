@@ -37,7 +37,9 @@ pub unsafe trait QuantumCaches: Sync {
     fn alloc(&self, arena: &Arena<'_>, size: usize) -> Result<usize, AllocError>;
 
     /// Frees `addr`, allocated by [`alloc`](Self::alloc) with `size` (a
-    /// multiple of the quantum, at most [`max`](Self::max)).
+    /// multiple of the quantum, at most [`max`](Self::max)). Unsafe: for a
+    /// memory arena, a free of memory someone still uses would hand it out
+    /// twice (use [`Arena::free_memory`], which forwards here).
     ///
     /// # Safety
     /// As for [`Arena::free_memory`]: if `arena` is a memory arena, `addr`

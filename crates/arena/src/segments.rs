@@ -41,6 +41,8 @@ pub(crate) struct Counters {
     pub(crate) fails: u64,
     pub(crate) imports: u64,
     pub(crate) releases: u64,
+    /// Metadata frees the tag arena refused (corruption; 0 normally).
+    pub(crate) meta_errors: u64,
 }
 
 pub(crate) struct Segments {
@@ -86,6 +88,7 @@ impl Segments {
                 fails: 0,
                 imports: 0,
                 releases: 0,
+                meta_errors: 0,
             },
         }
     }

@@ -21,7 +21,23 @@ use crate::{AllocError, Arena, Policy};
 ///   to [`release`](Self::release).
 ///
 /// A source of integers (IDs, offsets) keeps `is_memory` false and has
-/// nothing else to promise; [`FnSource`] is one, ready-made.
+/// nothing else to promise; [`FnSource`] is one, ready-made. A safe
+/// implementation does not compile:
+///
+/// ```compile_fail,E0200
+/// use kmem_arena::{AllocError, Source};
+///
+/// struct Liar;
+/// impl Source for Liar {
+///     fn import(&self, _size: usize) -> Result<usize, AllocError> {
+///         Ok(0x10000) // not memory, yet it says so below
+///     }
+///     fn release(&self, _base: usize, _size: usize) {}
+///     fn is_memory(&self) -> bool {
+///         true
+///     }
+/// }
+/// ```
 pub unsafe trait Source: Sync {
     /// Supplies a span of exactly `size` units (a multiple of
     /// [`import_quantum`](Self::import_quantum)) and returns its base.

@@ -106,6 +106,9 @@ pub struct ArenaStats {
     pub imports: u64,
     /// Spans returned to the source ever.
     pub releases: u64,
+    /// Frees of the arena's own metadata that were refused: 0 unless
+    /// something corrupted it (counted rather than a panic).
+    pub meta_errors: u64,
     /// Boundary tags carved.
     pub tags: usize,
     /// Boundary tags unused.
@@ -164,6 +167,7 @@ impl Arena<'_> {
             failures: g.counters.fails,
             imports: g.counters.imports,
             releases: g.counters.releases,
+            meta_errors: g.counters.meta_errors,
             tags: g.tags.capacity(),
             tags_unused: g.tags.unused(),
             hash_chains: g.hash.chains(),

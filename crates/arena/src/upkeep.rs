@@ -33,12 +33,18 @@ impl Arena<'_> {
     }
 
     fn meta_free(&self, addr: usize, bytes: usize) {
+        // A refusal would mean corrupt metadata; it is counted, never a
+        // panic on an allocator path.
         let freed = match (self.base, self.tags_from) {
             (true, _) => self.free_segment(addr, bytes, true),
-            (false, Some(meta)) => meta.free(addr, bytes),
+            // SAFETY: metadata `meta_alloc` took from the tag arena with this
+            // size, no longer used (the caller replaced or dropped it).
+            (false, Some(meta)) => unsafe { meta.free_memory(addr, bytes) },
             (false, None) => Ok(()),
         };
-        debug_assert!(freed.is_ok(), "kmem-arena: metadata free failed");
+        if freed.is_err() {
+            self.inner.lock().counters.meta_errors += 1;
+        }
     }
 
     /// Resizes the allocated-segment hash to what its load policy asks for:
@@ -145,12 +151,16 @@ impl Arena<'_> {
             if let Some(table) = s.hash.take_table() {
                 let (addr, len) = table.into_raw();
                 if let Some(m) = meta {
-                    let _ = m.free(addr, len);
+                    // SAFETY: the hash table came from the tag arena with
+                    // this size; the arena is gone, nothing uses it.
+                    let _ = unsafe { m.free_memory(addr, len) };
                 }
             }
             s.tags.drain_owned(|addr, len| {
                 if let Some(m) = meta {
-                    let _ = m.free(addr, len);
+                    // SAFETY: a tag page from the tag arena, of this size;
+                    // the tags in it are dead with the arena.
+                    let _ = unsafe { m.free_memory(addr, len) };
                 }
             });
         }

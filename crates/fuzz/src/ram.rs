@@ -7,6 +7,8 @@
 //! kernel when first touched) and aligns the start itself; [`Ram::boot`]
 //! builds the same machine as [`kmem_physmem::boot`].
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use kmem_arena::Arena;
 use kmem_physmem::PAGE_SIZE;
 
@@ -15,6 +17,8 @@ pub(crate) struct Ram {
     buf: Vec<u8>,
     start: usize,
     len: usize,
+    /// A base arena was built over the region: it is not ours any more.
+    given: AtomicBool,
 }
 
 impl Ram {
@@ -26,7 +30,12 @@ impl Ram {
         );
         let buf = vec![0u8; len + PAGE_SIZE];
         let start = (buf.as_ptr() as usize).next_multiple_of(PAGE_SIZE);
-        Self { buf, start, len }
+        Self {
+            buf,
+            start,
+            len,
+            given: AtomicBool::new(false),
+        }
     }
 
     /// Address of the first byte.
@@ -47,12 +56,21 @@ impl Ram {
                 .is_some_and(|e| e <= self.start + self.len)
     }
 
-    /// A self-sufficient base arena over the whole region.
+    /// A self-sufficient base arena over the whole region. The region goes
+    /// to one base arena only (as with `PhysMem::base_arena`).
+    ///
+    /// # Panics
+    /// Panics if a base arena was built over the region before.
     pub(crate) fn base_arena(&self, name: &str, quantum: usize) -> Arena<'_> {
+        assert!(
+            !self.given.swap(true, Ordering::AcqRel),
+            "kmem-fuzz: the region already has a base arena"
+        );
         debug_assert!(self.buf.len() >= self.len + (self.start - self.buf.as_ptr() as usize));
         // SAFETY: `[start, start + len)` lies inside `buf`, which `self`
         // owns and keeps until it drops; the arena borrows `self`, so it
-        // cannot outlive it, and nothing else touches the region.
+        // cannot outlive it; `given` makes it the only arena ever built over
+        // the region, and nothing else touches the region.
         unsafe { Arena::new_base(name, self.start, self.len, quantum) }
             .expect("kmem-fuzz: base arena refused the region")
     }

@@ -38,10 +38,10 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {
-            // SAFETY: the GlobalAlloc contract: `ptr` came from this
-            // allocator with `layout`. A refusal is counted by the layer
-            // that found it; there is no one to report it to here.
             no_unwind(|| {
+                // SAFETY: the GlobalAlloc contract: `ptr` came from this
+                // allocator with `layout`. A refusal is counted by the layer
+                // that found it; there is no one to report it to here.
                 let _ = unsafe { self.free(p, layout) };
             });
         }
@@ -52,8 +52,8 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
         let Some(p) = NonNull::new(ptr) else {
             return ptr::null_mut();
         };
-        // SAFETY: the GlobalAlloc contract, forwarded.
         no_unwind(|| {
+            // SAFETY: the GlobalAlloc contract, forwarded.
             unsafe { Kmalloc::realloc(self, p, layout, new_size) }
                 .map_or(ptr::null_mut(), NonNull::as_ptr)
         })
@@ -100,8 +100,8 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
-            // SAFETY: the Allocator contract: allocated here with `layout`.
             no_unwind(|| {
+                // SAFETY: the Allocator contract: allocated here with `layout`.
                 let _ = unsafe { self.free(ptr, layout) };
             });
         }
@@ -113,8 +113,10 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        // SAFETY: the Allocator contract, forwarded.
-        no_unwind(|| unsafe { resize(self, ptr, old, new) })
+        no_unwind(|| {
+            // SAFETY: the Allocator contract, forwarded.
+            unsafe { resize(self, ptr, old, new) }
+        })
     }
 
     unsafe fn shrink(
@@ -123,8 +125,10 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        // SAFETY: the Allocator contract, forwarded.
-        no_unwind(|| unsafe { resize(self, ptr, old, new) })
+        no_unwind(|| {
+            // SAFETY: the Allocator contract, forwarded.
+            unsafe { resize(self, ptr, old, new) }
+        })
     }
 }
 

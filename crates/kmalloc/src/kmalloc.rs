@@ -382,14 +382,29 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         freed
     }
 
-    /// Takes every lock of the stack and keeps them, for a `fork()`: the
-    /// caches' ([`Caches::fork_lock`]), then the page arena's, then the base
-    /// arena's, in the stack's lock order. A `pthread_atfork` prepare
-    /// handler calls it after the platform's locks;
-    /// [`fork_unlock`](Self::fork_unlock) undoes it in the parent and in the
-    /// child. [`KmallocGlobal`](crate::KmallocGlobal) installs such handlers.
-    pub fn fork_lock(&self) {
-        self.caches.fork_lock();
+    /// Takes every lock of the stack and keeps them, for a `fork()`, in
+    /// the stack's lock order: first the cache registry's
+    /// ([`Caches::fork_lock_registry`]); then the platform's, which the
+    /// caller takes (a platform may serve several stacks); then, with
+    /// [`fork_lock`](Self::fork_lock), the caches' depots and slabs, the page
+    /// arena and the base arena. [`fork_unlock`](Self::fork_unlock), the
+    /// platform's unlock and [`fork_unlock_registry`](Self::fork_unlock_registry)
+    /// undo them in the parent and in the child.
+    /// [`KmallocGlobal`](crate::KmallocGlobal) installs `pthread_atfork`
+    /// handlers that do all this.
+    pub fn fork_lock_registry(&self) {
+        self.caches.fork_lock_registry();
+    }
+
+    /// The caches', page arena's and base arena's locks; see
+    /// [`fork_lock_registry`](Self::fork_lock_registry).
+    ///
+    /// # Safety
+    /// [`fork_lock_registry`](Self::fork_lock_registry) was called and not
+    /// undone since.
+    pub unsafe fn fork_lock(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.caches.fork_lock() };
         self.pages.fork_lock();
         self.caches.base().fork_lock();
     }
@@ -406,6 +421,17 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             self.pages.fork_unlock();
             self.caches.fork_unlock();
         }
+    }
+
+    /// Releases what [`fork_lock_registry`](Self::fork_lock_registry) took.
+    ///
+    /// # Safety
+    /// It was called and not undone since, and
+    /// [`fork_unlock`](Self::fork_unlock) ran first if
+    /// [`fork_lock`](Self::fork_lock) did.
+    pub unsafe fn fork_unlock_registry(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.caches.fork_unlock_registry() };
     }
 
     /// Large allocations: made, freed, failed.

@@ -168,32 +168,46 @@ fn boot_unlock() {
 /// the process is copied (a child would wait for it for ever).
 extern "C" fn fork_prepare() {
     boot_lock();
-    ThreadCpus::global().fork_lock();
-    let mut n = 0;
-    for k in &FORKABLE {
-        // SAFETY: only `register_fork` stores, pointers to `'static`
-        // allocators that are never torn down.
-        let Some(k) = (unsafe { k.load(Ordering::Acquire).as_ref() }) else {
-            break;
-        };
-        k.fork_lock();
-        n += 1;
-    }
+    // The booted allocators now, a prefix of `FORKABLE` (filled in order,
+    // and not while `BOOT_LOCK` is held here).
+    let n = FORKABLE
+        .iter()
+        .take_while(|k| !k.load(Ordering::Acquire).is_null())
+        .count();
     LOCKED.store(n, Ordering::Relaxed);
+    for k in forkable(n) {
+        k.fork_lock_registry();
+    }
+    ThreadCpus::global().fork_lock();
+    for k in forkable(n) {
+        // SAFETY: its registry was locked just above.
+        unsafe { k.fork_lock() };
+    }
+}
+
+/// The first `n` booted allocators.
+fn forkable(n: usize) -> impl DoubleEndedIterator<Item = &'static Kmalloc<'static, ThreadCpus>> {
+    FORKABLE[..n].iter().map(|k| {
+        // SAFETY: only `register_fork` stores, pointers to `'static`
+        // allocators that are never torn down; the first `n` are set.
+        unsafe { &*k.load(Ordering::Acquire) }
+    })
 }
 
 /// After `fork()`, in the parent and in the child: releases what
 /// `fork_prepare` took, in reverse.
 extern "C" fn fork_release() {
     let n = LOCKED.load(Ordering::Relaxed);
-    for k in FORKABLE[..n].iter().rev() {
-        // SAFETY: as in `fork_prepare`, which locked these `n`.
-        let k = unsafe { &*k.load(Ordering::Acquire) };
+    for k in forkable(n).rev() {
         // SAFETY: locked by `fork_prepare` before this `fork()`.
         unsafe { k.fork_unlock() };
     }
     // SAFETY: locked by `fork_prepare` before this `fork()`.
     unsafe { ThreadCpus::global().fork_unlock() };
+    for k in forkable(n).rev() {
+        // SAFETY: as above; `fork_unlock` ran first.
+        unsafe { k.fork_unlock_registry() };
+    }
     boot_unlock();
 }
 

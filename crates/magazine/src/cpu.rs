@@ -198,7 +198,16 @@ impl SlotHook {
         self.next.load(Ordering::Relaxed)
     }
 
-    /// Links the next hook on the platform's list (under its lock).
+    /// Links the next hook on the platform's list (under its lock). Only a
+    /// platform may, so the call is `unsafe`:
+    ///
+    /// ```compile_fail,E0133
+    /// use kmem_magazine::SlotHook;
+    ///
+    /// unsafe fn flush(_data: *const (), _slot: usize) {}
+    /// let hook = SlotHook::new(flush);
+    /// hook.set_next(0x1000 as *const SlotHook); // a platform would walk into it
+    /// ```
     ///
     /// # Safety
     /// Only the platform that registered the hook calls this, under the lock

@@ -32,6 +32,22 @@ const _: () = assert!(MAGAZINE_SIZE == 512);
 /// [`MAGAZINE_SIZE`] bytes, aligned to [`MAGAZINE_ALIGN`], and used by
 /// nothing else until it is handed back to
 /// [`free_magazine`](Self::free_magazine).
+///
+/// Implementing it without `unsafe` does not compile: a safe implementation
+/// could point the layer at any address.
+///
+/// ```compile_fail,E0200
+/// use core::ptr::NonNull;
+/// use kmem_magazine::MagazineSource;
+///
+/// struct Bogus;
+/// impl MagazineSource for Bogus {
+///     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+///         NonNull::new(0x1000 as *mut u8) // the layer would write 512 bytes here
+///     }
+///     unsafe fn free_magazine(&self, _: NonNull<u8>) {}
+/// }
+/// ```
 pub unsafe trait MagazineSource {
     /// `MAGAZINE_SIZE` bytes aligned to `MAGAZINE_ALIGN`, or `None`. Must not
     /// block: it is called on the free path.

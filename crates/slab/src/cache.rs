@@ -34,6 +34,23 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 /// Objects are addresses (`usize`); for a cache over memory they point at
 /// `size()` writable bytes aligned to `align()`. Created and destroyed
 /// through [`Caches`]; see the [crate documentation](crate).
+///
+/// Its magazine layer is not reachable from outside, so no value that the
+/// cache did not hand out can be pushed into a magazine and handed out
+/// again (the layer offers [`flush_current`](Self::flush_current) and
+/// [`magazine_stats`](Self::magazine_stats) instead):
+///
+/// ```compile_fail,E0599
+/// use kmem_magazine::ThreadCpus;
+/// use kmem_physmem::PhysMem;
+/// use kmem_slab::{CacheBuilder, Caches};
+///
+/// let ram = PhysMem::new(8 << 20);
+/// let base = ram.base_arena("base", 4096);
+/// let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
+/// let c = caches.create(CacheBuilder::new("objs", 64)).unwrap();
+/// let _ = c.magazines(); // gone: it exposed `Magazines::free`
+/// ```
 pub struct KmemCache<'a, C: Cpu> {
     pub(crate) name: Name,
     pub(crate) geo: Geometry,

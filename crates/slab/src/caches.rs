@@ -315,15 +315,26 @@ impl<'a, C: Cpu> Caches<'a, C> {
 }
 
 impl<'a, C: Cpu> Caches<'a, C> {
-    /// Takes every lock of the set and keeps them, for a `fork()`: the
-    /// registry's, then every cache's depot lock, then every cache's slab
-    /// lock (created caches, then the bootstrap caches), so that no other
-    /// thread holds one while the process is copied. A `pthread_atfork`
-    /// prepare handler calls it after the platform's locks and before the
-    /// arenas'; [`fork_unlock`](Self::fork_unlock) undoes it in the parent
-    /// and in the child. No cache can be created or destroyed in between.
-    pub fn fork_lock(&self) {
+    /// First step of taking every lock of the set for a `fork()`, so that
+    /// no other thread holds one while the process is copied: the
+    /// registry's (a reader may pin a CPU slot under it, so it comes before
+    /// the platform's locks). No cache can be created or destroyed until
+    /// [`fork_unlock_registry`](Self::fork_unlock_registry).
+    pub fn fork_lock_registry(&self) {
         core::mem::forget(self.registry.write());
+    }
+
+    /// Second step, after the platform's locks: every cache's depot lock,
+    /// then every cache's slab lock (created caches, then the bootstrap
+    /// caches); the arenas' locks come after. A `pthread_atfork` prepare
+    /// handler runs the steps; [`fork_unlock`](Self::fork_unlock) and then
+    /// [`fork_unlock_registry`](Self::fork_unlock_registry) undo them in the
+    /// parent and in the child.
+    ///
+    /// # Safety
+    /// [`fork_lock_registry`](Self::fork_lock_registry) was called and not
+    /// undone (the caches are walked under that lock).
+    pub unsafe fn fork_lock(&self) {
         self.each_locked(|c| c.fork_lock_depot());
         self.each_locked(|c| c.fork_lock_slab());
     }
@@ -336,7 +347,15 @@ impl<'a, C: Cpu> Caches<'a, C> {
     pub unsafe fn fork_unlock(&self) {
         // SAFETY: (each) held since `fork_lock`, guards forgotten.
         self.each_locked(|c| unsafe { c.fork_unlock() });
-        // SAFETY: as above.
+    }
+
+    /// Releases what [`fork_lock_registry`](Self::fork_lock_registry) took.
+    ///
+    /// # Safety
+    /// It was called and not undone since; [`fork_unlock`](Self::fork_unlock)
+    /// ran first if [`fork_lock`](Self::fork_lock) did.
+    pub unsafe fn fork_unlock_registry(&self) {
+        // SAFETY: held since `fork_lock_registry`, guard forgotten.
         unsafe { self.registry.force_write_unlock() };
     }
 

@@ -19,7 +19,7 @@ use core::error::Error;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use common::{with_caches, Counting, CONSTRUCTED};
+use common::{caches_over, with_caches, with_caches_using, with_ram, Counting, CONSTRUCTED};
 use kmem_arena::{Arena, Name, Policy};
 use kmem_magazine::{MagazineStats, ThreadCpus};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
@@ -164,9 +164,7 @@ fn free_ok(c: &Kc<'_>, obj: usize) {
 
 /// Flushes the caller's magazines and drains the depot of `c`.
 fn drain(c: &Kc<'_>) {
-    if let Some(m) = c.magazines() {
-        m.flush_current();
-    }
+    c.flush_current();
     c.reap();
 }
 
@@ -195,17 +193,17 @@ impl Kind {
 /// What a bad-free test gets: the cache under test (`victim`), another
 /// cache of the same kind (`other`), the arenas, and an object of each
 /// cache that stays allocated throughout (so both have a slab).
-struct Fixture<'f, 'a> {
-    caches: &'a Caches<'a, ThreadCpus>,
-    victim: &'f Kc<'a>,
-    other: &'f Kc<'a>,
+struct Fixture<'f, 'c, 'a> {
+    caches: &'f Caches<'a, ThreadCpus>,
+    victim: &'f Kc<'c>,
+    other: &'f Kc<'c>,
     kpages: &'a Arena<'a>,
     base: &'a Arena<'a>,
     victim_live: usize,
     other_live: usize,
 }
 
-impl Fixture<'_, '_> {
+impl Fixture<'_, '_, '_> {
     #[track_caller]
     fn refused(&self, addr: usize, kind: BadFree) {
         assert_free_refused(self.victim, self.kpages, self.base, addr, kind);
@@ -214,7 +212,7 @@ impl Fixture<'_, '_> {
 
 /// Runs `f` on a fixture of `kind`; afterwards frees the live objects,
 /// destroys both caches (which must succeed) and checks everything.
-fn with_fixture(kind: Kind, f: impl FnOnce(&Fixture<'_, '_>)) {
+fn with_fixture(kind: Kind, f: impl FnOnce(&Fixture<'_, '_, '_>)) {
     with_caches(RAM, |caches, kpages| {
         let victim = caches.create(kind.builder("victim", kpages)).unwrap();
         let other = caches.create(kind.builder("other", kpages)).unwrap();
@@ -253,17 +251,21 @@ fn every_error_displays() {
         CreateError::NotMemory,
         CreateError::BadQcacheMax,
         CreateError::NoMemory,
+        CreateError::BaseQuantum,
+        CreateError::BaseQcaches,
     ];
     let alloc = [
         AllocError::Exhausted,
         AllocError::Ctor,
         AllocError::NotMemory,
+        AllocError::Reentrant,
     ];
     let free = [
         BadFree::DoubleFree,
         BadFree::WrongCache(Name::new("owner")),
         BadFree::Foreign,
         BadFree::NotObjectStart,
+        BadFree::Reentrant,
     ]
     .map(|kind| FreeError {
         cache: name,
@@ -299,7 +301,7 @@ fn world(caches: &Caches<'_, ThreadCpus>, kpages: &Arena<'_>) -> (usize, usize, 
 /// leaves the registry and the arenas as they were.
 #[track_caller]
 fn assert_create_refused<'a>(
-    caches: &'a Caches<'a, ThreadCpus>,
+    caches: &Caches<'a, ThreadCpus>,
     kpages: &Arena<'_>,
     builder: CacheBuilder<'a>,
     expected: CreateError,
@@ -328,6 +330,16 @@ fn id_arena<'a>(base: &'a Arena<'a>) -> Arena<'a> {
         .tags_from(base)
         .build()
         .unwrap()
+}
+
+/// [`with_caches`] with an [`id_arena`] over the base arena, made before
+/// the caches (which may use it as a source, so it must outlive them):
+/// runs `f(caches, kpages, ids)`.
+fn with_ids(f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>, &'a Arena<'a>)) {
+    with_ram(RAM, |base, kpages| {
+        let ids = id_arena(base);
+        caches_over(base, ThreadCpus::global(), |caches| f(caches, kpages, &ids));
+    });
 }
 
 #[test]
@@ -386,15 +398,14 @@ fn create_align_above_page() {
 
 #[test]
 fn create_touching_cache_over_ids() {
-    with_caches(RAM, |caches, kpages| {
-        let ids = id_arena(caches.base());
+    with_ids(|caches, kpages, ids| {
         for flags in [
             CacheFlags::empty(),
             CacheFlags::NOMAGAZINE,
             CacheFlags::DEBUG,
         ] {
             for size in [8, 64, 1024] {
-                let b = CacheBuilder::new("touch", size).flags(flags).source(&ids);
+                let b = CacheBuilder::new("touch", size).flags(flags).source(ids);
                 assert_create_refused(caches, kpages, b, CreateError::NotMemory);
             }
         }
@@ -404,13 +415,12 @@ fn create_touching_cache_over_ids() {
 
 #[test]
 fn create_notouch_cache_over_ids_works() {
-    with_caches(RAM, |caches, _| {
-        let ids = id_arena(caches.base());
+    with_ids(|caches, _, ids| {
         let c = caches
             .create(
                 CacheBuilder::new("notouch", 16)
                     .flags(CacheFlags::NOTOUCH)
-                    .source(&ids),
+                    .source(ids),
             )
             .unwrap();
         assert!(c.uses_bufctls());
@@ -437,15 +447,14 @@ fn create_notouch_cache_over_ids_works() {
 
 #[test]
 fn create_qcache_max_below_object_size() {
-    with_caches(RAM, |caches, kpages| {
-        let ids = id_arena(caches.base());
+    with_ids(|caches, kpages, ids| {
         for qmax in [0, 16, 63] {
-            let b = CacheBuilder::new("q", 64).qcache(qmax).source(&ids);
+            let b = CacheBuilder::new("q", 64).qcache(qmax).source(ids);
             assert_create_refused(caches, kpages, b, CreateError::BadQcacheMax);
         }
         // qcache_max == size is fine.
         let c = caches
-            .create(CacheBuilder::new("q64", 64).qcache(64).source(&ids))
+            .create(CacheBuilder::new("q64", 64).qcache(64).source(ids))
             .unwrap();
         let id = c.alloc(AllocFlags::empty()).unwrap();
         free_ok(&c, id);
@@ -455,22 +464,21 @@ fn create_qcache_max_below_object_size() {
 
 #[test]
 fn alloc_zero_flag_on_notouch_cache() {
-    with_caches(RAM, |caches, kpages| {
-        let ids = id_arena(caches.base());
+    with_ids(|caches, kpages, ids| {
         for flags in [
             CacheFlags::NOTOUCH,
             CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE,
         ] {
             let c = caches
-                .create(CacheBuilder::new("ids16", 16).flags(flags).source(&ids))
+                .create(CacheBuilder::new("ids16", 16).flags(flags).source(ids))
                 .unwrap();
             // Once with an empty cache, once with a slab and a cached object.
             for round in 0..2 {
-                let before = state(&c, &ids, kpages);
+                let before = state(&c, ids, kpages);
                 let got = c.alloc(AllocFlags::ZERO);
                 assert_eq!(got, Err(AllocError::NotMemory), "round {round}");
                 assert_displays(&got.unwrap_err());
-                assert_eq!(state(&c, &ids, kpages), before);
+                assert_eq!(state(&c, ids, kpages), before);
                 ok(&c);
                 let id = c.alloc(AllocFlags::empty()).unwrap();
                 free_ok(&c, id);
@@ -523,7 +531,8 @@ fn foreign_source_memory(kind: Kind, offset: usize) {
         let page = fx.kpages.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
         fx.refused(page, BadFree::Foreign);
         fx.refused(page + offset, BadFree::Foreign);
-        fx.kpages.free(page, PAGE_SIZE).unwrap();
+        // SAFETY: allocated above with this size; not used after.
+        unsafe { fx.kpages.free_memory(page, PAGE_SIZE) }.unwrap();
     });
 }
 
@@ -683,9 +692,9 @@ fn assert_found_at_drain(c: &Kc<'_>, expected: FreeError, busy: u64) {
 
 #[test]
 fn magazine_double_free_found_at_drain() {
-    with_caches(RAM, |caches, kpages| {
-        let ops = Counting::default();
-        let c = caches.create(mag_builder("mag", kpages, &ops)).unwrap();
+    let ops = Counting::default();
+    with_caches_using(&ops, RAM, |caches, kpages, ops| {
+        let c = caches.create(mag_builder("mag", kpages, ops)).unwrap();
         // `keep` stays allocated so the counters never go below zero (see
         // `magazine_double_free_buf_in_use_recovers`).
         let keep = c.alloc(AllocFlags::empty()).unwrap();
@@ -735,9 +744,9 @@ fn magazine_double_free_buf_in_use_recovers() {
 
 #[test]
 fn magazine_foreign_free_found_at_drain() {
-    with_caches(RAM, |caches, kpages| {
-        let ops = Counting::default();
-        let c = caches.create(mag_builder("mag", kpages, &ops)).unwrap();
+    let ops = Counting::default();
+    with_caches_using(&ops, RAM, |caches, kpages, ops| {
+        let c = caches.create(mag_builder("mag", kpages, ops)).unwrap();
         let keep: Vec<usize> = (0..4)
             .map(|_| c.alloc(AllocFlags::empty()).unwrap())
             .collect();
@@ -766,11 +775,11 @@ fn magazine_foreign_free_found_at_drain() {
 
 #[test]
 fn magazine_free_to_wrong_cache_found_at_drain() {
-    with_caches(RAM, |caches, kpages| {
-        let (ops, other_ops) = (Counting::default(), Counting::default());
-        let c = caches.create(mag_builder("mag", kpages, &ops)).unwrap();
+    let both = (Counting::default(), Counting::default());
+    with_caches_using(&both, RAM, |caches, kpages, (ops, other_ops)| {
+        let c = caches.create(mag_builder("mag", kpages, ops)).unwrap();
         let other = caches
-            .create(mag_builder("other", kpages, &other_ops))
+            .create(mag_builder("other", kpages, other_ops))
             .unwrap();
         let keep: Vec<usize> = (0..4)
             .map(|_| c.alloc(AllocFlags::empty()).unwrap())
@@ -811,14 +820,14 @@ fn destroy_with_live_objects() {
         ("large", 1024, CacheFlags::empty()),
         ("debug", 200, CacheFlags::DEBUG),
     ] {
-        with_caches(RAM, |caches, kpages| {
-            let ops = Counting::default();
+        let ops = Counting::default();
+        with_caches_using(&ops, RAM, |caches, kpages, ops| {
             let c = caches
                 .create(
                     CacheBuilder::new(name, size)
                         .flags(flags)
                         .source(kpages)
-                        .ops(&ops),
+                        .ops(ops),
                 )
                 .unwrap();
             let mut live: Vec<usize> = (0..20)
@@ -896,13 +905,14 @@ fn exhausted_source() {
         (1024, CacheFlags::NOMAGAZINE),
         (200, CacheFlags::DEBUG),
     ] {
-        with_caches(RAM, |caches, kpages| {
-            // A source of 16 pages (less its own boundary tags).
-            let ram = PhysMem::new(16 * PAGE_SIZE);
-            let tiny = ram.base_arena("tiny", PAGE_SIZE);
+        // A source of 16 pages (less its own boundary tags), made before
+        // the caches: it outlives them.
+        let ram = PhysMem::new(16 * PAGE_SIZE);
+        let tiny = ram.base_arena("tiny", PAGE_SIZE);
+        with_caches_using(&tiny, RAM, |caches, kpages, tiny| {
             let start = tiny.amt_free();
             let c = caches
-                .create(CacheBuilder::new("c", size).flags(flags).source(&tiny))
+                .create(CacheBuilder::new("c", size).flags(flags).source(tiny))
                 .unwrap();
             let got = fill(&c);
             assert!(!got.is_empty());
@@ -910,12 +920,12 @@ fn exhausted_source() {
             assert_eq!(got.len() % per_slab, 0, "{size}: a slab not filled");
             assert!(tiny.amt_free() < slab_size);
             // Failing again changes nothing but the failure count.
-            let mut before = state(&c, &tiny, kpages);
+            let mut before = state(&c, tiny, kpages);
             let got_err = c.alloc(AllocFlags::empty());
             assert_eq!(got_err, Err(AllocError::Exhausted));
             assert_displays(&got_err.unwrap_err());
             before.alloc_fails += 1;
-            assert_eq!(state(&c, &tiny, kpages), before);
+            assert_eq!(state(&c, tiny, kpages), before);
             ok(&c);
             for obj in got {
                 free_ok(&c, obj);
@@ -936,7 +946,8 @@ fn exhaust(base: &Arena<'_>) -> Vec<usize> {
     // before the increment in `free_segment` (arena.rs), which underflows
     // when a base arena that never freed replaces its hash table.
     let p = base.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
-    base.free(p, PAGE_SIZE).unwrap();
+    // SAFETY: allocated just above with this size; not used after.
+    unsafe { base.free_memory(p, PAGE_SIZE) }.unwrap();
     let mut pages = Vec::new();
     while let Ok(p) = base.alloc(PAGE_SIZE, Policy::InstantFit) {
         pages.push(p);
@@ -960,14 +971,15 @@ fn slabs_of(caches: &Caches<'_, ThreadCpus>, name: &str) -> usize {
 /// half-built slab is undone: nothing leaks from the source or the caches.
 #[test]
 fn exhausted_metadata() {
-    with_caches(RAM, |caches, _| {
-        let ram = PhysMem::new(64 * PAGE_SIZE);
-        let src = ram.base_arena("src", PAGE_SIZE);
+    // The cache's source, made before the caches: it outlives them.
+    let ram = PhysMem::new(64 * PAGE_SIZE);
+    let src = ram.base_arena("src", PAGE_SIZE);
+    with_caches_using(&src, RAM, |caches, _, src| {
         let c = caches
             .create(
                 CacheBuilder::new("large", 1024)
                     .flags(CacheFlags::NOMAGAZINE)
-                    .source(&src),
+                    .source(src),
             )
             .unwrap();
         let base = caches.base();
@@ -975,16 +987,17 @@ fn exhausted_metadata() {
         let src_start = src.amt_free();
         let mut totals = Vec::new();
         caches.for_each(|k| totals.push((k.name().to_owned(), k.stats().slab_busy)));
-        let mut before = state(&c, &src, base);
+        let mut before = state(&c, src, base);
         // Nothing at all: no header.
         assert_eq!(c.alloc(AllocFlags::empty()), Err(AllocError::Exhausted));
         before.alloc_fails += 1;
-        assert_eq!(state(&c, &src, base), before);
+        assert_eq!(state(&c, src, base), before);
         // One page: a header, but no page for the bufctls.
         assert_eq!(slabs_of(caches, "kmem_slab"), 0);
         assert_eq!(slabs_of(caches, "kmem_bufctl"), 0);
-        base.free(pages.pop().unwrap(), PAGE_SIZE).unwrap();
-        before = state(&c, &src, base);
+        // SAFETY: a page `exhaust` allocated with this size; not used after.
+        unsafe { base.free_memory(pages.pop().unwrap(), PAGE_SIZE) }.unwrap();
+        before = state(&c, src, base);
         assert_eq!(c.alloc(AllocFlags::empty()), Err(AllocError::Exhausted));
         before.alloc_fails += 1;
         assert_eq!(slabs_of(caches, "kmem_slab"), 1, "no header was taken");
@@ -992,7 +1005,7 @@ fn exhausted_metadata() {
         // The header's slab may stay with `kmem_slab` (empty, reapable);
         // the base's free memory went there, nothing else moved.
         before.base_free = base.amt_free();
-        assert_eq!(state(&c, &src, base), before);
+        assert_eq!(state(&c, src, base), before);
         assert_eq!(src.amt_free(), src_start, "slab buffer leaked");
         let mut after = Vec::new();
         caches.for_each(|k| after.push((k.name().to_owned(), k.stats().slab_busy)));
@@ -1000,7 +1013,9 @@ fn exhausted_metadata() {
         caches.for_each(|k| ok(k));
         // With memory back, the cache grows.
         for p in pages {
-            base.free(p, PAGE_SIZE).unwrap();
+            // SAFETY: pages `exhaust` allocated with this size; not used
+            // after.
+            unsafe { base.free_memory(p, PAGE_SIZE) }.unwrap();
         }
         let obj = c.alloc(AllocFlags::empty()).unwrap();
         free_ok(&c, obj);
@@ -1018,14 +1033,14 @@ fn constructor_failure() {
         (1024, CacheFlags::empty()),
         (200, CacheFlags::DEBUG),
     ] {
-        with_caches(RAM, |caches, kpages| {
-            let ops = Counting::default();
+        let ops = Counting::default();
+        with_caches_using(&ops, RAM, |caches, kpages, ops| {
             let c = caches
                 .create(
                     CacheBuilder::new("ctor", size)
                         .flags(flags)
                         .source(kpages)
-                        .ops(&ops),
+                        .ops(ops),
                 )
                 .unwrap();
             let base = caches.base();
@@ -1096,7 +1111,7 @@ fn reap_inside_for_each_finds_bad_free() {
     let keep = c.alloc(AllocFlags::empty()).unwrap();
     let heap: &'static [u64] = Box::leak(vec![0u64; 8].into_boxed_slice());
     free_ok(c, heap.as_ptr() as usize);
-    c.magazines().unwrap().flush_current();
+    c.flush_current();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         caches.for_each(|k| {
@@ -1115,11 +1130,13 @@ fn reap_inside_for_each_finds_bad_free() {
 /// base arena is out of memory) goes to the slab layer, destructed.
 #[test]
 fn free_without_memory_for_magazines() {
-    with_caches(RAM, |caches, _| {
-        let ram = PhysMem::new(16 * PAGE_SIZE);
-        let src = ram.base_arena("src", PAGE_SIZE);
-        let ops = Counting::default();
-        let c = caches.create(mag_builder("mag", &src, &ops)).unwrap();
+    // The cache's source and ops, made before the caches: they outlive
+    // them.
+    let ram = PhysMem::new(16 * PAGE_SIZE);
+    let src = ram.base_arena("src", PAGE_SIZE);
+    let ops = Counting::default();
+    with_caches_using(&(src, ops), RAM, |caches, _, (src, ops)| {
+        let c = caches.create(mag_builder("mag", src, ops)).unwrap();
         let objs: Vec<usize> = (0..3)
             .map(|_| c.alloc(AllocFlags::empty()).unwrap())
             .collect();
@@ -1136,7 +1153,9 @@ fn free_without_memory_for_magazines() {
             ok(&c);
         }
         for p in pages {
-            base.free(p, PAGE_SIZE).unwrap();
+            // SAFETY: pages `exhaust` allocated with this size; not used
+            // after.
+            unsafe { base.free_memory(p, PAGE_SIZE) }.unwrap();
         }
         // With memory, frees are cached again.
         let obj = c.alloc(AllocFlags::empty()).unwrap();

@@ -18,14 +18,13 @@ mod common;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use common::with_caches_on;
+use common::{caches_over, with_caches_using_on, with_ram};
 use kmem_arena::{Arena, Policy};
 use kmem_magazine::{Cpu, ManualCpus};
 use kmem_physmem::faults::{ArenaState, FailingSource, Faults, Plan};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
 use kmem_slab::{
-    AllocError, AllocFlags, CacheBuilder, CacheFlags, CacheStats, Caches, CtorError, KmemCache,
-    ObjectOps,
+    AllocError, AllocFlags, CacheBuilder, CacheFlags, CacheStats, CtorError, KmemCache, ObjectOps,
 };
 
 /// Fake RAM for every test.
@@ -168,9 +167,7 @@ fn drive<C: Cpu>(
         if step % 100 == 99 {
             // Give idle objects and empty slabs back, so slabs (and the
             // source's spans) come and go.
-            if let Some(m) = c.magazines() {
-                m.flush_current();
-            }
+            c.flush_current();
             c.reap();
         }
         c.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
@@ -229,36 +226,40 @@ fn caches_over_imports_failing_every_kth_or_after_n() {
     let cpu = cpu();
     for (size, flags) in GROWING_KINDS {
         for plan in PLANS {
-            with_caches_on(&cpu, RAM, |caches, _| {
-                let base = caches.base();
+            with_ram(RAM, |base, _| {
+                // The caches' source and ops, made first: they outlive the
+                // caches.
                 let source = FailingSource::new(base, Plan::Never);
                 let mut pages = pages(&source, base);
                 let ops = FaultyOps::new(Plan::Never);
-                let c = caches
-                    .create(
-                        CacheBuilder::new("faulty", size)
-                            .flags(flags)
-                            .source(&pages)
-                            .ops(&ops),
-                    )
-                    .unwrap();
-                source.faults().set(plan);
-                let t = drive(
-                    &c,
-                    &ops,
-                    &pages,
-                    &Injection {
-                        injected: &|| source.faults().injected(),
-                        expected: AllocError::Exhausted,
-                        peak: 200,
-                    },
-                    &mut rng,
-                    1200 * scale(),
-                );
-                tear_down(c, &ops, &pages);
-                let src = source.stats();
-                assert!(src.injected > 0, "{plan:?} never bit");
-                assert_eq!((src.outstanding_spans, src.imports), (0, src.releases));
+                let (t, src) = caches_over(base, &cpu, |caches| {
+                    let c = caches
+                        .create(
+                            CacheBuilder::new("faulty", size)
+                                .flags(flags)
+                                .source(&pages)
+                                .ops(&ops),
+                        )
+                        .unwrap();
+                    source.faults().set(plan);
+                    let t = drive(
+                        &c,
+                        &ops,
+                        &pages,
+                        &Injection {
+                            injected: &|| source.faults().injected(),
+                            expected: AllocError::Exhausted,
+                            peak: 200,
+                        },
+                        &mut rng,
+                        1200 * scale(),
+                    );
+                    tear_down(c, &ops, &pages);
+                    let src = source.stats();
+                    assert!(src.injected > 0, "{plan:?} never bit");
+                    assert_eq!((src.outstanding_spans, src.imports), (0, src.releases));
+                    (t, src)
+                });
                 pages.destroy().unwrap();
                 println!(
                     "fault-injection slab imports {plan:?}, {size} B {flags:?}: {} allocations, \
@@ -286,19 +287,19 @@ fn constructors_failing_every_kth_or_after_n() {
     let cpu = cpu();
     for (size, flags) in KINDS {
         for plan in PLANS {
-            with_caches_on(&cpu, RAM, |caches, kpages| {
-                let ops = FaultyOps::new(plan);
+            let ops = FaultyOps::new(plan);
+            with_caches_using_on(&cpu, &ops, RAM, |caches, kpages, ops| {
                 let c = caches
                     .create(
                         CacheBuilder::new("ctor", size)
                             .flags(flags)
                             .source(kpages)
-                            .ops(&ops),
+                            .ops(ops),
                     )
                     .unwrap();
                 let t = drive(
                     &c,
-                    &ops,
+                    ops,
                     kpages,
                     &Injection {
                         injected: &|| ops.faults.injected(),
@@ -311,7 +312,7 @@ fn constructors_failing_every_kth_or_after_n() {
                 let s = c.stats();
                 assert_eq!(s.ctor_fails, t.refused);
                 assert!(ops.faults.injected() > 0, "{plan:?} never bit");
-                tear_down(c, &ops, kpages);
+                tear_down(c, ops, kpages);
                 println!(
                     "fault-injection slab constructors {plan:?}, {size} B {flags:?}: {} \
                      allocations, {} constructors failed on purpose, {} refused, 0 bytes leaked",
@@ -341,8 +342,9 @@ fn source_arena_runs_out_of_tags() {
     let mut rng = Rng::new(seed);
     let cpu = cpu();
     for (size, flags) in GROWING_KINDS {
-        with_caches_on(&cpu, RAM, |caches, _| {
-            let base = caches.base();
+        with_ram(RAM, |base, _| {
+            // The caches' source and ops, made first: they outlive the
+            // caches.
             let tag_ram = PhysMem::new(4 * PAGE_SIZE);
             let tags = tag_ram.base_arena("tags", 64);
             let tags_start = tags.amt_free() + tags.stats().metadata;
@@ -354,44 +356,47 @@ fn source_arena_runs_out_of_tags() {
                 .build()
                 .unwrap();
             let ops = FaultyOps::new(Plan::Never);
-            let c = caches
-                .create(
-                    CacheBuilder::new("tagless", size)
-                        .flags(flags)
-                        .source(&pages)
-                        .ops(&ops),
-                )
-                .unwrap();
-            // The "fault" here is a condition, not an event: a refusal is
-            // accounted for when the page arena has too few unused tags for
-            // an import and its tag arena no page to give (an import takes
-            // two tags, so with two left the retry after it finds none).
-            let no_tags = AtomicUsize::new(0);
-            let count_no_tags = || {
-                if pages.stats().tags_unused <= 2 && tags.amt_free() < PAGE_SIZE {
-                    no_tags.fetch_add(1, Ordering::SeqCst);
-                }
-                no_tags.load(Ordering::SeqCst) as u64
-            };
-            let t = drive(
-                &c,
-                &ops,
-                &pages,
-                &Injection {
-                    injected: &count_no_tags,
-                    expected: AllocError::Exhausted,
-                    peak: 1000,
-                },
-                &mut rng,
-                3000 * scale(),
-            );
-            assert!(t.refused > 0, "{size} B {flags:?}: the tags never ran out");
-            assert!(
-                t.refused < t.allocs,
-                "{size} B {flags:?}: the cache never grew"
-            );
-            tear_down(c, &ops, &pages);
-            assert_eq!(source.stats().outstanding_spans, 0);
+            let t = caches_over(base, &cpu, |caches| {
+                let c = caches
+                    .create(
+                        CacheBuilder::new("tagless", size)
+                            .flags(flags)
+                            .source(&pages)
+                            .ops(&ops),
+                    )
+                    .unwrap();
+                // The "fault" here is a condition, not an event: a refusal is
+                // accounted for when the page arena has too few unused tags for
+                // an import and its tag arena no page to give (an import takes
+                // two tags, so with two left the retry after it finds none).
+                let no_tags = AtomicUsize::new(0);
+                let count_no_tags = || {
+                    if pages.stats().tags_unused <= 2 && tags.amt_free() < PAGE_SIZE {
+                        no_tags.fetch_add(1, Ordering::SeqCst);
+                    }
+                    no_tags.load(Ordering::SeqCst) as u64
+                };
+                let t = drive(
+                    &c,
+                    &ops,
+                    &pages,
+                    &Injection {
+                        injected: &count_no_tags,
+                        expected: AllocError::Exhausted,
+                        peak: 1000,
+                    },
+                    &mut rng,
+                    3000 * scale(),
+                );
+                assert!(t.refused > 0, "{size} B {flags:?}: the tags never ran out");
+                assert!(
+                    t.refused < t.allocs,
+                    "{size} B {flags:?}: the cache never grew"
+                );
+                tear_down(c, &ops, &pages);
+                assert_eq!(source.stats().outstanding_spans, 0);
+                t
+            });
             pages.destroy().unwrap();
             drop(pages);
             tags.check().unwrap();
@@ -415,68 +420,71 @@ fn source_arena_runs_out_of_tags() {
 #[test]
 fn atomic_allocations_at_exhaustion() {
     let cpu = cpu();
-    with_caches_on(&cpu, RAM, |caches: &Caches<'_, ManualCpus<1>>, _| {
-        let base = caches.base();
+    with_ram(RAM, |base, _| {
+        // The caches' source and ops, made first: they outlive the caches.
         let source = FailingSource::new(base, Plan::Never);
         let mut pages = pages(&source, base);
         let ops = FaultyOps::new(Plan::Never);
-        let c = caches
-            .create(CacheBuilder::new("atomic", 64).source(&pages).ops(&ops))
-            .unwrap();
-        let objs: Vec<usize> = (0..40)
-            .map(|_| c.alloc(AllocFlags::ATOMIC).unwrap())
-            .collect();
-        // Half go to magazines; the source stops supplying.
-        for &obj in &objs[..20] {
-            // SAFETY: allocated above, freed once.
-            unsafe { c.free(obj) }.unwrap();
-        }
-        source.faults().set(Plan::After(0));
-        let cached = c.stats().slab_busy - c.stats().buf_in_use;
-        assert!(cached > 0, "nothing cached in magazines");
-        let mut held: Vec<usize> = objs[20..].to_vec();
-        let ctors = ops.ctors.load(Ordering::SeqCst);
-        // Drain the slabs' free objects and the magazines, then exhaustion.
-        let refused = loop {
-            match c.alloc(AllocFlags::ATOMIC) {
-                Ok(obj) => held.push(obj),
-                Err(e) => break e,
+        caches_over(base, &cpu, |caches| {
+            let c = caches
+                .create(CacheBuilder::new("atomic", 64).source(&pages).ops(&ops))
+                .unwrap();
+            let objs: Vec<usize> = (0..40)
+                .map(|_| c.alloc(AllocFlags::ATOMIC).unwrap())
+                .collect();
+            // Half go to magazines; the source stops supplying.
+            for &obj in &objs[..20] {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(obj) }.unwrap();
             }
-            assert!(held.len() < 1 << 16, "never exhausted");
-        };
-        assert_eq!(refused, AllocError::Exhausted);
-        let before = c.stats();
-        for _ in 0..10 {
-            assert_eq!(c.alloc(AllocFlags::ATOMIC), Err(AllocError::Exhausted));
-        }
-        let after = c.stats();
-        assert_eq!(objects(&after), objects(&before));
-        assert_eq!(after.alloc_fails, before.alloc_fails + 10);
-        assert!(source.stats().injected >= 11);
-        assert_eq!(
-            ops.ctors.load(Ordering::SeqCst) - ctors,
-            held.len() - 20 - cached as usize,
-            "constructors ran for objects from slabs only"
-        );
-        assert_eq!(ops.constructed(), after.slab_busy);
-        c.check().unwrap();
-        pages.check().unwrap();
-        // Frees with the base arena out of memory for magazines.
-        let mut hog = Vec::new();
-        while let Ok(p) = base.alloc(PAGE_SIZE, Policy::InstantFit) {
-            hog.push(p);
-        }
-        for obj in held {
-            // SAFETY: allocated above, freed once.
-            unsafe { c.free(obj) }.unwrap();
-            assert_eq!(ops.constructed(), c.stats().slab_busy);
-        }
-        for p in hog {
-            base.free(p, PAGE_SIZE).unwrap();
-        }
-        source.faults().set(Plan::Never);
-        tear_down(c, &ops, &pages);
-        assert_eq!(source.stats().outstanding_spans, 0);
+            source.faults().set(Plan::After(0));
+            let cached = c.stats().slab_busy - c.stats().buf_in_use;
+            assert!(cached > 0, "nothing cached in magazines");
+            let mut held: Vec<usize> = objs[20..].to_vec();
+            let ctors = ops.ctors.load(Ordering::SeqCst);
+            // Drain the slabs' free objects and the magazines, then exhaustion.
+            let refused = loop {
+                match c.alloc(AllocFlags::ATOMIC) {
+                    Ok(obj) => held.push(obj),
+                    Err(e) => break e,
+                }
+                assert!(held.len() < 1 << 16, "never exhausted");
+            };
+            assert_eq!(refused, AllocError::Exhausted);
+            let before = c.stats();
+            for _ in 0..10 {
+                assert_eq!(c.alloc(AllocFlags::ATOMIC), Err(AllocError::Exhausted));
+            }
+            let after = c.stats();
+            assert_eq!(objects(&after), objects(&before));
+            assert_eq!(after.alloc_fails, before.alloc_fails + 10);
+            assert!(source.stats().injected >= 11);
+            assert_eq!(
+                ops.ctors.load(Ordering::SeqCst) - ctors,
+                held.len() - 20 - cached as usize,
+                "constructors ran for objects from slabs only"
+            );
+            assert_eq!(ops.constructed(), after.slab_busy);
+            c.check().unwrap();
+            pages.check().unwrap();
+            // Frees with the base arena out of memory for magazines.
+            let mut hog = Vec::new();
+            while let Ok(p) = base.alloc(PAGE_SIZE, Policy::InstantFit) {
+                hog.push(p);
+            }
+            for obj in held {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(obj) }.unwrap();
+                assert_eq!(ops.constructed(), c.stats().slab_busy);
+            }
+            for p in hog {
+                // SAFETY: allocated above with this size; not used after.
+                unsafe { base.free_memory(p, PAGE_SIZE) }.unwrap();
+            }
+            source.faults().set(Plan::Never);
+            tear_down(c, &ops, &pages);
+            assert_eq!(source.stats().outstanding_spans, 0);
+        });
         pages.destroy().unwrap();
         println!(
             "fault-injection slab atomic: {} imports failed on purpose, refused at once with \

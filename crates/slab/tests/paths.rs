@@ -6,9 +6,9 @@ mod common;
 
 use core::sync::atomic::Ordering;
 
-use common::{with_caches, with_caches_on, Counting};
+use common::{caches_over, with_caches, with_caches_on, with_caches_using, with_ram, Counting};
 use kmem_arena::{Arena, SizeKind};
-use kmem_magazine::ManualCpus;
+use kmem_magazine::{ManualCpus, ThreadCpus};
 use kmem_slab::{AllocFlags, CacheBuilder, CacheFlags, PAGE_SIZE, SMALL_MAX};
 
 /// Units the arena has handed out.
@@ -104,41 +104,43 @@ fn quantum_cache_slabs_are_next_pow2_of_three_qcache_max() {
 
 #[test]
 fn notouch_cache_over_ids_hands_out_zero() {
-    with_caches(4 << 20, |caches, _| {
+    with_ram(4 << 20, |base, _| {
         let ids = Arena::builder("ids")
             .quantum(1)
             .span(0, 4096)
-            .tags_from(caches.base())
+            .tags_from(base)
             .build()
             .unwrap();
-        let c = caches
-            .create(
-                CacheBuilder::new("id8", 8)
-                    .source(&ids)
-                    .flags(CacheFlags::NOTOUCH),
-            )
-            .unwrap();
-        let (_, per) = c.slab_geometry();
-        let got: Vec<usize> = (0..per)
-            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-            .collect();
-        assert!(got.contains(&0), "resource 0 is an object like any other");
-        assert!(got.iter().all(|&id| id < 4096 && id % 8 == 0));
-        for id in got {
-            // SAFETY: allocated above.
-            unsafe { c.free(id) }.unwrap();
-        }
-        drop(c);
-        assert_eq!(ids.amt_free(), 4096, "destroy gave the slab back");
+        caches_over(base, ThreadCpus::global(), |caches| {
+            let c = caches
+                .create(
+                    CacheBuilder::new("id8", 8)
+                        .source(&ids)
+                        .flags(CacheFlags::NOTOUCH),
+                )
+                .unwrap();
+            let (_, per) = c.slab_geometry();
+            let got: Vec<usize> = (0..per)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            assert!(got.contains(&0), "resource 0 is an object like any other");
+            assert!(got.iter().all(|&id| id < 4096 && id % 8 == 0));
+            for id in got {
+                // SAFETY: allocated above.
+                unsafe { c.free(id) }.unwrap();
+            }
+            drop(c);
+            assert_eq!(ids.amt_free(), 4096, "destroy gave the slab back");
+        });
     });
 }
 
 #[test]
 fn objects_stay_constructed_in_magazines() {
     let ops = Counting::default();
-    with_caches(4 << 20, |caches, kpages| {
+    with_caches_using(&ops, 4 << 20, |caches, kpages, ops| {
         let c = caches
-            .create(CacheBuilder::new("ctor", 64).source(kpages).ops(&ops))
+            .create(CacheBuilder::new("ctor", 64).source(kpages).ops(ops))
             .unwrap();
         let objs: Vec<usize> = (0..20)
             .map(|_| c.alloc(AllocFlags::ATOMIC).unwrap())
@@ -171,7 +173,7 @@ fn objects_stay_constructed_in_magazines() {
         }
         // Reap drains the depot; the CPU's own magazines stay loaded until
         // their owner flushes them.
-        c.magazines().unwrap().flush_current();
+        c.flush_current();
         c.reap();
         assert_eq!(ops.live_constructed(), 0);
         assert_eq!(c.stats().buf_total, 0, "every slab went back");
@@ -181,16 +183,16 @@ fn objects_stay_constructed_in_magazines() {
 #[test]
 fn nomagazine_caches_destruct_on_every_free() {
     let ops = Counting::default();
-    with_caches(4 << 20, |caches, kpages| {
+    with_caches_using(&ops, 4 << 20, |caches, kpages, ops| {
         let c = caches
             .create(
                 CacheBuilder::new("plain", 64)
                     .source(kpages)
-                    .ops(&ops)
+                    .ops(ops)
                     .flags(CacheFlags::NOMAGAZINE),
             )
             .unwrap();
-        assert!(c.magazines().is_none());
+        assert!(c.magazine_stats().is_none());
         let o = c.alloc(AllocFlags::empty()).unwrap();
         // SAFETY: allocated above.
         unsafe { c.free(o) }.unwrap();
@@ -207,11 +209,11 @@ fn nomagazine_caches_destruct_on_every_free() {
 #[test]
 fn destroy_runs_every_destructor_and_returns_every_page() {
     let ops = Counting::default();
-    with_caches(8 << 20, |caches, kpages| {
+    with_caches_using(&ops, 8 << 20, |caches, kpages, ops| {
         let before = used(kpages);
         for size in [64, 1000] {
             let c = caches
-                .create(CacheBuilder::new("d", size).source(kpages).ops(&ops))
+                .create(CacheBuilder::new("d", size).source(kpages).ops(ops))
                 .unwrap();
             let objs: Vec<usize> = (0..500)
                 .map(|_| c.alloc(AllocFlags::empty()).unwrap())
@@ -255,7 +257,7 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
             // SAFETY: allocated above.
             unsafe { c.free(o) }.unwrap();
         }
-        c.magazines().unwrap().flush_current();
+        c.flush_current();
         let freed = c.reap();
         let st = c.stats();
         assert_eq!(freed, 500 * 8192);
@@ -340,30 +342,32 @@ fn report_lists_bootstrap_and_user_caches() {
 
 #[test]
 fn objects_keep_their_alignment_over_a_fine_grained_source() {
-    with_caches(8 << 20, |caches, kpages| {
+    with_ram(8 << 20, |base, kpages| {
         let bytes = Arena::builder("bytes")
             .quantum(64)
             .source(kpages)
-            .tags_from(caches.base())
+            .tags_from(base)
             .build()
             .unwrap();
-        for (size, align) in [(1000, 256), (100, 128), (3000, 4096)] {
-            let c = caches
-                .create(CacheBuilder::new("a", size).align(align).source(&bytes))
-                .unwrap();
-            let objs: Vec<usize> = (0..40)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
-            assert!(
-                objs.iter().all(|o| o % align == 0),
-                "{size}/{align}: {objs:x?}"
-            );
-            for o in objs {
-                // SAFETY: allocated above.
-                unsafe { c.free(o) }.unwrap();
+        caches_over(base, ThreadCpus::global(), |caches| {
+            for (size, align) in [(1000, 256), (100, 128), (3000, 4096)] {
+                let c = caches
+                    .create(CacheBuilder::new("a", size).align(align).source(&bytes))
+                    .unwrap();
+                let objs: Vec<usize> = (0..40)
+                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                    .collect();
+                assert!(
+                    objs.iter().all(|o| o % align == 0),
+                    "{size}/{align}: {objs:x?}"
+                );
+                for o in objs {
+                    // SAFETY: allocated above.
+                    unsafe { c.free(o) }.unwrap();
+                }
+                c.destroy().unwrap();
             }
-            c.destroy().unwrap();
-        }
-        bytes.check().unwrap();
+            bytes.check().unwrap();
+        });
     });
 }

@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::thread;
 
-use common::{with_caches, Counting, CONSTRUCTED};
+use common::{with_caches_using, Counting, CONSTRUCTED};
 use kmem_arena::Arena;
 use kmem_magazine::{Cpu, ThreadCpus};
 use kmem_physmem::{scale, seed, Rng};
@@ -262,12 +262,12 @@ fn allocated(a: &Arena<'_>) -> usize {
 }
 
 /// Creates the mix's caches over `kpages`.
-fn create<'a>(
-    caches: &'a Caches<'a, ThreadCpus>,
+fn create<'s, 'a>(
+    caches: &'s Caches<'a, ThreadCpus>,
     kpages: &'a Arena<'a>,
     specs: &[Spec],
     ops: &'a [Counting],
-) -> Vec<Cache<'a, ThreadCpus>> {
+) -> Vec<Cache<'s, ThreadCpus>> {
     specs
         .iter()
         .zip(ops)
@@ -292,10 +292,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// destructed and every slab given back.
 fn with_rig(specs: &[Spec], body: impl FnOnce(&Rig<'_, '_>, &Arena<'_>)) {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    with_caches(RAM, |caches, kpages| {
+    let ops: Vec<Counting> = specs.iter().map(|_| Counting::default()).collect();
+    with_caches_using(ops.as_slice(), RAM, |caches, kpages, ops| {
         let start = allocated(kpages);
-        let ops: Vec<Counting> = specs.iter().map(|_| Counting::default()).collect();
-        let handles = create(caches, kpages, specs, &ops);
+        let handles = create(caches, kpages, specs, ops);
         let rig = Rig::new(&handles, specs);
         body(&rig, kpages);
         rig.free_pool();
@@ -311,7 +311,7 @@ fn with_rig(specs: &[Spec], body: impl FnOnce(&Rig<'_, '_>, &Arena<'_>)) {
             c.destroy()
                 .unwrap_or_else(|e| panic!("cache {name}: destroy: {e}"));
         }
-        for (s, o) in specs.iter().zip(&ops) {
+        for (s, o) in specs.iter().zip(ops) {
             let (ctors, dtors) = (
                 o.ctors.load(Ordering::SeqCst),
                 o.dtors.load(Ordering::SeqCst),

@@ -25,7 +25,9 @@
 //!   import overflows; and a child's plain allocation fails only when the
 //!   parent could not have supplied the import, or the source failed it;
 //! - frees and adds return exactly the error the model predicts, changing
-//!   nothing when they refuse; `contains` agrees with the model;
+//!   nothing when they refuse; `contains` agrees with the model; a memory
+//!   arena refuses the safe `free` and `xfree` (`MemoryArena`), changing
+//!   nothing, and is freed through `free_memory` and `xfree_memory`;
 //! - `destroy` of the child refuses with the live count while anything is
 //!   allocated; at the end everything is freed, the child gives every span
 //!   back and is destroyed, the parent refuses `destroy` while allocations
@@ -37,7 +39,7 @@ use core::fmt::Debug;
 use std::sync::{Mutex, PoisonError};
 
 use arbitrary::Arbitrary;
-use kmem_arena::{AllocError, Arena, DestroyError, Policy, Source};
+use kmem_arena::{AllocError, Arena, DestroyError, FreeError, Policy, Source};
 use kmem_physmem::faults::{ArenaState, FailingSource};
 use kmem_physmem::model::ArenaModel;
 use kmem_physmem::PAGE_SIZE;
@@ -283,7 +285,9 @@ impl Recorder<'_> {
     }
 }
 
-impl Source for Recorder<'_> {
+// SAFETY: every span it hands out is one the parent arena (a `Source`
+// itself) handed out, unchanged, and `is_memory` is the parent's.
+unsafe impl Source for Recorder<'_> {
     fn import(&self, size: usize) -> Result<usize, AllocError> {
         let base = self.parent.import(size)?;
         self.log(Event::Import(base, size));
@@ -452,11 +456,7 @@ fn finish_parent(parent: &mut Arena<'_>, mut m: Mirror) {
         assert_eq!(parent.stats().metadata, meta);
     }
     for l in m.live.drain(..) {
-        let freed = if l.xalloc {
-            parent.xfree(l.addr, l.size)
-        } else {
-            parent.free(l.addr, l.size)
-        };
+        let freed = free_to(parent, l.addr, l.size, !l.xalloc);
         assert_eq!(freed, Ok(()), "kmem-fuzz: final free of {l:x?}");
         m.model.record_free(l.addr, l.size).expect("model free");
         if memory {
@@ -475,6 +475,47 @@ fn finish_parent(parent: &mut Arena<'_>, mut m: Mirror) {
     );
     if !memory {
         parent.destroy().expect("kmem-fuzz: parent destroy");
+    }
+}
+
+/// Frees `[addr, +size)` in `arena` as `free` (`by_free`) or `xfree`
+/// would: with those safe calls in an arena of integers; in a memory arena,
+/// which must refuse them (as `FreeError::MemoryArena`, changing nothing),
+/// with the unsafe `free_memory` and `xfree_memory`.
+fn free_to(arena: &Arena<'_>, addr: usize, size: usize, by_free: bool) -> Result<(), FreeError> {
+    let safe = || {
+        if by_free {
+            arena.free(addr, size)
+        } else {
+            arena.xfree(addr, size)
+        }
+    };
+    if !arena.is_memory() {
+        return safe();
+    }
+    let before = state(arena);
+    assert_eq!(
+        safe(),
+        Err(FreeError::MemoryArena { addr }),
+        "kmem-fuzz: a memory arena took a safe free({addr:#x}, {size:#x})"
+    );
+    assert_eq!(
+        state(arena),
+        before,
+        "kmem-fuzz: a refused safe free changed a memory arena"
+    );
+    // SAFETY: the harness never reads or writes the memory an arena hands
+    // out (it keeps addresses only), and the only frees its model finds
+    // legal are of allocations the harness holds and forgets with this call
+    // (a parent's span that the child imported is never freed here: the
+    // callers skip it). Any other free is refused by the arena's checks,
+    // which the callers hold against the model's prediction.
+    unsafe {
+        if by_free {
+            arena.free_memory(addr, size)
+        } else {
+            arena.xfree_memory(addr, size)
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use kmem_slab::{CacheBuilder, CacheFlags, CreateError};
 
 use super::{BadCreate, Kind, Slot, World, SLOTS};
 
-impl<'a> World<'_, 'a> {
+impl World<'_, '_, '_> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn create(
         &mut self,

@@ -257,16 +257,18 @@ fn canary(seed: u8, offset: usize) -> u8 {
     seed ^ (offset as u8).wrapping_mul(31) ^ (offset >> 8) as u8
 }
 
-/// Everything the run works with.
-struct World<'w, 'a> {
+/// Everything the run works with: `'a` is what the caches are built on
+/// (arenas, ops, the platform), which outlives the caches; `'s` is the
+/// borrow of the caches their handles hold.
+struct World<'w, 's, 'a> {
     ram: &'w Ram,
     base: &'a Arena<'a>,
     kpages: &'a Arena<'a>,
     ids: &'a Arena<'a>,
     cpus: &'a Cpus,
-    caches: &'a Caches<'a, Cpus>,
+    caches: &'s Caches<'a, Cpus>,
     ops: &'a [Counting; SLOTS],
-    slots: Vec<Option<Slot<'a>>>,
+    slots: Vec<Option<Slot<'s>>>,
     /// Live objects of every cache by address space (memory, IDs):
     /// start -> (slot, size).
     owners: [BTreeMap<usize, (usize, usize)>; 2],
@@ -323,7 +325,7 @@ pub fn run(data: &[u8]) {
     });
 }
 
-impl<'a> World<'_, 'a> {
+impl<'s> World<'_, 's, '_> {
     fn step(&mut self, a: &Action) {
         match *a {
             Action::Create {
@@ -357,8 +359,8 @@ impl<'a> World<'_, 'a> {
                 c.reap();
             }),
             Action::Flush(slot) => {
-                if let Some(m) = self.slot(slot).and_then(|s| s.cache.magazines()) {
-                    m.flush_current();
+                if let Some(s) = self.slot(slot) {
+                    s.cache.flush_current();
                 }
             }
             Action::Cpu(n) => self.cpus.set_slot(usize::from(n % 2)),
@@ -382,7 +384,7 @@ impl<'a> World<'_, 'a> {
         }
     }
 
-    fn slot(&self, slot: u8) -> Option<&Slot<'a>> {
+    fn slot(&self, slot: u8) -> Option<&Slot<'s>> {
         self.slots[usize::from(slot) % SLOTS].as_ref()
     }
 

@@ -27,7 +27,7 @@ fn overlap(
     (a + z > start).then_some((a, slot, z))
 }
 
-impl World<'_, '_> {
+impl World<'_, '_, '_> {
     pub(super) fn alloc(&mut self, slot: u8, zero: bool, atomic: bool) {
         let i = usize::from(slot) % SLOTS;
         let Some(s) = &self.slots[i] else { return };

@@ -3,7 +3,7 @@
 use kmem_arena::FreeError;
 use kmem_physmem::model::ArenaModel;
 
-use super::super::{state, BadFree, Side};
+use super::super::{free_to, state, BadFree, Side};
 use super::{round, World};
 
 /// What freeing `[addr, +size)` must return, by the model.
@@ -36,11 +36,7 @@ impl World<'_> {
         // Recorded first: the free may release the span to the parent.
         m.model.record_free(l.addr, size).expect("model free");
         m.remember_free(l.addr, size);
-        let got = if by_free {
-            self.arena(s).free(l.addr, size)
-        } else {
-            self.arena(s).xfree(l.addr, size)
-        };
+        let got = free_to(self.arena(s), l.addr, size, by_free);
         self.sync();
         assert_eq!(
             got,
@@ -118,11 +114,7 @@ impl World<'_> {
             m.remember_free(addr, size);
         }
         let before = state(self.arena(s));
-        let got = if by_free {
-            self.arena(s).free(addr, size)
-        } else {
-            self.arena(s).xfree(addr, size)
-        };
+        let got = free_to(self.arena(s), addr, size, by_free);
         self.sync();
         assert_eq!(
             got,

@@ -3,7 +3,7 @@
 use kmem_arena::{AddError, DestroyError};
 use kmem_physmem::model::ArenaModel;
 
-use super::super::{assert_refused, state, Mirror, Point, Side, Size, Span};
+use super::super::{assert_refused, free_to, state, Mirror, Point, Side, Size, Span};
 use super::{build_child, World};
 
 impl World<'_> {
@@ -111,11 +111,7 @@ impl World<'_> {
             let c = self.child.as_mut().expect("child");
             c.m.model.record_free(l.addr, l.size).expect("model free");
             let arena = c.arena.as_ref().expect("child");
-            let freed = if l.xalloc {
-                arena.xfree(l.addr, l.size)
-            } else {
-                arena.free(l.addr, l.size)
-            };
+            let freed = free_to(arena, l.addr, l.size, !l.xalloc);
             assert_eq!(
                 freed,
                 Ok(()),
