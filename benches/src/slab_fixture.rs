@@ -46,7 +46,7 @@ pub fn with_caches<R>(size: usize, f: impl FnOnce(SlabPair<'_, '_>) -> R) -> R {
                     .flags(CacheFlags::NOMAGAZINE),
             )
             .expect("kmem slab: NOMAGAZINE cache");
-        assert!(mag.magazines().is_some() && nomag.magazines().is_none());
+        assert!(mag.magazine_stats().is_some() && nomag.magazine_stats().is_none());
         let r = f(SlabPair {
             mag: &mag,
             nomag: &nomag,

@@ -15,8 +15,8 @@
 //! from the environment; `--long` sets it to 10 for the child processes.
 
 use crate::flags::TestOpts;
-use crate::{lint, nostd};
 use crate::shell::{Cmd, Result};
+use crate::{lint, nostd};
 
 /// Features the test build turns on: kmalloc's std global allocator.
 pub(crate) const STD_FEATURES: &str = "kmalloc/std";

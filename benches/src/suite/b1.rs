@@ -61,7 +61,7 @@ impl<'c> Visit<'c> for Mixed<'_, 'c> {
 }
 
 /// Runs B1.
-pub fn run(cfg: &Config, s: &Stack<'_>, res: &mut Results) {
+pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
     for size in SIZES {
         // Looked up once, outside the timed closure.
         let cache = s.cache(size);

@@ -110,7 +110,7 @@ pub fn pow10(n: usize) -> String {
 }
 
 /// Runs B2.
-pub fn run(cfg: &Config, s: &Stack<'_>, res: &mut Results) {
+pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
     for live in LIVE {
         let trace = LarsonTrace::new(SEED ^ live as u64, live);
         for order in [

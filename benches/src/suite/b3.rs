@@ -149,7 +149,7 @@ fn kmalloc_mags(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) -> [u64; 4]
 }
 
 /// Runs B3.
-pub fn run(cfg: &Config, s: &Stack<'_>, res: &mut Results) {
+pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
     let counts = &cfg.threads;
     let workers = *counts.iter().max().expect("thread counts");
     let mi = Heap::new(MiMalloc, 64);

@@ -64,7 +64,7 @@ fn layout() -> Layout {
 }
 
 /// Runs B4.
-pub fn run(cfg: &Config, s: &Stack<'_>, res: &mut Results) {
+pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
     let kmem = CacheAlloc(s.cache(64));
     let before = mag_stats(s.cache(64));
     let r = with_consumer(|consumer| {

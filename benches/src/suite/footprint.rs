@@ -4,7 +4,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::suite::stack::{kmalloc_base_bytes, Footprint};
+use crate::suite::stack::Footprint;
 
 /// A `GlobalAlloc` that remembers the highest end address it handed out.
 pub struct HighWater<'a, A: ?Sized> {
@@ -44,7 +44,7 @@ pub fn baseline(fp: &Footprint<'_>) -> usize {
     match fp {
         Footprint::BaseArena(k) => {
             k.reap();
-            kmalloc_base_bytes(k)
+            k.base_bytes()
         }
         Footprint::Pages(s) => s.with(|z| {
             z.reclaim();
@@ -60,7 +60,7 @@ pub fn baseline(fp: &Footprint<'_>) -> usize {
 /// `None` where not measurable.
 pub fn read<A: ?Sized>(fp: &Footprint<'_>, hw: &HighWater<'_, A>, base: usize) -> Option<f64> {
     match fp {
-        Footprint::BaseArena(k) => Some(kmalloc_base_bytes(k).saturating_sub(base) as f64),
+        Footprint::BaseArena(k) => Some(k.base_bytes().saturating_sub(base) as f64),
         Footprint::HighWater(r) => {
             let top = hw.top.load(Ordering::Relaxed);
             Some(top.saturating_sub(r.start) as f64)

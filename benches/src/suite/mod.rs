@@ -38,7 +38,7 @@ pub fn run(cfg: &Config) -> Results {
     let object = [
         (
             b1::BENCH,
-            b1::run as fn(&Config, &stack::Stack<'_>, &mut Results),
+            b1::run as fn(&Config, &stack::Stack<'_, '_, '_>, &mut Results),
         ),
         (b2::BENCH, b2::run),
         (b3::BENCH, b3::run),

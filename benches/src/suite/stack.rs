@@ -29,7 +29,7 @@ pub const SIZES: [usize; 4] = [16, 64, 256, 1024];
 pub enum Footprint<'c> {
     /// kmalloc: bytes allocated in its base arena (spans of `kpages`,
     /// slabs, metadata), after a reap.
-    BaseArena(&'c Kmalloc<'c, ThreadCpus>),
+    BaseArena(&'c dyn KmallocProbe),
     /// A heap over one region: the highest end address handed out, minus
     /// the region's start.
     HighWater(Region),
@@ -42,6 +42,26 @@ pub enum Footprint<'c> {
     /// A process heap (mimalloc, glibc): not separable from the rest of
     /// the process.
     Opaque,
+}
+
+/// What [`Footprint::BaseArena`] reads of kmalloc. A trait object, so that
+/// a footprint names one lifetime: [`Kmalloc`] is invariant in its own,
+/// which is not the borrow's.
+pub trait KmallocProbe: Sync {
+    /// Gives idle memory back ([`Kmalloc::reap`]); returns what it freed.
+    fn reap(&self) -> usize;
+    /// Bytes the base arena has allocated ([`kmalloc_base_bytes`]).
+    fn base_bytes(&self) -> usize;
+}
+
+impl KmallocProbe for Kmalloc<'_, ThreadCpus> {
+    fn reap(&self) -> usize {
+        Kmalloc::reap(self)
+    }
+
+    fn base_bytes(&self) -> usize {
+        kmalloc_base_bytes(self)
+    }
 }
 
 /// Receives each object-layer contender.
@@ -102,24 +122,26 @@ impl Default for Peers {
     }
 }
 
-/// Everything B1-B4 measure.
-pub struct Stack<'s> {
+/// Everything B1-B4 measure: borrowed for `'s`; the caches' set lives for
+/// `'c` and kmalloc's stack for `'k` (both invariant lifetimes, so kept
+/// apart from `'s` and from each other).
+pub struct Stack<'s, 'c, 'k> {
     /// kmem caches of [`SIZES`], magazines on.
-    pub caches: Vec<&'s StdCache<'s>>,
+    pub caches: Vec<&'s StdCache<'c>>,
     /// A 64-byte `NOMAGAZINE` cache (the ablation).
-    pub nomag64: &'s StdCache<'s>,
+    pub nomag64: &'s StdCache<'c>,
     /// kmalloc.
-    pub kmalloc: &'s Kmalloc<'s, ThreadCpus>,
+    pub kmalloc: &'s Kmalloc<'k, ThreadCpus>,
     /// The peers.
     pub peers: &'s Peers,
 }
 
-impl<'s> Stack<'s> {
+impl<'s, 'c> Stack<'s, 'c, '_> {
     /// The kmem cache of `size` (one of [`SIZES`]).
     ///
     /// # Panics
     /// Panics for another size.
-    pub fn cache(&self, size: usize) -> &'s StdCache<'s> {
+    pub fn cache(&self, size: usize) -> &'s StdCache<'c> {
         let i = SIZES.iter().position(|&s| s == size).expect("a B1 size");
         self.caches[i]
     }
@@ -127,10 +149,7 @@ impl<'s> Stack<'s> {
     /// Hands every `GlobalAlloc` contender to `v`: kmalloc first (the kmem
     /// contender), then mimalloc, System, talc, linked_list, buddy,
     /// slabmalloc, rlsf.
-    pub fn each<'c, V: Visit<'c>>(&'c self, v: &mut V)
-    where
-        's: 'c,
-    {
+    pub fn each<'v, V: Visit<'v>>(&'v self, v: &mut V) {
         let p = self.peers;
         v.visit(
             "kmalloc",
@@ -196,7 +215,7 @@ pub const CACHE_BYTES: usize = 64 << 20;
 ///
 /// # Panics
 /// Panics if a boot fails or a check fails afterwards.
-pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_>) -> R) -> R {
+pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> R {
     let ram = PhysMem::new(CACHE_BYTES);
     pretouch(ram.start(), ram.len());
     let mut kmem = vec![0u8; KMALLOC_BYTES];

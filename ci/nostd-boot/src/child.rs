@@ -48,9 +48,11 @@ pub(crate) fn run(base: &Arena<'_>, heap: &Range<usize>) {
         base.amt_free()
     );
     for (addr, size) in [(c1, PAGE), (c2, 16 * PAGE)] {
-        free(&child, addr, size);
+        // SAFETY: allocated above with this size, not used after.
+        unsafe { free(&child, addr, size) };
     }
-    ok(child.xfree(c3, 4 * PAGE), "child: xfree");
+    // SAFETY: allocated by `xalloc` above with this size, not used after.
+    ok(unsafe { child.xfree_memory(c3, 4 * PAGE) }, "child: xfree");
     check(&child, "xfree");
     check(base, "the child's releases");
     ensure!(

@@ -115,10 +115,10 @@ pub(crate) fn run(k: &K, ram: &Range<usize>) {
     );
 
     // Everything back to the slabs, destructed; then a failing constructor.
-    let mags = cache
-        .magazines()
-        .unwrap_or_else(|| fail(format_args!("nostd_tagged: no magazines")));
-    mags.flush_current();
+    if cache.magazine_stats().is_none() {
+        fail(format_args!("nostd_tagged: no magazines"));
+    }
+    cache.flush_current();
     let given_back = cache.reap();
     let (ctors, dtors, _) = OPS.counts();
     ensure!(

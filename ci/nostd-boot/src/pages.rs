@@ -58,11 +58,17 @@ pub(crate) fn run(k: &K, ram: &Range<usize>) {
         fail(format_args!("kpages: check() after xalloc: {err}"));
     }
     ensure!(
-        pages.xfree(a, PAGE).is_err(),
+        pages.xfree(a, 3 * PAGE).is_err(),
+        "kpages: the safe xfree of memory was accepted"
+    );
+    ensure!(
+        // SAFETY: the wrong size: refused, so `a` stays allocated.
+        unsafe { pages.xfree_memory(a, PAGE) }.is_err(),
         "kpages: xfree of {a:#x} with the wrong size was accepted"
     );
     for (x, (size, _)) in got.into_iter().zip(&cases) {
-        ok(pages.xfree(x, *size), "kpages: xfree");
+        // SAFETY: allocated by `xalloc` above with this size, not used after.
+        ok(unsafe { pages.xfree_memory(x, *size) }, "kpages: xfree");
     }
     if let Err(err) = pages.check() {
         fail(format_args!("kpages: check() after xfree: {err}"));

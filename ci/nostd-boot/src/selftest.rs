@@ -6,7 +6,7 @@
 
 use core::ops::Range;
 
-use kmem_arena::{Arena, Constraints, Policy, WalkKinds};
+use kmem_arena::{Arena, Constraints, FreeError, Policy, WalkKinds};
 
 use crate::check::{ensure, fail, ok};
 use crate::rt::{self, outln};
@@ -57,9 +57,15 @@ pub(crate) fn alloc(arena: &Arena<'_>, heap: &Range<usize>, size: usize, policy:
     addr
 }
 
-/// Frees and runs the checker.
-pub(crate) fn free(arena: &Arena<'_>, addr: usize, size: usize) {
-    ok(arena.free(addr, size), "free");
+/// Frees and runs the checker. Every arena here hands out memory, so the
+/// free is the unsafe `free_memory` (the safe `free` refuses them).
+///
+/// # Safety
+/// `addr` was allocated from `arena` with `alloc` and this size, and is not
+/// used afterwards.
+pub(crate) unsafe fn free(arena: &Arena<'_>, addr: usize, size: usize) {
+    // SAFETY: the caller's guarantee.
+    ok(unsafe { arena.free_memory(addr, size) }, "free");
     check(arena, "free");
 }
 
@@ -174,7 +180,8 @@ fn instant_fit(base: &Arena<'_>, heap: &Range<usize>) {
         "base: amt_free() = {:#x} after allocating {size:#x} of {free0:#x}",
         base.amt_free()
     );
-    free(base, a, size);
+    // SAFETY: allocated above with this size, not used after.
+    unsafe { free(base, a, size) };
     outln!("  instant fit: {size:#x} bytes at {a:#x}");
 }
 
@@ -188,8 +195,11 @@ fn best_fit(base: &Arena<'_>, heap: &Range<usize>) {
     let g1 = alloc(base, heap, PAGE, Policy::InstantFit);
     let big = alloc(base, heap, 8 * PAGE, Policy::InstantFit);
     let g2 = alloc(base, heap, PAGE, Policy::InstantFit);
-    free(base, small, 2 * PAGE);
-    free(base, big, 8 * PAGE);
+    // SAFETY: (both) allocated above with this size, not used after.
+    unsafe {
+        free(base, small, 2 * PAGE);
+        free(base, big, 8 * PAGE);
+    }
 
     let size = 2 * PAGE;
     let before = FreeSegments::of(base);
@@ -211,7 +221,8 @@ fn best_fit(base: &Arena<'_>, heap: &Range<usize>) {
         "base: best fit took {size:#x} from a free segment of {from:#x} although one of {smallest:#x} fits"
     );
     for (addr, size) in [(b, size), (g0, PAGE), (g1, PAGE), (g2, PAGE)] {
-        free(base, addr, size);
+        // SAFETY: allocated above with this size, not used after.
+        unsafe { free(base, addr, size) };
     }
     outln!("  best fit: {size:#x} bytes at {b:#x}, from a free segment of {from:#x}");
 }
@@ -221,14 +232,18 @@ fn next_fit(base: &Arena<'_>, heap: &Range<usize>) {
     let n1 = alloc(base, heap, PAGE, Policy::NextFit);
     let n2 = alloc(base, heap, PAGE, Policy::NextFit);
     ensure!(n1 != n2, "base: next fit returned {n1:#x} twice");
-    free(base, n1, PAGE);
+    // SAFETY: allocated above with this size, not used after.
+    unsafe { free(base, n1, PAGE) };
     let n3 = alloc(base, heap, PAGE, Policy::NextFit);
     ensure!(
         n3 != n1,
         "base: next fit reused {n1:#x} right after it was freed"
     );
-    free(base, n2, PAGE);
-    free(base, n3, PAGE);
+    // SAFETY: (both) allocated above with this size, not used after.
+    unsafe {
+        free(base, n2, PAGE);
+        free(base, n3, PAGE);
+    }
     outln!("  next fit: {n1:#x}, {n2:#x}, then {n3:#x}");
 }
 
@@ -260,7 +275,8 @@ fn xalloc(base: &Arena<'_>, heap: &Range<usize>) {
         x / NOCROSS == (x + size - 1) / NOCROSS,
         "base: xalloc returned [{x:#x}, +{size:#x}), which crosses a {NOCROSS:#x} boundary"
     );
-    ok(base.xfree(x, size), "xfree");
+    // SAFETY: allocated by `xalloc` above with this size, not used after.
+    ok(unsafe { base.xfree_memory(x, size) }, "xfree");
     check(base, "xfree");
     outln!("  xalloc: {size:#x} bytes at {x:#x} (align {ALIGN:#x}, phase {PAGE:#x}, nocross {NOCROSS:#x})");
 }
@@ -270,13 +286,24 @@ fn bad_input(base: &Arena<'_>, heap: &Range<usize>) {
     let size = 2 * PAGE;
     let a = alloc(base, heap, size, Policy::InstantFit);
     let free0 = base.amt_free();
+    // The unsafe frees below check what they are given, as the safe ones
+    // do: each is refused, so nothing is given away (the caller keeps `a`).
     let refused = [
         ("alloc(0)", base.alloc(0, Policy::InstantFit).is_err()),
         (
-            "free of an interior address",
-            base.free(a + PAGE, PAGE).is_err(),
+            "safe free in a memory arena",
+            base.free(a, size) == Err(FreeError::MemoryArena { addr: a }),
         ),
-        ("free with the wrong size", base.free(a, PAGE).is_err()),
+        (
+            "free of an interior address",
+            // SAFETY: refused (see above).
+            unsafe { base.free_memory(a + PAGE, PAGE) }.is_err(),
+        ),
+        (
+            "free with the wrong size",
+            // SAFETY: refused (see above).
+            unsafe { base.free_memory(a, PAGE) }.is_err(),
+        ),
         (
             "xalloc with nocross below the size",
             base.xalloc(size, &Constraints::new().nocross(PAGE))
@@ -291,9 +318,11 @@ fn bad_input(base: &Arena<'_>, heap: &Range<usize>) {
         );
         check(base, what);
     }
-    free(base, a, size);
+    // SAFETY: allocated above with this size, not used after.
+    unsafe { free(base, a, size) };
     ensure!(
-        base.free(a, size).is_err(),
+        // SAFETY: a double free, refused: `a` is no one's any more.
+        unsafe { base.free_memory(a, size) }.is_err(),
         "base: a double free was accepted"
     );
     check(base, "a refused double free");

@@ -135,9 +135,7 @@ fn reap_all(k: &K) {
     let mut freed = 0;
     for _ in 0..2 {
         k.caches().for_each(|c| {
-            if let Some(mags) = c.magazines() {
-                mags.flush_current();
-            }
+            c.flush_current();
             freed += c.reap();
         });
         freed += k.pages().reap();

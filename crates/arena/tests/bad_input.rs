@@ -160,6 +160,7 @@ fn every_error_displays() {
             size: 16,
             expected: 32,
         },
+        FreeError::MemoryArena { addr: 0x1000 },
     ];
     let add = [
         AddError::ZeroSize,
@@ -176,6 +177,7 @@ fn every_error_displays() {
         CreateError::TagsNotMemory,
         CreateError::TagsQuantum,
         CreateError::Span(AddError::Overlap),
+        CreateError::SourceQuantum,
     ];
     let destroy = DestroyError::LiveAllocations {
         count: 1,
@@ -699,18 +701,31 @@ fn free_metadata_page() {
         for m in meta {
             assert_eq!(m.kind, SegmentKind::Allocated);
             let addr = m.start;
-            assert_refused(base, FreeError::NotAllocated { addr }, || {
+            // A base arena refuses the safe frees outright ...
+            assert_refused(base, FreeError::MemoryArena { addr }, || {
                 base.free(addr, m.size)
             });
-            assert_refused(base, FreeError::NotAllocated { addr }, || {
+            assert_refused(base, FreeError::MemoryArena { addr }, || {
                 base.xfree(addr, m.size)
             });
-            assert_refused(base, FreeError::NotAllocated { addr }, || {
-                base.free(addr, PAGE_SIZE)
+            // ... and the unsafe ones still check what they are given.
+            // SAFETY: a test of that check: metadata is never handed out,
+            // so the free is refused and gives nothing away.
+            assert_refused(base, FreeError::NotAllocated { addr }, || unsafe {
+                base.free_memory(addr, m.size)
+            });
+            // SAFETY: as above.
+            assert_refused(base, FreeError::NotAllocated { addr }, || unsafe {
+                base.xfree_memory(addr, m.size)
+            });
+            // SAFETY: as above.
+            assert_refused(base, FreeError::NotAllocated { addr }, || unsafe {
+                base.free_memory(addr, PAGE_SIZE)
             });
         }
         for p in pages {
-            base.free(p, PAGE_SIZE).unwrap();
+            // SAFETY: allocated above with this size, not used after.
+            unsafe { base.free_memory(p, PAGE_SIZE) }.unwrap();
         }
     });
 }
@@ -825,7 +840,8 @@ fn destroy_base_with_live_allocations() {
         })
     );
     assert_unchanged(&base, &before);
-    base.free(x, 3 * PAGE_SIZE).unwrap();
+    // SAFETY: allocated above with this size, not used after.
+    unsafe { base.free_memory(x, 3 * PAGE_SIZE) }.unwrap();
     ok(&base);
     base.destroy().unwrap();
 }

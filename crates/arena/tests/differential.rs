@@ -482,11 +482,7 @@ impl<'r, 'a> Run<'r, 'a> {
         let l = self.live.swap_remove(i);
         // Any size that rounds to the same number of quanta is the right size.
         let size = self.model.round(l.size) - self.rng.below(self.quantum as u64) as usize;
-        let got = if l.xalloc {
-            self.arena.xfree(l.addr, size)
-        } else {
-            self.arena.free(l.addr, size)
-        };
+        let got = self.free_in_arena(l.addr, size, l.xalloc);
         self.trace.push(Op::Free {
             addr: l.addr,
             size,
@@ -502,6 +498,36 @@ impl<'r, 'a> Run<'r, 'a> {
         self.model.record_free(l.addr, size).unwrap();
         self.counts.frees += 1;
         self.after_op();
+    }
+
+    /// `xfree` (if `x`) or `free` of `(addr, size)`. A memory arena must
+    /// refuse those outright, changing nothing; the call then goes through
+    /// its unsafe twin, which checks its input as the safe one does.
+    fn free_in_arena(&self, addr: usize, size: usize, x: bool) -> Result<(), FreeError> {
+        let safe = if x {
+            self.arena.xfree(addr, size)
+        } else {
+            self.arena.free(addr, size)
+        };
+        if !self.arena.is_memory() {
+            return safe;
+        }
+        assert_eq!(
+            safe,
+            Err(FreeError::MemoryArena { addr }),
+            "{}: a memory arena's safe free",
+            self.shape.name
+        );
+        // SAFETY: the run never reads or writes the arena's memory, and a
+        // free that succeeds ends the allocation in the model and in `live`
+        // (nothing frees it again but as a bad free, which is refused).
+        unsafe {
+            if x {
+                self.arena.xfree_memory(addr, size)
+            } else {
+                self.arena.free_memory(addr, size)
+            }
+        }
     }
 
     /// A free the model predicts the outcome of: usually an error (wrong
@@ -534,11 +560,7 @@ impl<'r, 'a> Run<'r, 'a> {
         };
         let before = stats_in_use(self.arena);
         let xfree = self.rng.chance(1, 2);
-        let got = if xfree {
-            self.arena.xfree(addr, size)
-        } else {
-            self.arena.free(addr, size)
-        };
+        let got = self.free_in_arena(addr, size, xfree);
         self.trace.push(Op::Free {
             addr,
             size,
@@ -716,11 +738,7 @@ impl<'r, 'a> Run<'r, 'a> {
         }
         self.compare();
         while let Some(l) = self.live.pop() {
-            if l.xalloc {
-                self.arena.xfree(l.addr, l.size).unwrap();
-            } else {
-                self.arena.free(l.addr, l.size).unwrap();
-            }
+            self.free_in_arena(l.addr, l.size, l.xalloc).unwrap();
             self.model.record_free(l.addr, l.size).unwrap();
             self.after_op();
         }

@@ -34,13 +34,40 @@ struct Live {
     xalloc: bool,
 }
 
+/// Frees `l` from `a`: an arena of integers with the safe `free`/`xfree`,
+/// a memory arena (one sourced from a base arena) with their unsafe twins.
 fn free(a: &Arena<'_>, l: Live) {
-    if l.xalloc {
-        a.xfree(l.addr, l.size)
+    if !a.is_memory() {
+        if l.xalloc {
+            a.xfree(l.addr, l.size)
+        } else {
+            a.free(l.addr, l.size)
+        }
     } else {
-        a.free(l.addr, l.size)
+        // SAFETY: every caller frees an allocation it made from `a` with
+        // this size (by `xalloc` when `l.xalloc`), once; these tests never
+        // touch the memory.
+        unsafe {
+            if l.xalloc {
+                a.xfree_memory(l.addr, l.size)
+            } else {
+                a.free_memory(l.addr, l.size)
+            }
+        }
     }
     .unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
+}
+
+/// [`free`] of an allocation made by `alloc`.
+fn free_alloc(a: &Arena<'_>, addr: usize, size: usize) {
+    free(
+        a,
+        Live {
+            addr,
+            size,
+            xalloc: false,
+        },
+    );
 }
 
 /// What a base arena must get back: its free memory plus what went into
@@ -138,7 +165,7 @@ fn run_plan(plan: Plan, import_scale: u32, rng: &mut Rng) -> (u64, u64, u64) {
         let size = (a.amt_total() + 256).next_multiple_of(256);
         let (before, injected) = (ArenaState::of(&a), source.faults().injected());
         match a.alloc(size, Policy::InstantFit) {
-            Ok(addr) => a.free(addr, size).unwrap(),
+            Ok(addr) => free_alloc(&a, addr, size),
             Err(e) => {
                 assert_eq!(e, AllocError::Exhausted, "{plan:?}");
                 assert!(source.faults().injected() > injected, "{plan:?}");
@@ -343,13 +370,13 @@ fn tags_run_out_around_an_import() {
                     }
                     for _ in 0..live.len().div_ceil(4) {
                         let (addr, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
-                        a.free(addr, size).unwrap();
+                        free_alloc(&a, addr, size);
                     }
                 }
             }
         } else {
             let (addr, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
-            a.free(addr, size).unwrap();
+            free_alloc(&a, addr, size);
         }
         a.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
         assert_eq!(
@@ -364,7 +391,7 @@ fn tags_run_out_around_an_import() {
         "a refusal path was never taken: {at_entry} at entry, {after_import} after an import"
     );
     for (addr, size) in live {
-        a.free(addr, size).unwrap();
+        free_alloc(&a, addr, size);
     }
     a.check().unwrap();
     let src = source.stats();
@@ -421,7 +448,7 @@ fn refused_alloc_gives_back_the_span_it_imported() {
         }
         if unused < 2 || rng.chance(1, 3) {
             let (addr, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
-            a.free(addr, size).unwrap();
+            free_alloc(&a, addr, size);
         } else {
             let size = 64 * rng.range(1, 3);
             live.push((a.alloc(size, Policy::InstantFit).unwrap(), size));

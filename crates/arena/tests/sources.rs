@@ -180,10 +180,14 @@ fn three_levels_random_patterns() {
             live.push(Live { addr, size, xalloc });
         } else if !live.is_empty() {
             let l = live.swap_remove(rng.below(live.len() as u64) as usize);
-            if l.xalloc {
-                l3.xfree(l.addr, l.size)
-            } else {
-                l3.free(l.addr, l.size)
+            // SAFETY: allocated above with this size (by `xalloc` when
+            // `l.xalloc`), freed once; the test never touches the memory.
+            unsafe {
+                if l.xalloc {
+                    l3.xfree_memory(l.addr, l.size)
+                } else {
+                    l3.free_memory(l.addr, l.size)
+                }
             }
             .unwrap_or_else(|e| panic!("{}: free: {e}", ctx()));
         }
@@ -210,7 +214,8 @@ fn three_levels_random_patterns() {
 
     rng_shuffle(&mut rng, &mut live);
     for l in live.drain(..) {
-        l3.free(l.addr, l.size).unwrap();
+        // SAFETY: as above (a segment from `xalloc` may go back by `free`).
+        unsafe { l3.free_memory(l.addr, l.size) }.unwrap();
         check_chain(&base, &[&l1, &l2, &l3]);
     }
     for l in [&l3, &l2, &l1] {
@@ -277,8 +282,10 @@ fn import_scale_sizes_each_levels_spans() {
         let y = a.alloc(4096, Policy::BestFit).unwrap();
         let imports = if scale == 0 { 2 } else { 1 };
         assert_eq!(a.stats().imports, imports, "scale {scale}");
-        a.free(x, 3 * 4096).unwrap();
-        a.free(y, 4096).unwrap();
+        // SAFETY: allocated above with these sizes, not used after.
+        unsafe { a.free_memory(x, 3 * 4096) }.unwrap();
+        // SAFETY: as above.
+        unsafe { a.free_memory(y, 4096) }.unwrap();
         assert_eq!(a.amt_total(), 0);
         a.check().unwrap();
         a.destroy().unwrap();
@@ -299,7 +306,8 @@ fn import_scale_sizes_each_levels_spans() {
         [want3, want2, want1]
     );
     check_chain(&base, &[&l1, &l2, &l3]);
-    l3.free(a, size).unwrap();
+    // SAFETY: allocated above with this size, not used after.
+    unsafe { l3.free_memory(a, size) }.unwrap();
     assert_eq!([l3.amt_total(), l2.amt_total(), l1.amt_total()], [0, 0, 0]);
     check_chain(&base, &[&l1, &l2, &l3]);
 }
@@ -327,7 +335,9 @@ fn failing_source_changes_nothing() {
             }
             l1.alloc(size, Policy::InstantFit)
         },
-        |b, s| l1.free(b, s).unwrap(),
+        // SAFETY: level 2 releases a span this source imported from level 1
+        // with `alloc` of that size, whole, and no longer uses it.
+        |b, s| unsafe { l1.free_memory(b, s) }.unwrap(),
     )
     .with_quantum(QUANTA[0]);
     let l2 = Arena::builder("level2")
@@ -455,8 +465,10 @@ fn scaled_import_falls_back_to_needed_size() {
     assert_eq!(a.amt_total(), (4 << 20) + 8 * 4096);
     a.check().unwrap();
     base.check().unwrap();
-    a.free(x, 4 << 20).unwrap();
-    a.free(y, 4096).unwrap();
+    // SAFETY: allocated above with these sizes, not used after.
+    unsafe { a.free_memory(x, 4 << 20) }.unwrap();
+    // SAFETY: as above.
+    unsafe { a.free_memory(y, 4096) }.unwrap();
     assert_eq!(a.amt_total(), 0);
     a.destroy().unwrap();
 }

@@ -225,10 +225,15 @@ impl Shared<'_> {
         unsafe { (b.addr as *mut u64).write_volatile(!0) };
         let a = self.arenas[b.arena];
         self.live_units[b.arena].fetch_sub(b.rounded(), Ordering::Relaxed);
-        if b.xalloc {
-            a.xfree(b.addr, b.size)
-        } else {
-            a.free(b.addr, b.size)
+        // SAFETY: the block was allocated from `a` with this size (by
+        // `xalloc` when `b.xalloc`); it is freed once, by the one thread that
+        // holds it, which does not touch it afterwards.
+        unsafe {
+            if b.xalloc {
+                a.xfree_memory(b.addr, b.size)
+            } else {
+                a.free_memory(b.addr, b.size)
+            }
         }
         .unwrap_or_else(|e| panic!("thread {me}: freeing {b:x?}: {e}"));
     }

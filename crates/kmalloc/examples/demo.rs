@@ -25,11 +25,18 @@ use kmem_slab::{AllocFlags, CacheBuilder, CtorError, ObjectOps};
 const OPS: usize = 200_000;
 
 /// An object cache's constructor and destructor, counted.
-#[derive(Default)]
 struct Inodes {
     built: AtomicUsize,
     torn: AtomicUsize,
 }
+
+/// The inode cache's operations. A cache's operations must outlive the
+/// cache set, and the set `boot` builds has a lifetime the closure cannot
+/// name: only a `'static` borrow is known to outlive it.
+static INODES: Inodes = Inodes {
+    built: AtomicUsize::new(0),
+    torn: AtomicUsize::new(0),
+};
 
 impl ObjectOps for Inodes {
     fn construct(&self, obj: usize, _: AllocFlags) -> Result<(), CtorError> {
@@ -88,7 +95,6 @@ fn free(k: &Kmalloc<'_, ThreadCpus>, p: usize, l: Layout) {
 fn main() {
     let start = Instant::now();
     let mut ram = PhysMem::new(64 << 20);
-    let inodes = Inodes::default();
     boot(
         ram.bytes_mut(),
         ThreadCpus::global(),
@@ -100,7 +106,7 @@ fn main() {
                 .create(
                     CacheBuilder::new("inode_cache", 256)
                         .source(k.pages())
-                        .ops(&inodes),
+                        .ops(&INODES),
                 )
                 .unwrap();
             let pids = Arena::builder("pids")
@@ -138,7 +144,7 @@ fn main() {
                 "kmem demo: {} ops on 2 threads (sizes 8 B-256 KiB, half freed on another \
              thread), 1000 inodes ({} constructed), PIDs {pid} and {pid_block}..{}",
                 2 * OPS,
-                inodes.built.load(Ordering::Relaxed),
+                INODES.built.load(Ordering::Relaxed),
                 pid_block + 64
             );
             println!();

@@ -65,7 +65,6 @@ fn args() -> Result<Args, String> {
 }
 
 /// A constructor and destructor that count and tag their objects.
-#[derive(Default)]
 struct Counted {
     built: AtomicU64,
     torn: AtomicU64,
@@ -73,6 +72,15 @@ struct Counted {
 }
 
 const TAG: u64 = 0xC0FF_EE00_0000_0000;
+
+/// The object cache's operations. A cache's operations must outlive the
+/// cache set, and the set `boot` builds has a lifetime the closure cannot
+/// name: only a `'static` borrow is known to outlive it.
+static COUNTED: Counted = Counted {
+    built: AtomicU64::new(0),
+    torn: AtomicU64::new(0),
+    bad: AtomicU64::new(0),
+};
 
 impl ObjectOps for Counted {
     fn construct(&self, obj: usize, _: AllocFlags) -> Result<(), CtorError> {
@@ -100,12 +108,13 @@ enum Held {
     Ids { id: usize, n: usize, x: bool },
 }
 
-/// What every thread shares.
-struct World<'k> {
-    k: &'k Kmalloc<'k, ThreadCpus>,
-    cache: &'k KmemCache<'k, ThreadCpus>,
-    bytes: &'k Arena<'k>,
-    ids: &'k Arena<'k>,
+/// What every thread shares, borrowed for `'w`; `'k` is kmalloc's (its
+/// cache set's) own lifetime.
+struct World<'w, 'k> {
+    k: &'w Kmalloc<'k, ThreadCpus>,
+    cache: &'w KmemCache<'k, ThreadCpus>,
+    bytes: &'w Arena<'w>,
+    ids: &'w Arena<'w>,
     /// Owner (thread + 1) of every ID, 0 when free.
     id_owner: Vec<AtomicUsize>,
     handoff: spin::Mutex<Vec<(Held, u64)>>,
@@ -118,7 +127,7 @@ fn canary(addr: usize, stamp: u64) -> u64 {
     (addr as u64).rotate_left(17) ^ stamp
 }
 
-impl World<'_> {
+impl World<'_, '_> {
     fn violation(&self, what: &str) {
         if self.violations.fetch_add(1, Ordering::Relaxed) < 10 {
             eprintln!("kmem stress: VIOLATION: {what}");
@@ -241,10 +250,14 @@ impl World<'_> {
             }
             Held::Bytes { addr, size, x } => {
                 self.check_mark(addr, size, canary(addr, stamp), "bytes segment");
-                let r = if x {
-                    self.bytes.xfree(addr, size)
-                } else {
-                    self.bytes.free(addr, size)
+                // SAFETY: allocated from `bytes` with this size (by
+                // `xalloc` when `x`), freed once, not used afterwards.
+                let r = unsafe {
+                    if x {
+                        self.bytes.xfree_memory(addr, size)
+                    } else {
+                        self.bytes.free_memory(addr, size)
+                    }
                 };
                 if let Err(e) = r {
                     self.violation(&format!("bytes free refused: {e}"));
@@ -388,7 +401,6 @@ fn main() -> ExitCode {
     };
     let start = Instant::now();
     let mut ram = PhysMem::new(a.mib << 20);
-    let counted = Counted::default();
     let violations = boot(
         ram.bytes_mut(),
         ThreadCpus::global(),
@@ -399,7 +411,7 @@ fn main() -> ExitCode {
                 .create(
                     CacheBuilder::new("stress_obj", 96)
                         .source(k.pages())
-                        .ops(&counted),
+                        .ops(&COUNTED),
                 )
                 .unwrap();
             let qc = caches.qcaches("ids", 1, 8, false).unwrap();
@@ -462,9 +474,9 @@ fn main() -> ExitCode {
                 fail("the object cache refused to be destroyed");
             }
             let (built, torn, bad) = (
-                counted.built.load(Ordering::Relaxed),
-                counted.torn.load(Ordering::Relaxed),
-                counted.bad.load(Ordering::Relaxed),
+                COUNTED.built.load(Ordering::Relaxed),
+                COUNTED.torn.load(Ordering::Relaxed),
+                COUNTED.bad.load(Ordering::Relaxed),
             );
             if built != torn || bad != 0 {
                 fail(&format!(

@@ -8,7 +8,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Constraints, Policy};
 use kmem_magazine::{Cpu, Section};
-use kmem_slab::{AllocError as CacheAllocError, AllocFlags, Cache, CacheBuilder, Caches, CreateError};
+use kmem_slab::{
+    AllocError as CacheAllocError, AllocFlags, Cache, CacheBuilder, Caches, CreateError,
+};
 
 use crate::classes::{class_align, class_size, route, Route, CLASSES};
 use crate::error::{AllocError, FreeError};
@@ -232,7 +234,12 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
 
     /// # Safety
     /// As for [`free_pages`](Self::free_pages).
-    unsafe fn free_pages_now(&self, addr: usize, bytes: usize, align: usize) -> Result<(), FreeError> {
+    unsafe fn free_pages_now(
+        &self,
+        addr: usize,
+        bytes: usize,
+        align: usize,
+    ) -> Result<(), FreeError> {
         // SAFETY: the caller's guarantee; `alloc_pages` made the same choice
         // between `xalloc` and `alloc` for this alignment.
         let freed = unsafe {

@@ -29,7 +29,7 @@ fn unchanged<R>(k: &K<'_>, f: impl FnOnce() -> R) -> R {
 /// so what they hold reaches the slab layer; returns the last bad free.
 fn drain(k: &K<'_>, size: usize) -> Option<kmem_slab::FreeError> {
     let c = k.class_for(layout(size, 8)).unwrap();
-    c.magazines().unwrap().flush_current();
+    c.flush_current();
     c.reap();
     c.last_bad_free()
 }

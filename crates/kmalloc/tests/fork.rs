@@ -9,9 +9,10 @@
 //! one worker reaps now and then (the cache registry's lock, under which it
 //! pins a slot). `KMEM_FORKS` sets the number of forks.
 
-use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use core::hint::black_box;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::time::Instant;
 
 use kmalloc::KmallocGlobal;
 use kmem_magazine::{Cpu, ThreadCpus};
@@ -90,7 +91,7 @@ fn children_of_a_busy_multithreaded_program_allocate() {
                         KMALLOC.get().unwrap().reap();
                     }
                     i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                    let size = if i % 4 == 0 {
+                    let size = if i.is_multiple_of(4) {
                         40_000 + i % 300_000
                     } else {
                         1 + i % 2000

@@ -9,9 +9,11 @@
 //! the slot's magazine: 626,343 corrupted words in 5 s and blocks held
 //! twice. `KMEM_SIGNAL_SECS` sets the run's length (default 5 s).
 
-use std::alloc::{alloc, dealloc, Layout};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use core::alloc::Layout;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::time::Duration;
+use std::alloc::{alloc, dealloc};
+use std::time::Instant;
 
 use kmalloc::KmallocGlobal;
 
@@ -24,7 +26,7 @@ const L: Layout = match Layout::from_size_align(32, 8) {
 };
 const MARK: u64 = 0xDEAD_BEEF_0000_0000;
 
-static HANDLER_RING: [AtomicPtr<u64>; 8] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 8];
+static HANDLER_RING: [AtomicPtr<u64>; 8] = [const { AtomicPtr::new(core::ptr::null_mut()) }; 8];
 static HANDLER_AT: AtomicUsize = AtomicUsize::new(0);
 static HANDLER_BAD: AtomicUsize = AtomicUsize::new(0);
 static HANDLER_REFUSED: AtomicUsize = AtomicUsize::new(0);
@@ -33,7 +35,7 @@ static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 extern "C" fn on_alarm(_: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::Relaxed);
     let i = HANDLER_AT.fetch_add(1, Ordering::Relaxed) % 8;
-    let old = HANDLER_RING[i].swap(std::ptr::null_mut(), Ordering::Relaxed);
+    let old = HANDLER_RING[i].swap(core::ptr::null_mut(), Ordering::Relaxed);
     // SAFETY: the handler's own blocks, allocated below with `L`.
     unsafe {
         if !old.is_null() {
@@ -69,7 +71,7 @@ fn timer(usec: libc::suseconds_t) {
         },
     };
     // SAFETY: sets this process's real-time interval timer.
-    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) };
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, core::ptr::null_mut()) };
 }
 
 /// Runs without the test harness (`harness = false`), so the main thread is
@@ -87,16 +89,14 @@ fn main() {
         );
     }
     timer(20);
-    let mut ring = [std::ptr::null_mut::<u64>(); 64];
+    let mut ring = [core::ptr::null_mut::<u64>(); 64];
     let mut bad = 0usize;
     let mut x: usize = 1;
     let start = Instant::now();
     let mut ops = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
         for _ in 0..1000 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let i = (x >> 33) % 64;
             let p = ring[i];
             // SAFETY: main's own blocks, allocated below with `L`.
@@ -124,7 +124,11 @@ fn main() {
     }
     timer(0);
     let mut all: Vec<usize> = ring.iter().map(|&p| p as usize).collect();
-    all.extend(HANDLER_RING.iter().map(|p| p.load(Ordering::Relaxed) as usize));
+    all.extend(
+        HANDLER_RING
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed) as usize),
+    );
     all.sort_unstable();
     let held_twice = all.windows(2).filter(|w| w[0] == w[1] && w[0] != 0).count();
     let k = KMALLOC.get().unwrap();

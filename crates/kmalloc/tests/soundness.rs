@@ -9,10 +9,11 @@
 mod common;
 
 use core::alloc::Layout;
+use core::panic::AssertUnwindSafe;
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::collections::BTreeSet;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
+use std::panic::catch_unwind;
 use std::sync::{Mutex, PoisonError};
 
 use allocator_api2::vec::Vec as ApiVec;
@@ -107,7 +108,7 @@ fn s2_a_forgotten_cache_leaves_no_hook_behind() {
         // SAFETY: allocated above; put into this thread's magazine, so the
         // cache has per-slot state a thread-exit hook would flush.
         unsafe { c.free(obj) }.unwrap();
-        std::mem::forget(c);
+        core::mem::forget(c);
     })
     .unwrap();
     // The memory is ours again: scribble over it, then let a thread that
@@ -205,16 +206,14 @@ fn s7_non_power_of_two_page_quantum_keeps_alignment() {
     let mut keep = Vec::new();
     let ram12k = loop {
         let r = PhysMem::new(Q * 2048);
-        if r.start() % Q == 0 {
+        if r.start().is_multiple_of(Q) {
             break r;
         }
         keep.push(r);
     };
     let ram12k: &'static PhysMem = Box::leak(Box::new(ram12k));
     let pages: &'static Arena<'static> = Box::leak(Box::new(ram12k.base_arena("pages12k", Q)));
-    let caches = Box::leak(Box::new(
-        Caches::new(base, ThreadCpus::global()).unwrap(),
-    ));
+    let caches = Box::leak(Box::new(Caches::new(base, ThreadCpus::global()).unwrap()));
     let k = Kmalloc::new(caches, pages).unwrap();
     for align in [PAGE, 2 * PAGE, 8 * PAGE, 16 * PAGE] {
         let l = Layout::from_size_align(40_000, align).unwrap();
@@ -270,7 +269,10 @@ impl Panicky {
     }
 
     fn registered(&self) -> usize {
-        self.registered.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -296,12 +298,18 @@ unsafe impl Cpu for Panicky {
     }
 
     unsafe fn register(&self, hook: &SlotHook) {
-        let mut set = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = self
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         set.insert(ptr::from_ref(hook) as usize);
     }
 
     fn unregister(&self, hook: &SlotHook) {
-        let mut set = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = self
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         set.remove(&(ptr::from_ref(hook) as usize));
         drop(set);
         if self.panic_in_unregister.swap(false, Ordering::SeqCst) {
@@ -328,7 +336,11 @@ fn s10_boot_teardown_survives_a_panicking_step() {
         })
     }));
     assert!(r.is_err(), "the teardown's panic propagates");
-    assert_eq!(CPUS.registered(), 0, "every step after the panicking one ran");
+    assert_eq!(
+        CPUS.registered(),
+        0,
+        "every step after the panicking one ran"
+    );
 }
 
 /// S10: a panic inside the allocator never unwinds out of `GlobalAlloc` or
@@ -342,7 +354,12 @@ fn s10_a_panic_inside_global_alloc_aborts() {
     }
     for which in ["global", "allocator"] {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "panicking_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "panicking_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("KMEM_PANIC_CHILD", which)
             .output()
             .unwrap();
@@ -432,7 +449,9 @@ fn s14_panicking_object_operations_leak_nothing() {
     assert!(r.is_err());
     assert_eq!(c.stats().slab_busy, 0, "the object went back to its slab");
     c.check().unwrap();
-    let objs: Vec<_> = (0..40).map(|_| c.alloc(AllocFlags::empty()).unwrap()).collect();
+    let objs: Vec<_> = (0..40)
+        .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+        .collect();
     for &o in &objs {
         // SAFETY: allocated above, freed once.
         unsafe { c.free(o) }.unwrap();
@@ -518,7 +537,10 @@ unsafe impl Source for ZeroQuantum {
 /// built, instead of every allocation dividing by zero.
 #[test]
 fn s16_zero_import_quantum_is_refused() {
-    let r = Arena::builder("ids").quantum(1).source(&ZeroQuantum).build();
+    let r = Arena::builder("ids")
+        .quantum(1)
+        .source(&ZeroQuantum)
+        .build();
     assert!(matches!(r, Err(ArenaCreateError::SourceQuantum)));
 }
 
@@ -578,7 +600,9 @@ fn s13_nested_frees_of_constructed_objects_are_refused() {
     let base = ram.base_arena("base", PAGE);
     let ops = PanickyOps::default();
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let c = caches.create(CacheBuilder::new("ctor", 64).ops(&ops)).unwrap();
+    let c = caches
+        .create(CacheBuilder::new("ctor", 64).ops(&ops))
+        .unwrap();
     let obj = c.alloc(AllocFlags::empty()).unwrap();
     {
         let _interrupted = Section::enter(ThreadCpus::global()).unwrap();

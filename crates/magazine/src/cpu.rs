@@ -75,6 +75,18 @@ pub unsafe trait Cpu: Sync {
         true
     }
 
+    /// The caller's slot if the platform can tell without pinning (a
+    /// thread-local read), for work that needs no exclusive use of it: a
+    /// handler that interrupted an allocator call pushes deferred frees onto
+    /// a lock-free stack of its slot this way, since pinning could wait for
+    /// a lock (a shared slot's) whose holder waits for one the interrupted
+    /// call holds. Any slot below [`slots`](Cpu::slots) is correct; the
+    /// default, `None`, makes such callers pin instead.
+    #[inline(always)]
+    fn current_slot(&self) -> Option<usize> {
+        None
+    }
+
     /// Ends the operation a successful [`enter`](Cpu::enter) began.
     ///
     /// # Safety

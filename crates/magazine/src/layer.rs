@@ -272,9 +272,15 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// linked through it): a cache of memory objects without constructed
     /// state.
     pub unsafe fn defer(&self, obj: usize) {
-        let guard = self.cpu.pin();
+        // The stack takes pushes from anyone: no need to hold the slot (and
+        // no waiting for a shared slot's lock, see `Cpu::current_slot`).
+        let slot = match self.cpu.current_slot() {
+            Some(slot) => slot,
+            None => self.cpu.pin().slot(),
+        };
+        let cc = self.cpus.get(slot).unwrap_or(&self.cpus[0]);
         // SAFETY: the caller's guarantee.
-        unsafe { self.slot_of(&guard).push_deferred(obj) };
+        unsafe { cc.push_deferred(obj) };
         self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -441,10 +447,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// The current counters.
     pub fn stats(&self) -> MagazineStats {
         let deferred = self.deferred.load(Ordering::Relaxed);
-        let (cpu_allocs, cpu_frees) = self
-            .cpus
-            .iter()
-            .fold((0, deferred), |(a, f), cc| (a + cc.allocs(), f + cc.frees()));
+        let (cpu_allocs, cpu_frees) = self.cpus.iter().fold((0, deferred), |(a, f), cc| {
+            (a + cc.allocs(), f + cc.frees())
+        });
         let depot = self.depot.lock_quiet();
         let c = &self.depot.counters;
         MagazineStats {

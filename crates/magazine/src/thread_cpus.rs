@@ -387,6 +387,11 @@ unsafe impl Cpu for ThreadCpus {
         hooks.0 = hook;
     }
 
+    fn current_slot(&self) -> Option<usize> {
+        let slot = SLOT.get();
+        (slot != UNCLAIMED).then_some(slot & !SHARED)
+    }
+
     #[inline(always)]
     fn enter(&self) -> bool {
         if ENTERED.get() {

@@ -25,7 +25,8 @@
 //!     Err(AllocError::Exhausted)
 //! );
 //! assert_eq!(source.stats().injected, 1);
-//! pages.free(a, PAGE_SIZE).unwrap();
+//! // SAFETY: allocated above with this size, not used after.
+//! unsafe { pages.free_memory(a, PAGE_SIZE) }.unwrap();
 //! // The span went back: nothing is outstanding.
 //! assert_eq!(source.stats().outstanding_bytes, 0);
 //! ```

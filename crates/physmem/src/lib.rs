@@ -18,7 +18,8 @@
 //! boot(&ram, |base, kpages| {
 //!     let page = kpages.alloc(PAGE_SIZE, Policy::InstantFit).unwrap();
 //!     assert!(ram.contains(page, PAGE_SIZE));
-//!     kpages.free(page, PAGE_SIZE).unwrap();
+//!     // SAFETY: allocated above with this size, not used after.
+//!     unsafe { kpages.free_memory(page, PAGE_SIZE) }.unwrap();
 //!     base.check().unwrap();
 //! });
 //! ```
