@@ -37,6 +37,16 @@ pub unsafe trait Cpu: Sync {
     /// Keeps the caller on its current slot until the guard drops.
     fn pin(&self) -> Self::Guard<'_>;
 
+    /// [`pin`](Cpu::pin), unless the caller interrupted code of its own
+    /// context that holds a guard (a signal or interrupt handler: the slot's
+    /// state may be half-changed) or would have to wait for a guard that
+    /// such code may be needed to release: then `None`, and the magazine
+    /// layer leaves its magazines alone. The default never refuses.
+    #[inline(always)]
+    fn try_pin(&self) -> Option<Self::Guard<'_>> {
+        Some(self.pin())
+    }
+
     /// Monotonic time in nanoseconds, for the magazine resize window.
     fn now_ns(&self) -> u64;
 

@@ -2,7 +2,7 @@
 //! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
 //! which the caller falls through to.
 
-use crate::cpu::{Cpu, CpuGuard, SlotHook};
+use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
 use crate::depot::{Depot, ResizePolicy};
 use crate::magazine::{start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
 use crate::percpu::CpuCache;
@@ -111,11 +111,14 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     }
 
     /// Takes a round from the caller's magazines or the depot; `None` means
-    /// the caller allocates from the layer below.
+    /// the caller allocates from the layer below. Also `None`, touching
+    /// nothing, when the caller interrupted its own context's pinned
+    /// section ([`Cpu::try_pin`]).
     #[inline(always)]
     pub fn alloc(&self) -> Option<usize> {
-        let guard = self.cpu.pin();
+        let guard = self.cpu.try_pin()?;
         let cc = self.slot_of(&guard);
+        let _busy = cc.enter_busy()?;
         let hit = {
             // SAFETY: the guard gives exclusive use of the slot; nothing
             // calls out while the access lives.
@@ -166,6 +169,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// means no room could be found: the caller returns `obj` to the layer
     /// below (destructing it first).
     ///
+    /// Also `Err(obj)`, touching nothing, when the caller interrupted its
+    /// own context's pinned section ([`Cpu::try_pin`]).
+    ///
     /// # Safety
     /// `mags` is the source of every magazine this layer holds: every call
     /// that takes a source passes the same one.
@@ -175,8 +181,13 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         obj: usize,
         mags: &S,
     ) -> Result<(), usize> {
-        let guard = self.cpu.pin();
+        let Some(guard) = self.cpu.try_pin() else {
+            return Err(obj);
+        };
         let cc = self.slot_of(&guard);
+        let Some(_busy) = cc.enter_busy() else {
+            return Err(obj);
+        };
         let done = {
             // SAFETY: exclusive use of the slot under the guard; no
             // call-outs while the access lives.
@@ -250,6 +261,13 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                 return Err(obj);
             }
             tries += 1;
+            // The source takes locks (a slab's, an arena's): only in an
+            // operation of its own, not inside one that is under way on this
+            // context (it may be the one a signal handler interrupted, holding
+            // them); then the object goes below, as when memory runs out.
+            let Some(_section) = Section::enter(self.cpu) else {
+                return Err(obj);
+            };
             // Never wait on a free: if no memory, the object goes below.
             let mem = mags.alloc_magazine().ok_or(obj)?;
             self.mags_allocated.fetch_add(1, Ordering::Relaxed);
@@ -284,11 +302,23 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Moves the caller's `loaded` and `prev` magazines to the depot.
+    /// Moves the caller's `loaded` and `prev` magazines to the depot (not
+    /// when it interrupted its own context's pinned section).
     pub fn flush_current(&self) {
-        let guard = self.cpu.pin();
-        // SAFETY: the guard gives exclusive use of the slot.
-        unsafe { self.flush_slot(guard.slot()) };
+        if let Some(guard) = self.cpu.try_pin() {
+            // SAFETY: the guard gives exclusive use of the slot.
+            unsafe { self.flush_slot(guard.slot()) };
+        }
+    }
+
+    /// Runs `f` with the caller's slot pinned and marked busy, so that a
+    /// signal or interrupt handler interrupting `f` on this context keeps
+    /// out of this layer's magazines and depot; `None` (without running it)
+    /// if the caller is such a handler itself.
+    fn with_slot_busy<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let guard = self.cpu.try_pin()?;
+        let _busy = self.slot_of(&guard).enter_busy()?;
+        Some(f())
     }
 
     /// Moves slot `slot`'s magazines to the depot.
@@ -297,6 +327,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// The caller has exclusive use of `slot` (holds its guard, or is the
     /// platform calling a [`SlotHook`] for it).
     pub unsafe fn flush_slot(&self, slot: usize) {
+        // Busy while the depot lock is held (see `with_slot_busy`); busy
+        // already means the caller interrupted the slot's holder.
+        let Some(_busy) = self.cpus[slot].enter_busy() else {
+            return;
+        };
         // SAFETY: exclusivity is the caller's obligation; no call-outs.
         let st = &mut *unsafe { self.cpus[slot].state() };
         let (loaded, prev) = (st.loaded.take(), st.prev.take());
@@ -317,10 +352,15 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         mags: &S,
         mut sink: impl FnMut(usize),
     ) -> usize {
-        let (not_empty, empty) = {
+        // The depot lock is held with the slot busy, as on every path, so
+        // that a signal handler interrupting this keeps out of the depot (it
+        // would wait for this lock for ever).
+        let Some((not_empty, empty)) = self.with_slot_busy(|| {
             let mut depot = self.depot.lock_quiet();
             depot.rounds = 0;
             (depot.not_empty.take(), depot.empty.take())
+        }) else {
+            return 0;
         };
         self.release(not_empty, mags, &mut sink) + self.release(empty, mags, &mut sink)
     }
@@ -450,15 +490,22 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         let (cpu_allocs, cpu_frees) = self.cpus.iter().fold((0, deferred), |(a, f), cc| {
             (a + cc.allocs(), f + cc.frees())
         });
-        let depot = self.depot.lock_quiet();
+        // The slot busy while the depot lock is held, as in `drain_depot`; a
+        // handler that interrupted that reads no depot state.
+        let (magsize, not_empty, empty, depot_rounds) = self
+            .with_slot_busy(|| {
+                let d = self.depot.lock_quiet();
+                (d.magsize, d.not_empty.len(), d.empty.len(), d.rounds)
+            })
+            .unwrap_or((self.start, 0, 0, 0));
         let c = &self.depot.counters;
         MagazineStats {
-            magsize: depot.magsize,
+            magsize,
             start_magsize: self.start,
             max_magsize: MAGAZINE_ROUNDS,
-            not_empty: depot.not_empty.len(),
-            empty: depot.empty.len(),
-            depot_rounds: depot.rounds,
+            not_empty,
+            empty,
+            depot_rounds,
             cpu_allocs,
             cpu_frees,
             deferred_frees: deferred,

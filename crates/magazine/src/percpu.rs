@@ -5,6 +5,8 @@
 //! crate's unsafe module for per-CPU state.
 
 use crate::magazine::MagBox;
+use core::sync::atomic::compiler_fence;
+
 use crate::sync::{const_fn, AtomicU64, AtomicUsize, Ordering, SlotCell, SlotMut};
 
 pub(crate) struct CpuState {
@@ -32,6 +34,23 @@ pub struct CpuCache {
     /// first words, pushed with compare-and-swap from any context, popped
     /// only by the slot's holder.
     deferred: AtomicUsize,
+    /// The slot's state is being changed (or the depot lock is held for
+    /// this slot): a signal or interrupt handler that interrupts its holder
+    /// on the same context finds it set and keeps out. Plain loads and
+    /// stores, ordered against the state's accesses by compiler fences (the
+    /// handler runs on the same CPU).
+    busy: AtomicUsize,
+}
+
+/// The mark of [`CpuCache::enter_busy`]; clears it when dropped.
+pub(crate) struct Busy<'c>(&'c CpuCache);
+
+impl Drop for Busy<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        self.0.busy.store(0, Ordering::Relaxed);
+    }
 }
 
 // (loom's cells and atomics carry bookkeeping of their own.)
@@ -61,6 +80,7 @@ impl CpuCache {
                 allocs: AtomicU64::new(0),
                 frees: AtomicU64::new(0),
                 deferred: AtomicUsize::new(0),
+                busy: AtomicUsize::new(0),
             }
         }
     }
@@ -97,6 +117,19 @@ impl CpuCache {
     pub(crate) fn count_free(&self) {
         let n = self.frees.load(Ordering::Relaxed);
         self.frees.store(n + 1, Ordering::Relaxed);
+    }
+
+    /// Marks the slot busy for the caller, who holds its guard; `None` when
+    /// it is busy already: the caller interrupted its holder (a signal or
+    /// interrupt handler on the same context) and must leave it alone.
+    #[inline(always)]
+    pub(crate) fn enter_busy(&self) -> Option<Busy<'_>> {
+        if self.busy.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        self.busy.store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        Some(Busy(self))
     }
 
     /// Pushes `obj` onto the deferred stack.

@@ -52,6 +52,12 @@ impl SharedSlot {
         }
     }
 
+    fn try_lock(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     fn unlock(&self) {
         self.0.store(false, Ordering::Release);
     }
@@ -278,6 +284,28 @@ impl ThreadCpus {
         self.lock_shared(slot, nested)
     }
 
+    /// `try_pin` past the fast path: inside an operation (a signal handler
+    /// may be running on this thread), no waiting for a shared slot's lock,
+    /// whose holder may wait for a lock the interrupted code holds.
+    #[cold]
+    #[inline(never)]
+    fn try_pin_slow(&self, slot: usize) -> Option<ThreadGuard<'_>> {
+        if slot == UNCLAIMED || HOLDING.get() || !ENTERED.get() {
+            return Some(self.pin_slow(slot));
+        }
+        let slot = slot & !SHARED;
+        let lock = &self.shared_locks[slot - self.exclusive_slots()];
+        if !lock.try_lock() {
+            return None;
+        }
+        HOLDING.set(true);
+        Some(ThreadGuard {
+            slot,
+            lock: Some(lock),
+            _not_send: PhantomData,
+        })
+    }
+
     fn release(&self, slot: usize) {
         let hooks = self.hooks.lock();
         let mut at = hooks.0;
@@ -365,6 +393,19 @@ unsafe impl Cpu for ThreadCpus {
             };
         }
         self.pin_slow(slot)
+    }
+
+    #[inline(always)]
+    fn try_pin(&self) -> Option<ThreadGuard<'_>> {
+        let slot = SLOT.get();
+        if slot & SHARED == 0 {
+            return Some(ThreadGuard {
+                slot,
+                lock: None,
+                _not_send: PhantomData,
+            });
+        }
+        self.try_pin_slow(slot)
     }
 
     fn now_ns(&self) -> u64 {
