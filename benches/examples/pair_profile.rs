@@ -8,6 +8,9 @@
 //! `ObjectAlloc` driver as the slab bench; run each with two counts and
 //! divide the difference in instructions by the difference in pairs.
 //!
+//! `kmalloc64` runs 64-byte pairs through kmalloc's `GlobalAlloc` (the
+//! facade's fast path on top of the cache's).
+//!
 //! `churn` and `churn-mimalloc` replace objects of a 1024-object live set
 //! of mixed sizes (the kmalloc bench's churn workload) through kmalloc and
 //! mimalloc.
@@ -74,6 +77,27 @@ fn main() {
                 c.finish(&mimalloc::MiMalloc);
             }
             println!("{mode}: {n} steps");
+            return;
+        }
+        "kmalloc64" => {
+            /// `GlobalAlloc` through a reference to a booted kmalloc.
+            struct K<'k, 'a>(&'k kmalloc::Kmalloc<'a, kmem_magazine::ThreadCpus>);
+            // SAFETY: forwards to kmalloc's own `GlobalAlloc`.
+            unsafe impl core::alloc::GlobalAlloc for K<'_, '_> {
+                unsafe fn alloc(&self, l: core::alloc::Layout) -> *mut u8 {
+                    // SAFETY: forwarded.
+                    unsafe { core::alloc::GlobalAlloc::alloc(self.0, l) }
+                }
+                unsafe fn dealloc(&self, p: *mut u8, l: core::alloc::Layout) {
+                    // SAFETY: forwarded.
+                    unsafe { core::alloc::GlobalAlloc::dealloc(self.0, p, l) }
+                }
+            }
+            with_kmalloc(64 << 20, |k| {
+                let h = Heap::new(K(k), 64);
+                (0..n).for_each(|_| pair(&h));
+            });
+            println!("kmalloc64: {n} pairs");
             return;
         }
         "mimalloc" => {
