@@ -139,6 +139,9 @@ impl<'a> ArenaBuilder<'a> {
             arena.add(base, size).map_err(CreateError::Span)?;
         }
         if let Some(q) = self.qcaches {
+            if q.is_memory() != arena.memory {
+                return Err(CreateError::QcacheMemory);
+            }
             if !q.attach() {
                 return Err(CreateError::QcachesInUse);
             }

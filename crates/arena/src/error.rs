@@ -167,6 +167,9 @@ pub enum CreateError {
     QcachesInUse,
     /// The source's import quantum is zero.
     SourceQuantum,
+    /// The quantum caches were built for memory and the arena manages
+    /// integers, or the other way round.
+    QcacheMemory,
 }
 
 impl fmt::Display for CreateError {
@@ -180,6 +183,9 @@ impl fmt::Display for CreateError {
             Self::QcacheQuantum => f.write_str("quantum caches built for another quantum"),
             Self::QcachesInUse => f.write_str("quantum caches already attached to an arena"),
             Self::SourceQuantum => f.write_str("the source's import quantum is zero"),
+            Self::QcacheMemory => {
+                f.write_str("quantum caches built for memory on an arena of integers, or the reverse")
+            }
         }
     }
 }

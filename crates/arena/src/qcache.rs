@@ -28,6 +28,11 @@ pub unsafe trait QuantumCaches: Sync {
     /// The largest cached size (a multiple of the quantum).
     fn max(&self) -> usize;
 
+    /// True when the caches treat their values as memory; an arena refuses
+    /// caches that disagree with it about that
+    /// ([`CreateError::QcacheMemory`](crate::CreateError::QcacheMemory)).
+    fn is_memory(&self) -> bool;
+
     /// Marks the caches as serving one arena; false when an arena already
     /// holds them (or held them and destroyed them).
     fn attach(&self) -> bool;

@@ -620,3 +620,33 @@ fn s13_nested_frees_of_constructed_objects_are_refused() {
     c.reap();
     c.destroy().map_err(|e| e.live).unwrap();
 }
+
+/// Found while confining the slab layer's unsafe code: quantum caches told
+/// (safely) that their values are memory would zero integer "addresses" on
+/// an `AllocFlags::ZERO` allocation; an arena now refuses caches that
+/// disagree with it, and quantum caches refuse `ZERO` anyway.
+#[test]
+fn quantum_caches_must_agree_with_their_arena_on_memory() {
+    let ram = PhysMem::new(8 << 20);
+    let base = ram.base_arena("base", PAGE);
+    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
+    let lying = caches.qcaches("ids", 1, 4, true).unwrap();
+    let r = Arena::builder("ids")
+        .quantum(1)
+        .span(1, 1 << 20)
+        .tags_from(&base)
+        .qcaches(&lying)
+        .build();
+    assert!(matches!(r, Err(ArenaCreateError::QcacheMemory)));
+    let mut zeroed = 0;
+    caches.for_each(|c| {
+        if c.name().starts_with("ids_") {
+            assert_eq!(
+                c.alloc(AllocFlags::ZERO),
+                Err(kmem_slab::AllocError::NotMemory)
+            );
+            zeroed += 1;
+        }
+    });
+    assert_eq!(zeroed, 4);
+}

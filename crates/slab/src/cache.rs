@@ -1,30 +1,43 @@
 //! [`KmemCache`]: an object cache — magazines in front of slabs over a
 //! source arena: building it, and its allocation and free paths.
 
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use kmem_arena::{Arena, Constraints, Name, Source};
-use kmem_magazine::{Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, Section};
+use kmem_arena::{Arena, Name, Source};
+use kmem_magazine::{Cpu, CpuCache, MagazineStats, Section};
 use spin::Mutex;
 
 use crate::builder::{CacheBuilder, ObjectOps};
 use crate::caches::Caches;
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
-use crate::hash::{table_bytes, AddrHash};
-use crate::raw::{self, BufState};
+use crate::handle::{call_out, CacheMagazines};
+use crate::raw::{table_bytes, AddrHash, BufState, BufferShape, Freed, MetaMem, SlabSet, Taken};
 use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
 
-/// Runs its closure when dropped: an undo step that must also happen when
-/// a call-out panics.
-struct OnDrop<F: FnMut()>(F);
+/// Hands its value to its closure when dropped, unless taken back with
+/// [`disarm`](Self::disarm): an undo step that must also happen when a
+/// call-out panics.
+struct Undo<T, F: FnOnce(T)>(Option<(T, F)>);
 
-impl<F: FnMut()> Drop for OnDrop<F> {
+impl<T, F: FnOnce(T)> Undo<T, F> {
+    fn new(value: T, undo: F) -> Self {
+        Self(Some((value, undo)))
+    }
+
+    /// The value back, the undo step not run.
+    fn disarm(mut self) -> T {
+        self.0.take().expect("armed until disarmed").0
+    }
+}
+
+impl<T, F: FnOnce(T)> Drop for Undo<T, F> {
     fn drop(&mut self) {
-        (self.0)();
+        if let Some((value, undo)) = self.0.take() {
+            undo(value);
+        }
     }
 }
 
@@ -56,19 +69,17 @@ pub struct KmemCache<'a, C: Cpu> {
     pub(crate) geo: Geometry,
     pub(crate) flags: CacheFlags,
     pub(crate) memory: bool,
-    /// Alignment a slab buffer needs: its size (small layout, found by
-    /// rounding an object's address down) or the object alignment.
-    pub(crate) slab_align: usize,
-    /// The source's quantum does not give `slab_align` by itself.
-    pub(crate) xalloc: bool,
+    /// How slab buffers are allocated: the slab size, and the alignment a
+    /// buffer needs (its size for the small layout, found by rounding an
+    /// object's address down; else the object alignment).
+    pub(crate) shape: BufferShape,
     /// Where slabs come from; `None` for a quantum cache, whose arena is
     /// passed in by every call that needs it.
     pub(crate) source: Option<&'a Arena<'a>>,
     meta: &'a Arena<'a>,
     ops: Option<&'a dyn ObjectOps>,
-    pub(crate) mags: Option<Magazines<'a, C>>,
-    pub(crate) percpu: Option<(usize, usize)>,
-    pub(crate) slab: Mutex<SlabState>,
+    pub(crate) mags: Option<CacheMagazines<'a, C>>,
+    pub(crate) slab: Mutex<SlabState<'a>>,
     pub(crate) ctx: Option<&'a Caches<'a, C>>,
     alloc_fails: AtomicU64,
     ctor_fails: AtomicU64,
@@ -82,31 +93,10 @@ pub struct KmemCache<'a, C: Cpu> {
     /// Bad frees found when a magazine drained: counted as frees when they
     /// entered the magazine, they never freed a live object.
     bad_rounds: AtomicU64,
-    last_bad: Mutex<Option<FreeError>>,
+    pub(crate) last_bad: Mutex<Option<FreeError>>,
     /// Next cache in the registry of its `Caches` (type-erased, so the
     /// cache stays covariant in `'a`).
     pub(crate) next: AtomicPtr<()>,
-}
-
-/// The magazine cache as the magazine layer's [`MagazineSource`].
-pub(crate) struct MagSrc<'x, 'a, C: Cpu>(pub(crate) &'x KmemCache<'a, C>);
-
-// SAFETY: `kmem_magazine` is built by `Caches::new` with `MAGAZINE_SIZE`
-// objects aligned to `MAGAZINE_ALIGN` (at least), over the base arena, a
-// memory arena; an object it hands out is used by no one else until freed.
-unsafe impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
-    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        let mem = self
-            .0
-            .alloc_from_slab(self.0.source, AllocFlags::ATOMIC)
-            .ok()?;
-        NonNull::new(mem as *mut u8)
-    }
-
-    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
-        // A refusal is counted with the magazine cache's bad frees.
-        let _ = self.0.free_to_slab(mem.as_ptr() as usize, From::User);
-    }
 }
 
 impl<'a, C: Cpu> KmemCache<'a, C> {
@@ -139,20 +129,20 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Layout::Small { .. } => geo.slab_size,
             Layout::Bufctl => geo.align,
         };
+        let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
+        let set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?);
+        let object_bytes = set.object_bytes();
         let mut cache = Self {
             name: b.name,
             geo,
             flags: b.flags,
             memory,
-            slab_align,
-            xalloc: quantum % slab_align != 0,
+            shape,
             source,
             meta: base,
             ops: b.ops,
             mags: None,
-            percpu: None,
-            // Replaced below; `AddrHash` needs its table first.
-            slab: Mutex::new(SlabState::new(Self::new_hash(base)?)),
+            slab: Mutex::new(SlabState::new(set)),
             ctx,
             alloc_fails: AtomicU64::new(0),
             ctor_fails: AtomicU64::new(0),
@@ -163,26 +153,25 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             last_bad: Mutex::new(None),
             next: AtomicPtr::new(core::ptr::null_mut()),
         };
-        if ctx.is_some() && !b.flags.contains(CacheFlags::NOMAGAZINE) {
-            let slots = cpu.slots();
-            let bytes = slots * core::mem::size_of::<CpuCache>();
-            let Some(mem) = cache.meta_alloc(bytes) else {
-                cache.free_hash();
-                return Err(CreateError::NoMemory);
-            };
-            cache.percpu = Some((mem, bytes));
-            let arr = mem as *mut CpuCache;
-            for i in 0..slots {
-                // SAFETY: `mem` is fresh metadata memory of `bytes` bytes,
-                // aligned to 64, owned by this cache.
-                unsafe { arr.add(i).write(CpuCache::new()) };
+        match ctx {
+            Some(ctx) if !b.flags.contains(CacheFlags::NOMAGAZINE) => {
+                let bytes = cpu.slots() * core::mem::size_of::<CpuCache>();
+                let Some(percpu) = cache.meta_alloc(bytes) else {
+                    cache.free_hash();
+                    return Err(CreateError::NoMemory);
+                };
+                let plain = b.ops.is_none() && !b.flags.contains(CacheFlags::DEBUG);
+                cache.mags = Some(CacheMagazines::new(
+                    cpu,
+                    percpu,
+                    &ctx.magazine_cache,
+                    geo.size,
+                    b.resize,
+                    object_bytes,
+                    plain,
+                ));
             }
-            // SAFETY: initialized above; the array lives until `teardown`,
-            // which drops the magazine layer before freeing it.
-            let cpus = unsafe { core::slice::from_raw_parts_mut(arr, slots) };
-            let mags = Magazines::with_policy(cpu, cpus, geo.size, b.resize)
-                .expect("kmem-slab: per-CPU array sized by the platform");
-            cache.mags = Some(mags);
+            _ => {}
         }
         if let Some(src) = source {
             src.add_importer();
@@ -190,26 +179,18 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         Ok(cache)
     }
 
-    fn new_hash(meta: &'a Arena<'a>) -> Result<AddrHash, CreateError> {
-        let bytes = table_bytes(kmem_hash::INIT_BITS);
-        let len = bytes.next_multiple_of(meta.quantum());
-        let mem = meta
-            .xalloc(len, &Constraints::new().align(64))
-            .map_err(|_| CreateError::NoMemory)?;
-        // SAFETY: fresh metadata memory, aligned, owned by the hash.
-        Ok(unsafe { AddrHash::new(NonNull::new(mem as *mut u8).ok_or(CreateError::NoMemory)?) })
+    fn new_hash(meta: &'a Arena<'a>) -> Result<AddrHash<'a>, CreateError> {
+        let table =
+            MetaMem::alloc(meta, table_bytes(kmem_hash::INIT_BITS)).ok_or(CreateError::NoMemory)?;
+        AddrHash::new(table).ok_or(CreateError::NoMemory)
     }
 
-    pub(crate) fn meta_alloc(&self, bytes: usize) -> Option<usize> {
-        let len = bytes.next_multiple_of(self.meta.quantum());
-        self.meta.xalloc(len, &Constraints::new().align(64)).ok()
+    pub(crate) fn meta_alloc(&self, bytes: usize) -> Option<MetaMem<'a>> {
+        MetaMem::alloc(self.meta, bytes)
     }
 
-    pub(crate) fn meta_free(&self, addr: usize, bytes: usize) {
-        let len = bytes.next_multiple_of(self.meta.quantum());
-        // SAFETY: metadata this cache allocated with `meta_alloc` (or
-        // `new_hash`) and no longer uses.
-        if unsafe { self.meta.xfree_memory(addr, len) }.is_err() {
+    pub(crate) fn meta_free(&self, mem: MetaMem<'_>) {
+        if mem.free().is_err() {
             self.count_meta_error();
         }
     }
@@ -219,8 +200,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     pub(crate) fn free_hash(&self) {
-        let (addr, bytes) = self.slab.lock().hash.table();
-        self.meta_free(addr, bytes);
+        let table = self.slab.lock().set.retire_table();
+        if let Some(table) = table {
+            self.meta_free(table);
+        }
     }
 
     /// The cache's name.
@@ -256,7 +239,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// The magazine layer's counters, unless the cache is `NOMAGAZINE`.
     pub fn magazine_stats(&self) -> Option<MagazineStats> {
-        self.mags.as_ref().map(Magazines::stats)
+        self.mags.as_ref().map(CacheMagazines::stats)
     }
 
     /// Moves the calling CPU's magazines to the depot (where
@@ -272,7 +255,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// The platform, when the cache has magazines.
     fn cpu(&self) -> Option<&'a C> {
-        self.mags.as_ref().map(Magazines::cpu)
+        self.mags.as_ref().map(CacheMagazines::cpu)
     }
 
     /// Allocates a constructed object: from the caller's CPU magazines, the
@@ -280,17 +263,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// running the constructor).
     ///
     /// Called from a signal or interrupt handler that interrupted an
-    /// operation of its own context (see [`Section`]), it touches neither
-    /// the magazines nor a lock and fails with [`AllocError::Reentrant`].
+    /// operation of its own context (see [`Section`]), it never touches the
+    /// slot that operation may be changing, nor waits for a lock it may
+    /// hold: it fails with [`AllocError::Reentrant`] where it would have to.
     #[inline(always)]
     pub fn alloc(&self, flags: AllocFlags) -> Result<usize, AllocError> {
-        let Some(cpu) = self.cpu() else {
-            return self.alloc_from(self.source, flags);
-        };
-        let Some(_section) = Section::enter(cpu) else {
-            return Err(self.refuse_reentrant());
-        };
-        self.alloc_from(self.source, flags)
+        if let Some(obj) = self.alloc_fast(flags) {
+            return Ok(obj);
+        }
+        self.alloc_slow(self.source, flags, true)
     }
 
     #[cold]
@@ -299,23 +280,56 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         AllocError::Reentrant
     }
 
-    /// [`alloc`](Self::alloc), growing from `src` (a quantum cache's arena,
-    /// else the cache's own source).
+    /// [`alloc`](Self::alloc) inside an operation already under way (a
+    /// quantum cache's, called by its arena), growing from `src` (a quantum
+    /// cache's arena, else the cache's own source).
     #[inline(always)]
     pub(crate) fn alloc_from(
         &self,
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
     ) -> Result<usize, AllocError> {
-        if let Some(mags) = &self.mags {
-            if !self.flags.contains(CacheFlags::DEBUG) && !flags.contains(AllocFlags::ZERO) {
-                if let Some(obj) = mags.alloc() {
-                    #[cfg(kmem_asan)]
-                    self.asan_unpoison(obj);
-                    return Ok(obj);
-                }
-                return self.alloc_from_slab(src, flags);
-            }
+        if let Some(obj) = self.alloc_fast(flags) {
+            return Ok(obj);
+        }
+        self.alloc_slow(src, flags, false)
+    }
+
+    /// The fast path: a round from the caller's magazines (which take no
+    /// lock, and keep out of a slot its own context has pinned).
+    #[inline(always)]
+    fn alloc_fast(&self, flags: AllocFlags) -> Option<usize> {
+        let mags = self.mags.as_ref()?;
+        if self.flags.contains(CacheFlags::DEBUG) || flags.contains(AllocFlags::ZERO) {
+            return None;
+        }
+        let obj = mags.alloc()?;
+        #[cfg(kmem_asan)]
+        self.asan_unpoison(obj);
+        Some(obj)
+    }
+
+    /// Past the magazines: the slab layer (and `alloc_general` for what
+    /// the fast path does not take). A caller's own operation (`gate`)
+    /// begins a section here, where locks may be taken, and is refused if
+    /// its context is inside one already (it interrupted it).
+    #[inline(never)]
+    fn alloc_slow(
+        &self,
+        src: Option<&Arena<'_>>,
+        flags: AllocFlags,
+        gate: bool,
+    ) -> Result<usize, AllocError> {
+        let _section = match self.cpu() {
+            Some(cpu) if gate => Some(Section::enter(cpu).ok_or_else(|| self.refuse_reentrant())?),
+            _ => None,
+        };
+        let fast = self.mags.is_some()
+            && !self.flags.contains(CacheFlags::DEBUG)
+            && !flags.contains(AllocFlags::ZERO);
+        if fast {
+            // The magazines missed already.
+            return self.alloc_from_slab(src, flags);
         }
         self.alloc_general(src, flags)
     }
@@ -328,17 +342,21 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
     ) -> Result<usize, AllocError> {
-        if flags.contains(AllocFlags::ZERO) && !self.memory {
+        // A quantum cache never writes to its objects, whatever it was told
+        // about its arena (`Caches::qcaches`' `memory` is not checked).
+        if flags.contains(AllocFlags::ZERO)
+            && (!self.memory || self.flags.contains(CacheFlags::QCACHE))
+        {
             return Err(AllocError::NotMemory);
         }
-        if let Some(obj) = self.mags.as_ref().and_then(Magazines::alloc) {
+        if let Some(obj) = self.mags.as_ref().and_then(CacheMagazines::alloc_taken) {
             #[cfg(kmem_asan)]
-            self.asan_unpoison(obj);
+            self.asan_unpoison(obj.addr());
             if self.flags.contains(CacheFlags::DEBUG) {
-                self.slab.lock().mark(&self.geo, obj, BufState::Allocated);
+                self.slab.lock().mark(obj.addr(), BufState::Allocated);
             }
-            self.zero_if(obj, flags);
-            return Ok(obj);
+            zero_if(&obj, flags);
+            return Ok(obj.hand_out());
         }
         self.alloc_from_slab(src, flags)
     }
@@ -354,16 +372,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// AddressSanitizer builds: `obj` (checked to be one of this cache's
     /// allocated objects, so foreign memory is never poisoned) is free.
     #[cfg(kmem_asan)]
-    fn asan_poison(&self, st: &SlabState, obj: usize) {
-        if self.memory && st.validate(&self.geo, obj, From::User).is_ok() {
+    fn asan_poison(&self, st: &SlabState<'_>, obj: usize) {
+        if self.memory && st.validate(obj, From::User).is_ok() {
             kmem_arena::asan::poison(obj, self.geo.size);
         }
     }
 
-    fn zero_if(&self, obj: usize, flags: AllocFlags) {
-        if flags.contains(AllocFlags::ZERO) {
-            // SAFETY: a memory cache's object, just handed to the caller.
-            unsafe { raw::zero(obj, self.geo.size) };
+    /// [`asan_poison`](Self::asan_poison) on the free fast path, which
+    /// takes no lock: skipped (best effort) if the slab lock is busy, since
+    /// its holder may be the code a signal handler interrupted.
+    #[cfg(kmem_asan)]
+    fn asan_poison_if_unlocked(&self, obj: usize) {
+        if let Some(st) = self.slab.try_lock() {
+            self.asan_poison(&st, obj);
         }
     }
 
@@ -375,8 +396,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
     ) -> Result<usize, AllocError> {
+        self.take_object(src, flags).map(Taken::hand_out)
+    }
+
+    /// An object of a bootstrap cache (`kmem_slab`, `kmem_bufctl`,
+    /// `kmem_cache`, `kmem_magazine`), for this crate's own structures.
+    #[inline(never)]
+    pub(crate) fn take_bootstrap(&self) -> Option<Taken> {
+        self.take_object(self.source, AllocFlags::ATOMIC)
+            .ok()
+            .filter(|obj| obj.addr() != 0)
+    }
+
+    /// [`alloc_from_slab`](Self::alloc_from_slab), as a token.
+    #[inline(always)]
+    fn take_object(&self, src: Option<&Arena<'_>>, flags: AllocFlags) -> Result<Taken, AllocError> {
         let mut st = self.slab.lock();
-        let obj = match st.take(&self.geo, BufState::Allocated) {
+        let obj = match st.take(BufState::Allocated) {
             Some(obj) => obj,
             None => {
                 drop(st);
@@ -384,57 +420,52 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     self.alloc_fails.fetch_add(1, Ordering::Relaxed);
                 })?;
                 st = self.slab.lock();
-                // SAFETY: built by `grow` for this geometry, known to no one.
-                unsafe { st.insert(&self.geo, slab) };
-                st.take(&self.geo, BufState::Allocated)
+                st.insert(&self.geo, slab);
+                st.take(BufState::Allocated)
                     .expect("kmem-slab: a fresh slab has objects")
             }
         };
         #[cfg(kmem_asan)]
-        self.asan_unpoison(obj);
+        self.asan_unpoison(obj.addr());
         st.direct_allocs += 1;
-        let rescale = st.hash.resize_target(false).is_some();
+        let rescale = st.set.hash().resize_target(false).is_some();
         drop(st);
         if rescale {
             self.rescale_hash(false);
         }
+        let mut obj = obj;
         if let Some(ops) = self.ops {
             // The object goes back to its slab if the constructor fails or
             // panics: nothing leaks, and the cache stays destroyable.
-            let undo = OnDrop(|| self.unconstructed(obj));
-            if self.call_out(|| ops.construct(obj, flags)).is_err() {
+            let addr = obj.addr();
+            let undo = Undo::new(obj, |obj: Taken| self.unconstructed(obj.into_freed()));
+            if self.call_out(|| ops.construct(addr, flags)).is_err() {
                 drop(undo);
                 self.ctor_fails.fetch_add(1, Ordering::Relaxed);
                 self.alloc_fails.fetch_add(1, Ordering::Relaxed);
                 return Err(AllocError::Ctor);
             }
-            core::mem::forget(undo);
+            obj = undo.disarm();
         }
-        self.zero_if(obj, flags);
+        zero_if(&obj, flags);
         Ok(obj)
     }
 
     /// Gives back an object taken by `alloc_from_slab` whose constructor
     /// failed or panicked.
-    fn unconstructed(&self, obj: usize) {
+    fn unconstructed(&self, obj: Freed) {
         let mut st = self.slab.lock();
         #[cfg(kmem_asan)]
-        self.asan_poison(&st, obj);
+        self.asan_poison(&st, obj.addr());
         // Taken from this slab state just before: it goes back.
-        let _ = st.give(&self.geo, obj, From::User);
+        let _ = st.give(obj, From::User);
         st.direct_allocs -= 1;
     }
 
     /// Runs a constructor or destructor: with the context's operation mark
     /// lifted (it may allocate, from this cache too), and holding no lock.
     fn call_out<R>(&self, f: impl FnOnce() -> R) -> R {
-        match self.cpu() {
-            // SAFETY: callers hold no lock of this cache and no slot state
-            // (constructors and destructors run on the slab path, outside
-            // the magazine layer).
-            Some(cpu) => unsafe { Section::outside(cpu, f) },
-            None => f(),
-        }
+        call_out(self.cpu(), f)
     }
 
     /// Frees `obj`, which must not be used afterwards: into the caller's
@@ -457,93 +488,103 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// (the `kmalloc` classes, for one) goes onto its slot's deferred stack,
     /// from which the slot's next allocations take it; any other is refused
     /// with [`BadFree::Reentrant`] and stays the caller's.
+    #[allow(
+        unsafe_code,
+        reason = "the public contract: the caller vouches for `obj`"
+    )]
     #[inline(always)]
     pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
-        let Some(cpu) = self.cpu() else {
-            // SAFETY: the caller's guarantee, forwarded.
-            return unsafe { self.free_in(obj) };
-        };
-        match Section::enter(cpu) {
-            // SAFETY: the caller's guarantee, forwarded.
-            Some(_section) => unsafe { self.free_in(obj) },
-            // SAFETY: the caller's guarantee, forwarded.
-            None => unsafe { self.free_reentrant(obj) },
-        }
+        // SAFETY: the caller's guarantee (above) is `Freed::new`'s: `obj`
+        // came from this cache's `alloc`, was not freed since, and is not
+        // used after this call.
+        let obj = unsafe { Freed::new(obj) };
+        self.free_gated(obj, true)
     }
 
-    /// A free from a handler that interrupted an operation of its context.
-    ///
-    /// # Safety
-    /// As for [`free`](Self::free).
+    /// [`free`](Self::free): the magazines, then (in a section of its own
+    /// if `gate`, refused or deferred if its context is inside one) the
+    /// slab layer.
+    #[inline(always)]
+    fn free_gated(&self, obj: Freed, gate: bool) -> Result<(), FreeError> {
+        if let Some(mags) = &self.mags {
+            if !self.flags.contains(CacheFlags::DEBUG) {
+                #[cfg(kmem_asan)]
+                self.asan_poison_if_unlocked(obj.addr());
+                return match mags.free(obj) {
+                    Ok(()) => Ok(()),
+                    Err(obj) => self.free_slow(obj, gate),
+                };
+            }
+        }
+        self.free_slow(obj, gate)
+    }
+
+    /// The slab layer's part of a free, in a section (see `free_gated`).
+    #[inline(never)]
+    fn free_slow(&self, obj: Freed, gate: bool) -> Result<(), FreeError> {
+        let _section = match self.cpu() {
+            Some(cpu) if gate => match Section::enter(cpu) {
+                Some(section) => Some(section),
+                None => return self.free_reentrant(obj),
+            },
+            _ => None,
+        };
+        if self.mags.is_some() && !self.flags.contains(CacheFlags::DEBUG) {
+            // The magazines had no room already.
+            return self.free_to_slab(obj, From::User);
+        }
+        self.free_general(obj)
+    }
+
+    /// A free from a handler that interrupted an operation of its context:
+    /// onto the slot's deferred stack if the cache's objects can go there
+    /// (memory of a word at least, without constructor, destructor or
+    /// `DEBUG` tracking; see `CacheMagazines::defer`), else refused.
     #[cold]
     #[inline(never)]
-    unsafe fn free_reentrant(&self, obj: usize) -> Result<(), FreeError> {
+    fn free_reentrant(&self, obj: Freed) -> Result<(), FreeError> {
         self.reentrant.fetch_add(1, Ordering::Relaxed);
-        let deferrable = self.memory
-            && self.ops.is_none()
-            && self.geo.size >= core::mem::size_of::<usize>()
-            && !self.flags.contains(CacheFlags::DEBUG);
-        match &self.mags {
-            Some(mags) if deferrable => {
-                // SAFETY: the caller's guarantee makes `obj` a free object of
-                // this memory cache, at least a word, with no constructed
-                // state to keep.
-                unsafe { mags.defer(obj) };
-                Ok(())
-            }
-            _ => Err(FreeError {
-                cache: self.name,
-                addr: obj,
-                kind: BadFree::Reentrant,
-            }),
-        }
+        let refused = match &self.mags {
+            Some(mags) => match mags.defer(obj) {
+                Ok(()) => return Ok(()),
+                Err(obj) => obj,
+            },
+            None => obj,
+        };
+        Err(FreeError {
+            cache: self.name,
+            addr: refused.addr(),
+            kind: BadFree::Reentrant,
+        })
     }
 
     /// [`free`](Self::free) inside an operation already under way (a
     /// quantum cache's free, called by its arena).
-    ///
-    /// # Safety
-    /// As for [`free`](Self::free).
     #[inline(always)]
-    pub(crate) unsafe fn free_in(&self, obj: usize) -> Result<(), FreeError> {
-        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
-            if !self.flags.contains(CacheFlags::DEBUG) {
-                #[cfg(kmem_asan)]
-                self.asan_poison(&self.slab.lock(), obj);
-                // SAFETY: every magazine of a cache comes from its context's
-                // magazine cache.
-                return match unsafe { mags.free(obj, &MagSrc(&ctx.magazine_cache)) } {
-                    Ok(()) => Ok(()),
-                    Err(obj) => self.free_to_slab(obj, From::User),
-                };
-            }
-        }
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.free_general(obj) }
+    pub(crate) fn free_in(&self, obj: Freed) -> Result<(), FreeError> {
+        self.free_gated(obj, false)
     }
 
     /// Frees that the fast path above does not take: `NOMAGAZINE` and
     /// `DEBUG` caches.
-    ///
-    /// # Safety
-    /// As for [`free`](Self::free).
     #[inline(never)]
-    unsafe fn free_general(&self, obj: usize) -> Result<(), FreeError> {
-        let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) else {
+    fn free_general(&self, obj: Freed) -> Result<(), FreeError> {
+        let Some(mags) = &self.mags else {
             return self.free_to_slab(obj, From::User);
         };
         // A DEBUG cache: check before the object enters a magazine.
         let mut st = self.slab.lock();
-        let checked = st.validate(&self.geo, obj, From::User);
+        let checked = st.validate(obj.addr(), From::User);
         if checked.is_ok() {
             #[cfg(kmem_asan)]
-            self.asan_poison(&st, obj);
-            st.mark(&self.geo, obj, BufState::Cached);
+            self.asan_poison(&st, obj.addr());
+            st.mark(obj.addr(), BufState::Cached);
         }
         drop(st);
-        checked.map_err(|k| self.bad(obj, k))?;
-        // SAFETY: as in `free_in`.
-        match unsafe { mags.free(obj, &MagSrc(&ctx.magazine_cache)) } {
+        if let Err(k) = checked {
+            return Err(self.bad(obj.addr(), k));
+        }
+        match mags.free(obj) {
             Ok(()) => Ok(()),
             Err(obj) => self.free_to_slab(obj, From::CachedDebug),
         }
@@ -551,37 +592,40 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// A free that reaches the slab layer: destructed, checked, given back.
     #[inline(never)]
-    fn free_to_slab(&self, obj: usize, from: From) -> Result<(), FreeError> {
-        self.release(obj, from, true).map_err(|k| self.bad(obj, k))
+    pub(crate) fn free_to_slab(&self, obj: Freed, from: From) -> Result<(), FreeError> {
+        let addr = obj.addr();
+        self.release(obj, from, true).map_err(|k| self.bad(addr, k))
     }
 
     /// Destructs `obj` and gives it back to its slab, after checking it.
     /// `user` counts it as a free (a drained round was counted when it was
     /// freed into its magazine).
-    pub(crate) fn release(&self, obj: usize, from: From, user: bool) -> Result<(), BadFree> {
+    pub(crate) fn release(&self, obj: Freed, from: From, user: bool) -> Result<(), BadFree> {
+        let mut obj = obj;
         if let Some(ops) = self.ops {
-            self.slab.lock().validate(&self.geo, obj, from)?;
+            let addr = obj.addr();
+            self.slab.lock().validate(addr, from)?;
             #[cfg(kmem_asan)]
-            self.asan_unpoison(obj);
+            self.asan_unpoison(addr);
             // A destructor that panics leaves the object destructed as far
             // as the cache is concerned: it goes back all the same.
-            let undo = OnDrop(|| {
+            let undo = Undo::new(obj, |obj| {
                 let _ = self.give_back(obj, from, user);
             });
-            self.call_out(|| ops.destruct(obj));
-            core::mem::forget(undo);
+            self.call_out(|| ops.destruct(addr));
+            obj = undo.disarm();
         }
         self.give_back(obj, from, user)
     }
 
     /// Gives a destructed object back to its slab, after checking it.
-    fn give_back(&self, obj: usize, from: From, user: bool) -> Result<(), BadFree> {
+    fn give_back(&self, obj: Freed, from: From, user: bool) -> Result<(), BadFree> {
         let mut st = self.slab.lock();
         #[cfg(kmem_asan)]
-        if self.memory && st.validate(&self.geo, obj, from).is_ok() {
-            kmem_arena::asan::poison(obj, self.geo.size);
+        if self.memory && st.validate(obj.addr(), from).is_ok() {
+            kmem_arena::asan::poison(obj.addr(), self.geo.size);
         }
-        st.give(&self.geo, obj, from)?;
+        st.give(obj, from)?;
         if user {
             st.direct_frees += 1;
         }
@@ -589,15 +633,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// A round leaving the magazine layer for the slab layer.
-    pub(crate) fn drain_one(&self, obj: usize) {
+    pub(crate) fn drain_one(&self, obj: Freed) {
         let from = if self.flags.contains(CacheFlags::DEBUG) {
             From::CachedDebug
         } else {
             From::User
         };
+        let addr = obj.addr();
         if let Err(kind) = self.release(obj, from, false) {
             self.bad_rounds.fetch_add(1, Ordering::Relaxed);
-            let err = self.bad(obj, kind);
+            let err = self.bad(addr, kind);
             *self.last_bad.lock() = Some(err);
         }
     }
@@ -619,34 +664,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
     }
 
-    /// `fork()` support (see [`Caches::fork_lock`]): the depot lock.
-    pub(crate) fn fork_lock_depot(&self) {
-        if let Some(mags) = &self.mags {
-            mags.fork_lock();
-        }
-    }
-
-    /// `fork()` support: the slab lock, then the bad-free record's.
-    pub(crate) fn fork_lock_slab(&self) {
-        core::mem::forget(self.slab.lock());
-        core::mem::forget(self.last_bad.lock());
-    }
-
-    /// Releases what the two calls above took.
-    ///
-    /// # Safety
-    /// Both were called and not undone since.
-    pub(crate) unsafe fn fork_unlock(&self) {
-        // SAFETY: (each) held since the calls above, guards forgotten.
-        unsafe {
-            self.last_bad.force_unlock();
-            self.slab.force_unlock();
-            if let Some(mags) = &self.mags {
-                mags.fork_unlock();
-            }
-        }
-    }
-
     /// The last bad free found while draining magazines, if any.
     pub fn last_bad_free(&self) -> Option<FreeError> {
         *self.last_bad.lock()
@@ -655,7 +672,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// True when `addr` lies in one of this cache's slabs (for bufctl caches:
     /// is an object start).
     pub fn owns(&self, addr: usize) -> bool {
-        self.slab.lock().owns(&self.geo, addr)
+        self.slab.lock().owns(addr)
     }
 
     /// Verifies the slab lists, free chains, object states and totals.
@@ -666,7 +683,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// The cache's counters (the `::kmastat` columns and more). While other
     /// threads allocate and free, the per-CPU counters are a racy snapshot.
     pub fn stats(&self) -> CacheStats {
-        let mags = self.mags.as_ref().map(Magazines::stats);
+        let mags = self.mags.as_ref().map(CacheMagazines::stats);
         let st = self.slab.lock();
         let (cpu_allocs, cpu_frees) = mags.map_or((0, 0), |m| (m.cpu_allocs, m.cpu_frees));
         let allocs = st.direct_allocs + cpu_allocs;
@@ -691,8 +708,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             bad_frees: self.bad_frees.load(Ordering::Relaxed),
             reentrant: self.reentrant.load(Ordering::Relaxed),
             meta_errors: self.meta_errors.load(Ordering::Relaxed),
-            hash_chains: 1usize << st.hash.bits(),
+            hash_chains: 1usize << st.set.hash().bits(),
             magazines: mags,
         }
+    }
+}
+
+/// Fills a freshly taken object with zeroes if the allocation asked for it.
+fn zero_if(obj: &Taken, flags: AllocFlags) {
+    if flags.contains(AllocFlags::ZERO) {
+        obj.zero();
     }
 }

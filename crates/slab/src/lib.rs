@@ -48,6 +48,11 @@
 //! });
 //! ```
 #![no_std]
+// `unsafe` lives in `raw` (the slab layer's memory) and `handle` (pointers
+// and locks behind safe handles), plus the lock primitive `rwlock`; the
+// rest of the crate may not use it. The public API's own unsafe items
+// (`KmemCache::free`, the `QuantumCaches` impl) are allowed one by one.
+#![deny(unsafe_code)]
 
 mod builder;
 mod cache;
@@ -55,19 +60,24 @@ mod caches;
 mod error;
 mod flags;
 mod geometry;
-mod hash;
+#[allow(unsafe_code, reason = "pointers and locks behind safe handles")]
+mod handle;
 mod qcache;
+#[allow(unsafe_code, reason = "the slab layer's memory")]
 mod raw;
+#[allow(unsafe_code, reason = "the registry's lock")]
+mod rwlock;
 mod slabs;
 mod stats;
 mod supply;
 
 pub use builder::{CacheBuilder, CtorError, ObjectOps};
 pub use cache::KmemCache;
-pub use caches::{Cache, Caches, DestroyError};
+pub use caches::{Caches, DestroyError};
 pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 pub use flags::{AllocFlags, CacheFlags};
 pub use geometry::SMALL_MAX;
+pub use handle::Cache;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use stats::CacheStats;
 

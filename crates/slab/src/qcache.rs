@@ -1,10 +1,7 @@
 //! [`QCaches`]: the slab layer's quantum caches for an arena (Bonwick &
 //! Adams section 4.4), implementing [`kmem_arena::QuantumCaches`].
 
-use core::cell::UnsafeCell;
 use core::fmt::{self, Write as _};
-use spin::RwLock;
-use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
@@ -13,7 +10,9 @@ use kmem_arena::{
 };
 use kmem_magazine::Cpu;
 
-use crate::caches::{Cache, Caches};
+use crate::caches::Caches;
+use crate::handle::{Cache, QCacheList};
+use crate::raw::Freed;
 use crate::{AllocFlags, CacheBuilder, CacheStats, CreateError};
 
 /// The most quantum caches one arena gets (illumos' `VMEM_NQCACHE_MAX`): a
@@ -57,25 +56,15 @@ pub const QCACHE_MAX_CACHES: usize = 16;
 pub struct QCaches<'a, C: Cpu> {
     quantum: usize,
     max: usize,
+    /// What `Caches::qcaches` was told; the arena's builder refuses the
+    /// caches unless it matches the arena.
+    memory: bool,
     attached: AtomicBool,
-    /// Held for reading by the public queries ([`stats`](Self::stats),
-    /// [`in_use`](Self::in_use)) while they copy what they need, for
-    /// writing by `destroy`, which empties `caches`.
-    list: RwLock<()>,
-    /// Emptied only by `destroy`, which runs alone among the arena's calls
-    /// (its contract) and holds `list` for writing against the queries.
-    caches: UnsafeCell<ArrayVec<Cache<'a, C>, QCACHE_MAX_CACHES>>,
+    /// The caches, smallest size first: read without a lock by the arena's
+    /// calls, under a read lock by the queries ([`stats`](Self::stats),
+    /// [`in_use`](Self::in_use)), emptied by `destroy`.
+    pub(crate) list: QCacheList<'a, C>,
 }
-
-// SAFETY: the caches are `Sync`. The `UnsafeCell` is emptied only by
-// `destroy`, which holds `list` for writing, while the queries read it
-// under `list` for reading; the arena's calls (`alloc`, `free`, `reap`),
-// which read it without the lock, reach these caches only through the one
-// arena they are attached to, which calls `destroy` from `destroy(&mut
-// self)`, so never while one of them runs.
-unsafe impl<C: Cpu> Sync for QCaches<'_, C> {}
-// SAFETY: `Cache` handles are `Send`.
-unsafe impl<C: Cpu> Send for QCaches<'_, C> {}
 
 /// Formats `<name>_<size>` into a cache name.
 struct NameBuf {
@@ -134,48 +123,31 @@ impl<'a, C: Cpu> Caches<'a, C> {
         Ok(QCaches {
             quantum,
             max,
+            memory,
             attached: AtomicBool::new(false),
-            list: RwLock::new(()),
-            caches: UnsafeCell::new(caches),
+            list: QCacheList::new(caches),
         })
     }
 }
 
 impl<'a, C: Cpu> QCaches<'a, C> {
-    /// The caches, for the arena's calls.
-    ///
-    /// # Safety
-    /// Called from the attached arena's `alloc`, `free` or `reap` (which
-    /// `destroy` never overlaps), or with `list` held.
-    unsafe fn caches(&self) -> &[Cache<'a, C>] {
-        // SAFETY: the caller's guarantee: `destroy` is not running.
-        unsafe { &*self.caches.get() }
-    }
-
     /// The cache serving `size`, if `size` is a cached size and `arena` is
     /// the arena these caches serve.
     #[inline]
     fn cache_for(&self, arena: &Arena<'_>, size: usize) -> Option<&Cache<'a, C>> {
-        let mine = arena
-            .qcaches()
-            .is_some_and(|q| ptr::addr_eq(q as *const dyn QuantumCaches, self as *const Self));
-        if !mine || size == 0 || !size.is_multiple_of(self.quantum) {
+        let caches = self.caches_for(arena)?;
+        if size == 0 || !size.is_multiple_of(self.quantum) {
             return None;
         }
-        // SAFETY: called only from the arena's `alloc`, `free` and `reap`
-        // with `arena` the attached one (checked above).
-        unsafe { self.caches() }.get(size / self.quantum - 1)
+        caches.get(size / self.quantum - 1)
     }
 
     /// Statistics of each cache, smallest size first. They are copied out
     /// first, so `f` may do anything, destroy the arena included (it then
     /// sees what was there when the call began).
     pub fn stats(&self, mut f: impl FnMut(&CacheStats)) {
-        let copied: ArrayVec<CacheStats, QCACHE_MAX_CACHES> = {
-            let _list = self.list.read();
-            // SAFETY: `list` is held.
-            unsafe { self.caches() }.iter().map(|c| c.stats()).collect()
-        };
+        let copied: ArrayVec<CacheStats, QCACHE_MAX_CACHES> =
+            self.read_caches(|caches| caches.iter().map(|c| c.stats()).collect());
         for st in &copied {
             f(st);
         }
@@ -183,28 +155,11 @@ impl<'a, C: Cpu> QCaches<'a, C> {
 
     /// Objects allocated from the caches now.
     pub fn in_use(&self) -> u64 {
-        let _list = self.list.read();
-        // SAFETY: `list` is held.
-        unsafe { self.caches() }
-            .iter()
-            .map(|c| c.stats().buf_in_use)
-            .sum()
-    }
-
-    /// Objects allocated from the caches, counted from their slabs after
-    /// every magazine and the depot were drained into them (so a bad free
-    /// sitting in a magazine cannot hide a live object).
-    ///
-    /// # Safety
-    /// As for [`QuantumCaches::destroy`]: nothing else calls the caches.
-    unsafe fn live_after_drain(&self) -> u64 {
-        // SAFETY: the caller's guarantee.
-        let caches = unsafe { self.caches() };
-        // SAFETY: the caller's guarantee, forwarded.
-        caches.iter().map(|c| unsafe { c.drain_and_count() }).sum()
+        self.read_caches(|caches| caches.iter().map(|c| c.stats().buf_in_use).sum())
     }
 }
 
+#[allow(unsafe_code, reason = "the arena's interface is an unsafe trait")]
 // SAFETY: objects come from `KmemCache`s whose slabs are allocated from the
 // arena passed in (`alloc_from`), of `next_pow2(3 * max)` units each, and
 // sit a multiple of their size (a multiple of the quantum) from their
@@ -217,6 +172,10 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
 
     fn max(&self) -> usize {
         self.max
+    }
+
+    fn is_memory(&self) -> bool {
+        self.memory
     }
 
     fn attach(&self) -> bool {
@@ -243,47 +202,55 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
         let cache = self
             .cache_for(arena, size)
             .ok_or(ArenaFreeError::NotAllocated { addr })?;
-        // SAFETY: for a memory arena, the caller's guarantee (forwarded):
-        // `addr` is an object of this cache, no longer used. For an arena of
-        // integers a bad free is not memory-unsafe: a quantum cache is
-        // NOTOUCH (it never writes to its objects), and the slab layer
-        // refuses the free when it gets there (here, or when its magazine
-        // drains); what a double free can do is hand a value out twice,
-        // which for integers is a logic error, not undefined behaviour.
+        // SAFETY: for a memory arena, the caller's guarantee: `addr` is an
+        // object of this cache, no longer used. For an arena of integers a
+        // bad free is not memory-unsafe: a quantum cache is NOTOUCH (it
+        // never writes to its objects), and the slab layer refuses the free
+        // when it gets there (here, or when its magazine drains); what a
+        // double free can do is hand a value out twice, which for integers
+        // is a logic error, not undefined behaviour.
+        let obj = unsafe { Freed::new(addr) };
         // The arena's call is under way: no new section.
-        unsafe { cache.free_in(addr) }.map_err(|_| ArenaFreeError::Cached { addr })
+        cache
+            .free_in(obj)
+            .map_err(|_| ArenaFreeError::Cached { addr })
     }
 
     fn reap(&self, arena: &Arena<'_>) -> usize {
-        if self.cache_for(arena, self.quantum).is_none() {
+        let Some(caches) = self.caches_for(arena) else {
             return 0;
-        }
-        // SAFETY: `arena` is the attached arena (checked above), calling.
-        unsafe { self.caches() }
-            .iter()
-            .map(|c| c.reap_from(Some(arena)))
-            .sum()
+        };
+        caches.iter().map(|c| c.reap_from(Some(arena))).sum()
     }
 
     unsafe fn destroy(&self, arena: &Arena<'_>) -> Result<(), usize> {
-        // SAFETY: the caller guarantees no other call of the arena's runs.
-        let live = unsafe { self.live_after_drain() };
+        // Withdrawn first, as a cache's own destroy does: no walk of the
+        // registry on another thread, and no thread-exit hook, reaches the
+        // caches while every slot is drained.
+        let caches = self.caches_for(arena).unwrap_or(&[]);
+        caches.iter().for_each(Cache::withdraw);
+        // SAFETY: the caller guarantees no other call of the arena's runs,
+        // and nothing else reaches the withdrawn caches.
+        let live = unsafe { self.drain_and_count() };
         if live > 0 {
+            for c in caches {
+                // SAFETY: withdrawn just above.
+                unsafe { c.relist() };
+            }
             return Err(usize::try_from(live).unwrap_or(usize::MAX));
         }
-        let _list = self.list.write();
-        // SAFETY: no call of the arena's runs (the caller's guarantee), and
-        // the queries wait for `list`.
-        let caches = unsafe { &mut *self.caches.get() };
-        for c in caches.drain(..) {
-            // Nothing is live, so each cache gives its slabs back. Were one
-            // to refuse, it is withdrawn from the registry and the platform
-            // and leaked with its slabs (the arena's own check of live
-            // segments then refuses), never left behind registered.
-            if let Err(e) = c.destroy_in(Some(arena)) {
-                e.cache.abandon();
-            }
-        }
+        // Nothing is live, so each cache gives its slabs back. Were one to
+        // refuse, it is withdrawn from the registry and the platform and
+        // leaked with its slabs (the arena's own check of live segments then
+        // refuses), never left behind registered.
+        // SAFETY: as above: no call of the arena's runs during this one.
+        unsafe {
+            self.drain_list(|c| {
+                if let Err(e) = c.destroy_in(Some(arena)) {
+                    e.cache.abandon();
+                }
+            })
+        };
         Ok(())
     }
 }

@@ -5,132 +5,86 @@
 //! Every path that touches the source takes it as a parameter: a cache's own
 //! source, or for a quantum cache (which stores none) the arena that called.
 
-use core::ptr::NonNull;
-
-use kmem_arena::{Arena, Constraints, Policy, Source};
+use kmem_arena::{Arena, Source};
 use kmem_magazine::{Cpu, Section};
 
-use crate::cache::{KmemCache, MagSrc};
+use crate::cache::KmemCache;
 use crate::error::AllocError;
 use crate::geometry::Layout;
-use crate::hash::table_bytes;
-use crate::raw::{self, SlabHeader};
-use crate::slabs::{self, From};
-use crate::AllocFlags;
+use crate::handle::take_unregistered;
+use crate::raw::{build_bufctl, build_small, table_bytes, EmptySlab, NewSlab, SlabBuffer, Stock};
+use crate::slabs::From;
 
-impl<'a, C: Cpu> KmemCache<'a, C> {
+impl<C: Cpu> KmemCache<'_, C> {
     /// Builds one empty slab from `src`, outside the cache lock.
-    pub(crate) fn grow(&self, src: Option<&Arena<'_>>) -> Result<NonNull<SlabHeader>, AllocError> {
+    pub(crate) fn grow(&self, src: Option<&Arena<'_>>) -> Result<NewSlab, AllocError> {
         let src = src.ok_or(AllocError::QuantumCache)?;
-        let size = self.geo.slab_size;
-        let base = if self.xalloc {
-            src.xalloc(size, &Constraints::new().align(self.slab_align))
-        } else {
-            src.alloc(size, Policy::InstantFit)
-        }
-        .map_err(|_| AllocError::Exhausted)?;
-        if base % self.slab_align != 0 {
+        let buf = SlabBuffer::alloc(src, self.shape).ok_or(AllocError::Exhausted)?;
+        if buf.base() % self.shape.align() != 0 {
             // A source whose spans are not aligned to its quantum.
-            self.free_buffer(src, base);
+            self.free_buffer(src, buf);
             return Err(AllocError::Exhausted);
         }
         let slab = match self.geo.layout {
-            Layout::Small { .. } => {
-                // SAFETY: a fresh, aligned slab buffer from a memory source.
-                unsafe { slabs::build_small(&self.geo, base) }
-            }
-            Layout::Bufctl => self
-                .grow_bufctl(base)
-                .inspect_err(|_| self.free_buffer(src, base))?,
+            Layout::Small { .. } => build_small(buf, &self.geo),
+            Layout::Bufctl => self.grow_bufctl(buf).map_err(|buf| {
+                self.free_buffer(src, buf);
+                AllocError::Exhausted
+            })?,
         };
         // Every object of a fresh slab is free (the header of a small slab,
         // after them, stays usable).
         #[cfg(kmem_asan)]
         if self.memory {
-            kmem_arena::asan::poison(base, self.geo.per_slab as usize * self.geo.size);
+            kmem_arena::asan::poison(slab.base(), self.geo.per_slab as usize * self.geo.size);
         }
         Ok(slab)
     }
 
-    fn grow_bufctl(&self, base: usize) -> Result<NonNull<SlabHeader>, AllocError> {
+    /// The header and bufctls of a bufctl slab over `buf`, from the
+    /// bootstrap caches; `Err` hands `buf` back.
+    fn grow_bufctl(&self, buf: SlabBuffer) -> Result<NewSlab, SlabBuffer> {
         let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
-        let raw_alloc = |c: &KmemCache<'a, C>| {
-            c.alloc_from_slab(c.source, AllocFlags::ATOMIC)
-                .ok()
-                .and_then(|a| NonNull::new(a as *mut u8))
+        let Some(header) = ctx.slab_cache.take_bootstrap() else {
+            return Err(buf);
         };
-        let header = raw_alloc(&ctx.slab_cache).ok_or(AllocError::Exhausted)?;
-        // Take every bufctl first, chained through their first word, so a
-        // shortage undoes cleanly.
-        let mut chain = raw::NONE;
+        // Take every bufctl first, so a shortage undoes cleanly.
+        let mut stock = Stock::new();
         for _ in 0..self.geo.per_slab {
-            match raw_alloc(&ctx.bufctl_cache) {
-                Some(bc) => {
-                    // SAFETY: a fresh bufctl-cache object, owned here.
-                    unsafe { raw::write_link(bc.as_ptr() as usize, chain) };
-                    chain = bc.as_ptr() as usize;
-                }
+            match ctx.bufctl_cache.take_bootstrap() {
+                Some(bc) => stock.push(bc),
                 None => {
-                    while chain != raw::NONE {
-                        // SAFETY: an object of the chain built above.
-                        let next = unsafe { raw::read_link(chain) };
-                        let _ = ctx.bufctl_cache.release(chain, From::User, true);
-                        chain = next;
+                    while let Some(bc) = stock.pop() {
+                        let _ = ctx.bufctl_cache.release(bc.into_freed(), From::User, true);
                     }
                     let _ = ctx
                         .slab_cache
-                        .release(header.as_ptr() as usize, From::User, true);
-                    return Err(AllocError::Exhausted);
+                        .release(header.into_freed(), From::User, true);
+                    return Err(buf);
                 }
             }
         }
-        let pop = || {
-            let bc = chain;
-            // SAFETY: the chain holds exactly `per_slab` objects.
-            chain = unsafe { raw::read_link(bc) };
-            // SAFETY: objects are never at address 0 (they are memory).
-            unsafe { NonNull::new_unchecked(bc as *mut u8) }
-        };
-        // SAFETY: `header` and the chained bufctls are fresh objects of the
-        // bootstrap caches, sized and aligned for their structs.
-        Ok(unsafe { slabs::build_bufctl(&self.geo, base, header, pop) })
+        Ok(build_bufctl(buf, &self.geo, header, stock))
     }
 
-    fn free_buffer(&self, src: &Arena<'_>, base: usize) {
-        let size = self.geo.slab_size;
-        // SAFETY: the slab's buffer, allocated from `src` by `grow` with this
-        // size (by `xalloc` exactly when `self.xalloc`); the slab is
-        // unlinked and empty, so nothing uses it any more.
-        let freed = unsafe {
-            if self.xalloc {
-                src.xfree_memory(base, size)
-            } else {
-                src.free_memory(base, size)
-            }
-        };
-        if freed.is_err() {
+    /// Gives a slab buffer back to `src`, the arena it came from.
+    fn free_buffer(&self, src: &Arena<'_>, buf: SlabBuffer) {
+        if buf.free(src).is_err() {
             self.count_meta_error();
         }
     }
 
     /// Frees an unlinked empty slab to `src`: bufctls, header, buffer.
-    fn free_slab(&self, src: &Arena<'_>, slab: NonNull<SlabHeader>) {
-        // SAFETY: unlinked by `pop_empty`, still live.
-        let base = unsafe { slabs::base_of(slab) };
-        if self.geo.layout == Layout::Bufctl {
+    fn free_slab(&self, src: &Arena<'_>, slab: EmptySlab) {
+        let parts = slab.into_parts();
+        if let Some(header) = parts.header {
             let ctx = self.ctx.expect("kmem-slab: bufctl caches have a context");
-            // SAFETY: the slab was unlinked by `pop_empty`; its bufctls are
-            // live until released here, one by one after being read.
-            for bc in unsafe { slabs::bufctls_of(slab) } {
-                let _ = ctx
-                    .bufctl_cache
-                    .release(bc.as_ptr() as usize, From::User, true);
+            for bc in parts.bufctls {
+                let _ = ctx.bufctl_cache.release(bc, From::User, true);
             }
-            let _ = ctx
-                .slab_cache
-                .release(slab.as_ptr() as usize, From::User, true);
+            let _ = ctx.slab_cache.release(header, From::User, true);
         }
-        self.free_buffer(src, base);
+        self.free_buffer(src, parts.buffer);
     }
 
     /// Frees every empty slab to `src`; returns the bytes given back.
@@ -164,51 +118,36 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// [`reap`](Self::reap), giving empty slabs back to `src`.
     pub(crate) fn reap_from(&self, src: Option<&Arena<'_>>) -> usize {
-        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
-            // SAFETY: every magazine of a cache comes from its context's
-            // magazine cache.
-            unsafe { mags.drain_depot(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj)) };
+        if let Some(mags) = &self.mags {
+            mags.drain_depot(|obj| self.drain_one(obj));
         }
         let freed = src.map_or(0, |src| self.free_empty_slabs(src));
         self.rescale_hash(true);
         freed
     }
 
-    /// Moves every round of every slot and of the depot to the slabs and
-    /// returns the objects allocated from them: the live objects, whatever
-    /// the counters say.
-    ///
-    /// # Safety
-    /// No other call on this cache runs during this one.
-    pub(crate) unsafe fn drain_and_count(&self) -> u64 {
-        if let (Some(mags), Some(ctx)) = (&self.mags, self.ctx) {
-            // SAFETY: as in `reap_from`; no slot is in use (the contract).
-            unsafe { mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj)) };
-        }
+    /// Objects out of the slabs (held by users or in magazines).
+    pub(crate) fn live(&self) -> u64 {
         self.slab.lock().busy
     }
 
     /// Resizes the hash to what its load calls for, allocating and freeing
     /// tables outside the cache lock.
     pub(crate) fn rescale_hash(&self, allow_shrink: bool) {
-        let Some(bits) = self.slab.lock().hash.resize_target(allow_shrink) else {
+        let Some(bits) = self.slab.lock().set.hash().resize_target(allow_shrink) else {
             return;
         };
-        let bytes = table_bytes(bits);
-        let Some(mem) = self.meta_alloc(bytes) else {
+        let Some(table) = self.meta_alloc(table_bytes(bits)) else {
             return;
         };
         let mut st = self.slab.lock();
-        if st.hash.resize_target(allow_shrink) == Some(bits) {
-            // SAFETY: fresh metadata memory of `table_bytes(bits)` bytes.
-            let (old, old_bytes) =
-                unsafe { st.hash.rehash(NonNull::new_unchecked(mem as *mut u8), bits) };
-            drop(st);
-            self.meta_free(old, old_bytes);
+        let spare = if st.set.hash().resize_target(allow_shrink) == Some(bits) {
+            st.set.rehash(table, bits)
         } else {
-            drop(st);
-            self.meta_free(mem, bytes);
-        }
+            table
+        };
+        drop(st);
+        self.meta_free(spare);
     }
 
     /// Moves every magazine to the slabs, then frees every slab to `src`;
@@ -216,9 +155,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// while slabs exist and there is no source to give them to (a quantum
     /// cache whose arena is gone keeps them, as leaked).
     pub(crate) fn teardown(&mut self, src: Option<&Arena<'_>>) -> Result<(), u64> {
-        if let (Some(mags), Some(ctx)) = (self.mags.take(), self.ctx) {
-            // SAFETY: as in `reap_from`; `&mut self`: no slot is in use.
-            unsafe { mags.drain_all(&MagSrc(&ctx.magazine_cache), |obj| self.drain_one(obj)) };
+        // Out of the cache while it drains: destructors run as in a cache
+        // without magazines.
+        if let Some(mut mags) = take_unregistered(&mut self.mags) {
+            mags.drain_owned(|obj| self.drain_one(obj));
             self.mags = Some(mags);
         }
         let (busy, slabs) = {
@@ -236,9 +176,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             None => {}
         }
         self.free_hash();
-        self.mags = None;
-        if let Some((mem, bytes)) = self.percpu.take() {
-            self.meta_free(mem, bytes);
+        if let Some(mags) = self.mags.take() {
+            self.meta_free(mags.into_percpu());
         }
         if let Some(own) = self.source {
             own.remove_importer();

@@ -1,0 +1,43 @@
+//! Pointers and locks the compiler cannot follow, behind safe handles:
+//! with [`raw`](crate::raw), the only module of this crate with `unsafe`
+//! code.
+//!
+//! - `registry.rs`: [`Cache`], a created cache placed in a `kmem_cache`
+//!   object and referring back to its set; the set's [`Registry`] of
+//!   caches; `Caches::create` and the teardown of a created cache.
+//! - `magazines.rs`: [`CacheMagazines`], a cache's magazine layer bound to
+//!   the one magazine source it may use, on its per-CPU array.
+//! - `qcaches.rs`: [`QCacheList`], the caches of a `QCaches`, read without
+//!   a lock by the arena they serve.
+//! - `fork.rs`: the locks of a set kept across `fork()`.
+//! - [`call_out`]: a constructor or destructor run with the context's
+//!   operation mark lifted.
+
+mod fork;
+mod magazines;
+mod qcaches;
+mod registry;
+
+use kmem_magazine::{Cpu, Section};
+
+pub(crate) use magazines::{take_unregistered, CacheMagazines};
+pub(crate) use qcaches::QCacheList;
+pub use registry::Cache;
+pub(crate) use registry::Registry;
+
+/// Runs a constructor or destructor: with the context's operation mark
+/// lifted (it may allocate, from the same cache too), when the cache has
+/// magazines on `cpu`. Callers hold no lock of the cache: one held would
+/// make an allocation in `f` wait for ever.
+pub(crate) fn call_out<C: Cpu, R>(cpu: Option<&C>, f: impl FnOnce() -> R) -> R {
+    match cpu {
+        // SAFETY: no code of this crate holds slot state, which is private
+        // to the magazine layer, and the layer runs none of this crate's
+        // code (magazine source, drain sinks) while it holds it: an
+        // allocation made by `f` cannot reach slot state in use. A lock
+        // held across `f` could only make such an allocation spin (a hang,
+        // not unsoundness); callers hold none.
+        Some(cpu) => unsafe { Section::outside(cpu, f) },
+        None => f(),
+    }
+}

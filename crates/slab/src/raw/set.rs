@@ -1,0 +1,442 @@
+//! [`SlabSet`]: every slab of one cache, each on the full, partial or empty
+//! list its busy count calls for, and in the address hash; objects out of
+//! them and back; slabs in and out.
+//!
+//! The set owns its slabs. A slab enters as a [`NewSlab`] and leaves as an
+//! [`EmptySlab`] (both `&mut self`), having left the lists and the hash
+//! first, so every pointer the set follows names a live header or bufctl.
+//! Its free chain holds exactly the free objects of a small slab (bit
+//! clear), its free list exactly the bufctls in state `Free`.
+
+use core::ptr::{self, NonNull};
+
+use crate::error::BadFree;
+use crate::geometry::{Geometry, Layout};
+
+use super::build::NewSlab;
+use super::hash::AddrHash;
+use super::memory::{BufferShape, MetaMem, SlabBuffer};
+use super::slab::{BufState, Bufctl, HashNode, SlabHeader, SlabList};
+use super::{Freed, Taken};
+
+/// A doubly linked list of slab headers.
+struct SlabQueue {
+    head: *mut SlabHeader,
+    len: usize,
+}
+
+impl SlabQueue {
+    const fn new() -> Self {
+        Self {
+            head: ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    fn first(&self) -> Option<NonNull<SlabHeader>> {
+        NonNull::new(self.head)
+    }
+
+    /// # Safety
+    /// `slab` is a live header of the set on no list, and nothing else
+    /// accesses the set's headers meanwhile.
+    unsafe fn push(&mut self, slab: NonNull<SlabHeader>, list: SlabList) {
+        let s = slab.as_ptr();
+        // SAFETY: live headers of the set (the caller's guarantee, and the
+        // list holds only live ones).
+        unsafe {
+            (*s).list = list;
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// # Safety
+    /// `slab` is a live header on this list, and nothing else accesses the
+    /// set's headers meanwhile.
+    unsafe fn remove(&mut self, slab: NonNull<SlabHeader>) {
+        let s = slab.as_ptr();
+        // SAFETY: live headers on this list (the caller's guarantee).
+        unsafe {
+            if (*s).prev.is_null() {
+                self.head = (*s).next;
+            } else {
+                (*(*s).prev).next = (*s).next;
+            }
+            if !(*s).next.is_null() {
+                (*(*s).next).prev = (*s).prev;
+            }
+            (*s).next = ptr::null_mut();
+            (*s).prev = ptr::null_mut();
+        }
+        self.len -= 1;
+    }
+
+    /// The headers, borrowed with the list.
+    fn iter(&self) -> impl Iterator<Item = &SlabHeader> + '_ {
+        let mut at = self.head;
+        core::iter::from_fn(move || {
+            // SAFETY: a live header on this list; the borrow of the list
+            // (and so of its set) keeps it live and unchanged.
+            let s = unsafe { at.as_ref()? };
+            at = s.next;
+            Some(s)
+        })
+    }
+}
+
+/// Where an object's slab was found.
+enum Found {
+    /// In the small slab with this header.
+    Small(NonNull<SlabHeader>),
+    /// At this bufctl.
+    Bufctl(NonNull<Bufctl>),
+}
+
+/// Every slab of one cache.
+pub(crate) struct SlabSet<'a> {
+    full: SlabQueue,
+    partial: SlabQueue,
+    empty: SlabQueue,
+    /// Small layout: slab headers by slab base. Bufctl layout: every
+    /// bufctl by buffer address.
+    hash: AddrHash<'a>,
+    small: bool,
+    /// Rounds an object's address down to its slab's base (small layout).
+    slab_mask: usize,
+    /// An object's size when the objects are memory, else 0.
+    object_bytes: usize,
+    /// How every slab buffer of the set was allocated.
+    shape: BufferShape,
+}
+
+// SAFETY: the set owns every slab it points into (headers, bufctls, their
+// buffers) and its hash table; moving it to another thread moves that
+// ownership. It is not `Sync` (shared, it hands out `&SlabHeader`s).
+unsafe impl Send for SlabSet<'_> {}
+
+impl<'a> SlabSet<'a> {
+    /// An empty set for slabs of `geo` in buffers of `shape`, hashed in
+    /// `hash`. `memory` says whether the objects are memory: trusted (see
+    /// the [module docs](super)).
+    pub(crate) fn new(
+        geo: &Geometry,
+        memory: bool,
+        shape: BufferShape,
+        hash: AddrHash<'a>,
+    ) -> Self {
+        Self {
+            full: SlabQueue::new(),
+            partial: SlabQueue::new(),
+            empty: SlabQueue::new(),
+            hash,
+            small: matches!(geo.layout, Layout::Small { .. }),
+            slab_mask: !(geo.slab_size - 1),
+            object_bytes: if memory { geo.size } else { 0 },
+            shape,
+        }
+    }
+
+    /// An object's size when the cache's objects are memory, else 0.
+    pub(crate) fn object_bytes(&self) -> usize {
+        self.object_bytes
+    }
+
+    fn queue(&mut self, list: SlabList) -> &mut SlabQueue {
+        match list {
+            SlabList::Full => &mut self.full,
+            SlabList::Partial => &mut self.partial,
+            SlabList::Empty => &mut self.empty,
+        }
+    }
+
+    /// Slabs on `list`.
+    pub(crate) fn len(&self, list: SlabList) -> usize {
+        match list {
+            SlabList::Full => self.full.len,
+            SlabList::Partial => self.partial.len,
+            SlabList::Empty => self.empty.len,
+        }
+    }
+
+    /// The slabs on `list`.
+    pub(crate) fn iter(&self, list: SlabList) -> impl Iterator<Item = &SlabHeader> + '_ {
+        match list {
+            SlabList::Full => self.full.iter(),
+            SlabList::Partial => self.partial.iter(),
+            SlabList::Empty => self.empty.iter(),
+        }
+    }
+
+    /// The address hash.
+    pub(crate) fn hash(&self) -> &AddrHash<'a> {
+        &self.hash
+    }
+
+    /// Moves the hash to `table` of `2^bits` chains; returns the memory to
+    /// give back (see [`AddrHash::rehash`]).
+    pub(crate) fn rehash(&mut self, table: MetaMem<'a>, bits: u32) -> MetaMem<'a> {
+        self.hash.rehash(table, bits)
+    }
+
+    /// Takes the hash table out to be given back, leaving a hash that finds
+    /// nothing: for a torn-down cache, whose set is empty.
+    pub(crate) fn retire_table(&mut self) -> Option<MetaMem<'a>> {
+        debug_assert_eq!(self.len(SlabList::Full) + self.len(SlabList::Partial), 0);
+        self.hash.retire()
+    }
+
+    /// Moves `slab` to the list its busy count calls for.
+    ///
+    /// # Safety
+    /// `slab` is a live header of the set on one of its lists, and nothing
+    /// else accesses the set's headers meanwhile.
+    unsafe fn refile(&mut self, slab: NonNull<SlabHeader>) {
+        // SAFETY: the caller's guarantee.
+        let (busy, total, have) = unsafe {
+            let s = slab.as_ptr();
+            ((*s).busy, (*s).total, (*s).list)
+        };
+        let want = match busy {
+            0 => SlabList::Empty,
+            b if b == total => SlabList::Full,
+            _ => SlabList::Partial,
+        };
+        if want != have {
+            // SAFETY: the slab is on `have` and goes on `want`.
+            unsafe {
+                self.queue(have).remove(slab);
+                self.queue(want).push(slab, want);
+            }
+        }
+    }
+
+    /// Takes a free object from a partial slab, else an empty one; a
+    /// bufctl's state becomes `state`.
+    pub(crate) fn take(&mut self, state: BufState) -> Option<Taken> {
+        let slab = self.partial.first().or_else(|| self.empty.first())?;
+        // SAFETY: a live header of the set; `&mut self` makes this the only
+        // access to it.
+        let s = unsafe { &mut *slab.as_ptr() };
+        let addr = if self.small {
+            s.pop_object()
+        } else {
+            s.pop_bufctl(state)
+        };
+        s.busy += 1;
+        // SAFETY: live, on a list of the set; `s` is not used again.
+        unsafe { self.refile(slab) };
+        Some(Taken {
+            addr,
+            bytes: self.object_bytes,
+        })
+    }
+
+    /// Finds the slab (and bufctl) that owns `obj`.
+    fn find(&self, obj: usize) -> Option<Found> {
+        if self.small {
+            let node = self.hash.find(obj & self.slab_mask)?;
+            Some(Found::Small(node.cast::<SlabHeader>()))
+        } else {
+            let node = self.hash.find(obj)?;
+            Some(Found::Bufctl(node.cast::<Bufctl>()))
+        }
+    }
+
+    /// True when `obj` lies in one of the slabs (for the bufctl layout: is
+    /// an object start).
+    pub(crate) fn owns(&self, obj: usize) -> bool {
+        self.find(obj).is_some()
+    }
+
+    /// Checks, changing nothing, that `obj` may come back: an allocated
+    /// object of a small slab, or an object whose bufctl is in state
+    /// `want`.
+    pub(crate) fn validate(&self, obj: usize, want: BufState) -> Result<(), BadFree> {
+        match self.find(obj).ok_or(BadFree::Foreign)? {
+            Found::Small(slab) => {
+                // SAFETY: a small set's hash holds live headers only (each
+                // begins with its node); the borrow of the set keeps it.
+                unsafe { slab.as_ref() }.check_object(obj).map(|_| ())
+            }
+            Found::Bufctl(bc) => {
+                // SAFETY: a bufctl set's hash holds live bufctls only.
+                if unsafe { bc.as_ref() }.state != want {
+                    return Err(BadFree::DoubleFree);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets a tracked (bufctl) object's state, unless its bufctl is free.
+    pub(crate) fn mark(&mut self, obj: usize, state: BufState) {
+        debug_assert_ne!(state, BufState::Free);
+        if let Some(Found::Bufctl(bc)) = self.find(obj) {
+            // SAFETY: a live bufctl of the set; `&mut self` makes this the
+            // only access to it.
+            let b = unsafe { &mut *bc.as_ptr() };
+            // A free bufctl stays on its slab's free list, in state `Free`.
+            if b.state != BufState::Free {
+                b.state = state;
+            }
+        }
+    }
+
+    /// Gives `obj` (already destructed) back to its slab, after checking it
+    /// as [`validate`](Self::validate) does; a refusal changes nothing.
+    pub(crate) fn give(&mut self, obj: Freed, want: BufState) -> Result<(), BadFree> {
+        let slab = match self.find(obj.addr()).ok_or(BadFree::Foreign)? {
+            Found::Small(slab) => {
+                // SAFETY: a live header of the set; `&mut self` makes this
+                // the only access to it.
+                unsafe { &mut *slab.as_ptr() }.give_object(obj)?;
+                slab
+            }
+            Found::Bufctl(bc) => {
+                // SAFETY: a live bufctl of the set.
+                let (state, slab) = unsafe { ((*bc.as_ptr()).state, (*bc.as_ptr()).slab) };
+                if state != want {
+                    return Err(BadFree::DoubleFree);
+                }
+                let slab = NonNull::new(slab).expect("kmem-slab: bufctl without slab");
+                // SAFETY: the live header of the bufctl's slab; the bufctl is
+                // not `Free`, so off the free list; `&mut self` makes these
+                // the only accesses.
+                unsafe { (*slab.as_ptr()).push_bufctl(bc) };
+                slab
+            }
+        };
+        // SAFETY: live, on a list of the set, and only reached from here.
+        unsafe {
+            (*slab.as_ptr()).busy -= 1;
+            self.refile(slab);
+        }
+        Ok(())
+    }
+
+    /// Adds a freshly built, empty slab.
+    ///
+    /// # Panics
+    /// If the slab was built for another layout or buffer shape.
+    pub(crate) fn insert(&mut self, slab: NewSlab) {
+        let h = slab.header;
+        // SAFETY: a built header that the `NewSlab` owned alone, the set's
+        // from now on.
+        let (small, mut at) = unsafe { ((*h.as_ptr()).is_small(), (*h.as_ptr()).free_bufctl) };
+        assert!(
+            small == self.small && slab.shape == self.shape,
+            "kmem-slab: slab built for another cache"
+        );
+        if small {
+            // SAFETY: live, owned by the set, in no chain; it leaves the
+            // hash before the set lets it go (`pop_empty`).
+            unsafe { self.hash.insert(h.cast::<HashNode>()) };
+        } else {
+            while let Some(bc) = NonNull::new(at) {
+                // SAFETY: the bufctls of a new slab are live and all free;
+                // each leaves the hash before the set lets it go.
+                unsafe {
+                    at = (*bc.as_ptr()).next_free;
+                    self.hash.insert(bc.cast::<HashNode>());
+                }
+            }
+        }
+        // SAFETY: a live header of the set on no list.
+        unsafe { self.empty.push(h, SlabList::Empty) };
+    }
+
+    /// Unlinks an empty slab (and its hash entries) for the caller to give
+    /// back.
+    pub(crate) fn pop_empty(&mut self) -> Option<EmptySlab> {
+        let slab = self.empty.first()?;
+        // SAFETY: a live header on the empty list; `&mut self`.
+        unsafe { self.empty.remove(slab) };
+        // SAFETY: as above; an empty slab's bufctls are live and all free.
+        let (base, mut at) = unsafe { ((*slab.as_ptr()).base, (*slab.as_ptr()).free_bufctl) };
+        if self.small {
+            self.hash.remove(base);
+        } else {
+            while let Some(bc) = NonNull::new(at) {
+                // SAFETY: a live bufctl of this slab.
+                let key = unsafe {
+                    at = (*bc.as_ptr()).next_free;
+                    (*bc.as_ptr()).node.key
+                };
+                self.hash.remove(key);
+            }
+        }
+        Some(EmptySlab {
+            header: slab,
+            shape: self.shape,
+        })
+    }
+}
+
+/// An empty slab out of its set: it owns its buffer, header and bufctls,
+/// given back through [`into_parts`](Self::into_parts) (dropped, they leak).
+pub(crate) struct EmptySlab {
+    header: NonNull<SlabHeader>,
+    shape: BufferShape,
+}
+
+/// What an [`EmptySlab`] is made of, each to be given back.
+pub(crate) struct SlabParts {
+    /// The buffer, to the arena slabs come from.
+    pub(crate) buffer: SlabBuffer,
+    /// A bufctl slab's header, to `kmem_slab` (after the bufctls).
+    pub(crate) header: Option<Freed>,
+    /// A bufctl slab's bufctls, to `kmem_bufctl`.
+    pub(crate) bufctls: FreeBufctls,
+}
+
+impl EmptySlab {
+    pub(crate) fn into_parts(self) -> SlabParts {
+        let h = self.header.as_ptr();
+        // SAFETY: a live header that only this token reaches (the set let
+        // it go in `pop_empty`).
+        let (base, small, first) = unsafe { ((*h).base, (*h).is_small(), (*h).free_bufctl) };
+        let header = if small {
+            // In the buffer, which goes back as a whole.
+            None
+        } else {
+            // SAFETY: a `kmem_slab` object (`build_bufctl` placed the header
+            // in it), owned by this slab and, the slab out of its set and
+            // its bufctls read through `first` only, used by nothing after
+            // this.
+            Some(unsafe { Freed::new(h as usize) })
+        };
+        SlabParts {
+            // Its memory flag matters only to build a slab; this one is
+            // given back.
+            buffer: SlabBuffer::of_slab(base, self.shape, false),
+            header,
+            bufctls: FreeBufctls { at: first },
+        }
+    }
+}
+
+/// The bufctls of an [`EmptySlab`], each read before it is handed out.
+pub(crate) struct FreeBufctls {
+    at: *mut Bufctl,
+}
+
+impl Iterator for FreeBufctls {
+    type Item = Freed;
+
+    fn next(&mut self) -> Option<Freed> {
+        let bc = NonNull::new(self.at)?;
+        // SAFETY: a bufctl of the slab taken apart, live until handed out
+        // below (the previous ones were read before they were).
+        self.at = unsafe { (*bc.as_ptr()).next_free };
+        // SAFETY: a `kmem_bufctl` object (`build_bufctl` placed it there),
+        // owned by the slab taken apart and, its link read, used by nothing
+        // after this.
+        Some(unsafe { Freed::new(bc.as_ptr() as usize) })
+    }
+}

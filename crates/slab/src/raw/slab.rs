@@ -1,0 +1,336 @@
+//! One slab's memory: its header, its bufctls, the links that free objects
+//! of a small slab carry in their first word, and a small slab's allocated
+//! bitmap. Building a slab is `build.rs`.
+//!
+//! A small slab is one buffer: objects from its base, then the bitmap, then
+//! the header at its end. A bufctl slab's header and bufctls are objects of
+//! the bootstrap caches `kmem_slab` and `kmem_bufctl`; its buffer is never
+//! touched (its objects may not be memory).
+//!
+//! Headers and bufctls are made only here, so a `&SlabHeader` or `&Bufctl`
+//! always names a live one of some [`SlabSet`](super::SlabSet), borrowed
+//! from it; they change only through `&mut` of that set.
+
+use core::ptr::{self, NonNull};
+
+use crate::error::BadFree;
+
+use super::Freed;
+
+/// "No object" in a free-object chain (0 may be a valid address).
+pub(crate) const NONE: usize = usize::MAX;
+
+/// A node of an [`AddrHash`](super::AddrHash) chain, first in the structs
+/// the hash holds.
+#[repr(C)]
+pub(crate) struct HashNode {
+    pub(super) key: usize,
+    pub(super) next: *mut HashNode,
+}
+
+/// Which list a slab is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SlabList {
+    Full,
+    Partial,
+    Empty,
+}
+
+/// A slab: at the end of its buffer for small objects, or in a `kmem_slab`
+/// object for bufctl slabs.
+#[repr(C)]
+pub(crate) struct SlabHeader {
+    /// Keyed by the slab base in the small-slab membership hash.
+    pub(super) node: HashNode,
+    pub(super) next: *mut SlabHeader,
+    pub(super) prev: *mut SlabHeader,
+    /// First byte of the slab's buffer.
+    pub(super) base: usize,
+    /// Small slabs: first free object, its link in its first word.
+    pub(super) free_obj: usize,
+    /// Bufctl slabs: first free bufctl.
+    pub(super) free_bufctl: *mut Bufctl,
+    pub(super) busy: u32,
+    pub(super) total: u32,
+    pub(super) list: SlabList,
+    /// Small slabs: the object size (the allocated bitmap, `total` bits,
+    /// sits right below the header); 0 for a bufctl slab. In what was the
+    /// header's padding, so the header keeps its size.
+    obj_size: u32,
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<SlabHeader>() == 72);
+
+/// The state of a bufctl's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum BufState {
+    /// In its slab, unconstructed: exactly the bufctls on its free list.
+    Free,
+    /// Held by the user.
+    Allocated,
+    /// In a magazine, constructed (tracked only by `DEBUG` caches).
+    Cached,
+}
+
+/// Controls one buffer of a bufctl slab; stays in the cache's hash for the
+/// life of its slab, so a lookup tells "not ours" from "not allocated".
+#[repr(C)]
+pub(crate) struct Bufctl {
+    pub(super) node: HashNode,
+    pub(super) next_free: *mut Bufctl,
+    pub(super) slab: *mut SlabHeader,
+    pub(super) state: BufState,
+}
+
+/// Reads the link in the first word of `obj`.
+///
+/// # Safety
+/// `obj` is a word of memory, aligned, that the caller owns.
+pub(super) unsafe fn read_link(obj: usize) -> usize {
+    // SAFETY: the caller's guarantee.
+    unsafe { ptr::read(obj as *const usize) }
+}
+
+/// Stores `next` in the first word of `obj`.
+///
+/// # Safety
+/// As [`read_link`].
+pub(super) unsafe fn write_link(obj: usize, next: usize) {
+    // SAFETY: the caller's guarantee.
+    unsafe { ptr::write(obj as *mut usize, next) }
+}
+
+/// [`read_link`] of a free small object, whose memory AddressSanitizer
+/// builds keep poisoned: the link word is unpoisoned just for the read.
+///
+/// # Safety
+/// As [`read_link`].
+pub(super) unsafe fn read_free_link(obj: usize) -> usize {
+    kmem_arena::asan::unpoison(obj, 8);
+    // SAFETY: forwarded.
+    let next = unsafe { read_link(obj) };
+    kmem_arena::asan::poison(obj, 8);
+    next
+}
+
+/// [`write_link`] of an object being freed, leaving the link word poisoned
+/// (in AddressSanitizer builds) like the rest of a free object.
+///
+/// # Safety
+/// As [`read_link`].
+pub(super) unsafe fn write_free_link(obj: usize, next: usize) {
+    kmem_arena::asan::unpoison(obj, 8);
+    // SAFETY: forwarded.
+    unsafe { write_link(obj, next) };
+    kmem_arena::asan::poison(obj, 8);
+}
+
+impl SlabHeader {
+    pub(super) const fn empty(base: usize, total: u32, obj_size: u32) -> Self {
+        Self {
+            node: HashNode {
+                key: base,
+                next: ptr::null_mut(),
+            },
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            base,
+            free_obj: NONE,
+            free_bufctl: ptr::null_mut(),
+            busy: 0,
+            total,
+            list: SlabList::Empty,
+            obj_size,
+        }
+    }
+
+    /// First byte of the slab's buffer.
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Objects out of this slab.
+    pub(crate) fn busy(&self) -> u32 {
+        self.busy
+    }
+
+    /// Objects in this slab.
+    pub(crate) fn total(&self) -> u32 {
+        self.total
+    }
+
+    /// The list the slab is on.
+    pub(crate) fn list(&self) -> SlabList {
+        self.list
+    }
+
+    pub(super) fn is_small(&self) -> bool {
+        self.obj_size != 0
+    }
+
+    /// Small slabs: the first free object, [`NONE`] when there is none.
+    pub(crate) fn first_free(&self) -> usize {
+        self.free_obj
+    }
+
+    /// Bufctl slabs: the first free bufctl.
+    pub(crate) fn first_free_bufctl(&self) -> Option<&Bufctl> {
+        // SAFETY: a live slab's free bufctls are live bufctls of it, for as
+        // long as the borrow of the set this header came from.
+        unsafe { self.free_bufctl.as_ref() }
+    }
+
+    /// Words of the allocated bitmap.
+    fn words(&self) -> usize {
+        if self.is_small() {
+            (self.total as usize).div_ceil(64)
+        } else {
+            0
+        }
+    }
+
+    /// The allocated bitmap of a small slab (empty for a bufctl slab).
+    fn bitmap(&self) -> &[u64] {
+        let words = self.words();
+        let at = (ptr::from_ref(self) as usize - words * 8) as *const u64;
+        // SAFETY: a small slab's header sits at the end of its buffer with
+        // `words` bitmap words right below it, aligned to 8 (`build_small`
+        // checked the layout); the words belong to the slab, and the borrow
+        // of its set keeps them from changing. No words: an empty slice at
+        // the (aligned, non-null) header.
+        unsafe { core::slice::from_raw_parts(at, words) }
+    }
+
+    /// [`bitmap`](Self::bitmap), to change.
+    pub(super) fn bitmap_mut(&mut self) -> &mut [u64] {
+        let words = self.words();
+        let at = (ptr::from_mut(self) as usize - words * 8) as *mut u64;
+        // SAFETY: as in `bitmap`; `&mut` of the header (from `&mut` of its
+        // set) makes this the only access to the slab.
+        unsafe { core::slice::from_raw_parts_mut(at, words) }
+    }
+
+    /// Small slabs: bit `i` of the allocated bitmap.
+    ///
+    /// # Panics
+    /// If `i` is past the bitmap.
+    pub(crate) fn is_allocated(&self, i: usize) -> bool {
+        self.bitmap()[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Small slabs: the bits set in the allocated bitmap.
+    pub(crate) fn allocated(&self) -> u32 {
+        self.bitmap().iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// Small slabs: the index of `obj`, if it is an object start.
+    fn index(&self, obj: usize) -> Option<usize> {
+        if !self.is_small() {
+            return None;
+        }
+        let size = self.obj_size as usize;
+        let off = obj.checked_sub(self.base)?;
+        (off % size == 0 && off / size < self.total as usize).then_some(off / size)
+    }
+
+    /// Small slabs: the index of `obj` if it is an allocated object of
+    /// this slab.
+    pub(super) fn check_object(&self, obj: usize) -> Result<usize, BadFree> {
+        let i = self.index(obj).ok_or(BadFree::NotObjectStart)?;
+        if !self.is_allocated(i) {
+            return Err(BadFree::DoubleFree);
+        }
+        Ok(i)
+    }
+
+    /// Small slabs: the link in `obj` if it is a free object of this slab
+    /// (an object start, its bit clear), for walking the free chain.
+    pub(crate) fn free_link(&self, obj: usize) -> Option<usize> {
+        let i = self.index(obj)?;
+        if self.is_allocated(i) {
+            return None;
+        }
+        // SAFETY: a free object of this slab: in its buffer, a word at
+        // least and aligned (`build_small`), owned by the set, its first
+        // word its link.
+        Some(unsafe { read_free_link(obj) })
+    }
+
+    /// Small slabs: takes the first free object, marking it allocated.
+    pub(super) fn pop_object(&mut self) -> usize {
+        let obj = self.free_obj;
+        debug_assert_ne!(obj, NONE);
+        // SAFETY: `obj` heads the free chain, which holds exactly the free
+        // objects of this slab (built so, and kept so by this function and
+        // `give_object`): memory the set owns, its first word its link.
+        self.free_obj = unsafe { read_free_link(obj) };
+        let i = self.index(obj).expect("kmem-slab: corrupt free chain");
+        self.bitmap_mut()[i / 64] |= 1 << (i % 64);
+        obj
+    }
+
+    /// Small slabs: puts `obj`, one of its allocated objects, back on the
+    /// free chain; refuses anything else, changing nothing.
+    pub(super) fn give_object(&mut self, obj: Freed) -> Result<(), BadFree> {
+        let i = self.check_object(obj.addr())?;
+        self.bitmap_mut()[i / 64] &= !(1 << (i % 64));
+        // SAFETY: `obj` is object `i` of this slab (checked): in its buffer,
+        // a word at least and aligned (`build_small`). Nothing uses it any
+        // more (`Freed`): it is a free object of the chain from now on.
+        unsafe { write_free_link(obj.addr(), self.free_obj) };
+        self.free_obj = obj.addr();
+        Ok(())
+    }
+
+    /// Bufctl slabs: takes the first free bufctl into `state`, and returns
+    /// its buffer.
+    pub(super) fn pop_bufctl(&mut self, state: BufState) -> usize {
+        debug_assert_ne!(state, BufState::Free);
+        let bc = NonNull::new(self.free_bufctl).expect("kmem-slab: corrupt bufctl list");
+        // SAFETY: a live slab's free bufctls are live bufctls of it; `&mut`
+        // of the header (from `&mut` of its set) makes this the only access.
+        let b = unsafe { &mut *bc.as_ptr() };
+        self.free_bufctl = b.next_free;
+        b.next_free = ptr::null_mut();
+        b.state = state;
+        b.node.key
+    }
+
+    /// Bufctl slabs: puts `bc` back on the free list.
+    ///
+    /// # Safety
+    /// `bc` is a live bufctl of this slab, off its free list, and nothing
+    /// else accesses it meanwhile.
+    pub(super) unsafe fn push_bufctl(&mut self, bc: NonNull<Bufctl>) {
+        // SAFETY: the caller's guarantee.
+        let b = unsafe { &mut *bc.as_ptr() };
+        b.state = BufState::Free;
+        b.next_free = self.free_bufctl;
+        self.free_bufctl = bc.as_ptr();
+    }
+}
+
+impl Bufctl {
+    /// The buffer it controls.
+    pub(crate) fn key(&self) -> usize {
+        self.node.key
+    }
+
+    pub(crate) fn state(&self) -> BufState {
+        self.state
+    }
+
+    /// True when it belongs to `slab`.
+    pub(crate) fn is_of(&self, slab: &SlabHeader) -> bool {
+        ptr::eq(self.slab, slab)
+    }
+
+    /// The next bufctl on its slab's free list.
+    pub(crate) fn next_free(&self) -> Option<&Bufctl> {
+        // SAFETY: as in `SlabHeader::first_free_bufctl`.
+        unsafe { self.next_free.as_ref() }
+    }
+}
