@@ -183,9 +183,9 @@ impl fmt::Display for CreateError {
             Self::QcacheQuantum => f.write_str("quantum caches built for another quantum"),
             Self::QcachesInUse => f.write_str("quantum caches already attached to an arena"),
             Self::SourceQuantum => f.write_str("the source's import quantum is zero"),
-            Self::QcacheMemory => {
-                f.write_str("quantum caches built for memory on an arena of integers, or the reverse")
-            }
+            Self::QcacheMemory => f.write_str(
+                "quantum caches built for memory on an arena of integers, or the reverse",
+            ),
         }
     }
 }

@@ -275,7 +275,11 @@ pub(crate) fn put<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, obj: usize) -> Resu
 }
 
 /// Drains the depot; see [`put`].
-pub(crate) fn drain_depot<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+pub(crate) fn drain_depot<C: Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    sink: impl FnMut(usize),
+) -> usize {
     // SAFETY: as in `put`.
     unsafe { m.drain_depot(heap, sink) }
 }
