@@ -203,16 +203,13 @@ fn s7_non_power_of_two_page_quantum_keeps_alignment() {
     // that starts at a multiple of it.
     let ram: &'static PhysMem = Box::leak(Box::new(PhysMem::new(8 << 20)));
     let base: &'static Arena<'static> = Box::leak(Box::new(ram.base_arena("base", PAGE)));
-    let mut keep = Vec::new();
-    let ram12k = loop {
-        let r = PhysMem::new(Q * 2048);
-        if r.start().is_multiple_of(Q) {
-            break r;
-        }
-        keep.push(r);
-    };
-    let ram12k: &'static PhysMem = Box::leak(Box::new(ram12k));
-    let pages: &'static Arena<'static> = Box::leak(Box::new(ram12k.base_arena("pages12k", Q)));
+    let ram12k: &'static PhysMem = Box::leak(Box::new(PhysMem::new(Q * 2049)));
+    let start = ram12k.start().next_multiple_of(Q);
+    // SAFETY: `Q * 2048` bytes of `ram12k` from a multiple of `Q`: inside
+    // it (it has one `Q` to spare), leaked (so it outlives the arena), and
+    // used by nothing else.
+    let pages = unsafe { Arena::new_base("pages12k", start, Q * 2048, Q) }.unwrap();
+    let pages: &'static Arena<'static> = Box::leak(Box::new(pages));
     let caches = Box::leak(Box::new(Caches::new(base, ThreadCpus::global()).unwrap()));
     let k = Kmalloc::new(caches, pages).unwrap();
     for align in [PAGE, 2 * PAGE, 8 * PAGE, 16 * PAGE] {
