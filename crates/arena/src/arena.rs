@@ -161,7 +161,8 @@ impl<'a> Arena<'a> {
             let mut g = self.inner.lock();
             if g.tags.pages_for_next_chunk() == 0 {
                 drop(g);
-                meta.release(page, CHUNK_BYTES);
+                // SAFETY: the tag page imported just above, unused.
+                unsafe { meta.release(page, CHUNK_BYTES) };
                 return Err(AllocError::NoTags);
             }
             // SAFETY: `page` is a fresh CHUNK_BYTES allocation from a memory
@@ -293,7 +294,9 @@ impl<'a> Arena<'a> {
 
     fn release_span(&self, span: Option<(usize, usize)>) {
         if let (Some((base, size)), Some(src)) = (span, self.source) {
-            src.release(base, size);
+            // SAFETY: callers pass a whole imported span they took out of
+            // the arena (wholly free, so no one holds any of it).
+            unsafe { src.release(base, size) };
         }
     }
 
@@ -329,20 +332,23 @@ impl<'a> Arena<'a> {
             Err(e) => return Err(fail(e)),
         };
         if base % self.quantum != 0 || base.checked_add(want).is_none() {
-            src.release(base, want);
+            // SAFETY: the span just imported, not used.
+            unsafe { src.release(base, want) };
             return Err(fail(AllocError::BadImport));
         }
         let mut g = match self.lock_with_tags(2) {
             Ok(g) => g,
             Err(e) => {
-                src.release(base, want);
+                // SAFETY: as above.
+                unsafe { src.release(base, want) };
                 return Err(fail(e));
             }
         };
         if g.overlaps(base, want) {
             g.counters.fails += 1;
             drop(g);
-            src.release(base, want);
+            // SAFETY: as above.
+            unsafe { src.release(base, want) };
             return Err(AllocError::BadImport);
         }
         g.add_span(base, want, true);

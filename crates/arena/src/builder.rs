@@ -149,10 +149,13 @@ impl<'a> ArenaBuilder<'a> {
             arena.qcaches = Some(q);
         }
         if let Some(src) = self.source {
-            src.add_importer();
+            // SAFETY: this arena's one registration; `destroy` undoes it
+            // after giving every span back.
+            unsafe { src.add_importer() };
         }
         if let Some(m) = self.tags_from {
-            m.add_importer();
+            // SAFETY: as above, for the tag pages and hash tables.
+            unsafe { m.add_importer() };
         }
         Ok(arena)
     }

@@ -32,10 +32,21 @@ use crate::{AllocError, Arena, Policy};
 ///     fn import(&self, _size: usize) -> Result<usize, AllocError> {
 ///         Ok(0x10000) // not memory, yet it says so below
 ///     }
-///     fn release(&self, _base: usize, _size: usize) {}
+///     unsafe fn release(&self, _base: usize, _size: usize) {}
 ///     fn is_memory(&self) -> bool {
 ///         true
 ///     }
+/// }
+/// ```
+///
+/// Releasing is `unsafe` too: `release` gives memory away, so a safe call
+/// could free what someone still uses.
+///
+/// ```compile_fail,E0133
+/// use kmem_arena::{Arena, Source};
+///
+/// fn give_away(pages: &Arena<'_>, addr: usize) {
+///     pages.release(addr, 4096); // would free a live segment
 /// }
 /// ```
 pub unsafe trait Source: Sync {
@@ -52,7 +63,12 @@ pub unsafe trait Source: Sync {
         self.import(size)
     }
     /// Takes back a span that `import` or `import_aligned` supplied, whole.
-    fn release(&self, base: usize, size: usize);
+    ///
+    /// # Safety
+    /// `[base, base + size)` is a whole span this source supplied to the
+    /// caller, not released since, and the caller uses none of it after
+    /// this call (a memory source may give it to someone else, or unmap it).
+    unsafe fn release(&self, base: usize, size: usize);
     /// Granularity of imports; the importer rounds its requests up to it.
     /// Read once, when an arena is built on the source (which refuses 0).
     fn import_quantum(&self) -> usize {
@@ -65,9 +81,18 @@ pub unsafe trait Source: Sync {
     }
     /// An importer (an arena built on this source, or an object cache)
     /// starts importing; the default ignores it.
-    fn add_importer(&self) {}
+    ///
+    /// # Safety
+    /// Called once per importer, by the importer, and matched by one
+    /// [`remove_importer`](Self::remove_importer) when it is gone (an arena
+    /// counts them to refuse `destroy` while importers may still hold spans).
+    unsafe fn add_importer(&self) {}
     /// An importer is gone (destroyed); the default ignores it.
-    fn remove_importer(&self) {}
+    ///
+    /// # Safety
+    /// Matches one earlier [`add_importer`](Self::add_importer) of an
+    /// importer that holds no span of this source any more.
+    unsafe fn remove_importer(&self) {}
     /// The arena behind this source, if it is one (for reports that follow
     /// the chain of sources).
     fn as_arena(&self) -> Option<&Arena<'_>> {
@@ -90,7 +115,7 @@ unsafe impl Source for Arena<'_> {
         self.xalloc(size, &crate::Constraints::new().align(align))
     }
 
-    fn release(&self, base: usize, size: usize) {
+    unsafe fn release(&self, base: usize, size: usize) {
         // A release of a span never imported is refused and changes
         // nothing; there is no one to tell.
         let _ = self.free_segment(base, size, false);
@@ -104,11 +129,11 @@ unsafe impl Source for Arena<'_> {
         self.is_memory()
     }
 
-    fn add_importer(&self) {
+    unsafe fn add_importer(&self) {
         self.importers.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn remove_importer(&self) {
+    unsafe fn remove_importer(&self) {
         self.importers.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -175,7 +200,7 @@ where
         (self.import)(size)
     }
 
-    fn release(&self, base: usize, size: usize) {
+    unsafe fn release(&self, base: usize, size: usize) {
         (self.release)(base, size)
     }
 

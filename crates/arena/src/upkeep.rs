@@ -143,7 +143,9 @@ impl Arena<'_> {
             let mut cur = s.tags.first(Tree::Spans);
             while let Some(id) = cur {
                 let t = *s.tags.get(id);
-                src.release(t.start, t.size);
+                // SAFETY: an imported span, wholly free; the arena is being
+                // destroyed, so nothing uses it.
+                unsafe { src.release(t.start, t.size) };
                 cur = s.tags.next(id);
             }
         }
@@ -166,10 +168,13 @@ impl Arena<'_> {
         }
         *s = Segments::new();
         if let Some(src) = self.source.take() {
-            src.remove_importer();
+            // SAFETY: this arena's one `add_importer` (at build); every
+            // span went back above.
+            unsafe { src.remove_importer() };
         }
         if let Some(m) = self.tags_from.take() {
-            m.remove_importer();
+            // SAFETY: as above; the tag pages and hash went back above.
+            unsafe { m.remove_importer() };
         }
         Ok(())
     }

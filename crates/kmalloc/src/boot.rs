@@ -136,9 +136,13 @@ unsafe fn place<'a, C: Cpu>(
         placed.done = 1;
         &*addr_of!((*stack).base)
     };
-    // SAFETY: as above.
+    // SAFETY: as above; and the set is never leaked while the memory is
+    // reused (`with_exit_hooks`' contract): `boot` tears it down with a
+    // drop guard before handing the memory back, `boot_static` never
+    // hands it back.
     let caches: &'a Caches<'a, C> = unsafe {
-        addr_of_mut!((*stack).caches).write(Caches::new(base, cpu).map_err(BootError::Cache)?);
+        addr_of_mut!((*stack).caches)
+            .write(Caches::with_exit_hooks(base, cpu).map_err(BootError::Cache)?);
         placed.done = 2;
         &*addr_of!((*stack).caches)
     };

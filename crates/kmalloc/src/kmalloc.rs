@@ -384,7 +384,11 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                 c.flush_current();
                 freed += c.reap();
             });
-            freed += self.pages.reap();
+            // The page arena's reap takes its quantum caches' locks and its
+            // own: in a section (not from a handler that interrupted one).
+            if let Some(_section) = Section::enter(self.caches.cpu()) {
+                freed += self.pages.reap();
+            }
         }
         freed
     }

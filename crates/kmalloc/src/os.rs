@@ -95,7 +95,7 @@ unsafe impl Source for OsPages {
         Ok(p.as_ptr() as usize)
     }
 
-    fn release(&self, base: usize, size: usize) {
+    unsafe fn release(&self, base: usize, size: usize) {
         // SAFETY: `[base, base + size)` is a whole span `import` mapped and
         // the importer no longer uses any of it.
         let r = unsafe { libc::munmap(base as *mut libc::c_void, size) };

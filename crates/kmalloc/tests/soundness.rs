@@ -524,7 +524,7 @@ unsafe impl Source for ZeroQuantum {
     fn import(&self, _size: usize) -> Result<usize, ArenaAllocError> {
         Ok(1 << 20)
     }
-    fn release(&self, _base: usize, _size: usize) {}
+    unsafe fn release(&self, _base: usize, _size: usize) {}
     fn import_quantum(&self) -> usize {
         0
     }
@@ -646,4 +646,31 @@ fn quantum_caches_must_agree_with_their_arena_on_memory() {
         }
     });
     assert_eq!(zeroed, 4);
+}
+
+/// Found by the hostile review after the fixes: `Source::release` was safe,
+/// so safe code could free a live segment of a memory arena (two live
+/// `Vec`s on one buffer through `Kmalloc::pages()`) or unmap memory through
+/// `OsPages`; it is `unsafe` now (a `compile_fail` example on `Source`
+/// shows the misuse no longer compiles). And a leaked `Caches` (safe
+/// `mem::forget`) left thread-exit hooks pointing into memory that was
+/// reused: a set made by `Caches::new` registers none.
+#[test]
+fn a_forgotten_caches_set_leaves_no_hook_behind() {
+    let mut mem = vec![0u8; 16 << 20];
+    boot(&mut mem, ThreadCpus::global(), &Config::default(), |k| {
+        let set = Caches::new(k.caches().base(), ThreadCpus::global()).unwrap();
+        let c = set.create(CacheBuilder::new("leaked", 64)).unwrap();
+        let obj = c.alloc(AllocFlags::empty()).unwrap();
+        // SAFETY: allocated above, freed once (into this slot's magazine).
+        unsafe { c.free(obj) }.unwrap();
+        core::mem::forget(c);
+        core::mem::forget(set);
+    })
+    .unwrap();
+    mem.fill(0xAA);
+    drop(mem);
+    std::thread::spawn(|| drop(ThreadCpus::global().pin()))
+        .join()
+        .unwrap();
 }

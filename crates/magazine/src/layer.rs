@@ -292,10 +292,13 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub unsafe fn defer(&self, obj: usize) {
         // The stack takes pushes from anyone: no need to hold the slot (and
         // no waiting for a shared slot's lock, see `Cpu::current_slot`).
-        let slot = match self.cpu.current_slot() {
-            Some(slot) => slot,
-            None => self.cpu.pin().slot(),
-        };
+        // Without a slot of its own yet, any slot's stack will do (its
+        // holder takes the object): never wait to be given one.
+        let slot = self
+            .cpu
+            .current_slot()
+            .or_else(|| self.cpu.try_pin().map(|g| g.slot()))
+            .unwrap_or(0);
         let cc = self.cpus.get(slot).unwrap_or(&self.cpus[0]);
         // SAFETY: the caller's guarantee.
         unsafe { cc.push_deferred(obj) };
@@ -316,9 +319,16 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// out of this layer's magazines and depot; `None` (without running it)
     /// if the caller is such a handler itself.
     fn with_slot_busy<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
-        let guard = self.cpu.try_pin()?;
-        let _busy = self.slot_of(&guard).enter_busy()?;
-        Some(f())
+        match self.cpu.try_pin() {
+            Some(guard) => {
+                let _busy = self.slot_of(&guard).enter_busy()?;
+                Some(f())
+            }
+            // A caller with no slot of its own on this platform (a test
+            // platform's unclaimed thread): no slot to mark, nothing nested.
+            None if self.cpu.current_slot().is_none() => Some(f()),
+            None => None,
+        }
     }
 
     /// Moves slot `slot`'s magazines to the depot.

@@ -290,10 +290,24 @@ impl ThreadCpus {
     #[cold]
     #[inline(never)]
     fn try_pin_slow(&self, slot: usize) -> Option<ThreadGuard<'_>> {
-        if slot == UNCLAIMED || HOLDING.get() || !ENTERED.get() {
+        if HOLDING.get() || !ENTERED.get() {
             return Some(self.pin_slow(slot));
         }
-        let slot = slot & !SHARED;
+        let slot = if slot == UNCLAIMED {
+            let slot = self.claim();
+            if slot < self.exclusive_slots() {
+                SLOT.set(slot);
+                return Some(ThreadGuard {
+                    slot,
+                    lock: None,
+                    _not_send: PhantomData,
+                });
+            }
+            SLOT.set(slot | SHARED);
+            slot
+        } else {
+            slot & !SHARED
+        };
         let lock = &self.shared_locks[slot - self.exclusive_slots()];
         if !lock.try_lock() {
             return None;

@@ -262,7 +262,7 @@ unsafe impl Source for FailingSource<'_> {
         self.import_with(size, || self.inner.import_aligned(size, align))
     }
 
-    fn release(&self, base: usize, size: usize) {
+    unsafe fn release(&self, base: usize, size: usize) {
         let held = self.spans().remove(&base);
         assert_eq!(
             held,
@@ -270,7 +270,9 @@ unsafe impl Source for FailingSource<'_> {
             "kmem-physmem: release of {base:#x}+{size:#x}, which was not handed out so"
         );
         self.releases.fetch_add(1, Ordering::Relaxed);
-        self.inner.release(base, size);
+        // SAFETY: forwarded: the span the inner source supplied (checked
+        // against the spans handed out, above).
+        unsafe { self.inner.release(base, size) };
     }
 
     fn import_quantum(&self) -> usize {
@@ -281,12 +283,14 @@ unsafe impl Source for FailingSource<'_> {
         self.inner.is_memory()
     }
 
-    fn add_importer(&self) {
-        self.inner.add_importer();
+    unsafe fn add_importer(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.inner.add_importer() };
     }
 
-    fn remove_importer(&self) {
-        self.inner.remove_importer();
+    unsafe fn remove_importer(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.inner.remove_importer() };
     }
 
     fn as_arena(&self) -> Option<&Arena<'_>> {

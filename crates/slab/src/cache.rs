@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use kmem_arena::{Arena, Name, Source};
+use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, CpuCache, MagazineStats, Section};
 use spin::Mutex;
 
@@ -174,7 +174,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             _ => {}
         }
         if let Some(src) = source {
-            src.add_importer();
+            crate::handle::register_importer(src);
         }
         Ok(cache)
     }

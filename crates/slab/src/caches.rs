@@ -72,7 +72,45 @@ pub struct Caches<'a, C: Cpu> {
 impl<'a, C: Cpu> Caches<'a, C> {
     /// Bootstraps the caches over `base` (a memory arena, normally the
     /// self-sufficient base arena) for the platform `cpu`.
+    ///
+    /// The caches do not ask the platform to flush a slot's magazines when
+    /// the slot's owner goes away (a thread exits): a leaked set (`mem::
+    /// forget`) would leave the platform calling into memory that may be
+    /// reused. A slot's magazines stay with the slot, for its next owner,
+    /// and go back when a cache is reaped or destroyed.
+    /// [`new_static`](Self::new_static) and
+    /// [`with_exit_hooks`](Self::with_exit_hooks) register those hooks.
     pub fn new(base: &'a Arena<'a>, cpu: &'a C) -> Result<Self, CreateError> {
+        Self::build(base, cpu, false)
+    }
+
+    /// [`new`](Self::new), with the slot-exit hooks: the caches flush an
+    /// exiting thread's magazines to their depots. The set and its memory
+    /// live for the rest of the program, so a leaked set leaves nothing
+    /// dangling.
+    pub fn new_static(
+        base: &'static Arena<'static>,
+        cpu: &'static C,
+    ) -> Result<Caches<'static, C>, CreateError> {
+        Caches::build(base, cpu, true)
+    }
+
+    /// [`new`](Self::new), with the slot-exit hooks (see
+    /// [`new_static`](Self::new_static)).
+    ///
+    /// # Safety
+    /// The set is dropped, not leaked, before the memory of its base arena
+    /// (where its caches live, and the platform's hooks point) is used for
+    /// anything else. `kmalloc`'s `boot` guarantees it with a drop guard.
+    #[allow(
+        unsafe_code,
+        reason = "a contract item: the caller promises the set is not leaked"
+    )]
+    pub unsafe fn with_exit_hooks(base: &'a Arena<'a>, cpu: &'a C) -> Result<Self, CreateError> {
+        Self::build(base, cpu, true)
+    }
+
+    fn build(base: &'a Arena<'a>, cpu: &'a C, exit_hooks: bool) -> Result<Self, CreateError> {
         if !base.is_memory() {
             return Err(CreateError::NotMemory);
         }
@@ -107,7 +145,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
             slab_cache,
             bufctl_cache,
             cache_cache,
-            registry: Registry::new(),
+            registry: Registry::new(exit_hooks),
             _invariant: PhantomData,
         })
     }

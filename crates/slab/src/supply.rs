@@ -5,7 +5,7 @@
 //! Every path that touches the source takes it as a parameter: a cache's own
 //! source, or for a quantum cache (which stores none) the arena that called.
 
-use kmem_arena::{Arena, Source};
+use kmem_arena::Arena;
 use kmem_magazine::{Cpu, Section};
 
 use crate::cache::KmemCache;
@@ -180,7 +180,7 @@ impl<C: Cpu> KmemCache<'_, C> {
             self.meta_free(mags.into_percpu());
         }
         if let Some(own) = self.source {
-            own.remove_importer();
+            crate::handle::unregister_importer(own);
         }
         Ok(())
     }

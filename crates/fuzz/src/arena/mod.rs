@@ -300,9 +300,10 @@ unsafe impl Source for Recorder<'_> {
         Ok(base)
     }
 
-    fn release(&self, base: usize, size: usize) {
+    unsafe fn release(&self, base: usize, size: usize) {
         self.log(Event::Release(base, size));
-        self.parent.release(base, size);
+        // SAFETY: forwarded: the parent supplied this span.
+        unsafe { self.parent.release(base, size) };
     }
 
     fn import_quantum(&self) -> usize {
@@ -313,12 +314,14 @@ unsafe impl Source for Recorder<'_> {
         self.parent.is_memory()
     }
 
-    fn add_importer(&self) {
-        self.parent.add_importer();
+    unsafe fn add_importer(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.parent.add_importer() };
     }
 
-    fn remove_importer(&self) {
-        self.parent.remove_importer();
+    unsafe fn remove_importer(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.parent.remove_importer() };
     }
 
     fn as_arena(&self) -> Option<&Arena<'_>> {

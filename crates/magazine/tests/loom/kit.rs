@@ -160,6 +160,11 @@ unsafe impl<const N: usize> Cpu for Threads<N> {
         ThreadGuard(slot, PhantomData)
     }
 
+    fn try_pin(&self) -> Option<ThreadGuard> {
+        let slot = SLOT.with(Cell::get);
+        (slot < N).then_some(ThreadGuard(slot, PhantomData))
+    }
+
     fn now_ns(&self) -> u64 {
         0
     }

@@ -25,6 +25,23 @@ pub(crate) use qcaches::QCacheList;
 pub use registry::Cache;
 pub(crate) use registry::Registry;
 
+/// A cache starts importing slabs from `src`: counted, so that the arena's
+/// `destroy` refuses while the cache may hold slabs of it. Called once per
+/// cache (at build), matched by [`unregister_importer`] at teardown.
+pub(crate) fn register_importer(src: &kmem_arena::Arena<'_>) {
+    // SAFETY: once per cache, by the cache (`KmemCache::build`); `teardown`
+    // calls `unregister_importer` once, after giving every slab back.
+    unsafe { kmem_arena::Source::add_importer(src) }
+}
+
+/// The cache is gone: it holds no slab of `src` any more (see
+/// [`register_importer`]).
+pub(crate) fn unregister_importer(src: &kmem_arena::Arena<'_>) {
+    // SAFETY: matches the cache's one `register_importer`; its teardown gave
+    // every slab back before calling this.
+    unsafe { kmem_arena::Source::remove_importer(src) }
+}
+
 /// Runs a constructor or destructor: with the context's operation mark
 /// lifted (it may allocate, from the same cache too), when the cache has
 /// magazines on `cpu`. Callers hold no lock of the cache: one held would

@@ -47,14 +47,19 @@ type Invariant<'a> = fn(&'a ()) -> &'a ();
 /// and unlink caches.
 pub(crate) struct Registry<'a, C: Cpu> {
     head: RwLock<Head>,
+    /// Listed caches register their magazines with the platform's
+    /// slot-exit hooks (only when the set cannot be leaked while the
+    /// memory the hooks point into is reused: see `Caches::new`).
+    exit_hooks: bool,
     /// The caches' type; invariant in `'a`, as the set is.
     _caches: PhantomData<(Invariant<'a>, &'a C)>,
 }
 
 impl<'a, C: Cpu> Registry<'a, C> {
-    pub(crate) const fn new() -> Self {
+    pub(crate) const fn new(exit_hooks: bool) -> Self {
         Self {
             head: RwLock::new(Head(ptr::null_mut())),
+            exit_hooks,
             _caches: PhantomData,
         }
     }
@@ -67,9 +72,11 @@ impl<'a, C: Cpu> Registry<'a, C> {
     unsafe fn enlist(&self, cache: NonNull<KmemCache<'a, C>>) {
         // SAFETY: the caller's guarantee.
         let c = unsafe { cache.as_ref() };
-        if let Some(mags) = &c.mags {
+        if let (Some(mags), true) = (&c.mags, self.exit_hooks) {
             // SAFETY: the layer is part of the cache, which stays put until
-            // `delist`, which unregisters it first.
+            // `delist`, which unregisters it first; with `exit_hooks` the
+            // set is never leaked while its memory is reused (the
+            // constructors' contract), so `Drop for Caches` delists it.
             unsafe { mags.register() };
         }
         let mut head = self.head.write();

@@ -28,7 +28,10 @@ pub fn caches_over<'a, C: Cpu, R>(
     cpu: &'a C,
     f: impl FnOnce(&Caches<'a, C>) -> R,
 ) -> R {
-    let caches = Caches::new(base, cpu).expect("bootstrap caches");
+    // SAFETY: the set is dropped at the end of this function (never leaked),
+    // before the fake RAM of the base arena goes away. With the exit hooks,
+    // an exiting thread's magazines go back to the depots.
+    let caches = unsafe { Caches::with_exit_hooks(base, cpu) }.expect("bootstrap caches");
     let r = f(&caches);
     caches.for_each(|c| {
         c.check()
