@@ -123,6 +123,19 @@ fn s2_a_forgotten_cache_leaves_no_hook_behind() {
     .unwrap();
 }
 
+/// An arena of IDs 1..2^20 with quantum caches, its tags from `base`.
+fn ids_over<'q>(
+    base: &'q Arena<'q>,
+    qc: &'q dyn kmem_arena::QuantumCaches,
+) -> Result<Arena<'q>, ArenaCreateError> {
+    Arena::builder("ids")
+        .quantum(1)
+        .span(1, 1 << 20)
+        .tags_from(base)
+        .qcaches(qc)
+        .build()
+}
+
 /// S2a, the quantum-cache path: a bad free sitting in a magazine no longer
 /// makes the counters say "nothing live", so `destroy` refuses rather than
 /// tearing down a cache that is still in use and leaking its hook.
@@ -132,13 +145,7 @@ fn s2_quantum_cache_destroy_counts_live_objects_from_the_slabs() {
     let base = ram.base_arena("base", PAGE);
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
     let qc = caches.qcaches("ids", 1, 4, false).unwrap();
-    let mut ids = Arena::builder("ids")
-        .quantum(1)
-        .span(1, 1 << 20)
-        .tags_from(&base)
-        .qcaches(&qc)
-        .build()
-        .unwrap();
+    let mut ids = ids_over(&base, &qc).unwrap();
     let live = ids.alloc(1, Policy::InstantFit).unwrap();
     // A bogus free of a value the caches never handed out: accepted into a
     // magazine (an integer arena; it is refused when it reaches the slabs).
@@ -166,13 +173,7 @@ fn s3_qcache_stats_survive_a_destroy_from_the_callback() {
     let base = ram.base_arena("base", PAGE);
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
     let qc = caches.qcaches("ids", 1, 4, false).unwrap();
-    let mut ids = Arena::builder("ids")
-        .quantum(1)
-        .span(1, 1 << 20)
-        .tags_from(&base)
-        .qcaches(&qc)
-        .build()
-        .unwrap();
+    let mut ids = ids_over(&base, &qc).unwrap();
     let mut seen = Vec::new();
     let mut impostors = Vec::new();
     qc.stats(|st| {
@@ -628,12 +629,7 @@ fn quantum_caches_must_agree_with_their_arena_on_memory() {
     let base = ram.base_arena("base", PAGE);
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
     let lying = caches.qcaches("ids", 1, 4, true).unwrap();
-    let r = Arena::builder("ids")
-        .quantum(1)
-        .span(1, 1 << 20)
-        .tags_from(&base)
-        .qcaches(&lying)
-        .build();
+    let r = ids_over(&base, &lying);
     assert!(matches!(r, Err(ArenaCreateError::QcacheMemory)));
     let mut zeroed = 0;
     caches.for_each(|c| {

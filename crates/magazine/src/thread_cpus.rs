@@ -265,23 +265,32 @@ impl ThreadCpus {
     #[cold]
     #[inline(never)]
     fn pin_slow(&self, slot: usize) -> ThreadGuard<'_> {
-        let slot = if slot == UNCLAIMED {
-            let slot = self.claim();
-            if slot < self.exclusive_slots() {
-                SLOT.set(slot);
-                return ThreadGuard {
-                    slot,
-                    lock: None,
-                    _not_send: PhantomData,
-                };
-            }
-            SLOT.set(slot | SHARED);
-            slot
-        } else {
-            slot & !SHARED
+        let slot = match self.claimed(slot) {
+            Ok(guard) => return guard,
+            Err(shared) => shared,
         };
         let nested = HOLDING.replace(true);
         self.lock_shared(slot, nested)
+    }
+
+    /// A thread with no slot yet claims one: an exclusive one comes back
+    /// pinned (`Ok`); otherwise, or for a thread on a shared slot already,
+    /// the shared slot it is to lock (`Err`).
+    fn claimed(&self, slot: usize) -> Result<ThreadGuard<'_>, usize> {
+        if slot != UNCLAIMED {
+            return Err(slot & !SHARED);
+        }
+        let slot = self.claim();
+        if slot < self.exclusive_slots() {
+            SLOT.set(slot);
+            return Ok(ThreadGuard {
+                slot,
+                lock: None,
+                _not_send: PhantomData,
+            });
+        }
+        SLOT.set(slot | SHARED);
+        Err(slot)
     }
 
     /// `try_pin` past the fast path: inside an operation (a signal handler
@@ -293,20 +302,9 @@ impl ThreadCpus {
         if HOLDING.get() || !ENTERED.get() {
             return Some(self.pin_slow(slot));
         }
-        let slot = if slot == UNCLAIMED {
-            let slot = self.claim();
-            if slot < self.exclusive_slots() {
-                SLOT.set(slot);
-                return Some(ThreadGuard {
-                    slot,
-                    lock: None,
-                    _not_send: PhantomData,
-                });
-            }
-            SLOT.set(slot | SHARED);
-            slot
-        } else {
-            slot & !SHARED
+        let slot = match self.claimed(slot) {
+            Ok(guard) => return Some(guard),
+            Err(shared) => shared,
         };
         let lock = &self.shared_locks[slot - self.exclusive_slots()];
         if !lock.try_lock() {
