@@ -66,7 +66,9 @@
 //! cpus.set_slot(0);
 //! assert_eq!(mags.alloc(), Some(0x1000));
 //!
+//! // SAFETY: as above, `Heap` is the only magazine source.
 //! unsafe { mags.free(0x2000, &Heap) }.unwrap();
+//! // SAFETY: as above; and no other call runs on the layer.
 //! let drained = unsafe { mags.drain_all(&Heap, |obj| assert_eq!(obj, 0x2000)) };
 //! assert_eq!(drained, 1);
 //! ```
