@@ -670,3 +670,30 @@ fn a_forgotten_caches_set_leaves_no_hook_behind() {
         .join()
         .unwrap();
 }
+
+/// Found by the second review: a `NOMAGAZINE` cache knew no platform, so a
+/// handler that interrupted its slab path could wait for its lock for ever.
+/// Every created cache now gates its slab path on the context's section.
+#[test]
+fn nested_calls_on_a_cache_without_magazines_are_refused() {
+    let ram = PhysMem::new(8 << 20);
+    let base = ram.base_arena("base", PAGE);
+    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
+    let c = caches
+        .create(CacheBuilder::new("nomag", 64).flags(kmem_slab::CacheFlags::NOMAGAZINE))
+        .unwrap();
+    let obj = c.alloc(AllocFlags::empty()).unwrap();
+    {
+        let _interrupted = Section::enter(ThreadCpus::global()).unwrap();
+        assert_eq!(
+            c.alloc(AllocFlags::empty()),
+            Err(kmem_slab::AllocError::Reentrant)
+        );
+        // SAFETY: allocated above; refused, so still ours.
+        let e = unsafe { c.free(obj) }.unwrap_err();
+        assert_eq!(e.kind, BadFree::Reentrant);
+    }
+    // SAFETY: still allocated (the nested free was refused).
+    unsafe { c.free(obj) }.unwrap();
+    c.destroy().map_err(|e| e.live).unwrap();
+}

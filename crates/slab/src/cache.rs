@@ -253,9 +253,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
     }
 
-    /// The platform, when the cache has magazines.
-    fn cpu(&self) -> Option<&'a C> {
-        self.mags.as_ref().map(CacheMagazines::cpu)
+    /// The platform of a created cache (with magazines or not); `None` for
+    /// the bootstrap caches, whose callers are inside an operation already.
+    pub(crate) fn cpu(&self) -> Option<&'a C> {
+        self.ctx.map(Caches::cpu)
     }
 
     /// Allocates a constructed object: from the caller's CPU magazines, the

@@ -109,7 +109,7 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// ([`Arena::reap`]). Called from a handler that interrupted an
     /// operation of its context (see [`Section`]), it does nothing.
     pub fn reap(&self) -> usize {
-        let _section = match self.mags.as_ref().map(|m| Section::enter(m.cpu())) {
+        let _section = match self.cpu().map(Section::enter) {
             Some(None) => return 0,
             section => section,
         };
