@@ -19,10 +19,13 @@
 //! - [`GlobalAlloc`](core::alloc::GlobalAlloc) for `Kmalloc` and for
 //!   [`StaticKmalloc`] (a `#[global_allocator]` booted by the program, as in
 //!   a kernel or the freestanding demo), and `allocator_api2`'s `Allocator`
-//!   for `&Kmalloc`.
+//!   for `&Kmalloc`. A panic inside the allocator never unwinds out of
+//!   them: the process aborts with the message.
 //! - With the `std` feature, [`KmallocGlobal`]: a `#[global_allocator]` for
 //!   ordinary programs that boots itself on first use over memory from the
-//!   OS (`mmap`).
+//!   OS (`mmap`), and survives `fork()` (its `pthread_atfork` handlers take
+//!   every lock) and signal handlers that allocate (refused or deferred,
+//!   never let into the interrupted call's state).
 //!
 //! `#![no_std]` without `alloc`.
 //!

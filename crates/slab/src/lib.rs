@@ -21,10 +21,17 @@
 //!   [`Cache::destroy`] drains every magazine and refuses, with the live
 //!   count, while objects are allocated. Bad frees (double, wrong cache,
 //!   foreign pointer) are refused with a [`FreeError`] naming the cache and
-//!   address; [`CacheStats`] carries the `::kmastat` columns.
+//!   address when they reach the slab layer: at once for `DEBUG` and
+//!   `NOMAGAZINE` caches, otherwise when the magazine holding them drains;
+//!   [`CacheStats`] carries the `::kmastat` columns.
+//! - Safe code cannot cause undefined behaviour: a free is `unsafe` (the
+//!   caller vouches for the object), the magazine layer is not reachable
+//!   from outside, and a signal or interrupt handler that interrupts an
+//!   allocation or free of its own context is refused or deferred
+//!   ([`AllocError::Reentrant`], [`BadFree::Reentrant`]) rather than let in.
 //!
-//! Lock order: CPU slot, depot, cache (slab layer), bootstrap caches, arena,
-//! the arena's source. No cache lock is held while a constructor,
+//! Lock order: cache registry, CPU slot, depot, cache (slab layer),
+//! bootstrap caches, arena, the arena's source. No cache lock is held while a constructor,
 //! destructor, arena or another cache's slab layer runs, except the
 //! bootstrap caches under a cache that is growing.
 //!
