@@ -249,7 +249,19 @@ impl<'a> Arena<'a> {
         let mut imported = None;
         let mut round = 0;
         loop {
-            let mut g = self.lock_with_tags(2)?;
+            let mut g = match self.lock_with_tags(2) {
+                Ok(g) => g,
+                Err(e) => {
+                    // As in `alloc`: a span imported for this request goes
+                    // back, so the refusal changes nothing.
+                    let stranded = imported.and_then(|base| {
+                        let mut g = self.inner.lock();
+                        g.take_free_span(base).map(|size| (base, size))
+                    });
+                    self.release_span(stranded);
+                    return Err(e);
+                }
+            };
             let got = match policy {
                 Policy::NextFit => g.xalloc_next(fit, self.quantum),
                 _ if fit.has_window() => g.xalloc_ordered(fit),

@@ -19,6 +19,10 @@ pub enum AllocError {
     /// the slot's magazines or a lock: refused rather than corrupt them or
     /// wait for ever.
     Reentrant,
+    /// [`realloc`](crate::Kmalloc::realloc) of a block the allocator
+    /// refused to free (a double free, a wrong layout, a foreign pointer):
+    /// the block is untouched and nothing was allocated.
+    BadPointer(FreeError),
 }
 
 impl fmt::Display for AllocError {
@@ -28,6 +32,7 @@ impl fmt::Display for AllocError {
             Self::TooLarge => "allocation size overflows",
             Self::Exhausted => "out of memory",
             Self::Reentrant => "refused inside a handler that interrupted an allocator call",
+            Self::BadPointer(e) => return write!(f, "realloc: {e}"),
         })
     }
 }
@@ -68,7 +73,7 @@ impl fmt::Display for FreeError {
         match self {
             Self::ZeroSize { addr } => write!(f, "free of {addr:#x} with a zero-size layout"),
             Self::TooLarge { addr } => write!(f, "free of {addr:#x} with an impossible layout"),
-            Self::Refused { addr, kind } => write!(f, "free of {addr:#x} refused: {kind:?}"),
+            Self::Refused { addr, kind } => write!(f, "free of {addr:#x} refused: {kind}"),
             Self::Pages { addr, err } => write!(f, "free of {addr:#x} refused: {err}"),
         }
     }

@@ -8,7 +8,9 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 use kmem_magazine::Cpu;
 
-use crate::{boot_static, BootError, Config, Kmalloc};
+use kmem_slab::BadFree;
+
+use crate::{boot_static, AllocError, BootError, Config, FreeError, Kmalloc};
 
 /// Runs `f`, turning a panic inside it into an abort: the caller is an
 /// allocator interface (`GlobalAlloc`, `Allocator`) through which Rust
@@ -20,10 +22,71 @@ pub(crate) extern "C" fn no_unwind<R, F: FnOnce() -> R>(f: F) -> R {
     f()
 }
 
+/// Stops the program over a free the allocator refused: a double free, a
+/// wrong layout or a foreign pointer, which the standard interfaces cannot
+/// report (as glibc's "free(): double free detected"). Called inside
+/// [`no_unwind`], the panic aborts after printing its message. A free
+/// refused only because a signal handler interrupted an allocator call is
+/// no bug: the block stays allocated (counted), and the program goes on.
+#[cold]
+#[inline(never)]
+fn bad_free(e: &FreeError, layout: Layout) {
+    if matches!(
+        e,
+        FreeError::Refused {
+            kind: BadFree::Reentrant,
+            ..
+        }
+    ) {
+        return;
+    }
+    panic!(
+        "kmalloc: {e} (size {}, align {}); aborting",
+        layout.size(),
+        layout.align()
+    );
+}
+
+/// Frees for the standard interfaces: a refusal stops the program
+/// ([`bad_free`]).
+///
+/// # Safety
+/// As for [`Kmalloc::free`].
+#[inline(always)]
+unsafe fn free_or_abort<C: Cpu>(k: &Kmalloc<'_, C>, p: NonNull<u8>, layout: Layout) {
+    // SAFETY: forwarded.
+    if let Err(e) = unsafe { k.free(p, layout) } {
+        bad_free(&e, layout);
+    }
+}
+
+/// `realloc` for the standard interfaces: null on failure, and a refused
+/// free of the old block stops the program ([`bad_free`]).
+///
+/// # Safety
+/// As for [`Kmalloc::realloc`].
+unsafe fn realloc_or_abort<C: Cpu>(
+    k: &Kmalloc<'_, C>,
+    p: NonNull<u8>,
+    layout: Layout,
+    new_size: usize,
+) -> Option<NonNull<u8>> {
+    // SAFETY: forwarded.
+    match unsafe { k.realloc(p, layout, new_size) } {
+        Ok(p) => Some(p),
+        Err(AllocError::BadPointer(e)) => {
+            bad_free(&e, layout);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 // SAFETY: `alloc` returns memory of at least `layout.size()` bytes aligned
 // to `layout.align()`, owned by the caller until `dealloc`; class objects
 // and page runs never overlap while allocated (the slab and arena layers'
-// invariants). Errors become null, and a panic aborts (`no_unwind`).
+// invariants). Errors become null, a panic aborts (`no_unwind`), and so
+// does a refused free (`bad_free`).
 unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -40,9 +103,8 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
         if let Some(p) = NonNull::new(ptr) {
             no_unwind(|| {
                 // SAFETY: the GlobalAlloc contract: `ptr` came from this
-                // allocator with `layout`. A refusal is counted by the layer
-                // that found it; there is no one to report it to here.
-                let _ = unsafe { self.free(p, layout) };
+                // allocator with `layout`; a broken one stops the program.
+                unsafe { free_or_abort(self, p, layout) };
             });
         }
     }
@@ -54,7 +116,7 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
         };
         no_unwind(|| {
             // SAFETY: the GlobalAlloc contract, forwarded.
-            unsafe { Kmalloc::realloc(self, p, layout, new_size) }
+            unsafe { realloc_or_abort(self, p, layout, new_size) }
                 .map_or(ptr::null_mut(), NonNull::as_ptr)
         })
     }
@@ -101,8 +163,9 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
             no_unwind(|| {
-                // SAFETY: the Allocator contract: allocated here with `layout`.
-                let _ = unsafe { self.free(ptr, layout) };
+                // SAFETY: the Allocator contract: allocated here with
+                // `layout`; a broken one stops the program.
+                unsafe { free_or_abort(self, ptr, layout) };
             });
         }
     }
@@ -145,7 +208,7 @@ unsafe fn resize<C: Cpu>(
 ) -> Result<NonNull<[u8]>, ApiAllocError> {
     if old.size() != 0 && new.size() != 0 && old.align() == new.align() {
         // SAFETY: forwarded.
-        let p = unsafe { k.realloc(ptr, old, new.size()) }.map_err(|_| ApiAllocError)?;
+        let p = unsafe { realloc_or_abort(k, ptr, old, new.size()) }.ok_or(ApiAllocError)?;
         return Ok(NonNull::slice_from_raw_parts(p, new.size()));
     }
     let fresh = (&k).allocate(new)?;

@@ -350,9 +350,13 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                 .as_ptr()
                 .copy_from_nonoverlapping(ptr.as_ptr(), layout.size().min(new_size));
         }
-        // SAFETY: forwarded; a refused free leaves the old block allocated
-        // and is reported by the slab layer's counters.
-        let _ = unsafe { self.free(ptr, layout) };
+        // SAFETY: forwarded. A refused free (the caller's promise broken)
+        // leaves the old block as it was; the new one goes back.
+        if let Err(e) = unsafe { self.free(ptr, layout) } {
+            // SAFETY: allocated just above with `new`, not handed out.
+            let _ = unsafe { self.free(fresh, new) };
+            return Err(AllocError::BadPointer(e));
+        }
         Ok(fresh)
     }
 

@@ -25,13 +25,23 @@ fn unchanged<R>(k: &K<'_>, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Flushes this CPU's magazines of the class cache for `size` and reaps it,
-/// so what they hold reaches the slab layer; returns the last bad free.
-fn drain(k: &K<'_>, size: usize) -> Option<kmem_slab::FreeError> {
-    let c = k.class_for(layout(size, 8)).unwrap();
-    c.flush_current();
-    c.reap();
-    c.last_bad_free()
+/// Runs `f`, a refused free: nothing changes but one cache's count of bad
+/// frees, which goes up by one.
+#[track_caller]
+fn refused<R>(k: &K<'_>, f: impl FnOnce() -> R) -> R {
+    let strip = |s: &mut common::Snapshot| -> u64 {
+        s.in_use.iter_mut().map(|c| core::mem::take(&mut c.2)).sum()
+    };
+    let mut before = snapshot(k);
+    let r = f();
+    let mut after = snapshot(k);
+    assert_eq!(
+        strip(&mut after),
+        strip(&mut before) + 1,
+        "one bad free counted"
+    );
+    assert_eq!(after, before, "a refused free changed state");
+    r
 }
 
 #[test]
@@ -151,60 +161,122 @@ fn free_with_an_impossible_layout() {
     });
 }
 
-/// A class double free goes into the magazine unchecked and is found when
-/// the magazine reaches the slab layer; users' counts stay right.
+/// A class double free is refused at once, in the magazine or back in
+/// its slab, on this thread or another: no two allocations get the object.
 #[test]
-fn class_double_free_found_at_the_slab_layer() {
+fn class_double_free_refused_at_once() {
     with_kmalloc(MEM, |k| {
-        let l = layout(200, 8);
-        let keep = k.alloc(l).unwrap();
-        let p = k.alloc(l).unwrap();
-        // SAFETY: allocated above; the second free is the bad input.
-        unsafe {
-            k.free(p, l).unwrap();
-            k.free(p, l).unwrap();
+        for size in [8, 16, 200, 1024, 3000, 32 << 10] {
+            let l = layout(size, 8);
+            let keep = k.alloc(l).unwrap();
+            let p = k.alloc(l).unwrap();
+            let addr = p.as_ptr() as usize;
+            let double = || FreeError::Refused {
+                addr,
+                kind: BadFree::DoubleFree,
+            };
+            // SAFETY: allocated above; the second free is the bad input.
+            unsafe { k.free(p, l) }.unwrap();
+            // SAFETY: the bad input, refused before anything changes.
+            assert_eq!(refused(k, || unsafe { k.free(p, l) }), Err(double()));
+            let p_addr = addr;
+            let again = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let p = NonNull::new(p_addr as *mut u8).unwrap();
+                    // SAFETY: the bad input, from another thread.
+                    unsafe { k.free(p, l) }
+                })
+                .join()
+                .unwrap()
+            });
+            assert_eq!(again, Err(double()));
+            let x = k.alloc(l).unwrap();
+            let y = k.alloc(l).unwrap();
+            assert_ne!(x, y, "{size}: one object, two owners");
+            // SAFETY: allocated above, freed once.
+            unsafe {
+                k.free(x, l).unwrap();
+                k.free(y, l).unwrap();
+                k.free(keep, l).unwrap();
+            }
+            let c = k.class_for(l).unwrap();
+            assert_eq!(c.stats().buf_in_use, 0, "{size}");
+            assert_eq!(c.stats().bad_frees, 2, "{size}");
+            assert_eq!(
+                c.last_bad_free(),
+                None,
+                "{size}: nothing bad reached a slab"
+            );
         }
-        let found = drain(k, 200).unwrap();
-        assert_eq!(found.addr, p.as_ptr() as usize);
-        assert_eq!(found.kind, BadFree::DoubleFree);
-        let c = k.class_for(l).unwrap();
-        assert_eq!(c.stats().buf_in_use, 1, "only `keep` is out");
-        assert_eq!(c.stats().bad_frees, 1);
-        // SAFETY: allocated above.
-        unsafe { k.free(keep, l) }.unwrap();
     });
 }
 
-/// A free with a size of another class reaches that class's cache, which
-/// names the right owner when the object gets to its slab layer.
+/// A free with a size of another class is refused at once by that class,
+/// which names the owner; the object stays allocated.
 #[test]
-fn class_free_with_the_wrong_size_found_at_the_slab_layer() {
+fn class_free_with_the_wrong_size_refused_at_once() {
     with_kmalloc(MEM, |k| {
-        let p = k.alloc(layout(200, 8)).unwrap();
-        // SAFETY: the bad input: freed as a 40-byte object.
-        unsafe { k.free(p, layout(40, 8)) }.unwrap();
-        let found = drain(k, 40).unwrap();
-        assert_eq!(found.addr, p.as_ptr() as usize);
-        assert!(
-            matches!(found.kind, BadFree::WrongCache(n) if n.as_str() == "kmalloc_208"),
-            "{found}"
-        );
-        assert_eq!(k.class_for(layout(200, 8)).unwrap().stats().buf_in_use, 1);
-        // SAFETY: still allocated (the bad free was refused).
-        unsafe { k.free(p, layout(200, 8)) }.unwrap();
+        for (size, wrong, owner) in [
+            (200, 40, "kmalloc_208"),
+            (40, 200, "kmalloc_40"),
+            (8, 4096, "kmalloc_8"),
+            (4096, 8, "kmalloc_4096"),
+            (1024, 32 << 10, "kmalloc_1024"),
+        ] {
+            let p = k.alloc(layout(size, 8)).unwrap();
+            // SAFETY: the bad input: freed with another class's size.
+            let e = refused(k, || unsafe { k.free(p, layout(wrong, 8)) });
+            match e {
+                Err(FreeError::Refused {
+                    kind: BadFree::WrongCache(n),
+                    ..
+                }) => assert_eq!(n.as_str(), owner),
+                other => panic!("{size} freed as {wrong}: {other:?}"),
+            }
+            assert_eq!(k.class_for(layout(size, 8)).unwrap().stats().buf_in_use, 1);
+            // SAFETY: still allocated (the bad free was refused).
+            unsafe { k.free(p, layout(size, 8)) }.unwrap();
+        }
     });
 }
 
+/// A pointer into an object, or memory kmalloc never handed out, is
+/// refused at once; nothing is written to it.
 #[test]
-fn class_free_of_a_foreign_pointer_found_at_the_slab_layer() {
+fn class_free_of_a_foreign_or_interior_pointer_refused_at_once() {
     with_kmalloc(MEM, |k| {
         let mut own = [0u64; 8];
         let p = NonNull::new(own.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: the bad input; the slab layer never writes to it.
-        unsafe { k.free(p, layout(64, 8)) }.unwrap();
-        let found = drain(k, 64).unwrap();
-        assert_eq!(found.kind, BadFree::Foreign);
+        // SAFETY: the bad input; nothing is written to it.
+        let e = refused(k, || unsafe { k.free(p, layout(64, 8)) });
+        assert!(
+            matches!(
+                e,
+                Err(FreeError::Refused {
+                    kind: BadFree::Foreign,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
         assert_eq!(own, [0; 8], "foreign memory written");
+        let q = k.alloc(layout(64, 8)).unwrap();
+        // SAFETY: the bad input: 8 bytes into an object.
+        let inner = unsafe { NonNull::new_unchecked(q.as_ptr().add(8)) };
+        // SAFETY: as above.
+        let e = refused(k, || unsafe { k.free(inner, layout(64, 8)) });
+        assert!(
+            matches!(
+                e,
+                Err(FreeError::Refused {
+                    kind: BadFree::NotObjectStart,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        // SAFETY: allocated above.
+        unsafe { k.free(q, layout(64, 8)) }.unwrap();
         assert_eq!(k.class_for(layout(64, 8)).unwrap().stats().buf_in_use, 0);
     });
 }

@@ -82,3 +82,97 @@ fn mixed_collections_across_threads() {
     k.pages().check().unwrap();
     assert!(KmallocGlobal::os_pages().mapped() > 0);
 }
+
+/// The bad frees a program can make through the global allocator, each
+/// run in a child process (this test binary again, told which one by
+/// `KMEM_BAD_FREE`): each must stop the program with a message, as glibc's
+/// "free(): double free detected" does, instead of handing one block to
+/// two owners.
+const BAD_FREES: [&str; 5] = [
+    "double",
+    "double-other-thread",
+    "wrong-size",
+    "interior",
+    "realloc-after-free",
+];
+
+/// The child's part: does the bad free `what`, which must not return.
+fn bad_free_child(what: &str) {
+    use core::alloc::Layout;
+    use std::alloc::{dealloc, realloc};
+    let l = Layout::from_size_align(200, 8).unwrap();
+    let b = Box::into_raw(Box::new([7u8; 200])).cast::<u8>();
+    // SAFETY: the bad inputs under test; each call below that breaks the
+    // contract is what the allocator must catch.
+    unsafe {
+        match what {
+            "double" => {
+                dealloc(b, l);
+                dealloc(b, l);
+            }
+            "double-other-thread" => {
+                dealloc(b, l);
+                let addr = b as usize;
+                thread::spawn(move || dealloc(addr as *mut u8, l))
+                    .join()
+                    .ok();
+            }
+            "wrong-size" => dealloc(b, Layout::from_size_align(40, 8).unwrap()),
+            "interior" => dealloc(b.add(8), Layout::from_size_align(64, 8).unwrap()),
+            "realloc-after-free" => {
+                dealloc(b, l);
+                let _ = realloc(b, l, 5000);
+            }
+            _ => panic!("unknown bad free {what}"),
+        }
+    }
+    eprintln!("kmem-test: the bad free `{what}` returned");
+    std::process::exit(0);
+}
+
+#[test]
+fn bad_frees_through_the_global_allocator_abort() {
+    if let Ok(what) = std::env::var("KMEM_BAD_FREE") {
+        bad_free_child(&what);
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    for what in BAD_FREES {
+        let out = std::process::Command::new(&me)
+            .args([
+                "--exact",
+                "bad_frees_through_the_global_allocator_abort",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KMEM_BAD_FREE", what)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: the program went on\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("returned"),
+            "{what}: the bad free returned\n{stderr}"
+        );
+        assert!(
+            stderr.contains("kmalloc: free of") && stderr.contains("refused"),
+            "{what}: no report\n{stderr}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            const SIGABRT: i32 = 6;
+            assert_eq!(out.status.signal(), Some(SIGABRT), "{what}: {stderr}");
+        }
+        println!(
+            "{what}: {}",
+            stderr
+                .lines()
+                .find(|l| l.contains("kmalloc:"))
+                .unwrap_or("")
+        );
+    }
+}

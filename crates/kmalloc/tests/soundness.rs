@@ -147,9 +147,12 @@ fn s2_quantum_cache_destroy_counts_live_objects_from_the_slabs() {
     let qc = caches.qcaches("ids", 1, 4, false).unwrap();
     let mut ids = ids_over(&base, &qc).unwrap();
     let live = ids.alloc(1, Policy::InstantFit).unwrap();
-    // A bogus free of a value the caches never handed out: accepted into a
-    // magazine (an integer arena; it is refused when it reaches the slabs).
-    ids.free(live + 1000, 1).unwrap();
+    // A bogus free of a value the caches never handed out: refused at
+    // once (quantum caches check every free before their magazines).
+    assert_eq!(
+        ids.free(live + 1000, 1),
+        Err(kmem_arena::FreeError::Cached { addr: live + 1000 })
+    );
     assert_eq!(
         ids.destroy(),
         Err(kmem_arena::DestroyError::LiveCachedObjects { count: 1 })

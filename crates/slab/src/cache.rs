@@ -12,7 +12,9 @@ use crate::caches::Caches;
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
 use crate::handle::{call_out, CacheMagazines};
-use crate::raw::{table_bytes, AddrHash, BufState, BufferShape, Freed, MetaMem, SlabSet, Taken};
+use crate::raw::{
+    table_bytes, AddrHash, BufState, BufferShape, FreeCheck, Freed, MetaMem, SlabSet, Taken,
+};
 use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
@@ -79,6 +81,13 @@ pub struct KmemCache<'a, C: Cpu> {
     meta: &'a Arena<'a>,
     ops: Option<&'a dyn ObjectOps>,
     pub(crate) mags: Option<CacheMagazines<'a, C>>,
+    /// Headed layout: the lock-free free check (owner, object start and,
+    /// for plain caches with magazines, the free mark; see `raw::guard`).
+    pub(crate) check: Option<FreeCheck>,
+    /// Bufctl layout with magazines: every free into the magazines is
+    /// checked, and marked `Cached`, under the cache lock; every round
+    /// handed out is marked `Allocated` again.
+    checked: bool,
     pub(crate) slab: Mutex<SlabState<'a>>,
     pub(crate) ctx: Option<&'a Caches<'a, C>>,
     alloc_fails: AtomicU64,
@@ -132,6 +141,18 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
         let set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?);
         let object_bytes = set.object_bytes();
+        let magazines = ctx.is_some() && !b.flags.contains(CacheFlags::NOMAGAZINE);
+        let plain = b.ops.is_none() && !b.flags.contains(CacheFlags::DEBUG);
+        let check = match geo.layout {
+            Layout::Small { .. } => Some(FreeCheck::new(
+                geo.slab_size,
+                geo.size,
+                geo.per_slab as usize,
+                magazines && plain && memory,
+            )),
+            Layout::Bufctl => None,
+        };
+        let checked = magazines && check.is_none();
         let mut cache = Self {
             name: b.name,
             geo,
@@ -142,6 +163,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             meta: base,
             ops: b.ops,
             mags: None,
+            check,
+            checked,
             slab: Mutex::new(SlabState::new(set)),
             ctx,
             alloc_fails: AtomicU64::new(0),
@@ -160,7 +183,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     cache.free_hash();
                     return Err(CreateError::NoMemory);
                 };
-                let plain = b.ops.is_none() && !b.flags.contains(CacheFlags::DEBUG);
                 cache.mags = Some(CacheMagazines::new(
                     cpu,
                     percpu,
@@ -168,7 +190,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     geo.size,
                     b.resize,
                     object_bytes,
-                    plain,
+                    plain && !checked,
                 ));
             }
             _ => {}
@@ -301,13 +323,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     #[inline(always)]
     fn alloc_fast(&self, flags: AllocFlags) -> Option<usize> {
         let mags = self.mags.as_ref()?;
-        if self.flags.contains(CacheFlags::DEBUG) || flags.contains(AllocFlags::ZERO) {
+        if self.checked || flags.contains(AllocFlags::ZERO) {
             return None;
         }
-        let obj = mags.alloc()?;
+        let obj = mags.alloc_taken()?;
         #[cfg(kmem_asan)]
-        self.asan_unpoison(obj);
-        Some(obj)
+        self.asan_unpoison(obj.addr());
+        if let Some(check) = &self.check {
+            check.hand_out(&obj);
+        }
+        Some(obj.hand_out())
     }
 
     /// Past the magazines: the slab layer (and `alloc_general` for what
@@ -325,9 +350,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Some(cpu) if gate => Some(Section::enter(cpu).ok_or_else(|| self.refuse_reentrant())?),
             _ => None,
         };
-        let fast = self.mags.is_some()
-            && !self.flags.contains(CacheFlags::DEBUG)
-            && !flags.contains(AllocFlags::ZERO);
+        let fast = self.mags.is_some() && !self.checked && !flags.contains(AllocFlags::ZERO);
         if fast {
             // The magazines missed already.
             return self.alloc_from_slab(src, flags);
@@ -335,8 +358,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.alloc_general(src, flags)
     }
 
-    /// Every allocation the fast path above does not finish: `ZERO`, `DEBUG`
-    /// caches and `NOMAGAZINE` caches.
+    /// Every allocation the fast path above does not finish: `ZERO`,
+    /// checked caches and `NOMAGAZINE` caches.
     #[inline(never)]
     fn alloc_general(
         &self,
@@ -353,8 +376,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if let Some(obj) = self.mags.as_ref().and_then(CacheMagazines::alloc_taken) {
             #[cfg(kmem_asan)]
             self.asan_unpoison(obj.addr());
-            if self.flags.contains(CacheFlags::DEBUG) {
+            if self.checked {
                 self.slab.lock().mark(obj.addr(), BufState::Allocated);
+            } else if let Some(check) = &self.check {
+                check.hand_out(&obj);
             }
             zero_if(&obj, flags);
             return Ok(obj.hand_out());
@@ -428,6 +453,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         #[cfg(kmem_asan)]
         self.asan_unpoison(obj.addr());
+        if let Some(check) = &self.check {
+            check.hand_out(&obj);
+        }
         st.direct_allocs += 1;
         let rescale = st.set.hash().resize_target(false).is_some();
         drop(st);
@@ -508,7 +536,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     #[inline(always)]
     fn free_gated(&self, obj: Freed, gate: bool) -> Result<(), FreeError> {
         if let Some(mags) = &self.mags {
-            if !self.flags.contains(CacheFlags::DEBUG) {
+            if !self.checked {
+                if let Some(check) = &self.check {
+                    if let Err(kind) = check.admit(&obj) {
+                        return Err(self.refused(obj.addr(), kind, gate));
+                    }
+                }
                 #[cfg(kmem_asan)]
                 self.asan_poison_if_unlocked(obj.addr());
                 return match mags.free(obj) {
@@ -530,7 +563,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             },
             _ => None,
         };
-        if self.mags.is_some() && !self.flags.contains(CacheFlags::DEBUG) {
+        if self.mags.is_some() && !self.checked {
             // The magazines had no room already.
             return self.free_to_slab(obj, From::User);
         }
@@ -567,13 +600,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// Frees that the fast path above does not take: `NOMAGAZINE` and
-    /// `DEBUG` caches.
+    /// checked caches.
     #[inline(never)]
     fn free_general(&self, obj: Freed) -> Result<(), FreeError> {
         let Some(mags) = &self.mags else {
             return self.free_to_slab(obj, From::User);
         };
-        // A DEBUG cache: check before the object enters a magazine.
+        // A checked cache: check before the object enters a magazine.
         let mut st = self.slab.lock();
         let checked = st.validate(obj.addr(), From::User);
         if checked.is_ok() {
@@ -587,7 +620,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
         match mags.free(obj) {
             Ok(()) => Ok(()),
-            Err(obj) => self.free_to_slab(obj, From::CachedDebug),
+            Err(obj) => self.free_to_slab(obj, From::Cached),
         }
     }
 
@@ -635,8 +668,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// A round leaving the magazine layer for the slab layer.
     pub(crate) fn drain_one(&self, obj: Freed) {
-        let from = if self.flags.contains(CacheFlags::DEBUG) {
-            From::CachedDebug
+        let from = if self.checked {
+            From::Cached
         } else {
             From::User
         };
@@ -646,6 +679,29 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             let err = self.bad(addr, kind);
             *self.last_bad.lock() = Some(err);
         }
+    }
+
+    /// A free the fast path's check refused: classified (in a section of
+    /// its own when `gate`; unclassified if its context is inside one) and
+    /// counted.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, addr: usize, kind: BadFree, gate: bool) -> FreeError {
+        let _section = match self.cpu() {
+            Some(cpu) if gate => match Section::enter(cpu) {
+                Some(section) => Some(section),
+                None => {
+                    self.bad_frees.fetch_add(1, Ordering::Relaxed);
+                    return FreeError {
+                        cache: self.name,
+                        addr,
+                        kind,
+                    };
+                }
+            },
+            _ => None,
+        };
+        self.bad(addr, kind)
     }
 
     /// Classifies and counts a refused free. Takes no lock of this cache
@@ -678,7 +734,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// Verifies the slab lists, free chains, object states and totals.
     pub fn check(&self) -> Result<(), CheckError> {
-        self.slab.lock().check(&self.geo)
+        self.slab
+            .lock()
+            .check(&self.geo, self.check.map(|c| c.key()))
     }
 
     /// The cache's counters (the `::kmastat` columns and more). While other

@@ -102,6 +102,18 @@ pub enum BadFree {
     Reentrant,
 }
 
+impl fmt::Display for BadFree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DoubleFree => f.write_str("double free"),
+            Self::WrongCache(owner) => write!(f, "object of cache {}", owner.as_str()),
+            Self::Foreign => f.write_str("not allocated from any cache"),
+            Self::NotObjectStart => f.write_str("not the start of an object"),
+            Self::Reentrant => f.write_str("inside a handler that interrupted an allocator call"),
+        }
+    }
+}
+
 /// A free the cache refused; the cache is unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FreeError {

@@ -6,9 +6,15 @@ use core::mem::size_of;
 use crate::raw::SlabHeader;
 use crate::{CacheFlags, CreateError, PAGE_SIZE};
 
-/// Objects above this size use bufctls (the seed's `SLAB_LARGE_CUTOFF`,
-/// `PGSIZE / 8`).
+/// Objects up to this size live in one-page headed slabs (the seed's
+/// `SLAB_LARGE_CUTOFF`, `PGSIZE / 8`); larger ones in larger headed slabs
+/// (up to [`HEADED_MAX`]) or, past that or when the cache cannot use the
+/// headed layout, on bufctls.
 pub const SMALL_MAX: usize = PAGE_SIZE / 8;
+
+/// The largest headed slab (unless the source's quantum is larger):
+/// objects that would need more use bufctls.
+pub const HEADED_MAX: usize = 1 << 20;
 
 /// Objects per bufctl slab the slab size aims for (the seed's
 /// `NUM_BUF_PER_SLAB`).
@@ -16,8 +22,8 @@ const BUFS_PER_SLAB: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
-    /// One page per slab; header and allocated bitmap at its end, free
-    /// objects linked through their first word.
+    /// Headed: a power-of-two slab aligned to its size, header and
+    /// allocated bitmap at its end; free objects found through the bitmap.
     Small { bitmap_words: usize },
     /// Buffers tracked by bufctls in a hash; header in a `kmem_slab` object.
     Bufctl,
@@ -68,31 +74,17 @@ impl Geometry {
         if touch {
             size = round_up(size, 8).ok_or(CreateError::TooLarge)?;
         }
-        let small = r.force_small
+        let headed = r.force_small
             || (touch
                 && !r.flags.intersects(CacheFlags::DEBUG | CacheFlags::QCACHE)
-                && size <= SMALL_MAX
                 && r.quantum.is_power_of_two());
-        if small {
-            let slab_size = r.quantum.max(PAGE_SIZE);
-            let room = slab_size - size_of::<SlabHeader>();
-            // n objects and ceil(n / 64) bitmap words must fit the room.
-            let mut n = room * 8 / (size * 8 + 1);
-            while n > 0 && n * size + n.div_ceil(64) * 8 > room {
-                n -= 1;
+        if headed {
+            if let Some(geo) = Self::headed(size, r) {
+                return Ok(geo);
             }
-            if n == 0 {
+            if r.force_small {
                 return Err(CreateError::TooLarge);
             }
-            return Ok(Self {
-                size,
-                align: r.align,
-                slab_size,
-                per_slab: u32::try_from(n).map_err(|_| CreateError::TooLarge)?,
-                layout: Layout::Small {
-                    bitmap_words: n.div_ceil(64),
-                },
-            });
         }
         let slab_size = if r.flags.contains(CacheFlags::QCACHE) {
             if r.qcache_max < size {
@@ -120,6 +112,39 @@ impl Geometry {
             per_slab: u32::try_from(slab_size / size).map_err(|_| CreateError::TooLarge)?,
             layout: Layout::Bufctl,
         })
+    }
+
+    /// The headed (small) layout for objects of `size`: slabs of a power
+    /// of two bytes aligned to their size, header and bitmap at the end.
+    /// Objects up to [`SMALL_MAX`] take one page (or quantum); larger ones
+    /// the smallest power of two that wastes at most 1/16 of it, up to
+    /// [`HEADED_MAX`]. `None` past that.
+    fn headed(size: usize, r: &Request) -> Option<Self> {
+        let mut slab_size = r.quantum.max(PAGE_SIZE);
+        loop {
+            if !slab_size.is_power_of_two() || slab_size > HEADED_MAX.max(r.quantum) {
+                return None;
+            }
+            let room = slab_size - size_of::<SlabHeader>();
+            // n objects and ceil(n / 64) bitmap words must fit the room.
+            let mut n = room * 8 / (size * 8 + 1);
+            while n > 0 && n * size + n.div_ceil(64) * 8 > room {
+                n -= 1;
+            }
+            let fits = n > 0 && (size <= SMALL_MAX || slab_size - n * size <= slab_size / 16);
+            if fits || r.force_small && n > 0 {
+                return Some(Self {
+                    size,
+                    align: r.align,
+                    slab_size,
+                    per_slab: u32::try_from(n).ok()?,
+                    layout: Layout::Small {
+                        bitmap_words: n.div_ceil(64),
+                    },
+                });
+            }
+            slab_size = slab_size.checked_mul(2)?;
+        }
     }
 
     /// Offset of object `obj` in its slab, if it is an object start.

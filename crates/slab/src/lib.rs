@@ -83,7 +83,7 @@ pub use cache::KmemCache;
 pub use caches::{Caches, DestroyError};
 pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 pub use flags::{AllocFlags, CacheFlags};
-pub use geometry::SMALL_MAX;
+pub use geometry::{HEADED_MAX, SMALL_MAX};
 pub use handle::Cache;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use stats::CacheStats;

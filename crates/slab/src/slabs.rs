@@ -4,7 +4,7 @@
 
 use crate::error::{BadFree, CheckError};
 use crate::geometry::{Geometry, Layout};
-use crate::raw::{BufState, EmptySlab, Freed, NewSlab, SlabList, SlabSet, Taken, NONE};
+use crate::raw::{BufState, EmptySlab, Freed, NewSlab, SlabList, SlabSet, Taken};
 
 pub(crate) struct SlabState<'a> {
     /// Every slab, on its list and in the address hash (small layout: slab
@@ -27,8 +27,9 @@ pub(crate) struct SlabState<'a> {
 pub(crate) enum From {
     /// Straight from its user.
     User,
-    /// From a magazine of a `DEBUG` cache (state `Cached`).
-    CachedDebug,
+    /// From a magazine of a checked cache (state `Cached`; see
+    /// `KmemCache::checked`).
+    Cached,
 }
 
 impl From {
@@ -36,7 +37,7 @@ impl From {
     fn want(self) -> BufState {
         match self {
             From::User => BufState::Allocated,
-            From::CachedDebug => BufState::Cached,
+            From::Cached => BufState::Cached,
         }
     }
 }
@@ -107,8 +108,9 @@ impl<'a> SlabState<'a> {
         Some(slab)
     }
 
-    /// Verifies lists, free chains, bitmaps, bufctl states and totals.
-    pub(crate) fn check(&self, geo: &Geometry) -> Result<(), CheckError> {
+    /// Verifies lists, free chains, bitmaps, owner keys (`owner`: the
+    /// cache's, for the headed layout), bufctl states and totals.
+    pub(crate) fn check(&self, geo: &Geometry, owner: Option<usize>) -> Result<(), CheckError> {
         let (mut busy, mut total, mut bufctls) = (0u64, 0u64, 0u64);
         for list in [SlabList::Full, SlabList::Partial, SlabList::Empty] {
             let mut n = 0;
@@ -129,19 +131,7 @@ impl<'a> SlabState<'a> {
                         if s.allocated() != s.busy() {
                             return Err(CheckError::BadState { slab: err_base });
                         }
-                        let mut obj = s.first_free();
-                        for _ in 0..free {
-                            let i = geo
-                                .index(s.base(), obj)
-                                .ok_or(CheckError::BadFreeObject { slab: err_base })?;
-                            if s.is_allocated(i) {
-                                return Err(CheckError::BadState { slab: err_base });
-                            }
-                            obj = s
-                                .free_link(obj)
-                                .ok_or(CheckError::BadFreeObject { slab: err_base })?;
-                        }
-                        if obj != NONE {
+                        if !s.hint_ok() || Some(s.owner()) != owner {
                             return Err(CheckError::FreeCount { slab: err_base });
                         }
                     }

@@ -173,20 +173,37 @@ fn drain(c: &Kc<'_>) {
 enum Kind {
     /// 64-byte objects, small layout, `NOMAGAZINE`.
     Small,
-    /// 1024-byte objects, bufctl layout, `NOMAGAZINE`.
+    /// 1024-byte objects, bufctl layout (`NOTOUCH`), `NOMAGAZINE`.
     Bufctl,
     /// 200-byte objects, `DEBUG` (bufctls, state tracked), with magazines.
     Debug,
+    /// 64-byte objects with magazines, no constructor: the release-mode
+    /// check (owner, object start, free mark) before the magazine.
+    Plain,
+    /// 1024-byte objects with magazines, no constructor: a headed slab of
+    /// several pages, checked as `Plain`.
+    PlainLarge,
+    /// 1024-byte objects with magazines over `NOTOUCH` bufctls: checked
+    /// under the cache lock before the magazine, as `Debug`.
+    Tracked,
 }
 
 impl Kind {
     fn builder<'a>(self, name: &str, source: &'a Arena<'a>) -> CacheBuilder<'a> {
         let (size, flags) = match self {
             Kind::Small => (64, CacheFlags::NOMAGAZINE),
-            Kind::Bufctl => (1024, CacheFlags::NOMAGAZINE),
+            Kind::Bufctl => (1024, CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE),
             Kind::Debug => (200, CacheFlags::DEBUG),
+            Kind::Plain => (64, CacheFlags::empty()),
+            Kind::PlainLarge => (1024, CacheFlags::empty()),
+            Kind::Tracked => (1024, CacheFlags::NOTOUCH),
         };
         CacheBuilder::new(name, size).flags(flags).source(source)
+    }
+
+    /// Objects on bufctls, known by their start address only.
+    fn bufctls(self) -> bool {
+        matches!(self, Kind::Bufctl | Kind::Debug | Kind::Tracked)
     }
 }
 
@@ -216,7 +233,7 @@ fn with_fixture(kind: Kind, f: impl FnOnce(&Fixture<'_, '_, '_>)) {
     with_caches(RAM, |caches, kpages| {
         let victim = caches.create(kind.builder("victim", kpages)).unwrap();
         let other = caches.create(kind.builder("other", kpages)).unwrap();
-        assert_eq!(victim.uses_bufctls(), !matches!(kind, Kind::Small));
+        assert_eq!(victim.uses_bufctls(), kind.bufctls());
         let fx = Fixture {
             caches,
             victim: &victim,
@@ -512,15 +529,24 @@ fn small_free_to_wrong_cache() {
 }
 
 /// Heap, stack, null and top-of-memory addresses freed to a cache of
-/// `kind`: foreign, and nothing changes.
+/// `kind`: foreign, and nothing changes. (A headed cache with magazines
+/// reads the last word of the slab-sized block holding the address, so
+/// it is given addresses in mapped memory only: null and the top of
+/// memory would fault, as documented.)
 fn foreign_heap_and_stack(kind: Kind) {
     with_fixture(kind, |fx| {
         let heap = vec![0u64; 64];
         let stack = [0u64; 8];
         fx.refused(heap.as_ptr() as usize, BadFree::Foreign);
         fx.refused(stack.as_ptr() as usize, BadFree::Foreign);
-        fx.refused(0, BadFree::Foreign);
-        fx.refused(usize::MAX & !7, BadFree::Foreign);
+        if !matches!(kind, Kind::Plain | Kind::PlainLarge) {
+            fx.refused(0, BadFree::Foreign);
+            fx.refused(usize::MAX & !7, BadFree::Foreign);
+        }
+        assert!(
+            heap.iter().chain(&stack).all(|&w| w == 0),
+            "foreign memory written"
+        );
     });
 }
 
@@ -664,7 +690,170 @@ fn debug_free_inside_an_object() {
 }
 
 // ---------------------------------------------------------------------------
-// Bad frees into magazines (no DEBUG): found when the magazine drains.
+// Bad frees into the magazines of caches without DEBUG: refused at once by
+// the release-mode checks.
+
+/// A double free into a plain cache: refused while the object sits in this
+/// CPU's magazine, in the depot, and back in its slab.
+fn plain_double_free(kind: Kind) {
+    with_fixture(kind, |fx| {
+        let a = fx.victim.alloc(AllocFlags::empty()).unwrap();
+        free_ok(fx.victim, a);
+        fx.refused(a, BadFree::DoubleFree);
+        fx.victim.flush_current();
+        fx.refused(a, BadFree::DoubleFree);
+        drain(fx.victim);
+        fx.refused(a, BadFree::DoubleFree);
+        // Handed out again, it may be freed again, once.
+        let b = fx.victim.alloc(AllocFlags::empty()).unwrap();
+        free_ok(fx.victim, b);
+        fx.refused(b, BadFree::DoubleFree);
+        // Never handed out: every free object of a fresh slab is refused.
+        let (slab_size, per_slab) = fx.victim.slab_geometry();
+        let base = fx.victim_live & !(slab_size - 1);
+        let last = base + (per_slab - 1) * fx.victim.size();
+        if last != fx.victim_live && last != a && last != b {
+            fx.refused(last, BadFree::DoubleFree);
+        }
+        assert_eq!(
+            fx.victim.last_bad_free(),
+            None,
+            "nothing bad reached the slabs"
+        );
+    });
+}
+
+#[test]
+fn plain_double_free_small() {
+    plain_double_free(Kind::Plain);
+}
+
+#[test]
+fn plain_double_free_large() {
+    plain_double_free(Kind::PlainLarge);
+}
+
+/// The second free comes from another thread (another CPU slot).
+#[test]
+fn plain_double_free_from_another_thread() {
+    for kind in [Kind::Plain, Kind::PlainLarge, Kind::Tracked] {
+        with_fixture(kind, |fx| {
+            let a = fx.victim.alloc(AllocFlags::empty()).unwrap();
+            free_ok(fx.victim, a);
+            let victim = fx.victim;
+            let got = std::thread::scope(|s| {
+                // SAFETY: a double free: the call under test.
+                s.spawn(|| unsafe { victim.free(a) }).join().unwrap()
+            });
+            assert_eq!(got.unwrap_err().kind, BadFree::DoubleFree, "{kind:?}");
+            // Only one of the next allocations gets `a`.
+            let x = fx.victim.alloc(AllocFlags::empty()).unwrap();
+            let y = fx.victim.alloc(AllocFlags::empty()).unwrap();
+            assert_ne!(x, y);
+            free_ok(fx.victim, x);
+            free_ok(fx.victim, y);
+        });
+    }
+}
+
+#[test]
+fn plain_free_to_wrong_cache() {
+    for kind in [Kind::Plain, Kind::PlainLarge, Kind::Tracked] {
+        with_fixture(kind, |fx| {
+            let before = state(fx.other, fx.kpages, fx.base);
+            fx.refused(fx.other_live, BadFree::WrongCache(Name::new("other")));
+            assert_eq!(state(fx.other, fx.kpages, fx.base), before);
+            // A freed object of the other cache, into this one: still the
+            // other's (its free mark is not this cache's).
+            let o = fx.other.alloc(AllocFlags::empty()).unwrap();
+            free_ok(fx.other, o);
+            let got = {
+                let bad_before = fx.victim.stats().bad_frees;
+                // SAFETY: a bad free: the call under test.
+                let got = unsafe { fx.victim.free(o) };
+                assert_eq!(fx.victim.stats().bad_frees, bad_before + 1);
+                got
+            };
+            assert!(
+                matches!(got.unwrap_err().kind, BadFree::WrongCache(_)),
+                "{kind:?}"
+            );
+            // Objects of caches with other slab sizes.
+            for (name, size) in [("k64", 64), ("k1024", 1024), ("k8", 8), ("k4096", 4096)] {
+                let c = fx
+                    .caches
+                    .create(CacheBuilder::new(name, size).source(fx.kpages))
+                    .unwrap();
+                let obj = c.alloc(AllocFlags::empty()).unwrap();
+                fx.refused(obj, BadFree::WrongCache(Name::new(name)));
+                free_ok(&c, obj);
+                c.destroy().unwrap();
+            }
+        });
+    }
+}
+
+#[test]
+fn plain_free_of_heap_and_stack_pointers() {
+    foreign_heap_and_stack(Kind::Plain);
+    foreign_heap_and_stack(Kind::PlainLarge);
+    foreign_heap_and_stack(Kind::Tracked);
+}
+
+#[test]
+fn plain_free_of_kpages_memory_outside_slabs() {
+    foreign_source_memory(Kind::Plain, 64);
+    foreign_source_memory(Kind::PlainLarge, 1024);
+    foreign_source_memory(Kind::Tracked, 1024);
+}
+
+#[test]
+fn plain_free_inside_an_object() {
+    for kind in [Kind::Plain, Kind::PlainLarge] {
+        with_fixture(kind, |fx| {
+            let a = fx.victim_live;
+            let size = fx.victim.size();
+            fx.refused(a + 8, BadFree::NotObjectStart);
+            fx.refused(a + size - 1, BadFree::NotObjectStart);
+            let (slab_size, per_slab) = fx.victim.slab_geometry();
+            let slab = a & !(slab_size - 1);
+            fx.refused(slab + per_slab * size, BadFree::NotObjectStart);
+            fx.refused(slab + slab_size - 8, BadFree::NotObjectStart);
+        });
+    }
+    with_fixture(Kind::Tracked, |fx| {
+        fx.refused(fx.victim_live + 8, BadFree::Foreign);
+    });
+}
+
+/// A slab given back to its source no longer vouches for its objects: a
+/// free of a pointer into it is refused as foreign, not accepted.
+#[test]
+fn plain_free_into_a_reaped_slab() {
+    for kind in [Kind::Plain, Kind::PlainLarge] {
+        with_fixture(kind, |fx| {
+            let (slab_size, _) = fx.victim.slab_geometry();
+            // Fill a slab of its own, free it all, reap it.
+            let objs: Vec<usize> = (0..4 * slab_size / fx.victim.size())
+                .map(|_| fx.victim.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            let lone = *objs.last().unwrap();
+            for &o in &objs {
+                free_ok(fx.victim, o);
+            }
+            drain(fx.victim);
+            if fx.victim.owns(lone) {
+                return; // its slab was not reaped (it holds `victim_live`)
+            }
+            fx.refused(lone, BadFree::Foreign);
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bad frees into the magazines of constructed caches: a double free is
+// found when the magazine drains (a constructed object's memory cannot
+// carry the free mark); wrong-cache and foreign frees are refused at once.
 
 /// A 64-byte cache with magazines and counting ops.
 fn mag_builder<'a>(name: &str, source: &'a Arena<'a>, ops: &'a Counting) -> CacheBuilder<'a> {
@@ -726,10 +915,9 @@ fn magazine_double_free_found_at_drain() {
 /// hold: here nothing.
 #[test]
 fn magazine_double_free_buf_in_use_recovers() {
-    with_caches(RAM, |caches, kpages| {
-        let c = caches
-            .create(CacheBuilder::new("mag", 64).source(kpages))
-            .unwrap();
+    let ops = Counting::default();
+    with_caches_using(&ops, RAM, |caches, kpages, ops| {
+        let c = caches.create(mag_builder("mag", kpages, ops)).unwrap();
         let a = c.alloc(AllocFlags::empty()).unwrap();
         free_ok(&c, a);
         free_ok(&c, a);
@@ -743,7 +931,7 @@ fn magazine_double_free_buf_in_use_recovers() {
 }
 
 #[test]
-fn magazine_foreign_free_found_at_drain() {
+fn magazine_foreign_free_refused_at_once() {
     let ops = Counting::default();
     with_caches_using(&ops, RAM, |caches, kpages, ops| {
         let c = caches.create(mag_builder("mag", kpages, ops)).unwrap();
@@ -752,13 +940,7 @@ fn magazine_foreign_free_found_at_drain() {
             .collect();
         let heap = vec![0u64; 64];
         let addr = heap.as_ptr() as usize;
-        free_ok(&c, addr);
-        let expected = FreeError {
-            cache: Name::new("mag"),
-            addr,
-            kind: BadFree::Foreign,
-        };
-        assert_found_at_drain(&c, expected, 4);
+        assert_free_refused(&c, kpages, caches.base(), addr, BadFree::Foreign);
         assert!(heap.iter().all(|&w| w == 0), "foreign memory written");
         assert_eq!(
             ops.dtors.load(Ordering::SeqCst),
@@ -774,7 +956,7 @@ fn magazine_foreign_free_found_at_drain() {
 }
 
 #[test]
-fn magazine_free_to_wrong_cache_found_at_drain() {
+fn magazine_free_to_wrong_cache_refused_at_once() {
     let both = (Counting::default(), Counting::default());
     with_caches_using(&both, RAM, |caches, kpages, (ops, other_ops)| {
         let c = caches.create(mag_builder("mag", kpages, ops)).unwrap();
@@ -786,13 +968,13 @@ fn magazine_free_to_wrong_cache_found_at_drain() {
             .collect();
         let obj = other.alloc(AllocFlags::empty()).unwrap();
         let other_before = own(&other);
-        free_ok(&c, obj);
-        let expected = FreeError {
-            cache: Name::new("mag"),
-            addr: obj,
-            kind: BadFree::WrongCache(Name::new("other")),
-        };
-        assert_found_at_drain(&c, expected, 4);
+        assert_free_refused(
+            &c,
+            kpages,
+            caches.base(),
+            obj,
+            BadFree::WrongCache(Name::new("other")),
+        );
         // The object is still `other`'s, live and constructed.
         assert_eq!(own(&other), other_before);
         // SAFETY: `obj` is a live 64-byte object of `other`.
@@ -978,7 +1160,7 @@ fn exhausted_metadata() {
         let c = caches
             .create(
                 CacheBuilder::new("large", 1024)
-                    .flags(CacheFlags::NOMAGAZINE)
+                    .flags(CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE)
                     .source(src),
             )
             .unwrap();
@@ -1105,12 +1287,18 @@ fn reap_inside_for_each_finds_bad_free() {
     let base: &'static Arena<'static> = Box::leak(Box::new(ram.base_arena("base", PAGE_SIZE)));
     let caches: &'static Caches<'static, ThreadCpus> =
         Box::leak(Box::new(Caches::new(base, ThreadCpus::global()).unwrap()));
+    // A constructed cache: its magazines take a double free, found when
+    // they drain.
+    let ops: &'static Counting = Box::leak(Box::default());
     let c: &'static kmem_slab::Cache<'static, ThreadCpus> = Box::leak(Box::new(
-        caches.create(CacheBuilder::new("mag", 64)).unwrap(),
+        caches
+            .create(CacheBuilder::new("mag", 64).ops(ops))
+            .unwrap(),
     ));
     let keep = c.alloc(AllocFlags::empty()).unwrap();
-    let heap: &'static [u64] = Box::leak(vec![0u64; 8].into_boxed_slice());
-    free_ok(c, heap.as_ptr() as usize);
+    let a = c.alloc(AllocFlags::empty()).unwrap();
+    free_ok(c, a);
+    free_ok(c, a);
     c.flush_current();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -1121,7 +1309,7 @@ fn reap_inside_for_each_finds_bad_free() {
     });
     rx.recv_timeout(Duration::from_secs(10))
         .expect("reap inside Caches::for_each deadlocked");
-    assert_eq!(c.last_bad_free().map(|e| e.kind), Some(BadFree::Foreign));
+    assert_eq!(c.last_bad_free().map(|e| e.kind), Some(BadFree::DoubleFree));
     free_ok(c, keep);
     ok(c);
 }

@@ -249,7 +249,7 @@ fn caches_over_imports_failing_every_kth_or_after_n() {
                         &Injection {
                             injected: &|| source.faults().injected(),
                             expected: AllocError::Exhausted,
-                            peak: 200,
+                            peak: 600,
                         },
                         &mut rng,
                         1200 * scale(),

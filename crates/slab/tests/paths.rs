@@ -27,8 +27,9 @@ fn small_geometry_packs_objects_below_the_header() {
             assert!(!c.uses_bufctls());
             assert_eq!(slab, PAGE_SIZE);
             assert_eq!(c.size() % align, 0);
-            assert!(per * c.size() + per.div_ceil(64) * 8 + 64 <= PAGE_SIZE);
-            assert!((per + 1) * c.size() + (per + 1).div_ceil(64) * 8 + 64 > PAGE_SIZE - 8);
+            // The header takes the slab's last 80 bytes.
+            assert!(per * c.size() + per.div_ceil(64) * 8 + 80 <= PAGE_SIZE);
+            assert!((per + 1) * c.size() + (per + 1).div_ceil(64) * 8 + 80 > PAGE_SIZE);
             let objs: Vec<usize> = (0..per + 1)
                 .map(|_| c.alloc(AllocFlags::empty()).unwrap())
                 .collect();
@@ -56,28 +57,64 @@ fn ram_word(obj: usize) -> bool {
     }
 }
 
+/// Large objects of a cache that may write to them live in headed slabs
+/// too: the smallest power of two, aligned to its size, that wastes at
+/// most 1/16 of it. `NOTOUCH` keeps them on bufctls, 8 per slab.
 #[test]
-fn large_objects_use_bufctls_and_eight_object_slabs() {
+fn large_objects_use_headed_slabs_and_notouch_bufctls() {
     with_caches(4 << 20, |caches, kpages| {
+        for (size, align, slab, per) in [
+            (1000, 8, PAGE_SIZE, 4),
+            (1024, 8, 16 * 1024, 15),
+            (1536, 8, 8 * 1024, 5),
+            (100, PAGE_SIZE, 64 * 1024, 15),
+            (32 * 1024, 8, 512 * 1024, 15),
+        ] {
+            let c = caches
+                .create(CacheBuilder::new("big", size).align(align).source(kpages))
+                .unwrap();
+            assert!(!c.uses_bufctls(), "{size}");
+            assert_eq!(c.slab_geometry(), (slab, per), "{size}");
+            let (slab, per) = c.slab_geometry();
+            assert!(
+                slab - per * c.size() <= slab / 16,
+                "{size}: wastes too much"
+            );
+            let objs: Vec<usize> = (0..per + 1)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            for &o in &objs {
+                assert_eq!(o % align, 0);
+                let base = o & !(slab - 1);
+                assert!(
+                    o + c.size() <= base + slab - 80,
+                    "{size}: object over the header"
+                );
+                assert!(ram_word(o));
+            }
+            assert_eq!(c.stats().slabs, 2);
+            for o in objs {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(o) }.unwrap();
+            }
+            c.check().unwrap();
+            c.destroy().unwrap();
+        }
         let c = caches
-            .create(CacheBuilder::new("big", 1000).source(kpages))
+            .create(
+                CacheBuilder::new("big", 1000)
+                    .flags(CacheFlags::NOTOUCH)
+                    .source(kpages),
+            )
             .unwrap();
         assert!(c.uses_bufctls());
         assert_eq!(c.size(), 1000);
         assert_eq!(c.slab_geometry(), (8192, 8));
-        let page = caches
-            .create(
-                CacheBuilder::new("page", 100)
-                    .align(PAGE_SIZE)
-                    .source(kpages),
-            )
+        // Past the largest headed slab: bufctls.
+        let huge = caches
+            .create(CacheBuilder::new("huge", 512 * 1024).source(kpages))
             .unwrap();
-        assert_eq!(page.size(), PAGE_SIZE);
-        assert_eq!(page.slab_geometry(), (8 * PAGE_SIZE, 8));
-        let o = page.alloc(AllocFlags::empty()).unwrap();
-        assert_eq!(o % PAGE_SIZE, 0);
-        // SAFETY: allocated above.
-        unsafe { page.free(o) }.unwrap();
+        assert!(huge.uses_bufctls());
     });
 }
 
@@ -240,7 +277,11 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
     with_caches(32 << 20, |caches, kpages| {
         let before = used(kpages);
         let c = caches
-            .create(CacheBuilder::new("r", 1024).source(kpages))
+            .create(
+                CacheBuilder::new("r", 1024)
+                    .flags(CacheFlags::NOTOUCH)
+                    .source(kpages),
+            )
             .unwrap();
         let objs: Vec<usize> = (0..4000)
             .map(|_| c.alloc(AllocFlags::empty()).unwrap())

@@ -311,28 +311,59 @@ fn foreign_arena_is_refused() {
     });
 }
 
-/// A double free of a cached size reaches the slab layer when the
-/// magazine drains (at destroy here) and is refused there; the arena's
-/// accounting stays exact.
+/// A double free of a cached size is refused at once (a quantum cache
+/// checks every free under its lock before the magazine): the ID is never
+/// handed out twice, and the arena's accounting stays exact.
 #[test]
-fn double_free_of_a_cached_size_is_found_at_the_slab_layer() {
+fn double_free_of_a_cached_size_is_refused_at_once() {
     with_caches(RAM, |caches, _| {
         let qc = caches.qcaches("qc", 1, 4, false).unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.alloc(3, Policy::InstantFit).unwrap();
         a.free(x, 3).unwrap();
-        a.free(x, 3).unwrap(); // into the magazine, unchecked
-        assert_eq!(qc.in_use(), 0);
+        assert_eq!(a.free(x, 3), Err(FreeError::Cached { addr: x }));
+        // Freed into a magazine and then again on another thread.
+        let y = a.alloc(3, Policy::InstantFit).unwrap();
+        a.free(y, 3).unwrap();
+        let again = std::thread::scope(|s| s.spawn(|| a.free(y, 3)).join().unwrap());
+        assert_eq!(again, Err(FreeError::Cached { addr: y }));
+        // No ID goes to two owners.
+        let got: Vec<usize> = (0..4)
+            .map(|_| a.alloc(3, Policy::InstantFit).unwrap())
+            .collect();
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), got.len(), "an ID handed out twice");
+        for id in got {
+            a.free(id, 3).unwrap();
+        }
         let mut bad = 0;
         qc.stats(|s| bad += s.bad_frees);
-        assert_eq!(bad, 0);
+        assert_eq!(bad, 2);
+        assert_eq!(qc.in_use(), 0);
         a.destroy().unwrap();
         assert_eq!(a.size(SizeKind::Allocated), 0, "nothing leaked");
     });
 }
 
+/// A free of a cached size with the wrong size (another quantum cache's
+/// object) is refused at once, and the object stays its owner's.
+#[test]
+fn free_of_a_cached_size_with_the_wrong_size_is_refused() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+        let x = a.alloc(3, Policy::InstantFit).unwrap();
+        assert_eq!(a.free(x, 2), Err(FreeError::Cached { addr: x }));
+        assert_eq!(a.free(x, 4), Err(FreeError::Cached { addr: x }));
+        a.free(x, 3).unwrap();
+        a.destroy().unwrap();
+    });
+}
+
 /// A free of a cached size that no cache handed out (a segment from
-/// `xalloc`, freed with `free`) is refused when it reaches the slab layer;
+/// `xalloc`, freed with `free`) is refused at once by the quantum cache;
 /// the segment stays allocated and can still be `xfree`d.
 #[test]
 fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
@@ -340,9 +371,7 @@ fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
         let qc = caches.qcaches("qc", 1, 4, false).unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.xalloc(2, &Constraints::new().align(1024)).unwrap();
-        a.free(x, 2).unwrap(); // into the magazine, unchecked
-                               // Reap drains the depot only; destroy drains every magazine.
-        a.destroy().unwrap_err();
+        assert_eq!(a.free(x, 2), Err(FreeError::Cached { addr: x }));
         a.check().unwrap();
         a.xfree(x, 2).unwrap();
         a.destroy().unwrap();

@@ -57,7 +57,7 @@ pub(crate) struct CacheMagazines<'a, C: Cpu> {
     object_bytes: usize,
     /// Frees may go onto a slot's deferred stack, which links them through
     /// their first word: objects of memory, a word at least, with no
-    /// constructed state and no `DEBUG` tracking.
+    /// constructed state and no per-object tracking (checked caches).
     deferrable: bool,
     /// Registered with the platform: it must stay where it is.
     registered: AtomicBool,
@@ -66,8 +66,9 @@ pub(crate) struct CacheMagazines<'a, C: Cpu> {
 impl<'a, C: Cpu> CacheMagazines<'a, C> {
     /// A layer for objects of `obj_size` bytes, on `percpu` (metadata
     /// memory for `cpu.slots()` slots), getting magazines from `source`.
-    /// `plain`: the cache has no constructor or destructor and is not
-    /// `DEBUG` (its objects can be deferred if they are memory).
+    /// `plain`: the cache has no constructor or destructor and does not
+    /// track its objects' states (its objects can be deferred if they are
+    /// memory).
     ///
     /// # Panics
     /// If `percpu` is too small or misaligned for the slots.
@@ -117,13 +118,9 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         self.mags.cpu()
     }
 
-    /// A round from the caller's magazines or the depot.
+    /// A round from the caller's magazines or the depot, as a token (to
+    /// be zeroed or cleared before it is handed out).
     #[inline(always)]
-    pub(crate) fn alloc(&self) -> Option<usize> {
-        self.mags.alloc()
-    }
-
-    /// [`alloc`](Self::alloc), as a token that can be zeroed.
     pub(crate) fn alloc_taken(&self) -> Option<Taken> {
         let round = self.mags.alloc()?;
         // SAFETY: a round the layer just handed out; `object_bytes` is the

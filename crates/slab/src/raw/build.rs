@@ -9,9 +9,7 @@ use core::ptr::{self, NonNull};
 use crate::geometry::{Geometry, Layout};
 
 use super::memory::{BufferShape, SlabBuffer};
-use super::slab::{
-    read_link, write_free_link, write_link, BufState, Bufctl, HashNode, SlabHeader, NONE,
-};
+use super::slab::{read_link, write_link, BufState, Bufctl, HashNode, SlabHeader, NONE};
 use super::Taken;
 
 /// A slab built over a fresh buffer and in no set yet: it owns its buffer,
@@ -31,14 +29,20 @@ impl NewSlab {
     }
 }
 
-/// Lays out an empty small slab over `buf`: objects from its base, each
-/// linked to the next through its first word, the allocated bitmap (clear)
-/// and the header at its end.
+/// Lays out an empty small (headed) slab over `buf`: objects from its base,
+/// the allocated bitmap (clear) and the header at its end, owned by the
+/// cache with key `owner`. With `tag` (a plain cache), every object's
+/// first word gets the free mark (`guard.rs`).
 ///
 /// # Panics
-/// If the geometry is not a small one that fits `buf`, or `buf` is not
-/// memory.
-pub(crate) fn build_small(buf: SlabBuffer, geo: &Geometry) -> NewSlab {
+/// If the geometry is not a small one that fits `buf`, `buf` is not
+/// memory or not aligned to its power-of-two size.
+pub(crate) fn build_small(
+    buf: SlabBuffer,
+    geo: &Geometry,
+    owner: usize,
+    tag: Option<usize>,
+) -> NewSlab {
     let Layout::Small { bitmap_words } = geo.layout else {
         panic!("kmem-slab: a small slab for a bufctl cache");
     };
@@ -50,7 +54,8 @@ pub(crate) fn build_small(buf: SlabBuffer, geo: &Geometry) -> NewSlab {
     assert!(
         buf.is_memory()
             && base.is_multiple_of(8)
-            && slab_size.is_multiple_of(8)
+            && slab_size.is_power_of_two()
+            && base.is_multiple_of(slab_size)
             && size.is_multiple_of(8)
             && size >= size_of::<usize>()
             && bitmap_words == n.div_ceil(64)
@@ -67,15 +72,17 @@ pub(crate) fn build_small(buf: SlabBuffer, geo: &Geometry) -> NewSlab {
     // SAFETY: just written; nothing else refers to it.
     let h = unsafe { header.as_mut() };
     h.bitmap_mut().fill(0);
-    let mut next = NONE;
-    for i in (0..n).rev() {
-        let obj = base + i * size;
-        // SAFETY: object `i` lies in the buffer below the bitmap (checked),
-        // a word at least and aligned to 8; the buffer is ours and unused.
-        unsafe { write_free_link(obj, next) };
-        next = obj;
+    if let Some(tag) = tag {
+        for i in 0..n {
+            // SAFETY: object `i` lies in the buffer below the bitmap
+            // (checked), a word at least and aligned to 8; the buffer is
+            // ours and unused.
+            unsafe { write_link(base + i * size, tag) };
+        }
     }
-    h.free_obj = next;
+    // The slab is not in a set yet: nothing reads the key before the set
+    // publishes the slab (under the cache lock).
+    h.owner = core::sync::atomic::AtomicUsize::new(owner);
     NewSlab {
         header,
         shape: buf.shape(),

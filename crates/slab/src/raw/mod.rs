@@ -34,6 +34,7 @@
 //!   none) the arena its `QCaches` checked it is attached to.
 
 mod build;
+mod guard;
 mod hash;
 mod memory;
 mod set;
@@ -43,10 +44,11 @@ use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
 pub(crate) use build::{build_bufctl, build_small, NewSlab, Stock};
+pub(crate) use guard::FreeCheck;
 pub(crate) use hash::{table_bytes, AddrHash};
 pub(crate) use memory::{BufferShape, MetaMem, SlabBuffer};
 pub(crate) use set::{EmptySlab, SlabSet};
-pub(crate) use slab::{BufState, Bufctl, SlabHeader, SlabList, NONE};
+pub(crate) use slab::{BufState, Bufctl, SlabHeader, SlabList};
 
 /// An object given back to the cache it came from: nothing uses it any
 /// more. The slab layer writes a free object's link into it, or a magazine

@@ -5,8 +5,8 @@
 //! The set owns its slabs. A slab enters as a [`NewSlab`] and leaves as an
 //! [`EmptySlab`] (both `&mut self`), having left the lists and the hash
 //! first, so every pointer the set follows names a live header or bufctl.
-//! Its free chain holds exactly the free objects of a small slab (bit
-//! clear), its free list exactly the bufctls in state `Free`.
+//! A small slab's free objects are exactly its clear bitmap bits; a bufctl
+//! slab's free list holds exactly the bufctls in state `Free`.
 
 use core::ptr::{self, NonNull};
 
@@ -361,6 +361,8 @@ impl<'a> SlabSet<'a> {
         let (base, mut at) = unsafe { ((*slab.as_ptr()).base, (*slab.as_ptr()).free_bufctl) };
         if self.small {
             self.hash.remove(base);
+            // SAFETY: as above.
+            unsafe { (*slab.as_ptr()).disown() };
         } else {
             while let Some(bc) = NonNull::new(at) {
                 // SAFETY: a live bufctl of this slab.

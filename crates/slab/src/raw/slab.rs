@@ -1,10 +1,12 @@
-//! One slab's memory: its header, its bufctls, the links that free objects
-//! of a small slab carry in their first word, and a small slab's allocated
-//! bitmap. Building a slab is `build.rs`.
+//! One slab's memory: its header, its bufctls, and a headed slab's
+//! allocated bitmap. Building a slab is `build.rs`.
 //!
-//! A small slab is one buffer: objects from its base, then the bitmap, then
-//! the header at its end. A bufctl slab's header and bufctls are objects of
-//! the bootstrap caches `kmem_slab` and `kmem_bufctl`; its buffer is never
+//! A headed (small-layout) slab is one buffer of a power-of-two size,
+//! aligned to it: objects from its base, then the bitmap, then the header
+//! at its end, whose last word is the owning cache's key (`guard.rs`).
+//! Free objects are found through the bitmap: the slab layer never writes
+//! into them. A bufctl slab's header and bufctls are objects of the
+//! bootstrap caches `kmem_slab` and `kmem_bufctl`; its buffer is never
 //! touched (its objects may not be memory).
 //!
 //! Headers and bufctls are made only here, so a `&SlabHeader` or `&Bufctl`
@@ -12,6 +14,7 @@
 //! from it; they change only through `&mut` of that set.
 
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::BadFree;
 
@@ -47,8 +50,8 @@ pub(crate) struct SlabHeader {
     pub(super) prev: *mut SlabHeader,
     /// First byte of the slab's buffer.
     pub(super) base: usize,
-    /// Small slabs: first free object, its link in its first word.
-    pub(super) free_obj: usize,
+    /// Small slabs: every bitmap word below this one is full.
+    pub(super) hint: usize,
     /// Bufctl slabs: first free bufctl.
     pub(super) free_bufctl: *mut Bufctl,
     pub(super) busy: u32,
@@ -58,10 +61,14 @@ pub(crate) struct SlabHeader {
     /// sits right below the header); 0 for a bufctl slab. In what was the
     /// header's padding, so the header keeps its size.
     obj_size: u32,
+    /// Small slabs: the owning cache's key while the slab is built into a
+    /// set, 0 before and after; the header's last word, read without a
+    /// lock by the free check (`guard.rs`).
+    pub(super) owner: AtomicUsize,
 }
 
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(size_of::<SlabHeader>() == 72);
+const _: () = assert!(size_of::<SlabHeader>() == 80);
 
 /// The state of a bufctl's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,31 +110,6 @@ pub(super) unsafe fn write_link(obj: usize, next: usize) {
     unsafe { ptr::write(obj as *mut usize, next) }
 }
 
-/// [`read_link`] of a free small object, whose memory AddressSanitizer
-/// builds keep poisoned: the link word is unpoisoned just for the read.
-///
-/// # Safety
-/// As [`read_link`].
-pub(super) unsafe fn read_free_link(obj: usize) -> usize {
-    kmem_arena::asan::unpoison(obj, 8);
-    // SAFETY: forwarded.
-    let next = unsafe { read_link(obj) };
-    kmem_arena::asan::poison(obj, 8);
-    next
-}
-
-/// [`write_link`] of an object being freed, leaving the link word poisoned
-/// (in AddressSanitizer builds) like the rest of a free object.
-///
-/// # Safety
-/// As [`read_link`].
-pub(super) unsafe fn write_free_link(obj: usize, next: usize) {
-    kmem_arena::asan::unpoison(obj, 8);
-    // SAFETY: forwarded.
-    unsafe { write_link(obj, next) };
-    kmem_arena::asan::poison(obj, 8);
-}
-
 impl SlabHeader {
     pub(super) const fn empty(base: usize, total: u32, obj_size: u32) -> Self {
         Self {
@@ -138,12 +120,13 @@ impl SlabHeader {
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             base,
-            free_obj: NONE,
+            hint: 0,
             free_bufctl: ptr::null_mut(),
             busy: 0,
             total,
             list: SlabList::Empty,
             obj_size,
+            owner: AtomicUsize::new(0),
         }
     }
 
@@ -171,9 +154,22 @@ impl SlabHeader {
         self.obj_size != 0
     }
 
-    /// Small slabs: the first free object, [`NONE`] when there is none.
-    pub(crate) fn first_free(&self) -> usize {
-        self.free_obj
+    /// Small slabs: true when every bitmap word below the search hint is
+    /// full (the hint never skips a free object).
+    pub(crate) fn hint_ok(&self) -> bool {
+        let bm = self.bitmap();
+        self.hint <= bm.len() && bm[..self.hint].iter().all(|w| *w == u64::MAX)
+    }
+
+    /// Small slabs: the owner key in the header.
+    pub(crate) fn owner(&self) -> usize {
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    /// Small slabs: the slab leaves its cache; the free check no longer
+    /// finds an owner here.
+    pub(super) fn disown(&self) {
+        self.owner.store(0, Ordering::Relaxed);
     }
 
     /// Bufctl slabs: the first free bufctl.
@@ -246,42 +242,35 @@ impl SlabHeader {
         Ok(i)
     }
 
-    /// Small slabs: the link in `obj` if it is a free object of this slab
-    /// (an object start, its bit clear), for walking the free chain.
-    pub(crate) fn free_link(&self, obj: usize) -> Option<usize> {
-        let i = self.index(obj)?;
-        if self.is_allocated(i) {
-            return None;
-        }
-        // SAFETY: a free object of this slab: in its buffer, a word at
-        // least and aligned (`build_small`), owned by the set, its first
-        // word its link.
-        Some(unsafe { read_free_link(obj) })
-    }
-
-    /// Small slabs: takes the first free object, marking it allocated.
+    /// Small slabs: takes the lowest free object, marking it allocated.
+    ///
+    /// # Panics
+    /// If the slab has no free object.
     pub(super) fn pop_object(&mut self) -> usize {
-        let obj = self.free_obj;
-        debug_assert_ne!(obj, NONE);
-        // SAFETY: `obj` heads the free chain, which holds exactly the free
-        // objects of this slab (built so, and kept so by this function and
-        // `give_object`): memory the set owns, its first word its link.
-        self.free_obj = unsafe { read_free_link(obj) };
-        let i = self.index(obj).expect("kmem-slab: corrupt free chain");
-        self.bitmap_mut()[i / 64] |= 1 << (i % 64);
-        obj
+        let (base, size, total) = (self.base, self.obj_size as usize, self.total as usize);
+        let start = self.hint;
+        let bm = self.bitmap_mut();
+        for (w, word) in bm.iter_mut().enumerate().skip(start) {
+            // The lowest clear bit; bits past `total` are clear too, but
+            // above every object's.
+            let bit = word.trailing_ones() as usize;
+            let i = w * 64 + bit;
+            if bit < 64 && i < total {
+                *word |= 1 << bit;
+                self.hint = w;
+                return base + i * size;
+            }
+        }
+        panic!("kmem-slab: no free object in a slab with room");
     }
 
-    /// Small slabs: puts `obj`, one of its allocated objects, back on the
-    /// free chain; refuses anything else, changing nothing.
+    /// Small slabs: marks `obj`, one of its allocated objects, free;
+    /// refuses anything else, changing nothing. The object's memory is not
+    /// touched.
     pub(super) fn give_object(&mut self, obj: Freed) -> Result<(), BadFree> {
         let i = self.check_object(obj.addr())?;
         self.bitmap_mut()[i / 64] &= !(1 << (i % 64));
-        // SAFETY: `obj` is object `i` of this slab (checked): in its buffer,
-        // a word at least and aligned (`build_small`). Nothing uses it any
-        // more (`Freed`): it is a free object of the chain from now on.
-        unsafe { write_free_link(obj.addr(), self.free_obj) };
-        self.free_obj = obj.addr();
+        self.hint = self.hint.min(i / 64);
         Ok(())
     }
 

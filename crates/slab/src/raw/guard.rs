@@ -1,0 +1,210 @@
+//! The free check of headed caches' fast path: with no lock taken, a free
+//! is refused unless the object is an object start of a live slab of this
+//! cache and, for a plain cache, is not free already.
+//!
+//! A headed slab (the small layout) is a buffer of `2^k` bytes aligned to
+//! its size, with its header at its end; the header's last word is the
+//! cache's *owner key*, written when the slab is built and cleared when it
+//! is taken apart. From an object's address, `addr | (slab_size - 1)` is
+//! the slab's last byte, so one load finds the owner of the slab an address
+//! falls in. The object-start test is a multiply and a rotate (an exact
+//! divisibility test) and a compare, no division.
+//!
+//! A *plain* cache (memory, no constructor or destructor) also keeps its
+//! key in the first word of every free object: written by the free (before
+//! the object enters a magazine or its slab), by a slab's build for every
+//! object, and cleared when the object is handed out. The slab layer of a
+//! headed slab never writes into objects (free objects are found through
+//! its bitmap), so the mark stays while the object is free, wherever it
+//! is. A free that finds the mark is a double free. A user can fool the
+//! check only by writing the key (an odd value drawn per cache) into a
+//! freed object, or by writing over a freed object's first word before
+//! freeing it again; debug mode catches those.
+
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::BadFree;
+
+use super::{Freed, Taken};
+
+/// Draws a fresh owner key: odd (never an aligned address, never zero),
+/// different for every cache of the process (a counter through a
+/// bijective mixer; the counter's address adds the load address).
+pub(crate) fn new_key() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
+    let seed = ptr::addr_of!(NEXT) as u64;
+    // splitmix64's finalizer: a bijection of u64.
+    let mut z = n
+        .wrapping_add(seed.rotate_left(29))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z as usize) | 1
+}
+
+/// The multiplicative inverse of odd `d` modulo `2^64`.
+const fn inverse(d: u64) -> u64 {
+    // Newton's iteration doubles the correct low bits: 3, 6, 12, 24, 48, 96.
+    let mut x = d;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+/// A headed cache's fast free check (see the [module docs](self)).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FreeCheck {
+    /// The cache's owner key.
+    key: usize,
+    /// Plain: free objects carry `key` in their first word.
+    tagged: bool,
+    /// `slab_size - 1`: ORed into an address, its slab's last byte.
+    low: usize,
+    /// Bytes of objects from a slab's base: `per_slab * size`.
+    span: usize,
+    /// The object size as `odd << shift`: `inv` is `odd`'s inverse and
+    /// `lim` is `u64::MAX / size`.
+    inv: u64,
+    shift: u32,
+    lim: u64,
+}
+
+impl FreeCheck {
+    /// The check for a cache whose headed slabs are `slab_size` bytes (a
+    /// power of two) holding `per_slab` objects of `size` bytes from their
+    /// base; `tagged` for a plain cache (objects of memory, a word at
+    /// least, no constructed state).
+    ///
+    /// # Panics
+    /// If `slab_size` is not a power of two or the objects do not fit.
+    pub(crate) fn new(slab_size: usize, size: usize, per_slab: usize, tagged: bool) -> Self {
+        assert!(
+            slab_size.is_power_of_two()
+                && size > 0
+                && per_slab.checked_mul(size).is_some_and(|s| s < slab_size)
+                && (!tagged || size >= size_of::<usize>()),
+            "kmem-slab: free check for a layout that is not headed"
+        );
+        let shift = size.trailing_zeros();
+        let odd = (size >> shift) as u64;
+        Self {
+            key: new_key(),
+            tagged,
+            low: slab_size - 1,
+            span: per_slab * size,
+            inv: inverse(odd),
+            shift,
+            lim: u64::MAX / size as u64,
+        }
+    }
+
+    /// The owner key, written into the header of every slab of the cache.
+    pub(crate) fn key(&self) -> usize {
+        self.key
+    }
+
+    /// The mark free objects carry, for a plain cache.
+    pub(crate) fn tag(&self) -> Option<usize> {
+        self.tagged.then_some(self.key)
+    }
+
+    /// True when `off` (an offset from a slab's base) is an object start.
+    #[inline(always)]
+    fn is_object_start(&self, off: usize) -> bool {
+        // `off` is a multiple of `size` exactly when `off * odd^-1`, rotated
+        // right by `shift`, is at most `u64::MAX / size` (an exact test of
+        // divisibility; the unit tests try every offset of real layouts).
+        off < self.span && (off as u64).wrapping_mul(self.inv).rotate_right(self.shift) <= self.lim
+    }
+
+    /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
+    /// a live slab of this cache, is not an object start or (plain caches)
+    /// carries the free mark; otherwise marks it free. Takes no lock.
+    #[inline(always)]
+    pub(crate) fn admit(&self, obj: &Freed) -> Result<(), BadFree> {
+        let addr = obj.addr();
+        let owner = (addr | self.low) - (size_of::<usize>() - 1);
+        // SAFETY: `Freed`'s promise: `addr` is an object of this cache, so
+        // `owner` is the last word of its slab's header, which lives as
+        // long as the slab, aligned (a slab is aligned to its power-of-two
+        // size). If the promise is broken, which is what this check is
+        // for, the word is in the same aligned block of `slab_size` bytes
+        // as `addr`: within one span of a source whose spans are aligned to
+        // the largest slab size (a best effort, documented). The load is
+        // atomic because the word is an `AtomicUsize` of a live header.
+        let found = unsafe { (*(owner as *const AtomicUsize)).load(Ordering::Relaxed) };
+        if found != self.key {
+            return Err(BadFree::Foreign);
+        }
+        if !self.is_object_start(addr & self.low) {
+            return Err(BadFree::NotObjectStart);
+        }
+        if self.tagged {
+            let word = addr as *mut usize;
+            #[cfg(kmem_asan)]
+            kmem_arena::asan::unpoison(addr, size_of::<usize>());
+            // SAFETY: an object start of a live slab of this plain cache
+            // (checked above): a word of memory, aligned, that the free
+            // gives back to the cache.
+            if unsafe { word.read() } == self.key {
+                return Err(BadFree::DoubleFree);
+            }
+            // SAFETY: as above; the object is the cache's from now on.
+            unsafe { word.write(self.key) };
+        }
+        Ok(())
+    }
+
+    /// Clears the free mark of an object being handed out (plain caches).
+    #[inline(always)]
+    pub(crate) fn hand_out(&self, obj: &Taken) {
+        if self.tagged && obj.bytes() >= size_of::<usize>() {
+            // SAFETY: the holder of a `Taken` owns its `bytes` of memory,
+            // a word at least (checked), aligned (objects of plain caches
+            // are multiples of 8 from an aligned base).
+            unsafe { (obj.addr() as *mut usize).write(0) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_is_inverse() {
+        for d in (1u64..10_000).step_by(2) {
+            assert_eq!(d.wrapping_mul(inverse(d)), 1);
+        }
+    }
+
+    #[test]
+    fn object_start_test_is_exact() {
+        for size in (8usize..=1024)
+            .step_by(8)
+            .chain([1536, 4096, 5000, 12_288, 32 << 10])
+        {
+            let slab = (size * 8).next_power_of_two().max(4096);
+            let per = (slab - 80) / size;
+            let c = FreeCheck::new(slab, size, per, true);
+            for off in 0..slab {
+                let want = off % size == 0 && off / size < per;
+                assert_eq!(c.is_object_start(off), want, "size {size} off {off}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_odd_and_distinct() {
+        let a = new_key();
+        let b = new_key();
+        assert!(a & 1 == 1 && b & 1 == 1 && a != b);
+    }
+}
