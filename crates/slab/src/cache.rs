@@ -1,6 +1,7 @@
 //! [`KmemCache`]: an object cache — magazines in front of slabs over a
 //! source arena: building it, and its allocation and free paths.
 
+use core::panic::Location;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use kmem_arena::{Arena, Name};
@@ -9,11 +10,13 @@ use spin::Mutex;
 
 use crate::builder::{CacheBuilder, ObjectOps};
 use crate::caches::Caches;
+use crate::debug::{Caller, Report, LOG_ENTRIES};
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
 use crate::handle::{call_out, CacheMagazines};
 use crate::raw::{
-    table_bytes, AddrHash, BufState, BufferShape, FreeCheck, Freed, MetaMem, SlabSet, Taken,
+    table_bytes, AddrHash, BufState, BufferShape, DebugLayout, FreeCheck, Freed, LogRing, MetaMem,
+    SlabSet, Taken, TRAILER,
 };
 use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
@@ -103,6 +106,9 @@ pub struct KmemCache<'a, C: Cpu> {
     /// entered the magazine, they never freed a live object.
     bad_rounds: AtomicU64,
     pub(crate) last_bad: Mutex<Option<FreeError>>,
+    /// Debug mode's reports, and the last one.
+    pub(crate) reports: AtomicU64,
+    pub(crate) last_report: Mutex<Option<Report>>,
     /// Next cache in the registry of its `Caches` (type-erased, so the
     /// cache stays covariant in `'a`).
     pub(crate) next: AtomicPtr<()>,
@@ -125,24 +131,42 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             (None, Some(qm)) => qm,
             (None, None) => (base.quantum(), base.is_memory()),
         };
+        let mut flags = b.flags;
+        if flags.intersects(CacheFlags::DEBUG_ALL) {
+            flags |= CacheFlags::DEBUG;
+        }
+        let parts = CacheFlags::REDZONE | CacheFlags::POISON | CacheFlags::AUDIT;
+        if flags.intersects(parts) && (!memory || flags.contains(CacheFlags::NOTOUCH)) {
+            return Err(CreateError::NotMemory);
+        }
+        if flags.contains(CacheFlags::POISON) && b.ops.is_some() {
+            return Err(CreateError::PoisonCtor);
+        }
         let geo = Geometry::plan(&Request {
             size: b.size,
             align: b.align,
-            flags: b.flags,
+            flags,
             qcache_max: b.qcache_max,
             quantum,
             memory,
             force_small: ctx.is_none(),
+            trailer: if flags.trailer() { TRAILER } else { 0 },
         })?;
+        let debug =
+            (flags.intersects(CacheFlags::POISON) || flags.trailer()).then_some(DebugLayout {
+                obj: geo.obj,
+                poison: flags.contains(CacheFlags::POISON),
+                trailer: flags.trailer(),
+            });
         let slab_align = match geo.layout {
             Layout::Small { .. } => geo.slab_size,
             Layout::Bufctl => geo.align,
         };
         let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
-        let set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?);
+        let set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
         let object_bytes = set.object_bytes();
-        let magazines = ctx.is_some() && !b.flags.contains(CacheFlags::NOMAGAZINE);
-        let plain = b.ops.is_none() && !b.flags.contains(CacheFlags::DEBUG);
+        let magazines = ctx.is_some() && !flags.contains(CacheFlags::NOMAGAZINE);
+        let plain = b.ops.is_none() && !flags.contains(CacheFlags::DEBUG);
         let check = match geo.layout {
             Layout::Small { .. } => Some(FreeCheck::new(
                 geo.slab_size,
@@ -156,7 +180,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let mut cache = Self {
             name: b.name,
             geo,
-            flags: b.flags,
+            flags,
             memory,
             shape,
             source,
@@ -174,10 +198,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             reentrant: AtomicU64::new(0),
             bad_rounds: AtomicU64::new(0),
             last_bad: Mutex::new(None),
+            reports: AtomicU64::new(0),
+            last_report: Mutex::new(None),
             next: AtomicPtr::new(core::ptr::null_mut()),
         };
+        if flags.contains(CacheFlags::AUDIT) {
+            let Some(mem) = cache.meta_alloc(LogRing::bytes(LOG_ENTRIES)) else {
+                cache.free_hash();
+                return Err(CreateError::NoMemory);
+            };
+            cache.slab.get_mut().log = Some(LogRing::new(mem));
+        }
         match ctx {
-            Some(ctx) if !b.flags.contains(CacheFlags::NOMAGAZINE) => {
+            Some(ctx) if !flags.contains(CacheFlags::NOMAGAZINE) => {
                 let bytes = cpu.slots() * core::mem::size_of::<CpuCache>();
                 let Some(percpu) = cache.meta_alloc(bytes) else {
                     cache.free_hash();
@@ -221,10 +254,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.meta_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Gives back the hash table and the transaction log (teardown).
     pub(crate) fn free_hash(&self) {
-        let table = self.slab.lock().set.retire_table();
+        let (table, log) = {
+            let mut st = self.slab.lock();
+            (st.set.retire_table(), st.log.take())
+        };
         if let Some(table) = table {
             self.meta_free(table);
+        }
+        if let Some(log) = log {
+            self.meta_free(log.into_mem());
         }
     }
 
@@ -234,8 +274,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// Object size (the requested size rounded to the alignment).
+    #[allow(
+        clippy::misnamed_getters,
+        reason = "`geo.size` is the buffer stride, which includes the debug trailer"
+    )]
     pub fn size(&self) -> usize {
-        self.geo.size
+        self.geo.obj
     }
 
     /// Object alignment.
@@ -248,7 +292,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.flags
     }
 
-    /// Bytes per slab, and objects per slab.
+    /// Bytes per slab, and objects per slab. (Objects are
+    /// [`size`](Self::size) bytes apart, plus the debug trailer in debug
+    /// mode.)
     pub fn slab_geometry(&self) -> (usize, usize) {
         (self.geo.slab_size, self.geo.per_slab as usize)
     }
@@ -290,11 +336,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// slot that operation may be changing, nor waits for a lock it may
     /// hold: it fails with [`AllocError::Reentrant`] where it would have to.
     #[inline(always)]
+    #[track_caller]
     pub fn alloc(&self, flags: AllocFlags) -> Result<usize, AllocError> {
+        self.alloc_by(flags, Caller::Location(Location::caller()))
+    }
+
+    /// [`alloc`](Self::alloc) on behalf of `caller` (a facade names its own
+    /// caller for debug mode's audit).
+    #[inline(always)]
+    pub fn alloc_by(&self, flags: AllocFlags, caller: Caller) -> Result<usize, AllocError> {
         if let Some(obj) = self.alloc_fast(flags) {
             return Ok(obj);
         }
-        self.alloc_slow(self.source, flags, true)
+        self.alloc_slow(self.source, flags, true, caller)
     }
 
     #[cold]
@@ -315,7 +369,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if let Some(obj) = self.alloc_fast(flags) {
             return Ok(obj);
         }
-        self.alloc_slow(src, flags, false)
+        self.alloc_slow(src, flags, false, Caller::Unknown)
     }
 
     /// The fast path: a round from the caller's magazines (which take no
@@ -345,6 +399,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
         gate: bool,
+        caller: Caller,
     ) -> Result<usize, AllocError> {
         let _section = match self.cpu() {
             Some(cpu) if gate => Some(Section::enter(cpu).ok_or_else(|| self.refuse_reentrant())?),
@@ -353,9 +408,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let fast = self.mags.is_some() && !self.checked && !flags.contains(AllocFlags::ZERO);
         if fast {
             // The magazines missed already.
-            return self.alloc_from_slab(src, flags);
+            return self.alloc_from_slab(src, flags, caller);
         }
-        self.alloc_general(src, flags)
+        self.alloc_general(src, flags, caller)
     }
 
     /// Every allocation the fast path above does not finish: `ZERO`,
@@ -365,6 +420,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         &self,
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
+        caller: Caller,
     ) -> Result<usize, AllocError> {
         // A quantum cache never writes to its objects, whatever it was told
         // about its arena (`Caches::qcaches`' `memory` is not checked).
@@ -377,14 +433,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             #[cfg(kmem_asan)]
             self.asan_unpoison(obj.addr());
             if self.checked {
-                self.slab.lock().mark(obj.addr(), BufState::Allocated);
+                let mut st = self.slab.lock();
+                let report = self
+                    .debugging()
+                    .then(|| self.debug_hand_out(&mut st, obj.addr(), caller))
+                    .flatten();
+                st.mark(obj.addr(), BufState::Allocated);
+                drop(st);
+                if let Some(r) = report {
+                    self.deliver(r);
+                }
             } else if let Some(check) = &self.check {
                 check.hand_out(&obj);
             }
             zero_if(&obj, flags);
             return Ok(obj.hand_out());
         }
-        self.alloc_from_slab(src, flags)
+        self.alloc_from_slab(src, flags, caller)
     }
 
     /// AddressSanitizer builds: `obj` is allocated again.
@@ -421,24 +486,36 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         &self,
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
+        caller: Caller,
     ) -> Result<usize, AllocError> {
-        self.take_object(src, flags).map(Taken::hand_out)
+        self.take_object(src, flags, caller).map(Taken::hand_out)
     }
 
     /// An object of a bootstrap cache (`kmem_slab`, `kmem_bufctl`,
     /// `kmem_cache`, `kmem_magazine`), for this crate's own structures.
     #[inline(never)]
     pub(crate) fn take_bootstrap(&self) -> Option<Taken> {
-        self.take_object(self.source, AllocFlags::ATOMIC)
+        self.take_object(self.source, AllocFlags::ATOMIC, Caller::Unknown)
             .ok()
             .filter(|obj| obj.addr() != 0)
     }
 
     /// [`alloc_from_slab`](Self::alloc_from_slab), as a token.
     #[inline(always)]
-    fn take_object(&self, src: Option<&Arena<'_>>, flags: AllocFlags) -> Result<Taken, AllocError> {
+    fn take_object(
+        &self,
+        src: Option<&Arena<'_>>,
+        flags: AllocFlags,
+        caller: Caller,
+    ) -> Result<Taken, AllocError> {
+        // Debug mode checks an object before it is marked allocated.
+        let state = if self.debugging() {
+            BufState::Cached
+        } else {
+            BufState::Allocated
+        };
         let mut st = self.slab.lock();
-        let obj = match st.take(BufState::Allocated) {
+        let obj = match st.take(state) {
             Some(obj) => obj,
             None => {
                 drop(st);
@@ -447,9 +524,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 })?;
                 st = self.slab.lock();
                 st.insert(&self.geo, slab);
-                st.take(BufState::Allocated)
-                    .expect("kmem-slab: a fresh slab has objects")
+                st.take(state).expect("kmem-slab: a fresh slab has objects")
             }
+        };
+        let report = if self.debugging() {
+            let r = self.debug_hand_out(&mut st, obj.addr(), caller);
+            st.mark(obj.addr(), BufState::Allocated);
+            r
+        } else {
+            None
         };
         #[cfg(kmem_asan)]
         self.asan_unpoison(obj.addr());
@@ -459,6 +542,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         st.direct_allocs += 1;
         let rescale = st.set.hash().resize_target(false).is_some();
         drop(st);
+        if let Some(r) = report {
+            self.deliver(r);
+        }
         if rescale {
             self.rescale_hash(false);
         }
@@ -522,19 +608,35 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         reason = "the public contract: the caller vouches for `obj`"
     )]
     #[inline(always)]
+    #[track_caller]
     pub unsafe fn free(&self, obj: usize) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.free_by(obj, Caller::Location(Location::caller())) }
+    }
+
+    /// [`free`](Self::free) on behalf of `caller` (see
+    /// [`alloc_by`](Self::alloc_by)).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[allow(
+        unsafe_code,
+        reason = "the public contract: the caller vouches for `obj`"
+    )]
+    #[inline(always)]
+    pub unsafe fn free_by(&self, obj: usize, caller: Caller) -> Result<(), FreeError> {
         // SAFETY: the caller's guarantee (above) is `Freed::new`'s: `obj`
         // came from this cache's `alloc`, was not freed since, and is not
         // used after this call.
         let obj = unsafe { Freed::new(obj) };
-        self.free_gated(obj, true)
+        self.free_gated(obj, true, caller)
     }
 
     /// [`free`](Self::free): the magazines, then (in a section of its own
     /// if `gate`, refused or deferred if its context is inside one) the
     /// slab layer.
     #[inline(always)]
-    fn free_gated(&self, obj: Freed, gate: bool) -> Result<(), FreeError> {
+    fn free_gated(&self, obj: Freed, gate: bool, caller: Caller) -> Result<(), FreeError> {
         if let Some(mags) = &self.mags {
             if !self.checked {
                 if let Some(check) = &self.check {
@@ -546,16 +648,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 self.asan_poison_if_unlocked(obj.addr());
                 return match mags.free(obj) {
                     Ok(()) => Ok(()),
-                    Err(obj) => self.free_slow(obj, gate),
+                    Err(obj) => self.free_slow(obj, gate, caller),
                 };
             }
         }
-        self.free_slow(obj, gate)
+        self.free_slow(obj, gate, caller)
     }
 
     /// The slab layer's part of a free, in a section (see `free_gated`).
     #[inline(never)]
-    fn free_slow(&self, obj: Freed, gate: bool) -> Result<(), FreeError> {
+    fn free_slow(&self, obj: Freed, gate: bool, caller: Caller) -> Result<(), FreeError> {
         let _section = match self.cpu() {
             Some(cpu) if gate => match Section::enter(cpu) {
                 Some(section) => Some(section),
@@ -567,7 +669,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             // The magazines had no room already.
             return self.free_to_slab(obj, From::User);
         }
-        self.free_general(obj)
+        self.free_general(obj, caller)
     }
 
     /// A free from a handler that interrupted an operation of its context:
@@ -596,27 +698,42 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// quantum cache's free, called by its arena).
     #[inline(always)]
     pub(crate) fn free_in(&self, obj: Freed) -> Result<(), FreeError> {
-        self.free_gated(obj, false)
+        self.free_gated(obj, false, Caller::Unknown)
     }
 
     /// Frees that the fast path above does not take: `NOMAGAZINE` and
     /// checked caches.
     #[inline(never)]
-    fn free_general(&self, obj: Freed) -> Result<(), FreeError> {
-        let Some(mags) = &self.mags else {
+    fn free_general(&self, obj: Freed, caller: Caller) -> Result<(), FreeError> {
+        let addr = obj.addr();
+        if self.mags.is_none() && !self.debugging() {
             return self.free_to_slab(obj, From::User);
-        };
-        // A checked cache: check before the object enters a magazine.
+        }
+        // A checked cache: check before the object enters a magazine (or,
+        // a debug cache without magazines, its slab).
         let mut st = self.slab.lock();
-        let checked = st.validate(obj.addr(), From::User);
+        let mut checked = st.validate(addr, From::User).map_err(|k| (k, None));
+        if checked.is_ok() && self.debugging() {
+            if let Some(r) = self.debug_free(&mut st, addr, caller) {
+                checked = Err((BadFree::Overrun, Some(r)));
+            }
+        }
+        let Some(mags) = &self.mags else {
+            drop(st);
+            return match checked {
+                Ok(()) => self.free_to_slab(obj, From::User),
+                Err((k, report)) => Err(self.refuse_debug(addr, k, report, caller)),
+            };
+        };
         if checked.is_ok() {
             #[cfg(kmem_asan)]
-            self.asan_poison(&st, obj.addr());
-            st.mark(obj.addr(), BufState::Cached);
+            self.asan_poison(&st, addr);
+            st.mark(addr, BufState::Cached);
+            st.set.poison(addr);
         }
         drop(st);
-        if let Err(k) = checked {
-            return Err(self.bad(obj.addr(), k));
+        if let Err((k, report)) = checked {
+            return Err(self.refuse_debug(addr, k, report, caller));
         }
         match mags.free(obj) {
             Ok(()) => Ok(()),
@@ -659,7 +776,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if self.memory && st.validate(obj.addr(), from).is_ok() {
             kmem_arena::asan::poison(obj.addr(), self.geo.size);
         }
+        let addr = obj.addr();
         st.give(obj, from)?;
+        st.set.poison(addr);
         if user {
             st.direct_frees += 1;
         }
@@ -679,6 +798,26 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             let err = self.bad(addr, kind);
             *self.last_bad.lock() = Some(err);
         }
+    }
+
+    /// A free the checked path refused: classified and counted; a debug
+    /// cache reports it too (with `report`, or a fresh one).
+    #[cold]
+    #[inline(never)]
+    fn refuse_debug(
+        &self,
+        addr: usize,
+        kind: BadFree,
+        report: Option<Report>,
+        caller: Caller,
+    ) -> FreeError {
+        let err = self.bad(addr, kind);
+        if self.debugging() {
+            let mut r = report.unwrap_or_else(|| self.debug_refused(addr, err.kind, caller));
+            r.finding = crate::debug::Finding::BadFree(err.kind);
+            self.deliver(r);
+        }
+        err
     }
 
     /// A free the fast path's check refused: classified (in a section of
@@ -765,6 +904,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             alloc_fails: self.alloc_fails.load(Ordering::Relaxed),
             ctor_fails: self.ctor_fails.load(Ordering::Relaxed),
             bad_frees: self.bad_frees.load(Ordering::Relaxed),
+            reports: self.reports.load(Ordering::Relaxed),
             reentrant: self.reentrant.load(Ordering::Relaxed),
             meta_errors: self.meta_errors.load(Ordering::Relaxed),
             hash_chains: 1usize << st.set.hash().bits(),

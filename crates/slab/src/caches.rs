@@ -14,8 +14,9 @@ use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
 
 use crate::builder::CacheBuilder;
 use crate::cache::KmemCache;
+use crate::debug::{write_leaks, DebugHooks, LeakGroup};
 use crate::error::CreateError;
-use crate::handle::{Cache, Registry};
+use crate::handle::{Cache, HookCell, Registry};
 use crate::raw::{Bufctl, SlabHeader};
 use crate::stats::CacheStats;
 use crate::CacheFlags;
@@ -65,6 +66,8 @@ pub struct Caches<'a, C: Cpu> {
     pub(crate) cache_cache: KmemCache<'a, C>,
     /// Every created cache.
     pub(crate) registry: Registry<'a, C>,
+    /// Debug mode's hooks.
+    hooks: HookCell,
     /// Makes `'a` invariant (see the type's docs).
     _invariant: PhantomData<fn(&'a ()) -> &'a ()>,
 }
@@ -146,6 +149,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
             bufctl_cache,
             cache_cache,
             registry: Registry::new(exit_hooks),
+            hooks: HookCell::new(),
             _invariant: PhantomData,
         })
     }
@@ -189,6 +193,28 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// Statistics of every cache.
     pub fn stats(&self, mut f: impl FnMut(&CacheStats)) {
         self.for_each(|c| f(&c.stats()));
+    }
+
+    /// Sets what debug mode calls out to (reports, callers' addresses, a
+    /// clock) for every cache of the set.
+    pub fn set_debug_hooks(&self, hooks: &'static DebugHooks) {
+        self.hooks.set(hooks);
+    }
+
+    /// The debug hooks (none set: all empty).
+    pub(crate) fn debug_hooks(&self) -> DebugHooks {
+        self.hooks.get().copied().unwrap_or_default()
+    }
+
+    /// Live objects of every cache, grouped by cache and allocation site
+    /// (see [`KmemCache::leaks`]): the `::findleaks` report, at any time.
+    pub fn leaks(&self, mut f: impl FnMut(&LeakGroup)) {
+        self.for_each(|c| c.leaks(&mut f));
+    }
+
+    /// Writes [`leaks`](Self::leaks) as a table.
+    pub fn report_leaks(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        write_leaks(w, |f| self.leaks(f))
     }
 
     /// Writes the `::kmastat` table of every cache.

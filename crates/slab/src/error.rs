@@ -31,6 +31,9 @@ pub enum CreateError {
     /// while a CPU slot is held, and its quantum caches would pin that slot
     /// again (a deadlock on a platform whose slots are locks).
     BaseQcaches,
+    /// `POISON` on a cache with a constructor: free objects keep their
+    /// constructed state, which the poison would destroy.
+    PoisonCtor,
 }
 
 impl fmt::Display for CreateError {
@@ -45,6 +48,7 @@ impl fmt::Display for CreateError {
             Self::NoMemory => "no memory for the cache's metadata",
             Self::BaseQuantum => "the base arena's quantum is not a power of two",
             Self::BaseQcaches => "the base arena has quantum caches",
+            Self::PoisonCtor => "POISON on a cache with a constructor",
         })
     }
 }
@@ -100,6 +104,10 @@ pub enum BadFree {
     /// not memory, has constructed state, or the cache is `DEBUG`): it is
     /// still the caller's.
     Reentrant,
+    /// Debug mode (`REDZONE`): the guard word after the object was
+    /// overwritten while it was allocated; the free is refused and the
+    /// object stays the caller's.
+    Overrun,
 }
 
 impl fmt::Display for BadFree {
@@ -110,6 +118,7 @@ impl fmt::Display for BadFree {
             Self::Foreign => f.write_str("not allocated from any cache"),
             Self::NotObjectStart => f.write_str("not the start of an object"),
             Self::Reentrant => f.write_str("inside a handler that interrupted an allocator call"),
+            Self::Overrun => f.write_str("the redzone after the object was overwritten"),
         }
     }
 }
@@ -140,6 +149,11 @@ impl fmt::Display for FreeError {
             BadFree::Reentrant => write!(
                 f,
                 "free of {:#x} refused inside a handler that interrupted an allocator call",
+                self.addr
+            ),
+            BadFree::Overrun => write!(
+                f,
+                "{:#x} was overrun: the redzone after it was overwritten",
                 self.addr
             ),
         }

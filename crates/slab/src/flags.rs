@@ -15,10 +15,39 @@ bitflags::bitflags! {
         /// No per-CPU magazines: every allocation and free goes to the slab
         /// layer under the cache lock.
         const NOMAGAZINE = 1 << 2;
-        /// Track every object's state (bufctls, like `NOTOUCH`), so double
-        /// frees, frees to the wrong cache and foreign pointers are caught
-        /// when they reach the magazine layer, not only the slab layer.
+        /// Debug mode: track every object's state (bufctls, like
+        /// `NOTOUCH`), so every double, wrong-cache, foreign and interior
+        /// free is caught before the magazine layer, with no shortcut, and
+        /// reported (see [`Report`](crate::Report)). The parts below add to
+        /// it; each implies `DEBUG`.
         const DEBUG = 1 << 3;
+        /// Debug mode: a guard word after each object, written when the
+        /// object is handed out and checked when it is freed: an overrun
+        /// is reported and the free refused
+        /// ([`BadFree::Overrun`](crate::BadFree::Overrun)). Memory caches
+        /// only.
+        const REDZONE = 1 << 4;
+        /// Debug mode: free objects are filled with [`POISON`](crate::POISON)
+        /// and checked when handed out again: a write after free is
+        /// reported. Memory caches without a constructor only.
+        const POISON = 1 << 5;
+        /// Debug mode: each object's last allocation and free (call site,
+        /// CPU slot, time), a per-cache transaction log, and leak reports
+        /// grouped by allocation site. Memory caches only.
+        const AUDIT = 1 << 6;
+        /// Every debug part.
+        const DEBUG_ALL = Self::DEBUG.bits()
+            | Self::REDZONE.bits()
+            | Self::POISON.bits()
+            | Self::AUDIT.bits();
+    }
+}
+
+impl CacheFlags {
+    /// The debug parts that need a trailer after each object (a guard word
+    /// and the audit record).
+    pub(crate) fn trailer(self) -> bool {
+        self.intersects(Self::REDZONE | Self::AUDIT)
     }
 }
 

@@ -31,8 +31,12 @@ pub(crate) enum Layout {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
-    /// Object size, rounded to the alignment (and to 8 if touched).
+    /// Buffer size, the distance between objects: the object size and, in
+    /// debug mode, the trailer (guard word and audit record), rounded.
     pub(crate) size: usize,
+    /// Object size, rounded to the alignment (and to 8 if touched): what
+    /// users get.
+    pub(crate) obj: usize,
     pub(crate) align: usize,
     /// Bytes of one slab, taken from the source in one allocation.
     pub(crate) slab_size: usize,
@@ -49,6 +53,8 @@ pub(crate) struct Request {
     pub(crate) memory: bool,
     /// Bootstrap caches are always small (they feed the bufctl layout).
     pub(crate) force_small: bool,
+    /// Bytes of debug trailer after each object (0 without).
+    pub(crate) trailer: usize,
 }
 
 fn round_up(x: usize, to: usize) -> Option<usize> {
@@ -74,11 +80,21 @@ impl Geometry {
         if touch {
             size = round_up(size, 8).ok_or(CreateError::TooLarge)?;
         }
+        let obj = size;
+        if r.trailer > 0 {
+            if !touch {
+                return Err(CreateError::NotMemory);
+            }
+            size = size
+                .checked_add(r.trailer)
+                .and_then(|s| round_up(s, r.align))
+                .ok_or(CreateError::TooLarge)?;
+        }
         let headed = r.force_small
             || (touch
                 && !r.flags.intersects(CacheFlags::DEBUG | CacheFlags::QCACHE)
                 && r.quantum.is_power_of_two());
-        if headed {
+        if headed && r.trailer == 0 {
             if let Some(geo) = Self::headed(size, r) {
                 return Ok(geo);
             }
@@ -107,6 +123,7 @@ impl Geometry {
             .ok_or(CreateError::TooLarge)?;
         Ok(Self {
             size,
+            obj,
             align: r.align,
             slab_size,
             per_slab: u32::try_from(slab_size / size).map_err(|_| CreateError::TooLarge)?,
@@ -135,6 +152,7 @@ impl Geometry {
             if fits || r.force_small && n > 0 {
                 return Some(Self {
                     size,
+                    obj: size,
                     align: r.align,
                     slab_size,
                     per_slab: u32::try_from(n).ok()?,

@@ -64,6 +64,7 @@
 mod builder;
 mod cache;
 mod caches;
+mod debug;
 mod error;
 mod flags;
 mod geometry;
@@ -81,11 +82,13 @@ mod supply;
 pub use builder::{CacheBuilder, CtorError, ObjectOps};
 pub use cache::KmemCache;
 pub use caches::{Caches, DestroyError};
+pub use debug::{Caller, DebugHooks, Finding, LeakGroup, Report, Site, Transaction, TxnOp};
 pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 pub use flags::{AllocFlags, CacheFlags};
 pub use geometry::{HEADED_MAX, SMALL_MAX};
 pub use handle::Cache;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
+pub use raw::POISON;
 pub use stats::CacheStats;
 
 /// The page size slabs are built from (at least; a source with a larger

@@ -4,7 +4,7 @@
 
 use crate::error::{BadFree, CheckError};
 use crate::geometry::{Geometry, Layout};
-use crate::raw::{BufState, EmptySlab, Freed, NewSlab, SlabList, SlabSet, Taken};
+use crate::raw::{BufState, EmptySlab, Freed, LogRing, NewSlab, SlabList, SlabSet, Taken};
 
 pub(crate) struct SlabState<'a> {
     /// Every slab, on its list and in the address hash (small layout: slab
@@ -20,6 +20,8 @@ pub(crate) struct SlabState<'a> {
     pub(crate) direct_frees: u64,
     pub(crate) slab_creates: u64,
     pub(crate) slab_destroys: u64,
+    /// `AUDIT` caches: the transaction log.
+    pub(crate) log: Option<LogRing<'a>>,
 }
 
 /// Which state a returned object must be in.
@@ -52,6 +54,7 @@ impl<'a> SlabState<'a> {
             direct_frees: 0,
             slab_creates: 0,
             slab_destroys: 0,
+            log: None,
         }
     }
 

@@ -34,8 +34,11 @@ pub struct CacheStats {
     pub alloc_fails: u64,
     /// Constructor failures.
     pub ctor_fails: u64,
-    /// Frees refused as bad (double, wrong cache, foreign).
+    /// Frees refused as bad (double, wrong cache, foreign, interior,
+    /// overrun).
     pub bad_frees: u64,
+    /// Debug mode's reports (bad frees, overruns, writes after free).
+    pub reports: u64,
     /// Allocations refused, and frees deferred or refused, because they
     /// came from a signal or interrupt handler that interrupted an
     /// operation of their context.

@@ -70,7 +70,8 @@ impl<C: Cpu> KmemCache<'_, C> {
                 }
             }
         }
-        Ok(build_bufctl(buf, &self.geo, header, stock))
+        let debug = self.slab.lock().set.debug();
+        Ok(build_bufctl(buf, &self.geo, header, stock, debug))
     }
 
     /// Gives a slab buffer back to `src`, the arena it came from.

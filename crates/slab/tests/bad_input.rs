@@ -5,13 +5,14 @@
 //! busy objects, counters, magazine layer) and so are its source arena and
 //! the base arena, and that [`KmemCache::check`] passes afterwards.
 //!
-//! Bad frees are tried on three kinds of cache: small objects without
-//! magazines (checked by the slab layer at once), bufctl objects without
-//! magazines, and a `DEBUG` cache with magazines (checked at the magazine
-//! layer). A cache with magazines but without `DEBUG` takes a bad free into
-//! a magazine and finds it when the magazine drains; those tests drain
-//! before anything could allocate the bad object again, so no memory is ever
-//! really corrupted.
+//! Bad frees are tried on every kind of cache: without magazines (small
+//! and bufctl objects, checked by the slab layer at once); with magazines
+//! and no constructor (the release-mode check before the magazine: owner,
+//! object start, free mark), on headed slabs of one page and of several,
+//! and on `NOTOUCH` bufctls (checked under the cache lock); `DEBUG` (every
+//! free checked under the lock). A constructed cache with magazines takes
+//! a double free into a magazine and finds it when the magazine drains;
+//! those tests drain before anything could allocate the object again.
 
 mod common;
 

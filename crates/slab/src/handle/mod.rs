@@ -18,7 +18,12 @@ mod magazines;
 mod qcaches;
 mod registry;
 
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
 use kmem_magazine::{Cpu, Section};
+
+use crate::debug::DebugHooks;
 
 pub(crate) use magazines::{take_unregistered, CacheMagazines};
 pub(crate) use qcaches::QCacheList;
@@ -56,5 +61,26 @@ pub(crate) fn call_out<C: Cpu, R>(cpu: Option<&C>, f: impl FnOnce() -> R) -> R {
         // not unsoundness); callers hold none.
         Some(cpu) => unsafe { Section::outside(cpu, f) },
         None => f(),
+    }
+}
+
+/// A `&'static DebugHooks` that can be set at any time and read without a
+/// lock.
+pub(crate) struct HookCell(AtomicPtr<DebugHooks>);
+
+impl HookCell {
+    pub(crate) const fn new() -> Self {
+        Self(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    pub(crate) fn set(&self, hooks: &'static DebugHooks) {
+        self.0
+            .store(ptr::from_ref(hooks).cast_mut(), Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> Option<&'static DebugHooks> {
+        let p = self.0.load(Ordering::Acquire);
+        // SAFETY: null, or a `&'static DebugHooks` stored by `set`.
+        unsafe { p.as_ref() }
     }
 }

@@ -8,6 +8,7 @@ use core::ptr::{self, NonNull};
 
 use crate::geometry::{Geometry, Layout};
 
+use super::debug::{DebugLayout, Trailer};
 use super::memory::{BufferShape, SlabBuffer};
 use super::slab::{read_link, write_link, BufState, Bufctl, HashNode, SlabHeader, NONE};
 use super::Taken;
@@ -149,24 +150,50 @@ impl Stock {
 
 /// Lays out an empty bufctl slab for `buf`: the header in `header` (a
 /// `kmem_slab` object), one bufctl per object in the objects of `bufctls`,
-/// all free.
+/// all free. With `debug`, every buffer gets its poison and a clear
+/// trailer.
 ///
 /// # Panics
 /// If the geometry is not a bufctl one that fits `buf`, `bufctls` does not
-/// hold one object per buffer, or an object is too small for its struct.
+/// hold one object per buffer, an object is too small for its struct, or
+/// `debug` does not fit a buffer of memory.
 pub(crate) fn build_bufctl(
     buf: SlabBuffer,
     geo: &Geometry,
     header: Taken,
     mut bufctls: Stock,
+    debug: Option<DebugLayout>,
 ) -> NewSlab {
     let (base, size, n) = (buf.base(), geo.size, geo.per_slab as usize);
     assert!(
         geo.layout == Layout::Bufctl
             && bufctls.len() == n
-            && n.checked_mul(size).is_some_and(|b| b <= buf.shape().size()),
+            && n.checked_mul(size).is_some_and(|b| b <= buf.shape().size())
+            && debug.is_none_or(|d| {
+                buf.is_memory()
+                    && d.bytes() <= size
+                    && base.is_multiple_of(8)
+                    && size.is_multiple_of(8)
+                    && d.obj.is_multiple_of(8)
+            }),
         "kmem-slab: bufctl slab layout does not fit its buffer"
     );
+    if let Some(d) = debug {
+        for i in 0..n {
+            let addr = base + i * size;
+            // SAFETY: buffer `i` lies in `buf` (checked), memory this
+            // function owns, aligned to 8 and `d.bytes()` long at least
+            // (checked); nothing uses it yet.
+            unsafe {
+                if d.poison {
+                    d.poison(addr);
+                }
+                if d.trailer {
+                    d.write_trailer(addr, &Trailer::default());
+                }
+            }
+        }
+    }
     let header = header.place(SlabHeader::empty(base, geo.per_slab, 0));
     let mut head: *mut Bufctl = ptr::null_mut();
     for i in (0..n).rev() {

@@ -34,6 +34,7 @@
 //!   none) the arena its `QCaches` checked it is attached to.
 
 mod build;
+mod debug;
 mod guard;
 mod hash;
 mod memory;
@@ -44,6 +45,10 @@ use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
 pub(crate) use build::{build_bufctl, build_small, NewSlab, Stock};
+pub use debug::POISON;
+pub(crate) use debug::{
+    site_at, site_index, DebugLayout, LogEntry, LogRing, RawSite, RED, TRAILER,
+};
 pub(crate) use guard::FreeCheck;
 pub(crate) use hash::{table_bytes, AddrHash};
 pub(crate) use memory::{BufferShape, MetaMem, SlabBuffer};

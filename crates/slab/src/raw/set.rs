@@ -14,6 +14,7 @@ use crate::error::BadFree;
 use crate::geometry::{Geometry, Layout};
 
 use super::build::NewSlab;
+use super::debug::{DebugLayout, Trailer};
 use super::hash::AddrHash;
 use super::memory::{BufferShape, MetaMem, SlabBuffer};
 use super::slab::{BufState, Bufctl, HashNode, SlabHeader, SlabList};
@@ -113,6 +114,10 @@ pub(crate) struct SlabSet<'a> {
     object_bytes: usize,
     /// How every slab buffer of the set was allocated.
     shape: BufferShape,
+    /// Debug mode's poison and trailer (bufctl layout over memory only).
+    debug: Option<DebugLayout>,
+    /// The distance between objects.
+    stride: usize,
 }
 
 // SAFETY: the set owns every slab it points into (headers, bufctls, their
@@ -124,12 +129,27 @@ impl<'a> SlabSet<'a> {
     /// An empty set for slabs of `geo` in buffers of `shape`, hashed in
     /// `hash`. `memory` says whether the objects are memory: trusted (see
     /// the [module docs](super)).
+    ///
+    /// # Panics
+    /// If `debug` is asked of a set that is not bufctl over memory, or does
+    /// not fit a buffer.
     pub(crate) fn new(
         geo: &Geometry,
         memory: bool,
         shape: BufferShape,
         hash: AddrHash<'a>,
+        debug: Option<DebugLayout>,
     ) -> Self {
+        assert!(
+            debug.is_none_or(|d| {
+                memory
+                    && geo.layout == Layout::Bufctl
+                    && d.bytes() <= geo.size
+                    && d.obj.is_multiple_of(8)
+                    && geo.size.is_multiple_of(8)
+            }),
+            "kmem-slab: debug parts that do not fit the layout"
+        );
         Self {
             full: SlabQueue::new(),
             partial: SlabQueue::new(),
@@ -137,8 +157,93 @@ impl<'a> SlabSet<'a> {
             hash,
             small: matches!(geo.layout, Layout::Small { .. }),
             slab_mask: !(geo.slab_size - 1),
-            object_bytes: if memory { geo.size } else { 0 },
+            object_bytes: if memory { geo.obj } else { 0 },
             shape,
+            debug,
+            stride: geo.size,
+        }
+    }
+
+    /// Debug mode's layout, if the set has one.
+    pub(crate) fn debug(&self) -> Option<DebugLayout> {
+        self.debug
+    }
+
+    /// The bufctl of `addr` when the set has debug parts and `addr` starts
+    /// one of its buffers.
+    fn debug_buffer(&self, addr: usize) -> Option<(DebugLayout, &Bufctl)> {
+        let d = self.debug?;
+        match self.find(addr)? {
+            // SAFETY: a bufctl set's hash holds live bufctls only; the
+            // borrow of the set keeps it.
+            Found::Bufctl(bc) => Some((d, unsafe { bc.as_ref() })),
+            Found::Small(_) => None,
+        }
+    }
+
+    /// Fills the object at `addr` with the poison pattern, if the set
+    /// poisons and the object is one of its buffers that no user holds
+    /// (state `Cached` or `Free`).
+    pub(crate) fn poison(&mut self, addr: usize) {
+        if let Some((d, bc)) = self.debug_buffer(addr) {
+            if d.poison && bc.state != BufState::Allocated {
+                // SAFETY: a buffer of this set (debug sets are memory, each
+                // buffer `stride >= d.bytes()` bytes, aligned to 8: checked
+                // in `new`), held by no user.
+                unsafe { d.poison(addr) };
+            }
+        }
+    }
+
+    /// The offset of the first word of the object at `addr` that lost its
+    /// poison, if the set poisons and the object is one of its buffers
+    /// that no user holds.
+    pub(crate) fn poison_broken(&self, addr: usize) -> Option<usize> {
+        let (d, bc) = self.debug_buffer(addr)?;
+        if !d.poison || bc.state == BufState::Allocated {
+            return None;
+        }
+        // SAFETY: as in `poison`.
+        unsafe { d.poison_broken(addr) }
+    }
+
+    /// The trailer after the object at `addr`, if the set has trailers and
+    /// `addr` is one of its buffers.
+    pub(crate) fn trailer(&self, addr: usize) -> Option<Trailer> {
+        let (d, _) = self.debug_buffer(addr)?;
+        // SAFETY: a buffer of this set (as in `poison`); the trailer lies
+        // past the object, so no user holds it.
+        d.trailer.then(|| unsafe { d.read_trailer(addr) })
+    }
+
+    /// Writes the trailer after the object at `addr` (as [`trailer`](Self::trailer)).
+    pub(crate) fn set_trailer(&mut self, addr: usize, t: &Trailer) {
+        if let Some((d, _)) = self.debug_buffer(addr) {
+            if d.trailer {
+                // SAFETY: as in `trailer`.
+                unsafe { d.write_trailer(addr, t) };
+            }
+        }
+    }
+
+    /// Calls `f` with every object of a bufctl set that a user holds
+    /// (state `Allocated`).
+    pub(crate) fn for_each_allocated(&self, mut f: impl FnMut(usize)) {
+        if self.small {
+            return;
+        }
+        for list in [SlabList::Full, SlabList::Partial] {
+            for s in self.iter(list) {
+                for i in 0..s.total() as usize {
+                    let addr = s.base() + i * self.stride;
+                    if let Some(Found::Bufctl(bc)) = self.find(addr) {
+                        // SAFETY: a live bufctl of the set.
+                        if unsafe { bc.as_ref() }.state == BufState::Allocated {
+                            f(addr);
+                        }
+                    }
+                }
+            }
         }
     }
 
