@@ -12,7 +12,7 @@ use core::ptr::{addr_of, addr_of_mut, drop_in_place, NonNull};
 
 use kmem_arena::{Arena, Source};
 use kmem_magazine::Cpu;
-use kmem_slab::{Caches, QCaches, PAGE_SIZE};
+use kmem_slab::{CacheFlags, Caches, DebugHooks, QCaches, PAGE_SIZE};
 
 use crate::error::BootError;
 use crate::Kmalloc;
@@ -32,6 +32,15 @@ pub struct Config<'s> {
     /// an outside source. Default: 0 (from the base arena nothing is gained
     /// by importing more).
     pub import_scale: u32,
+    /// Debug mode for every size class: any of
+    /// [`CacheFlags::DEBUG_ALL`](kmem_slab::CacheFlags::DEBUG_ALL)
+    /// (`DEBUG` checks every free under the cache lock and reports it;
+    /// `REDZONE`, `POISON` and `AUDIT` add the guard word, the poison and
+    /// the audit trail). Default: none (release mode).
+    pub debug: CacheFlags,
+    /// What debug mode calls out to (reports, callers' code addresses, a
+    /// clock), set on the cache set at boot. Default: none.
+    pub debug_hooks: Option<&'static DebugHooks>,
 }
 
 impl Default for Config<'_> {
@@ -40,8 +49,49 @@ impl Default for Config<'_> {
             qcache_max: 8 * PAGE_SIZE,
             page_source: None,
             import_scale: 0,
+            debug: CacheFlags::empty(),
+            debug_hooks: None,
         }
     }
+}
+
+/// Debug-mode flags from a `KMEM_DEBUG`-style spec: `1`, `all`, `yes` or
+/// `on` for every part; `0`, `off`, `no` or nothing for none; else a
+/// comma-separated list of `checks` (every free checked and reported),
+/// `redzone`, `poison` and `audit` (each implies `checks`). `None` for a
+/// word it does not know.
+///
+/// ```
+/// use kmalloc::debug_flags;
+/// use kmem_slab::CacheFlags;
+///
+/// assert_eq!(debug_flags("1"), Some(CacheFlags::DEBUG_ALL));
+/// assert_eq!(
+///     debug_flags("audit,redzone"),
+///     Some(CacheFlags::DEBUG | CacheFlags::AUDIT | CacheFlags::REDZONE)
+/// );
+/// assert_eq!(debug_flags(""), Some(CacheFlags::empty()));
+/// assert_eq!(debug_flags("redzone,bogus"), None);
+/// ```
+pub fn debug_flags(spec: &str) -> Option<CacheFlags> {
+    let spec = spec.trim();
+    match spec {
+        "1" | "all" | "yes" | "on" => return Some(CacheFlags::DEBUG_ALL),
+        "" | "0" | "off" | "no" => return Some(CacheFlags::empty()),
+        _ => {}
+    }
+    let mut flags = CacheFlags::empty();
+    for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        flags |= match word {
+            "checks" => CacheFlags::DEBUG,
+            "redzone" => CacheFlags::DEBUG | CacheFlags::REDZONE,
+            "poison" => CacheFlags::DEBUG | CacheFlags::POISON,
+            "audit" => CacheFlags::DEBUG | CacheFlags::AUDIT,
+            "all" => CacheFlags::DEBUG_ALL,
+            _ => return None,
+        };
+    }
+    Some(flags)
 }
 
 /// Everything boot builds, placed at the start of the managed memory.
@@ -170,7 +220,10 @@ unsafe fn place<'a, C: Cpu>(
         placed.done = 4;
         &*addr_of!((*stack).pages)
     };
-    let kmalloc = Kmalloc::new(caches, pages).map_err(BootError::Cache)?;
+    if let Some(hooks) = config.debug_hooks {
+        caches.set_debug_hooks(hooks);
+    }
+    let kmalloc = Kmalloc::with_debug(caches, pages, config.debug).map_err(BootError::Cache)?;
     // SAFETY: as above.
     unsafe { addr_of_mut!((*stack).kmalloc).write(kmalloc) };
     core::mem::forget(placed);

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 use kmem_magazine::Cpu;
 
-use kmem_slab::BadFree;
+use kmem_slab::{AllocFlags, BadFree, Caller};
 
 use crate::{boot_static, AllocError, BootError, Config, FreeError, Kmalloc};
 
@@ -20,6 +20,19 @@ use crate::{boot_static, AllocError, BootError, Config, FreeError, Kmalloc};
 #[inline(always)]
 pub(crate) extern "C" fn no_unwind<R, F: FnOnce() -> R>(f: F) -> R {
     f()
+}
+
+/// Who is calling, for debug mode's audit: nobody in release mode (no
+/// cost but a test); in debug mode, the entry point's stack, which the
+/// caches' [`DebugHooks::caller`](kmem_slab::DebugHooks::caller) turns
+/// into the caller's return address.
+#[inline(always)]
+fn entry<C: Cpu>(k: &Kmalloc<'_, C>, marker: &u8) -> Caller {
+    if k.debug().is_empty() {
+        Caller::Unknown
+    } else {
+        Caller::Stack(ptr::from_ref(marker) as usize)
+    }
 }
 
 /// Stops the program over a free the allocator refused: a double free, a
@@ -53,9 +66,9 @@ fn bad_free(e: &FreeError, layout: Layout) {
 /// # Safety
 /// As for [`Kmalloc::free`].
 #[inline(always)]
-unsafe fn free_or_abort<C: Cpu>(k: &Kmalloc<'_, C>, p: NonNull<u8>, layout: Layout) {
+unsafe fn free_or_abort<C: Cpu>(k: &Kmalloc<'_, C>, p: NonNull<u8>, layout: Layout, marker: &u8) {
     // SAFETY: forwarded.
-    if let Err(e) = unsafe { k.free(p, layout) } {
+    if let Err(e) = unsafe { k.free_by(p, layout, entry(k, marker)) } {
         bad_free(&e, layout);
     }
 }
@@ -70,15 +83,59 @@ unsafe fn realloc_or_abort<C: Cpu>(
     p: NonNull<u8>,
     layout: Layout,
     new_size: usize,
+    marker: &u8,
 ) -> Option<NonNull<u8>> {
     // SAFETY: forwarded.
-    match unsafe { k.realloc(p, layout, new_size) } {
+    match unsafe { k.realloc_by(p, layout, new_size, entry(k, marker)) } {
         Ok(p) => Some(p),
         Err(AllocError::BadPointer(e)) => {
             bad_free(&e, layout);
             None
         }
         Err(_) => None,
+    }
+}
+
+impl<C: Cpu> Kmalloc<'_, C> {
+    /// `GlobalAlloc::alloc` (with `ZERO`, `alloc_zeroed`), its caller's
+    /// entry point marked by `marker`, a local of that entry point.
+    #[inline(always)]
+    pub(crate) fn global_alloc(&self, layout: Layout, flags: AllocFlags, marker: &u8) -> *mut u8 {
+        self.alloc_by(layout, flags, entry(self, marker))
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    /// `GlobalAlloc::dealloc` (see [`global_alloc`](Self::global_alloc)).
+    ///
+    /// # Safety
+    /// The `GlobalAlloc` contract.
+    #[inline(always)]
+    pub(crate) unsafe fn global_dealloc(&self, ptr: *mut u8, layout: Layout, marker: &u8) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: the GlobalAlloc contract: `ptr` came from this
+            // allocator with `layout`; a broken one stops the program.
+            unsafe { free_or_abort(self, p, layout, marker) };
+        }
+    }
+
+    /// `GlobalAlloc::realloc` (see [`global_alloc`](Self::global_alloc)).
+    ///
+    /// # Safety
+    /// The `GlobalAlloc` contract.
+    #[inline(always)]
+    pub(crate) unsafe fn global_realloc(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        marker: &u8,
+    ) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the GlobalAlloc contract, forwarded.
+        unsafe { realloc_or_abort(self, p, layout, new_size, marker) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 }
 
@@ -90,35 +147,28 @@ unsafe fn realloc_or_abort<C: Cpu>(
 unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        no_unwind(|| Kmalloc::alloc(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr))
+        let marker = 0u8;
+        no_unwind(|| self.global_alloc(layout, AllocFlags::empty(), &marker))
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        no_unwind(|| Kmalloc::alloc_zeroed(self, layout).map_or(ptr::null_mut(), NonNull::as_ptr))
+        let marker = 0u8;
+        no_unwind(|| self.global_alloc(layout, AllocFlags::ZERO, &marker))
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(p) = NonNull::new(ptr) {
-            no_unwind(|| {
-                // SAFETY: the GlobalAlloc contract: `ptr` came from this
-                // allocator with `layout`; a broken one stops the program.
-                unsafe { free_or_abort(self, p, layout) };
-            });
-        }
+        let marker = 0u8;
+        // SAFETY: forwarded.
+        no_unwind(|| unsafe { self.global_dealloc(ptr, layout, &marker) });
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(p) = NonNull::new(ptr) else {
-            return ptr::null_mut();
-        };
-        no_unwind(|| {
-            // SAFETY: the GlobalAlloc contract, forwarded.
-            unsafe { realloc_or_abort(self, p, layout, new_size) }
-                .map_or(ptr::null_mut(), NonNull::as_ptr)
-        })
+        let marker = 0u8;
+        // SAFETY: forwarded.
+        no_unwind(|| unsafe { self.global_realloc(ptr, layout, new_size, &marker) })
     }
 }
 
@@ -151,21 +201,32 @@ fn empty_block(layout: Layout) -> NonNull<[u8]> {
 unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        no_unwind(|| block(layout, |l| Kmalloc::alloc(self, l)))
+        no_unwind(|| {
+            let marker = 0u8;
+            block(layout, |l| {
+                self.alloc_by(l, AllocFlags::empty(), entry(self, &marker))
+            })
+        })
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        no_unwind(|| block(layout, |l| Kmalloc::alloc_zeroed(self, l)))
+        no_unwind(|| {
+            let marker = 0u8;
+            block(layout, |l| {
+                self.alloc_by(l, AllocFlags::ZERO, entry(self, &marker))
+            })
+        })
     }
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        let marker = 0u8;
         if layout.size() != 0 {
             no_unwind(|| {
                 // SAFETY: the Allocator contract: allocated here with
                 // `layout`; a broken one stops the program.
-                unsafe { free_or_abort(self, ptr, layout) };
+                unsafe { free_or_abort(self, ptr, layout, &marker) };
             });
         }
     }
@@ -207,8 +268,10 @@ unsafe fn resize<C: Cpu>(
     new: Layout,
 ) -> Result<NonNull<[u8]>, ApiAllocError> {
     if old.size() != 0 && new.size() != 0 && old.align() == new.align() {
+        let marker = 0u8;
         // SAFETY: forwarded.
-        let p = unsafe { realloc_or_abort(k, ptr, old, new.size()) }.ok_or(ApiAllocError)?;
+        let p =
+            unsafe { realloc_or_abort(k, ptr, old, new.size(), &marker) }.ok_or(ApiAllocError)?;
         return Ok(NonNull::slice_from_raw_parts(p, new.size()));
     }
     let fresh = (&k).allocate(new)?;
@@ -297,32 +360,39 @@ impl<C: Cpu + 'static> StaticKmalloc<C> {
 /// every allocation with null.
 macro_rules! forward_global_alloc {
     ([$($gen:tt)*] $ty:ty, $alloc:ident, $get:ident) => {
-        // SAFETY: every method forwards to a `'static` `Kmalloc`, whose own
-        // impl keeps the contract, or fails with null; without an allocator
-        // nothing was allocated, so `dealloc` has nothing to free. Finding
-        // (or booting) the allocator cannot unwind either (`no_unwind`).
+        // SAFETY: every method forwards to a `'static` `Kmalloc`, whose
+        // `global_*` methods keep the `GlobalAlloc` contract, or fails with
+        // null; without an allocator nothing was allocated, so `dealloc` has
+        // nothing to free. Nothing can unwind (`no_unwind`). Each method's
+        // `marker` marks the program's entry into the allocator, for debug
+        // mode's audit.
         unsafe impl<$($gen)*> core::alloc::GlobalAlloc for $ty {
             #[inline]
             unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-                // SAFETY: forwarded.
-                $crate::global::no_unwind(|| self.$alloc()).map_or(core::ptr::null_mut(), |k| unsafe {
-                    core::alloc::GlobalAlloc::alloc(k, layout)
+                let marker = 0u8;
+                $crate::global::no_unwind(|| {
+                    self.$alloc().map_or(core::ptr::null_mut(), |k| {
+                        k.global_alloc(layout, kmem_slab::AllocFlags::empty(), &marker)
+                    })
                 })
             }
 
             #[inline]
             unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
-                // SAFETY: forwarded.
-                $crate::global::no_unwind(|| self.$alloc()).map_or(core::ptr::null_mut(), |k| unsafe {
-                    core::alloc::GlobalAlloc::alloc_zeroed(k, layout)
+                let marker = 0u8;
+                $crate::global::no_unwind(|| {
+                    self.$alloc().map_or(core::ptr::null_mut(), |k| {
+                        k.global_alloc(layout, kmem_slab::AllocFlags::ZERO, &marker)
+                    })
                 })
             }
 
             #[inline]
             unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+                let marker = 0u8;
                 if let Some(k) = self.$get() {
                     // SAFETY: forwarded.
-                    unsafe { core::alloc::GlobalAlloc::dealloc(k, ptr, layout) }
+                    $crate::global::no_unwind(|| unsafe { k.global_dealloc(ptr, layout, &marker) })
                 }
             }
 
@@ -333,9 +403,12 @@ macro_rules! forward_global_alloc {
                 layout: core::alloc::Layout,
                 new_size: usize,
             ) -> *mut u8 {
-                // SAFETY: forwarded.
-                $crate::global::no_unwind(|| self.$alloc()).map_or(core::ptr::null_mut(), |k| unsafe {
-                    core::alloc::GlobalAlloc::realloc(k, ptr, layout, new_size)
+                let marker = 0u8;
+                $crate::global::no_unwind(|| {
+                    self.$alloc().map_or(core::ptr::null_mut(), |k| {
+                        // SAFETY: forwarded.
+                        unsafe { k.global_realloc(ptr, layout, new_size, &marker) }
+                    })
                 })
             }
         }

@@ -9,7 +9,8 @@ use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Constraints, Policy};
 use kmem_magazine::{Cpu, Section};
 use kmem_slab::{
-    AllocError as CacheAllocError, AllocFlags, Cache, CacheBuilder, Caches, CreateError,
+    AllocError as CacheAllocError, AllocFlags, Cache, CacheBuilder, CacheFlags, Caches, Caller,
+    CreateError,
 };
 
 use crate::classes::{class_align, class_size, route, Route, CLASSES};
@@ -25,6 +26,8 @@ pub struct Kmalloc<'a, C: Cpu> {
     pages: &'a Arena<'a>,
     caches: &'a Caches<'a, C>,
     classes: ArrayVec<Cache<'a, C>, CLASSES>,
+    /// Debug-mode flags of every class cache.
+    debug: CacheFlags,
     large_allocs: AtomicU64,
     large_frees: AtomicU64,
     large_fails: AtomicU64,
@@ -67,6 +70,19 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// (a memory arena with a page quantum, normally with quantum caches so
     /// one-page slabs come from magazines).
     pub fn new(caches: &'a Caches<'a, C>, pages: &'a Arena<'a>) -> Result<Self, CreateError> {
+        Self::with_debug(caches, pages, CacheFlags::empty())
+    }
+
+    /// [`new`](Self::new), with debug mode on every class cache: `debug`
+    /// is any of [`CacheFlags::DEBUG_ALL`] (see the [crate docs](crate)).
+    /// Large (whole-page) allocations are checked by the page arena as
+    /// always.
+    pub fn with_debug(
+        caches: &'a Caches<'a, C>,
+        pages: &'a Arena<'a>,
+        debug: CacheFlags,
+    ) -> Result<Self, CreateError> {
+        let debug = debug & CacheFlags::DEBUG_ALL;
         if !pages.is_memory() {
             return Err(CreateError::NotMemory);
         }
@@ -76,6 +92,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             let name = class_name(&mut name, class_size(i));
             let builder = CacheBuilder::new(name, class_size(i))
                 .align(class_align(i))
+                .flags(debug)
                 .source(pages);
             // On failure the caches made so far are destroyed as they drop.
             classes.push(caches.create(builder)?);
@@ -84,11 +101,17 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             pages,
             caches,
             classes,
+            debug,
             large_allocs: AtomicU64::new(0),
             large_frees: AtomicU64::new(0),
             large_fails: AtomicU64::new(0),
             deferred: AtomicUsize::new(0),
         })
+    }
+
+    /// The debug-mode flags of the class caches (empty in release mode).
+    pub fn debug(&self) -> CacheFlags {
+        self.debug
     }
 
     /// The page arena large requests and slabs come from.
@@ -119,27 +142,40 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// call of its own context (see [`Section`]) it fails with
     /// [`AllocError::Reentrant`], touching nothing.
     #[inline]
+    #[track_caller]
     pub fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_with(layout, AllocFlags::empty())
+        let caller = Caller::Location(core::panic::Location::caller());
+        self.alloc_by(layout, AllocFlags::empty(), caller)
     }
 
     /// [`alloc`](Self::alloc), zero-filled.
     #[inline]
+    #[track_caller]
     pub fn alloc_zeroed(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_with(layout, AllocFlags::ZERO)
+        let caller = Caller::Location(core::panic::Location::caller());
+        self.alloc_by(layout, AllocFlags::ZERO, caller)
     }
 
+    /// [`alloc`](Self::alloc) (or, with `ZERO`, `alloc_zeroed`) on behalf
+    /// of `caller`, whom debug mode's audit records.
     #[inline(always)]
-    fn alloc_with(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+    pub fn alloc_by(
+        &self,
+        layout: Layout,
+        flags: AllocFlags,
+        caller: Caller,
+    ) -> Result<NonNull<u8>, AllocError> {
         if layout.size() == 0 {
             return Err(AllocError::ZeroSize);
         }
         match route(layout.size(), layout.align()) {
             Some(Route::Class(i)) => {
-                let obj = self.classes[i].alloc(flags).map_err(|e| match e {
-                    CacheAllocError::Reentrant => AllocError::Reentrant,
-                    _ => AllocError::Exhausted,
-                })?;
+                let obj = self.classes[i]
+                    .alloc_by(flags, caller)
+                    .map_err(|e| match e {
+                        CacheAllocError::Reentrant => AllocError::Reentrant,
+                        _ => AllocError::Exhausted,
+                    })?;
                 // Objects are memory: never at address 0.
                 NonNull::new(obj as *mut u8).ok_or(AllocError::Exhausted)
             }
@@ -199,7 +235,25 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// # Safety
     /// `ptr` came from this allocator with `layout` and is not used after.
     #[inline]
+    #[track_caller]
     pub unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let caller = Caller::Location(core::panic::Location::caller());
+        // SAFETY: forwarded.
+        unsafe { self.free_by(ptr, layout, caller) }
+    }
+
+    /// [`free`](Self::free) on behalf of `caller` (see
+    /// [`alloc_by`](Self::alloc_by)).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    pub unsafe fn free_by(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        caller: Caller,
+    ) -> Result<(), FreeError> {
         let addr = ptr.as_ptr() as usize;
         if layout.size() == 0 {
             return Err(FreeError::ZeroSize { addr });
@@ -207,7 +261,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         match route(layout.size(), layout.align()) {
             Some(Route::Class(i)) => {
                 // SAFETY: the caller's guarantee: an object of this class.
-                unsafe { self.classes[i].free(addr) }
+                unsafe { self.classes[i].free_by(addr, caller) }
                     .map_err(|e| FreeError::Refused { addr, kind: e.kind })
             }
             // SAFETY: the caller's guarantee: a run of pages of this layout.
@@ -328,11 +382,29 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     ///
     /// # Safety
     /// As for [`free`](Self::free).
+    #[track_caller]
     pub unsafe fn realloc(
         &self,
         ptr: NonNull<u8>,
         layout: Layout,
         new_size: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let caller = Caller::Location(core::panic::Location::caller());
+        // SAFETY: forwarded.
+        unsafe { self.realloc_by(ptr, layout, new_size, caller) }
+    }
+
+    /// [`realloc`](Self::realloc) on behalf of `caller` (see
+    /// [`alloc_by`](Self::alloc_by)).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    pub unsafe fn realloc_by(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+        caller: Caller,
     ) -> Result<NonNull<u8>, AllocError> {
         if new_size == 0 || layout.size() == 0 {
             return Err(AllocError::ZeroSize);
@@ -342,7 +414,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         if Self::same_home(layout, new) {
             return Ok(ptr);
         }
-        let fresh = self.alloc(new)?;
+        let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
         // SAFETY: both blocks are at least the smaller size, distinct (the
         // old one is still allocated), and the caller owns the old one.
         unsafe {
@@ -352,9 +424,9 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         }
         // SAFETY: forwarded. A refused free (the caller's promise broken)
         // leaves the old block as it was; the new one goes back.
-        if let Err(e) = unsafe { self.free(ptr, layout) } {
+        if let Err(e) = unsafe { self.free_by(ptr, layout, caller) } {
             // SAFETY: allocated just above with `new`, not handed out.
-            let _ = unsafe { self.free(fresh, new) };
+            let _ = unsafe { self.free_by(fresh, new, caller) };
             return Err(AllocError::BadPointer(e));
         }
         Ok(fresh)

@@ -70,7 +70,7 @@ mod kmalloc;
 #[cfg(feature = "std")]
 mod os;
 
-pub use boot::{boot, boot_static, Config};
+pub use boot::{boot, boot_static, debug_flags, Config};
 pub use classes::{class_align, class_size, CLASSES, MAX_CLASS};
 pub use error::{AllocError, BootError, FreeError};
 pub use global::StaticKmalloc;

@@ -11,9 +11,9 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize
 
 use kmem_arena::{AllocError as ArenaAllocError, Source};
 use kmem_magazine::ThreadCpus;
-use kmem_slab::PAGE_SIZE;
+use kmem_slab::{CacheFlags, Caller, DebugHooks, Report, PAGE_SIZE};
 
-use crate::{boot_static, Config, Kmalloc};
+use crate::{boot_static, debug_flags, Config, Kmalloc};
 
 /// Anonymous memory from the OS, `mmap`ed on import and `munmap`ed on
 /// release, so the page arena gives memory back to the OS when a span is
@@ -329,9 +329,12 @@ impl KmallocGlobal {
             // SAFETY: a fresh private mapping of `metadata` bytes, never
             // unmapped: it is this allocator's for the rest of the program.
             let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), self.metadata) };
+            let debug = debug_from_env();
             let config = Config {
                 page_source: Some(&OS_PAGES),
                 import_scale: 4,
+                debug,
+                debug_hooks: (!debug.is_empty()).then_some(&GLOBAL_HOOKS),
                 ..Config::default()
             };
             boot_static(mem, ThreadCpus::global(), &config).ok()
@@ -348,6 +351,123 @@ impl KmallocGlobal {
         }
         booted
     }
+}
+
+/// Debug mode's flags from the environment variable `KMEM_DEBUG` (see
+/// [`debug_flags`]), read with `getenv`, which does not allocate. A value
+/// with an unknown word turns every part on, after a warning.
+fn debug_from_env() -> CacheFlags {
+    // SAFETY: a NUL-terminated name; the result is read at once, before
+    // anything could change the environment (this runs under the boot lock,
+    // on the program's first allocation).
+    let p = unsafe { libc::getenv(c"KMEM_DEBUG".as_ptr()) };
+    if p.is_null() {
+        return CacheFlags::empty();
+    }
+    // SAFETY: `getenv` returns a NUL-terminated string.
+    let spec = unsafe { core::ffi::CStr::from_ptr(p) };
+    match spec.to_str().ok().and_then(debug_flags) {
+        Some(flags) => flags,
+        None => {
+            write_stderr(
+                b"kmalloc: KMEM_DEBUG has an unknown part (want 1, or a list of \
+                  checks, redzone, poison, audit); every part is on\n",
+            );
+            CacheFlags::DEBUG_ALL
+        }
+    }
+}
+
+/// Writes `bytes` to standard error with `write(2)` (no allocation, no
+/// lock), as much as it takes.
+fn write_stderr(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is valid for reads of its length.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        let Ok(n) = usize::try_from(n) else { return };
+        if n == 0 {
+            return;
+        }
+        rest = &rest[n..];
+    }
+}
+
+/// What debug mode calls out to under [`KmallocGlobal`].
+static GLOBAL_HOOKS: DebugHooks = DebugHooks {
+    report: Some(report_and_abort),
+    caller: Some(caller_of_entry),
+    now: Some(monotonic_ns),
+};
+
+/// Prints a debug report (code addresses named with their symbols) to
+/// standard error and aborts, as libumem and glibc's checks do.
+fn report_and_abort(r: &Report) {
+    let mut text = std::format!("{r}\n");
+    for (what, site) in [
+        ("last allocated by", r.last_alloc),
+        ("last freed by", r.last_free),
+        ("this call", Some(r.at)),
+    ] {
+        let Some(site) = site else { continue };
+        let Caller::Code(ip) = site.caller else {
+            continue;
+        };
+        text.push_str(&std::format!("  {what}:\n"));
+        for ip in [ip, site.callers[0], site.callers[1]] {
+            if ip == 0 {
+                continue;
+            }
+            let mut name = None;
+            backtrace::resolve(ip as *mut core::ffi::c_void, |sym| {
+                if name.is_none() {
+                    name = sym.name().map(|n| std::format!("{n:#}"));
+                }
+            });
+            let name = name.unwrap_or_else(|| "?".into());
+            text.push_str(&std::format!("    {ip:#x} in {name}\n"));
+        }
+    }
+    text.push_str("kmalloc: aborting (KMEM_DEBUG)\n");
+    write_stderr(text.as_bytes());
+    std::process::abort();
+}
+
+/// The return addresses into the caller of the allocator entry point
+/// whose stack local sits at `marker`, and the next two: a walk up the
+/// stack past the first frame above the marker (the entry point's).
+fn caller_of_entry(marker: usize) -> [usize; 3] {
+    let mut past_entry = false;
+    let mut found = [0; 3];
+    let mut n = 0;
+    // SAFETY: `trace_unsynchronized` is unsafe only because other threads
+    // may walk at the same time; the unwinder it uses (libgcc's) is thread
+    // safe, and nothing here allocates.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            if past_entry {
+                found[n] = frame.ip() as usize;
+                n += 1;
+                return n < found.len();
+            }
+            past_entry = frame.sp() as usize > marker;
+            true
+        });
+    }
+    found
+}
+
+/// The debug clock: nanoseconds of `CLOCK_MONOTONIC`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 // Allocations boot the stack on first use; `dealloc` never does. If the boot

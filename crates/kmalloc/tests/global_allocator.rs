@@ -96,7 +96,8 @@ const BAD_FREES: [&str; 5] = [
     "realloc-after-free",
 ];
 
-/// The child's part: does the bad free `what`, which must not return.
+/// The child's part: does the bad free `what`, which must not return (or
+/// the clean `workload`, which exits 0).
 fn bad_free_child(what: &str) {
     use core::alloc::Layout;
     use std::alloc::{dealloc, realloc};
@@ -123,11 +124,44 @@ fn bad_free_child(what: &str) {
                 dealloc(b, l);
                 let _ = realloc(b, l, 5000);
             }
+            // Debug mode only (`KMEM_DEBUG`): release mode does not look.
+            "overrun" => {
+                b.add(208).write(1);
+                dealloc(b, l);
+            }
+            "write-after-free" => {
+                dealloc(b, l);
+                b.add(16).write(1);
+                let again = std::alloc::alloc(l);
+                assert!(!again.is_null());
+            }
+            "workload" => {
+                let (tx, rx) = mpsc::channel();
+                work(1, 300, &tx);
+                drop(tx);
+                assert!(rx.iter().count() > 0);
+                eprintln!("kmem-test: workload done");
+                std::process::exit(0);
+            }
             _ => panic!("unknown bad free {what}"),
         }
     }
     eprintln!("kmem-test: the bad free `{what}` returned");
     std::process::exit(0);
+}
+
+/// Runs this test binary's `test` as a child doing `what`, with
+/// `KMEM_DEBUG` set to `debug` (or unset).
+fn child(test: &str, what: &str, debug: Option<&str>) -> std::process::Output {
+    let me = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new(me);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("KMEM_BAD_FREE", what)
+        .env_remove("KMEM_DEBUG");
+    if let Some(d) = debug {
+        cmd.env("KMEM_DEBUG", d);
+    }
+    cmd.output().unwrap()
 }
 
 #[test]
@@ -136,18 +170,8 @@ fn bad_frees_through_the_global_allocator_abort() {
         bad_free_child(&what);
         return;
     }
-    let me = std::env::current_exe().unwrap();
     for what in BAD_FREES {
-        let out = std::process::Command::new(&me)
-            .args([
-                "--exact",
-                "bad_frees_through_the_global_allocator_abort",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("KMEM_BAD_FREE", what)
-            .output()
-            .unwrap();
+        let out = child("bad_frees_through_the_global_allocator_abort", what, None);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),
@@ -173,6 +197,82 @@ fn bad_frees_through_the_global_allocator_abort() {
                 .lines()
                 .find(|l| l.contains("kmalloc:"))
                 .unwrap_or("")
+        );
+    }
+}
+
+/// `KMEM_DEBUG=1`: each detection is reported with the object, its cache
+/// and the audit trail (code addresses named by symbol: the child's own
+/// function), then the program aborts.
+#[test]
+fn kmem_debug_reports_with_the_audit_trail_and_aborts() {
+    const TEST: &str = "kmem_debug_reports_with_the_audit_trail_and_aborts";
+    if let Ok(what) = std::env::var("KMEM_BAD_FREE") {
+        bad_free_child(&what);
+        return;
+    }
+    for (what, found) in [
+        ("double", "double free"),
+        ("double-other-thread", "double free"),
+        ("wrong-size", "object of cache kmalloc_208"),
+        ("overrun", "buffer overrun"),
+        ("write-after-free", "write after free"),
+    ] {
+        let out = child(TEST, what, Some("1"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: the program went on\n{stderr}"
+        );
+        assert!(
+            stderr.contains("kmem debug: cache kmalloc_"),
+            "{what}: {stderr}"
+        );
+        assert!(stderr.contains(found), "{what}: want {found:?}\n{stderr}");
+        assert!(
+            stderr.contains("last allocated by: code 0x"),
+            "{what}: {stderr}"
+        );
+        // The allocation's return addresses, named: the child's own
+        // function, or (in builds that do not inline) the standard
+        // library's allocation functions it called.
+        assert!(
+            stderr.contains("bad_free_child") || stderr.contains("alloc::alloc"),
+            "{what}: the audit does not name the allocating code\n{stderr}"
+        );
+        assert!(stderr.contains("aborting (KMEM_DEBUG)"), "{what}: {stderr}");
+        if what.starts_with("double") || what == "write-after-free" {
+            assert!(
+                stderr.contains("last freed by: code 0x"),
+                "{what}: {stderr}"
+            );
+        }
+        println!("--- {what} ---\n{stderr}");
+    }
+}
+
+/// `KMEM_DEBUG` with some parts, and with all, over a clean workload of
+/// collections on several threads: no report, a normal exit.
+#[test]
+fn kmem_debug_runs_a_clean_workload() {
+    const TEST: &str = "kmem_debug_runs_a_clean_workload";
+    if let Ok(what) = std::env::var("KMEM_BAD_FREE") {
+        bad_free_child(&what);
+        return;
+    }
+    for debug in ["1", "audit,redzone", "poison", "checks", "bogus"] {
+        let out = child(TEST, "workload", Some(debug));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "KMEM_DEBUG={debug}: {stderr}");
+        assert!(stderr.contains("workload done"), "{stderr}");
+        assert!(
+            !stderr.contains("kmem debug:"),
+            "KMEM_DEBUG={debug}: {stderr}"
+        );
+        assert_eq!(
+            stderr.contains("unknown part"),
+            debug == "bogus",
+            "KMEM_DEBUG={debug}: {stderr}"
         );
     }
 }

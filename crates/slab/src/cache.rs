@@ -46,6 +46,24 @@ impl<T, F: FnOnce(T)> Drop for Undo<T, F> {
     }
 }
 
+/// What a cache's magazine fast path does with a free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+enum Fast {
+    /// A plain headed cache: the owner, object-start and free-mark checks,
+    /// and the mark cleared when an object is handed out.
+    Tagged,
+    /// A headed cache with a constructor: the owner and object-start
+    /// checks.
+    Owned,
+    /// No fast path: a checked cache (bufctls, every free under the
+    /// lock), or one without magazines. (Above `ZERO`'s bit: see
+    /// `alloc_fast`.)
+    Off = 4,
+}
+
+const _: () = assert!(AllocFlags::ZERO.bits() > Fast::Owned as u32);
+
 /// An object cache: per-CPU magazines and a depot in front of full, partial
 /// and empty slabs over a source arena.
 ///
@@ -86,7 +104,10 @@ pub struct KmemCache<'a, C: Cpu> {
     pub(crate) mags: Option<CacheMagazines<'a, C>>,
     /// Headed layout: the lock-free free check (owner, object start and,
     /// for plain caches with magazines, the free mark; see `raw::guard`).
-    pub(crate) check: Option<FreeCheck>,
+    /// Unused otherwise.
+    pub(crate) check: FreeCheck,
+    /// What the magazine fast path does (see [`Fast`]).
+    fast: Fast,
     /// Bufctl layout with magazines: every free into the magazines is
     /// checked, and marked `Cached`, under the cache lock; every round
     /// handed out is marked `Allocated` again.
@@ -167,16 +188,19 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let object_bytes = set.object_bytes();
         let magazines = ctx.is_some() && !flags.contains(CacheFlags::NOMAGAZINE);
         let plain = b.ops.is_none() && !flags.contains(CacheFlags::DEBUG);
-        let check = match geo.layout {
-            Layout::Small { .. } => Some(FreeCheck::new(
-                geo.slab_size,
-                geo.size,
-                geo.per_slab as usize,
-                magazines && plain && memory,
-            )),
-            Layout::Bufctl => None,
+        let headed = matches!(geo.layout, Layout::Small { .. });
+        let tagged = magazines && plain && memory;
+        let check = if headed {
+            FreeCheck::new(geo.slab_size, geo.size, geo.per_slab as usize, tagged)
+        } else {
+            FreeCheck::unused()
         };
-        let checked = magazines && check.is_none();
+        let checked = magazines && !headed;
+        let fast = match (magazines && headed, tagged) {
+            (true, true) => Fast::Tagged,
+            (true, false) => Fast::Owned,
+            (false, _) => Fast::Off,
+        };
         let mut cache = Self {
             name: b.name,
             geo,
@@ -188,6 +212,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             ops: b.ops,
             mags: None,
             check,
+            fast,
             checked,
             slab: Mutex::new(SlabState::new(set)),
             ctx,
@@ -376,15 +401,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// lock, and keep out of a slot its own context has pinned).
     #[inline(always)]
     fn alloc_fast(&self, flags: AllocFlags) -> Option<usize> {
-        let mags = self.mags.as_ref()?;
-        if self.checked || flags.contains(AllocFlags::ZERO) {
+        // `Tagged` and `Owned` have a fast path (see `Fast`), without `ZERO`.
+        if (self.fast as u32 | (flags & AllocFlags::ZERO).bits()) > Fast::Owned as u32 {
             return None;
         }
-        let obj = mags.alloc_taken()?;
+        let obj = self.mags.as_ref()?.alloc_taken()?;
         #[cfg(kmem_asan)]
         self.asan_unpoison(obj.addr());
-        if let Some(check) = &self.check {
-            check.hand_out(&obj);
+        if self.fast == Fast::Tagged {
+            FreeCheck::hand_out(&obj);
         }
         Some(obj.hand_out())
     }
@@ -443,8 +468,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 if let Some(r) = report {
                     self.deliver(r);
                 }
-            } else if let Some(check) = &self.check {
-                check.hand_out(&obj);
+            } else if self.fast == Fast::Tagged {
+                FreeCheck::hand_out(&obj);
             }
             zero_if(&obj, flags);
             return Ok(obj.hand_out());
@@ -536,8 +561,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         #[cfg(kmem_asan)]
         self.asan_unpoison(obj.addr());
-        if let Some(check) = &self.check {
-            check.hand_out(&obj);
+        if self.check.tagged() {
+            FreeCheck::hand_out(&obj);
         }
         st.direct_allocs += 1;
         let rescale = st.set.hash().resize_target(false).is_some();
@@ -637,22 +662,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// slab layer.
     #[inline(always)]
     fn free_gated(&self, obj: Freed, gate: bool, caller: Caller) -> Result<(), FreeError> {
-        if let Some(mags) = &self.mags {
-            if !self.checked {
-                if let Some(check) = &self.check {
-                    if let Err(kind) = check.admit(&obj) {
-                        return Err(self.refused(obj.addr(), kind, gate));
-                    }
-                }
-                #[cfg(kmem_asan)]
-                self.asan_poison_if_unlocked(obj.addr());
-                return match mags.free(obj) {
-                    Ok(()) => Ok(()),
-                    Err(obj) => self.free_slow(obj, gate, caller),
-                };
-            }
+        let admitted = match self.fast {
+            Fast::Tagged => self.check.admit_tagged(&obj),
+            Fast::Owned => self.check.admit_owned(&obj),
+            Fast::Off => return self.free_slow(obj, gate, caller),
+        };
+        if let Err(kind) = admitted {
+            return Err(self.refused(obj.addr(), kind, gate));
         }
-        self.free_slow(obj, gate, caller)
+        let Some(mags) = &self.mags else {
+            return self.free_slow(obj, gate, caller);
+        };
+        #[cfg(kmem_asan)]
+        self.asan_poison_if_unlocked(obj.addr());
+        match mags.free(obj) {
+            Ok(()) => Ok(()),
+            Err(obj) => self.free_slow(obj, gate, caller),
+        }
     }
 
     /// The slab layer's part of a free, in a section (see `free_gated`).
@@ -815,6 +841,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if self.debugging() {
             let mut r = report.unwrap_or_else(|| self.debug_refused(addr, err.kind, caller));
             r.finding = crate::debug::Finding::BadFree(err.kind);
+            if let (BadFree::WrongCache(_), Some(ctx)) = (err.kind, self.ctx) {
+                // The owner's audit, if it keeps one.
+                if let Some((alloc, free)) = ctx.audit_of(addr, self) {
+                    (r.last_alloc, r.last_free) = (alloc, free);
+                }
+            }
             self.deliver(r);
         }
         err
@@ -875,7 +907,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     pub fn check(&self) -> Result<(), CheckError> {
         self.slab
             .lock()
-            .check(&self.geo, self.check.map(|c| c.key()))
+            .check(&self.geo, (!self.uses_bufctls()).then(|| self.check.key()))
     }
 
     /// The cache's counters (the `::kmastat` columns and more). While other

@@ -14,7 +14,7 @@ use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
 
 use crate::builder::CacheBuilder;
 use crate::cache::KmemCache;
-use crate::debug::{write_leaks, DebugHooks, LeakGroup};
+use crate::debug::{write_leaks, DebugHooks, LeakGroup, Site};
 use crate::error::CreateError;
 use crate::handle::{Cache, HookCell, Registry};
 use crate::raw::{Bufctl, SlabHeader};
@@ -188,6 +188,22 @@ impl<'a, C: Cpu> Caches<'a, C> {
             }
         });
         owner
+    }
+
+    /// The audit of `addr` from the cache (other than `except`) that owns
+    /// it, if that cache keeps one.
+    pub(crate) fn audit_of(
+        &self,
+        addr: usize,
+        except: &KmemCache<'a, C>,
+    ) -> Option<(Option<Site>, Option<Site>)> {
+        let mut found = None;
+        self.for_each(|c| {
+            if found.is_none() && !ptr::eq(c, except) && c.owns(addr) {
+                found = c.audit_of(addr);
+            }
+        });
+        found
     }
 
     /// Statistics of every cache.

@@ -27,10 +27,13 @@ pub enum Caller {
     Unknown,
     /// A call site of the Rust API (`#[track_caller]`).
     Location(&'static Location<'static>),
-    /// A code address (a return address, from
-    /// [`DebugHooks::caller`]), for callers without a Rust location such
-    /// as `GlobalAlloc`.
+    /// A code address (a return address), for callers without a Rust
+    /// location such as `GlobalAlloc`.
     Code(usize),
+    /// A facade's entry point, marked by the address of one of its stack
+    /// locals: [`DebugHooks::caller`] turns it into the [`Code`](Self::Code)
+    /// address of the facade's caller (unknown without the hook).
+    Stack(usize),
 }
 
 impl fmt::Display for Caller {
@@ -39,6 +42,7 @@ impl fmt::Display for Caller {
             Self::Unknown => f.write_str("unknown site"),
             Self::Location(l) => write!(f, "{}:{}:{}", l.file(), l.line(), l.column()),
             Self::Code(ip) => write!(f, "code {ip:#x}"),
+            Self::Stack(sp) => write!(f, "a caller with stack at {sp:#x}"),
         }
     }
 }
@@ -48,6 +52,9 @@ impl fmt::Display for Caller {
 pub struct Site {
     /// Who called.
     pub caller: Caller,
+    /// With a [`Caller::Code`]: the next two return addresses up the
+    /// stack, when the hook found them (0 otherwise).
+    pub callers: [usize; 2],
     /// The CPU slot it ran on, if the platform knows.
     pub slot: Option<usize>,
     /// When: the [`DebugHooks::now`] clock if one is set, else a sequence
@@ -58,6 +65,9 @@ pub struct Site {
 impl fmt::Display for Site {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.caller)?;
+        for ip in self.callers.iter().filter(|&&ip| ip != 0) {
+            write!(f, " < {ip:#x}")?;
+        }
         if let Some(slot) = self.slot {
             write!(f, " on CPU slot {slot}")?;
         }
@@ -73,8 +83,14 @@ impl Site {
             2 => Caller::Code(usize::try_from(r.value).ok()?),
             _ => Caller::Unknown,
         };
+        let more = |i: usize| usize::try_from(r.more[i]).unwrap_or(0);
         Some(Self {
             caller,
+            callers: if r.tag == 2 {
+                [more(0), more(1)]
+            } else {
+                [0; 2]
+            },
             slot: r.slot.checked_sub(1).and_then(|s| usize::try_from(s).ok()),
             time: r.time,
         })
@@ -147,9 +163,11 @@ pub struct DebugHooks {
     /// Called with every report, outside every lock of the set (it may
     /// print, allocate, or abort).
     pub report: Option<fn(&Report)>,
-    /// Finds the code address of a caller the API could not name
-    /// ([`Caller::Unknown`]): a return address, say.
-    pub caller: Option<fn() -> usize>,
+    /// Finds the code addresses of the caller of a facade's entry point
+    /// marked [`Caller::Stack`]: its return address and the next two up
+    /// the stack (a stack walk does it; 0 for none). Called on debug
+    /// caches' paths only, with the cache lock held: it must not allocate.
+    pub caller: Option<fn(usize) -> [usize; 3]>,
     /// A clock for [`Site::time`].
     pub now: Option<fn() -> u64>,
 }
@@ -213,18 +231,24 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// Records the current call as a site.
     pub(crate) fn site(&self, caller: Caller) -> RawSite {
         let hooks = self.hooks();
+        let mut more = [0; 2];
         let caller = match (caller, hooks.caller) {
-            (Caller::Unknown, Some(find)) => Caller::Code(find()),
+            (Caller::Stack(marker), Some(find)) => {
+                let ips = find(marker);
+                more = [ips[1] as u64, ips[2] as u64];
+                Caller::Code(ips[0])
+            }
             (c, _) => c,
         };
         let (tag, value) = match caller {
-            Caller::Unknown => (3, 0),
+            Caller::Unknown | Caller::Stack(_) => (3, 0),
             Caller::Location(l) => site_index(l).map_or((3, 0), |i| (1, u64::from(i))),
             Caller::Code(ip) => (2, ip as u64),
         };
         RawSite {
             tag,
             value,
+            more,
             slot: self
                 .cpu()
                 .and_then(|c| c.current_slot())
@@ -251,6 +275,7 @@ impl<C: Cpu> KmemCache<'_, C> {
             size: self.geo.obj,
             at: Site::from_raw(&at).unwrap_or(Site {
                 caller: Caller::Unknown,
+                callers: [0; 2],
                 slot: None,
                 time: 0,
             }),
@@ -337,6 +362,13 @@ impl<C: Cpu> KmemCache<'_, C> {
         self.make_report(&st, Finding::BadFree(kind), addr, site)
     }
 
+    /// The audit of `addr` if it is an object of this cache: its last
+    /// allocation and free.
+    pub(crate) fn audit_of(&self, addr: usize) -> Option<(Option<Site>, Option<Site>)> {
+        let t = self.slab.lock().set.trailer(addr)?;
+        Some((Site::from_raw(&t.alloc), Site::from_raw(&t.free)))
+    }
+
     /// The last report debug mode made on this cache.
     pub fn last_report(&self) -> Option<Report> {
         *self.last_report.lock()
@@ -370,6 +402,7 @@ impl<C: Cpu> KmemCache<'_, C> {
                     .map_or_else(RawSite::default, |t| t.alloc);
                 key.slot = 0;
                 key.time = 0;
+                key.more = [0; 2];
                 match groups.iter_mut().find(|g| g.1 == 0 || g.0 == key) {
                     Some(g) => {
                         g.0 = key;

@@ -26,13 +26,8 @@ impl<C: Cpu> KmemCache<'_, C> {
             return Err(AllocError::Exhausted);
         }
         let slab = match self.geo.layout {
-            Layout::Small { .. } => {
-                let check = self
-                    .check
-                    .as_ref()
-                    .expect("kmem-slab: headed caches have a check");
-                build_small(buf, &self.geo, check.key(), check.tag())
-            }
+            Layout::Small { .. } => build_small(buf, &self.geo, self.check.key(), self.check.tag()),
+
             Layout::Bufctl => self.grow_bufctl(buf).map_err(|buf| {
                 self.free_buffer(src, buf);
                 AllocError::Exhausted

@@ -307,9 +307,10 @@ fn tick() -> u64 {
     CLOCK.fetch_add(10, Ordering::Relaxed)
 }
 
-fn code_address() -> usize {
+fn code_address(marker: usize) -> [usize; 3] {
+    assert_eq!(marker, 0xabc0, "the facade's marker");
     CALLERS.fetch_add(1, Ordering::Relaxed);
-    0x1234_5678
+    [0x1234_5678, 0x9abc, 0]
 }
 
 static HOOKS: DebugHooks = DebugHooks {
@@ -330,7 +331,9 @@ fn hooks_receive_reports_name_unknown_callers_and_keep_time() {
             )
             .unwrap();
         // A facade's allocation with no Rust location: the hook names it.
-        let a = c.alloc_by(AllocFlags::empty(), Caller::Unknown).unwrap();
+        let a = c
+            .alloc_by(AllocFlags::empty(), Caller::Stack(0xabc0))
+            .unwrap();
         assert!(CALLERS.load(Ordering::Relaxed) >= 1);
         let (r, _) = free(&c, a);
         r.unwrap();

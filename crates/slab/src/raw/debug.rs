@@ -70,6 +70,9 @@ pub(crate) struct RawSite {
     /// address.
     pub(crate) tag: u64,
     pub(crate) value: u64,
+    /// With a code address: the next return addresses up the stack (0:
+    /// none).
+    pub(crate) more: [u64; 2],
     /// The CPU slot, plus one (0: unknown).
     pub(crate) slot: u64,
     /// When (the debug clock: a sequence number, or the platform's time).

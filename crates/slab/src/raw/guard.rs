@@ -67,13 +67,12 @@ pub(crate) struct FreeCheck {
     tagged: bool,
     /// `slab_size - 1`: ORed into an address, its slab's last byte.
     low: usize,
-    /// Bytes of objects from a slab's base: `per_slab * size`.
-    span: usize,
-    /// The object size as `odd << shift`: `inv` is `odd`'s inverse and
-    /// `lim` is `u64::MAX / size`.
+    /// Objects per slab.
+    per_slab: u64,
+    /// The object size as `odd << shift`, and `odd`'s inverse modulo
+    /// `2^64`.
     inv: u64,
     shift: u32,
-    lim: u64,
 }
 
 impl FreeCheck {
@@ -98,11 +97,28 @@ impl FreeCheck {
             key: new_key(),
             tagged,
             low: slab_size - 1,
-            span: per_slab * size,
+            per_slab: per_slab as u64,
             inv: inverse(odd),
             shift,
-            lim: u64::MAX / size as u64,
         }
+    }
+
+    /// The check of a cache that is not headed: never used on a fast path
+    /// (its key is no slab's).
+    pub(crate) const fn unused() -> Self {
+        Self {
+            key: 0,
+            tagged: false,
+            low: 0,
+            per_slab: 0,
+            inv: 1,
+            shift: 0,
+        }
+    }
+
+    /// True for a plain cache, whose free objects carry the free mark.
+    pub(crate) fn tagged(&self) -> bool {
+        self.tagged
     }
 
     /// The owner key, written into the header of every slab of the cache.
@@ -118,17 +134,19 @@ impl FreeCheck {
     /// True when `off` (an offset from a slab's base) is an object start.
     #[inline(always)]
     fn is_object_start(&self, off: usize) -> bool {
-        // `off` is a multiple of `size` exactly when `off * odd^-1`, rotated
-        // right by `shift`, is at most `u64::MAX / size` (an exact test of
-        // divisibility; the unit tests try every offset of real layouts).
-        off < self.span && (off as u64).wrapping_mul(self.inv).rotate_right(self.shift) <= self.lim
+        // With `size = odd << shift`, `x = rotr(off * odd^-1 mod 2^64,
+        // shift)` is `off / size` when `size` divides `off`, and above
+        // `(2^64 - 1) / size` when it does not (the divisibility test of
+        // Hacker's Delight, 10-17). Every index is below `per_slab <=
+        // (2^64 - 1) / size`, so one compare tests both. The unit tests
+        // try every offset of real layouts.
+        (off as u64).wrapping_mul(self.inv).rotate_right(self.shift) < self.per_slab
     }
 
     /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
-    /// a live slab of this cache, is not an object start or (plain caches)
-    /// carries the free mark; otherwise marks it free. Takes no lock.
+    /// a live slab of this cache or is not an object start. Takes no lock.
     #[inline(always)]
-    pub(crate) fn admit(&self, obj: &Freed) -> Result<(), BadFree> {
+    pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<(), BadFree> {
         let addr = obj.addr();
         let owner = (addr | self.low) - (size_of::<usize>() - 1);
         // SAFETY: `Freed`'s promise: `addr` is an object of this cache, so
@@ -146,26 +164,37 @@ impl FreeCheck {
         if !self.is_object_start(addr & self.low) {
             return Err(BadFree::NotObjectStart);
         }
-        if self.tagged {
-            let word = addr as *mut usize;
-            #[cfg(kmem_asan)]
-            kmem_arena::asan::unpoison(addr, size_of::<usize>());
-            // SAFETY: an object start of a live slab of this plain cache
-            // (checked above): a word of memory, aligned, that the free
-            // gives back to the cache.
-            if unsafe { word.read() } == self.key {
-                return Err(BadFree::DoubleFree);
-            }
-            // SAFETY: as above; the object is the cache's from now on.
-            unsafe { word.write(self.key) };
-        }
         Ok(())
     }
 
-    /// Clears the free mark of an object being handed out (plain caches).
+    /// [`admit_owned`](Self::admit_owned), then the free mark: `Err` if
+    /// the object carries it, else marks it free. For plain caches (see
+    /// [`tagged`](Self::tagged)); on another, the mark would overwrite the
+    /// first word of constructed state.
     #[inline(always)]
-    pub(crate) fn hand_out(&self, obj: &Taken) {
-        if self.tagged && obj.bytes() >= size_of::<usize>() {
+    pub(crate) fn admit_tagged(&self, obj: &Freed) -> Result<(), BadFree> {
+        self.admit_owned(obj)?;
+        let addr = obj.addr();
+        let word = addr as *mut usize;
+        #[cfg(kmem_asan)]
+        kmem_arena::asan::unpoison(addr, size_of::<usize>());
+        // SAFETY: an object start of a live slab of this cache (checked
+        // above; headed slabs are memory, objects a word at least and
+        // aligned to 8): a word of memory that the free gives back to the
+        // cache.
+        if unsafe { word.read() } == self.key {
+            return Err(BadFree::DoubleFree);
+        }
+        // SAFETY: as above; the object is the cache's from now on.
+        unsafe { word.write(self.key) };
+        Ok(())
+    }
+
+    /// Clears the free mark of an object being handed out (the first word
+    /// of any object of memory, a word at least: its holder owns it).
+    #[inline(always)]
+    pub(crate) fn hand_out(obj: &Taken) {
+        if obj.bytes() >= size_of::<usize>() {
             // SAFETY: the holder of a `Taken` owns its `bytes` of memory,
             // a word at least (checked), aligned (objects of plain caches
             // are multiples of 8 from an aligned base).
@@ -197,6 +226,9 @@ mod tests {
             for off in 0..slab {
                 let want = off % size == 0 && off / size < per;
                 assert_eq!(c.is_object_start(off), want, "size {size} off {off}");
+            }
+            for off in [usize::MAX >> 1, (usize::MAX >> 1) - size + 1, 1 << 40] {
+                assert!(!c.is_object_start(off), "size {size} off {off:#x}");
             }
         }
     }
