@@ -244,17 +244,17 @@ fn tags_run_out_around_an_import() {
     );
 }
 
-/// Bug (kmem-arena, `Arena::alloc_segment`): when a sourced arena has
-/// exactly two unused boundary tags and its tag arena is exhausted, an
-/// allocation that must import takes the search lock with one tag, imports
-/// a span, adds it with the two tags, and then fails to take the lock again
-/// (`lock_with_tags(1)?` in the retry round returns `NoTags`) — returning
-/// `NoTags` while keeping the wholly free span it imported for the request.
-/// The refusal changes the arena (an extra span, `amt_total` up) and the
-/// source keeps the span outstanding until something else frees it.
-/// (`xalloc_fit` gives back such a stranded span; `alloc_segment` does not.)
-#[test]
-fn refused_alloc_gives_back_the_span_it_imported() {
+/// Bug (kmem-arena, `Arena::alloc_segment`, then `Arena::xalloc_fit`):
+/// when a sourced arena has exactly two unused boundary tags and its tag
+/// arena is exhausted, a request that must import takes the search lock,
+/// imports a span, adds it with the two tags, and then fails to take the
+/// lock again (`lock_with_tags` in the retry round returns `NoTags`) —
+/// returning `NoTags` while keeping the wholly free span it imported for
+/// the request. The refusal changes the arena (an extra span, `amt_total`
+/// up) and the source keeps the span outstanding until something else
+/// frees it. `alloc` was fixed first; the same hole in `xalloc` (and
+/// next-fit `alloc`) was found by the `fail-inject` tag-refill test.
+fn refused_request_gives_back_the_span_it_imported(xalloc: bool) {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 64);
     let tag_ram = PhysMem::new(4 * PAGE_SIZE);
@@ -293,11 +293,26 @@ fn refused_alloc_gives_back_the_span_it_imported() {
     assert_eq!(a.stats().tags_unused, 2, "could not set up two unused tags");
     // No free segment holds 4096 units: the request imports a span.
     let before = (ArenaState::of(&a), source.stats().outstanding_bytes);
-    assert_eq!(a.alloc(4096, Policy::InstantFit), Err(AllocError::NoTags));
+    let got = if xalloc {
+        a.xalloc(4096, &Constraints::new())
+    } else {
+        a.alloc(4096, Policy::InstantFit)
+    };
+    assert_eq!(got, Err(AllocError::NoTags));
     a.check().unwrap();
     assert_eq!(
         (ArenaState::of(&a), source.stats().outstanding_bytes),
         before,
         "the span imported for the refused request was kept"
     );
+}
+
+#[test]
+fn refused_alloc_gives_back_the_span_it_imported() {
+    refused_request_gives_back_the_span_it_imported(false);
+}
+
+#[test]
+fn refused_xalloc_gives_back_the_span_it_imported() {
+    refused_request_gives_back_the_span_it_imported(true);
 }
