@@ -133,6 +133,11 @@ impl<'a> Arena<'a> {
             if g.tags.unused() >= n {
                 return Ok(g);
             }
+            // An injected failure is a refill that found no memory.
+            #[cfg(feature = "fail-inject")]
+            if kmem_fail::should_fail(kmem_fail::Layer::TagReserve) {
+                return Err(AllocError::NoTags);
+            }
             let pages = g.tags.pages_for_next_chunk();
             if pages == 0 {
                 return Err(AllocError::NoTags);
@@ -323,6 +328,11 @@ impl<'a> Arena<'a> {
         };
         let aligned = self.import_quantum.is_multiple_of(self.quantum);
         let get = |want| {
+            // An injected failure is the source's refusal.
+            #[cfg(feature = "fail-inject")]
+            if kmem_fail::should_fail(kmem_fail::Layer::ArenaImport) {
+                return Err(AllocError::Exhausted);
+            }
             if !aligned && self.quantum.is_power_of_two() {
                 src.import_aligned(want, self.quantum)
             } else {
