@@ -11,7 +11,8 @@ commands:
         doc tests, the std global allocator's test binary included), then
         the failure-injection tests (cargo test -p kmem-arena -p kmem-magazine
         -p kmem-slab -p kmalloc --features <each>/fail-inject,kmalloc/std
-        --test fail_inject), then `nostd`.
+        --test fail_inject, and kmalloc's doc tests with those features), then
+        `nostd`.
         --release  build and run the tests with optimizations
         --long     set KMEM_TEST_SCALE=10 for the tests (longer randomized runs)
         KMEM_TEST_SCALE=<n> in the environment is passed through to the tests,

@@ -13,7 +13,9 @@
 //!    failure-injection tests, which need the `fail-inject` feature
 //!    (`required-features`, so step 1 skips them). Only these binaries run:
 //!    the feature's plans are process-wide, so they must not share a
-//!    process with tests that do not expect failures.
+//!    process with tests that do not expect failures. Then kmalloc's doc
+//!    tests with the same features, for the README's failure-injection
+//!    example (each doc test is a process of its own).
 //! 3. `cargo xtask nostd` — the no_std builds and the freestanding program.
 //!
 //! `--release` adds `--release` to steps 1 and 2. The randomized tests
@@ -50,17 +52,15 @@ pub(crate) fn run(opts: &TestOpts) -> Result {
         .map(|c| format!("{c}/fail-inject"))
         .collect();
     features.push(STD_FEATURES.to_owned());
+    let features = features.join(",");
     let mut cargo = Cmd::cargo().arg("test");
     for c in FAIL_INJECT_CRATES {
         cargo = cargo.args(["-p", c]);
     }
-    cargo = cargo.args([
-        "--features",
-        &features.join(","),
-        "--test",
-        FAIL_INJECT_TEST,
-    ]);
+    cargo = cargo.args(["--features", &features, "--test", FAIL_INJECT_TEST]);
     with_opts(cargo, opts).run()?;
+    let doc = Cmd::cargo().args(["test", "-p", "kmalloc", "--features", &features, "--doc"]);
+    with_opts(doc, opts).run()?;
     nostd::run()
 }
 
