@@ -9,6 +9,9 @@ commands:
   test [--release] [--long]
         cargo test --workspace --features kmalloc/std (unit, integration and
         doc tests, the std global allocator's test binary included), then
+        the failure-injection tests (cargo test -p kmem-arena -p kmem-magazine
+        -p kmem-slab -p kmalloc --features <each>/fail-inject,kmalloc/std
+        --test fail_inject, and kmalloc's doc tests with those features), then
         `nostd`.
         --release  build and run the tests with optimizations
         --long     set KMEM_TEST_SCALE=10 for the tests (longer randomized runs)
@@ -20,7 +23,8 @@ commands:
   nostd
         1. cargo build -p <crate> --no-default-features for every no_std
            library crate under crates/ (one build per crate, so no feature
-           unification hides a std dependency);
+           unification hides a std dependency), and kmalloc with its
+           fail-inject feature (failure injection in every crate);
         2. the same for each installed bare-metal target (x86_64-unknown-none,
            thumbv7em-none-eabi[hf], riscv64gc-unknown-none-elf,
            aarch64-unknown-none), skipped if none is installed;

@@ -4,7 +4,9 @@
 //! 1. `cargo build -p <crate> --no-default-features` for every library crate
 //!    under `crates/` except the std-only ones ([`STD_ONLY`]), one cargo run
 //!    per crate so that feature unification with other members cannot hide a
-//!    `std` dependency. Each crate root must declare `no_std`.
+//!    `std` dependency. Each crate root must declare `no_std`. Then
+//!    `kmalloc` with its `fail-inject` feature ([`FAIL_INJECT_BUILD`]), which
+//!    turns failure injection on in every crate below it.
 //! 2. The same builds for each installed bare-metal target ([`BARE_TARGETS`]);
 //!    skipped, with a note, when `rustup` lists none.
 //! 3. `ci/nostd-boot`: a `#![no_std] #![no_main]` static Linux executable
@@ -37,6 +39,17 @@ const BARE_TARGETS: &[&str] = &[
     "aarch64-unknown-none",
 ];
 
+/// The build that proves failure injection needs no std either: kmalloc's
+/// `fail-inject` feature turns it on in every library crate below.
+const FAIL_INJECT_BUILD: [&str; 6] = [
+    "build",
+    "-p",
+    "kmalloc",
+    "--no-default-features",
+    "--features",
+    "fail-inject",
+];
+
 /// Manifest of the freestanding program, relative to the project root.
 pub(crate) const BOOT_MANIFEST: &str = "ci/nostd-boot/Cargo.toml";
 
@@ -57,6 +70,7 @@ pub(crate) fn run() -> Result {
             .args(["build", "-p", name, "--no-default-features"])
             .run()?;
     }
+    Cmd::cargo().args(FAIL_INJECT_BUILD).run()?;
     bare_targets(&crates)?;
     boot()
 }
@@ -167,6 +181,10 @@ fn bare_targets(crates: &[String]) -> Result {
                 ])
                 .run()?;
         }
+        Cmd::cargo()
+            .args(FAIL_INJECT_BUILD)
+            .args(["--target", target])
+            .run()?;
     }
     Ok(())
 }

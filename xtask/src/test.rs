@@ -8,11 +8,20 @@
 //!    kmalloc's `std` feature brings in its test binary whose
 //!    `#[global_allocator]` is kmalloc). The freestanding program in
 //!    `ci/nostd-boot` is not a member, so it is not part of this step.
-//! 2. `cargo xtask nostd` — the no_std builds and the freestanding program.
+//! 2. `cargo test -p kmem-arena -p kmem-magazine -p kmem-slab -p kmalloc
+//!    --features <each>/fail-inject,kmalloc/std --test fail_inject` — the
+//!    failure-injection tests, which need the `fail-inject` feature
+//!    (`required-features`, so step 1 skips them). Only these binaries run:
+//!    the feature's plans are process-wide, so they must not share a
+//!    process with tests that do not expect failures. Then kmalloc's doc
+//!    tests with the same features, for the README's failure-injection
+//!    example (each doc test is a process of its own).
+//! 3. `cargo xtask nostd` — the no_std builds and the freestanding program.
 //!
-//! `--release` adds `--release` to step 1. The randomized tests scale their
-//! iteration counts by `KMEM_TEST_SCALE` (default 1), which passes through
-//! from the environment; `--long` sets it to 10 for the child processes.
+//! `--release` adds `--release` to steps 1 and 2. The randomized tests
+//! scale their iteration counts by `KMEM_TEST_SCALE` (default 1), which
+//! passes through from the environment; `--long` sets it to 10 for the
+//! child processes.
 
 use crate::flags::TestOpts;
 use crate::shell::{Cmd, Result};
@@ -21,19 +30,47 @@ use crate::{lint, nostd};
 /// Features the test build turns on: kmalloc's std global allocator.
 pub(crate) const STD_FEATURES: &str = "kmalloc/std";
 
+/// The crates with a `fail-inject` feature and a `fail_inject` test binary.
+const FAIL_INJECT_CRATES: [&str; 4] = ["kmem-arena", "kmem-magazine", "kmem-slab", "kmalloc"];
+
+/// The test binary each of [`FAIL_INJECT_CRATES`] has.
+const FAIL_INJECT_TEST: &str = "fail_inject";
+
 /// `KMEM_TEST_SCALE` under `--long`.
 const LONG_SCALE: &str = "10";
 
 /// Runs the test suite and then the no_std checks.
 pub(crate) fn run(opts: &TestOpts) -> Result {
     lint::run()?;
-    let mut cargo = Cmd::cargo().args(["test", "--workspace", "--features", STD_FEATURES]);
+    with_opts(
+        Cmd::cargo().args(["test", "--workspace", "--features", STD_FEATURES]),
+        opts,
+    )
+    .run()?;
+    let mut features: Vec<String> = FAIL_INJECT_CRATES
+        .iter()
+        .map(|c| format!("{c}/fail-inject"))
+        .collect();
+    features.push(STD_FEATURES.to_owned());
+    let features = features.join(",");
+    let mut cargo = Cmd::cargo().arg("test");
+    for c in FAIL_INJECT_CRATES {
+        cargo = cargo.args(["-p", c]);
+    }
+    cargo = cargo.args(["--features", &features, "--test", FAIL_INJECT_TEST]);
+    with_opts(cargo, opts).run()?;
+    let doc = Cmd::cargo().args(["test", "-p", "kmalloc", "--features", &features, "--doc"]);
+    with_opts(doc, opts).run()?;
+    nostd::run()
+}
+
+/// Adds what `--release` and `--long` ask for to a `cargo test`.
+fn with_opts(mut cargo: Cmd, opts: &TestOpts) -> Cmd {
     if opts.release {
         cargo = cargo.arg("--release");
     }
     if opts.long {
         cargo = cargo.env("KMEM_TEST_SCALE", LONG_SCALE);
     }
-    cargo.run()?;
-    nostd::run()
+    cargo
 }

@@ -133,6 +133,11 @@ impl<'a> Arena<'a> {
             if g.tags.unused() >= n {
                 return Ok(g);
             }
+            // An injected failure is a refill that found no memory.
+            #[cfg(feature = "fail-inject")]
+            if kmem_fail::should_fail(kmem_fail::Layer::TagReserve) {
+                return Err(AllocError::NoTags);
+            }
             let pages = g.tags.pages_for_next_chunk();
             if pages == 0 {
                 return Err(AllocError::NoTags);
@@ -201,19 +206,7 @@ impl<'a> Arena<'a> {
         let mut round = 0;
         let mut imported = None;
         loop {
-            let mut g = match self.lock_with_tags(1) {
-                Ok(g) => g,
-                Err(e) => {
-                    // A refusal changes nothing: a span imported for this
-                    // request (still wholly free) goes back.
-                    let stranded = imported.and_then(|base| {
-                        let mut g = self.inner.lock();
-                        g.take_free_span(base).map(|size| (base, size))
-                    });
-                    self.release_span(stranded);
-                    return Err(e);
-                }
-            };
+            let mut g = self.lock_for_retry(1, imported)?;
             let got = match policy {
                 Policy::InstantFit => g.alloc_instant(size),
                 _ => g.alloc_best(size),
@@ -249,19 +242,7 @@ impl<'a> Arena<'a> {
         let mut imported = None;
         let mut round = 0;
         loop {
-            let mut g = match self.lock_with_tags(2) {
-                Ok(g) => g,
-                Err(e) => {
-                    // As in `alloc`: a span imported for this request goes
-                    // back, so the refusal changes nothing.
-                    let stranded = imported.and_then(|base| {
-                        let mut g = self.inner.lock();
-                        g.take_free_span(base).map(|size| (base, size))
-                    });
-                    self.release_span(stranded);
-                    return Err(e);
-                }
-            };
+            let mut g = self.lock_for_retry(2, imported)?;
             let got = match policy {
                 Policy::NextFit => g.xalloc_next(fit, self.quantum),
                 _ if fit.has_window() => g.xalloc_ordered(fit),
@@ -292,6 +273,23 @@ impl<'a> Arena<'a> {
             );
             round += 1;
         }
+    }
+
+    /// [`lock_with_tags`](Self::lock_with_tags) for a round of an
+    /// allocation that may have imported the span at `imported`: a refusal
+    /// changes nothing, so that span (still wholly free) goes back.
+    fn lock_for_retry(
+        &self,
+        n: usize,
+        imported: Option<usize>,
+    ) -> Result<MutexGuard<'_, Segments>, AllocError> {
+        self.lock_with_tags(n).inspect_err(|_| {
+            let stranded = imported.and_then(|base| {
+                let mut g = self.inner.lock();
+                g.take_free_span(base).map(|size| (base, size))
+            });
+            self.release_span(stranded);
+        })
     }
 
     /// Ends a successful allocation: unlocks, then grows the hash if needed.
@@ -330,6 +328,11 @@ impl<'a> Arena<'a> {
         };
         let aligned = self.import_quantum.is_multiple_of(self.quantum);
         let get = |want| {
+            // An injected failure is the source's refusal.
+            #[cfg(feature = "fail-inject")]
+            if kmem_fail::should_fail(kmem_fail::Layer::ArenaImport) {
+                return Err(AllocError::Exhausted);
+            }
             if !aligned && self.quantum.is_power_of_two() {
                 src.import_aligned(want, self.quantum)
             } else {

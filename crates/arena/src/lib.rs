@@ -22,6 +22,12 @@
 //! - `#![no_std]` without `alloc`: tags and hash tables come from a base
 //!   arena ([`Arena::new_base`], which carves its own from its memory), from
 //!   [`ArenaBuilder::tags_from`], or from donated memory.
+//! - Failure injection (feature `fail-inject`, off by default and compiled
+//!   out without it): span imports and boundary-tag refills fail when the
+//!   plan set through `kmem_arena::fail` (the `kmem-fail` crate: every k-th
+//!   attempt, or a seeded 1 in n) says so, exactly as real exhaustion fails
+//!   them (`Exhausted`, counted in `failures`; `NoTags`), so debug builds
+//!   and tests run the error paths.
 //!
 //! ```
 //! use kmem_arena::{Arena, Constraints, Policy};
@@ -88,6 +94,11 @@ pub use policy::{Constraints, Policy};
 pub use qcache::QuantumCaches;
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
+
+/// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a
+/// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.
+#[cfg(feature = "fail-inject")]
+pub use kmem_fail as fail;
 
 /// Arenas are shared between threads (each has its own spin lock).
 const _: () = {

@@ -8,11 +8,14 @@
 //! Each test prints a `fault-injection ...` line with what it injected
 //! (`--nocapture` shows them).
 
+mod common;
+
+use common::{
+    assert_base_restored, base_start, free, free_alloc, run_imports, tag_arena, Live, POLICIES,
+};
 use kmem_arena::{AddError, AllocError, Arena, Constraints, Policy};
 use kmem_physmem::faults::{ArenaState, FailingSource, Plan};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
-
-const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
 
 /// The import schedules tried: every k-th import failing (k = 1, 2, 3, 7,
 /// 13, the anchors' F1), and imports failing after the first n.
@@ -27,174 +30,6 @@ const PLANS: [Plan; 8] = [
     Plan::After(20),
 ];
 
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    addr: usize,
-    size: usize,
-    xalloc: bool,
-}
-
-/// Frees `l` from `a`: an arena of integers with the safe `free`/`xfree`,
-/// a memory arena (one sourced from a base arena) with their unsafe twins.
-fn free(a: &Arena<'_>, l: Live) {
-    if !a.is_memory() {
-        if l.xalloc {
-            a.xfree(l.addr, l.size)
-        } else {
-            a.free(l.addr, l.size)
-        }
-    } else {
-        // SAFETY: every caller frees an allocation it made from `a` with
-        // this size (by `xalloc` when `l.xalloc`), once; these tests never
-        // touch the memory.
-        unsafe {
-            if l.xalloc {
-                a.xfree_memory(l.addr, l.size)
-            } else {
-                a.free_memory(l.addr, l.size)
-            }
-        }
-    }
-    .unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
-}
-
-/// [`free`] of an allocation made by `alloc`.
-fn free_alloc(a: &Arena<'_>, addr: usize, size: usize) {
-    free(
-        a,
-        Live {
-            addr,
-            size,
-            xalloc: false,
-        },
-    );
-}
-
-/// What a base arena must get back: its free memory plus what went into
-/// its own metadata (its hash table may have grown meanwhile), and no
-/// allocation left.
-fn assert_base_restored(base: &Arena<'_>, free_plus_meta: usize) {
-    base.check().unwrap();
-    let st = base.stats();
-    assert_eq!(
-        st.live,
-        0,
-        "allocations leaked from {}: {st:?}",
-        base.name()
-    );
-    assert_eq!(st.allocs, st.frees, "{st:?}");
-    assert_eq!(st.free + st.metadata, free_plus_meta, "{st:?}");
-}
-
-/// Random allocations (all three policies, aligned `xalloc`) and frees
-/// through an arena with `import_scale` whose imports fail as `plan` says.
-/// A request fails only with `Exhausted` and only when a fault was injected
-/// into it, and then changes nothing; the arena's spans are exactly the
-/// source's outstanding spans after every step. Without import scaling each
-/// injected fault refuses one request; with it, a failed scaled import falls
-/// back to the size the request needs, so a single fault can be absorbed.
-/// Returns (imports tried, failures injected, requests refused).
-fn run_plan(plan: Plan, import_scale: u32, rng: &mut Rng) -> (u64, u64, u64) {
-    let ram = PhysMem::new(32 << 20);
-    let base = ram.base_arena("base", 64);
-    let start = base.amt_free() + base.stats().metadata;
-    let source = FailingSource::new(&base, Plan::Never);
-    let mut a = Arena::builder("faulty")
-        .quantum(256)
-        .source(&source)
-        .tags_from(&base)
-        .import_scale(import_scale)
-        .build()
-        .unwrap();
-    source.faults().set(plan);
-    let mut live: Vec<Live> = Vec::new();
-    let mut refused = 0;
-    for step in 0..1500 * scale() {
-        let ctx = || format!("{plan:?}, import scale {import_scale}, step {step}");
-        // Phases of growth and shrinkage, so spans come and go.
-        let target = if (step / 250) % 2 == 0 { 120 } else { 8 };
-        if live.len() < target && rng.chance(2, 3) {
-            let size = if rng.chance(1, 10) {
-                rng.range(1, 256 << 10)
-            } else {
-                rng.range(1, 8192)
-            };
-            let xalloc = rng.chance(1, 3);
-            let policy = POLICIES[rng.below(3) as usize];
-            let align = if xalloc { rng.pow2(8, 16) } else { 256 };
-            let (before, injected) = (ArenaState::of(&a), source.faults().injected());
-            let got = if xalloc {
-                a.xalloc(size, &Constraints::new().align(align).policy(policy))
-            } else {
-                a.alloc(size, policy)
-            };
-            match got {
-                Ok(addr) => {
-                    assert_eq!(addr % align, 0, "{}", ctx());
-                    assert!(a.contains(addr, size), "{}", ctx());
-                    live.push(Live { addr, size, xalloc });
-                }
-                Err(e) => {
-                    assert_eq!(e, AllocError::Exhausted, "{}", ctx());
-                    assert!(
-                        source.faults().injected() > injected,
-                        "{}: refused without an injected fault",
-                        ctx()
-                    );
-                    assert_eq!(ArenaState::of(&a), before, "{}: refusal changed it", ctx());
-                    refused += 1;
-                }
-            }
-        } else if !live.is_empty() {
-            free(&a, live.swap_remove(rng.below(live.len() as u64) as usize));
-        }
-        a.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
-        base.check()
-            .unwrap_or_else(|e| panic!("{}: base: {e}", ctx()));
-        let (st, src) = (a.stats(), source.stats());
-        assert_eq!(src.outstanding_bytes, st.imported, "{}", ctx());
-        assert_eq!(src.outstanding_spans, st.spans, "{}", ctx());
-        assert_eq!(st.imported, st.total, "{}", ctx());
-        let held: usize = live.iter().map(|l| l.size.next_multiple_of(256)).sum();
-        assert_eq!(st.allocated, held, "{}", ctx());
-    }
-    // How many imports the random phase makes depends on where the base
-    // arena's memory lies (alignment), so a late schedule may not have come
-    // due: force imports (a size no span holds) until it has.
-    while source.faults().injected() == 0 {
-        let size = (a.amt_total() + 256).next_multiple_of(256);
-        let (before, injected) = (ArenaState::of(&a), source.faults().injected());
-        match a.alloc(size, Policy::InstantFit) {
-            Ok(addr) => free_alloc(&a, addr, size),
-            Err(e) => {
-                assert_eq!(e, AllocError::Exhausted, "{plan:?}");
-                assert!(source.faults().injected() > injected, "{plan:?}");
-                assert_eq!(ArenaState::of(&a), before, "{plan:?}: refusal changed it");
-                refused += 1;
-            }
-        }
-        a.check().unwrap();
-    }
-    for l in live.drain(..) {
-        free(&a, l);
-        a.check().unwrap();
-    }
-    let src = source.stats();
-    assert_eq!(a.amt_total(), 0, "{plan:?}: spans kept");
-    assert_eq!((src.outstanding_spans, src.outstanding_bytes), (0, 0));
-    assert_eq!(src.imports, src.releases);
-    assert!(src.injected > 0, "{plan:?} never bit: {src:?}");
-    if import_scale == 0 {
-        assert_eq!(refused, src.injected, "{plan:?}: a fault without a refusal");
-    } else {
-        assert!(refused <= src.injected);
-    }
-    a.destroy().unwrap();
-    drop(a);
-    assert_base_restored(&base, start);
-    (src.attempts, src.injected, refused)
-}
-
 #[test]
 fn imports_failing_every_kth_or_after_n() {
     let seed = seed(0x6661_756c_7473_0001);
@@ -202,7 +37,14 @@ fn imports_failing_every_kth_or_after_n() {
     let mut totals = (0, 0, 0);
     for import_scale in [0, 1] {
         for plan in PLANS {
-            let (tried, injected, refused) = run_plan(plan, import_scale, &mut rng);
+            let run = run_imports(
+                &format!("{plan:?}"),
+                import_scale,
+                &mut rng,
+                &|source| source.faults().set(plan),
+                &|source| source.faults().injected(),
+            );
+            let (tried, injected, refused) = (run.source.attempts, run.injected, run.refused);
             println!(
                 "fault-injection arena imports {plan:?}, import scale {import_scale}: {tried} \
                  imports tried, {injected} failed on purpose, {refused} requests refused, 0 \
@@ -218,12 +60,6 @@ fn imports_failing_every_kth_or_after_n() {
     );
 }
 
-/// A base arena (quantum 64) over `ram` that other arenas take their
-/// boundary tags (and hash tables) from.
-fn tag_arena(ram: &PhysMem) -> Arena<'_> {
-    ram.base_arena("tags", 64)
-}
-
 /// An ID arena whose tags come from a tiny base arena: random 1..=64-unit
 /// allocations and frees run it out of tags again and again. Each refusal
 /// is `NoTags`, takes nothing from the tag arena and changes nothing; a
@@ -236,7 +72,7 @@ fn boundary_tags_run_out() {
     let mut rng = Rng::new(seed);
     let ram = PhysMem::new(6 * PAGE_SIZE);
     let tags = tag_arena(&ram);
-    let start = tags.amt_free() + tags.stats().metadata;
+    let start = base_start(&tags);
     let mut ids = Arena::builder("ids")
         .quantum(1)
         .span(0, 1 << 20)
@@ -331,10 +167,10 @@ fn tags_run_out_around_an_import() {
     let mut rng = Rng::new(seed);
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 64);
-    let base_start = base.amt_free() + base.stats().metadata;
+    let start = base_start(&base);
     let tag_ram = PhysMem::new(4 * PAGE_SIZE);
     let tags = tag_arena(&tag_ram);
-    let tags_start = tags.amt_free() + tags.stats().metadata;
+    let tags_start = base_start(&tags);
     let source = FailingSource::new(&base, Plan::Never);
     let mut a = Arena::builder("sourced")
         .quantum(64)
@@ -399,7 +235,7 @@ fn tags_run_out_around_an_import() {
     a.destroy().unwrap();
     drop(a);
     assert_base_restored(&tags, tags_start);
-    assert_base_restored(&base, base_start);
+    assert_base_restored(&base, start);
     println!(
         "fault-injection arena tags around imports (seed {seed}): {} imports, {at_entry} \
          refused with NoTags before importing, {after_import} after importing (span released), \
@@ -408,17 +244,17 @@ fn tags_run_out_around_an_import() {
     );
 }
 
-/// Bug (kmem-arena, `Arena::alloc_segment`): when a sourced arena has
-/// exactly two unused boundary tags and its tag arena is exhausted, an
-/// allocation that must import takes the search lock with one tag, imports
-/// a span, adds it with the two tags, and then fails to take the lock again
-/// (`lock_with_tags(1)?` in the retry round returns `NoTags`) — returning
-/// `NoTags` while keeping the wholly free span it imported for the request.
-/// The refusal changes the arena (an extra span, `amt_total` up) and the
-/// source keeps the span outstanding until something else frees it.
-/// (`xalloc_fit` gives back such a stranded span; `alloc_segment` does not.)
-#[test]
-fn refused_alloc_gives_back_the_span_it_imported() {
+/// Bug (kmem-arena, `Arena::alloc_segment`, then `Arena::xalloc_fit`):
+/// when a sourced arena has exactly two unused boundary tags and its tag
+/// arena is exhausted, a request that must import takes the search lock,
+/// imports a span, adds it with the two tags, and then fails to take the
+/// lock again (`lock_with_tags` in the retry round returns `NoTags`) —
+/// returning `NoTags` while keeping the wholly free span it imported for
+/// the request. The refusal changes the arena (an extra span, `amt_total`
+/// up) and the source keeps the span outstanding until something else
+/// frees it. `alloc` was fixed first; the same hole in `xalloc` (and
+/// next-fit `alloc`) was found by the `fail-inject` tag-refill test.
+fn refused_request_gives_back_the_span_it_imported(xalloc: bool) {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 64);
     let tag_ram = PhysMem::new(4 * PAGE_SIZE);
@@ -457,11 +293,26 @@ fn refused_alloc_gives_back_the_span_it_imported() {
     assert_eq!(a.stats().tags_unused, 2, "could not set up two unused tags");
     // No free segment holds 4096 units: the request imports a span.
     let before = (ArenaState::of(&a), source.stats().outstanding_bytes);
-    assert_eq!(a.alloc(4096, Policy::InstantFit), Err(AllocError::NoTags));
+    let got = if xalloc {
+        a.xalloc(4096, &Constraints::new())
+    } else {
+        a.alloc(4096, Policy::InstantFit)
+    };
+    assert_eq!(got, Err(AllocError::NoTags));
     a.check().unwrap();
     assert_eq!(
         (ArenaState::of(&a), source.stats().outstanding_bytes),
         before,
         "the span imported for the refused request was kept"
     );
+}
+
+#[test]
+fn refused_alloc_gives_back_the_span_it_imported() {
+    refused_request_gives_back_the_span_it_imported(false);
+}
+
+#[test]
+fn refused_xalloc_gives_back_the_span_it_imported() {
+    refused_request_gives_back_the_span_it_imported(true);
 }

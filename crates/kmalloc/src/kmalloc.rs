@@ -170,6 +170,11 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         }
         match route(layout.size(), layout.align()) {
             Some(Route::Class(i)) => {
+                // An injected failure is a class cache out of memory.
+                #[cfg(feature = "fail-inject")]
+                if kmem_fail::should_fail(kmem_fail::Layer::Kmalloc) {
+                    return Err(AllocError::Exhausted);
+                }
                 let obj = self.classes[i]
                     .alloc_by(flags, caller)
                     .map_err(|e| match e {
@@ -201,6 +206,12 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             return Err(AllocError::Reentrant);
         };
         self.free_deferred();
+        // An injected failure is a page arena out of memory.
+        #[cfg(feature = "fail-inject")]
+        if kmem_fail::should_fail(kmem_fail::Layer::Kmalloc) {
+            self.large_fails.fetch_add(1, Ordering::Relaxed);
+            return Err(AllocError::Exhausted);
+        }
         let got = if self.needs_xalloc(align) {
             self.pages.xalloc(bytes, &Constraints::new().align(align))
         } else {

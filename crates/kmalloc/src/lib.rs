@@ -26,6 +26,14 @@
 //!   OS (`mmap`), and survives `fork()` (its `pthread_atfork` handlers take
 //!   every lock) and signal handlers that allocate (refused or deferred,
 //!   never let into the interrupted call's state).
+//! - Failure injection (feature `fail-inject`, off by default and compiled
+//!   out without it; it turns on the feature of every crate below):
+//!   allocations fail when the plan set through `kmalloc::fail` (the
+//!   `kmem-fail` crate, `Layer::Kmalloc`: every k-th, or a seeded 1 in n)
+//!   says so, exactly as when memory runs out ([`AllocError::Exhausted`];
+//!   large ones counted in [`Kmalloc::large_counts`]); plans for the lower
+//!   layers (imports, tag refills, magazines, slab growth) reach the whole
+//!   stack.
 //!
 //! `#![no_std]` without `alloc`.
 //!
@@ -83,3 +91,8 @@ pub use kmalloc::Kmalloc;
 struct ReadmeDoctests;
 #[cfg(feature = "std")]
 pub use os::{KmallocGlobal, OsPages};
+
+/// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a
+/// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.
+#[cfg(feature = "fail-inject")]
+pub use kmem_fail as fail;

@@ -268,6 +268,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             let Some(_section) = Section::enter(self.cpu) else {
                 return Err(obj);
             };
+            // An injected failure is a source with no memory.
+            #[cfg(feature = "fail-inject")]
+            if kmem_fail::should_fail(kmem_fail::Layer::Magazine) {
+                return Err(obj);
+            }
             // Never wait on a free: if no memory, the object goes below.
             let mem = mags.alloc_magazine().ok_or(obj)?;
             self.mags_allocated.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,13 @@
 //! [`MagazineSource`] supplies, per-CPU state in an array of [`CpuCache`]
 //! the caller provides.
 //!
+//! **Failure injection.** With the `fail-inject` feature (off by default
+//! and compiled out without it), allocations of empty magazines fail when
+//! the plan set through `kmem_magazine::fail` (the `kmem-fail` crate,
+//! `Layer::Magazine`: every k-th, or a seeded 1 in n) says so, exactly as a
+//! [`MagazineSource`] out of memory fails them: the free returns the object
+//! for the layer below.
+//!
 //! **Loom models.** Built with `--cfg loom` and the `loom` feature, the
 //! crate's atomics, locks and per-CPU cells are [loom]'s (one `sync` module
 //! holds them all; a normal build compiles to the same code as without it),
@@ -92,5 +99,10 @@ pub use magazine::{
 };
 pub use percpu::CpuCache;
 pub use stats::MagazineStats;
+
+/// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a
+/// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.
+#[cfg(feature = "fail-inject")]
+pub use kmem_fail as fail;
 #[cfg(feature = "std")]
 pub use thread_cpus::{ThreadCpus, ThreadGuard};

@@ -2,65 +2,12 @@
 //! `ManualCpus` (slots chosen by hand, a hand-set clock), plus the std
 //! platform's slot handling.
 
-use core::alloc::Layout;
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::alloc::{alloc, dealloc};
+mod common;
 
-use kmem_magazine::{
-    CpuCache, MagazineSource, Magazines, ManualCpus, ResizePolicy, MAGAZINE_ALIGN, MAGAZINE_SIZE,
-};
+use core::sync::atomic::Ordering;
 
-/// Magazine memory from the heap; counts, and fails on demand.
-#[derive(Default)]
-struct Heap {
-    live: AtomicUsize,
-    fail: AtomicBool,
-}
-
-fn layout() -> Layout {
-    Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
-}
-
-// SAFETY: fresh heap blocks of the magazine size and alignment.
-unsafe impl MagazineSource for Heap {
-    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        if self.fail.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.live.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: non-zero size.
-        NonNull::new(unsafe { alloc(layout()) })
-    }
-    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
-        // SAFETY: allocated above with this layout.
-        unsafe { dealloc(mem.as_ptr(), layout()) }
-    }
-}
-
-/// Every layer of these tests gets its magazines from one `Heap`, so the
-/// source-taking calls are sound: these wrap them.
-trait OneHeap {
-    fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize>;
-    fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
-    fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
-}
-
-impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
-    fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize> {
-        // SAFETY: `heap` is this layer's only magazine source.
-        unsafe { self.free(obj, heap) }
-    }
-    fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
-        // SAFETY: as above.
-        unsafe { self.drain_depot(heap, sink) }
-    }
-    fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
-        // SAFETY: as above.
-        unsafe { self.drain_all(heap, sink) }
-    }
-}
+use common::{Heap, OneHeap};
+use kmem_magazine::{CpuCache, Magazines, ManualCpus, ResizePolicy};
 
 const SLOTS: usize = 4;
 
@@ -383,6 +330,8 @@ fn drain_depot_returns_rounds_and_magazines() {
 
 #[cfg(feature = "std")]
 mod threads {
+    use core::sync::atomic::AtomicUsize;
+
     use super::*;
     use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
 

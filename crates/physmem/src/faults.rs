@@ -4,6 +4,11 @@
 //! span it passes through, so a test can prove an importer leaks nothing;
 //! [`ArenaState`] is what a refused operation must leave unchanged.
 //!
+//! The library crates' own failure injection (their `fail-inject` feature,
+//! the `kmem-fail` crate) keeps its plans in process-wide statics; a test
+//! that sets them holds a [`FailPlans`] guard, so that the tests of one
+//! binary that inject take turns and leave every plan off behind them.
+//!
 //! ```
 //! use kmem_arena::{AllocError, Arena, Policy};
 //! use kmem_physmem::faults::{FailingSource, Plan};
@@ -36,6 +41,42 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use kmem_arena::{AllocError, Arena, ArenaStats, Segment, Source, WalkKinds};
+
+/// Exclusive use of the process-wide failure-injection plans (`kmem-fail`)
+/// for the guard's life: the tests of a binary that set plans each hold one,
+/// so they run one at a time (tests run on parallel threads). Every plan is
+/// off, and every count zero, when the guard is taken and again when it is
+/// dropped (also when the test panics).
+///
+/// ```
+/// use kmem_physmem::faults::FailPlans;
+///
+/// let _plans = FailPlans::take();
+/// kmem_fail::set(kmem_fail::Layer::Kmalloc, kmem_fail::Plan::EveryKth(1));
+/// assert!(kmem_fail::should_fail(kmem_fail::Layer::Kmalloc));
+/// drop(_plans);
+/// assert!(!kmem_fail::should_fail(kmem_fail::Layer::Kmalloc));
+/// ```
+#[derive(Debug)]
+pub struct FailPlans {
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl FailPlans {
+    /// Waits for the plans, then clears them.
+    pub fn take() -> Self {
+        static TURN: Mutex<()> = Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        kmem_fail::clear_all();
+        Self { _turn: turn }
+    }
+}
+
+impl Drop for FailPlans {
+    fn drop(&mut self) {
+        kmem_fail::clear_all();
+    }
+}
 
 /// An arena's accounting and its spans and segments, without what a refused
 /// operation may change: the event counters (failures count, and a span

@@ -29,6 +29,12 @@
 //!   from outside, and a signal or interrupt handler that interrupts an
 //!   allocation or free of its own context is refused or deferred
 //!   ([`AllocError::Reentrant`], [`BadFree::Reentrant`]) rather than let in.
+//! - Failure injection (feature `fail-inject`, off by default and compiled
+//!   out without it; it turns on `kmem-arena`'s and `kmem-magazine`'s too):
+//!   slab growth fails when the plan set through `kmem_slab::fail` (the
+//!   `kmem-fail` crate, `Layer::SlabGrow`: every k-th, or a seeded 1 in n)
+//!   says so, exactly as a source arena out of memory fails it
+//!   ([`AllocError::Exhausted`], counted in [`CacheStats::alloc_fails`]).
 //!
 //! Lock order: cache registry, CPU slot, depot, cache (slab layer),
 //! bootstrap caches, arena, the arena's source. No cache lock is held while a constructor,
@@ -90,6 +96,11 @@ pub use handle::Cache;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use raw::POISON;
 pub use stats::CacheStats;
+
+/// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a
+/// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.
+#[cfg(feature = "fail-inject")]
+pub use kmem_fail as fail;
 
 /// The page size slabs are built from (at least; a source with a larger
 /// quantum gives larger slabs), and the largest object alignment.

@@ -19,6 +19,11 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// Builds one empty slab from `src`, outside the cache lock.
     pub(crate) fn grow(&self, src: Option<&Arena<'_>>) -> Result<NewSlab, AllocError> {
         let src = src.ok_or(AllocError::QuantumCache)?;
+        // An injected failure is a source arena with no memory.
+        #[cfg(feature = "fail-inject")]
+        if kmem_fail::should_fail(kmem_fail::Layer::SlabGrow) {
+            return Err(AllocError::Exhausted);
+        }
         let buf = SlabBuffer::alloc(src, self.shape).ok_or(AllocError::Exhausted)?;
         if buf.base() % self.shape.align() != 0 {
             // A source whose spans are not aligned to its quantum.

@@ -18,35 +18,14 @@ mod common;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use common::faults::{
+    cpu, drive, objects, pages, tear_down, FaultyOps, Injection, Tally, GROWING_KINDS, KINDS, RAM,
+};
 use common::{caches_over, with_caches_using_on, with_ram};
 use kmem_arena::{Arena, Policy};
-use kmem_magazine::{Cpu, ManualCpus};
-use kmem_physmem::faults::{ArenaState, FailingSource, Faults, Plan};
+use kmem_physmem::faults::{FailingSource, Plan};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
-use kmem_slab::{
-    AllocError, AllocFlags, CacheBuilder, CacheFlags, CacheStats, CtorError, KmemCache, ObjectOps,
-};
-
-/// Fake RAM for every test.
-const RAM: usize = 16 << 20;
-
-/// The kinds of cache tried: small objects with and without magazines,
-/// bufctl objects with magazines, and a `DEBUG` cache.
-const KINDS: [(usize, CacheFlags); 4] = [
-    (64, CacheFlags::empty()),
-    (64, CacheFlags::NOMAGAZINE),
-    (1024, CacheFlags::empty()),
-    (200, CacheFlags::DEBUG),
-];
-
-/// The same kinds with objects large enough that a few hundred of them
-/// take many slabs, so the source is asked for spans again and again.
-const GROWING_KINDS: [(usize, CacheFlags); 4] = [
-    (512, CacheFlags::empty()),
-    (512, CacheFlags::NOMAGAZINE),
-    (1024, CacheFlags::empty()),
-    (1024, CacheFlags::DEBUG),
-];
+use kmem_slab::{AllocError, AllocFlags, CacheBuilder};
 
 const PLANS: [Plan; 6] = [
     Plan::EveryKth(1),
@@ -56,167 +35,6 @@ const PLANS: [Plan; 6] = [
     Plan::After(0),
     Plan::After(5),
 ];
-
-/// Counts constructions and destructions, and fails constructions on a
-/// [`Faults`] schedule.
-struct FaultyOps {
-    faults: Faults,
-    ctors: AtomicUsize,
-    dtors: AtomicUsize,
-}
-
-impl FaultyOps {
-    fn new(plan: Plan) -> Self {
-        Self {
-            faults: Faults::new(plan),
-            ctors: AtomicUsize::new(0),
-            dtors: AtomicUsize::new(0),
-        }
-    }
-
-    fn constructed(&self) -> u64 {
-        (self.ctors.load(Ordering::SeqCst) - self.dtors.load(Ordering::SeqCst)) as u64
-    }
-}
-
-impl ObjectOps for FaultyOps {
-    fn construct(&self, _obj: usize, _flags: AllocFlags) -> Result<(), CtorError> {
-        if self.faults.fail_now() {
-            return Err(CtorError);
-        }
-        self.ctors.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn destruct(&self, _obj: usize) {
-        self.dtors.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// The counters a refused allocation may change (and how): `alloc_fails`
-/// and `ctor_fails` go up; a slab grown for an object whose constructor
-/// then failed stays, empty, until reaped.
-fn objects(s: &CacheStats) -> (u64, u64, u64) {
-    (s.buf_in_use, s.slab_busy, s.allocs)
-}
-
-/// What one randomized run saw.
-#[derive(Default, Debug)]
-struct Tally {
-    allocs: u64,
-    refused: u64,
-}
-
-/// What is being injected into, for [`drive`].
-struct Injection<'f> {
-    /// Reads the count of faults injected so far.
-    injected: &'f dyn Fn() -> u64,
-    /// The one error such a fault may cause.
-    expected: AllocError,
-    /// Objects held at the peak of a growth phase.
-    peak: usize,
-}
-
-/// Random allocations (random flags) and frees on `c`, in phases of growth
-/// and shrinkage with a reap every 100 steps, with every invariant of the
-/// file checked after each step. `source` is `c`'s source arena.
-fn drive<C: Cpu>(
-    c: &KmemCache<'_, C>,
-    ops: &FaultyOps,
-    source: &Arena<'_>,
-    inj: &Injection<'_>,
-    rng: &mut Rng,
-    steps: usize,
-) -> Tally {
-    let (injected, expected) = (inj.injected, inj.expected);
-    let mut live = Vec::new();
-    let mut tally = Tally::default();
-    for step in 0..steps {
-        let ctx = || format!("cache {} ({:?}), step {step}", c.name(), c.flags());
-        // Growth phases long enough to reach the peak.
-        let target = if (step / (inj.peak * 3 / 2)).is_multiple_of(2) {
-            inj.peak
-        } else {
-            10
-        };
-        if live.len() < target && rng.chance(2, 3) {
-            let flags =
-                [AllocFlags::empty(), AllocFlags::ATOMIC, AllocFlags::ZERO][rng.below(3) as usize];
-            let (before, arena, faults) = (c.stats(), ArenaState::of(source), injected());
-            tally.allocs += 1;
-            match c.alloc(flags) {
-                Ok(obj) => live.push(obj),
-                Err(e) => {
-                    assert_eq!(e, expected, "{}", ctx());
-                    assert!(injected() > faults, "{}: refused without a fault", ctx());
-                    let after = c.stats();
-                    assert_eq!(objects(&after), objects(&before), "{}", ctx());
-                    assert_eq!(after.alloc_fails, before.alloc_fails + 1, "{}", ctx());
-                    if expected == AllocError::Exhausted {
-                        assert_eq!(after.slabs, before.slabs, "{}", ctx());
-                        assert_eq!(ArenaState::of(source), arena, "{}: source changed", ctx());
-                    }
-                    tally.refused += 1;
-                }
-            }
-        } else if !live.is_empty() {
-            let obj = live.swap_remove(rng.below(live.len() as u64) as usize);
-            // SAFETY: allocated from `c` above, freed once.
-            unsafe { c.free(obj) }.unwrap_or_else(|e| panic!("{}: {e}", ctx()));
-        }
-        if step % 100 == 99 {
-            // Give idle objects and empty slabs back, so slabs (and the
-            // source's spans) come and go.
-            c.flush_current();
-            c.reap();
-        }
-        c.check().unwrap_or_else(|e| panic!("{}: {e}", ctx()));
-        source
-            .check()
-            .unwrap_or_else(|e| panic!("{}: source: {e}", ctx()));
-        let s = c.stats();
-        assert_eq!(s.buf_in_use, live.len() as u64, "{}", ctx());
-        assert_eq!(
-            ops.constructed(),
-            s.slab_busy,
-            "{}: constructed objects",
-            ctx()
-        );
-    }
-    for obj in live {
-        // SAFETY: as above.
-        unsafe { c.free(obj) }.unwrap();
-    }
-    tally
-}
-
-/// Frees everything `c` holds back to `source` and destroys `c`; the source
-/// must then hold nothing of it.
-fn tear_down<C: Cpu>(c: kmem_slab::Cache<'_, C>, ops: &FaultyOps, source: &Arena<'_>) {
-    c.reap();
-    c.check().unwrap();
-    c.destroy().unwrap();
-    assert_eq!(ops.constructed(), 0, "an object was not destructed");
-    source.check().unwrap();
-    let st = source.stats();
-    assert_eq!((st.live, st.allocated), (0, 0), "slabs leaked: {st:?}");
-}
-
-/// One CPU slot, chosen by hand: runs are reproducible.
-fn cpu() -> ManualCpus<1> {
-    ManualCpus::new()
-}
-
-/// A page arena importing from the base through `source`, its tags from
-/// the base.
-fn pages<'a>(source: &'a FailingSource<'a>, base: &'a Arena<'a>) -> Arena<'a> {
-    Arena::builder("faulty_pages")
-        .quantum(PAGE_SIZE)
-        .source(source)
-        .tags_from(base)
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn caches_over_imports_failing_every_kth_or_after_n() {

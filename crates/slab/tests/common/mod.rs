@@ -1,5 +1,6 @@
-//! Shared kit of the slab tests: a booted machine with caches, and object
-//! operations that count and can be told to fail.
+//! Shared kit of the slab tests: a booted machine with caches, object
+//! operations that count and can be told to fail, and (`faults`) the
+//! fault-injection tests' driver.
 #![allow(dead_code, unreachable_pub)]
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,6 +9,8 @@ use kmem_arena::Arena;
 use kmem_magazine::{Cpu, ThreadCpus};
 use kmem_physmem::{boot, PhysMem};
 use kmem_slab::{AllocFlags, Caches, CtorError, ObjectOps};
+
+pub mod faults;
 
 /// Boots `mem` bytes of fake RAM (base + kpages arenas) and runs
 /// `f(base, kpages)`; both arenas are checked afterwards.

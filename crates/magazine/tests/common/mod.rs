@@ -1,0 +1,62 @@
+//! Shared kit of the magazine tests: magazine memory from the heap that
+//! counts what is live and fails on demand, and the one-source wrappers of
+//! the layer's source-taking calls.
+#![allow(dead_code, unreachable_pub)]
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::alloc::{alloc, dealloc};
+
+use kmem_magazine::{MagazineSource, Magazines, MAGAZINE_ALIGN, MAGAZINE_SIZE};
+
+/// Magazine memory from the heap; counts, and fails on demand.
+#[derive(Default)]
+pub struct Heap {
+    pub live: AtomicUsize,
+    pub fail: AtomicBool,
+}
+
+fn layout() -> Layout {
+    Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
+}
+
+// SAFETY: fresh heap blocks of the magazine size and alignment.
+unsafe impl MagazineSource for Heap {
+    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.live.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: non-zero size.
+        NonNull::new(unsafe { alloc(layout()) })
+    }
+    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: allocated above with this layout.
+        unsafe { dealloc(mem.as_ptr(), layout()) }
+    }
+}
+
+/// Every layer of these tests gets its magazines from one `Heap`, so the
+/// source-taking calls are sound: these wrap them.
+pub trait OneHeap {
+    fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize>;
+    fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
+    fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
+}
+
+impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
+    fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize> {
+        // SAFETY: `heap` is this layer's only magazine source.
+        unsafe { self.free(obj, heap) }
+    }
+    fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+        // SAFETY: as above.
+        unsafe { self.drain_depot(heap, sink) }
+    }
+    fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+        // SAFETY: as above.
+        unsafe { self.drain_all(heap, sink) }
+    }
+}

@@ -1,0 +1,141 @@
+//! Failure injection at the slab layer with the `fail-inject` feature
+//! (`kmem_slab::fail`): slab growth (`Layer::SlabGrow`) and, under caches,
+//! magazine allocation (`Layer::Magazine`) failing every k-th time or at a
+//! seeded random 1 in n.
+//!
+//! A failed growth refuses the allocation with `Exhausted`, counted in
+//! `alloc_fails`, only when a failure was injected, changing neither the
+//! cache's objects nor its source arena; a failed magazine allocation
+//! refuses nothing (the freed object goes to its slab, destructed). After
+//! every step the checkers pass, the cache counts exactly the objects held,
+//! and constructed objects are exactly those out of their slabs; once
+//! everything is freed and the cache destroyed, the source arena holds
+//! nothing and its source has every span back.
+//!
+//! The plans are process-wide: each test holds a [`FailPlans`] guard. Each
+//! prints a `fail-inject ...` line with what it injected (`--nocapture`
+//! shows them).
+
+mod common;
+
+use common::faults::{
+    cpu, drive, pages, tear_down, FaultyOps, Injection, Tally, GROWING_KINDS, KINDS, RAM,
+};
+use common::{caches_over, with_ram};
+use kmem_physmem::faults::{self, FailPlans, FailingSource};
+use kmem_physmem::{scale, seed, Rng};
+use kmem_slab::fail::{self, Layer, Plan};
+use kmem_slab::{AllocError, CacheBuilder, CacheFlags};
+
+/// Every k-th attempt failing, and a seeded 1 in n.
+fn plans(seed: u64) -> [Plan; 5] {
+    [
+        Plan::EveryKth(1),
+        Plan::EveryKth(2),
+        Plan::EveryKth(5),
+        Plan::OneIn { n: 2, seed },
+        Plan::OneIn { n: 5, seed },
+    ]
+}
+
+/// Creates a cache of `size`-byte objects with `flags` over a page arena
+/// (imports accounted by a `FailingSource` that fails nothing itself), sets
+/// `layer`'s plan, runs [`drive`] with `expected` as the one error allowed
+/// (`None`: no refusal at all) and tears down. Returns the tally and the
+/// failures injected.
+fn run(
+    (size, flags): (usize, CacheFlags),
+    layer: Layer,
+    plan: Plan,
+    expected: Option<AllocError>,
+    rng: &mut Rng,
+) -> (Tally, u64) {
+    let cpu = cpu();
+    with_ram(RAM, |base, _| {
+        // The caches' source and ops, made first: they outlive the caches.
+        let source = FailingSource::new(base, faults::Plan::Never);
+        let mut pages = pages(&source, base);
+        let ops = FaultyOps::new(faults::Plan::Never);
+        let t = caches_over(base, &cpu, |caches| {
+            let c = caches
+                .create(
+                    CacheBuilder::new("faulty", size)
+                        .flags(flags)
+                        .source(&pages)
+                        .ops(&ops),
+                )
+                .unwrap();
+            fail::clear_all();
+            fail::set(layer, plan);
+            let t = drive(
+                &c,
+                &ops,
+                &pages,
+                &Injection {
+                    injected: &|| expected.map_or(0, |_| fail::injected(layer)),
+                    expected: expected.unwrap_or(AllocError::Exhausted),
+                    peak: 200,
+                },
+                rng,
+                2400 * scale(),
+            );
+            if expected.is_some() {
+                assert_eq!(c.stats().alloc_fails, t.refused, "refusals not counted");
+            }
+            tear_down(c, &ops, &pages);
+            fail::set(layer, Plan::Off);
+            let src = source.stats();
+            assert_eq!((src.outstanding_spans, src.imports), (0, src.releases));
+            t
+        });
+        pages.destroy().unwrap();
+        (t, fail::injected(layer))
+    })
+}
+
+/// Every cache kind (small and bufctl objects, with and without magazines,
+/// `DEBUG`) with slab growth failing; a bufctl cache's growth also fails
+/// when the bootstrap caches it takes its slab header and bufctls from
+/// cannot grow.
+#[test]
+fn slab_growth_fails_every_kth_or_one_in_n() {
+    let _plans = FailPlans::take();
+    let seed = seed(0x6661_696c_0000_0004);
+    let mut rng = Rng::new(seed);
+    for kind in GROWING_KINDS {
+        for plan in plans(seed) {
+            let expected = Some(AllocError::Exhausted);
+            let (t, injected) = run(kind, Layer::SlabGrow, plan, expected, &mut rng);
+            assert!(injected > 0 && t.refused > 0, "{kind:?} {plan:?} never bit");
+            println!(
+                "fail-inject slab growth {plan:?}, {} B {:?} (seed {seed}): {} allocations, \
+                 {injected} growths failed on purpose, {} refused, 0 bytes leaked",
+                kind.0, kind.1, t.allocs, t.refused
+            );
+        }
+    }
+}
+
+/// Caches with magazines whose magazine allocations fail: no allocation is
+/// refused, and every object freed without a magazine goes back to its
+/// slab, destructed.
+#[test]
+fn magazine_allocations_fail_under_caches() {
+    let _plans = FailPlans::take();
+    let seed = seed(0x6661_696c_0000_0005);
+    let mut rng = Rng::new(seed);
+    let with_magazines = KINDS
+        .into_iter()
+        .filter(|(_, flags)| !flags.contains(CacheFlags::NOMAGAZINE));
+    for kind in with_magazines {
+        for plan in plans(seed) {
+            let (t, injected) = run(kind, Layer::Magazine, plan, None, &mut rng);
+            assert!(injected > 0, "{kind:?} {plan:?} never bit");
+            println!(
+                "fail-inject slab magazines {plan:?}, {} B {:?} (seed {seed}): {} allocations, \
+                 {injected} magazine allocations failed on purpose, 0 refused, 0 objects lost",
+                kind.0, kind.1, t.allocs
+            );
+        }
+    }
+}
