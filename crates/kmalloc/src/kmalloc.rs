@@ -426,6 +426,16 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             return Ok(ptr);
         }
         let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
+        if fresh == ptr {
+            // The old block was free already: the allocator just handed it
+            // out again. It goes back; nothing was copied.
+            // SAFETY: allocated just above with `new`, not handed out.
+            let _ = unsafe { self.free_by(fresh, new, caller) };
+            return Err(AllocError::BadPointer(FreeError::Refused {
+                addr: ptr.as_ptr() as usize,
+                kind: kmem_slab::BadFree::DoubleFree,
+            }));
+        }
         // SAFETY: both blocks are at least the smaller size, distinct (the
         // old one is still allocated), and the caller owns the old one.
         unsafe {

@@ -306,3 +306,102 @@ fn realloc_beyond_any_size() {
         unsafe { k.free(p, l) }.unwrap();
     });
 }
+
+// ---------------------------------------------------------------------------
+// Findings of the review of the release-mode checks, each a regression test.
+
+/// A double free of an object that a signal handler freed (waiting on its
+/// slot's deferred stack) is refused: the stack links through the second
+/// word, so the free mark stays.
+#[test]
+fn double_free_of_a_deferred_object_is_refused() {
+    with_kmalloc(MEM, |k| {
+        let l = layout(48, 8);
+        let a = k.alloc(l).unwrap();
+        {
+            // As a handler that interrupted an allocator call would.
+            let _s = kmem_magazine::Section::enter(kmem_magazine::ThreadCpus::global()).unwrap();
+            // SAFETY: allocated above; deferred.
+            unsafe { k.free(a, l) }.unwrap();
+        }
+        // SAFETY: the bad input: `a`'s second free.
+        let r = unsafe { k.free(a, l) };
+        assert!(
+            matches!(
+                r,
+                Err(FreeError::Refused {
+                    kind: BadFree::DoubleFree,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let got: Vec<_> = (0..300).map(|_| k.alloc(l).unwrap()).collect();
+        assert!(
+            got.iter().filter(|&&p| p == a).count() <= 1,
+            "handed out twice"
+        );
+        for p in got {
+            // SAFETY: allocated above, freed once.
+            unsafe { k.free(p, l) }.unwrap();
+        }
+    });
+}
+
+/// Bytes copied from a free object never mark another one: a reaped
+/// slab's pages reused for large blocks, whose uninitialised contents
+/// `realloc` copies into class objects, whose frees must all succeed.
+#[test]
+fn stale_free_marks_copied_elsewhere_are_no_double_free() {
+    with_kmalloc(MEM, |k| {
+        let l = layout(64, 8);
+        let objs: Vec<_> = (0..20_000).map(|_| k.alloc(l).unwrap()).collect();
+        for p in objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { k.free(p, l) }.unwrap();
+        }
+        k.reap();
+        let bl = layout(40 << 10, 8);
+        let mut blocks = Vec::new();
+        while let Ok(b) = k.alloc(bl) {
+            blocks.push(b);
+            if blocks.len() == 64 {
+                break;
+            }
+        }
+        for b in blocks {
+            // SAFETY: `b` is ours; realloc copies its first 64 bytes (stale
+            // free marks, if the page was a slab's) into a class object.
+            let q = unsafe { k.realloc(b, bl, 64) }.unwrap();
+            // SAFETY: allocated by realloc with 64 bytes, freed once.
+            unsafe { k.free(q, l) }.unwrap();
+        }
+    });
+}
+
+/// `realloc` of a freed block is refused before anything is copied (the
+/// allocator would hand the same block back) or, with another layout,
+/// undone completely: nothing leaks.
+#[test]
+fn realloc_of_a_freed_block_is_refused_and_undone() {
+    with_kmalloc(MEM, |k| {
+        let l = layout(200, 8);
+        let keep = k.alloc(l).unwrap();
+        let p = k.alloc(l).unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { k.free(p, l) }.unwrap();
+        let c = k.class_for(l).unwrap();
+        let before = c.stats().buf_in_use;
+        // SAFETY: the bad input: `p` is free (and comes back first).
+        let r = unsafe { k.realloc(p, l, 4000) };
+        assert!(matches!(r, Err(AllocError::BadPointer(_))), "{r:?}");
+        let q = k.alloc(l).unwrap();
+        // SAFETY: as above, with a wrong old layout too.
+        unsafe { k.free(q, l) }.unwrap();
+        let r = unsafe { k.realloc(q, layout(40, 8), 200) };
+        assert!(matches!(r, Err(AllocError::BadPointer(_))), "{r:?}");
+        assert_eq!(c.stats().buf_in_use, before, "the undo leaked");
+        // SAFETY: allocated above.
+        unsafe { k.free(keep, l) }.unwrap();
+    });
+}

@@ -53,6 +53,8 @@ pub struct Magazines<'a, C: Cpu> {
     mags_freed: AtomicU64,
     /// Rounds freed through [`defer`](Self::defer).
     deferred: AtomicU64,
+    /// Where the deferred stack's link lives in each deferred round.
+    link_at: usize,
     /// Flushes a slot into the depot when its owner goes away; linked into
     /// the platform's list by [`register`](Self::register).
     hook: SlotHook,
@@ -91,8 +93,23 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             mags_allocated: AtomicU64::new(0),
             mags_freed: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
+            link_at: 0,
             hook: SlotHook::new(flush_hook::<C>),
         })
+    }
+
+    /// Links the deferred stack (see [`defer`](Self::defer)) through the
+    /// word `bytes` into each deferred round instead of its first word, so
+    /// that a cache can keep a mark of its own in the first word of free
+    /// objects. `bytes` must be a multiple of 8.
+    ///
+    /// # Panics
+    /// If `bytes` is not a multiple of 8.
+    #[must_use]
+    pub fn with_link_offset(mut self, bytes: usize) -> Self {
+        assert!(bytes.is_multiple_of(8), "kmem-magazine: link offset");
+        self.link_at = bytes;
+        self
     }
 
     /// The platform this layer runs on.
@@ -140,7 +157,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     #[inline(never)]
     fn alloc_slow(&self, cc: &CpuCache) -> Option<usize> {
         // SAFETY: called from `alloc` under the guard.
-        if let Some(obj) = unsafe { cc.pop_deferred() } {
+        if let Some(obj) = unsafe { cc.pop_deferred(self.link_at) } {
             return Some(obj);
         }
         // SAFETY: called from `alloc` under the guard, which holds no other
@@ -291,9 +308,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     ///
     /// # Safety
     /// `obj` is an object of this layer's cache, not used by anyone after
-    /// this call, and at least a word of writable memory (the stack is
-    /// linked through it): a cache of memory objects without constructed
-    /// state.
+    /// this call, with a word of writable memory at its link offset (see
+    /// [`with_link_offset`](Self::with_link_offset); the stack is linked
+    /// through it): a cache of memory objects without constructed state.
     pub unsafe fn defer(&self, obj: usize) {
         // The stack takes pushes from anyone: no need to hold the slot (and
         // no waiting for a shared slot's lock, see `Cpu::current_slot`).
@@ -306,7 +323,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             .unwrap_or(0);
         let cc = self.cpus.get(slot).unwrap_or(&self.cpus[0]);
         // SAFETY: the caller's guarantee.
-        unsafe { cc.push_deferred(obj) };
+        unsafe { cc.push_deferred(obj, self.link_at) };
         self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -441,7 +458,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             // SAFETY: no other user of any slot exists (the contract).
             unsafe { self.flush_slot(slot) };
             // SAFETY: as above.
-            while let Some(obj) = unsafe { self.cpus[slot].pop_deferred() } {
+            while let Some(obj) = unsafe { self.cpus[slot].pop_deferred(self.link_at) } {
                 sink(obj);
                 rounds += 1;
             }

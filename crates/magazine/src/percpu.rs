@@ -132,17 +132,19 @@ impl CpuCache {
         Some(Busy(self))
     }
 
-    /// Pushes `obj` onto the deferred stack.
+    /// Pushes `obj` onto the deferred stack, its link `link_at` bytes into
+    /// it.
     ///
     /// # Safety
-    /// `obj` is a free round of this layer, at least a word of writable
-    /// memory that nothing else uses until it is popped.
-    pub(crate) unsafe fn push_deferred(&self, obj: usize) {
+    /// `obj` is a free round of this layer, with a word of writable memory
+    /// at `obj + link_at` that nothing else uses until it is popped; every
+    /// push and pop of this slot passes the same `link_at`.
+    pub(crate) unsafe fn push_deferred(&self, obj: usize, link_at: usize) {
         let mut head = self.deferred.load(Ordering::Relaxed);
         loop {
             // SAFETY: the caller's guarantee; the link is read back only by
             // `pop_deferred`, after the push is published below.
-            unsafe { (obj as *mut usize).write_unaligned(head) };
+            unsafe { ((obj + link_at) as *mut usize).write_unaligned(head) };
             match self.deferred.compare_exchange_weak(
                 head,
                 obj,
@@ -161,12 +163,13 @@ impl CpuCache {
     ///
     /// # Safety
     /// The caller has exclusive use of this slot.
-    pub(crate) unsafe fn pop_deferred(&self) -> Option<usize> {
+    pub(crate) unsafe fn pop_deferred(&self, link_at: usize) -> Option<usize> {
         let mut head = self.deferred.load(Ordering::Acquire);
         while head != 0 {
-            // SAFETY: `head` was pushed by `push_deferred`, whose caller
-            // made it a writable round holding the link; only we pop it.
-            let next = unsafe { (head as *const usize).read_unaligned() };
+            // SAFETY: `head` was pushed by `push_deferred` with the same
+            // `link_at` (one per layer), whose caller made it a writable
+            // round holding the link there; only we pop it.
+            let next = unsafe { ((head + link_at) as *const usize).read_unaligned() };
             match self.deferred.compare_exchange_weak(
                 head,
                 next,

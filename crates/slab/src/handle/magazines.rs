@@ -56,8 +56,9 @@ pub(crate) struct CacheMagazines<'a, C: Cpu> {
     /// The cache's `SlabSet::object_bytes`, for the rounds handed out.
     object_bytes: usize,
     /// Frees may go onto a slot's deferred stack, which links them through
-    /// their first word: objects of memory, a word at least, with no
-    /// constructed state and no per-object tracking (checked caches).
+    /// their second word (the first keeps the free mark, see `raw::guard`):
+    /// objects of memory, two words at least, with no constructed state and
+    /// no per-object tracking (checked caches).
     deferrable: bool,
     /// Registered with the platform: it must stay where it is.
     registered: AtomicBool,
@@ -100,14 +101,16 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         // `into_percpu` (consuming the layer) is the only way the memory
         // goes back (dropped otherwise, it leaks).
         let cpus = unsafe { core::slice::from_raw_parts_mut(arr, slots) };
+        let deferrable = plain && object_bytes >= 2 * size_of::<usize>();
         let mags = Magazines::with_policy(cpu, cpus, obj_size, policy)
-            .expect("kmem-slab: per-CPU array sized by the platform");
+            .expect("kmem-slab: per-CPU array sized by the platform")
+            .with_link_offset(size_of::<usize>());
         Self {
             mags,
             source,
             percpu,
             object_bytes,
-            deferrable: plain && object_bytes >= size_of::<usize>(),
+            deferrable,
             registered: AtomicBool::new(false),
         }
     }
@@ -149,12 +152,13 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         if !self.deferrable {
             return Err(obj);
         }
-        // The stack's link goes into the object's first word.
+        // The stack's link goes into the object's second word.
         #[cfg(kmem_asan)]
-        kmem_arena::asan::unpoison(obj.addr(), size_of::<usize>());
+        kmem_arena::asan::unpoison(obj.addr() + size_of::<usize>(), size_of::<usize>());
         // SAFETY: `obj` is an object of this layer's cache that nothing uses
-        // any more (`Freed`), memory of at least a word, with no constructed
-        // state (`deferrable`).
+        // any more (`Freed`), memory of at least two words, with no
+        // constructed state (`deferrable`); the layer links through the
+        // second word (`with_link_offset` in `new`).
         unsafe { self.mags.defer(obj.addr()) };
         Ok(())
     }

@@ -32,8 +32,8 @@ impl NewSlab {
 
 /// Lays out an empty small (headed) slab over `buf`: objects from its base,
 /// the allocated bitmap (clear) and the header at its end, owned by the
-/// cache with key `owner`. With `tag` (a plain cache), every object's
-/// first word gets the free mark (`guard.rs`).
+/// cache with key `owner`. With `tag` (a plain cache's key), every
+/// object's first word gets its free mark (`guard.rs`).
 ///
 /// # Panics
 /// If the geometry is not a small one that fits `buf`, `buf` is not
@@ -73,12 +73,13 @@ pub(crate) fn build_small(
     // SAFETY: just written; nothing else refers to it.
     let h = unsafe { header.as_mut() };
     h.bitmap_mut().fill(0);
-    if let Some(tag) = tag {
+    if let Some(key) = tag {
         for i in 0..n {
+            let obj = base + i * size;
             // SAFETY: object `i` lies in the buffer below the bitmap
             // (checked), a word at least and aligned to 8; the buffer is
             // ours and unused.
-            unsafe { write_link(base + i * size, tag) };
+            unsafe { write_link(obj, super::guard::mark(key, obj)) };
         }
     }
     // The slab is not in a set yet: nothing reads the key before the set

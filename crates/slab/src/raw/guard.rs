@@ -10,16 +10,20 @@
 //! falls in. The object-start test is a multiply and a rotate (an exact
 //! divisibility test) and a compare, no division.
 //!
-//! A *plain* cache (memory, no constructor or destructor) also keeps its
-//! key in the first word of every free object: written by the free (before
-//! the object enters a magazine or its slab), by a slab's build for every
-//! object, and cleared when the object is handed out. The slab layer of a
-//! headed slab never writes into objects (free objects are found through
-//! its bitmap), so the mark stays while the object is free, wherever it
-//! is. A free that finds the mark is a double free. A user can fool the
-//! check only by writing the key (an odd value drawn per cache) into a
-//! freed object, or by writing over a freed object's first word before
-//! freeing it again; debug mode catches those.
+//! A *plain* cache (memory, no constructor or destructor) also keeps a
+//! free mark in the first word of every free object: the key XOR the
+//! object's address, written by the free (before the object enters a
+//! magazine or its slab), by a slab's build for every object, and cleared
+//! when the object is handed out. The slab layer of a headed slab never
+//! writes into objects (free objects are found through its bitmap), and
+//! the deferred stack links through the second word, so the mark stays
+//! while the object is free, wherever it is. A free that finds the mark is
+//! a double free. The check is exact for double frees made one after the
+//! other (on one thread or several); it can be fooled by a user who writes
+//! the mark into an object, writes over a freed object's first word before
+//! freeing it again, or frees one object from two threads at the same
+//! instant (a data race of the program's; the read and the write of the
+//! mark are not one atomic step). Debug mode catches all three.
 
 use core::mem::size_of;
 use core::ptr;
@@ -44,6 +48,15 @@ pub(crate) fn new_key() -> usize {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     (z as usize) | 1
+}
+
+/// The free mark of the object at `addr` of the cache with `key`: odd
+/// (never an aligned address, never zero), and different at every address,
+/// so bytes copied from a free object (a reaped slab's memory reused, say)
+/// never mark another one.
+#[inline(always)]
+pub(crate) const fn mark(key: usize, addr: usize) -> usize {
+    key ^ addr
 }
 
 /// The multiplicative inverse of odd `d` modulo `2^64`.
@@ -149,14 +162,18 @@ impl FreeCheck {
     pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<(), BadFree> {
         let addr = obj.addr();
         let owner = (addr | self.low) - (size_of::<usize>() - 1);
+        // The header's words stay unpoisoned; a bad pointer's may not be.
+        #[cfg(kmem_asan)]
+        kmem_arena::asan::unpoison(owner, size_of::<usize>());
         // SAFETY: `Freed`'s promise: `addr` is an object of this cache, so
         // `owner` is the last word of its slab's header, which lives as
         // long as the slab, aligned (a slab is aligned to its power-of-two
         // size). If the promise is broken, which is what this check is
         // for, the word is in the same aligned block of `slab_size` bytes
-        // as `addr`: within one span of a source whose spans are aligned to
-        // the largest slab size (a best effort, documented). The load is
-        // atomic because the word is an `AtomicUsize` of a live header.
+        // as `addr`: mapped when the source's spans are aligned to the
+        // largest slab size, or are one page and every slab too (else a
+        // bad pointer can fault: documented). The load is atomic because
+        // the word is an `AtomicUsize` of a live header.
         let found = unsafe { (*(owner as *const AtomicUsize)).load(Ordering::Relaxed) };
         if found != self.key {
             return Err(BadFree::Foreign);
@@ -178,15 +195,18 @@ impl FreeCheck {
         let word = addr as *mut usize;
         #[cfg(kmem_asan)]
         kmem_arena::asan::unpoison(addr, size_of::<usize>());
+        let mark = mark(self.key, addr);
         // SAFETY: an object start of a live slab of this cache (checked
         // above; headed slabs are memory, objects a word at least and
         // aligned to 8): a word of memory that the free gives back to the
         // cache.
-        if unsafe { word.read() } == self.key {
+        if unsafe { word.read() } == mark {
+            #[cfg(kmem_asan)]
+            kmem_arena::asan::poison(addr, size_of::<usize>());
             return Err(BadFree::DoubleFree);
         }
         // SAFETY: as above; the object is the cache's from now on.
-        unsafe { word.write(self.key) };
+        unsafe { word.write(mark) };
         Ok(())
     }
 
