@@ -396,8 +396,9 @@ fn realloc_of_a_freed_block_is_refused_and_undone() {
         let r = unsafe { k.realloc(p, l, 4000) };
         assert!(matches!(r, Err(AllocError::BadPointer(_))), "{r:?}");
         let q = k.alloc(l).unwrap();
-        // SAFETY: as above, with a wrong old layout too.
+        // SAFETY: allocated above, freed once.
         unsafe { k.free(q, l) }.unwrap();
+        // SAFETY: the bad input: `q` is free, and the old layout is wrong.
         let r = unsafe { k.realloc(q, layout(40, 8), 200) };
         assert!(matches!(r, Err(AllocError::BadPointer(_))), "{r:?}");
         assert_eq!(c.stats().buf_in_use, before, "the undo leaked");
