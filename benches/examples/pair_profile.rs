@@ -49,11 +49,69 @@ fn metadata() {
     }
 }
 
+/// Debug mode's cost: `debug-cache PARTS N` runs 64-byte pairs through a
+/// kmem cache with the debug parts `PARTS` (a `KMEM_DEBUG` spec: `1`,
+/// `checks`, `redzone`, `poison`, `audit`, `0` for none), and
+/// `debug-churn PARTS N` the churn workload through kmalloc booted with
+/// them.
+fn debug(what: &str, parts: &str, n: Option<String>) {
+    let n: usize = n.and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let flags = kmalloc::debug_flags(parts).expect("a KMEM_DEBUG spec");
+    match what {
+        "cache" => {
+            let ram = PhysMem::new(64 << 20);
+            kmem_physmem::boot(&ram, |base, kpages| {
+                let caches = kmem_slab::Caches::new(base, kmem_magazine::ThreadCpus::global())
+                    .expect("caches");
+                let c = caches
+                    .create(
+                        kmem_slab::CacheBuilder::new("obj64", 64)
+                            .flags(flags)
+                            .source(kpages),
+                    )
+                    .expect("cache");
+                for _ in 0..n {
+                    let o = c.alloc(kmem_slab::AllocFlags::empty()).expect("alloc");
+                    // SAFETY: just allocated, freed once.
+                    unsafe { c.free(std::hint::black_box(o)) }.expect("free");
+                }
+                assert_eq!(c.stats().reports, 0);
+                c.destroy().expect("destroy");
+            });
+        }
+        "churn" => {
+            let trace = Trace::new(0x6b6d_616c);
+            let mut mem = vec![0u8; 256 << 20];
+            let config = kmalloc::Config {
+                debug: flags,
+                ..kmalloc::Config::default()
+            };
+            kmalloc::boot(
+                &mut mem,
+                kmem_magazine::ThreadCpus::global(),
+                &config,
+                |k| {
+                    let mut c = Churn::new(k, &trace);
+                    c.steps(k, &trace, n as u64);
+                    c.finish(k);
+                },
+            )
+            .expect("boot");
+        }
+        other => panic!("unknown debug mode {other}"),
+    }
+    println!("debug-{what} {parts}: {n}");
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "same".into());
     if mode == "metadata" {
         metadata();
+        return;
+    }
+    if let Some(parts) = mode.strip_prefix("debug-") {
+        debug(parts, args.next().as_deref().unwrap_or(""), args.next());
         return;
     }
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);

@@ -64,8 +64,9 @@ pub enum FreeError {
         /// The address passed in.
         addr: usize,
     },
-    /// The quantum caches refused the free (a double free, or an address
-    /// they did not hand out, found when it reached the slab layer).
+    /// The quantum caches refused the free: a double free, an address they
+    /// did not hand out, or a size of another quantum cache (each free is
+    /// checked under the cache's lock before its magazine).
     Cached {
         /// The address passed in.
         addr: usize,

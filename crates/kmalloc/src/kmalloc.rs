@@ -232,11 +232,11 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
 
     /// Frees `ptr`, allocated with `layout` by this allocator.
     ///
-    /// A class object goes to the caller CPU's magazine; what the slab
-    /// layer finds wrong (a double free, an object of another class, a
-    /// pointer no cache owns) is refused when the object reaches it, here or
-    /// when its magazine drains. A large free is checked at once against
-    /// the page arena (address and size).
+    /// A class object goes to the caller CPU's magazine, after its class's
+    /// check: a double free, an object of another class, a pointer into an
+    /// object or one no cache owns is refused ([`FreeError::Refused`]). A
+    /// large free is checked at once against the page arena (address and
+    /// size).
     ///
     /// From a signal or interrupt handler that interrupted an allocator call
     /// of its own context (see [`Section`]) the free takes no lock: the

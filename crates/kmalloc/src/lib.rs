@@ -20,7 +20,14 @@
 //!   [`StaticKmalloc`] (a `#[global_allocator]` booted by the program, as in
 //!   a kernel or the freestanding demo), and `allocator_api2`'s `Allocator`
 //!   for `&Kmalloc`. A panic inside the allocator never unwinds out of
-//!   them: the process aborts with the message.
+//!   them: the process aborts with the message. So does a free the
+//!   allocator refuses (a double free, a wrong layout, a foreign pointer),
+//!   which these interfaces cannot report.
+//! - Debug mode ([`Config::debug`], or `KMEM_DEBUG` for [`KmallocGlobal`],
+//!   parsed by [`debug_flags`]): every class cache checks every free under
+//!   its lock, with a redzone, poisoned free objects and an audit trail as
+//!   asked; reports go to [`Config::debug_hooks`] (under `KMEM_DEBUG`:
+//!   printed with symbol names, then the process aborts).
 //! - With the `std` feature, [`KmallocGlobal`]: a `#[global_allocator]` for
 //!   ordinary programs that boots itself on first use over memory from the
 //!   OS (`mmap`), and survives `fork()` (its `pthread_atfork` handlers take

@@ -611,10 +611,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// Frees `obj`, which must not be used afterwards: into the caller's
     /// magazines, else (destructed) to its slab.
     ///
-    /// Checks: a `DEBUG` cache checks every free; otherwise a free is checked
-    /// when the object reaches the slab layer — here when it falls through,
-    /// or later when a magazine drains (then it is counted in
-    /// [`CacheStats::bad_frees`] and kept by [`last_bad_free`](Self::last_bad_free)).
+    /// Checks, before the object enters a magazine: a headed cache's
+    /// owner, object-start and (without a constructor) free-mark checks,
+    /// or a bufctl cache's lookup under its lock; a debug cache checks
+    /// everything under its lock and reports. A constructed headed cache's
+    /// double free is found when its magazine drains (counted in
+    /// [`CacheStats::bad_frees`], kept by [`last_bad_free`](Self::last_bad_free)).
     /// A refused free changes nothing.
     ///
     /// # Safety

@@ -5,25 +5,44 @@
 //! - [`Caches`] bootstraps the internal caches over a base arena and
 //!   creates [`Cache`]s from a [`CacheBuilder`]: object size and alignment
 //!   (up to [`PAGE_SIZE`]), [`CacheFlags`] (`NOTOUCH`, `QCACHE`,
-//!   `NOMAGAZINE`, `DEBUG`), a source arena, and [`ObjectOps`]
+//!   `NOMAGAZINE`, and debug mode: `DEBUG`, `REDZONE`, `POISON`,
+//!   `AUDIT`), a source arena, and [`ObjectOps`]
 //!   (constructor that may fail and receives the [`AllocFlags`], destructor,
 //!   private state).
-//! - Small objects (up to [`SMALL_MAX`]) live in one-page slabs with the
-//!   header at the page's end and free objects linked through their first
-//!   word. Large objects, `NOTOUCH`, `DEBUG` and `QCACHE` caches use
-//!   bufctls found through an address hash (`kmem-hash`) that grows and
-//!   shrinks outside the cache lock; their slabs hold 8 objects rounded up
-//!   to a page, or `next_pow2(3 * qcache_max)` bytes for quantum caches.
+//! - A cache that may write to its objects keeps them in headed slabs: a
+//!   power-of-two buffer aligned to its size, objects from its base, the
+//!   allocated bitmap and the header at its end, the header's last word
+//!   the cache's owner key. Objects up to [`SMALL_MAX`] take one page;
+//!   larger ones the smallest power of two that wastes at most 1/16 (up
+//!   to [`HEADED_MAX`]). The slab layer never writes into free objects.
+//!   `NOTOUCH`, debug and `QCACHE` caches (and objects past `HEADED_MAX`)
+//!   use bufctls found through an address hash (`kmem-hash`) that grows
+//!   and shrinks outside the cache lock; their slabs hold 8 objects rounded
+//!   up to a page, or `next_pow2(3 * qcache_max)` bytes for quantum
+//!   caches.
 //! - In front of the slabs sits the magazine layer (`kmem-magazine`):
 //!   objects in magazines stay constructed; the destructor runs when an
 //!   object goes back to a slab.
 //! - [`KmemCache::reap`] returns empty slabs to the source;
 //!   [`Cache::destroy`] drains every magazine and refuses, with the live
-//!   count, while objects are allocated. Bad frees (double, wrong cache,
-//!   foreign pointer) are refused with a [`FreeError`] naming the cache and
-//!   address when they reach the slab layer: at once for `DEBUG` and
-//!   `NOMAGAZINE` caches, otherwise when the magazine holding them drains;
-//!   [`CacheStats`] carries the `::kmastat` columns.
+//!   count, while objects are allocated; [`CacheStats`] carries the
+//!   `::kmastat` columns.
+//! - Bad frees are refused with a [`FreeError`] naming the cache and
+//!   address, before the object reaches a magazine: a headed cache checks
+//!   without a lock that the address is an object start of one of its live
+//!   slabs (the owner key) and, without a constructor, that the object does
+//!   not carry its free mark (a double free); a bufctl cache with
+//!   magazines checks every free under its lock. A constructed cache's
+//!   double free is found only when its magazine drains (counted in
+//!   [`CacheStats::bad_frees`], kept in [`KmemCache::last_bad_free`]),
+//!   unless the cache is `DEBUG`. The README's "Bad frees" table lists what
+//!   each mode catches.
+//! - Debug mode ([`CacheFlags::DEBUG`] and its parts): every free checked
+//!   under the lock; a redzone after each object; poisoned free objects;
+//!   an audit trail of each object's last allocation and free
+//!   ([`Caller`], [`Site`]), a transaction log and leak reports by site
+//!   ([`KmemCache::leaks`], [`Caches::report_leaks`]); [`Report`]s to the
+//!   [`DebugHooks`] of the set.
 //! - Safe code cannot cause undefined behaviour: a free is `unsafe` (the
 //!   caller vouches for the object), the magazine layer is not reachable
 //!   from outside, and a signal or interrupt handler that interrupts an
