@@ -73,7 +73,7 @@ fn debug(what: &str, parts: &str, n: Option<String>) {
                 for _ in 0..n {
                     let o = c.alloc(kmem_slab::AllocFlags::empty()).expect("alloc");
                     // SAFETY: just allocated, freed once.
-                    unsafe { c.free(std::hint::black_box(o)) }.expect("free");
+                    unsafe { c.free(core::hint::black_box(o)) }.expect("free");
                 }
                 assert_eq!(c.stats().reports, 0);
                 c.destroy().expect("destroy");
