@@ -11,8 +11,10 @@ commands:
         doc tests, the std global allocator's test binary included), then
         the failure-injection tests (cargo test -p kmem-arena -p kmem-magazine
         -p kmem-slab -p kmalloc --features <each>/fail-inject,kmalloc/std
-        --test fail_inject, and kmalloc's doc tests with those features), then
-        `nostd`.
+        --test fail_inject, and kmalloc's doc tests with those features and
+        kmalloc/site-stats), then the per-call-site accounting tests (cargo
+        test -p kmem-slab -p kmalloc --features <each>/site-stats,kmalloc/std
+        --test site_stats), then `nostd`.
         --release  build and run the tests with optimizations
         --long     set KMEM_TEST_SCALE=10 for the tests (longer randomized runs)
         KMEM_TEST_SCALE=<n> in the environment is passed through to the tests,
@@ -24,7 +26,8 @@ commands:
         1. cargo build -p <crate> --no-default-features for every no_std
            library crate under crates/ (one build per crate, so no feature
            unification hides a std dependency), and kmalloc with its
-           fail-inject feature (failure injection in every crate);
+           fail-inject and site-stats features (failure injection in every
+           crate, per-call-site accounting in kmem-slab);
         2. the same for each installed bare-metal target (x86_64-unknown-none,
            thumbv7em-none-eabi[hf], riscv64gc-unknown-none-elf,
            aarch64-unknown-none), skipped if none is installed;

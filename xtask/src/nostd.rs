@@ -5,8 +5,9 @@
 //!    under `crates/` except the std-only ones ([`STD_ONLY`]), one cargo run
 //!    per crate so that feature unification with other members cannot hide a
 //!    `std` dependency. Each crate root must declare `no_std`. Then
-//!    `kmalloc` with its `fail-inject` feature ([`FAIL_INJECT_BUILD`]), which
-//!    turns failure injection on in every crate below it.
+//!    `kmalloc` with its `fail-inject` and `site-stats` features
+//!    ([`FEATURES_BUILD`]), which turn failure injection on in every crate
+//!    below it and per-call-site accounting in `kmem-slab`.
 //! 2. The same builds for each installed bare-metal target ([`BARE_TARGETS`]);
 //!    skipped, with a note, when `rustup` lists none.
 //! 3. `ci/nostd-boot`: a `#![no_std] #![no_main]` static Linux executable
@@ -39,15 +40,17 @@ const BARE_TARGETS: &[&str] = &[
     "aarch64-unknown-none",
 ];
 
-/// The build that proves failure injection needs no std either: kmalloc's
-/// `fail-inject` feature turns it on in every library crate below.
-const FAIL_INJECT_BUILD: [&str; 6] = [
+/// The build that proves failure injection and per-call-site accounting
+/// need no std either: kmalloc's `fail-inject` feature turns the first on
+/// in every library crate below, its `site-stats` the second in
+/// `kmem-slab`.
+const FEATURES_BUILD: [&str; 6] = [
     "build",
     "-p",
     "kmalloc",
     "--no-default-features",
     "--features",
-    "fail-inject",
+    "fail-inject,site-stats",
 ];
 
 /// Manifest of the freestanding program, relative to the project root.
@@ -70,7 +73,7 @@ pub(crate) fn run() -> Result {
             .args(["build", "-p", name, "--no-default-features"])
             .run()?;
     }
-    Cmd::cargo().args(FAIL_INJECT_BUILD).run()?;
+    Cmd::cargo().args(FEATURES_BUILD).run()?;
     bare_targets(&crates)?;
     boot()
 }
@@ -182,7 +185,7 @@ fn bare_targets(crates: &[String]) -> Result {
                 .run()?;
         }
         Cmd::cargo()
-            .args(FAIL_INJECT_BUILD)
+            .args(FEATURES_BUILD)
             .args(["--target", target])
             .run()?;
     }

@@ -14,9 +14,15 @@
 //!    (`required-features`, so step 1 skips them). Only these binaries run:
 //!    the feature's plans are process-wide, so they must not share a
 //!    process with tests that do not expect failures. Then kmalloc's doc
-//!    tests with the same features, for the README's failure-injection
-//!    example (each doc test is a process of its own).
-//! 3. `cargo xtask nostd` — the no_std builds and the freestanding program.
+//!    tests with the same features and `kmalloc/site-stats`, for the
+//!    README's failure-injection and per-site accounting examples (each doc
+//!    test is a process of its own).
+//! 3. `cargo test -p kmem-slab -p kmalloc --features
+//!    kmem-slab/site-stats,kmalloc/site-stats,kmalloc/std --test
+//!    site_stats` — the per-call-site accounting tests, which need the
+//!    `site-stats` feature (`required-features`). Only these binaries run
+//!    with it: the feature changes the slab geometry that other tests pin.
+//! 4. `cargo xtask nostd` — the no_std builds and the freestanding program.
 //!
 //! `--release` adds `--release` to steps 1 and 2. The randomized tests
 //! scale their iteration counts by `KMEM_TEST_SCALE` (default 1), which
@@ -35,6 +41,12 @@ const FAIL_INJECT_CRATES: [&str; 4] = ["kmem-arena", "kmem-magazine", "kmem-slab
 
 /// The test binary each of [`FAIL_INJECT_CRATES`] has.
 const FAIL_INJECT_TEST: &str = "fail_inject";
+
+/// The crates with a `site-stats` feature and a `site_stats` test binary.
+const SITE_STATS_CRATES: [&str; 2] = ["kmem-slab", "kmalloc"];
+
+/// The test binary each of [`SITE_STATS_CRATES`] has.
+const SITE_STATS_TEST: &str = "site_stats";
 
 /// `KMEM_TEST_SCALE` under `--long`.
 const LONG_SCALE: &str = "10";
@@ -59,8 +71,28 @@ pub(crate) fn run(opts: &TestOpts) -> Result {
     }
     cargo = cargo.args(["--features", &features, "--test", FAIL_INJECT_TEST]);
     with_opts(cargo, opts).run()?;
-    let doc = Cmd::cargo().args(["test", "-p", "kmalloc", "--features", &features, "--doc"]);
+    let doc_features = format!("{features},kmalloc/site-stats");
+    let doc = Cmd::cargo().args([
+        "test",
+        "-p",
+        "kmalloc",
+        "--features",
+        &doc_features,
+        "--doc",
+    ]);
     with_opts(doc, opts).run()?;
+    let mut features: Vec<String> = SITE_STATS_CRATES
+        .iter()
+        .map(|c| format!("{c}/site-stats"))
+        .collect();
+    features.push(STD_FEATURES.to_owned());
+    let features = features.join(",");
+    let mut cargo = Cmd::cargo().arg("test");
+    for c in SITE_STATS_CRATES {
+        cargo = cargo.args(["-p", c]);
+    }
+    cargo = cargo.args(["--features", &features, "--test", SITE_STATS_TEST]);
+    with_opts(cargo, opts).run()?;
     nostd::run()
 }
 

@@ -41,6 +41,14 @@
 //!   large ones counted in [`Kmalloc::large_counts`]); plans for the lower
 //!   layers (imports, tag refills, magazines, slab growth) reach the whole
 //!   stack.
+//! - Per-call-site accounting (feature `site-stats`, off by default and
+//!   compiled out without it; `kmem-slab`'s, the idea of Linux's
+//!   `/proc/allocinfo`): `site_stats` and `report_sites` give, per call
+//!   site of [`Kmalloc::alloc`], `alloc_zeroed` and `realloc`
+//!   (`#[track_caller]`), the bytes (class sizes) and objects held now and
+//!   the allocations so far; `GlobalAlloc` and `Allocator` callers share
+//!   the unknown site's row. Large allocations (runs of pages) are counted
+//!   in [`Kmalloc::large_counts`] only, not per site.
 //!
 //! `#![no_std]` without `alloc`.
 //!
@@ -103,3 +111,8 @@ pub use os::{KmallocGlobal, OsPages};
 /// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.
 #[cfg(feature = "fail-inject")]
 pub use kmem_fail as fail;
+
+/// Per-call-site accounting, with the `site-stats` feature (see
+/// `kmem_slab`'s).
+#[cfg(feature = "site-stats")]
+pub use kmem_slab::{report_sites, site_stats, SiteStat};

@@ -18,6 +18,8 @@ use crate::raw::{
     table_bytes, AddrHash, BufState, BufferShape, DebugLayout, FreeCheck, Freed, LogRing, MetaMem,
     SlabSet, Taken, TRAILER,
 };
+#[cfg(feature = "site-stats")]
+use crate::sites::{unalloc, SiteId};
 use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
@@ -367,13 +369,25 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// [`alloc`](Self::alloc) on behalf of `caller` (a facade names its own
-    /// caller for debug mode's audit).
+    /// caller for debug mode's audit, and with `site-stats` for the
+    /// per-site counts).
     #[inline(always)]
     pub fn alloc_by(&self, flags: AllocFlags, caller: Caller) -> Result<usize, AllocError> {
+        #[cfg(feature = "site-stats")]
+        let site = SiteId::of(caller);
         if let Some(obj) = self.alloc_fast(flags) {
-            return Ok(obj);
+            #[cfg(feature = "site-stats")]
+            self.check.hand_out_site(&obj, site);
+            return Ok(obj.hand_out());
         }
-        self.alloc_slow(self.source, flags, true, caller)
+        self.alloc_slow(
+            self.source,
+            flags,
+            true,
+            caller,
+            #[cfg(feature = "site-stats")]
+            site,
+        )
     }
 
     #[cold]
@@ -392,15 +406,22 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         flags: AllocFlags,
     ) -> Result<usize, AllocError> {
         if let Some(obj) = self.alloc_fast(flags) {
-            return Ok(obj);
+            return Ok(obj.hand_out());
         }
-        self.alloc_slow(src, flags, false, Caller::Unknown)
+        self.alloc_slow(
+            src,
+            flags,
+            false,
+            Caller::Unknown,
+            #[cfg(feature = "site-stats")]
+            SiteId::NONE,
+        )
     }
 
     /// The fast path: a round from the caller's magazines (which take no
     /// lock, and keep out of a slot its own context has pinned).
     #[inline(always)]
-    fn alloc_fast(&self, flags: AllocFlags) -> Option<usize> {
+    fn alloc_fast(&self, flags: AllocFlags) -> Option<Taken> {
         // `Tagged` and `Owned` have a fast path (see `Fast`), without `ZERO`.
         if (self.fast as u32 | (flags & AllocFlags::ZERO).bits()) > Fast::Owned as u32 {
             return None;
@@ -411,13 +432,14 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if self.fast == Fast::Tagged {
             FreeCheck::hand_out(&obj);
         }
-        Some(obj.hand_out())
+        Some(obj)
     }
 
     /// Past the magazines: the slab layer (and `alloc_general` for what
     /// the fast path does not take). A caller's own operation (`gate`)
     /// begins a section here, where locks may be taken, and is refused if
-    /// its context is inside one already (it interrupted it).
+    /// its context is inside one already (it interrupted it). With
+    /// `site-stats`, the object counts for `site`.
     #[inline(never)]
     fn alloc_slow(
         &self,
@@ -425,6 +447,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         flags: AllocFlags,
         gate: bool,
         caller: Caller,
+        #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
         let _section = match self.cpu() {
             Some(cpu) if gate => Some(Section::enter(cpu).ok_or_else(|| self.refuse_reentrant())?),
@@ -433,9 +456,21 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let fast = self.mags.is_some() && !self.checked && !flags.contains(AllocFlags::ZERO);
         if fast {
             // The magazines missed already.
-            return self.alloc_from_slab(src, flags, caller);
+            return self.alloc_from_slab(
+                src,
+                flags,
+                caller,
+                #[cfg(feature = "site-stats")]
+                site,
+            );
         }
-        self.alloc_general(src, flags, caller)
+        self.alloc_general(
+            src,
+            flags,
+            caller,
+            #[cfg(feature = "site-stats")]
+            site,
+        )
     }
 
     /// Every allocation the fast path above does not finish: `ZERO`,
@@ -446,6 +481,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
         caller: Caller,
+        #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
         // A quantum cache never writes to its objects, whatever it was told
         // about its arena (`Caches::qcaches`' `memory` is not checked).
@@ -464,6 +500,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     .then(|| self.debug_hand_out(&mut st, obj.addr(), caller))
                     .flatten();
                 st.mark(obj.addr(), BufState::Allocated);
+                #[cfg(feature = "site-stats")]
+                st.set.set_site(obj.addr(), site);
                 drop(st);
                 if let Some(r) = report {
                     self.deliver(r);
@@ -471,10 +509,21 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             } else if self.fast == Fast::Tagged {
                 FreeCheck::hand_out(&obj);
             }
+            // Not checked: a headed cache, whose site slots need no lock.
+            #[cfg(feature = "site-stats")]
+            if !self.checked {
+                self.check.hand_out_site(&obj, site);
+            }
             zero_if(&obj, flags);
             return Ok(obj.hand_out());
         }
-        self.alloc_from_slab(src, flags, caller)
+        self.alloc_from_slab(
+            src,
+            flags,
+            caller,
+            #[cfg(feature = "site-stats")]
+            site,
+        )
     }
 
     /// AddressSanitizer builds: `obj` is allocated again.
@@ -512,17 +561,31 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
         caller: Caller,
+        #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
-        self.take_object(src, flags, caller).map(Taken::hand_out)
+        self.take_object(
+            src,
+            flags,
+            caller,
+            #[cfg(feature = "site-stats")]
+            site,
+        )
+        .map(Taken::hand_out)
     }
 
     /// An object of a bootstrap cache (`kmem_slab`, `kmem_bufctl`,
     /// `kmem_cache`, `kmem_magazine`), for this crate's own structures.
     #[inline(never)]
     pub(crate) fn take_bootstrap(&self) -> Option<Taken> {
-        self.take_object(self.source, AllocFlags::ATOMIC, Caller::Unknown)
-            .ok()
-            .filter(|obj| obj.addr() != 0)
+        self.take_object(
+            self.source,
+            AllocFlags::ATOMIC,
+            Caller::Unknown,
+            #[cfg(feature = "site-stats")]
+            SiteId::NONE,
+        )
+        .ok()
+        .filter(|obj| obj.addr() != 0)
     }
 
     /// [`alloc_from_slab`](Self::alloc_from_slab), as a token.
@@ -532,6 +595,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
         caller: Caller,
+        #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<Taken, AllocError> {
         // Debug mode checks an object before it is marked allocated.
         let state = if self.debugging() {
@@ -540,7 +604,11 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             BufState::Allocated
         };
         let mut st = self.slab.lock();
-        let obj = match st.take(state) {
+        let obj = match st.take(
+            state,
+            #[cfg(feature = "site-stats")]
+            site,
+        ) {
             Some(obj) => obj,
             None => {
                 drop(st);
@@ -549,7 +617,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 })?;
                 st = self.slab.lock();
                 st.insert(&self.geo, slab);
-                st.take(state).expect("kmem-slab: a fresh slab has objects")
+                st.take(
+                    state,
+                    #[cfg(feature = "site-stats")]
+                    site,
+                )
+                .expect("kmem-slab: a fresh slab has objects")
             }
         };
         let report = if self.debugging() {
@@ -578,7 +651,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             // The object goes back to its slab if the constructor fails or
             // panics: nothing leaks, and the cache stays destroyable.
             let addr = obj.addr();
-            let undo = Undo::new(obj, |obj: Taken| self.unconstructed(obj.into_freed()));
+            let undo = Undo::new(obj, |obj: Taken| {
+                self.unconstructed(
+                    obj.into_freed(),
+                    #[cfg(feature = "site-stats")]
+                    site,
+                );
+            });
             if self.call_out(|| ops.construct(addr, flags)).is_err() {
                 drop(undo);
                 self.ctor_fails.fetch_add(1, Ordering::Relaxed);
@@ -592,14 +671,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     }
 
     /// Gives back an object taken by `alloc_from_slab` whose constructor
-    /// failed or panicked.
-    fn unconstructed(&self, obj: Freed) {
+    /// failed or panicked (with `site-stats`: taken for `site`, which does
+    /// not count the allocation).
+    fn unconstructed(&self, obj: Freed, #[cfg(feature = "site-stats")] site: SiteId) {
         let mut st = self.slab.lock();
         #[cfg(kmem_asan)]
         self.asan_poison(&st, obj.addr());
         // Taken from this slab state just before: it goes back.
         let _ = st.give(obj, From::User);
         st.direct_allocs -= 1;
+        #[cfg(feature = "site-stats")]
+        unalloc(site);
     }
 
     /// Runs a constructor or destructor: with the context's operation mark
@@ -671,6 +753,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         if let Err(kind) = admitted {
             return Err(self.refused(obj.addr(), kind, gate));
+        }
+        // Freed from here on, wherever it goes (a free refused as
+        // `Reentrant` below stays uncounted until it is freed again).
+        #[cfg(feature = "site-stats")]
+        if let Ok(admitted) = admitted {
+            self.check.free_site(admitted);
         }
         let Some(mags) = &self.mags else {
             return self.free_slow(obj, gate, caller);
@@ -757,6 +845,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             #[cfg(kmem_asan)]
             self.asan_poison(&st, addr);
             st.mark(addr, BufState::Cached);
+            #[cfg(feature = "site-stats")]
+            st.set.set_site(addr, SiteId::NONE);
             st.set.poison(addr);
         }
         drop(st);

@@ -180,7 +180,8 @@ pub enum CheckError {
         /// The slab's base.
         slab: usize,
     },
-    /// The allocated bitmap or bufctl states disagree with the free list.
+    /// The allocated bitmap or bufctl states disagree with the free list
+    /// (or, with `site-stats`, a free object still counts for a site).
     BadState {
         /// The slab's base.
         slab: usize,

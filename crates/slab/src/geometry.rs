@@ -3,7 +3,7 @@
 
 use core::mem::size_of;
 
-use crate::raw::SlabHeader;
+use crate::raw::{site_bytes, SlabHeader, SITE_SLOT};
 use crate::{CacheFlags, CreateError, PAGE_SIZE};
 
 /// Objects up to this size live in one-page headed slabs (the seed's
@@ -23,7 +23,8 @@ const BUFS_PER_SLAB: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
     /// Headed: a power-of-two slab aligned to its size, header and
-    /// allocated bitmap at its end; free objects found through the bitmap.
+    /// allocated bitmap at its end (with `site-stats`, the objects' site
+    /// slots below the bitmap); free objects found through the bitmap.
     Small { bitmap_words: usize },
     /// Buffers tracked by bufctls in a hash; header in a `kmem_slab` object.
     Bufctl,
@@ -143,9 +144,10 @@ impl Geometry {
                 return None;
             }
             let room = slab_size - size_of::<SlabHeader>();
-            // n objects and ceil(n / 64) bitmap words must fit the room.
-            let mut n = room * 8 / (size * 8 + 1);
-            while n > 0 && n * size + n.div_ceil(64) * 8 > room {
+            // n objects, ceil(n / 64) bitmap words and (`site-stats`) n
+            // site slots must fit the room.
+            let mut n = room * 8 / (size * 8 + 1 + SITE_SLOT * 8);
+            while n > 0 && n * size + n.div_ceil(64) * 8 + site_bytes(n) > room {
                 n -= 1;
             }
             let fits = n > 0 && (size <= SMALL_MAX || slab_size - n * size <= slab_size / 16);

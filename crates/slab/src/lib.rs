@@ -54,6 +54,22 @@
 //!   `kmem-fail` crate, `Layer::SlabGrow`: every k-th, or a seeded 1 in n)
 //!   says so, exactly as a source arena out of memory fails it
 //!   ([`AllocError::Exhausted`], counted in [`CacheStats::alloc_fails`]).
+//! - Per-call-site accounting (feature `site-stats`, off by default and
+//!   compiled out without it; the idea of Linux's `/proc/allocinfo`): for
+//!   every call site that allocated through [`KmemCache::alloc`] or
+//!   [`alloc_by`](KmemCache::alloc_by), the bytes and objects its callers
+//!   hold now and its allocations so far, process-wide over every cache
+//!   (`site_stats`, and `report_sites` for a `::kmastat`-style table). A
+//!   site is a `#[track_caller]` location; callers without one
+//!   (`GlobalAlloc`, [`Caller::Unknown`], [`Caller::Code`],
+//!   [`Caller::Stack`]) share the *unknown site* row, so the rows add up
+//!   to the objects users hold. Each object carries its site in 4 bytes
+//!   (its bufctl's padding, or an array below a headed slab's bitmap, so
+//!   small slabs hold fewer objects); the magazine fast paths record the
+//!   site when they hand an object out and clear it when it is freed (a
+//!   free into a magazine is a free), which costs a table lookup and a few
+//!   atomic adds per allocation. The caches' own allocations (bootstrap
+//!   caches, quantum caches serving their arena) are not counted.
 //!
 //! Lock order: cache registry, CPU slot, depot, cache (slab layer),
 //! bootstrap caches, arena, the arena's source. No cache lock is held while a constructor,
@@ -100,6 +116,8 @@ mod qcache;
 mod raw;
 #[allow(unsafe_code, reason = "the registry's lock")]
 mod rwlock;
+#[cfg(feature = "site-stats")]
+mod sites;
 mod slabs;
 mod stats;
 mod supply;
@@ -114,6 +132,8 @@ pub use geometry::{HEADED_MAX, SMALL_MAX};
 pub use handle::Cache;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use raw::POISON;
+#[cfg(feature = "site-stats")]
+pub use sites::{report_sites, site_stats, SiteStat};
 pub use stats::CacheStats;
 
 /// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a

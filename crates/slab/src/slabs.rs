@@ -5,6 +5,8 @@
 use crate::error::{BadFree, CheckError};
 use crate::geometry::{Geometry, Layout};
 use crate::raw::{BufState, EmptySlab, Freed, LogRing, NewSlab, SlabList, SlabSet, Taken};
+#[cfg(feature = "site-stats")]
+use crate::sites::SiteId;
 
 pub(crate) struct SlabState<'a> {
     /// Every slab, on its list and in the address hash (small layout: slab
@@ -66,9 +68,18 @@ impl<'a> SlabState<'a> {
         self.set.len(SlabList::Empty)
     }
 
-    /// Takes a free object from a partial slab, else an empty one.
-    pub(crate) fn take(&mut self, state: BufState) -> Option<Taken> {
-        let obj = self.set.take(state)?;
+    /// Takes a free object from a partial slab, else an empty one (with
+    /// `site-stats`: counted for `site`).
+    pub(crate) fn take(
+        &mut self,
+        state: BufState,
+        #[cfg(feature = "site-stats")] site: SiteId,
+    ) -> Option<Taken> {
+        let obj = self.set.take(
+            state,
+            #[cfg(feature = "site-stats")]
+            site,
+        )?;
         self.busy += 1;
         Some(obj)
     }
@@ -112,7 +123,8 @@ impl<'a> SlabState<'a> {
     }
 
     /// Verifies lists, free chains, bitmaps, owner keys (`owner`: the
-    /// cache's, for the headed layout), bufctl states and totals.
+    /// cache's, for the headed layout), bufctl states and totals; with
+    /// `site-stats`, that no free object counts for a site.
     pub(crate) fn check(&self, geo: &Geometry, owner: Option<usize>) -> Result<(), CheckError> {
         let (mut busy, mut total, mut bufctls) = (0u64, 0u64, 0u64);
         for list in [SlabList::Full, SlabList::Partial, SlabList::Empty] {
@@ -137,12 +149,22 @@ impl<'a> SlabState<'a> {
                         if !s.hint_ok() || Some(s.owner()) != owner {
                             return Err(CheckError::FreeCount { slab: err_base });
                         }
+                        #[cfg(feature = "site-stats")]
+                        if !s.free_sites_clear() {
+                            return Err(CheckError::BadState { slab: err_base });
+                        }
                     }
                     Layout::Bufctl => {
                         let mut at = s.first_free_bufctl();
                         for _ in 0..free {
                             let b = at.ok_or(CheckError::FreeCount { slab: err_base })?;
                             if !b.is_of(s) || b.state() != BufState::Free {
+                                return Err(CheckError::BadState { slab: err_base });
+                            }
+                            #[cfg(feature = "site-stats")]
+                            if b.site().load(core::sync::atomic::Ordering::Relaxed)
+                                != SiteId::NONE.slot_value()
+                            {
                                 return Err(CheckError::BadState { slab: err_base });
                             }
                             if geo.index(s.base(), b.key()).is_none() {

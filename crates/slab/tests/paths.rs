@@ -17,6 +17,10 @@ fn used(arena: &Arena<'_>) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "site-stats",
+    ignore = "the geometry without `site-stats`, whose site slots take 4 bytes per object"
+)]
 fn small_geometry_packs_objects_below_the_header() {
     with_caches(4 << 20, |caches, kpages| {
         for (size, align) in [(8, 8), (24, 8), (40, 64), (64, 8), (200, 8), (SMALL_MAX, 8)] {
@@ -61,6 +65,10 @@ fn ram_word(obj: usize) -> bool {
 /// too: the smallest power of two, aligned to its size, that wastes at
 /// most 1/16 of it. `NOTOUCH` keeps them on bufctls, 8 per slab.
 #[test]
+#[cfg_attr(
+    feature = "site-stats",
+    ignore = "the geometry without `site-stats`, whose site slots take 4 bytes per object"
+)]
 fn large_objects_use_headed_slabs_and_notouch_bufctls() {
     with_caches(4 << 20, |caches, kpages| {
         for (size, align, slab, per) in [
@@ -356,6 +364,10 @@ fn objects_move_between_cpus_through_magazines() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "site-stats",
+    ignore = "the geometry without `site-stats`, whose site slots take 4 bytes per object"
+)]
 fn report_lists_bootstrap_and_user_caches() {
     with_caches(4 << 20, |caches, kpages| {
         let c = caches

@@ -10,7 +10,9 @@ use crate::geometry::{Geometry, Layout};
 
 use super::debug::{DebugLayout, Trailer};
 use super::memory::{BufferShape, SlabBuffer};
-use super::slab::{read_link, write_link, BufState, Bufctl, HashNode, SlabHeader, NONE};
+use super::slab::{
+    read_link, site_bytes, write_link, BufState, Bufctl, HashNode, SlabHeader, NONE,
+};
 use super::Taken;
 
 /// A slab built over a fresh buffer and in no set yet: it owns its buffer,
@@ -31,9 +33,10 @@ impl NewSlab {
 }
 
 /// Lays out an empty small (headed) slab over `buf`: objects from its base,
-/// the allocated bitmap (clear) and the header at its end, owned by the
-/// cache with key `owner`. With `tag` (a plain cache's key), every
-/// object's first word gets its free mark (`guard.rs`).
+/// with `site-stats` their site slots (clear), the allocated bitmap (clear)
+/// and the header at its end, owned by the cache with key `owner`. With
+/// `tag` (a plain cache's key), every object's first word gets its free
+/// mark (`guard.rs`).
 ///
 /// # Panics
 /// If the geometry is not a small one that fits `buf`, `buf` is not
@@ -51,7 +54,7 @@ pub(crate) fn build_small(
     let slab_size = buf.shape().size();
     let room = n
         .checked_mul(size)
-        .and_then(|b| b.checked_add(bitmap_words * 8 + size_of::<SlabHeader>()));
+        .and_then(|b| b.checked_add(site_bytes(n) + bitmap_words * 8 + size_of::<SlabHeader>()));
     assert!(
         buf.is_memory()
             && base.is_multiple_of(8)
@@ -73,6 +76,18 @@ pub(crate) fn build_small(
     // SAFETY: just written; nothing else refers to it.
     let h = unsafe { header.as_mut() };
     h.bitmap_mut().fill(0);
+    #[cfg(feature = "site-stats")]
+    {
+        let sites = base + slab_size - size_of::<SlabHeader>() - bitmap_words * 8 - site_bytes(n);
+        let none = crate::sites::SiteId::NONE.slot_value();
+        for i in 0..n {
+            // SAFETY: slot `i` of the site slots, which lie below the
+            // bitmap and above the objects (the layout fits: checked),
+            // aligned to 4 (8, from the header); the buffer is ours and
+            // unused.
+            unsafe { (sites as *mut u32).add(i).write(none) };
+        }
+    }
     if let Some(key) = tag {
         for i in 0..n {
             let obj = base + i * size;
@@ -206,6 +221,8 @@ pub(crate) fn build_bufctl(
             next_free: head,
             slab: header.as_ptr(),
             state: BufState::Free,
+            #[cfg(feature = "site-stats")]
+            site: core::sync::atomic::AtomicU32::new(crate::sites::SiteId::NONE.slot_value()),
         });
         head = bc.as_ptr();
     }

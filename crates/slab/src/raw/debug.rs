@@ -19,8 +19,9 @@ pub const POISON: u64 = 0xdead_beef_dead_beef;
 pub(crate) const RED: u64 = 0xfeed_face_cafe_d00d;
 
 /// Call sites seen by debug mode and per-site accounting, by index (slot 0
-/// is "none"). A site is added once and never removed.
-const SITE_SLOTS: usize = 4096;
+/// is "none"; per-site accounting counts its unknown site there). A site
+/// is added once and never removed.
+pub(crate) const SITE_SLOTS: usize = 4096;
 
 #[allow(
     clippy::declare_interior_mutable_const,
@@ -30,13 +31,19 @@ const NO_SITE: AtomicPtr<Location<'static>> = AtomicPtr::new(ptr::null_mut());
 
 static SITES: [AtomicPtr<Location<'static>>; SITE_SLOTS] = [NO_SITE; SITE_SLOTS];
 
+// Probing wraps with a mask.
+const _: () = assert!(SITE_SLOTS.is_power_of_two());
+
 /// The index of `loc` in the site table, added if new; `None` when the
 /// table is full.
 pub(crate) fn site_index(loc: &'static Location<'static>) -> Option<u32> {
     let want = ptr::from_ref(loc).cast_mut();
     let start = (want as usize >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
-    for i in 0..SITE_SLOTS - 1 {
-        let slot = 1 + (start + i) % (SITE_SLOTS - 1);
+    for i in 0..SITE_SLOTS {
+        let slot = (start + i) % SITE_SLOTS;
+        if slot == 0 {
+            continue;
+        }
         let cell = &SITES[slot];
         let now = cell.load(Ordering::Acquire);
         if now == want {

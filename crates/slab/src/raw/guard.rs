@@ -24,12 +24,21 @@
 //! freeing it again, or frees one object from two threads at the same
 //! instant (a data race of the program's; the read and the write of the
 //! mark are not one atomic step). Debug mode catches all three.
+//!
+//! With `site-stats`, the same index arithmetic finds an object's site
+//! slot (below its slab's bitmap, see `slab.rs`) without a lock, so the
+//! magazine fast paths record the site of an object handed out and clear
+//! it when the object is freed.
 
 use core::mem::size_of;
 use core::ptr;
+#[cfg(feature = "site-stats")]
+use core::sync::atomic::AtomicU32;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::BadFree;
+#[cfg(feature = "site-stats")]
+use crate::sites::{resite, SiteId};
 
 use super::{Freed, Taken};
 
@@ -71,6 +80,15 @@ const fn inverse(d: u64) -> u64 {
     x
 }
 
+/// A free that [`FreeCheck::admit_owned`] admitted; with `site-stats`,
+/// where its object's site slot is (found while the object's index was at
+/// hand).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admitted {
+    #[cfg(feature = "site-stats")]
+    slot: usize,
+}
+
 /// A headed cache's fast free check (see the [module docs](self)).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FreeCheck {
@@ -86,6 +104,12 @@ pub(crate) struct FreeCheck {
     /// `2^64`.
     inv: u64,
     shift: u32,
+    /// `site-stats`: the offset of the site slots from a slab's base.
+    #[cfg(feature = "site-stats")]
+    sites: usize,
+    /// `site-stats`: the bytes an object counts for at its site.
+    #[cfg(feature = "site-stats")]
+    bytes: u64,
 }
 
 impl FreeCheck {
@@ -113,6 +137,13 @@ impl FreeCheck {
             per_slab: per_slab as u64,
             inv: inverse(odd),
             shift,
+            #[cfg(feature = "site-stats")]
+            sites: slab_size
+                - size_of::<super::SlabHeader>()
+                - per_slab.div_ceil(64) * 8
+                - super::site_bytes(per_slab),
+            #[cfg(feature = "site-stats")]
+            bytes: size as u64,
         }
     }
 
@@ -126,6 +157,10 @@ impl FreeCheck {
             per_slab: 0,
             inv: 1,
             shift: 0,
+            #[cfg(feature = "site-stats")]
+            sites: 0,
+            #[cfg(feature = "site-stats")]
+            bytes: 0,
         }
     }
 
@@ -144,6 +179,13 @@ impl FreeCheck {
         self.tagged.then_some(self.key)
     }
 
+    /// The index of the object at `off` (an offset from a slab's base) if
+    /// it is an object start; above `per_slab` if not.
+    #[inline(always)]
+    fn index(&self, off: usize) -> u64 {
+        (off as u64).wrapping_mul(self.inv).rotate_right(self.shift)
+    }
+
     /// True when `off` (an offset from a slab's base) is an object start.
     #[inline(always)]
     fn is_object_start(&self, off: usize) -> bool {
@@ -153,13 +195,13 @@ impl FreeCheck {
         // Hacker's Delight, 10-17). Every index is below `per_slab <=
         // (2^64 - 1) / size`, so one compare tests both. The unit tests
         // try every offset of real layouts.
-        (off as u64).wrapping_mul(self.inv).rotate_right(self.shift) < self.per_slab
+        self.index(off) < self.per_slab
     }
 
     /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
     /// a live slab of this cache or is not an object start. Takes no lock.
     #[inline(always)]
-    pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<(), BadFree> {
+    pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<Admitted, BadFree> {
         let addr = obj.addr();
         let owner = (addr | self.low) - (size_of::<usize>() - 1);
         // The header's words stay unpoisoned; a bad pointer's may not be.
@@ -181,7 +223,10 @@ impl FreeCheck {
         if !self.is_object_start(addr & self.low) {
             return Err(BadFree::NotObjectStart);
         }
-        Ok(())
+        Ok(Admitted {
+            #[cfg(feature = "site-stats")]
+            slot: self.site_slot(addr, self.index(addr & self.low)),
+        })
     }
 
     /// [`admit_owned`](Self::admit_owned), then the free mark: `Err` if
@@ -189,8 +234,8 @@ impl FreeCheck {
     /// [`tagged`](Self::tagged)); on another, the mark would overwrite the
     /// first word of constructed state.
     #[inline(always)]
-    pub(crate) fn admit_tagged(&self, obj: &Freed) -> Result<(), BadFree> {
-        self.admit_owned(obj)?;
+    pub(crate) fn admit_tagged(&self, obj: &Freed) -> Result<Admitted, BadFree> {
+        let admitted = self.admit_owned(obj)?;
         let addr = obj.addr();
         let word = addr as *mut usize;
         #[cfg(kmem_asan)]
@@ -207,7 +252,50 @@ impl FreeCheck {
         }
         // SAFETY: as above; the object is the cache's from now on.
         unsafe { word.write(mark) };
-        Ok(())
+        Ok(admitted)
+    }
+
+    /// `site-stats`: the address of the site slot of object `i` of the
+    /// slab that `addr` lies in.
+    #[cfg(feature = "site-stats")]
+    #[inline(always)]
+    fn site_slot(&self, addr: usize, i: u64) -> usize {
+        (addr & !self.low) + self.sites + i as usize * size_of::<u32>()
+    }
+
+    /// `site-stats`: `obj`, being handed out, now counts for `site`.
+    #[cfg(feature = "site-stats")]
+    #[inline(always)]
+    pub(crate) fn hand_out_site(&self, obj: &Taken, site: SiteId) {
+        let addr = obj.addr();
+        let i = self.index(addr & self.low);
+        if i >= self.per_slab {
+            return;
+        }
+        // SAFETY: a `Taken` of this (headed) cache is an object start
+        // (checked: `i < per_slab`) of one of its live slabs, which it keeps
+        // alive; the slab's base is `addr & !low` (aligned to its
+        // power-of-two size), and slot `i` of the site slots that
+        // `build_small` initialized at `sites` from it lies in the slab,
+        // aligned to 4. An atomic: shared with the set's users under the
+        // cache lock.
+        let slot = unsafe { &*(self.site_slot(addr, i) as *const AtomicU32) };
+        resite(slot, site, self.bytes);
+    }
+
+    /// `site-stats`: the object whose free [`admit_owned`](Self::admit_owned)
+    /// or [`admit_tagged`](Self::admit_tagged) admitted as `admitted` no
+    /// longer counts for its site.
+    #[cfg(feature = "site-stats")]
+    #[inline(always)]
+    pub(crate) fn free_site(&self, admitted: Admitted) {
+        // SAFETY: `admitted.slot` is the site slot of the object, an object
+        // start of a live slab of this cache (the admission checked both:
+        // the slab's owner key, and the object start); the free keeps the
+        // slab alive until the object is back in it. Aligned to 4, and
+        // initialized by `build_small`, as in `hand_out_site`.
+        let slot = unsafe { &*(admitted.slot as *const AtomicU32) };
+        resite(slot, SiteId::NONE, self.bytes);
     }
 
     /// Clears the free mark of an object being handed out (the first word

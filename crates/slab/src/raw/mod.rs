@@ -46,6 +46,8 @@ use core::ptr::{self, NonNull};
 
 pub(crate) use build::{build_bufctl, build_small, NewSlab, Stock};
 pub use debug::POISON;
+#[cfg(feature = "site-stats")]
+pub(crate) use debug::SITE_SLOTS;
 pub(crate) use debug::{
     site_at, site_index, DebugLayout, LogEntry, LogRing, RawSite, RED, TRAILER,
 };
@@ -53,7 +55,7 @@ pub(crate) use guard::FreeCheck;
 pub(crate) use hash::{table_bytes, AddrHash};
 pub(crate) use memory::{BufferShape, MetaMem, SlabBuffer};
 pub(crate) use set::{EmptySlab, SlabSet};
-pub(crate) use slab::{BufState, Bufctl, SlabHeader, SlabList};
+pub(crate) use slab::{site_bytes, BufState, Bufctl, SlabHeader, SlabList, SITE_SLOT};
 
 /// An object given back to the cache it came from: nothing uses it any
 /// more. The slab layer writes a free object's link into it, or a magazine

@@ -12,6 +12,8 @@ use core::ptr::{self, NonNull};
 
 use crate::error::BadFree;
 use crate::geometry::{Geometry, Layout};
+#[cfg(feature = "site-stats")]
+use crate::sites::{resite, SiteId};
 
 use super::build::NewSlab;
 use super::debug::{DebugLayout, Trailer};
@@ -92,6 +94,7 @@ impl SlabQueue {
 }
 
 /// Where an object's slab was found.
+#[derive(Clone, Copy)]
 enum Found {
     /// In the small slab with this header.
     Small(NonNull<SlabHeader>),
@@ -118,6 +121,10 @@ pub(crate) struct SlabSet<'a> {
     debug: Option<DebugLayout>,
     /// The distance between objects.
     stride: usize,
+    /// `site-stats`: the bytes an object counts for at its site (the
+    /// object size).
+    #[cfg(feature = "site-stats")]
+    site_bytes: u64,
 }
 
 // SAFETY: the set owns every slab it points into (headers, bufctls, their
@@ -161,6 +168,8 @@ impl<'a> SlabSet<'a> {
             shape,
             debug,
             stride: geo.size,
+            #[cfg(feature = "site-stats")]
+            site_bytes: geo.obj as u64,
         }
     }
 
@@ -322,24 +331,62 @@ impl<'a> SlabSet<'a> {
     }
 
     /// Takes a free object from a partial slab, else an empty one; a
-    /// bufctl's state becomes `state`.
-    pub(crate) fn take(&mut self, state: BufState) -> Option<Taken> {
+    /// bufctl's state becomes `state`. With `site-stats`, the object now
+    /// counts for `site`.
+    pub(crate) fn take(
+        &mut self,
+        state: BufState,
+        #[cfg(feature = "site-stats")] site: SiteId,
+    ) -> Option<Taken> {
         let slab = self.partial.first().or_else(|| self.empty.first())?;
         // SAFETY: a live header of the set; `&mut self` makes this the only
         // access to it.
         let s = unsafe { &mut *slab.as_ptr() };
+        // The bufctl `pop_bufctl` takes: the first free one.
+        #[cfg(feature = "site-stats")]
+        let first = s.free_bufctl;
         let addr = if self.small {
             s.pop_object()
         } else {
             s.pop_bufctl(state)
         };
         s.busy += 1;
+        #[cfg(feature = "site-stats")]
+        match NonNull::new(first) {
+            Some(bc) if !self.small => self.resite(Found::Bufctl(bc), addr, site),
+            _ => self.resite(Found::Small(slab), addr, site),
+        }
         // SAFETY: live, on a list of the set; `s` is not used again.
         unsafe { self.refile(slab) };
         Some(Taken {
             addr,
             bytes: self.object_bytes,
         })
+    }
+
+    /// `site-stats`: object `obj`, found at `found`, now counts for `site`
+    /// (see [`resite`]).
+    #[cfg(feature = "site-stats")]
+    fn resite(&self, found: Found, obj: usize, site: SiteId) {
+        let slot = match found {
+            // SAFETY: a live header of the set; the borrow of the set keeps
+            // it.
+            Found::Small(slab) => unsafe { slab.as_ref() }.site_slot(obj),
+            // SAFETY: a live bufctl of the set, kept as above.
+            Found::Bufctl(bc) => Some(unsafe { bc.as_ref() }.site()),
+        };
+        if let Some(slot) = slot {
+            resite(slot, site, self.site_bytes);
+        }
+    }
+
+    /// `site-stats`: the object at `obj`, if it is one of the set's, now
+    /// counts for `site` ([`SiteId::NONE`]: for none).
+    #[cfg(feature = "site-stats")]
+    pub(crate) fn set_site(&mut self, obj: usize, site: SiteId) {
+        if let Some(found) = self.find(obj) {
+            self.resite(found, obj, site);
+        }
     }
 
     /// Finds the slab (and bufctl) that owns `obj`.
@@ -395,8 +442,12 @@ impl<'a> SlabSet<'a> {
 
     /// Gives `obj` (already destructed) back to its slab, after checking it
     /// as [`validate`](Self::validate) does; a refusal changes nothing.
+    /// With `site-stats`, the object no longer counts for its site.
     pub(crate) fn give(&mut self, obj: Freed, want: BufState) -> Result<(), BadFree> {
-        let slab = match self.find(obj.addr()).ok_or(BadFree::Foreign)? {
+        let found = self.find(obj.addr()).ok_or(BadFree::Foreign)?;
+        #[cfg(feature = "site-stats")]
+        let addr = obj.addr();
+        let slab = match found {
             Found::Small(slab) => {
                 // SAFETY: a live header of the set; `&mut self` makes this
                 // the only access to it.
@@ -417,6 +468,8 @@ impl<'a> SlabSet<'a> {
                 slab
             }
         };
+        #[cfg(feature = "site-stats")]
+        self.resite(found, addr, SiteId::NONE);
         // SAFETY: live, on a list of the set, and only reached from here.
         unsafe {
             (*slab.as_ptr()).busy -= 1;

@@ -12,8 +12,14 @@
 //! Headers and bufctls are made only here, so a `&SlabHeader` or `&Bufctl`
 //! always names a live one of some [`SlabSet`](super::SlabSet), borrowed
 //! from it; they change only through `&mut` of that set.
+//!
+//! With `site-stats`, each object also has a *site slot* (a `u32`, see
+//! `crate::sites`): a bufctl's, in what was its padding; for a headed slab,
+//! an array of one per object right below the bitmap ([`site_bytes`]).
 
 use core::ptr::{self, NonNull};
+#[cfg(feature = "site-stats")]
+use core::sync::atomic::AtomicU32;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::BadFree;
@@ -70,6 +76,20 @@ pub(crate) struct SlabHeader {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(size_of::<SlabHeader>() == 80);
 
+/// Bytes of an object's site slot: a `u32` with `site-stats`, none
+/// without.
+pub(crate) const SITE_SLOT: usize = if cfg!(feature = "site-stats") {
+    size_of::<u32>()
+} else {
+    0
+};
+
+/// Bytes a headed slab of `objects` objects keeps below its bitmap for
+/// their site slots, rounded up to 8 (the bitmap's alignment).
+pub(crate) const fn site_bytes(objects: usize) -> usize {
+    (objects * SITE_SLOT).next_multiple_of(8)
+}
+
 /// The state of a bufctl's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -90,7 +110,14 @@ pub(crate) struct Bufctl {
     pub(super) next_free: *mut Bufctl,
     pub(super) slab: *mut SlabHeader,
     pub(super) state: BufState,
+    /// `site-stats`: the site slot of its buffer (in the padding after
+    /// `state`, so the bufctl keeps its size).
+    #[cfg(feature = "site-stats")]
+    pub(super) site: AtomicU32,
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<Bufctl>() == 40);
 
 /// Reads the link in the first word of `obj`.
 ///
@@ -209,6 +236,42 @@ impl SlabHeader {
         unsafe { core::slice::from_raw_parts_mut(at, words) }
     }
 
+    /// Small slabs: the site slots, one per object, right below the bitmap
+    /// (empty for a bufctl slab).
+    #[cfg(feature = "site-stats")]
+    fn sites(&self) -> &[AtomicU32] {
+        let n = if self.is_small() {
+            self.total as usize
+        } else {
+            0
+        };
+        let at =
+            (ptr::from_ref(self) as usize - self.words() * 8 - site_bytes(n)) as *const AtomicU32;
+        // SAFETY: a small slab has `total` site slots right below its
+        // bitmap (`site_bytes` of them, from an address aligned to 8: the
+        // bitmap's; `build_small` checked the layout and initialized
+        // them), in the slab's memory, for as long as the borrow of its
+        // set. Atomics, so the lock-free users (`guard.rs`) may share
+        // them. None: an empty slice at the (aligned) header.
+        unsafe { core::slice::from_raw_parts(at, n) }
+    }
+
+    /// Small slabs: the site slot of `obj`, if it is an object start.
+    #[cfg(feature = "site-stats")]
+    pub(super) fn site_slot(&self, obj: usize) -> Option<&AtomicU32> {
+        self.sites().get(self.index(obj)?)
+    }
+
+    /// Small slabs: true when every free object's site slot is clear.
+    #[cfg(feature = "site-stats")]
+    pub(crate) fn free_sites_clear(&self) -> bool {
+        let none = crate::sites::SiteId::NONE.slot_value();
+        self.sites()
+            .iter()
+            .enumerate()
+            .all(|(i, s)| self.is_allocated(i) || s.load(Ordering::Relaxed) == none)
+    }
+
     /// Small slabs: bit `i` of the allocated bitmap.
     ///
     /// # Panics
@@ -321,5 +384,11 @@ impl Bufctl {
     pub(crate) fn next_free(&self) -> Option<&Bufctl> {
         // SAFETY: as in `SlabHeader::first_free_bufctl`.
         unsafe { self.next_free.as_ref() }
+    }
+
+    /// Its buffer's site slot.
+    #[cfg(feature = "site-stats")]
+    pub(crate) fn site(&self) -> &AtomicU32 {
+        &self.site
     }
 }
