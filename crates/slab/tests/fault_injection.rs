@@ -201,10 +201,10 @@ fn source_arena_runs_out_of_tags() {
                     &Injection {
                         injected: &count_no_tags,
                         expected: AllocError::Exhausted,
-                        peak: 1000,
+                        peak: 2000,
                     },
                     &mut rng,
-                    3000 * scale(),
+                    6000 * scale(),
                 );
                 assert!(t.refused > 0, "{size} B {flags:?}: the tags never ran out");
                 assert!(
