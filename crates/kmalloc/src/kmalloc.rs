@@ -425,10 +425,22 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         if Self::same_home(layout, new) {
             return Ok(ptr);
         }
+        // A class block is checked before anything is read from it: a
+        // bad one is refused, nothing allocated or copied.
+        if let Some(Route::Class(i)) = route(layout.size(), layout.align()) {
+            let Some(_section) = Section::enter(self.caches.cpu()) else {
+                return Err(AllocError::Reentrant);
+            };
+            let addr = ptr.as_ptr() as usize;
+            self.classes[i]
+                .check_allocated(addr)
+                .map_err(|e| AllocError::BadPointer(FreeError::Refused { addr, kind: e.kind }))?;
+        }
         let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
         if fresh == ptr {
-            // The old block was free already: the allocator just handed it
-            // out again. It goes back; nothing was copied.
+            // The old block was free already (and passed the check above: a
+            // constructed-cache round, or a large run): the allocator just
+            // handed it out again. It goes back; nothing was copied.
             // SAFETY: allocated just above with `new`, not handed out.
             let _ = unsafe { self.free_by(fresh, new, caller) };
             return Err(AllocError::BadPointer(FreeError::Refused {

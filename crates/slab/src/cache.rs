@@ -984,6 +984,30 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
     }
 
+    /// Checks, changing nothing, that `obj` could be freed now: an object
+    /// of this cache that is allocated (for a cache without a constructor
+    /// with magazines: not carrying the free mark; for a checked or debug
+    /// cache: not in a magazine). A facade's `realloc` asks before it
+    /// copies from `obj`. Takes the cache lock: not from a handler that
+    /// interrupted an operation of this context (see [`Section`]).
+    ///
+    /// A constructed cache's object in a magazine passes (see
+    /// [`free`](Self::free)).
+    pub fn check_allocated(&self, obj: usize) -> Result<(), FreeError> {
+        let st = self.slab.lock();
+        let mut found = st.validate(obj, From::User);
+        if found.is_ok() && self.fast == Fast::Tagged && st.set.carries_mark(obj, self.check.key())
+        {
+            found = Err(BadFree::DoubleFree);
+        }
+        drop(st);
+        found.map_err(|kind| FreeError {
+            cache: self.name,
+            addr: obj,
+            kind,
+        })
+    }
+
     /// The last bad free found while draining magazines, if any.
     pub fn last_bad_free(&self) -> Option<FreeError> {
         *self.last_bad.lock()

@@ -426,6 +426,31 @@ impl<'a> SlabSet<'a> {
         }
     }
 
+    /// True when `addr` is an allocated object (bitmap bit set) of a
+    /// headed slab of this set that carries the free mark of `key`: it is
+    /// free, in a magazine (see `guard.rs`). Reads the object's first word.
+    pub(crate) fn carries_mark(&self, addr: usize, key: usize) -> bool {
+        let Some(Found::Small(slab)) = self.find(addr) else {
+            return false;
+        };
+        // SAFETY: a small set's hash holds live headers only.
+        if unsafe { slab.as_ref() }.check_object(addr).is_err() {
+            return false;
+        }
+        #[cfg(kmem_asan)]
+        kmem_arena::asan::unpoison(addr, core::mem::size_of::<usize>());
+        // SAFETY: an object start of a live headed slab of this set (checked
+        // above): a word of memory, aligned to 8, in the set's buffer. Read
+        // only; its holder (if any) may not be writing it, as the caller
+        // claims the object is its own.
+        let word = unsafe { (addr as *const usize).read() };
+        #[cfg(kmem_asan)]
+        if word == super::guard::mark(key, addr) {
+            kmem_arena::asan::poison(addr, core::mem::size_of::<usize>());
+        }
+        word == super::guard::mark(key, addr)
+    }
+
     /// Sets a tracked (bufctl) object's state, unless its bufctl is free.
     pub(crate) fn mark(&mut self, obj: usize, state: BufState) {
         debug_assert_ne!(state, BufState::Free);
