@@ -457,17 +457,10 @@ fn caller_of_entry(marker: usize) -> [usize; 3] {
     found
 }
 
-/// The debug clock: nanoseconds of `CLOCK_MONOTONIC`.
+/// The debug clock: the std platform's (nanoseconds of
+/// `CLOCK_MONOTONIC`).
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+    kmem_magazine::Cpu::now_ns(ThreadCpus::global())
 }
 
 // Allocations boot the stack on first use; `dealloc` never does. If the boot
