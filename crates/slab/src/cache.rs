@@ -491,8 +491,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             return Err(AllocError::NotMemory);
         }
         if let Some(obj) = self.mags.as_ref().and_then(CacheMagazines::alloc_taken) {
-            #[cfg(kmem_asan)]
-            self.asan_unpoison(obj.addr());
             if self.checked {
                 let mut st = self.slab.lock();
                 let report = self
@@ -506,7 +504,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 if let Some(r) = report {
                     self.deliver(r);
                 }
-            } else if self.fast == Fast::Tagged {
+            }
+            // After debug mode's poison check, which leaves the object
+            // poisoned.
+            #[cfg(kmem_asan)]
+            self.asan_unpoison(obj.addr());
+            if !self.checked && self.fast == Fast::Tagged {
                 FreeCheck::hand_out(&obj);
             }
             // Not checked: a headed cache, whose site slots need no lock.
@@ -530,7 +533,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     #[cfg(kmem_asan)]
     fn asan_unpoison(&self, obj: usize) {
         if self.memory {
-            kmem_arena::asan::unpoison(obj, self.geo.size);
+            kmem_arena::asan::unpoison(obj, self.geo.obj);
         }
     }
 

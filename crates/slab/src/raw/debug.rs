@@ -119,10 +119,14 @@ impl DebugLayout {
     /// `addr` starts a buffer of at least [`bytes`](Self::bytes) bytes of
     /// memory, aligned to 8, that the cache owns and no user holds.
     pub(crate) unsafe fn poison(&self, addr: usize) {
+        // AddressSanitizer builds keep free objects poisoned: open the
+        // object for the pattern, then close it again.
+        kmem_arena::asan::unpoison(addr, self.obj);
         for w in 0..self.obj / 8 {
             // SAFETY: the caller's guarantee; `w * 8 < obj`.
             unsafe { (addr as *mut u64).add(w).write(POISON) };
         }
+        kmem_arena::asan::poison(addr, self.obj);
     }
 
     /// The offset of the first word of the object at `addr` that is not
@@ -131,10 +135,14 @@ impl DebugLayout {
     /// # Safety
     /// As for [`poison`](Self::poison).
     pub(crate) unsafe fn poison_broken(&self, addr: usize) -> Option<usize> {
-        (0..self.obj / 8)
+        // As in `poison`: opened for the check only.
+        kmem_arena::asan::unpoison(addr, self.obj);
+        let broken = (0..self.obj / 8)
             // SAFETY: the caller's guarantee; `w * 8 < obj`.
             .find(|&w| unsafe { (addr as *const u64).add(w).read() } != POISON)
-            .map(|w| w * 8)
+            .map(|w| w * 8);
+        kmem_arena::asan::poison(addr, self.obj);
+        broken
     }
 
     /// The trailer of the buffer at `addr`.
@@ -144,9 +152,14 @@ impl DebugLayout {
     /// memory, aligned to 8, that the cache owns (a user may hold the
     /// object before the trailer).
     pub(crate) unsafe fn read_trailer(&self, addr: usize) -> Trailer {
+        // The trailer is never the user's: AddressSanitizer builds keep it
+        // poisoned but while the allocator reads or writes it.
+        kmem_arena::asan::unpoison(addr + self.obj, TRAILER);
         // SAFETY: the caller's guarantee; `obj` is a multiple of 8 (memory
         // objects are), so the trailer is aligned.
-        unsafe { ((addr + self.obj) as *const Trailer).read() }
+        let t = unsafe { ((addr + self.obj) as *const Trailer).read() };
+        kmem_arena::asan::poison(addr + self.obj, TRAILER);
+        t
     }
 
     /// Writes the trailer of the buffer at `addr`.
@@ -154,8 +167,10 @@ impl DebugLayout {
     /// # Safety
     /// As for [`read_trailer`](Self::read_trailer).
     pub(crate) unsafe fn write_trailer(&self, addr: usize, t: &Trailer) {
+        kmem_arena::asan::unpoison(addr + self.obj, TRAILER);
         // SAFETY: as in `read_trailer`.
         unsafe { ((addr + self.obj) as *mut Trailer).write(*t) };
+        kmem_arena::asan::poison(addr + self.obj, TRAILER);
     }
 }
 
