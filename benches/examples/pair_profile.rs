@@ -15,6 +15,11 @@
 //! of mixed sizes (the kmalloc bench's churn workload) through kmalloc and
 //! mimalloc.
 //!
+//! `replace N LIVE` is B2-like: `LIVE` objects of 8 B to 1 KiB through
+//! kmalloc's `GlobalAlloc`, then `N` steps each freeing a random one and
+//! allocating a replacement (run under `--cache-sim=yes` to count the
+//! cache misses a free costs).
+//!
 //! `metadata` instead measures the memory an ID arena takes from its tag
 //! arena (tag pages and hash tables) per live segment, at 10^3..10^6 live
 //! segments fragmented so every one is a separate segment.
@@ -103,6 +108,50 @@ fn debug(what: &str, parts: &str, n: Option<String>) {
     println!("debug-{what} {parts}: {n}");
 }
 
+/// B2-like: `live` objects of 8..=1024 bytes (half of them up to 128),
+/// then `n` steps that each free a random one and allocate a replacement,
+/// through kmalloc's `GlobalAlloc`.
+fn replace(live: usize, n: usize) {
+    use core::alloc::{GlobalAlloc, Layout};
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let size = |r: u64| {
+        let s = if r.is_multiple_of(2) {
+            8 + r % 121
+        } else {
+            129 + r % 896
+        };
+        Layout::from_size_align(s as usize, 8).unwrap()
+    };
+    with_kmalloc(512 << 20, |k| {
+        // SAFETY: every block is allocated with its layout and freed once.
+        unsafe {
+            let mut held: Vec<(*mut u8, Layout)> = (0..live)
+                .map(|_| {
+                    let l = size(next());
+                    (GlobalAlloc::alloc(k, l), l)
+                })
+                .collect();
+            for _ in 0..n {
+                let i = (next() % live as u64) as usize;
+                let (p, l) = held[i];
+                GlobalAlloc::dealloc(k, p, l);
+                let l = size(next());
+                held[i] = (GlobalAlloc::alloc(k, l), l);
+            }
+            for (p, l) in held {
+                GlobalAlloc::dealloc(k, p, l);
+            }
+        }
+    });
+    println!("replace: {live} live, {n} steps");
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "same".into());
@@ -115,6 +164,11 @@ fn main() {
         return;
     }
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    if mode == "replace" {
+        let live: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        replace(live, n);
+        return;
+    }
     match mode.as_str() {
         "cache" => {
             with_caches(64, |k| (0..n).for_each(|_| pair(k.mag)));

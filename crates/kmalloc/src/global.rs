@@ -31,7 +31,30 @@ fn entry<C: Cpu>(k: &Kmalloc<'_, C>, marker: &u8) -> Caller {
     if k.debug().is_empty() {
         Caller::Unknown
     } else {
-        Caller::Stack(ptr::from_ref(marker) as usize)
+        Caller::Stack(stack_mark(marker))
+    }
+}
+
+/// A stack address in the frame of the function this is inlined into: the
+/// stack pointer where the architecture has one to read (a local's address
+/// can be elsewhere: AddressSanitizer moves escaping locals to a heap "fake
+/// stack"), else the address of `marker`, a local of that function.
+#[inline(always)]
+fn stack_mark(marker: &u8) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = marker;
+        let sp: usize;
+        // SAFETY: reads the stack pointer into a register; no memory, no
+        // flags, no stack use.
+        unsafe {
+            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+        }
+        sp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        ptr::from_ref(marker) as usize
     }
 }
 
