@@ -218,6 +218,10 @@ fn kmem_debug_reports_with_the_audit_trail_and_aborts() {
         ("overrun", "buffer overrun"),
         ("write-after-free", "write after free"),
     ] {
+        if cfg!(kmem_asan) && matches!(what, "overrun" | "write-after-free") {
+            // AddressSanitizer reports these writes itself, first.
+            continue;
+        }
         let out = child(TEST, what, Some("1"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -112,6 +112,7 @@ fn wrong_cache_foreign_and_interior_frees_are_reported() {
 }
 
 #[test]
+#[cfg_attr(kmem_asan, ignore = "AddressSanitizer reports the bad write itself")]
 fn overrun_is_refused_at_free_and_the_object_stays_allocated() {
     for flags in KINDS {
         with_caches(RAM, |caches, kpages| {
@@ -142,6 +143,7 @@ fn overrun_is_refused_at_free_and_the_object_stays_allocated() {
 }
 
 #[test]
+#[cfg_attr(kmem_asan, ignore = "AddressSanitizer reports the bad write itself")]
 fn write_after_free_is_reported_when_the_object_is_handed_out_again() {
     for flags in KINDS {
         with_caches(RAM, |caches, kpages| {
