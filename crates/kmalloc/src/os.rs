@@ -44,7 +44,8 @@ impl OsPages {
         }
     }
 
-    /// Bytes mapped now.
+    /// Bytes of address space mapped now (spans and the untouched rest of
+    /// their aligned reservations; only touched pages take memory).
     pub fn mapped(&self) -> usize {
         self.mapped.load(Ordering::Relaxed)
     }
@@ -84,27 +85,62 @@ fn map(size: usize) -> Option<NonNull<u8>> {
     NonNull::new(p.cast())
 }
 
+/// Every span sits at the start of a mapping aligned to this and a
+/// multiple of it long (the largest headed slab): the slab layer's
+/// lock-free free check reads the last word of the slab-sized, slab-aligned
+/// block around a freed address, and for an address in a span that block
+/// is always mapped, so a free with a wrong layout (of any class) is
+/// refused instead of faulting. The mapping past the span is never touched
+/// (no memory behind it) and goes with the span.
+const SPAN_ALIGN: usize = kmem_slab::HEADED_MAX;
+
+/// The mapping behind a span of `size` bytes.
+fn reservation(size: usize) -> Option<usize> {
+    size.checked_next_multiple_of(SPAN_ALIGN)
+}
+
+/// Unmaps `[addr, addr + len)`, if any; false when `munmap` refuses.
+fn unmap(addr: usize, len: usize) -> bool {
+    // SAFETY: callers pass memory they mapped and no longer use.
+    len == 0 || unsafe { libc::munmap(addr as *mut libc::c_void, len) } == 0
+}
+
 // SAFETY: `import` returns fresh private anonymous mappings of the size
 // asked, readable and writable, which nothing else uses until `release`
 // unmaps them; `is_memory` is always true.
 unsafe impl Source for OsPages {
     fn import(&self, size: usize) -> Result<usize, ArenaAllocError> {
-        let p = map(size).ok_or(ArenaAllocError::Exhausted)?;
-        self.mapped.fetch_add(size, Ordering::Relaxed);
+        // Map one alignment more than the reservation, and trim to an
+        // aligned reservation.
+        let reserved = reservation(size).ok_or(ArenaAllocError::Exhausted)?;
+        let padded = reserved
+            .checked_add(SPAN_ALIGN)
+            .ok_or(ArenaAllocError::Exhausted)?;
+        let p = map(padded).ok_or(ArenaAllocError::Exhausted)?.as_ptr() as usize;
+        let start = p.next_multiple_of(SPAN_ALIGN);
+        let (head, tail) = (start - p, p + padded - (start + reserved));
+        // A trim refused leaves those pages mapped and unused: counted.
+        for (at, len) in [(p, head), (start + reserved, tail)] {
+            if !unmap(at, len) {
+                self.unmap_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.mapped.fetch_add(reserved, Ordering::Relaxed);
         self.imports.fetch_add(1, Ordering::Relaxed);
-        Ok(p.as_ptr() as usize)
+        Ok(start)
     }
 
     unsafe fn release(&self, base: usize, size: usize) {
-        // SAFETY: `[base, base + size)` is a whole span `import` mapped and
-        // the importer no longer uses any of it.
-        let r = unsafe { libc::munmap(base as *mut libc::c_void, size) };
-        if r != 0 {
+        // `[base, base + size)` is a whole span `import` mapped and the
+        // importer no longer uses any of it (the caller's guarantee); its
+        // reservation goes with it.
+        let reserved = reservation(size).unwrap_or(size);
+        if !unmap(base, reserved) {
             // Never a panic on an allocator path: counted, the span leaked.
             self.unmap_failures.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.mapped.fetch_sub(size, Ordering::Relaxed);
+        self.mapped.fetch_sub(reserved, Ordering::Relaxed);
         self.releases.fetch_add(1, Ordering::Relaxed);
     }
 
