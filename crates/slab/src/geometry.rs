@@ -93,7 +93,7 @@ impl Geometry {
         }
         let headed = r.force_small
             || (touch
-                && !r.flags.intersects(CacheFlags::DEBUG | CacheFlags::QCACHE)
+                && !r.flags.contains(CacheFlags::DEBUG)
                 && r.quantum.is_power_of_two());
         if headed && r.trailer == 0 {
             if let Some(geo) = Self::headed(size, r) {

@@ -13,7 +13,7 @@ use kmem_magazine::Cpu;
 use crate::caches::Caches;
 use crate::handle::{Cache, QCacheList};
 use crate::raw::Freed;
-use crate::{AllocFlags, CacheBuilder, CacheStats, CreateError};
+use crate::{AllocFlags, CacheBuilder, CacheFlags, CacheStats, CreateError};
 
 /// The most quantum caches one arena gets (illumos' `VMEM_NQCACHE_MAX`): a
 /// larger `qcache_max` is cut to this many quanta.
@@ -90,8 +90,11 @@ impl fmt::Write for NameBuf {
 impl<'a, C: Cpu> Caches<'a, C> {
     /// Makes the quantum caches for an arena named `name` with quantum
     /// `quantum` and `qcache_max` (cut to [`QCACHE_MAX_CACHES`] quanta);
-    /// `memory` says whether the arena's values are memory (only for
-    /// statistics and `ZERO`; quantum caches never write to their objects).
+    /// `memory` says whether the arena's values are memory: then the caches
+    /// use headed slabs and check frees without a lock, writing the free
+    /// mark into free objects (the arena refuses caches that disagree with
+    /// it, `CreateError::QcacheMemory`); else they keep their objects on
+    /// bufctls and check every free under the cache lock.
     pub fn qcaches<'s>(
         &'s self,
         name: &str,
@@ -117,6 +120,13 @@ impl<'a, C: Cpu> Caches<'a, C> {
             let label = core::str::from_utf8(&label.buf[..label.len]).unwrap_or(name);
             let mut builder = CacheBuilder::new(label, i * quantum).align(1).qcache(max);
             builder.qcache_for = Some((quantum, memory));
+            if memory {
+                // Memory (which the arena checks when it takes the caches):
+                // headed slabs, whose lock-free free check needs to write
+                // into free objects. Integers stay on bufctls, checked
+                // under the cache lock.
+                builder.flags.remove(CacheFlags::NOTOUCH);
+            }
             // On failure the caches made so far are destroyed as they drop.
             caches.push(self.create(builder)?);
         }
