@@ -432,8 +432,9 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                 return Err(AllocError::Reentrant);
             };
             let addr = ptr.as_ptr() as usize;
-            self.classes[i]
-                .check_allocated(addr)
+            // SAFETY: the caller's guarantee: `ptr` is theirs, so no other
+            // thread writes it.
+            unsafe { self.classes[i].check_allocated(addr) }
                 .map_err(|e| AllocError::BadPointer(FreeError::Refused { addr, kind: e.kind }))?;
         }
         let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;

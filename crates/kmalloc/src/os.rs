@@ -119,11 +119,27 @@ unsafe impl Source for OsPages {
         let p = map(padded).ok_or(ArenaAllocError::Exhausted)?.as_ptr() as usize;
         let start = p.next_multiple_of(SPAN_ALIGN);
         let (head, tail) = (start - p, p + padded - (start + reserved));
-        // A trim refused leaves those pages mapped and unused: counted.
+        // A trim refused leaves those pages mapped, unused and never
+        // released: counted in `unmap_failures`.
         for (at, len) in [(p, head), (start + reserved, tail)] {
             if !unmap(at, len) {
                 self.unmap_failures.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        // The rest of the reservation is only ever read (by the owner
+        // check, as zeroes): read-only, it is charged no memory even under
+        // strict overcommit. A refusal leaves it writable, still untouched.
+        if reserved > size {
+            // SAFETY: `[start + size, start + reserved)` is part of the
+            // mapping just made, page-aligned (`size` is a multiple of the
+            // page, the import quantum), and nothing uses it.
+            let _ = unsafe {
+                libc::mprotect(
+                    (start + size) as *mut libc::c_void,
+                    reserved - size,
+                    libc::PROT_READ,
+                )
+            };
         }
         self.mapped.fetch_add(reserved, Ordering::Relaxed);
         self.imports.fetch_add(1, Ordering::Relaxed);

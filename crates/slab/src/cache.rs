@@ -996,7 +996,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     ///
     /// A constructed cache's object in a magazine passes (see
     /// [`free`](Self::free)).
-    pub fn check_allocated(&self, obj: usize) -> Result<(), FreeError> {
+    ///
+    /// # Safety
+    /// If `obj` is an allocated object of this cache, it is the caller's,
+    /// and no other thread writes it during the call (the check reads its
+    /// first word).
+    #[allow(
+        unsafe_code,
+        reason = "the public contract: the caller vouches that nobody writes `obj`"
+    )]
+    pub unsafe fn check_allocated(&self, obj: usize) -> Result<(), FreeError> {
         let st = self.slab.lock();
         let mut found = st.validate(obj, From::User);
         if found.is_ok() && self.fast == Fast::Tagged && st.set.carries_mark(obj, self.check.key())

@@ -92,9 +92,7 @@ impl Geometry {
                 .ok_or(CreateError::TooLarge)?;
         }
         let headed = r.force_small
-            || (touch
-                && !r.flags.contains(CacheFlags::DEBUG)
-                && r.quantum.is_power_of_two());
+            || (touch && !r.flags.contains(CacheFlags::DEBUG) && r.quantum.is_power_of_two());
         if headed && r.trailer == 0 {
             if let Some(geo) = Self::headed(size, r) {
                 return Ok(geo);

@@ -19,9 +19,13 @@ use crate::{AllocFlags, CacheBuilder, CacheFlags, CacheStats, CreateError};
 /// larger `qcache_max` is cut to this many quanta.
 pub const QCACHE_MAX_CACHES: usize = 16;
 
-/// An arena's quantum caches: one `QCACHE | NOTOUCH` object cache (with
-/// magazines) per multiple of the quantum up to `qcache_max`, named
-/// `<name>_<size>`, with slabs of `next_pow2(3 * qcache_max)` units.
+/// An arena's quantum caches: one `QCACHE` object cache (with magazines)
+/// per multiple of the quantum up to `qcache_max`, named `<name>_<size>`.
+/// Over an arena of integers (or a quantum not a power of two) they are
+/// `NOTOUCH`, on bufctls with slabs of `next_pow2(3 * qcache_max)` units,
+/// every free checked under the cache lock; over memory with a
+/// power-of-two quantum, headed slabs (a power of two aligned to its size)
+/// with the lock-free free check.
 ///
 /// Made by [`Caches::qcaches`] before the arena, then handed to it with
 /// [`ArenaBuilder::qcaches`](kmem_arena::ArenaBuilder::qcaches): the caches
@@ -120,11 +124,12 @@ impl<'a, C: Cpu> Caches<'a, C> {
             let label = core::str::from_utf8(&label.buf[..label.len]).unwrap_or(name);
             let mut builder = CacheBuilder::new(label, i * quantum).align(1).qcache(max);
             builder.qcache_for = Some((quantum, memory));
-            if memory {
-                // Memory (which the arena checks when it takes the caches):
-                // headed slabs, whose lock-free free check needs to write
-                // into free objects. Integers stay on bufctls, checked
-                // under the cache lock.
+            if memory && quantum.is_power_of_two() {
+                // Memory (which the arena checks when it takes the caches)
+                // with a power-of-two quantum: headed slabs, whose lock-free
+                // free check writes into free objects (their size, rounded
+                // to 8, stays a multiple of the quantum). Integers, and
+                // other quanta, stay on bufctls, checked under the lock.
                 builder.flags.remove(CacheFlags::NOTOUCH);
             }
             // On failure the caches made so far are destroyed as they drop.
@@ -171,10 +176,13 @@ impl<'a, C: Cpu> QCaches<'a, C> {
 
 #[allow(unsafe_code, reason = "the arena's interface is an unsafe trait")]
 // SAFETY: objects come from `KmemCache`s whose slabs are allocated from the
-// arena passed in (`alloc_from`), of `next_pow2(3 * max)` units each, and
-// sit a multiple of their size (a multiple of the quantum) from their
-// slab's base; `destroy` destroys every cache through that arena or
-// refuses.
+// arena passed in (`alloc_from`): bufctl slabs of `next_pow2(3 * max)`
+// units, or headed slabs (a power of two, aligned to it; memory arenas with
+// a power-of-two quantum only). Objects sit a multiple of their size from
+// their slab's base, and their size is a multiple of the quantum (`i *
+// quantum`, rounded to 8 only for headed caches, whose power-of-two quantum
+// 8 divides or which is a multiple of 8); `destroy` destroys every cache
+// through that arena or refuses.
 unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
     fn quantum(&self) -> usize {
         self.quantum

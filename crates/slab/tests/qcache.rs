@@ -377,3 +377,36 @@ fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
         a.destroy().unwrap();
     });
 }
+
+/// Quantum caches of a memory arena whose quantum is not a power of two
+/// stay on bufctls (`NOTOUCH`): their objects keep sizes that are
+/// multiples of the quantum (headed slabs would round them to 8 bytes, and
+/// hand out values that are not). With a power-of-two quantum they are
+/// headed.
+#[test]
+fn memory_quantum_caches_are_headed_only_with_a_power_of_two_quantum() {
+    with_caches(RAM, |caches, _| {
+        let odd = caches.qcaches("q12", 12, 48, true).unwrap();
+        let pow2 = caches.qcaches("q16", 16, 64, true).unwrap();
+        let ids = caches.qcaches("i16", 16, 64, false).unwrap();
+        let mut seen = Vec::new();
+        caches.for_each(|c| {
+            if let Some(q) = c
+                .name()
+                .strip_prefix("q12_")
+                .or(c.name().strip_prefix("q16_"))
+                .or(c.name().strip_prefix("i16_"))
+            {
+                let size: usize = q.parse().unwrap();
+                seen.push((c.name().to_owned(), c.size(), c.uses_bufctls()));
+                assert_eq!(c.size(), size, "{}: object size", c.name());
+            }
+        });
+        for (name, size, bufctls) in &seen {
+            let headed = name.starts_with("q16_");
+            assert_eq!(!bufctls, headed, "{name} ({size} B)");
+        }
+        assert_eq!(seen.len(), 4 + 4 + 4);
+        drop((odd, pow2, ids));
+    });
+}
