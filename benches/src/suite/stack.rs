@@ -213,6 +213,16 @@ pub const CACHE_BYTES: usize = 64 << 20;
 /// Builds the stack (kmem booted over pre-touched memory) and runs `f` on
 /// it; afterwards checks every kmem cache and arena.
 ///
+/// Debug-mode flags from `KMEM_DEBUG` (none when unset).
+///
+/// # Panics
+/// If `KMEM_DEBUG` holds a part kmalloc does not know.
+pub fn debug_from_env() -> CacheFlags {
+    std::env::var("KMEM_DEBUG").map_or(CacheFlags::empty(), |spec| {
+        kmalloc::debug_flags(&spec).expect("KMEM_DEBUG: unknown part")
+    })
+}
+
 /// # Panics
 /// Panics if a boot fails or a check fails afterwards.
 pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> R {
@@ -222,11 +232,19 @@ pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> 
     pretouch(kmem.as_mut_ptr() as usize, kmem.len());
     boot(&ram, |base, kpages| {
         let caches = Caches::new(base, ThreadCpus::global()).expect("kmem slab: bootstrap");
+        // `KMEM_DEBUG` (as `KmallocGlobal` reads it) puts the kmem caches
+        // and kmalloc in debug mode: what its parts cost, in the same run
+        // as the peers.
+        let debug = debug_from_env();
         let made: Vec<_> = SIZES
             .iter()
             .map(|&s| {
                 caches
-                    .create(CacheBuilder::new(&format!("obj{s}"), s).source(kpages))
+                    .create(
+                        CacheBuilder::new(&format!("obj{s}"), s)
+                            .flags(debug)
+                            .source(kpages),
+                    )
                     .expect("kmem cache")
             })
             .collect();
@@ -237,7 +255,11 @@ pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> 
                     .flags(CacheFlags::NOMAGAZINE),
             )
             .expect("kmem NOMAGAZINE cache");
-        let r = kmalloc::boot(&mut kmem, ThreadCpus::global(), &KConfig::default(), |k| {
+        let config = KConfig {
+            debug,
+            ..KConfig::default()
+        };
+        let r = kmalloc::boot(&mut kmem, ThreadCpus::global(), &config, |k| {
             let stack = Stack {
                 caches: made.iter().map(|c| &**c).collect(),
                 nomag64: &nomag,
