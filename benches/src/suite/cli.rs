@@ -28,7 +28,10 @@ pub const USAGE: &str =
   --json PATH     write one record per (benchmark, parameter, contender)
   --report DIR    markdown report and SVG charts (default target/bench-report)
   --threads LIST  thread counts of B3 (default 1,2,4)
-  FILTER          run only benchmarks whose id or title contains it (B5, scaling)";
+  FILTER          run only benchmarks whose id or title contains it (B5, scaling)
+environment:
+  KMEM_DEBUG      debug mode for the kmem caches and kmalloc (1, or parts:
+                  checks, redzone, poison, audit), as KmallocGlobal reads it";
 
 impl Default for Config {
     fn default() -> Self {
