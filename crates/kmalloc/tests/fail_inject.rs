@@ -219,13 +219,7 @@ fn kmalloc_fails_every_kth_or_one_in_n() {
     let _plans = FailPlans::take();
     let seed = seed(0x6661_696c_0000_0006);
     let mut rng = Rng::new(seed);
-    for plan in [
-        Plan::EveryKth(1),
-        Plan::EveryKth(2),
-        Plan::EveryKth(5),
-        Plan::OneIn { n: 2, seed },
-        Plan::OneIn { n: 5, seed },
-    ] {
+    for plan in FailPlans::standard(seed) {
         with_kmalloc(MEM, |k| {
             fail::set(Layer::Kmalloc, plan);
             let out = run(k, &mut rng, 1200 * scale(), &format!("{plan:?}"));

@@ -87,13 +87,7 @@ fn magazine_allocations_fail_every_kth_or_one_in_n() {
     let _plans = FailPlans::take();
     let seed = seed(0x6661_696c_0000_0003);
     let mut rng = Rng::new(seed);
-    for plan in [
-        Plan::EveryKth(1),
-        Plan::EveryKth(2),
-        Plan::EveryKth(5),
-        Plan::OneIn { n: 2, seed },
-        Plan::OneIn { n: 5, seed },
-    ] {
+    for plan in FailPlans::standard(seed) {
         let (refused, injected) = run(plan, &mut rng);
         assert!(injected > 0, "{plan:?} never bit");
         assert_eq!(refused, injected, "{plan:?}: a failure without a refusal");

@@ -63,6 +63,20 @@ pub struct FailPlans {
 }
 
 impl FailPlans {
+    /// The plans the failure-injection tests run, for a seed: every
+    /// attempt, every 2nd and every 5th failing, and a seeded 1 in 2 and
+    /// 1 in 5.
+    pub fn standard(seed: u64) -> [kmem_fail::Plan; 5] {
+        use kmem_fail::Plan;
+        [
+            Plan::EveryKth(1),
+            Plan::EveryKth(2),
+            Plan::EveryKth(5),
+            Plan::OneIn { n: 2, seed },
+            Plan::OneIn { n: 5, seed },
+        ]
+    }
+
     /// Waits for the plans, then clears them.
     pub fn take() -> Self {
         static TURN: Mutex<()> = Mutex::new(());

@@ -29,13 +29,7 @@ use kmem_slab::{AllocError, CacheBuilder, CacheFlags};
 
 /// Every k-th attempt failing, and a seeded 1 in n.
 fn plans(seed: u64) -> [Plan; 5] {
-    [
-        Plan::EveryKth(1),
-        Plan::EveryKth(2),
-        Plan::EveryKth(5),
-        Plan::OneIn { n: 2, seed },
-        Plan::OneIn { n: 5, seed },
-    ]
+    FailPlans::standard(seed)
 }
 
 /// Creates a cache of `size`-byte objects with `flags` over a page arena
