@@ -319,7 +319,13 @@ impl<'w> World<'w> {
         match e {
             AllocError::Exhausted => no_fit(),
             AllocError::NoTags if arena.is_base() => {
-                let need = if what.starts_with("xalloc") { 2 } else { 1 };
+                // `xalloc`, and next fit (which takes `xalloc`'s path),
+                // reserve two tags; the other policies one.
+                let need = if what.starts_with("xalloc") || what.contains("NextFit") {
+                    2
+                } else {
+                    1
+                };
                 let unused = arena.stats().tags_unused;
                 assert!(
                     unused < need,
