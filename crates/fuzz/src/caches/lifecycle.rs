@@ -58,6 +58,7 @@ impl World<'_, '_, '_> {
             ),
         };
         assert!(cache.size() >= size && cache.align() >= align.min(cache.align()));
+        let bufctls = cache.uses_bufctls();
         self.slots[i] = Some(Slot {
             size: cache.size(),
             cache,
@@ -66,6 +67,7 @@ impl World<'_, '_, '_> {
             align,
             ops: with_ops,
             checked: debug || nomagazine,
+            double_checked: debug || nomagazine || bufctls || !with_ops,
             live: BTreeMap::new(),
             freed: Vec::new(),
         });
@@ -136,6 +138,7 @@ impl World<'_, '_, '_> {
             align,
             ops,
             checked,
+            double_checked,
             live: objects,
             freed,
         } = s;
@@ -165,6 +168,7 @@ impl World<'_, '_, '_> {
                     align,
                     ops,
                     checked,
+                    double_checked,
                     live: objects,
                     freed,
                 });

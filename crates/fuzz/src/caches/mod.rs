@@ -21,7 +21,9 @@
 //! - a good free succeeds; a double free, an interior or foreign address,
 //!   or another cache's object is refused with exactly the [`BadFree`](kmem_slab::BadFree) the
 //!   owners call for, on caches that check frees at once (`DEBUG`,
-//!   `NOMAGAZINE`), changing nothing but the bad-free count;
+//!   `NOMAGAZINE`), changing nothing but the bad-free count; so is a double
+//!   free on every cache whose release-mode check refuses it at once
+//!   (bufctl caches with magazines, headed caches without a constructor);
 //! - `destroy` with live objects refuses with the live count and leaves a
 //!   working cache; bad `create` arguments get their typed error and leave
 //!   nothing behind.
@@ -214,6 +216,10 @@ struct Slot<'a> {
     ops: bool,
     /// Frees are checked at once (`DEBUG` or `NOMAGAZINE`).
     checked: bool,
+    /// Double frees are refused at once: checked, or the release-mode
+    /// check does it (a bufctl cache with magazines checks under its lock;
+    /// a headed one without a constructor carries free marks).
+    double_checked: bool,
     /// Live objects and their canary seeds.
     live: BTreeMap<usize, u8>,
     freed: Vec<usize>,

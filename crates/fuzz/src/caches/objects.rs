@@ -212,7 +212,7 @@ impl World<'_, '_, '_> {
     /// with one of `kinds` and changes nothing but the bad-free count.
     fn refuse(&self, v: usize, addr: usize, kinds: &[BadFree]) {
         let s = self.slots[v].as_ref().expect("slot");
-        assert!(s.checked && !s.live.contains_key(&addr));
+        assert!(s.double_checked && !s.live.contains_key(&addr));
         let states: Vec<_> = self
             .slots
             .iter()
@@ -262,7 +262,10 @@ impl World<'_, '_, '_> {
     }
 
     pub(super) fn double_free(&mut self, slot: u8, which: u16) {
-        let Some(v) = self.checked(slot) else { return };
+        let v = usize::from(slot) % SLOTS;
+        if !self.slots[v].as_ref().is_some_and(|s| s.double_checked) {
+            return;
+        }
         let s = self.slots[v].as_ref().expect("slot");
         if s.freed.is_empty() {
             return;
