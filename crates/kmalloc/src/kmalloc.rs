@@ -176,7 +176,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                     return Err(AllocError::Exhausted);
                 }
                 let obj = self.classes[i]
-                    .alloc_by(flags, caller)
+                    .alloc_sized_by(flags, caller, layout.size())
                     .map_err(|e| match e {
                         CacheAllocError::Reentrant => AllocError::Reentrant,
                         _ => AllocError::Exhausted,
@@ -272,7 +272,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         match route(layout.size(), layout.align()) {
             Some(Route::Class(i)) => {
                 // SAFETY: the caller's guarantee: an object of this class.
-                unsafe { self.classes[i].free_by(addr, caller) }
+                unsafe { self.classes[i].free_sized_by(addr, caller, layout.size()) }
                     .map_err(|e| FreeError::Refused { addr, kind: e.kind })
             }
             // SAFETY: the caller's guarantee: a run of pages of this layout.
@@ -423,6 +423,10 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         let new =
             Layout::from_size_align(new_size, layout.align()).map_err(|_| AllocError::TooLarge)?;
         if Self::same_home(layout, new) {
+            if let Some(Route::Class(i)) = route(new.size(), new.align()) {
+                // Debug mode's audit keeps the size a sized free must give.
+                self.classes[i].note_size(ptr.as_ptr() as usize, new_size);
+            }
             return Ok(ptr);
         }
         // A class block is checked before anything is read from it: a

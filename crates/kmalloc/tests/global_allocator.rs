@@ -134,6 +134,8 @@ fn bad_free_child(what: &str) {
                 b.add(208).write(1);
                 dealloc(b, l);
             }
+            // The same class (208 bytes), another size.
+            "same-class-size" => dealloc(b, Layout::from_size_align(201, 8).unwrap()),
             "write-after-free" => {
                 dealloc(b, l);
                 b.add(16).write(1);
@@ -221,6 +223,7 @@ fn kmem_debug_reports_with_the_audit_trail_and_aborts() {
         ("double-other-thread", "double free"),
         ("wrong-size", "object of cache kmalloc_208"),
         ("overrun", "buffer overrun"),
+        ("same-class-size", "freed with another size"),
         ("write-after-free", "write after free"),
     ] {
         if cfg!(kmem_asan) && matches!(what, "overrun" | "write-after-free") {

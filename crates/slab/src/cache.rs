@@ -10,7 +10,7 @@ use spin::Mutex;
 
 use crate::builder::{CacheBuilder, ObjectOps};
 use crate::caches::Caches;
-use crate::debug::{Caller, Report, LOG_ENTRIES};
+use crate::debug::{By, Caller, Report, LOG_ENTRIES};
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
 use crate::handle::{call_out, CacheMagazines};
@@ -373,6 +373,20 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// per-site counts).
     #[inline(always)]
     pub fn alloc_by(&self, flags: AllocFlags, caller: Caller) -> Result<usize, AllocError> {
+        self.alloc_sized_by(flags, caller, 0)
+    }
+
+    /// [`alloc_by`](Self::alloc_by) for a facade that knows the size its
+    /// caller asked for (up to [`size`](Self::size); 0: not known): debug
+    /// mode records it, and refuses a [`free_sized_by`](Self::free_sized_by)
+    /// with another size ([`BadFree::WrongSize`]).
+    #[inline(always)]
+    pub fn alloc_sized_by(
+        &self,
+        flags: AllocFlags,
+        caller: Caller,
+        size: usize,
+    ) -> Result<usize, AllocError> {
         #[cfg(feature = "site-stats")]
         let site = SiteId::of(caller);
         if let Some(obj) = self.alloc_fast(flags) {
@@ -384,7 +398,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.source,
             flags,
             true,
-            caller,
+            By { caller, size },
             #[cfg(feature = "site-stats")]
             site,
         )
@@ -412,7 +426,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             src,
             flags,
             false,
-            Caller::Unknown,
+            Caller::Unknown.into(),
             #[cfg(feature = "site-stats")]
             SiteId::NONE,
         )
@@ -446,7 +460,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
         gate: bool,
-        caller: Caller,
+        caller: By,
         #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
         let _section = match self.cpu() {
@@ -480,7 +494,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         &self,
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
-        caller: Caller,
+        caller: By,
         #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
         // A quantum cache never writes to its objects, whatever it was told
@@ -563,7 +577,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         &self,
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
-        caller: Caller,
+        caller: By,
         #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
         self.take_object(
@@ -583,7 +597,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.take_object(
             self.source,
             AllocFlags::ATOMIC,
-            Caller::Unknown,
+            Caller::Unknown.into(),
             #[cfg(feature = "site-stats")]
             SiteId::NONE,
         )
@@ -597,7 +611,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         &self,
         src: Option<&Arena<'_>>,
         flags: AllocFlags,
-        caller: Caller,
+        caller: By,
         #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<Taken, AllocError> {
         // Debug mode checks an object before it is marked allocated.
@@ -737,18 +751,38 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     )]
     #[inline(always)]
     pub unsafe fn free_by(&self, obj: usize, caller: Caller) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.free_sized_by(obj, caller, 0) }
+    }
+
+    /// [`free_by`](Self::free_by) with the size the caller says it asked
+    /// for (0: not known; see [`alloc_sized_by`](Self::alloc_sized_by)).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[allow(
+        unsafe_code,
+        reason = "the public contract: the caller vouches for `obj`"
+    )]
+    #[inline(always)]
+    pub unsafe fn free_sized_by(
+        &self,
+        obj: usize,
+        caller: Caller,
+        size: usize,
+    ) -> Result<(), FreeError> {
         // SAFETY: the caller's guarantee (above) is `Freed::new`'s: `obj`
         // came from this cache's `alloc`, was not freed since, and is not
         // used after this call.
         let obj = unsafe { Freed::new(obj) };
-        self.free_gated(obj, true, caller)
+        self.free_gated(obj, true, By { caller, size })
     }
 
     /// [`free`](Self::free): the magazines, then (in a section of its own
     /// if `gate`, refused or deferred if its context is inside one) the
     /// slab layer.
     #[inline(always)]
-    fn free_gated(&self, obj: Freed, gate: bool, caller: Caller) -> Result<(), FreeError> {
+    fn free_gated(&self, obj: Freed, gate: bool, caller: By) -> Result<(), FreeError> {
         let admitted = match self.fast {
             Fast::Tagged => self.check.admit_tagged(&obj),
             Fast::Owned => self.check.admit_owned(&obj),
@@ -776,7 +810,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// The slab layer's part of a free, in a section (see `free_gated`).
     #[inline(never)]
-    fn free_slow(&self, obj: Freed, gate: bool, caller: Caller) -> Result<(), FreeError> {
+    fn free_slow(&self, obj: Freed, gate: bool, caller: By) -> Result<(), FreeError> {
         let _section = match self.cpu() {
             Some(cpu) if gate => match Section::enter(cpu) {
                 Some(section) => Some(section),
@@ -817,13 +851,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// quantum cache's free, called by its arena).
     #[inline(always)]
     pub(crate) fn free_in(&self, obj: Freed) -> Result<(), FreeError> {
-        self.free_gated(obj, false, Caller::Unknown)
+        self.free_gated(obj, false, Caller::Unknown.into())
     }
 
     /// Frees that the fast path above does not take: `NOMAGAZINE` and
     /// checked caches.
     #[inline(never)]
-    fn free_general(&self, obj: Freed, caller: Caller) -> Result<(), FreeError> {
+    fn free_general(&self, obj: Freed, caller: By) -> Result<(), FreeError> {
         let addr = obj.addr();
         if self.mags.is_none() && !self.debugging() {
             return self.free_to_slab(obj, From::User);
@@ -834,7 +868,11 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let mut checked = st.validate(addr, From::User).map_err(|k| (k, None));
         if checked.is_ok() && self.debugging() {
             if let Some(r) = self.debug_free(&mut st, addr, caller) {
-                checked = Err((BadFree::Overrun, Some(r)));
+                let kind = match r.finding {
+                    crate::debug::Finding::BadFree(kind) => kind,
+                    crate::debug::Finding::WriteAfterFree { .. } => BadFree::Overrun,
+                };
+                checked = Err((kind, Some(r)));
             }
         }
         let Some(mags) = &self.mags else {
@@ -930,7 +968,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         addr: usize,
         kind: BadFree,
         report: Option<Report>,
-        caller: Caller,
+        caller: By,
     ) -> FreeError {
         let err = self.bad(addr, kind);
         if self.debugging() {

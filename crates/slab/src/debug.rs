@@ -47,6 +47,20 @@ impl fmt::Display for Caller {
     }
 }
 
+/// A call as the slow paths see it: who made it and, when a facade knows
+/// it, the size it asked for (0: not known).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct By {
+    pub(crate) caller: Caller,
+    pub(crate) size: usize,
+}
+
+impl From<Caller> for By {
+    fn from(caller: Caller) -> Self {
+        Self { caller, size: 0 }
+    }
+}
+
 /// One allocation or free as the audit recorded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Site {
@@ -316,9 +330,9 @@ impl<C: Cpu> KmemCache<'_, C> {
         &self,
         st: &mut SlabState<'_>,
         addr: usize,
-        caller: Caller,
+        caller: By,
     ) -> Option<Report> {
-        let site = self.site(caller);
+        let site = self.site(caller.caller);
         let report = st
             .set
             .poison_broken(addr)
@@ -326,6 +340,7 @@ impl<C: Cpu> KmemCache<'_, C> {
         if let Some(mut t) = st.set.trailer(addr) {
             t.red = RED;
             t.alloc = site;
+            t.req = caller.size as u64;
             st.set.set_trailer(addr, &t);
         }
         Self::log(st, TxnOp::Alloc, addr, site);
@@ -339,13 +354,21 @@ impl<C: Cpu> KmemCache<'_, C> {
         &self,
         st: &mut SlabState<'_>,
         addr: usize,
-        caller: Caller,
+        caller: By,
     ) -> Option<Report> {
-        let site = self.site(caller);
+        let site = self.site(caller.caller);
         if let Some(mut t) = st.set.trailer(addr) {
             if self.flags.contains(crate::CacheFlags::REDZONE) && t.red != RED {
                 Self::log(st, TxnOp::Refused, addr, site);
                 return Some(self.make_report(st, Finding::BadFree(BadFree::Overrun), addr, site));
+            }
+            let asked = caller.size as u64;
+            if asked != 0 && t.req != 0 && asked != t.req {
+                Self::log(st, TxnOp::Refused, addr, site);
+                let kind = BadFree::WrongSize {
+                    allocated: usize::try_from(t.req).unwrap_or(usize::MAX),
+                };
+                return Some(self.make_report(st, Finding::BadFree(kind), addr, site));
             }
             t.free = site;
             st.set.set_trailer(addr, &t);
@@ -355,8 +378,8 @@ impl<C: Cpu> KmemCache<'_, C> {
     }
 
     /// The report of a refused free of a debug cache.
-    pub(crate) fn debug_refused(&self, addr: usize, kind: BadFree, caller: Caller) -> Report {
-        let site = self.site(caller);
+    pub(crate) fn debug_refused(&self, addr: usize, kind: BadFree, caller: By) -> Report {
+        let site = self.site(caller.caller);
         let mut st = self.slab.lock();
         Self::log(&mut st, TxnOp::Refused, addr, site);
         self.make_report(&st, Finding::BadFree(kind), addr, site)
@@ -367,6 +390,23 @@ impl<C: Cpu> KmemCache<'_, C> {
     pub(crate) fn audit_of(&self, addr: usize) -> Option<(Option<Site>, Option<Site>)> {
         let t = self.slab.lock().set.trailer(addr)?;
         Some((Site::from_raw(&t.alloc), Site::from_raw(&t.free)))
+    }
+
+    /// Debug mode: the allocated object `obj` now stands for `size` bytes
+    /// of its caller's (a facade resized it in place), so a sized free
+    /// expects that size. Nothing outside debug mode, or for an object
+    /// that is not allocated.
+    pub fn note_size(&self, obj: usize, size: usize) {
+        if !self.debugging() {
+            return;
+        }
+        let mut st = self.slab.lock();
+        if st.validate(obj, crate::slabs::From::User).is_ok() {
+            if let Some(mut t) = st.set.trailer(obj) {
+                t.req = size as u64;
+                st.set.set_trailer(obj, &t);
+            }
+        }
     }
 
     /// The last report debug mode made on this cache.

@@ -108,6 +108,12 @@ pub enum BadFree {
     /// overwritten while it was allocated; the free is refused and the
     /// object stays the caller's.
     Overrun,
+    /// Debug mode: freed with another size than it was allocated with (a
+    /// facade's sized free, such as kmalloc's); the free is refused.
+    WrongSize {
+        /// The size the allocation asked for.
+        allocated: usize,
+    },
 }
 
 impl fmt::Display for BadFree {
@@ -119,6 +125,9 @@ impl fmt::Display for BadFree {
             Self::NotObjectStart => f.write_str("not the start of an object"),
             Self::Reentrant => f.write_str("inside a handler that interrupted an allocator call"),
             Self::Overrun => f.write_str("the redzone after the object was overwritten"),
+            Self::WrongSize { allocated } => {
+                write!(f, "freed with another size (allocated with {allocated})")
+            }
         }
     }
 }
@@ -154,6 +163,11 @@ impl fmt::Display for FreeError {
             BadFree::Overrun => write!(
                 f,
                 "{:#x} was overrun: the redzone after it was overwritten",
+                self.addr
+            ),
+            BadFree::WrongSize { allocated } => write!(
+                f,
+                "{:#x} freed with another size than it was allocated with ({allocated})",
                 self.addr
             ),
         }

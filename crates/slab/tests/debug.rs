@@ -426,3 +426,39 @@ fn debug_objects_keep_their_size_and_alignment() {
         }
     });
 }
+
+/// A facade's sized frees: debug mode records the size each allocation
+/// asked for and refuses a free with another (`BadFree::WrongSize`),
+/// leaving the object allocated; an in-place resize updates it.
+#[test]
+fn sized_frees_must_give_the_size_the_allocation_asked_for() {
+    for flags in KINDS {
+        with_caches(RAM, |caches, kpages| {
+            let c = caches
+                .create(CacheBuilder::new("dbg", 64).flags(flags).source(kpages))
+                .unwrap();
+            let here = Caller::Location(Location::caller());
+            let a = c.alloc_sized_by(AllocFlags::empty(), here, 50).unwrap();
+            // SAFETY: the bad input: a free with another size, refused.
+            let r = unsafe { c.free_sized_by(a, here, 51) };
+            assert_eq!(
+                r.unwrap_err().kind,
+                BadFree::WrongSize { allocated: 50 },
+                "{flags:?}"
+            );
+            let rep = c.last_report().unwrap();
+            assert!(rep.to_string().contains("another size"), "{rep}");
+            assert_eq!(c.stats().buf_in_use, 1, "refused: still allocated");
+            c.note_size(a, 60);
+            // SAFETY: the old size is refused now, the new one is right.
+            unsafe {
+                assert!(c.free_sized_by(a, here, 50).is_err());
+                c.free_sized_by(a, here, 60).unwrap();
+            }
+            // An unsized free (size 0) is not checked.
+            let b = c.alloc_sized_by(AllocFlags::empty(), here, 10).unwrap();
+            free(&c, b).0.unwrap();
+            c.destroy().unwrap();
+        });
+    }
+}

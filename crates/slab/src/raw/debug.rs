@@ -93,6 +93,9 @@ pub(crate) struct Trailer {
     pub(crate) red: u64,
     pub(crate) alloc: RawSite,
     pub(crate) free: RawSite,
+    /// The size the allocation asked for, when a facade said (0: not
+    /// known); a free with another size is refused.
+    pub(crate) req: u64,
 }
 
 /// Bytes of the trailer.
