@@ -775,18 +775,24 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         // came from this cache's `alloc`, was not freed since, and is not
         // used after this call.
         let obj = unsafe { Freed::new(obj) };
-        self.free_gated(obj, true, By { caller, size })
+        self.free_gated(obj, true, caller, size)
     }
 
     /// [`free`](Self::free): the magazines, then (in a section of its own
     /// if `gate`, refused or deferred if its context is inside one) the
     /// slab layer.
     #[inline(always)]
-    fn free_gated(&self, obj: Freed, gate: bool, caller: By) -> Result<(), FreeError> {
+    fn free_gated(
+        &self,
+        obj: Freed,
+        gate: bool,
+        caller: Caller,
+        size: usize,
+    ) -> Result<(), FreeError> {
         let admitted = match self.fast {
             Fast::Tagged => self.check.admit_tagged(&obj),
             Fast::Owned => self.check.admit_owned(&obj),
-            Fast::Off => return self.free_slow(obj, gate, caller),
+            Fast::Off => return self.free_slow(obj, gate, caller, size),
         };
         if let Err(kind) = admitted {
             return Err(self.refused(obj.addr(), kind, gate));
@@ -798,19 +804,25 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             self.check.free_site(admitted);
         }
         let Some(mags) = &self.mags else {
-            return self.free_slow(obj, gate, caller);
+            return self.free_slow(obj, gate, caller, size);
         };
         #[cfg(kmem_asan)]
         self.asan_poison_if_unlocked(obj.addr());
         match mags.free(obj) {
             Ok(()) => Ok(()),
-            Err(obj) => self.free_slow(obj, gate, caller),
+            Err(obj) => self.free_slow(obj, gate, caller, size),
         }
     }
 
     /// The slab layer's part of a free, in a section (see `free_gated`).
     #[inline(never)]
-    fn free_slow(&self, obj: Freed, gate: bool, caller: By) -> Result<(), FreeError> {
+    fn free_slow(
+        &self,
+        obj: Freed,
+        gate: bool,
+        caller: Caller,
+        size: usize,
+    ) -> Result<(), FreeError> {
         let _section = match self.cpu() {
             Some(cpu) if gate => match Section::enter(cpu) {
                 Some(section) => Some(section),
@@ -822,7 +834,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             // The magazines had no room already.
             return self.free_to_slab(obj, From::User);
         }
-        self.free_general(obj, caller)
+        self.free_general(obj, By { caller, size })
     }
 
     /// A free from a handler that interrupted an operation of its context:
@@ -851,7 +863,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// quantum cache's free, called by its arena).
     #[inline(always)]
     pub(crate) fn free_in(&self, obj: Freed) -> Result<(), FreeError> {
-        self.free_gated(obj, false, Caller::Unknown.into())
+        self.free_gated(obj, false, Caller::Unknown, 0)
     }
 
     /// Frees that the fast path above does not take: `NOMAGAZINE` and
