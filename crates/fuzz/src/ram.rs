@@ -67,10 +67,11 @@ impl Ram {
             "kmem-fuzz: the region already has a base arena"
         );
         debug_assert!(self.buf.len() >= self.len + (self.start - self.buf.as_ptr() as usize));
-        // SAFETY: `[start, start + len)` lies inside `buf`, which `self`
-        // owns and keeps until it drops; the arena borrows `self`, so it
-        // cannot outlive it; `given` makes it the only arena ever built over
-        // the region, and nothing else touches the region.
+        // `[start, start + len)` lies inside `buf`, which `self` owns and
+        // keeps until it drops; the arena borrows `self`, so it cannot
+        // outlive it.
+        // SAFETY: that region, which `given` makes the only arena ever built
+        // over it, and which nothing else touches.
         unsafe { Arena::new_base(name, self.start, self.len, quantum) }
             .expect("kmem-fuzz: base arena refused the region")
     }

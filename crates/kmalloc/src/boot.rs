@@ -186,10 +186,10 @@ unsafe fn place<'a, C: Cpu>(
         placed.done = 1;
         &*addr_of!((*stack).base)
     };
+    // `boot` tears the set down with a drop guard before handing the memory
+    // back; `boot_static` never hands it back.
     // SAFETY: as above; and the set is never leaked while the memory is
-    // reused (`with_exit_hooks`' contract): `boot` tears it down with a
-    // drop guard before handing the memory back, `boot_static` never
-    // hands it back.
+    // reused (`with_exit_hooks`' contract), as just said.
     let caches: &'a Caches<'a, C> = unsafe {
         addr_of_mut!((*stack).caches)
             .write(Caches::with_exit_hooks(base, cpu).map_err(BootError::Cache)?);

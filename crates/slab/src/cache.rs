@@ -497,8 +497,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         caller: By,
         #[cfg(feature = "site-stats")] site: SiteId,
     ) -> Result<usize, AllocError> {
-        // A quantum cache never writes to its objects, whatever it was told
-        // about its arena (`Caches::qcaches`' `memory` is not checked).
+        // A quantum cache is allocated from only by its arena, which never
+        // asks for `ZERO`: refused like a cache of integers.
         if flags.contains(AllocFlags::ZERO)
             && (!self.memory || self.flags.contains(CacheFlags::QCACHE))
         {
@@ -507,11 +507,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if let Some(obj) = self.mags.as_ref().and_then(CacheMagazines::alloc_taken) {
             if self.checked {
                 let mut st = self.slab.lock();
-                let report = self
-                    .debugging()
-                    .then(|| self.debug_hand_out(&mut st, obj.addr(), caller))
-                    .flatten();
-                st.mark(obj.addr(), BufState::Allocated);
+                let report = self.mark_handed_out(&mut st, obj.addr(), caller);
                 #[cfg(feature = "site-stats")]
                 st.set.set_site(obj.addr(), site);
                 drop(st);
@@ -605,6 +601,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         .filter(|obj| obj.addr() != 0)
     }
 
+    /// A tracked object being handed out: debug mode's checks and audit
+    /// (their report, to deliver with the lock dropped), then `Allocated`.
+    fn mark_handed_out(&self, st: &mut SlabState<'a>, addr: usize, caller: By) -> Option<Report> {
+        let report = self
+            .debugging()
+            .then(|| self.debug_hand_out(st, addr, caller))
+            .flatten();
+        st.mark(addr, BufState::Allocated);
+        report
+    }
+
     /// [`alloc_from_slab`](Self::alloc_from_slab), as a token.
     #[inline(always)]
     fn take_object(
@@ -643,9 +650,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             }
         };
         let report = if self.debugging() {
-            let r = self.debug_hand_out(&mut st, obj.addr(), caller);
-            st.mark(obj.addr(), BufState::Allocated);
-            r
+            self.mark_handed_out(&mut st, obj.addr(), caller)
         } else {
             None
         };

@@ -507,12 +507,13 @@ fn free_to(arena: &Arena<'_>, addr: usize, size: usize, by_free: bool) -> Result
         before,
         "kmem-fuzz: a refused safe free changed a memory arena"
     );
-    // SAFETY: the harness never reads or writes the memory an arena hands
-    // out (it keeps addresses only), and the only frees its model finds
-    // legal are of allocations the harness holds and forgets with this call
-    // (a parent's span that the child imported is never freed here: the
-    // callers skip it). Any other free is refused by the arena's checks,
-    // which the callers hold against the model's prediction.
+    // The harness never reads or writes the memory an arena hands out (it
+    // keeps addresses only). A parent's span that the child imported is
+    // never freed here: the callers skip it. Any other free is refused by
+    // the arena's checks, which the callers hold against the model's
+    // prediction.
+    // SAFETY: the only frees the model finds legal are of allocations the
+    // harness holds and forgets with this call.
     unsafe {
         if by_free {
             arena.free_memory(addr, size)

@@ -96,10 +96,10 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
             // owns, aligned for a `CpuCache` (checked).
             unsafe { arr.add(i).write(CpuCache::new()) };
         }
-        // SAFETY: initialized above. The slice claims `'a`, longer than the
-        // memory lives: only `mags` holds it, which ends with the layer, and
-        // `into_percpu` (consuming the layer) is the only way the memory
-        // goes back (dropped otherwise, it leaks).
+        // The slice claims `'a`, longer than the memory lives: only `mags`
+        // holds it, which ends with the layer, and `into_percpu` (consuming
+        // the layer) is the only way the memory goes back (else it leaks).
+        // SAFETY: initialized above; outlived by nothing that holds it.
         let cpus = unsafe { core::slice::from_raw_parts_mut(arr, slots) };
         let deferrable = plain && object_bytes >= 2 * size_of::<usize>();
         let mags = Magazines::with_policy(cpu, cpus, obj_size, policy)
@@ -155,10 +155,11 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         // The stack's link goes into the object's second word.
         #[cfg(kmem_asan)]
         kmem_arena::asan::unpoison(obj.addr() + size_of::<usize>(), size_of::<usize>());
+        // The layer links through the second word (`with_link_offset` in
+        // `new`).
         // SAFETY: `obj` is an object of this layer's cache that nothing uses
-        // any more (`Freed`), memory of at least two words, with no
-        // constructed state (`deferrable`); the layer links through the
-        // second word (`with_link_offset` in `new`).
+        // any more (`Freed`), two words of memory at least, with no
+        // constructed state (`deferrable`).
         unsafe { self.mags.defer(obj.addr()) };
         Ok(())
     }
