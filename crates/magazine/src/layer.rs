@@ -104,10 +104,16 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// objects. `bytes` must be a multiple of 8.
     ///
     /// # Panics
-    /// If `bytes` is not a multiple of 8.
+    /// If `bytes` is not a multiple of 8, or a round was deferred already
+    /// (its link is where the old offset said).
     #[must_use]
     pub fn with_link_offset(mut self, bytes: usize) -> Self {
         assert!(bytes.is_multiple_of(8), "kmem-magazine: link offset");
+        assert_eq!(
+            self.deferred.load(Ordering::Relaxed),
+            0,
+            "kmem-magazine: link offset changed after a deferred free"
+        );
         self.link_at = bytes;
         self
     }

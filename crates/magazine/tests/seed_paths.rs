@@ -398,3 +398,32 @@ mod threads {
         assert!(shared.load(Ordering::SeqCst) >= 2);
     }
 }
+
+/// The deferred stack links through the word at the layer's link offset,
+/// both ways, and the offset cannot change once a round waits there.
+#[test]
+fn deferred_rounds_link_through_the_link_offset() {
+    let cpus = ManualCpus::<SLOTS>::new();
+    let mut s = slots();
+    let m = Magazines::new(&cpus, &mut s, 64)
+        .unwrap()
+        .with_link_offset(8);
+    let mut objs = [[0u64; 2]; 3];
+    let addrs: Vec<usize> = objs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+    for &a in &addrs {
+        // SAFETY: two words of memory nothing else uses until popped; the
+        // layer has no magazines to hand them to anyone else.
+        unsafe { m.defer(a) };
+    }
+    // The first words were left alone.
+    assert!(objs.iter().all(|o| o[0] == 0));
+    let mut got: Vec<usize> = core::iter::from_fn(|| m.alloc()).take(3).collect();
+    got.sort_unstable();
+    let mut want = addrs.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let changed = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        let _ = m.with_link_offset(16);
+    }));
+    assert!(changed.is_err(), "the offset changed after a deferred free");
+}
