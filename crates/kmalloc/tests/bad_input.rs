@@ -406,3 +406,42 @@ fn realloc_of_a_freed_block_is_refused_and_undone() {
         unsafe { k.free(keep, l) }.unwrap();
     });
 }
+
+/// A handler's free goes onto the deferred stack, linked through the
+/// object's second word (the first keeps the free mark): an 8-byte object
+/// has none, so its free is refused (`Reentrant`) and the object stays the
+/// caller's, unchanged (its first word, which the free mark had replaced,
+/// put back), to be freed again later.
+#[test]
+fn a_handlers_free_of_an_8_byte_object_is_refused() {
+    with_kmalloc(MEM, |k| {
+        let (l8, l16) = (layout(8, 8), layout(16, 8));
+        let a = k.alloc(l8).unwrap();
+        let b = k.alloc(l16).unwrap();
+        // SAFETY: `a` is 8 bytes of ours.
+        unsafe { a.cast::<u64>().write(0x1234_5678) };
+        {
+            // As a handler that interrupted an allocator call would.
+            let _s = kmem_magazine::Section::enter(kmem_magazine::ThreadCpus::global()).unwrap();
+            // SAFETY: allocated above; refused, so still ours.
+            let r = unsafe { k.free(a, l8) };
+            assert!(
+                matches!(
+                    r,
+                    Err(FreeError::Refused {
+                        kind: BadFree::Reentrant,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+            // SAFETY: allocated above, deferred.
+            unsafe { k.free(b, l16) }.unwrap();
+        }
+        assert_eq!(k.class_for(l8).unwrap().stats().buf_in_use, 1);
+        // SAFETY: still ours: the refused free changed nothing in it.
+        assert_eq!(unsafe { a.cast::<u64>().read() }, 0x1234_5678);
+        // SAFETY: still ours (the free was refused), freed once now.
+        unsafe { k.free(a, l8) }.unwrap();
+    });
+}

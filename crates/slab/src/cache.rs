@@ -797,29 +797,30 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let admitted = match self.fast {
             Fast::Tagged => self.check.admit_tagged(&obj),
             Fast::Owned => self.check.admit_owned(&obj),
-            Fast::Off => return self.free_slow(obj, gate, caller, size),
+            Fast::Off => return self.free_slow(obj, gate, caller, size, 0),
         };
-        if let Err(kind) = admitted {
-            return Err(self.refused(obj.addr(), kind, gate));
-        }
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(kind) => return Err(self.refused(obj.addr(), kind, gate)),
+        };
         // Freed from here on, wherever it goes (a free refused as
         // `Reentrant` below stays uncounted until it is freed again).
         #[cfg(feature = "site-stats")]
-        if let Ok(admitted) = admitted {
-            self.check.free_site(admitted);
-        }
+        self.check.free_site(admitted);
         let Some(mags) = &self.mags else {
-            return self.free_slow(obj, gate, caller, size);
+            return self.free_slow(obj, gate, caller, size, admitted.prev);
         };
         #[cfg(kmem_asan)]
         self.asan_poison_if_unlocked(obj.addr());
         match mags.free(obj) {
             Ok(()) => Ok(()),
-            Err(obj) => self.free_slow(obj, gate, caller, size),
+            Err(obj) => self.free_slow(obj, gate, caller, size, admitted.prev),
         }
     }
 
     /// The slab layer's part of a free, in a section (see `free_gated`).
+    /// `prev`: the first word the free mark replaced (a plain headed
+    /// cache's fast path), put back if the free is refused.
     #[inline(never)]
     fn free_slow(
         &self,
@@ -827,11 +828,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         gate: bool,
         caller: Caller,
         size: usize,
+        prev: usize,
     ) -> Result<(), FreeError> {
         let _section = match self.cpu() {
             Some(cpu) if gate => match Section::enter(cpu) {
                 Some(section) => Some(section),
-                None => return self.free_reentrant(obj),
+                None => return self.free_reentrant(obj, prev),
             },
             _ => None,
         };
@@ -848,7 +850,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// `DEBUG` tracking; see `CacheMagazines::defer`), else refused.
     #[cold]
     #[inline(never)]
-    fn free_reentrant(&self, obj: Freed) -> Result<(), FreeError> {
+    fn free_reentrant(&self, obj: Freed, prev: usize) -> Result<(), FreeError> {
         self.reentrant.fetch_add(1, Ordering::Relaxed);
         let refused = match &self.mags {
             Some(mags) => match mags.defer(obj) {
@@ -857,6 +859,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             },
             None => obj,
         };
+        // Still the caller's: as it was (`prev`, the first word its free
+        // mark replaced; and unpoisoned).
+        if self.fast == Fast::Tagged {
+            self.check.unmark(&refused, prev);
+        }
+        #[cfg(kmem_asan)]
+        self.asan_unpoison(refused.addr());
         Err(FreeError {
             cache: self.name,
             addr: refused.addr(),

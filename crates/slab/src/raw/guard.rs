@@ -87,6 +87,9 @@ const fn inverse(d: u64) -> u64 {
 pub(crate) struct Admitted {
     #[cfg(feature = "site-stats")]
     slot: usize,
+    /// The first word the free mark replaced (`admit_tagged`; 0 for
+    /// `admit_owned`), for [`FreeCheck::unmark`].
+    pub(crate) prev: usize,
 }
 
 /// A headed cache's fast free check (see the [module docs](self)).
@@ -226,6 +229,7 @@ impl FreeCheck {
         Ok(Admitted {
             #[cfg(feature = "site-stats")]
             slot: self.site_slot(addr, self.index(addr & self.low)),
+            prev: 0,
         })
     }
 
@@ -235,7 +239,7 @@ impl FreeCheck {
     /// first word of constructed state.
     #[inline(always)]
     pub(crate) fn admit_tagged(&self, obj: &Freed) -> Result<Admitted, BadFree> {
-        let admitted = self.admit_owned(obj)?;
+        let mut admitted = self.admit_owned(obj)?;
         let addr = obj.addr();
         let word = addr as *mut usize;
         #[cfg(kmem_asan)]
@@ -245,7 +249,8 @@ impl FreeCheck {
         // above; headed slabs are memory, objects a word at least and
         // aligned to 8): a word of memory that the free gives back to the
         // cache.
-        if unsafe { word.read() } == mark {
+        admitted.prev = unsafe { word.read() };
+        if admitted.prev == mark {
             #[cfg(kmem_asan)]
             kmem_arena::asan::poison(addr, size_of::<usize>());
             return Err(BadFree::DoubleFree);
@@ -253,6 +258,21 @@ impl FreeCheck {
         // SAFETY: as above; the object is the cache's from now on.
         unsafe { word.write(mark) };
         Ok(admitted)
+    }
+
+    /// Puts back the first word [`admit_tagged`](Self::admit_tagged)
+    /// replaced with the free mark, for a free refused after its admission
+    /// (a signal handler's free that cannot be deferred): the object is
+    /// its caller's again, unchanged. Nothing for a cache without marks.
+    pub(crate) fn unmark(&self, obj: &Freed, prev: usize) {
+        if self.tagged {
+            #[cfg(kmem_asan)]
+            kmem_arena::asan::unpoison(obj.addr(), size_of::<usize>());
+            // SAFETY: `Freed`'s promise: an object of this plain cache, a
+            // word of memory at least, aligned; the free was refused, so it
+            // is its caller's, who waits in this call.
+            unsafe { (obj.addr() as *mut usize).write(prev) };
+        }
     }
 
     /// `site-stats`: the address of the site slot of object `i` of the
