@@ -24,7 +24,11 @@ use crate::sync::{const_fn, mutexes, AtomicU64, AtomicUsize, Mutex, MutexGuard, 
 ///   changes;
 /// - a registered [`SlotHook`] is only called for a slot while the caller
 ///   has exclusive use of that slot, and never after
-///   [`unregister`](Cpu::unregister) for it has returned.
+///   [`unregister`](Cpu::unregister) for it has returned;
+/// - a slot that [`owned_slot`](Cpu::owned_slot) returns is below `slots`
+///   and the calling thread's alone, as if it held a guard for it, until
+///   the thread gives the slot up (at its exit): no guard for it is alive
+///   on another thread, and no other thread is told it owns it.
 pub unsafe trait Cpu: Sync {
     /// What [`pin`](Cpu::pin) returns; dropping it releases the slot.
     type Guard<'a>: CpuGuard
@@ -45,6 +49,17 @@ pub unsafe trait Cpu: Sync {
     #[inline(always)]
     fn try_pin(&self) -> Option<Self::Guard<'_>> {
         Some(self.pin())
+    }
+
+    /// The caller's slot when it is the caller's own with no guard at all
+    /// (pinning it would take nothing, and dropping the guard would do
+    /// nothing): the magazine layer's fast paths then skip the guard.
+    /// `None` makes them [`try_pin`](Cpu::try_pin), which is the default.
+    /// A platform whose pinning does work (disables preemption, takes a
+    /// lock) must return `None` whenever that work is needed.
+    #[inline(always)]
+    fn owned_slot(&self) -> Option<usize> {
+        None
     }
 
     /// Monotonic time in nanoseconds, for the magazine resize window.

@@ -126,10 +126,17 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// The per-CPU state of the guard's slot.
     #[inline(always)]
     fn slot_of(&self, guard: &C::Guard<'_>) -> &CpuCache {
-        let slot = guard.slot();
+        self.slot_at(guard.slot())
+    }
+
+    /// The per-CPU state of `slot`, a slot the platform gave (a guard's,
+    /// or [`Cpu::owned_slot`]).
+    #[inline(always)]
+    fn slot_at(&self, slot: usize) -> &CpuCache {
         debug_assert!(slot < self.cpus.len());
-        // SAFETY: the `Cpu` contract keeps `slot` below `cpu.slots()`, and
-        // `with_policy` refused a `cpus` array shorter than that.
+        // SAFETY: the `Cpu` contract keeps the slots it gives below
+        // `cpu.slots()`, and `with_policy` refused a `cpus` array shorter
+        // than that.
         unsafe { self.cpus.get_unchecked(slot) }
     }
 
@@ -139,12 +146,22 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// section ([`Cpu::try_pin`]).
     #[inline(always)]
     pub fn alloc(&self) -> Option<usize> {
+        // A slot of the caller's own needs no guard (`Cpu::owned_slot`):
+        // the common case gets a path of its own, with no guard to drop.
+        if let Some(slot) = self.cpu.owned_slot() {
+            return self.alloc_on(self.slot_at(slot));
+        }
         let guard = self.cpu.try_pin()?;
-        let cc = self.slot_of(&guard);
+        self.alloc_on(self.slot_of(&guard))
+    }
+
+    /// [`alloc`](Self::alloc) on `cc`, the caller's slot, which it holds.
+    #[inline(always)]
+    fn alloc_on(&self, cc: &CpuCache) -> Option<usize> {
         let _busy = cc.enter_busy()?;
         let hit = {
-            // SAFETY: the guard gives exclusive use of the slot; nothing
-            // calls out while the access lives.
+            // SAFETY: the caller holds the slot (a guard, or it owns it);
+            // nothing calls out while the access lives.
             let st = &mut *unsafe { cc.state() };
             st.loaded.as_mut().and_then(|m| m.pop())
         };
@@ -162,12 +179,12 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, cc: &CpuCache) -> Option<usize> {
-        // SAFETY: called from `alloc` under the guard.
+        // SAFETY: called from `alloc_on`, whose caller holds the slot.
         if let Some(obj) = unsafe { cc.pop_deferred(self.link_at) } {
             return Some(obj);
         }
-        // SAFETY: called from `alloc` under the guard, which holds no other
-        // access; no call-outs below.
+        // SAFETY: called from `alloc_on`, whose caller holds the slot and
+        // no other access to it; no call-outs below.
         let st = &mut *unsafe { cc.state() };
         if st.prev.as_ref().is_some_and(|m| !m.is_empty()) {
             core::mem::swap(&mut st.loaded, &mut st.prev);
@@ -204,15 +221,33 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         obj: usize,
         mags: &S,
     ) -> Result<(), usize> {
+        if let Some(slot) = self.cpu.owned_slot() {
+            // SAFETY: forwarded; the caller owns `slot` (see `alloc`).
+            return unsafe { self.free_on(self.slot_at(slot), obj, mags) };
+        }
         let Some(guard) = self.cpu.try_pin() else {
             return Err(obj);
         };
-        let cc = self.slot_of(&guard);
+        // SAFETY: forwarded; the guard holds the slot.
+        unsafe { self.free_on(self.slot_of(&guard), obj, mags) }
+    }
+
+    /// [`free`](Self::free) on `cc`, the caller's slot, which it holds.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    unsafe fn free_on<S: MagazineSource + ?Sized>(
+        &self,
+        cc: &CpuCache,
+        obj: usize,
+        mags: &S,
+    ) -> Result<(), usize> {
         let Some(_busy) = cc.enter_busy() else {
             return Err(obj);
         };
         let done = {
-            // SAFETY: exclusive use of the slot under the guard; no
+            // SAFETY: the caller holds the slot (a guard, or it owns it); no
             // call-outs while the access lives.
             let st = &mut *unsafe { cc.state() };
             match st.loaded.as_mut() {
@@ -244,8 +279,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         let mut tries = 0;
         loop {
             {
-                // SAFETY: under the caller's guard, which holds no other
-                // access; this one ends before `mags` is called.
+                // SAFETY: the caller holds the slot and no other access to
+                // it; this one ends before `mags` is called.
                 let st = &mut *unsafe { cc.state() };
                 let magsize = st.magsize;
                 if let Some(m) = st.loaded.as_mut().filter(|m| m.len() < magsize) {

@@ -440,6 +440,15 @@ unsafe impl Cpu for ThreadCpus {
         hooks.0 = hook;
     }
 
+    #[inline(always)]
+    fn owned_slot(&self) -> Option<usize> {
+        let slot = SLOT.get();
+        // As in `pin`: only `claim` stores a slot without the `SHARED` bit,
+        // an exclusive slot this thread owns until its exit hook runs
+        // (which sets the bit first).
+        (slot & SHARED == 0).then_some(slot)
+    }
+
     fn current_slot(&self) -> Option<usize> {
         let slot = SLOT.get();
         (slot != UNCLAIMED).then_some(slot & !SHARED)

@@ -255,6 +255,11 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             }
             _ => {}
         }
+        // `fast_mags` relies on it.
+        assert!(
+            cache.fast == Fast::Off || cache.mags.is_some(),
+            "kmem-slab: a fast path without magazines"
+        );
         if let Some(src) = source {
             crate::handle::register_importer(src);
         }
@@ -440,13 +445,28 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if (self.fast as u32 | (flags & AllocFlags::ZERO).bits()) > Fast::Owned as u32 {
             return None;
         }
-        let obj = self.mags.as_ref()?.alloc_taken()?;
+        let obj = self.fast_mags().alloc_taken()?;
         #[cfg(kmem_asan)]
         self.asan_unpoison(obj.addr());
         if self.fast == Fast::Tagged {
-            FreeCheck::hand_out(&obj);
+            FreeCheck::hand_out_tagged(&obj);
         }
         Some(obj)
+    }
+
+    /// The magazine layer of a cache with a fast path (`fast` is not
+    /// `Off`).
+    #[allow(
+        unsafe_code,
+        reason = "the fast paths' one test of the cache's kind also stands for the magazines' presence"
+    )]
+    #[inline(always)]
+    fn fast_mags(&self) -> &CacheMagazines<'a, C> {
+        debug_assert!(self.fast != Fast::Off);
+        // SAFETY: `new` sets `fast` to `Tagged` or `Owned` only for a cache
+        // with magazines, and checks that it built them; neither field
+        // changes afterwards.
+        unsafe { self.mags.as_ref().unwrap_unchecked() }
     }
 
     /// Past the magazines: the slab layer (and `alloc_general` for what
@@ -520,7 +540,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             #[cfg(kmem_asan)]
             self.asan_unpoison(obj.addr());
             if !self.checked && self.fast == Fast::Tagged {
-                FreeCheck::hand_out(&obj);
+                FreeCheck::hand_out_tagged(&obj);
             }
             // Not checked: a headed cache, whose site slots need no lock.
             #[cfg(feature = "site-stats")]
@@ -657,7 +677,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         #[cfg(kmem_asan)]
         self.asan_unpoison(obj.addr());
         if self.check.tagged() {
-            FreeCheck::hand_out(&obj);
+            FreeCheck::hand_out_tagged(&obj);
         }
         st.direct_allocs += 1;
         let rescale = st.set.hash().resize_target(false).is_some();
@@ -801,18 +821,15 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         let admitted = match admitted {
             Ok(admitted) => admitted,
-            Err(kind) => return Err(self.refused(obj.addr(), kind, gate)),
+            Err(_) => return Err(self.refused(obj.addr(), self.check.why(&obj), gate)),
         };
         // Freed from here on, wherever it goes (a free refused as
         // `Reentrant` below stays uncounted until it is freed again).
         #[cfg(feature = "site-stats")]
         self.check.free_site(admitted);
-        let Some(mags) = &self.mags else {
-            return self.free_slow(obj, gate, caller, size, admitted.prev);
-        };
         #[cfg(kmem_asan)]
         self.asan_poison_if_unlocked(obj.addr());
-        match mags.free(obj) {
+        match self.fast_mags().free(obj) {
             Ok(()) => Ok(()),
             Err(obj) => self.free_slow(obj, gate, caller, size, admitted.prev),
         }

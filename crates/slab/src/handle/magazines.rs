@@ -3,8 +3,9 @@
 //!
 //! `Magazines::free`, `drain_depot` and `drain_all` are unsafe because every
 //! call must pass the same source. Here the source is fixed when the layer
-//! is built (its set's `kmem_magazine` cache, [`MagSrc`]), so the wrappers
-//! are safe; on the fast path they compile to the bare call.
+//! is built (its set's `kmem_magazine` cache, for which the layer itself
+//! stands as the [`MagazineSource`]), so the wrappers are safe; on the fast
+//! path they compile to the bare call.
 
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
@@ -19,16 +20,14 @@ use crate::cache::KmemCache;
 use crate::raw::{Freed, MetaMem, Taken};
 use crate::slabs::From;
 
-/// The `kmem_magazine` cache as the magazine layer's [`MagazineSource`].
-struct MagSrc<'x, 'a, C: Cpu>(&'x KmemCache<'a, C>);
-
-// SAFETY: `alloc_magazine` hands out an object of the wrapped cache only
-// after checking it is `MAGAZINE_SIZE` bytes of memory aligned to
-// `MAGAZINE_ALIGN`; an object it hands out is used by no one else until
-// `free_magazine` gives it back to that cache.
-unsafe impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
+// SAFETY: `alloc_magazine` hands out an object of the set's
+// `kmem_magazine` cache (`source`) only after checking it is
+// `MAGAZINE_SIZE` bytes of memory aligned to `MAGAZINE_ALIGN`; an object it
+// hands out is used by no one else until `free_magazine` gives it back to
+// that cache.
+unsafe impl<C: Cpu> MagazineSource for CacheMagazines<'_, C> {
     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        let mem = self.0.take_bootstrap()?;
+        let mem = self.source.take_bootstrap()?;
         assert!(
             mem.bytes() >= MAGAZINE_SIZE && mem.addr().is_multiple_of(MAGAZINE_ALIGN),
             "kmem-slab: magazine cache objects too small"
@@ -38,10 +37,10 @@ unsafe impl<C: Cpu> MagazineSource for MagSrc<'_, '_, C> {
 
     unsafe fn free_magazine(&self, mem: NonNull<u8>) {
         // SAFETY: the caller's guarantee: `mem` came from `alloc_magazine`,
-        // an object of the wrapped cache, and is no longer used.
+        // an object of `source`, and is no longer used.
         let mem = unsafe { Freed::new(mem.as_ptr() as usize) };
         // A refusal is counted with the magazine cache's bad frees.
-        let _ = self.0.free_to_slab(mem, From::User);
+        let _ = self.source.free_to_slab(mem, From::User);
     }
 }
 
@@ -135,9 +134,9 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
     /// room, or the caller interrupted its own context's pinned section).
     #[inline(always)]
     pub(crate) fn free(&self, obj: Freed) -> Result<(), Freed> {
-        // SAFETY: `source` is the one source this layer is ever given (every
-        // call here passes it).
-        match unsafe { self.mags.free(obj.addr(), &MagSrc(self.source)) } {
+        // SAFETY: the layer itself (its `source`) is the one source its
+        // magazines ever see (every call here passes it).
+        match unsafe { self.mags.free(obj.addr(), self) } {
             // The layer keeps the object as a round.
             Ok(()) => Ok(()),
             // It hands back `obj` itself.
@@ -177,8 +176,8 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
             // out since.
             sink(unsafe { Freed::new(round) })
         };
-        // SAFETY: `source` is the one source this layer is ever given.
-        unsafe { self.mags.drain_depot(&MagSrc(self.source), sink) };
+        // SAFETY: the layer itself is the one source its magazines ever see.
+        unsafe { self.mags.drain_depot(self, sink) };
     }
 
     /// Moves every round of every slot and of the depot to `sink`.
@@ -191,9 +190,9 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
             // SAFETY: as in `drain_depot`.
             sink(unsafe { Freed::new(round) })
         };
-        // SAFETY: `source` is the one source this layer is ever given; the
-        // caller's guarantee, forwarded.
-        unsafe { self.mags.drain_all(&MagSrc(self.source), sink) };
+        // SAFETY: the layer itself is the one source its magazines ever
+        // see; the caller's guarantee, forwarded.
+        unsafe { self.mags.drain_all(self, sink) };
     }
 
     /// [`drain_all`](Self::drain_all) for a layer its caller owns.

@@ -92,6 +92,10 @@ pub(crate) struct Admitted {
     pub(crate) prev: usize,
 }
 
+/// A free the fast check refused; [`FreeCheck::why`] says why.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refusal;
+
 /// A headed cache's fast free check (see the [module docs](self)).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FreeCheck {
@@ -201,30 +205,36 @@ impl FreeCheck {
         self.index(off) < self.per_slab
     }
 
-    /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
-    /// a live slab of this cache or is not an object start. Takes no lock.
+    /// True when the slab that `addr` falls in carries this cache's owner
+    /// key.
     #[inline(always)]
-    pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<Admitted, BadFree> {
-        let addr = obj.addr();
+    fn owns(&self, addr: usize) -> bool {
         let owner = (addr | self.low) - (size_of::<usize>() - 1);
         // The header's words stay unpoisoned; a bad pointer's may not be.
         #[cfg(kmem_asan)]
         kmem_arena::asan::unpoison(owner, size_of::<usize>());
-        // SAFETY: `Freed`'s promise: `addr` is an object of this cache, so
-        // `owner` is the last word of its slab's header, which lives as
-        // long as the slab, aligned (a slab is aligned to its power-of-two
-        // size). If the promise is broken, which is what this check is
-        // for, the word is in the same aligned block of `slab_size` bytes
-        // as `addr`: mapped when the source's spans are aligned to the
-        // largest slab size, or are one page and every slab too (else a
-        // bad pointer can fault: documented). The load is atomic because
-        // the word is an `AtomicUsize` of a live header.
+        // SAFETY: `Freed`'s promise (every caller has one for `addr`):
+        // `addr` is an object of this cache, so `owner` is the last word of
+        // its slab's header, which lives as long as the slab, aligned (a
+        // slab is aligned to its power-of-two size). If the promise is
+        // broken, which is what this check is for, the word is in the same
+        // aligned block of `slab_size` bytes as `addr`: mapped when the
+        // source's spans are aligned to the largest slab size, or are one
+        // page and every slab too (else a bad pointer can fault:
+        // documented). The load is atomic because the word is an
+        // `AtomicUsize` of a live header.
         let found = unsafe { (*(owner as *const AtomicUsize)).load(Ordering::Relaxed) };
-        if found != self.key {
-            return Err(BadFree::Foreign);
-        }
-        if !self.is_object_start(addr & self.low) {
-            return Err(BadFree::NotObjectStart);
+        found == self.key
+    }
+
+    /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
+    /// a live slab of this cache or is not an object start
+    /// ([`why`](Self::why) says which). Takes no lock.
+    #[inline(always)]
+    pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<Admitted, Refusal> {
+        let addr = obj.addr();
+        if !self.owns(addr) || !self.is_object_start(addr & self.low) {
+            return Err(Refusal);
         }
         Ok(Admitted {
             #[cfg(feature = "site-stats")]
@@ -238,7 +248,7 @@ impl FreeCheck {
     /// [`tagged`](Self::tagged)); on another, the mark would overwrite the
     /// first word of constructed state.
     #[inline(always)]
-    pub(crate) fn admit_tagged(&self, obj: &Freed) -> Result<Admitted, BadFree> {
+    pub(crate) fn admit_tagged(&self, obj: &Freed) -> Result<Admitted, Refusal> {
         let mut admitted = self.admit_owned(obj)?;
         let addr = obj.addr();
         let word = addr as *mut usize;
@@ -253,11 +263,31 @@ impl FreeCheck {
         if admitted.prev == mark {
             #[cfg(kmem_asan)]
             kmem_arena::asan::poison(addr, size_of::<usize>());
-            return Err(BadFree::DoubleFree);
+            return Err(Refusal);
         }
         // SAFETY: as above; the object is the cache's from now on.
         unsafe { word.write(mark) };
         Ok(admitted)
+    }
+
+    /// Why [`admit_owned`](Self::admit_owned) or
+    /// [`admit_tagged`](Self::admit_tagged) refused `obj` (which they left
+    /// as it was): the tests again, off the fast path, which keeps no
+    /// reason at hand.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn why(&self, obj: &Freed) -> BadFree {
+        let addr = obj.addr();
+        if !self.owns(addr) {
+            BadFree::Foreign
+        } else if !self.is_object_start(addr & self.low) {
+            BadFree::NotObjectStart
+        } else {
+            // The mark: the one test left (or, for a cache without marks,
+            // the slab was taken apart and built again for this cache in
+            // between, which only a free racing with another can see).
+            BadFree::DoubleFree
+        }
     }
 
     /// Puts back the first word [`admit_tagged`](Self::admit_tagged)
@@ -318,16 +348,16 @@ impl FreeCheck {
         resite(slot, SiteId::NONE, self.bytes);
     }
 
-    /// Clears the free mark of an object being handed out (the first word
-    /// of any object of memory, a word at least: its holder owns it).
+    /// Clears the free mark of an object of a plain (tagged) cache being
+    /// handed out.
     #[inline(always)]
-    pub(crate) fn hand_out(obj: &Taken) {
-        if obj.bytes() >= size_of::<usize>() {
-            // SAFETY: the holder of a `Taken` owns its `bytes` of memory,
-            // a word at least (checked), aligned (objects of plain caches
-            // are multiples of 8 from an aligned base).
-            unsafe { (obj.addr() as *mut usize).write(0) };
-        }
+    pub(crate) fn hand_out_tagged(obj: &Taken) {
+        debug_assert!(obj.bytes() >= size_of::<usize>());
+        // SAFETY: the holder of a `Taken` owns its memory, which for a
+        // plain cache is a word at least (`new` refuses a tagged check for
+        // smaller objects) and aligned (objects of plain caches are
+        // multiples of 8 from an aligned base).
+        unsafe { (obj.addr() as *mut usize).write(0) };
     }
 }
 
