@@ -4,6 +4,11 @@
 //!
 //! Objects are addresses. Failures panic: a benchmark that runs out of
 //! memory is broken, and the check costs every contender the same branch.
+//!
+//! The adapters are always inlined, so that a timed loop runs each
+//! allocator's own path as its caller's code would get it (a kmem cache's
+//! `alloc` and `free` are `#[inline(always)]`), whatever the compiler
+//! decides for a wrapper.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::hint::black_box;
@@ -26,12 +31,12 @@ pub trait ObjectAlloc: Sync {
 }
 
 impl<C: Cpu> ObjectAlloc for KmemCache<'_, C> {
-    #[inline]
+    #[inline(always)]
     fn alloc(&self) -> usize {
         KmemCache::alloc(self, AllocFlags::empty()).expect("kmem cache: alloc failed")
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn free(&self, obj: usize) {
         // SAFETY: the caller's guarantee, forwarded.
         unsafe { KmemCache::free(self, obj) }.expect("kmem cache: free failed");
@@ -60,14 +65,14 @@ impl<A: GlobalAlloc> Heap<A> {
 }
 
 impl<A: GlobalAlloc + Sync> ObjectAlloc for Heap<A> {
-    #[inline]
+    #[inline(always)]
     fn alloc(&self) -> usize {
         // SAFETY: the layout has a non-zero size (checked in `new`).
         let p = unsafe { self.heap.alloc(self.layout) };
         NonNull::new(p).expect("heap: alloc failed").as_ptr() as usize
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn free(&self, obj: usize) {
         // SAFETY: `obj` came from `alloc` with this layout (the caller's
         // guarantee) and is freed once.

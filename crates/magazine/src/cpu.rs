@@ -51,12 +51,19 @@ pub unsafe trait Cpu: Sync {
         Some(self.pin())
     }
 
+    /// True when [`owned_slot`](Cpu::owned_slot) may say `Some`: the
+    /// magazine layer then inlines its fast paths for an owned slot only,
+    /// and calls out for a pinned one. False (the default): the pinned
+    /// path is the one inlined.
+    const OWNED_SLOTS: bool = false;
+
     /// The caller's slot when it is the caller's own with no guard at all
     /// (pinning it would take nothing, and dropping the guard would do
     /// nothing): the magazine layer's fast paths then skip the guard.
     /// `None` makes them [`try_pin`](Cpu::try_pin), which is the default.
     /// A platform whose pinning does work (disables preemption, takes a
-    /// lock) must return `None` whenever that work is needed.
+    /// lock) must return `None` whenever that work is needed. Only asked
+    /// when [`OWNED_SLOTS`](Cpu::OWNED_SLOTS) is true.
     #[inline(always)]
     fn owned_slot(&self) -> Option<usize> {
         None

@@ -146,13 +146,54 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// section ([`Cpu::try_pin`]).
     #[inline(always)]
     pub fn alloc(&self) -> Option<usize> {
-        // A slot of the caller's own needs no guard (`Cpu::owned_slot`):
-        // the common case gets a path of its own, with no guard to drop.
-        if let Some(slot) = self.cpu.owned_slot() {
-            return self.alloc_on(self.slot_at(slot));
+        if !C::OWNED_SLOTS {
+            return self.alloc_pinned();
         }
+        // A slot of the caller's own needs no guard (`Cpu::owned_slot`):
+        // the common case gets a path of its own, with no guard to drop,
+        // and the pinned one is called.
+        let Some(slot) = self.cpu.owned_slot() else {
+            return self.alloc_pinned_out();
+        };
+        let cc = self.slot_at(slot);
+        // The hit inline, all else called: one way out each.
+        match self.pop_loaded(cc) {
+            Some(obj) => Some(obj),
+            None => self.alloc_on_out(cc),
+        }
+    }
+
+    /// The top round of `cc`'s loaded magazine (`cc` the caller's slot,
+    /// which it holds); `None` on a miss or a busy slot, which
+    /// [`alloc_on`](Self::alloc_on) sorts out.
+    #[inline(always)]
+    fn pop_loaded(&self, cc: &CpuCache) -> Option<usize> {
+        let _busy = cc.enter_busy()?;
+        // SAFETY: the caller holds the slot; nothing calls out while the
+        // access lives.
+        let st = &mut *unsafe { cc.state() };
+        let obj = st.loaded.as_mut().and_then(|m| m.pop())?;
+        cc.count_alloc();
+        Some(obj)
+    }
+
+    /// [`alloc_on`](Self::alloc_on), out of line.
+    #[inline(never)]
+    fn alloc_on_out(&self, cc: &CpuCache) -> Option<usize> {
+        self.alloc_on(cc)
+    }
+
+    /// [`alloc`](Self::alloc) under a guard.
+    #[inline(always)]
+    fn alloc_pinned(&self) -> Option<usize> {
         let guard = self.cpu.try_pin()?;
         self.alloc_on(self.slot_of(&guard))
+    }
+
+    /// [`alloc_pinned`](Self::alloc_pinned), out of line.
+    #[inline(never)]
+    fn alloc_pinned_out(&self) -> Option<usize> {
+        self.alloc_pinned()
     }
 
     /// [`alloc`](Self::alloc) on `cc`, the caller's slot, which it holds.
@@ -221,15 +262,89 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         obj: usize,
         mags: &S,
     ) -> Result<(), usize> {
-        if let Some(slot) = self.cpu.owned_slot() {
-            // SAFETY: forwarded; the caller owns `slot` (see `alloc`).
-            return unsafe { self.free_on(self.slot_at(slot), obj, mags) };
+        if !C::OWNED_SLOTS {
+            // SAFETY: forwarded.
+            return unsafe { self.free_pinned(obj, mags) };
         }
+        let Some(slot) = self.cpu.owned_slot() else {
+            // SAFETY: forwarded.
+            return unsafe { self.free_pinned_out(obj, mags) };
+        };
+        // The caller owns `slot` (see `alloc`).
+        let cc = self.slot_at(slot);
+        if self.push_loaded(cc, obj) {
+            return Ok(());
+        }
+        // SAFETY: forwarded.
+        unsafe { self.free_on_out(cc, obj, mags) }
+    }
+
+    /// Puts `obj` into `cc`'s loaded magazine (`cc` the caller's slot,
+    /// which it holds) if it has room; false on a busy slot or no room,
+    /// which [`free_on`](Self::free_on) sorts out.
+    #[inline(always)]
+    fn push_loaded(&self, cc: &CpuCache, obj: usize) -> bool {
+        let Some(_busy) = cc.enter_busy() else {
+            return false;
+        };
+        // SAFETY: the caller holds the slot; nothing calls out while the
+        // access lives.
+        let st = &mut *unsafe { cc.state() };
+        match st.loaded.as_mut() {
+            Some(m) if m.len() < st.magsize => {
+                // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+                unsafe { m.push(obj) };
+                cc.count_free();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`free_on`](Self::free_on), out of line.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(never)]
+    unsafe fn free_on_out<S: MagazineSource + ?Sized>(
+        &self,
+        cc: &CpuCache,
+        obj: usize,
+        mags: &S,
+    ) -> Result<(), usize> {
+        // SAFETY: forwarded.
+        unsafe { self.free_on(cc, obj, mags) }
+    }
+
+    /// [`free`](Self::free) under a guard.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    unsafe fn free_pinned<S: MagazineSource + ?Sized>(
+        &self,
+        obj: usize,
+        mags: &S,
+    ) -> Result<(), usize> {
         let Some(guard) = self.cpu.try_pin() else {
             return Err(obj);
         };
         // SAFETY: forwarded; the guard holds the slot.
         unsafe { self.free_on(self.slot_of(&guard), obj, mags) }
+    }
+
+    /// [`free_pinned`](Self::free_pinned), out of line.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(never)]
+    unsafe fn free_pinned_out<S: MagazineSource + ?Sized>(
+        &self,
+        obj: usize,
+        mags: &S,
+    ) -> Result<(), usize> {
+        // SAFETY: forwarded.
+        unsafe { self.free_pinned(obj, mags) }
     }
 
     /// [`free`](Self::free) on `cc`, the caller's slot, which it holds.

@@ -440,6 +440,8 @@ unsafe impl Cpu for ThreadCpus {
         hooks.0 = hook;
     }
 
+    const OWNED_SLOTS: bool = true;
+
     #[inline(always)]
     fn owned_slot(&self) -> Option<usize> {
         let slot = SLOT.get();
