@@ -383,6 +383,9 @@ mod threads {
                     let g = cpus.pin();
                     assert!(g.slot() < cpus.slots());
                     let exclusive = g.is_exclusive();
+                    // Only an exclusive slot is used with no guard.
+                    let owned = if exclusive { Some(g.slot()) } else { None };
+                    assert_eq!(cpus.owned_slot(), owned);
                     drop(g);
                     barrier.wait(); // everyone holds a slot claim now
                     if !exclusive {
