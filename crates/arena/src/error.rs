@@ -18,8 +18,11 @@ pub enum AllocError {
     Misaligned,
     /// `phase` is not below the effective alignment.
     BadPhase,
-    /// No range could ever satisfy the constraints: `nocross` smaller than
-    /// the size, or a `[min, max)` window smaller than the size.
+    /// No range could ever satisfy the constraints, whatever the arena
+    /// holds: `nocross` smaller than the size, a `[min, max)` window
+    /// smaller than the size or holding no start with the alignment and
+    /// phase, or a phase that puts every aligned start across a `nocross`
+    /// boundary. Decided before any search.
     Overconstrained,
     /// No free range satisfies the request and the source (if any) could not
     /// supply one.

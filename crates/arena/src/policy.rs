@@ -160,14 +160,20 @@ impl Fit {
         if c.min >= c.max || c.max - c.min < size {
             return Err(AllocError::Overconstrained);
         }
-        Ok(Self {
+        let fit = Self {
             size,
             align,
             phase: c.phase,
             nocross: c.nocross,
             min: c.min,
             max: c.max,
-        })
+        };
+        // No placement anywhere in the window (say, an odd phase with
+        // `nocross` 2 and a size of 2): refused before any search.
+        if fit.find_in(c.min, c.max - c.min).is_none() {
+            return Err(AllocError::Overconstrained);
+        }
+        Ok(fit)
     }
 
     /// A plain request: quantum alignment, no window.
@@ -206,34 +212,66 @@ impl Fit {
     }
 
     /// The lowest start inside the free range `[start, start + len)` that
-    /// satisfies every constraint, if any.
+    /// satisfies every constraint, if any. Constant work apart from one
+    /// Euclid-like descent (`O(log nocross)` steps), however the alignment,
+    /// `nocross` and the range compare.
     pub(crate) fn find_in(&self, start: usize, len: usize) -> Option<usize> {
         let end = start.checked_add(len)?.min(self.max);
-        let mut from = start.max(self.min);
-        // Windows of `nocross` units repeat their pattern of candidate
-        // offsets every align / gcd(align, nocross) windows, so after that
-        // many hops (plus the first, partial window) nothing new can fit.
-        // The loop also ends when a candidate runs past the range, so it
-        // takes at most min(period, len / max(align, nocross)) + 2 rounds.
-        let tries = if self.nocross == 0 {
-            1
+        let x = self.candidate(start.max(self.min))?;
+        let x = if self.nocross == 0 {
+            x
         } else {
-            (self.align / gcd(self.align, self.nocross)).saturating_add(1)
+            // Candidates are `x + j * align`; one fits its `nocross` window
+            // when its offset in the window leaves room for the size:
+            // `(x + j * align) % nocross <= nocross - size`. The least such
+            // `j`, by the descent.
+            let n = self.nocross as u128;
+            let j = first_hit(
+                self.align as u128 % n,
+                x as u128 % n,
+                n,
+                (self.nocross - self.size) as u128,
+            )?;
+            let x = (x as u128).checked_add(j.checked_mul(self.align as u128)?)?;
+            usize::try_from(x).ok()?
         };
-        for _ in 0..tries {
-            let x = self.candidate(from)?;
-            let x_end = x.checked_add(self.size)?;
-            if x_end > end {
-                return None;
-            }
-            if self.nocross == 0 || x / self.nocross == (x_end - 1) / self.nocross {
-                return Some(x);
-            }
-            // Crosses a boundary: retry from the boundary it crosses.
-            from = (x / self.nocross + 1).checked_mul(self.nocross)?;
-        }
-        None
+        let x_end = x.checked_add(self.size)?;
+        (x_end <= end).then_some(x)
     }
+}
+
+/// The least `j >= 0` with `(a * j + b) % m <= l`, given `a, b < m` and
+/// `l < m`; `None` if there is none.
+fn first_hit(a: u128, b: u128, m: u128, l: u128) -> Option<u128> {
+    if b <= l {
+        return Some(0);
+    }
+    // `(a * j + b) % m <= l` is `(a * j) % m` in `[m - b, m - b + l]`
+    // (no wrap: `b > l`).
+    least_multiple_in(a, m, m - b, m - b + l)
+}
+
+/// The least `x >= 0` with `lo <= (a * x) % m <= hi`, given `a < m` and
+/// `lo <= hi < m`; `None` if there is none. Each step swaps the roles of
+/// `a` and `m` as Euclid's algorithm does, so it takes `O(log m)` steps.
+fn least_multiple_in(a: u128, m: u128, lo: u128, hi: u128) -> Option<u128> {
+    if lo == 0 {
+        return Some(0);
+    }
+    if a == 0 {
+        return None;
+    }
+    // The first multiple of `a` at or above `lo`, if it is not past `hi`.
+    let x = lo.div_ceil(a);
+    if a * x <= hi {
+        return Some(x);
+    }
+    // No multiple of `a` lies in `[lo, hi]`, so `hi - lo < a` and
+    // `lo % a <= hi % a`. `(a * x) % m = a * x - m * y` lies in the range
+    // for some `y` exactly when `(-m * y) % a` lies in `[lo % a, hi % a]`;
+    // the least such `y` gives the least `x`.
+    let y = least_multiple_in((a - m % a) % a, a, lo % a, hi % a)?;
+    Some((lo + m * y).div_ceil(a))
 }
 
 #[cfg(test)]
@@ -348,6 +386,93 @@ mod tests {
         assert_eq!(f.find_in(0, 100), Some(10));
         assert_eq!(f.find_in(17, 100), None);
         assert_eq!(f.find_in(16, 100), Some(16));
+    }
+
+    /// The descent against a plain scan, for every argument up to a bound.
+    #[test]
+    fn first_hit_is_the_least() {
+        for m in 1..=40u128 {
+            for a in 0..m {
+                for b in 0..m {
+                    for l in 0..m {
+                        let scan = (0..m).find(|&j| (a * j + b) % m <= l);
+                        assert_eq!(first_hit(a, b, m, l), scan, "a={a} b={b} m={m} l={l}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `find_in` against a scan of every address, over small fits with
+    /// alignments that are and are not powers of two.
+    #[test]
+    fn find_in_matches_a_scan() {
+        let brute = |f: &Fit, start: usize, len: usize| {
+            (start..start + len).find(|&x| {
+                x % f.align == f.phase
+                    && x >= f.min
+                    && x + f.size <= f.max
+                    && x + f.size <= start + len
+                    && (f.nocross == 0 || x / f.nocross == (x + f.size - 1) / f.nocross)
+            })
+        };
+        let mut tried = 0;
+        for align in [1, 2, 3, 4, 6, 8, 12, 16, 24, 40] {
+            for phase in (0..align).step_by(1 + align / 4) {
+                for nocross in [0, 1, 2, 4, 8, 16, 32] {
+                    for size in 1..=9 {
+                        if nocross != 0 && size > nocross {
+                            continue;
+                        }
+                        for (min, max) in [(0, usize::MAX), (5, 70), (17, 30)] {
+                            let f = Fit {
+                                size,
+                                align,
+                                phase,
+                                nocross,
+                                min,
+                                max,
+                            };
+                            for start in [0, 1, 7, 13, 32] {
+                                for len in [0, 1, 5, 9, 20, 64, 100] {
+                                    assert_eq!(
+                                        f.find_in(start, len),
+                                        brute(&f, start, len),
+                                        "{f:?} start={start} len={len}"
+                                    );
+                                    tried += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(tried > 10_000);
+    }
+
+    /// Constraints no range can meet are refused up front, whatever the
+    /// arena holds: an odd phase with `nocross` 2 and a size of 2 (every
+    /// candidate straddles a boundary), and a window with no candidate.
+    #[test]
+    fn unsatisfiable_combinations_are_refused() {
+        let c = Constraints::new();
+        assert_eq!(
+            Fit::new(2, &c.nocross(2).align(1 << 24).phase(1), 1).unwrap_err(),
+            AllocError::Overconstrained
+        );
+        assert_eq!(
+            Fit::new(4, &c.nocross(8).align(16).phase(6), 2).unwrap_err(),
+            AllocError::Overconstrained
+        );
+        assert_eq!(
+            Fit::new(4, &c.align(64).min_addr(65).max_addr(127), 1).unwrap_err(),
+            AllocError::Overconstrained
+        );
+        // Satisfiable neighbours of each.
+        assert!(Fit::new(1, &c.nocross(2).align(1 << 24).phase(1), 1).is_ok());
+        assert!(Fit::new(2, &c.nocross(8).align(16).phase(6), 2).is_ok());
+        assert!(Fit::new(4, &c.align(64).min_addr(65).max_addr(132), 1).is_ok());
     }
 
     #[test]

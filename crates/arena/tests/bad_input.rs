@@ -425,6 +425,40 @@ fn window_smaller_than_size() {
     });
 }
 
+/// Alignment, phase and `nocross` that no address satisfies: an odd phase
+/// with `nocross` 2 and a size of 2 puts every candidate across a boundary.
+/// Refused up front, not after a search of every free segment (which held
+/// the arena's lock for seconds to minutes with a large alignment).
+#[test]
+fn phase_straddles_every_nocross_boundary() {
+    with_arena(1, |a, _| {
+        assert_refused(a, AllocError::Overconstrained, || {
+            a.xalloc(2, &Constraints::new().nocross(2).align(1 << 24).phase(1))
+        });
+        assert_refused(a, AllocError::Overconstrained, || {
+            a.xalloc(3, &Constraints::new().nocross(4).align(1 << 22).phase(2))
+        });
+    });
+}
+
+/// A window holding no aligned start is refused up front, though it is
+/// larger than the size.
+#[test]
+fn window_without_an_aligned_start() {
+    with_arena(16, |a, _| {
+        let lo = 0x1_0010;
+        assert_refused(a, AllocError::Overconstrained, || {
+            a.xalloc(
+                16,
+                &Constraints::new()
+                    .align(0x100)
+                    .min_addr(lo)
+                    .max_addr(lo + 0xe0),
+            )
+        });
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Bad spans.
 

@@ -273,9 +273,28 @@ impl<'r, 'a> Run<'r, 'a> {
     /// An allocation failed with `e`: only `Exhausted` while nothing fits
     /// (`fit` is the model's lowest fitting start), or errors the setup
     /// explains, are acceptable.
-    fn judge_failure(&mut self, e: AllocError, fit: Option<usize>, what: &str, tags_needed: usize) {
+    ///
+    /// `window` is, for an `xalloc`, the lowest start its constraints allow
+    /// anywhere in their window (`Some(None)`: none, so `Overconstrained` is
+    /// right); `None` for an `alloc`, which is never overconstrained.
+    fn judge_failure(
+        &mut self,
+        e: AllocError,
+        fit: Option<usize>,
+        window: Option<Option<usize>>,
+        what: &str,
+        tags_needed: usize,
+    ) {
         let refusals = self.take_refusals();
         match e {
+            AllocError::Overconstrained => match window {
+                Some(None) => self.counts.other_errors += 1,
+                Some(Some(x)) => panic!(
+                    "{}: {what} refused as Overconstrained, but {x:#x} meets it",
+                    self.shape.name
+                ),
+                None => panic!("{}: {what} refused as Overconstrained", self.shape.name),
+            },
             AllocError::Exhausted => {
                 if let Some(x) = fit {
                     let gaps = self.model.gaps();
@@ -323,7 +342,7 @@ impl<'r, 'a> Run<'r, 'a> {
             }
             Err(e) => {
                 let fit = self.model.find_fit(size, self.quantum, 0, 0, 0, usize::MAX);
-                self.judge_failure(e, fit, &format!("alloc({size:#x}, {policy:?})"), 1);
+                self.judge_failure(e, fit, None, &format!("alloc({size:#x}, {policy:?})"), 1);
             }
         }
     }
@@ -406,7 +425,21 @@ impl<'r, 'a> Run<'r, 'a> {
                 let fit = self
                     .model
                     .find_fit(size, r.align_eff, r.phase, r.nocross, r.min, r.max);
-                self.judge_failure(e, fit, &format!("xalloc({size:#x}, {r:x?})"), 2);
+                let window = ArenaModel::window_fit(
+                    self.model.round(size),
+                    r.align_eff,
+                    r.phase,
+                    r.nocross,
+                    r.min,
+                    r.max,
+                );
+                self.judge_failure(
+                    e,
+                    fit,
+                    Some(window),
+                    &format!("xalloc({size:#x}, {r:x?})"),
+                    2,
+                );
             }
         }
     }

@@ -364,6 +364,29 @@ impl ArenaModel {
             .is_some()
     }
 
+    /// The lowest `x` in `[min, max)` that meets the constraints whatever
+    /// is allocated, as if one free range covered the whole window: `None`
+    /// means no arena could ever satisfy them (the arena's
+    /// `Overconstrained`). `size` is taken as it is (already rounded).
+    ///
+    /// # Panics
+    /// Panics if `align_eff` is zero or `phase >= align_eff`.
+    pub fn window_fit(
+        size: usize,
+        align_eff: usize,
+        phase: usize,
+        nocross: usize,
+        min: usize,
+        max: usize,
+    ) -> Option<usize> {
+        if min >= max {
+            return None;
+        }
+        let mut m = Self::new(1);
+        m.add_span(min, max - min);
+        m.find_fit(size, align_eff, phase, nocross, min, max)
+    }
+
     /// The lowest `x` that [`fits`](Self::fits) accepts, if any.
     ///
     /// # Panics

@@ -2,6 +2,7 @@
 //! the typed errors bad ones call for, and the checks of the result.
 
 use kmem_arena::{AllocError, Constraints, Policy};
+use kmem_physmem::model::ArenaModel;
 
 use super::super::{assert_refused, gcd, lcm, state, Live, Num, Side, Size, Window, Xc};
 use super::{round, World};
@@ -54,6 +55,13 @@ fn xalloc_errors(size: usize, q: usize, r: &Req) -> Vec<AllocError> {
     if let Some(s) = size_r {
         if (r.nocross != 0 && s > r.nocross) || r.min >= r.max || r.max - r.min < s {
             errs.push(AllocError::Overconstrained);
+        } else if errs.is_empty() {
+            // Well formed, but maybe no start in the window meets them.
+            let eff = (q / gcd(q, r.align)) * r.align;
+            let any = ArenaModel::window_fit(s, eff, r.phase, r.nocross, r.min, r.max);
+            if any.is_none() {
+                errs.push(AllocError::Overconstrained);
+            }
         }
     }
     errs
