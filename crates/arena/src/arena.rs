@@ -15,7 +15,7 @@ use spin::{Mutex, MutexGuard};
 use crate::builder::Name;
 use crate::policy::{round_size, round_up, Fit};
 use crate::segments::Segments;
-use crate::{AddError, AllocError, Constraints, FreeError, Policy, QuantumCaches, Source};
+use crate::{AddError, AllocError, Constraints, FreeError, Policy, QuantumCaches, Source, SpanFit};
 
 /// Tag mark (in `Tag::list`) of allocated segments that hold the arena's
 /// own metadata: callers cannot free them.
@@ -238,7 +238,7 @@ impl<'a> Arena<'a> {
         self.xalloc_fit(&fit, constraints.policy)
     }
 
-    fn xalloc_fit(&self, fit: &Fit, policy: Policy) -> Result<usize, AllocError> {
+    pub(crate) fn xalloc_fit(&self, fit: &Fit, policy: Policy) -> Result<usize, AllocError> {
         let mut imported = None;
         let mut round = 0;
         loop {
@@ -267,10 +267,10 @@ impl<'a> Arena<'a> {
             }
             drop(g);
             self.release_span(stranded);
-            imported = Some(
-                self.import(fit.import_size().ok_or(AllocError::Overflow)?)?
-                    .0,
-            );
+            match self.import_for(fit)? {
+                Imported::Took(addr) => return Ok(addr),
+                Imported::Span(base) => imported = Some(base),
+            }
             round += 1;
         }
     }
@@ -322,10 +322,8 @@ impl<'a> Arena<'a> {
             .max(size);
         let least = round_size(size, q)?;
         let scaled = round_size(scaled, q).unwrap_or(least);
-        let fail = |e| {
-            self.inner.lock().counters.fails += 1;
-            e
-        };
+        // A source whose quantum this arena's does not divide can hand out
+        // bases this arena cannot use: ask it for multiples of the quantum.
         let aligned = self.import_quantum.is_multiple_of(self.quantum);
         let get = |want| {
             // An injected failure is the source's refusal.
@@ -333,30 +331,139 @@ impl<'a> Arena<'a> {
             if kmem_fail::should_fail(kmem_fail::Layer::ArenaImport) {
                 return Err(AllocError::Exhausted);
             }
-            if !aligned && self.quantum.is_power_of_two() {
-                src.import_aligned(want, self.quantum)
-            } else {
-                src.import(want)
+            if aligned {
+                return src.import(want);
+            }
+            if self.quantum.is_power_of_two() {
+                return src.import_aligned(want, self.quantum);
+            }
+            let fit = SpanFit {
+                align: self.quantum,
+                ..SpanFit::anywhere(want)
+            };
+            match src.import_fit(&fit) {
+                // A source that cannot place spans may still hand out
+                // usable bases; they are checked below.
+                Err(_) if !src.places_spans() => src.import(want),
+                got => got,
             }
         };
         // Import scaling is a preference: when the source cannot supply the
         // scaled span, ask for what this request needs.
         let (base, want) = match get(scaled) {
             Ok(base) => (base, scaled),
-            Err(_) if scaled > least => (get(least).map_err(fail)?, least),
-            Err(e) => return Err(fail(e)),
+            Err(_) if scaled > least => (get(least).map_err(|e| self.failed(e))?, least),
+            Err(e) => return Err(self.failed(e)),
         };
-        if base % self.quantum != 0 || base.checked_add(want).is_none() {
+        self.adopt(src, base, want, None)?;
+        Ok((base, want))
+    }
+
+    /// Imports a span for the constrained request `fit`: a plain one as
+    /// [`import`](Self::import) does (exactly its size, scaled if the source
+    /// can); otherwise first a span that is itself a placement of `fit`
+    /// (the constraints passed down, see [`Source::import_fit`]), then, if
+    /// the source cannot place one, a span large enough to hold a placement
+    /// wherever it lies (inside the window, if the request has one and the
+    /// source can keep to it).
+    fn import_for(&self, fit: &Fit) -> Result<Imported, AllocError> {
+        if fit.is_plain(self.quantum) {
+            return Ok(Imported::Span(self.import(fit.size)?.0));
+        }
+        let src = self.source.ok_or(AllocError::Exhausted)?;
+        let q = lcm(self.quantum, self.import_quantum).ok_or(AllocError::Overflow)?;
+        let placed = round_size(fit.size, q)
+            .ok()
+            .and_then(|size| fit.as_span(size));
+        if let Some(want) = placed {
+            if let Some(got) = self.import_placed(src, &want, Some(fit))? {
+                return Ok(got);
+            }
+        }
+        let slack = fit.import_size().ok_or(AllocError::Overflow)?;
+        if fit.has_window() {
+            let want = SpanFit {
+                min: fit.min,
+                max: fit.max,
+                ..SpanFit::anywhere(round_size(slack, q)?)
+            };
+            if let Some(got) = self.import_placed(src, &want, None)? {
+                return Ok(got);
+            }
+        }
+        Ok(Imported::Span(self.import(slack)?.0))
+    }
+
+    /// A constrained import of `want` from `src`, and with `take` the
+    /// request allocated from the new span at once (see
+    /// [`adopt`](Self::adopt)); `Ok(None)` when the source cannot take the
+    /// constraints (the caller imports otherwise).
+    fn import_placed(
+        &self,
+        src: &dyn Source,
+        want: &SpanFit,
+        take: Option<&Fit>,
+    ) -> Result<Option<Imported>, AllocError> {
+        // An injected failure is the source's refusal.
+        #[cfg(feature = "fail-inject")]
+        if kmem_fail::should_fail(kmem_fail::Layer::ArenaImport) {
+            return Err(self.failed(AllocError::Exhausted));
+        }
+        match src.import_fit(want) {
+            Ok(base) if want.holds(base) => self.adopt(src, base, want.size, take).map(Some),
+            Ok(base) => {
+                // Placed elsewhere (a source whose `import_aligned` ignores
+                // the alignment, say): back, and the caller's fallback.
+                // SAFETY: the span just imported, not used.
+                unsafe { src.release(base, want.size) };
+                Ok(None)
+            }
+            // The source searched all it has (an arena: and its own
+            // source) under these constraints: a larger span would not help.
+            Err(e @ (AllocError::Exhausted | AllocError::NoTags)) if src.places_spans() => {
+                Err(self.failed(e))
+            }
+            // It cannot take these constraints (a phase its quantum does not
+            // divide, say).
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Counts a failed import; returns its error.
+    fn failed(&self, e: AllocError) -> AllocError {
+        self.inner.lock().counters.fails += 1;
+        e
+    }
+
+    /// Adds the span `[base, base + want)` just imported from `src`, after
+    /// checking it (aligned to the quantum, inside the address space,
+    /// overlapping no span); a span that fails a check goes back
+    /// ([`AllocError::BadImport`]). With `take` (a span placed for that
+    /// request, at its base), the request is allocated from it under the
+    /// same lock: no second round, and no tags beyond the span's own and,
+    /// when the span is longer than the request, the split's.
+    fn adopt(
+        &self,
+        src: &dyn Source,
+        base: usize,
+        want: usize,
+        take: Option<&Fit>,
+    ) -> Result<Imported, AllocError> {
+        if !base.is_multiple_of(self.quantum) || base.checked_add(want).is_none() {
             // SAFETY: the span just imported, not used.
             unsafe { src.release(base, want) };
-            return Err(fail(AllocError::BadImport));
+            return Err(self.failed(AllocError::BadImport));
         }
-        let mut g = match self.lock_with_tags(2) {
+        let tags = match take {
+            Some(f) if f.size < want => 3,
+            _ => 2,
+        };
+        let mut g = match self.lock_with_tags(tags) {
             Ok(g) => g,
             Err(e) => {
                 // SAFETY: as above.
                 unsafe { src.release(base, want) };
-                return Err(fail(e));
+                return Err(self.failed(e));
             }
         };
         if g.overlaps(base, want) {
@@ -372,7 +479,24 @@ impl<'a> Arena<'a> {
             crate::asan::poison(base, want);
         }
         g.counters.imports += 1;
-        Ok((base, want))
+        if let Some(f) = take {
+            // The span meets the request at its base (checked by the
+            // caller), and lies inside the address space (checked above).
+            let here = Fit {
+                min: base,
+                max: base + want,
+                ..*f
+            };
+            if let Some(addr) = g.xalloc_ordered(&here) {
+                let addr = self.finish(g, addr);
+                #[cfg(kmem_asan)]
+                if self.memory {
+                    crate::asan::unpoison(addr, f.size);
+                }
+                return Ok(Imported::Took(addr));
+            }
+        }
+        Ok(Imported::Span(base))
     }
 
     /// Frees what [`alloc`](Self::alloc) returned, with the same size, in
@@ -510,6 +634,13 @@ impl Drop for Arena<'_> {
     fn drop(&mut self) {
         let _ = self.destroy();
     }
+}
+
+/// What an import for a request brought: a span to search, or the
+/// request already allocated from a span placed for it.
+enum Imported {
+    Span(usize),
+    Took(usize),
 }
 
 fn lcm(a: usize, b: usize) -> Option<usize> {

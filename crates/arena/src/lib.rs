@@ -9,8 +9,18 @@
 //! sit on 64 power-of-two lists with a bitmap of non-empty lists, so
 //! [`Policy::InstantFit`] is O(1); allocated segments sit in a hash keyed by
 //! start, so [`Arena::free`] is O(1) and checks the size. [`Arena::xalloc`]
-//! adds alignment, phase, a no-cross boundary and an address window, and
-//! never fails while a fitting range exists.
+//! adds alignment, phase, a no-cross boundary and an address window;
+//! constraints no address could meet are refused before any search
+//! ([`AllocError::Overconstrained`]). An arena without a source never fails
+//! an `xalloc` while one of its free ranges fits. A sourced arena passes
+//! the constraints to its source ([`Source::import_fit`], which an arena
+//! serves with an `xalloc` of its own), so along a chain of arenas a
+//! request fails only when no arena of the chain holds a fitting free
+//! range. Where a source cannot take the constraints (a phase its quantum
+//! does not divide, a span its quantum rounds past the `nocross` boundary,
+//! a source that is not an arena), the importer asks it for a span large
+//! enough to hold a placement wherever it lies, inside the window if the
+//! source can keep to one; a source that cannot may then miss a fit.
 //!
 //! - Quantum caches ([`QuantumCaches`], implemented by `kmem-slab`): an
 //!   arena built with [`ArenaBuilder::qcaches`] serves `alloc`/`free` of
@@ -90,7 +100,7 @@ pub use arena::Arena;
 pub use builder::{ArenaBuilder, Name};
 pub use check::CheckError;
 pub use error::{AddError, AllocError, CreateError, DestroyError, FreeError};
-pub use policy::{Constraints, Policy};
+pub use policy::{Constraints, Policy, SpanFit};
 pub use qcache::QuantumCaches;
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};

@@ -87,6 +87,62 @@ impl Constraints {
     }
 }
 
+/// Where a span that a constrained import asks for must lie (see
+/// [`Source::import_fit`](crate::Source::import_fit)): its base `b` has
+/// `b % align == phase`, `[b, b + size)` lies inside `[min, max)`, and
+/// when `nocross` is not zero it does not cross a multiple of `nocross`.
+/// Unlike [`Constraints`], `align` may be any non-zero number (an
+/// importer of quantum 3 asks for multiples of 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanFit {
+    /// The span's size (a multiple of the source's import quantum).
+    pub size: usize,
+    /// The base's modulus: any non-zero number.
+    pub align: usize,
+    /// The base's remainder modulo `align` (below it).
+    pub phase: usize,
+    /// A power of two the span must not cross a multiple of; 0 for none.
+    pub nocross: usize,
+    /// Lowest acceptable base.
+    pub min: usize,
+    /// The span must end at or below `max` (exclusive bound).
+    pub max: usize,
+}
+
+impl SpanFit {
+    /// A span of `size` units anywhere.
+    pub const fn anywhere(size: usize) -> Self {
+        Self {
+            size,
+            align: 1,
+            phase: 0,
+            nocross: 0,
+            min: 0,
+            max: usize::MAX,
+        }
+    }
+
+    /// True when `base` meets every constraint.
+    pub fn holds(&self, base: usize) -> bool {
+        let Some(end) = base.checked_add(self.size) else {
+            return false;
+        };
+        self.align != 0
+            && base % self.align == self.phase
+            && base >= self.min
+            && end <= self.max
+            && (self.nocross == 0
+                || self.size == 0
+                || base / self.nocross == (end - 1) / self.nocross)
+    }
+
+    /// The constraint is an alignment alone (`Some(align)`; 1 for none).
+    pub(crate) fn alignment_only(&self) -> Option<usize> {
+        (self.phase == 0 && self.nocross == 0 && self.min == 0 && self.max == usize::MAX)
+            .then_some(self.align)
+    }
+}
+
 /// Constraints checked against an arena's quantum: the effective alignment
 /// is resolved, every bad input already rejected.
 #[derive(Clone, Copy, Debug)]
@@ -135,42 +191,80 @@ impl Fit {
         if c.align == 0 || !c.align.is_power_of_two() {
             return Err(AllocError::BadAlign);
         }
-        if c.nocross != 0 && !c.nocross.is_power_of_two() {
+        Self::checked(size, c.align, c.phase, c.nocross, c.min, c.max, quantum)
+    }
+
+    /// Validates a constrained import's `want` for an arena of `quantum`
+    /// (whose spans it would come from): as [`new`](Self::new), but any
+    /// non-zero alignment, and the size taken as it is (the importer
+    /// rounded it to both quanta).
+    pub(crate) fn for_span(want: &SpanFit, quantum: usize) -> Result<Self, AllocError> {
+        if want.size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if want.align == 0 {
+            return Err(AllocError::BadAlign);
+        }
+        if !want.size.is_multiple_of(quantum) {
+            return Err(AllocError::Misaligned);
+        }
+        Self::checked(
+            want.size,
+            want.align,
+            want.phase,
+            want.nocross,
+            want.min,
+            want.max,
+            quantum,
+        )
+    }
+
+    /// The checks after the size and the alignment's form.
+    fn checked(
+        size: usize,
+        align: usize,
+        phase: usize,
+        nocross: usize,
+        min: usize,
+        max: usize,
+        quantum: usize,
+    ) -> Result<Self, AllocError> {
+        if nocross != 0 && !nocross.is_power_of_two() {
             return Err(AllocError::BadNocross);
         }
         // Under a power-of-two quantum, nocross must be a multiple of it; an
         // odd quantum (Akaros' quantum 3, nocross 4) cannot have one, so
         // there boundaries are checked against quantum-aligned candidates.
-        let nocross_misaligned = quantum.is_power_of_two() && !c.nocross.is_multiple_of(quantum);
-        if !c.phase.is_multiple_of(quantum) || nocross_misaligned {
+        let nocross_misaligned = quantum.is_power_of_two() && !nocross.is_multiple_of(quantum);
+        if !phase.is_multiple_of(quantum) || nocross_misaligned {
             return Err(AllocError::Misaligned);
         }
-        let align = (quantum / gcd(quantum, c.align))
-            .checked_mul(c.align)
+        let align = (quantum / gcd(quantum, align))
+            .checked_mul(align)
             .ok_or(AllocError::Overflow)?;
-        if c.phase >= align {
+        if phase >= align {
             return Err(AllocError::BadPhase);
         }
         size.checked_add(align)
-            .and_then(|s| s.checked_add(c.phase))
+            .and_then(|s| s.checked_add(phase))
             .ok_or(AllocError::Overflow)?;
-        if c.nocross != 0 && size > c.nocross {
+        if nocross != 0 && size > nocross {
             return Err(AllocError::Overconstrained);
         }
-        if c.min >= c.max || c.max - c.min < size {
+        if min >= max || max - min < size {
             return Err(AllocError::Overconstrained);
         }
         let fit = Self {
             size,
             align,
-            phase: c.phase,
-            nocross: c.nocross,
-            min: c.min,
-            max: c.max,
+            phase,
+            nocross,
+            min,
+            max,
         };
         // No placement anywhere in the window (say, an odd phase with
         // `nocross` 2 and a size of 2): refused before any search.
-        if fit.find_in(c.min, c.max - c.min).is_none() {
+        if fit.find_in(min, max - min).is_none() {
             return Err(AllocError::Overconstrained);
         }
         Ok(fit)
@@ -191,6 +285,30 @@ impl Fit {
     /// True when a `[min, max)` window restricts the search.
     pub(crate) fn has_window(&self) -> bool {
         self.min != 0 || self.max != usize::MAX
+    }
+
+    /// True when any quantum-aligned range of the size fits (alignment the
+    /// quantum, no phase, no `nocross`, no window).
+    pub(crate) fn is_plain(&self, quantum: usize) -> bool {
+        self.align == quantum && self.phase == 0 && self.nocross == 0 && !self.has_window()
+    }
+
+    /// A span of `size` units (the request's size rounded up to the
+    /// import quantum) that is itself a placement of this request: what a
+    /// constrained import asks the source for. `None` when the rounding
+    /// makes the span cross the `nocross` boundary the request must not.
+    pub(crate) fn as_span(&self, size: usize) -> Option<SpanFit> {
+        if self.nocross != 0 && size > self.nocross {
+            return None;
+        }
+        Some(SpanFit {
+            size,
+            align: self.align,
+            phase: self.phase,
+            nocross: self.nocross,
+            min: self.min,
+            max: self.max,
+        })
     }
 
     /// Span size to import so that the request surely fits in it.

@@ -2,7 +2,8 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::{AllocError, Arena, Policy};
+use crate::policy::Fit;
+use crate::{AllocError, Arena, Policy, SpanFit};
 
 /// A supplier of spans: another arena, or any pair of import/release functions.
 ///
@@ -62,7 +63,38 @@ pub unsafe trait Source: Sync {
         let _ = align;
         self.import(size)
     }
-    /// Takes back a span that `import` or `import_aligned` supplied, whole.
+    /// Supplies a span of exactly `want.size` units whose base meets
+    /// `want` (alignment, phase, window, no-cross boundary): what an
+    /// importing arena asks for when its request has constraints, or when
+    /// its quantum needs bases the source's plain imports do not give (an
+    /// importer of quantum 3 from a source of quantum 1). The span it
+    /// returns is itself a placement of the importer's request, so a chain
+    /// of arenas passes the constraints down to where the range is.
+    ///
+    /// The default serves an alignment-only request through
+    /// [`import_aligned`](Self::import_aligned) (a power of two) or
+    /// [`import`](Self::import) (none), and refuses the rest with
+    /// [`AllocError::Exhausted`]; the importer then imports a larger span
+    /// and looks for a placement inside it. The importer checks every span
+    /// against `want` and gives back one that misses it
+    /// ([`AllocError::BadImport`]).
+    fn import_fit(&self, want: &SpanFit) -> Result<usize, AllocError> {
+        match want.alignment_only() {
+            Some(1) => self.import(want.size),
+            Some(align) if align.is_power_of_two() => self.import_aligned(want.size, align),
+            _ => Err(AllocError::Exhausted),
+        }
+    }
+    /// True when [`import_fit`](Self::import_fit) searches under all of
+    /// its constraints, so that its [`AllocError::Exhausted`] means no
+    /// fitting span is to be had (an arena: true). False, the default: the
+    /// importer takes any refusal of `import_fit` as "cannot place" and
+    /// imports a larger span instead.
+    fn places_spans(&self) -> bool {
+        false
+    }
+    /// Takes back a span that `import`, `import_aligned` or `import_fit`
+    /// supplied, whole.
     ///
     /// # Safety
     /// `[base, base + size)` is a whole span this source supplied to the
@@ -113,6 +145,17 @@ unsafe impl Source for Arena<'_> {
 
     fn import_aligned(&self, size: usize, align: usize) -> Result<usize, AllocError> {
         self.xalloc(size, &crate::Constraints::new().align(align))
+    }
+
+    /// An `xalloc` of the span under `want`, so the constraints travel on
+    /// to this arena's own source if it has to import.
+    fn import_fit(&self, want: &SpanFit) -> Result<usize, AllocError> {
+        let fit = Fit::for_span(want, self.quantum())?;
+        self.xalloc_fit(&fit, Policy::InstantFit)
+    }
+
+    fn places_spans(&self) -> bool {
+        true
     }
 
     unsafe fn release(&self, base: usize, size: usize) {

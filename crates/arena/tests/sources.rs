@@ -472,3 +472,164 @@ fn scaled_import_falls_back_to_needed_size() {
     assert_eq!(a.amt_total(), 0);
     a.destroy().unwrap();
 }
+
+/// An arena whose quantum does not divide its source's (3 over 1) asks the
+/// source for bases that are multiples of 3, and gets them.
+#[test]
+fn odd_quantum_imports_from_a_finer_source() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let parent = Arena::builder("ones")
+        .quantum(1)
+        .span(0x1_0001, 65_535)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let threes = Arena::builder("threes")
+        .quantum(3)
+        .source(&parent)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let a = threes.alloc(3, Policy::InstantFit).unwrap();
+    let b = threes
+        .xalloc(6, &Constraints::new().policy(Policy::NextFit))
+        .unwrap();
+    let c = threes.alloc(30, Policy::NextFit).unwrap();
+    for x in [a, b, c] {
+        assert_eq!(x % 3, 0, "{x:#x}");
+    }
+    assert_eq!(threes.stats().failures, 0);
+    threes.check().unwrap();
+    threes.free(a, 3).unwrap();
+    threes.xfree(b, 6).unwrap();
+    threes.free(c, 30).unwrap();
+    assert_eq!(threes.amt_total(), 0);
+    assert_eq!(parent.stats().live, 0);
+}
+
+/// Every path imports exactly what the request needs (with no import
+/// scaling): a source holding exactly 4 free pages serves a 4-page request
+/// by instant fit, next fit and `xalloc` alike.
+#[test]
+fn imports_are_sized_exactly() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let parent = Arena::builder("four pages")
+        .quantum(4096)
+        .span(0x10_0000, 4 * 4096)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let child = Arena::builder("child")
+        .quantum(4096)
+        .source(&parent)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let size = 4 * 4096;
+    for how in 0..4 {
+        let x = match how {
+            0 => child.alloc(size, Policy::InstantFit),
+            1 => child.alloc(size, Policy::BestFit),
+            2 => child.alloc(size, Policy::NextFit),
+            _ => child.xalloc(size, &Constraints::new()),
+        }
+        .unwrap_or_else(|e| panic!("path {how}: {e:?}"));
+        assert_eq!(x, 0x10_0000);
+        assert_eq!(child.amt_total(), size, "path {how}");
+        if how == 3 {
+            child.xfree(x, size).unwrap();
+        } else {
+            child.free(x, size).unwrap();
+        }
+        assert_eq!(child.amt_total(), 0);
+    }
+    assert_eq!(child.stats().failures, 0);
+}
+
+/// A windowed (and aligned) `xalloc` passes its constraints down a chain
+/// of sources: the range is found in the grandparent at the first try,
+/// with one import per level and no failure.
+#[test]
+fn constraints_travel_down_the_chain() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let top = Arena::builder("top")
+        .quantum(4096)
+        .span(0x100_0000, 64 * 4096)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    // The middle level scales its imports by 4: a placed import is exact.
+    let mid = Arena::builder("mid")
+        .quantum(4096)
+        .source(&top)
+        .tags_from(&base)
+        .import_scale(2)
+        .build()
+        .unwrap();
+    let leaf = Arena::builder("leaf")
+        .quantum(16)
+        .source(&mid)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    // Take the front of the range, so a plain import would land there.
+    let front = top.alloc(8 * 4096, Policy::InstantFit).unwrap();
+    let lo = 0x100_0000 + 40 * 4096;
+    let c = Constraints::new()
+        .align(8192)
+        .min_addr(lo)
+        .max_addr(lo + 2 * 4096);
+    let x = leaf.xalloc(64, &c).unwrap();
+    assert_eq!(x, lo);
+    for a in [&leaf, &mid] {
+        let st = a.stats();
+        assert_eq!((st.imports, st.failures), (1, 0), "{}", a.name());
+    }
+    leaf.xfree(x, 64).unwrap();
+    // A window the source cannot serve fails without useless imports.
+    let busy = top.xalloc(4096, &Constraints::new().min_addr(lo).max_addr(lo + 4096));
+    let busy = busy.unwrap();
+    let tight = Constraints::new().min_addr(lo).max_addr(lo + 4096);
+    assert_eq!(leaf.xalloc(16, &tight), Err(AllocError::Exhausted));
+    assert_eq!(leaf.stats().imports, 1);
+    assert_eq!(mid.stats().imports, 1);
+    top.free(busy, 4096).unwrap();
+    top.free(front, 8 * 4096).unwrap();
+    assert_eq!(leaf.amt_total(), 0);
+    assert_eq!(mid.amt_total(), 0);
+}
+
+/// Constraints the source cannot take (a phase its quantum does not
+/// divide) fall back to importing a span large enough to hold a placement.
+#[test]
+fn unplaceable_constraints_fall_back_to_a_larger_import() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let pages = Arena::builder("pages")
+        .quantum(4096)
+        .span(0x100_0000, 16 * 4096)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let bytes = Arena::builder("bytes")
+        .quantum(16)
+        .source(&pages)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let c = Constraints::new().align(64).phase(16);
+    let x = bytes.xalloc(32, &c).unwrap();
+    assert_eq!(x % 64, 16);
+    // With a window too: the larger span is imported inside it.
+    let lo = 0x100_0000 + 9 * 4096;
+    let w = c.min_addr(lo).max_addr(lo + 2 * 4096);
+    let y = bytes.xalloc(32, &w).unwrap();
+    assert!(y % 64 == 16 && (lo..lo + 2 * 4096).contains(&y), "{y:#x}");
+    assert_eq!(bytes.stats().failures, 0);
+    bytes.xfree(x, 32).unwrap();
+    bytes.xfree(y, 32).unwrap();
+    assert_eq!(bytes.amt_total(), 0);
+}

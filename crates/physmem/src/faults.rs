@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use kmem_arena::{AllocError, Arena, ArenaStats, Segment, Source, WalkKinds};
+use kmem_arena::{AllocError, Arena, ArenaStats, Segment, Source, SpanFit, WalkKinds};
 
 /// Exclusive use of the process-wide failure-injection plans (`kmem-fail`)
 /// for the guard's life: the tests of a binary that set plans each hold one,
@@ -315,6 +315,14 @@ unsafe impl Source for FailingSource<'_> {
 
     fn import_aligned(&self, size: usize, align: usize) -> Result<usize, AllocError> {
         self.import_with(size, || self.inner.import_aligned(size, align))
+    }
+
+    fn import_fit(&self, want: &SpanFit) -> Result<usize, AllocError> {
+        self.import_with(want.size, || self.inner.import_fit(want))
+    }
+
+    fn places_spans(&self) -> bool {
+        self.inner.places_spans()
     }
 
     unsafe fn release(&self, base: usize, size: usize) {
