@@ -238,6 +238,31 @@ impl<'a> Arena<'a> {
         self.xalloc_fit(&fit, constraints.policy)
     }
 
+    /// Allocates exactly `[addr, addr + size)` (`size` rounded up to the
+    /// quantum), as NetBSD's `vmem_xalloc_addr`: importing it from the
+    /// source if the arena has one and does not hold the range. Bypasses
+    /// quantum caches; free it with [`xfree`](Self::xfree).
+    ///
+    /// Refused with [`AllocError::Misaligned`] when `addr` is not a
+    /// multiple of the quantum, [`AllocError::Busy`] when part of the range
+    /// is allocated, and [`AllocError::Exhausted`] when the range is not
+    /// the arena's to give (outside its spans, or across two spans, and not
+    /// to be had from its source).
+    pub fn xalloc_at(&self, addr: usize, size: usize) -> Result<usize, AllocError> {
+        let size = round_size(size, self.quantum)?;
+        if !addr.is_multiple_of(self.quantum) {
+            return Err(AllocError::Misaligned);
+        }
+        let end = addr.checked_add(size).ok_or(AllocError::Overflow)?;
+        let c = Constraints::new().min_addr(addr).max_addr(end);
+        match self.xalloc(size, &c) {
+            Err(AllocError::Exhausted) if self.inner.lock().busy(addr, end) => {
+                Err(AllocError::Busy)
+            }
+            r => r,
+        }
+    }
+
     pub(crate) fn xalloc_fit(&self, fit: &Fit, policy: Policy) -> Result<usize, AllocError> {
         let mut imported = None;
         let mut round = 0;

@@ -34,6 +34,10 @@ pub enum AllocError {
     /// Next fit was asked for a size the arena's quantum caches serve
     /// (their objects have no order to follow).
     NextFitCached,
+    /// [`Arena::xalloc_at`](crate::Arena::xalloc_at): part of the range
+    /// is allocated already (as opposed to [`Exhausted`](Self::Exhausted):
+    /// the range is not the arena's, and its source could not supply it).
+    Busy,
 }
 
 impl fmt::Display for AllocError {
@@ -50,6 +54,7 @@ impl fmt::Display for AllocError {
             Self::NoTags => "no boundary tags available",
             Self::BadImport => "source returned a span misaligned for this arena",
             Self::NextFitCached => "next fit on a size served by quantum caches",
+            Self::Busy => "part of the requested range is allocated",
         })
     }
 }

@@ -151,6 +151,8 @@ fn every_error_displays() {
         AllocError::Exhausted,
         AllocError::NoTags,
         AllocError::BadImport,
+        AllocError::NextFitCached,
+        AllocError::Busy,
     ];
     let free = [
         FreeError::ZeroSize,
@@ -456,6 +458,66 @@ fn window_without_an_aligned_start() {
                     .max_addr(lo + 0xe0),
             )
         });
+    });
+}
+
+/// As [`assert_refused`], for a refusal the arena counts as a failed
+/// allocation (its `failures` statistic grows by one; nothing else
+/// changes).
+#[track_caller]
+fn assert_failed(
+    a: &Arena<'_>,
+    expected: AllocError,
+    op: impl FnOnce() -> Result<usize, AllocError>,
+) {
+    ok(a);
+    let before = state(a);
+    assert_eq!(op(), Err(expected));
+    assert_displays(&expected);
+    let mut after = state(a);
+    after.stats.failures -= 1;
+    assert_eq!(after, before, "arena {:?} changed", a.name());
+    ok(a);
+}
+
+/// `xalloc_at` on a range part of which is allocated: `Busy`, wherever the
+/// allocated part lies (at the start, after a free stretch, or at the
+/// span's start for a range beginning below it).
+#[test]
+fn xalloc_at_busy_range() {
+    with_arena(16, |a, live| {
+        let (first, second, third) = (live[0], live[1], live[2]);
+        for (addr, size) in [
+            (first.0, 16),
+            (first.0 + 16, 16),
+            (first.0 + 0x30, second.0 - first.0),
+            (third.0 + 0x30, 16),
+            (first.0 - 16, 32),
+        ] {
+            assert_failed(a, AllocError::Busy, || a.xalloc_at(addr, size));
+        }
+    });
+}
+
+/// `xalloc_at` on a range the arena does not hold (outside its span, or
+/// running past its end): `Exhausted`, not `Busy`.
+#[test]
+fn xalloc_at_range_not_held() {
+    with_arena(16, |a, _| {
+        for (addr, size) in [(0x3_0000, 16), (0x1_fff0, 32), (0, 16)] {
+            assert_failed(a, AllocError::Exhausted, || a.xalloc_at(addr, size));
+        }
+    });
+}
+
+/// `xalloc_at` with an address off the quantum, zero units, or an end
+/// past the address space.
+#[test]
+fn xalloc_at_bad_arguments() {
+    with_arena(16, |a, _| {
+        assert_refused(a, AllocError::Misaligned, || a.xalloc_at(0x1_0038, 16));
+        assert_refused(a, AllocError::ZeroSize, || a.xalloc_at(0x1_0040, 0));
+        assert_refused(a, AllocError::Overflow, || a.xalloc_at(usize::MAX - 15, 32));
     });
 }
 

@@ -633,3 +633,39 @@ fn unplaceable_constraints_fall_back_to_a_larger_import() {
     bytes.xfree(y, 32).unwrap();
     assert_eq!(bytes.amt_total(), 0);
 }
+
+/// `xalloc_at` takes exactly the range asked for: from a free segment of
+/// the arena (with free space left on both sides), and in a sourced arena
+/// by importing that very range from the source.
+#[test]
+fn xalloc_at_takes_the_exact_range() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let ids = Arena::builder("ids")
+        .quantum(8)
+        .span(0x1000, 0x1000)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    assert_eq!(ids.xalloc_at(0x1800, 20), Ok(0x1800));
+    assert_eq!(ids.xalloc_at(0x1800, 8), Err(AllocError::Busy));
+    assert_eq!(ids.xalloc_at(0x17f8, 8), Ok(0x17f8));
+    ids.check().unwrap();
+    let child = Arena::builder("child")
+        .quantum(8)
+        .source(&ids)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    assert_eq!(child.xalloc_at(0x1100, 64), Ok(0x1100));
+    assert_eq!(child.stats().imports, 1);
+    // The child's range is allocated in the source.
+    assert_eq!(ids.xalloc_at(0x1100, 8), Err(AllocError::Busy));
+    // A range the source holds allocated: the child cannot have it.
+    assert_eq!(child.xalloc_at(0x1800, 8), Err(AllocError::Exhausted));
+    child.xfree(0x1100, 64).unwrap();
+    assert_eq!(child.amt_total(), 0);
+    ids.xfree(0x1800, 24).unwrap();
+    ids.xfree(0x17f8, 8).unwrap();
+    assert_eq!(ids.stats().live, 0);
+}
