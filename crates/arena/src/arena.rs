@@ -269,6 +269,7 @@ impl<'a> Arena<'a> {
         loop {
             let mut g = self.lock_for_retry(2, imported)?;
             let got = match policy {
+                _ if fit.top => g.xalloc_top(fit),
                 Policy::NextFit => g.xalloc_next(fit, self.quantum),
                 _ if fit.has_window() => g.xalloc_ordered(fit),
                 Policy::BestFit => g.xalloc_lists(fit, true),
@@ -293,7 +294,12 @@ impl<'a> Arena<'a> {
             drop(g);
             self.release_span(stranded);
             match self.import_for(fit)? {
-                Imported::Took(addr) => return Ok(addr),
+                Imported::Took(addr) => {
+                    if policy == Policy::NextFit {
+                        self.inner.lock().last_nextfit = Some(addr);
+                    }
+                    return Ok(addr);
+                }
                 Imported::Span(base) => imported = Some(base),
             }
             round += 1;
@@ -401,18 +407,29 @@ impl<'a> Arena<'a> {
             .ok()
             .and_then(|size| fit.as_span(size));
         if let Some(want) = placed {
-            if let Some(got) = self.import_placed(src, &want, Some(fit))? {
+            // The source's search covers every placement of the request
+            // when every placement lies on the source's grid and the span
+            // rounded up to it is refused nowhere the request fits (no
+            // window end or `nocross` boundary off the grid): then its
+            // refusal is final.
+            let iq = self.import_quantum;
+            let on_grid = fit.align.is_multiple_of(iq) && fit.phase.is_multiple_of(iq);
+            let exact = want.size == fit.size
+                || (fit.nocross == 0 && (fit.max == usize::MAX || fit.max.is_multiple_of(iq)));
+            let covers = on_grid && exact;
+            if let Some(got) = self.import_placed(src, &want, Some(fit), covers)? {
                 return Ok(got);
             }
         }
         let slack = fit.import_size().ok_or(AllocError::Overflow)?;
         if fit.has_window() {
             let want = SpanFit {
+                align: self.quantum,
                 min: fit.min,
                 max: fit.max,
                 ..SpanFit::anywhere(round_size(slack, q)?)
             };
-            if let Some(got) = self.import_placed(src, &want, None)? {
+            if let Some(got) = self.import_placed(src, &want, None, false)? {
                 return Ok(got);
             }
         }
@@ -422,12 +439,15 @@ impl<'a> Arena<'a> {
     /// A constrained import of `want` from `src`, and with `take` the
     /// request allocated from the new span at once (see
     /// [`adopt`](Self::adopt)); `Ok(None)` when the source cannot take the
-    /// constraints (the caller imports otherwise).
+    /// constraints or found no span, unless `final_refusal` says its
+    /// search covered every placement of the request (the caller imports
+    /// otherwise).
     fn import_placed(
         &self,
         src: &dyn Source,
         want: &SpanFit,
         take: Option<&Fit>,
+        final_refusal: bool,
     ) -> Result<Option<Imported>, AllocError> {
         // An injected failure is the source's refusal.
         #[cfg(feature = "fail-inject")]
@@ -444,12 +464,14 @@ impl<'a> Arena<'a> {
                 Ok(None)
             }
             // The source searched all it has (an arena: and its own
-            // source) under these constraints: a larger span would not help.
-            Err(e @ (AllocError::Exhausted | AllocError::NoTags)) if src.places_spans() => {
+            // source) for every placement: a larger span would not help.
+            Err(e @ (AllocError::Exhausted | AllocError::NoTags))
+                if final_refusal && src.places_spans() =>
+            {
                 Err(self.failed(e))
             }
             // It cannot take these constraints (a phase its quantum does not
-            // divide, say).
+            // divide, say), or its search missed placements off its grid.
             Err(_) => Ok(None),
         }
     }

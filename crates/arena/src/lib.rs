@@ -12,15 +12,18 @@
 //! adds alignment, phase, a no-cross boundary and an address window;
 //! constraints no address could meet are refused before any search
 //! ([`AllocError::Overconstrained`]). An arena without a source never fails
-//! an `xalloc` while one of its free ranges fits. A sourced arena passes
-//! the constraints to its source ([`Source::import_fit`], which an arena
-//! serves with an `xalloc` of its own), so along a chain of arenas a
-//! request fails only when no arena of the chain holds a fitting free
-//! range. Where a source cannot take the constraints (a phase its quantum
-//! does not divide, a span its quantum rounds past the `nocross` boundary,
-//! a source that is not an arena), the importer asks it for a span large
-//! enough to hold a placement wherever it lies, inside the window if the
-//! source can keep to one; a source that cannot may then miss a fit.
+//! an `xalloc` while one of its free ranges fits (except that a request
+//! whose size, alignment and phase add up past `usize::MAX` is refused as
+//! [`AllocError::Overflow`]). A sourced arena passes the constraints to
+//! its source ([`Source::import_fit`], which an arena serves with an
+//! `xalloc` of its own): when at every level the request's alignment and
+//! phase are multiples of the source's quantum (and, for a size the
+//! source's quantum rounds up, its window ends on that quantum and it has
+//! no `nocross`), a chain of arenas fails it only when no arena of the
+//! chain holds a fitting free range. Otherwise, and for a source that is not an arena,
+//! the importer goes on to ask for a span large enough to hold a placement
+//! wherever it lies (inside the window, then anywhere), which can miss a
+//! fit that only a window allows.
 //!
 //! - Quantum caches ([`QuantumCaches`], implemented by `kmem-slab`): an
 //!   arena built with [`ArenaBuilder::qcaches`] serves `alloc`/`free` of

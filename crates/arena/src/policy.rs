@@ -31,6 +31,7 @@ pub struct Constraints {
     pub(crate) min: usize,
     pub(crate) max: usize,
     pub(crate) policy: Policy,
+    pub(crate) top: bool,
 }
 
 impl Default for Constraints {
@@ -49,6 +50,7 @@ impl Constraints {
             min: 0,
             max: usize::MAX,
             policy: Policy::InstantFit,
+            top: false,
         }
     }
     /// Alignment (a power of two); the effective alignment is
@@ -83,6 +85,13 @@ impl Constraints {
     /// Search policy.
     pub const fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+    /// The highest fitting start instead of the lowest (illumos'
+    /// `VM_ENDALLOC`): the search runs down from `max` in address order,
+    /// whatever the policy.
+    pub const fn from_top(mut self) -> Self {
+        self.top = true;
         self
     }
 }
@@ -154,6 +163,8 @@ pub(crate) struct Fit {
     pub(crate) nocross: usize,
     pub(crate) min: usize,
     pub(crate) max: usize,
+    /// The highest fitting start rather than the lowest.
+    pub(crate) top: bool,
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {
@@ -191,7 +202,8 @@ impl Fit {
         if c.align == 0 || !c.align.is_power_of_two() {
             return Err(AllocError::BadAlign);
         }
-        Self::checked(size, c.align, c.phase, c.nocross, c.min, c.max, quantum)
+        let fit = Self::checked(size, c.align, c.phase, c.nocross, c.min, c.max, quantum)?;
+        Ok(Self { top: c.top, ..fit })
     }
 
     /// Validates a constrained import's `want` for an arena of `quantum`
@@ -261,6 +273,7 @@ impl Fit {
             nocross,
             min,
             max,
+            top: false,
         };
         // No placement anywhere in the window (say, an odd phase with
         // `nocross` 2 and a size of 2): refused before any search.
@@ -279,6 +292,7 @@ impl Fit {
             nocross: 0,
             min: 0,
             max: usize::MAX,
+            top: false,
         }
     }
 
@@ -290,7 +304,11 @@ impl Fit {
     /// True when any quantum-aligned range of the size fits (alignment the
     /// quantum, no phase, no `nocross`, no window).
     pub(crate) fn is_plain(&self, quantum: usize) -> bool {
-        self.align == quantum && self.phase == 0 && self.nocross == 0 && !self.has_window()
+        self.align == quantum
+            && self.phase == 0
+            && self.nocross == 0
+            && !self.has_window()
+            && !self.top
     }
 
     /// A span of `size` units (the request's size rounded up to the
@@ -358,6 +376,37 @@ impl Fit {
     }
 }
 
+impl Fit {
+    /// The highest start inside the free range `[start, start + len)` that
+    /// satisfies every constraint, if any: [`find_in`](Self::find_in) run
+    /// downwards (candidates `x - j * align`, the descent on the step
+    /// `-align` modulo `nocross`).
+    pub(crate) fn find_in_top(&self, start: usize, len: usize) -> Option<usize> {
+        let end = start.checked_add(len)?.min(self.max);
+        let lo = start.max(self.min);
+        let hi = end.checked_sub(self.size)?;
+        if hi < lo || hi < self.phase {
+            return None;
+        }
+        // The highest candidate at or below `hi`.
+        let x = hi - (hi - self.phase) % self.align;
+        let x = if self.nocross == 0 {
+            x
+        } else {
+            let n = self.nocross as u128;
+            let j = first_hit(
+                (n - self.align as u128 % n) % n,
+                x as u128 % n,
+                n,
+                (self.nocross - self.size) as u128,
+            )?;
+            let down = j.checked_mul(self.align as u128)?;
+            usize::try_from((x as u128).checked_sub(down)?).ok()?
+        };
+        (x >= lo).then_some(x)
+    }
+}
+
 /// The least `j >= 0` with `(a * j + b) % m <= l`, given `a, b < m` and
 /// `l < m`; `None` if there is none.
 fn first_hit(a: u128, b: u128, m: u128, l: u128) -> Option<u128> {
@@ -371,13 +420,20 @@ fn first_hit(a: u128, b: u128, m: u128, l: u128) -> Option<u128> {
 
 /// The least `x >= 0` with `lo <= (a * x) % m <= hi`, given `a < m` and
 /// `lo <= hi < m`; `None` if there is none. Each step swaps the roles of
-/// `a` and `m` as Euclid's algorithm does, so it takes `O(log m)` steps.
+/// `a` and `m` as Euclid's algorithm does; with `a` first brought to at
+/// most `m / 2`, the modulus at least halves each step, so the recursion
+/// is at most about `2 log2 m` (under 260) deep.
 fn least_multiple_in(a: u128, m: u128, lo: u128, hi: u128) -> Option<u128> {
     if lo == 0 {
         return Some(0);
     }
     if a == 0 {
         return None;
+    }
+    if 2 * a > m {
+        // `((m - a) * x) % m` is `m - (a * x) % m` whenever the latter is
+        // not 0 (as here, `lo > 0`): the same `x` in the mirrored range.
+        return least_multiple_in(m - a, m, m - hi, m - lo);
     }
     // The first multiple of `a` at or above `lo`, if it is not past `hi`.
     let x = lo.div_ceil(a);
@@ -493,6 +549,7 @@ mod tests {
             nocross: 4,
             min: 0,
             max: usize::MAX,
+            top: false,
         };
         // Candidates 3 and 6 cross a multiple of 4; 9..12 does not.
         assert_eq!(g.find_in(1, 20), Some(9));
@@ -550,6 +607,7 @@ mod tests {
                                 nocross,
                                 min,
                                 max,
+                                top: false,
                             };
                             for start in [0, 1, 7, 13, 32] {
                                 for len in [0, 1, 5, 9, 20, 64, 100] {
@@ -567,6 +625,89 @@ mod tests {
             }
         }
         assert!(tried > 10_000);
+    }
+
+    /// `find_in_top` against a scan downwards from the top of the range.
+    #[test]
+    fn find_in_top_matches_a_scan() {
+        let mut tried = 0;
+        for align in [1, 2, 3, 4, 6, 8, 12, 40] {
+            for phase in (0..align).step_by(1 + align / 3) {
+                for nocross in [0, 2, 4, 8, 32] {
+                    for size in 1..=9 {
+                        if nocross != 0 && size > nocross {
+                            continue;
+                        }
+                        for (min, max) in [(0, usize::MAX), (5, 70), (17, 30)] {
+                            let f = Fit {
+                                size,
+                                align,
+                                phase,
+                                nocross,
+                                min,
+                                max,
+                                top: true,
+                            };
+                            for start in [0, 1, 7, 13, 32] {
+                                for len in [0, 1, 5, 9, 20, 64, 100] {
+                                    let scan = (start..start + len).rev().find(|&x| {
+                                        x % align == phase
+                                            && x >= min
+                                            && x + size <= max
+                                            && x + size <= start + len
+                                            && (nocross == 0
+                                                || x / nocross == (x + size - 1) / nocross)
+                                    });
+                                    assert_eq!(
+                                        f.find_in_top(start, len),
+                                        scan,
+                                        "{f:?} start={start} len={len}"
+                                    );
+                                    tried += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(tried > 5_000);
+    }
+
+    /// The descent at large moduli, where no scan reaches: every answer is
+    /// a hit, and no smaller `j` is one among the first 20 000; and the
+    /// worst case for a plain recursion (a step of `m - 1`) stays shallow.
+    #[test]
+    fn first_hit_at_large_moduli() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u128
+        };
+        for _ in 0..50_000 {
+            let m: u128 = 1 << (1 + next() % 63);
+            let a = match next() % 4 {
+                0 => next() % m,
+                1 => (3 << (next() % 62)) % m,
+                2 => m - 1 - next() % m.min(8),
+                _ => next() % m.min(1000),
+            };
+            let (b, l) = (next() % m, next() % m);
+            let got = first_hit(a, b, m, l);
+            if let Some(j) = got {
+                assert!((a * j + b) % m <= l, "a={a} b={b} m={m} l={l} j={j}");
+            }
+            let scan = (0..20_000.min(m)).find(|&j| (a * j + b) % m <= l);
+            match scan {
+                Some(s) => assert_eq!(got, Some(s), "a={a} b={b} m={m} l={l}"),
+                None => assert!(got.is_none_or(|j| j >= 20_000.min(m))),
+            }
+        }
+        // A step of m - 1 (quantum 2^k - 1 against nocross 2^k).
+        let m = 1u128 << 62;
+        assert_eq!(first_hit(m - 1, 1, m, 0), Some(1));
     }
 
     /// Constraints no range can meet are refused up front, whatever the

@@ -349,6 +349,28 @@ impl Segments {
         None
     }
 
+    /// Constrained allocation from the top: the highest fitting address
+    /// below `fit.max`, walking free segments down from there. Needs two
+    /// tags.
+    pub(crate) fn xalloc_top(&mut self, fit: &Fit) -> Option<usize> {
+        let mut cur = self.tags.floor(Tree::Segments, fit.max.saturating_sub(1));
+        while let Some(id) = cur {
+            let t = *self.tags.get(id);
+            if t.start.saturating_add(t.size) <= fit.min {
+                return None;
+            }
+            if t.kind() == TagKind::Free {
+                if let Some(at) = fit.find_in_top(t.start, t.size) {
+                    self.untrack_free(id);
+                    self.split_front(id, at);
+                    return Some(self.account_alloc(id, fit.size));
+                }
+            }
+            cur = self.tags.prev(id);
+        }
+        None
+    }
+
     /// Next fit: the lowest fit after the previous next-fit result, wrapping
     /// around to the lowest fit overall.
     pub(crate) fn xalloc_next(&mut self, fit: &Fit, quantum: usize) -> Option<usize> {
@@ -361,6 +383,20 @@ impl Segments {
             self.last_nextfit = got;
         }
         got
+    }
+
+    /// The size of the largest free segment, 0 if none: the largest member
+    /// of the highest non-empty free list.
+    pub(crate) fn largest_free(&self) -> usize {
+        if self.freemap == 0 {
+            return 0;
+        }
+        let top = (u64::BITS - 1 - self.freemap.leading_zeros()) as usize;
+        self.tags
+            .list_iter(self.free[top])
+            .map(|id| self.tags.get(id).size)
+            .max()
+            .unwrap_or(0)
     }
 
     /// True when an allocated segment overlaps `[start, end)`, for

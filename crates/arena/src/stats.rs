@@ -149,6 +149,14 @@ impl Arena<'_> {
         }
     }
 
+    /// The size of the largest free segment (illumos' `VMEM_MAXFREE`): the
+    /// most one allocation can get without importing. 0 when nothing is
+    /// free. Walks the highest non-empty free list under the lock (its
+    /// members are within a factor of two of each other).
+    pub fn largest_free(&self) -> usize {
+        self.inner.lock().largest_free()
+    }
+
     /// Accounting and counters.
     pub fn stats(&self) -> ArenaStats {
         let g = self.inner.lock();

@@ -149,17 +149,24 @@ struct Req {
     min: usize,
     max: usize,
     policy: Policy,
+    /// Search from the top (`Constraints::from_top`).
+    top: bool,
 }
 
 impl Req {
     fn constraints(&self) -> Constraints {
-        Constraints::new()
+        let c = Constraints::new()
             .align(self.align)
             .phase(self.phase)
             .nocross(self.nocross)
             .min_addr(self.min)
             .max_addr(self.max)
-            .policy(self.policy)
+            .policy(self.policy);
+        if self.top {
+            c.from_top()
+        } else {
+            c
+        }
     }
 }
 
@@ -360,7 +367,9 @@ impl<'r, 'a> Run<'r, 'a> {
             min: 0,
             max: usize::MAX,
             policy: self.gen_policy(),
+            top: false,
         };
+        r.top = self.rng.chance(1, 5);
         if self.rng.chance(1, 3) {
             r.phase = q * self.rng.below((align_eff / q) as u64) as usize;
         }
@@ -746,6 +755,15 @@ impl<'r, 'a> Run<'r, 'a> {
         if let Err(e) = self.model.check_against(self.arena) {
             panic!("{e}");
         }
+        // Free segments are the model's maximal free ranges (they
+        // coalesce within a span).
+        let largest = self.model.gaps().iter().map(|g| g.1).max().unwrap_or(0);
+        assert_eq!(
+            self.arena.largest_free(),
+            largest,
+            "{}: largest free segment",
+            self.shape.name
+        );
         if self.events.is_some() {
             // Sourced: every span wholly free goes back to the source.
             let idle = self.model.wholly_free_spans();

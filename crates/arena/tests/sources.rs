@@ -589,10 +589,14 @@ fn constraints_travel_down_the_chain() {
         assert_eq!((st.imports, st.failures), (1, 0), "{}", a.name());
     }
     leaf.xfree(x, 64).unwrap();
-    // A window the source cannot serve fails without useless imports.
+    // A window the source cannot serve fails without useless imports (the
+    // request on the source's grid, so the source's search is final).
     let busy = top.xalloc(4096, &Constraints::new().min_addr(lo).max_addr(lo + 4096));
     let busy = busy.unwrap();
-    let tight = Constraints::new().min_addr(lo).max_addr(lo + 4096);
+    let tight = Constraints::new()
+        .align(4096)
+        .min_addr(lo)
+        .max_addr(lo + 4096);
     assert_eq!(leaf.xalloc(16, &tight), Err(AllocError::Exhausted));
     assert_eq!(leaf.stats().imports, 1);
     assert_eq!(mid.stats().imports, 1);
@@ -668,4 +672,148 @@ fn xalloc_at_takes_the_exact_range() {
     ids.xfree(0x1800, 24).unwrap();
     ids.xfree(0x17f8, 8).unwrap();
     assert_eq!(ids.stats().live, 0);
+}
+
+/// `Constraints::from_top` takes the highest fitting start (illumos'
+/// `VM_ENDALLOC`), under every other constraint, and `largest_free` sees
+/// what is left.
+#[test]
+fn from_top_takes_the_highest_fit() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let ids = Arena::builder("ids")
+        .quantum(8)
+        .span(0x1000, 0x1000)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    assert_eq!(ids.largest_free(), 0x1000);
+    let top = Constraints::new().from_top();
+    let a = ids.xalloc(16, &top).unwrap();
+    assert_eq!(a, 0x1ff0);
+    let b = ids.xalloc(16, &top.align(0x100)).unwrap();
+    assert_eq!(b, 0x1f00);
+    let c = ids.xalloc(16, &top.max_addr(0x1800)).unwrap();
+    assert_eq!(c, 0x17f0);
+    // 0x30 units ending by 0x1ee0, not crossing a multiple of 0x40: 0x1e90.
+    let d = ids
+        .xalloc(0x30, &top.nocross(0x40).max_addr(0x1ee0))
+        .unwrap();
+    assert_eq!(d, 0x1e90);
+    assert_eq!(ids.largest_free(), 0x17f0 - 0x1000);
+    for (x, s) in [(a, 16), (b, 16), (c, 16), (d, 0x30)] {
+        ids.xfree(x, s).unwrap();
+    }
+    assert_eq!(ids.largest_free(), 0x1000);
+    ids.check().unwrap();
+}
+
+/// A window whose `min` lies inside one of the source's quanta: the
+/// placement at `min` is found (the source's search, on its own grid,
+/// cannot see it, so its refusal is not taken as final), directly and
+/// through the slack import. (Found by review.)
+#[test]
+fn window_min_inside_a_source_quantum() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let pages = Arena::builder("pages")
+        .quantum(4096)
+        .span(0x100_0000, 4096)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let bytes = Arena::builder("bytes")
+        .quantum(16)
+        .source(&pages)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let c = Constraints::new().min_addr(0x100_0010).max_addr(0x100_2000);
+    assert_eq!(bytes.xalloc(64, &c), Ok(0x100_0010));
+    let d = c.align(64).phase(16).min_addr(0x100_0050);
+    assert_eq!(bytes.xalloc(32, &d), Ok(0x100_0050));
+    bytes.xfree(0x100_0010, 64).unwrap();
+    bytes.xfree(0x100_0050, 32).unwrap();
+    assert_eq!(bytes.amt_total(), 0);
+}
+
+/// Quantum 3 over a source of quantum 2, where the request's span rounded
+/// to lcm 6 would cross its `nocross` boundary: the slack import asks for
+/// multiples of 3 (it asked for any base and failed with `BadImport`).
+/// (Found by review.)
+#[test]
+fn odd_quantum_slack_import_keeps_to_the_quantum() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let twos = Arena::builder("twos")
+        .quantum(2)
+        .span(0x1_0004, 0x1000)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let threes = Arena::builder("threes")
+        .quantum(3)
+        .source(&twos)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let x = threes
+        .xalloc(3, &Constraints::new().nocross(4).max_addr(0x2_0000))
+        .unwrap();
+    assert_eq!(x % 3, 0);
+    assert_eq!(x / 4, (x + 2) / 4);
+    threes.xfree(x, 3).unwrap();
+    assert_eq!(threes.amt_total(), 0);
+}
+
+/// A next-fit `xalloc` served by a span placed for it moves the next-fit
+/// cursor like any other. (Found by review.)
+#[test]
+fn placed_import_moves_the_next_fit_cursor() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let parent = Arena::builder("sixteens")
+        .quantum(16)
+        .span(0x1000, 0x1000)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let ids = Arena::builder("ids")
+        .quantum(1)
+        .source(&parent)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let a = ids.alloc(1, Policy::NextFit).unwrap();
+    assert_eq!(a, 0x1000);
+    let next = Constraints::new().align(32).policy(Policy::NextFit);
+    let b = ids.xalloc(1, &next).unwrap();
+    assert_eq!(b, 0x1020);
+    let c = ids.alloc(1, Policy::NextFit).unwrap();
+    assert!(
+        c > b,
+        "next fit went back below its previous result: {c:#x}"
+    );
+    for x in [a, c] {
+        ids.free(x, 1).unwrap();
+    }
+    ids.xfree(b, 1).unwrap();
+}
+
+/// Quantum `2^20 - 1` against `nocross` `2^20`: each candidate's offset in
+/// its window steps down by one, the worst case for the descent, which
+/// once recursed a million levels deep. (Found by review.)
+#[test]
+fn descent_stays_shallow_for_a_step_of_nocross_minus_one() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let q = (1 << 20) - 1;
+    let a = Arena::builder("odd")
+        .quantum(q)
+        .span(0, q << 24)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let c = Constraints::new().nocross(1 << 20).min_addr(q);
+    assert_eq!(a.xalloc(q, &c), Ok(q * ((1 << 20) - 1)));
 }
