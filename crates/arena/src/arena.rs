@@ -4,8 +4,11 @@
 //! unused boundary tags (obtained *before* locking from the tag arena, or,
 //! in a base arena, carved from its own free segment under the lock without
 //! calling out), runs to completion, and releases the lock. Imports,
-//! releases to the source, tag-page allocation and hash resizing all happen
-//! with the lock dropped, between operations, never in the middle of one.
+//! releases to the source, tag-page allocation and the hash tables'
+//! allocation and freeing all happen with the lock dropped, between
+//! operations, never in the middle of one. Installing a new hash table
+//! takes the lock for `O(1)`: its entries move over a few chains per
+//! later insert and remove (`hash.rs`).
 
 use core::sync::atomic::AtomicUsize;
 
@@ -323,10 +326,13 @@ impl<'a> Arena<'a> {
         })
     }
 
-    /// Ends a successful allocation: unlocks, then grows the hash if needed.
-    fn finish(&self, g: MutexGuard<'_, Segments>, addr: usize) -> usize {
+    /// Ends a successful allocation: unlocks, frees a hash table a finished
+    /// rehash retired, and installs a larger one if the load calls for it.
+    fn finish(&self, mut g: MutexGuard<'_, Segments>, addr: usize) -> usize {
         let grow = g.hash.needs_grow() && !g.rescaling;
+        let retired = g.hash.take_retired();
         drop(g);
+        self.free_retired(retired);
         if grow {
             self.rescale(false);
         }
@@ -648,8 +654,10 @@ impl<'a> Arena<'a> {
             s.meta_segs -= 1;
             s.counters.frees -= 1;
         }
+        let retired = s.hash.take_retired();
         drop(g);
         self.release_span(released);
+        self.free_retired(retired);
         Ok(())
     }
 }

@@ -74,21 +74,28 @@ impl Arena<'_> {
         } else {
             None
         };
-        let old = {
+        {
             let mut g = self.inner.lock();
             let s = &mut *g;
             s.rescaling = false;
             // SAFETY: `addr` is a fresh allocation of `bytes` from a memory
             // arena (this base arena or the tag arena), 8-aligned, owned by the
-            // hash until `into_raw` hands it back below or at destroy.
+            // hash until it retires it (freed by `free_retired`) or destroy.
             let new = table.map(|addr| unsafe { HeadTable::from_raw(addr as *mut u8, chains) });
-            s.hash.install(&mut s.tags, new)
-        };
-        if let Some(old) = old {
-            let (addr, len) = old.into_raw();
-            self.meta_free(addr, len);
+            // `rescaling` kept any other rescale out since the check above,
+            // so no rehash can have started meanwhile.
+            s.hash.install(new);
         }
         true
+    }
+
+    /// Frees a hash table a finished rehash retired (taken under the lock,
+    /// freed here without it).
+    pub(crate) fn free_retired(&self, table: Option<HeadTable>) {
+        if let Some(t) = table {
+            let (addr, len) = t.into_raw();
+            self.meta_free(addr, len);
+        }
     }
 
     /// Grows or shrinks the allocated-segment hash to suit its load (the
@@ -150,7 +157,7 @@ impl Arena<'_> {
             }
         }
         if !base {
-            if let Some(table) = s.hash.take_table() {
+            for table in s.hash.take_tables(&mut s.tags).into_iter().flatten() {
                 let (addr, len) = table.into_raw();
                 if let Some(m) = meta {
                     // SAFETY: the hash table came from the tag arena with
