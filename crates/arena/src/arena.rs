@@ -329,8 +329,8 @@ impl<'a> Arena<'a> {
     /// Ends a successful allocation: unlocks, frees a hash table a finished
     /// rehash retired, and installs a larger one if the load calls for it.
     fn finish(&self, mut g: MutexGuard<'_, Segments>, addr: usize) -> usize {
-        let grow = g.hash.needs_grow() && !g.rescaling;
         let retired = g.hash.take_retired();
+        let grow = g.hash.needs_grow() && !g.rescaling;
         drop(g);
         self.free_retired(retired);
         if grow {
@@ -433,6 +433,7 @@ impl<'a> Arena<'a> {
                 align: self.quantum,
                 min: fit.min,
                 max: fit.max,
+                top: fit.top,
                 ..SpanFit::anywhere(round_size(slack, q)?)
             };
             if let Some(got) = self.import_placed(src, &want, None, false)? {
@@ -540,7 +541,12 @@ impl<'a> Arena<'a> {
                 max: base + want,
                 ..*f
             };
-            if let Some(addr) = g.xalloc_ordered(&here) {
+            let got = if f.top {
+                g.xalloc_top(&here)
+            } else {
+                g.xalloc_ordered(&here)
+            };
+            if let Some(addr) = got {
                 let addr = self.finish(g, addr);
                 #[cfg(kmem_asan)]
                 if self.memory {

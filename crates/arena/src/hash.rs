@@ -8,7 +8,9 @@
 //! ([`STEP_CHAINS`]), so no operation holds the lock for a whole rehash.
 //! Meanwhile an entry sits in the previous table while its chain there has
 //! not moved yet, in the new one otherwise. The emptied table is retired
-//! for the arena to free outside its lock.
+//! for the arena to free outside its lock. An explicit rescale (`reap`,
+//! `rescale_hash`) finishes its move at once, a batch of chains per lock
+//! hold, and frees the old table before it returns.
 
 use kmem_btag::{HeadTable, ListHead, TagId, Tags};
 use kmem_hash::{hash_usize, LoadPolicy, INIT_BITS};
@@ -19,6 +21,10 @@ const INIT_CHAINS: usize = 1 << INIT_BITS;
 /// remove during a rehash. With tables that double or halve, 4 chains per
 /// operation finish a rehash long before the load can call for the next.
 pub(crate) const STEP_CHAINS: usize = 4;
+
+/// Empty chains of the previous table a step may pass over for each
+/// non-empty one it may move (a table emptied by frees moves fast).
+const EMPTY_PER_STEP: usize = 16;
 
 /// A rehash under way: the previous table, whose chains from `next` on
 /// still hold their entries.
@@ -144,38 +150,66 @@ impl AllocHash {
 
     /// Moves up to [`STEP_CHAINS`] chains of a rehash under way; retires
     /// the previous table when the last one has moved.
+    #[inline(always)]
     fn step(&mut self, tags: &mut Tags) {
-        for _ in 0..STEP_CHAINS {
+        if self.moving.is_some() {
+            self.step_moving(tags);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn step_moving(&mut self, tags: &mut Tags) {
+        self.move_chains(tags, STEP_CHAINS);
+    }
+
+    /// Moves up to `chains` non-empty chains (and up to [`EMPTY_PER_STEP`]
+    /// times as many empty ones) of a rehash under way, retiring the
+    /// previous table as soon as its last chain has moved.
+    pub(crate) fn move_chains(&mut self, tags: &mut Tags, chains: usize) {
+        let (mut full, mut empty) = (0, 0);
+        while full < chains && empty < chains * EMPTY_PER_STEP {
             let Some(m) = self.moving.as_mut() else {
                 return;
             };
-            let len = 1usize << m.bits;
-            if m.next == len {
+            let c = m.next;
+            m.next += 1;
+            let done = m.next == 1usize << m.bits;
+            let mut head = core::mem::take(&mut self.old_heads_mut()[c]);
+            if head.first().is_none() {
+                empty += 1;
+            } else {
+                full += 1;
+                let bits = self.policy.bits();
+                while let Some(id) = tags.list_pop(&mut head) {
+                    let to = hash_usize(tags.get(id).start, bits);
+                    tags.list_push(&mut self.heads_mut()[to], id);
+                }
+            }
+            if done {
                 let m = self.moving.take().expect("a rehash under way");
                 debug_assert!(self.retired.is_none());
                 self.retired = m.from;
                 return;
             }
-            let c = m.next;
-            m.next += 1;
-            let mut head = core::mem::take(&mut self.old_heads_mut()[c]);
-            let bits = self.policy.bits();
-            while let Some(id) = tags.list_pop(&mut head) {
-                let to = hash_usize(tags.get(id).start, bits);
-                tags.list_push(&mut self.heads_mut()[to], id);
-            }
         }
     }
 
-    /// Finishes a rehash under way at once (for `destroy`, and tests).
+    /// Finishes a rehash under way at once (for `destroy`).
     pub(crate) fn finish_moving(&mut self, tags: &mut Tags) {
         while self.moving.is_some() {
-            self.step(tags);
+            self.move_chains(tags, usize::MAX / EMPTY_PER_STEP);
         }
+    }
+
+    /// True while a rehash is moving entries.
+    pub(crate) fn moving(&self) -> bool {
+        self.moving.is_some()
     }
 
     /// A table a finished rehash emptied, for the caller to free outside
     /// the lock.
+    #[inline(always)]
     pub(crate) fn take_retired(&mut self) -> Option<HeadTable> {
         self.retired.take()
     }

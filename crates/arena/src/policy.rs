@@ -116,6 +116,9 @@ pub struct SpanFit {
     pub min: usize,
     /// The span must end at or below `max` (exclusive bound).
     pub max: usize,
+    /// A preference, not a constraint: the highest such base rather than
+    /// the lowest (see [`Constraints::from_top`]).
+    pub top: bool,
 }
 
 impl SpanFit {
@@ -128,6 +131,7 @@ impl SpanFit {
             nocross: 0,
             min: 0,
             max: usize::MAX,
+            top: false,
         }
     }
 
@@ -220,7 +224,7 @@ impl Fit {
         if !want.size.is_multiple_of(quantum) {
             return Err(AllocError::Misaligned);
         }
-        Self::checked(
+        let fit = Self::checked(
             want.size,
             want.align,
             want.phase,
@@ -228,7 +232,11 @@ impl Fit {
             want.min,
             want.max,
             quantum,
-        )
+        )?;
+        Ok(Self {
+            top: want.top,
+            ..fit
+        })
     }
 
     /// The checks after the size and the alignment's form.
@@ -326,6 +334,7 @@ impl Fit {
             nocross: self.nocross,
             min: self.min,
             max: self.max,
+            top: self.top,
         })
     }
 

@@ -11,6 +11,9 @@ use crate::{DestroyError, Policy, Source};
 /// Chains of the hash table kept inline in the arena.
 const INLINE_CHAINS: usize = 1 << kmem_hash::INIT_BITS;
 
+/// Non-empty hash chains an explicit rescale moves per lock hold.
+const REHASH_BATCH: usize = 64;
+
 impl Arena<'_> {
     /// Allocates metadata memory (a hash table) of `bytes`.
     fn meta_alloc(&self, bytes: usize) -> Option<usize> {
@@ -91,6 +94,7 @@ impl Arena<'_> {
 
     /// Frees a hash table a finished rehash retired (taken under the lock,
     /// freed here without it).
+    #[inline(always)]
     pub(crate) fn free_retired(&self, table: Option<HeadTable>) {
         if let Some(t) = table {
             let (addr, len) = t.into_raw();
@@ -102,7 +106,29 @@ impl Arena<'_> {
     /// off-path rescale a kernel runs periodically). Returns true when the
     /// table changed.
     pub fn rescale_hash(&self) -> bool {
-        self.rescale(true)
+        // A rehash already moving keeps out a new table: finish it first.
+        self.finish_rehash();
+        let changed = self.rescale(true);
+        self.finish_rehash();
+        changed
+    }
+
+    /// Moves the rest of a rehash under way, [`REHASH_BATCH`] chains per
+    /// lock hold, then frees the table it emptied: an explicit rescale
+    /// (`rescale_hash`, `reap`) leaves no old table behind.
+    fn finish_rehash(&self) {
+        loop {
+            let mut g = self.inner.lock();
+            let s = &mut *g;
+            s.hash.move_chains(&mut s.tags, REHASH_BATCH);
+            let moving = s.hash.moving();
+            let retired = s.hash.take_retired();
+            drop(g);
+            self.free_retired(retired);
+            if !moving {
+                return;
+            }
+        }
     }
 
     /// Gives idle memory back: the quantum caches return their depots'
@@ -110,7 +136,7 @@ impl Arena<'_> {
     /// Returns the units the quantum caches gave back.
     pub fn reap(&self) -> usize {
         let freed = self.qcaches.map_or(0, |q| q.reap(self));
-        self.rescale(true);
+        self.rescale_hash();
         freed
     }
 
