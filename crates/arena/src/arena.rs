@@ -241,6 +241,35 @@ impl<'a> Arena<'a> {
         self.xalloc_fit(&fit, constraints.policy)
     }
 
+    /// Limits the units a sourced arena may hold in imported spans
+    /// (FreeBSD's `vmem_set_limit`); `None` lifts the limit. An import that
+    /// would pass it is not asked for: the request fails with
+    /// [`AllocError::LimitReached`] (a scaled import falls back to the
+    /// size the request needs first). Spans already held stay; a limit
+    /// below them only stops new imports.
+    pub fn set_limit(&self, units: Option<usize>) {
+        self.inner.lock().limit = units.unwrap_or(usize::MAX);
+    }
+
+    /// Reserves `units` of an import under the limit; the reservation ends
+    /// when the span is added (`adopt`) or the import fails (dropped).
+    fn reserve_import(&self, units: usize) -> Result<Reserved<'_, 'a>, AllocError> {
+        let mut g = self.inner.lock();
+        if g.limit == usize::MAX {
+            // No limit: nothing to count (and no sum to overflow).
+            return Ok(Reserved {
+                arena: self,
+                units: 0,
+            });
+        }
+        let held = g.imported.saturating_add(g.importing);
+        if held.checked_add(units).is_none_or(|t| t > g.limit) {
+            return Err(AllocError::LimitReached);
+        }
+        g.importing += units;
+        Ok(Reserved { arena: self, units })
+    }
+
     /// Allocates exactly `[addr, addr + size)` (`size` rounded up to the
     /// quantum), as NetBSD's `vmem_xalloc_addr`: importing it from the
     /// source if the arena has one and does not hold the range. Bypasses
@@ -363,36 +392,38 @@ impl<'a> Arena<'a> {
         // bases this arena cannot use: ask it for multiples of the quantum.
         let aligned = self.import_quantum.is_multiple_of(self.quantum);
         let get = |want| {
+            let reserved = self.reserve_import(want)?;
             // An injected failure is the source's refusal.
             #[cfg(feature = "fail-inject")]
             if kmem_fail::should_fail(kmem_fail::Layer::ArenaImport) {
                 return Err(AllocError::Exhausted);
             }
-            if aligned {
-                return src.import(want);
-            }
-            if self.quantum.is_power_of_two() {
-                return src.import_aligned(want, self.quantum);
-            }
-            let fit = SpanFit {
-                align: self.quantum,
-                ..SpanFit::anywhere(want)
+            let got = if aligned {
+                src.import(want)
+            } else if self.quantum.is_power_of_two() {
+                src.import_aligned(want, self.quantum)
+            } else {
+                let fit = SpanFit {
+                    align: self.quantum,
+                    ..SpanFit::anywhere(want)
+                };
+                match src.import_fit(&fit) {
+                    // A source that cannot place spans may still hand out
+                    // usable bases; they are checked below.
+                    Err(_) if !src.places_spans() => src.import(want),
+                    got => got,
+                }
             };
-            match src.import_fit(&fit) {
-                // A source that cannot place spans may still hand out
-                // usable bases; they are checked below.
-                Err(_) if !src.places_spans() => src.import(want),
-                got => got,
-            }
+            got.map(|base| (base, reserved))
         };
         // Import scaling is a preference: when the source cannot supply the
         // scaled span, ask for what this request needs.
-        let (base, want) = match get(scaled) {
-            Ok(base) => (base, scaled),
+        let ((base, reserved), want) = match get(scaled) {
+            Ok(got) => (got, scaled),
             Err(_) if scaled > least => (get(least).map_err(|e| self.failed(e))?, least),
             Err(e) => return Err(self.failed(e)),
         };
-        self.adopt(src, base, want, None)?;
+        self.adopt(src, base, want, None, reserved)?;
         Ok((base, want))
     }
 
@@ -456,13 +487,19 @@ impl<'a> Arena<'a> {
         take: Option<&Fit>,
         final_refusal: bool,
     ) -> Result<Option<Imported>, AllocError> {
+        let reserved = match self.reserve_import(want.size) {
+            Ok(r) => r,
+            Err(e) => return Err(self.failed(e)),
+        };
         // An injected failure is the source's refusal.
         #[cfg(feature = "fail-inject")]
         if kmem_fail::should_fail(kmem_fail::Layer::ArenaImport) {
             return Err(self.failed(AllocError::Exhausted));
         }
         match src.import_fit(want) {
-            Ok(base) if want.holds(base) => self.adopt(src, base, want.size, take).map(Some),
+            Ok(base) if want.holds(base) => {
+                self.adopt(src, base, want.size, take, reserved).map(Some)
+            }
             Ok(base) => {
                 // Placed elsewhere (a source whose `import_aligned` ignores
                 // the alignment, say): back, and the caller's fallback.
@@ -502,6 +539,7 @@ impl<'a> Arena<'a> {
         base: usize,
         want: usize,
         take: Option<&Fit>,
+        reserved: Reserved<'_, 'a>,
     ) -> Result<Imported, AllocError> {
         if !base.is_multiple_of(self.quantum) || base.checked_add(want).is_none() {
             // SAFETY: the span just imported, not used.
@@ -527,6 +565,9 @@ impl<'a> Arena<'a> {
             unsafe { src.release(base, want) };
             return Err(AllocError::BadImport);
         }
+        // The reservation becomes the span, under the same lock.
+        g.importing -= reserved.units;
+        core::mem::forget(reserved);
         g.add_span(base, want, true);
         #[cfg(kmem_asan)]
         if self.memory {
@@ -694,6 +735,21 @@ impl Drop for Arena<'_> {
     /// leaked rather than handed back under a live user.
     fn drop(&mut self) {
         let _ = self.destroy();
+    }
+}
+
+/// Units of an import under way, reserved under the arena's limit
+/// (`Arena::set_limit`); dropped, the reservation ends.
+struct Reserved<'x, 'a> {
+    arena: &'x Arena<'a>,
+    units: usize,
+}
+
+impl Drop for Reserved<'_, '_> {
+    fn drop(&mut self) {
+        if self.units > 0 {
+            self.arena.inner.lock().importing -= self.units;
+        }
     }
 }
 

@@ -34,6 +34,9 @@ pub enum AllocError {
     /// Next fit was asked for a size the arena's quantum caches serve
     /// (their objects have no order to follow).
     NextFitCached,
+    /// The import this request needs would take the arena past the limit
+    /// set with [`Arena::set_limit`](crate::Arena::set_limit).
+    LimitReached,
     /// [`Arena::xalloc_at`](crate::Arena::xalloc_at): part of the range
     /// is allocated already (as opposed to [`Exhausted`](Self::Exhausted):
     /// the range is not the arena's, and its source could not supply it).
@@ -55,6 +58,7 @@ impl fmt::Display for AllocError {
             Self::BadImport => "source returned a span misaligned for this arena",
             Self::NextFitCached => "next fit on a size served by quantum caches",
             Self::Busy => "part of the requested range is allocated",
+            Self::LimitReached => "the import would exceed the arena's size limit",
         })
     }
 }

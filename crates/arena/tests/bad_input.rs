@@ -153,6 +153,7 @@ fn every_error_displays() {
         AllocError::BadImport,
         AllocError::NextFitCached,
         AllocError::Busy,
+        AllocError::LimitReached,
     ];
     let free = [
         FreeError::ZeroSize,

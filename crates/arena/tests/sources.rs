@@ -817,3 +817,56 @@ fn descent_stays_shallow_for_a_step_of_nocross_minus_one() {
     let c = Constraints::new().nocross(1 << 20).min_addr(q);
     assert_eq!(a.xalloc(q, &c), Ok(q * ((1 << 20) - 1)));
 }
+
+/// `set_limit` caps the units a sourced arena holds in imported spans: an
+/// import past it is not asked for (`LimitReached`, nothing changes, the
+/// source untouched), a scaled import falls back to the needed size first,
+/// freeing makes room again, and lifting the limit lifts it.
+#[test]
+fn set_limit_caps_imports() {
+    let ram = PhysMem::new(4 << 20);
+    let base = ram.base_arena("base", 4096);
+    let pages = Arena::builder("pages")
+        .quantum(4096)
+        .span(0x100_0000, 64 * 4096)
+        .tags_from(&base)
+        .build()
+        .unwrap();
+    let a = Arena::builder("limited")
+        .quantum(4096)
+        .source(&pages)
+        .tags_from(&base)
+        .import_scale(2)
+        .build()
+        .unwrap();
+    a.set_limit(Some(6 * 4096));
+    // Scaled by 4: 4 pages imported for the first page.
+    let x = a.alloc(4096, Policy::InstantFit).unwrap();
+    assert_eq!(a.amt_total(), 4 * 4096);
+    // 3 more pages fit in that span; the next import (scaled 4 pages,
+    // past the limit) falls back to the 1 page needed, then 1 more fits.
+    let more: Vec<usize> = (0..5)
+        .map(|_| a.alloc(4096, Policy::InstantFit).unwrap())
+        .collect();
+    assert_eq!(a.amt_total(), 6 * 4096);
+    let (before, source) = (a.stats(), pages.stats());
+    assert_eq!(
+        a.xalloc(4096, &Constraints::new().align(8192)),
+        Err(AllocError::LimitReached)
+    );
+    assert_eq!(
+        a.alloc(4096, Policy::InstantFit),
+        Err(AllocError::LimitReached)
+    );
+    assert_eq!(pages.stats().allocs, source.allocs);
+    assert_eq!(a.stats().failures, before.failures + 2);
+    a.free(x, 4096).unwrap();
+    let y = a.alloc(4096, Policy::InstantFit).unwrap();
+    a.set_limit(None);
+    let z = a.alloc(8 * 4096, Policy::InstantFit).unwrap();
+    for p in more.into_iter().chain([y]) {
+        a.free(p, 4096).unwrap();
+    }
+    a.free(z, 8 * 4096).unwrap();
+    assert_eq!(a.amt_total(), 0);
+}
