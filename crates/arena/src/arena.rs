@@ -18,7 +18,10 @@ use spin::{Mutex, MutexGuard};
 use crate::builder::Name;
 use crate::policy::{round_size, round_up, Fit};
 use crate::segments::Segments;
-use crate::{AddError, AllocError, Constraints, FreeError, Policy, QuantumCaches, Source, SpanFit};
+use crate::{
+    AddError, AllocError, Constraints, FreeError, Policy, QuantumCaches, Reclaim, Source, SpanFit,
+    MAX_RECLAIMERS,
+};
 
 /// Tag mark (in `Tag::list`) of allocated segments that hold the arena's
 /// own metadata: callers cannot free them.
@@ -47,6 +50,8 @@ pub struct Arena<'a> {
     pub(crate) qcaches: Option<&'a dyn QuantumCaches>,
     /// Arenas and object caches importing from this one.
     pub(crate) importers: AtomicUsize,
+    /// Called when an allocation finds the arena exhausted (`reclaim.rs`).
+    pub(crate) reclaimers: Mutex<[Option<&'static dyn Reclaim>; MAX_RECLAIMERS]>,
     pub(crate) inner: Mutex<Segments>,
 }
 
@@ -187,6 +192,14 @@ impl<'a> Arena<'a> {
     /// [`AllocError::NextFitCached`]); free them with [`free`](Self::free).
     #[inline]
     pub fn alloc(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
+        match self.alloc_once(size, policy) {
+            Err(AllocError::Exhausted) if self.reclaim(size) => self.alloc_once(size, policy),
+            r => r,
+        }
+    }
+
+    #[inline]
+    fn alloc_once(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         if size <= self.qcache_max && size != 0 {
             if let Some(q) = self.qcaches {
                 if policy == Policy::NextFit {
@@ -238,7 +251,12 @@ impl<'a> Arena<'a> {
     /// free the result with [`xfree`](Self::xfree).
     pub fn xalloc(&self, size: usize, constraints: &Constraints) -> Result<usize, AllocError> {
         let fit = Fit::new(size, constraints, self.quantum)?;
-        self.xalloc_fit(&fit, constraints.policy)
+        match self.xalloc_fit(&fit, constraints.policy) {
+            Err(AllocError::Exhausted) if self.reclaim(fit.size) => {
+                self.xalloc_fit(&fit, constraints.policy)
+            }
+            r => r,
+        }
     }
 
     /// Limits the units a sourced arena may hold in imported spans

@@ -55,6 +55,14 @@ pub unsafe trait QuantumCaches: Sync {
     /// to `arena`; returns the units given back.
     fn reap(&self, arena: &Arena<'_>) -> usize;
 
+    /// What the arena calls when an allocation finds it exhausted, before
+    /// trying again: [`reap`](Self::reap), and whatever else the caches can
+    /// give back at once (the caller's own per-CPU magazines, say).
+    /// Returns the units given back. The default reaps.
+    fn reclaim(&self, arena: &Arena<'_>) -> usize {
+        self.reap(arena)
+    }
+
     /// Drains every magazine and returns every slab to `arena`, leaving the
     /// caches unusable; refuses with the number of objects still allocated,
     /// leaving the caches working.

@@ -241,6 +241,21 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
         caches.iter().map(|c| c.reap_from(Some(arena))).sum()
     }
 
+    fn reclaim(&self, arena: &Arena<'_>) -> usize {
+        let Some(caches) = self.caches_for(arena) else {
+            return 0;
+        };
+        caches
+            .iter()
+            .map(|c| {
+                // The caller's own magazines too: the arena ran out, and
+                // this slot's rounds may be what it needs.
+                c.flush_current();
+                c.reap_from(Some(arena))
+            })
+            .sum()
+    }
+
     unsafe fn destroy(&self, arena: &Arena<'_>) -> Result<(), usize> {
         // Withdrawn first, as a cache's own destroy does: no walk of the
         // registry on another thread, and no thread-exit hook, reaches the

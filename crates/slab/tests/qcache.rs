@@ -410,3 +410,27 @@ fn memory_quantum_caches_are_headed_only_with_a_power_of_two_quantum() {
         drop((odd, pow2, ids));
     });
 }
+
+/// An arena that runs out first has its quantum caches give back what
+/// their magazines and slabs hold, then tries again: a large request after
+/// every cached object was freed succeeds without a `reap` by hand.
+#[test]
+fn exhaustion_drains_the_quantum_caches() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 8, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 4096);
+        let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
+            .take(10_000)
+            .collect();
+        assert!(objs.len() > 1000);
+        for o in objs {
+            a.free(o, 1).unwrap();
+        }
+        // The freed objects sit in magazines and slabs of the caches.
+        assert!(a.amt_free() < 4096);
+        let big = a.alloc(4096, Policy::InstantFit).unwrap();
+        assert_eq!(big, 0);
+        a.free(big, 4096).unwrap();
+        a.destroy().unwrap();
+    });
+}
