@@ -320,12 +320,15 @@ mod tests {
     #[repr(C, align(4096))]
     struct Page([u8; CHUNK_BYTES]);
 
-    /// A table of `chains` heads in leaked heap memory.
-    fn table(chains: usize) -> HeadTable {
-        let mem: &'static mut [u64] = Vec::leak(std::vec![0u64; chains / 2 + 1]);
-        // SAFETY: fresh, leaked memory, 8-aligned, large enough, used by
-        // nothing else.
-        unsafe { HeadTable::from_raw(mem.as_mut_ptr().cast(), chains) }
+    /// A table of `chains` heads in heap memory that `bufs` keeps.
+    fn table(bufs: &mut Vec<Vec<u64>>, chains: usize) -> HeadTable {
+        let mut mem = std::vec![0u64; chains / 2 + 1];
+        let ptr = mem.as_mut_ptr();
+        // The buffer stays where it is when its `Vec` moves into `bufs`.
+        bufs.push(mem);
+        // SAFETY: fresh memory, 8-aligned, large enough, kept alive by
+        // `bufs` for the test and used by nothing else.
+        unsafe { HeadTable::from_raw(ptr.cast(), chains) }
     }
 
     /// Inserts, removes and lookups against a map, with tables installed
@@ -342,6 +345,7 @@ mod tests {
         // otherwise.
         unsafe { tags.donate(mem.as_mut_ptr().cast(), pages * CHUNK_BYTES, false) };
         let mut h = AllocHash::new();
+        let mut bufs = Vec::new();
         let mut live = BTreeMap::new();
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         let mut rng = move |n: u64| {
@@ -370,7 +374,7 @@ mod tests {
                 assert_eq!(h.find(&tags, k), None);
             } else if !h.busy() {
                 let bits = rng(6) as u32;
-                let new = (bits > 0).then(|| table(INIT_CHAINS << bits));
+                let new = (bits > 0).then(|| table(&mut bufs, INIT_CHAINS << bits));
                 h.install(new);
                 installs += 1;
                 ops_since = 0;
