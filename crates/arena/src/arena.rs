@@ -188,8 +188,11 @@ impl<'a> Arena<'a> {
     /// Allocates `size` units (rounded up to the quantum) by `policy`.
     ///
     /// Sizes up to [`qcache_max`](Self::qcache_max) come from the quantum
-    /// caches, if the arena has them (next fit on such a size is
-    /// [`AllocError::NextFitCached`]); free them with [`free`](Self::free).
+    /// caches, if the arena has them; free them with [`free`](Self::free).
+    /// Next fit bypasses the caches (their objects follow no order), as
+    /// illumos' `VM_NEXTFIT` does: free its results with
+    /// [`xfree`](Self::xfree), which bypasses them too (`free` would send a
+    /// cached size to the caches, which refuse it as not theirs).
     #[inline]
     pub fn alloc(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         match self.alloc_once(size, policy) {
@@ -201,10 +204,7 @@ impl<'a> Arena<'a> {
     #[inline]
     fn alloc_once(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         if size <= self.qcache_max && size != 0 {
-            if let Some(q) = self.qcaches {
-                if policy == Policy::NextFit {
-                    return Err(AllocError::NextFitCached);
-                }
+            if let Some(q) = self.qcaches.filter(|_| policy != Policy::NextFit) {
                 return q.alloc(self, round_size(size, self.quantum)?);
             }
         }
@@ -240,7 +240,12 @@ impl<'a> Arena<'a> {
                 return Err(AllocError::Exhausted);
             }
             drop(g);
-            imported = Some(self.import(size)?.0);
+            // The request is taken from the new span under the import's
+            // lock (another thread could take the span between two rounds).
+            match self.import(size, Some(&Fit::plain(size, self.quantum)))? {
+                Imported::Took(addr) => return Ok(addr),
+                Imported::Span(base) => imported = Some(base),
+            }
             // The new span may sit on a list instant fit skips.
             policy = Policy::BestFit;
             round += 1;
@@ -395,8 +400,9 @@ impl<'a> Arena<'a> {
     }
 
     /// Imports a span able to hold `size` units: `size << import_scale` when
-    /// the source can supply that, else `size`; returns it.
-    fn import(&self, size: usize) -> Result<(usize, usize), AllocError> {
+    /// the source can supply that, else `size`; with `take`, the request
+    /// is allocated from it at once (see [`adopt`](Self::adopt)).
+    fn import(&self, size: usize, take: Option<&Fit>) -> Result<Imported, AllocError> {
         let src = self.source.ok_or(AllocError::Exhausted)?;
         let q = lcm(self.quantum, self.import_quantum).ok_or(AllocError::Overflow)?;
         let scaled = size
@@ -441,8 +447,7 @@ impl<'a> Arena<'a> {
             Err(_) if scaled > least => (get(least).map_err(|e| self.failed(e))?, least),
             Err(e) => return Err(self.failed(e)),
         };
-        self.adopt(src, base, want, None, reserved)?;
-        Ok((base, want))
+        self.adopt(src, base, want, take, reserved)
     }
 
     /// Imports a span for the constrained request `fit`: a plain one as
@@ -454,7 +459,7 @@ impl<'a> Arena<'a> {
     /// source can keep to it).
     fn import_for(&self, fit: &Fit) -> Result<Imported, AllocError> {
         if fit.is_plain(self.quantum) {
-            return Ok(Imported::Span(self.import(fit.size)?.0));
+            return self.import(fit.size, Some(fit));
         }
         let src = self.source.ok_or(AllocError::Exhausted)?;
         let q = lcm(self.quantum, self.import_quantum).ok_or(AllocError::Overflow)?;
@@ -489,7 +494,7 @@ impl<'a> Arena<'a> {
                 return Ok(got);
             }
         }
-        Ok(Imported::Span(self.import(slack)?.0))
+        self.import(slack, None)
     }
 
     /// A constrained import of `want` from `src`, and with `take` the

@@ -31,9 +31,6 @@ pub enum AllocError {
     NoTags,
     /// The source returned a span not aligned to this arena's quantum.
     BadImport,
-    /// Next fit was asked for a size the arena's quantum caches serve
-    /// (their objects have no order to follow).
-    NextFitCached,
     /// The import this request needs would take the arena past the limit
     /// set with [`Arena::set_limit`](crate::Arena::set_limit).
     LimitReached,
@@ -56,7 +53,6 @@ impl fmt::Display for AllocError {
             Self::Exhausted => "arena exhausted",
             Self::NoTags => "no boundary tags available",
             Self::BadImport => "source returned a span misaligned for this arena",
-            Self::NextFitCached => "next fit on a size served by quantum caches",
             Self::Busy => "part of the requested range is allocated",
             Self::LimitReached => "the import would exceed the arena's size limit",
         })

@@ -151,7 +151,6 @@ fn every_error_displays() {
         AllocError::Exhausted,
         AllocError::NoTags,
         AllocError::BadImport,
-        AllocError::NextFitCached,
         AllocError::Busy,
         AllocError::LimitReached,
     ];
