@@ -459,6 +459,10 @@ fn least_multiple_in(a: u128, m: u128, lo: u128, hi: u128) -> Option<u128> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
     use super::*;
 
     fn fit(size: usize, c: Constraints, q: usize) -> Fit {
@@ -587,19 +591,11 @@ mod tests {
         }
     }
 
-    /// `find_in` against a scan of every address, over small fits with
-    /// alignments that are and are not powers of two.
-    #[test]
-    fn find_in_matches_a_scan() {
-        let brute = |f: &Fit, start: usize, len: usize| {
-            (start..start + len).find(|&x| {
-                x % f.align == f.phase
-                    && x >= f.min
-                    && x + f.size <= f.max
-                    && x + f.size <= start + len
-                    && (f.nocross == 0 || x / f.nocross == (x + f.size - 1) / f.nocross)
-            })
-        };
+    /// Every small fit (alignments that are and are not powers of two,
+    /// phases, `nocross`, windows) and free range `[start, start + len)`,
+    /// with the starts that fit in it, lowest first: the scan both
+    /// searches are checked against.
+    fn each_small_case(mut check: impl FnMut(&Fit, usize, usize, &[usize])) -> usize {
         let mut tried = 0;
         for align in [1, 2, 3, 4, 6, 8, 12, 16, 24, 40] {
             for phase in (0..align).step_by(1 + align / 4) {
@@ -620,11 +616,17 @@ mod tests {
                             };
                             for start in [0, 1, 7, 13, 32] {
                                 for len in [0, 1, 5, 9, 20, 64, 100] {
-                                    assert_eq!(
-                                        f.find_in(start, len),
-                                        brute(&f, start, len),
-                                        "{f:?} start={start} len={len}"
-                                    );
+                                    let fits: Vec<usize> = (start..start + len)
+                                        .filter(|&x| {
+                                            x % align == phase
+                                                && x >= min
+                                                && x + size <= max
+                                                && x + size <= start + len
+                                                && (nocross == 0
+                                                    || x / nocross == (x + size - 1) / nocross)
+                                        })
+                                        .collect();
+                                    check(&f, start, len, &fits);
                                     tried += 1;
                                 }
                             }
@@ -633,54 +635,31 @@ mod tests {
                 }
             }
         }
+        tried
+    }
+
+    /// `find_in` finds the lowest fitting start.
+    #[test]
+    fn find_in_matches_a_scan() {
+        let tried = each_small_case(|f, start, len, fits| {
+            let want = fits.first().copied();
+            assert_eq!(f.find_in(start, len), want, "{f:?} start={start} len={len}");
+        });
         assert!(tried > 10_000);
     }
 
-    /// `find_in_top` against a scan downwards from the top of the range.
+    /// `find_in_top` finds the highest fitting start.
     #[test]
     fn find_in_top_matches_a_scan() {
-        let mut tried = 0;
-        for align in [1, 2, 3, 4, 6, 8, 12, 40] {
-            for phase in (0..align).step_by(1 + align / 3) {
-                for nocross in [0, 2, 4, 8, 32] {
-                    for size in 1..=9 {
-                        if nocross != 0 && size > nocross {
-                            continue;
-                        }
-                        for (min, max) in [(0, usize::MAX), (5, 70), (17, 30)] {
-                            let f = Fit {
-                                size,
-                                align,
-                                phase,
-                                nocross,
-                                min,
-                                max,
-                                top: true,
-                            };
-                            for start in [0, 1, 7, 13, 32] {
-                                for len in [0, 1, 5, 9, 20, 64, 100] {
-                                    let scan = (start..start + len).rev().find(|&x| {
-                                        x % align == phase
-                                            && x >= min
-                                            && x + size <= max
-                                            && x + size <= start + len
-                                            && (nocross == 0
-                                                || x / nocross == (x + size - 1) / nocross)
-                                    });
-                                    assert_eq!(
-                                        f.find_in_top(start, len),
-                                        scan,
-                                        "{f:?} start={start} len={len}"
-                                    );
-                                    tried += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        assert!(tried > 5_000);
+        let tried = each_small_case(|f, start, len, fits| {
+            let want = fits.last().copied();
+            assert_eq!(
+                f.find_in_top(start, len),
+                want,
+                "{f:?} start={start} len={len}"
+            );
+        });
+        assert!(tried > 10_000);
     }
 
     /// The descent at large moduli, where no scan reaches: every answer is

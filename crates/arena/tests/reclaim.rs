@@ -2,6 +2,10 @@
 //! asks the callbacks registered on it (and on its source arena) to give
 //! back, and tries once more.
 
+mod common;
+
+use common::{sourced_arena, span_arena};
+
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -54,12 +58,7 @@ fn an_exhausted_arena_asks_its_callbacks_and_retries() {
     static POOL: Pool = Pool::new(false);
     let ram = PhysMem::new(1 << 20);
     let base = ram.base_arena("base", 4096);
-    let ids = Arena::builder("ids")
-        .quantum(1)
-        .span(0x1000, 16)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 1, 0x1000, 16, &base);
     POOL.take_all(&ids);
     assert_eq!(ids.amt_free(), 0);
     ids.add_reclaim(&POOL).unwrap();
@@ -81,12 +80,7 @@ fn a_callback_that_gives_nothing_means_no_retry() {
     static STINGY: Pool = Pool::new(true);
     let ram = PhysMem::new(1 << 20);
     let base = ram.base_arena("base", 4096);
-    let ids = Arena::builder("ids")
-        .quantum(1)
-        .span(0x1000, 16)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 1, 0x1000, 16, &base);
     STINGY.take_all(&ids);
     ids.add_reclaim(&STINGY).unwrap();
     assert_eq!(ids.alloc(4, Policy::InstantFit), Err(AllocError::Exhausted));
@@ -103,18 +97,8 @@ fn reclaim_goes_down_to_the_source() {
     static PARENT_POOL: Pool = Pool::new(false);
     let ram = PhysMem::new(1 << 20);
     let base = ram.base_arena("base", 4096);
-    let parent = Arena::builder("parent")
-        .quantum(1)
-        .span(0x1000, 16)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let child = Arena::builder("child")
-        .quantum(1)
-        .source(&parent)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let parent = span_arena("parent", 1, 0x1000, 16, &base);
+    let child = sourced_arena("child", 1, &parent, &base);
     PARENT_POOL.take_all(&parent);
     parent.add_reclaim(&PARENT_POOL).unwrap();
     let x = child.alloc(8, Policy::InstantFit).unwrap();
@@ -129,12 +113,7 @@ fn callbacks_are_bounded_and_withdrawn() {
     static POOLS: [Pool; MAX_RECLAIMERS + 1] = [const { Pool::new(true) }; MAX_RECLAIMERS + 1];
     let ram = PhysMem::new(1 << 20);
     let base = ram.base_arena("base", 4096);
-    let ids = Arena::builder("ids")
-        .quantum(1)
-        .span(0x1000, 16)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 1, 0x1000, 16, &base);
     for p in &POOLS[..MAX_RECLAIMERS] {
         ids.add_reclaim(p).unwrap();
     }

@@ -4,6 +4,10 @@
 //! near the top of the address space, and through an import). Written as a
 //! hostile review of those changes.
 
+mod common;
+
+use common::{sourced_arena, span_arena};
+
 use kmem_arena::{AllocError, Arena, Constraints, Policy};
 use kmem_physmem::{PhysMem, Rng};
 
@@ -48,12 +52,7 @@ fn reap_gives_the_old_hash_table_back() {
 fn growth_stalls_after_shrink_from_a_large_table() {
     let ram = PhysMem::new(16 << 20);
     let base = ram.base_arena("base", 64);
-    let ids = Arena::builder("ids")
-        .quantum(1)
-        .span(0x10000, 1 << 20)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 1, 0x10000, 1 << 20, &base);
     let v: Vec<usize> = (0..20_000)
         .map(|_| ids.alloc(1, Policy::InstantFit).unwrap())
         .collect();
@@ -239,18 +238,8 @@ fn from_top_is_the_highest_fit() {
 fn sourced_busy_and_from_top() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let ids = Arena::builder("ids")
-        .quantum(8)
-        .span(0x1000, 0x10000)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let child = Arena::builder("child")
-        .quantum(8)
-        .source(&ids)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 8, 0x1000, 0x10000, &base);
+    let child = sourced_arena("child", 8, &ids, &base);
     assert_eq!(child.xalloc_at(0x1100, 64), Ok(0x1100));
     let before = (child.stats().imports, ids.stats().allocs);
     assert_eq!(child.xalloc_at(0x1100, 8), Err(AllocError::Busy));
@@ -274,12 +263,7 @@ fn from_top_near_usize_max() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
     let b = (usize::MAX - 0x1fff) & !7;
-    let ids = Arena::builder("ids")
-        .quantum(8)
-        .span(b, 0x1ff8)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 8, b, 0x1ff8, &base);
     let end = b + 0x1ff8;
     let x = ids.xalloc(16, &Constraints::new().from_top()).unwrap();
     assert_eq!(x, end - 16);

@@ -15,6 +15,10 @@
 //! levels top-down; the effect of `import_scale`; and sources that fail,
 //! which must leave every level exactly as it was.
 
+mod common;
+
+use common::{sourced_arena, span_arena};
+
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kmem_arena::{
@@ -424,12 +428,7 @@ fn misaligned_import_is_returned() {
         },
     )
     .with_quantum(4096);
-    let a = Arena::builder("ids")
-        .quantum(16)
-        .source(&source)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let a = sourced_arena("ids", 16, &source, &base);
     assert_eq!(a.alloc(100, Policy::InstantFit), Err(AllocError::BadImport));
     assert_eq!(released.load(Ordering::Relaxed), 4096);
     assert_eq!(a.amt_total(), 0);
@@ -479,18 +478,8 @@ fn scaled_import_falls_back_to_needed_size() {
 fn odd_quantum_imports_from_a_finer_source() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let parent = Arena::builder("ones")
-        .quantum(1)
-        .span(0x1_0001, 65_535)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let threes = Arena::builder("threes")
-        .quantum(3)
-        .source(&parent)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let parent = span_arena("ones", 1, 0x1_0001, 65_535, &base);
+    let threes = sourced_arena("threes", 3, &parent, &base);
     let a = threes.alloc(3, Policy::InstantFit).unwrap();
     let b = threes
         .xalloc(6, &Constraints::new().policy(Policy::NextFit))
@@ -515,18 +504,8 @@ fn odd_quantum_imports_from_a_finer_source() {
 fn imports_are_sized_exactly() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let parent = Arena::builder("four pages")
-        .quantum(4096)
-        .span(0x10_0000, 4 * 4096)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let child = Arena::builder("child")
-        .quantum(4096)
-        .source(&parent)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let parent = span_arena("four pages", 4096, 0x10_0000, 4 * 4096, &base);
+    let child = sourced_arena("child", 4096, &parent, &base);
     let size = 4 * 4096;
     for how in 0..4 {
         let x = match how {
@@ -555,12 +534,7 @@ fn imports_are_sized_exactly() {
 fn constraints_travel_down_the_chain() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let top = Arena::builder("top")
-        .quantum(4096)
-        .span(0x100_0000, 64 * 4096)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let top = span_arena("top", 4096, 0x100_0000, 64 * 4096, &base);
     // The middle level scales its imports by 4: a placed import is exact.
     let mid = Arena::builder("mid")
         .quantum(4096)
@@ -569,12 +543,7 @@ fn constraints_travel_down_the_chain() {
         .import_scale(2)
         .build()
         .unwrap();
-    let leaf = Arena::builder("leaf")
-        .quantum(16)
-        .source(&mid)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let leaf = sourced_arena("leaf", 16, &mid, &base);
     // Take the front of the range, so a plain import would land there.
     let front = top.alloc(8 * 4096, Policy::InstantFit).unwrap();
     let lo = 0x100_0000 + 40 * 4096;
@@ -612,18 +581,8 @@ fn constraints_travel_down_the_chain() {
 fn unplaceable_constraints_fall_back_to_a_larger_import() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let pages = Arena::builder("pages")
-        .quantum(4096)
-        .span(0x100_0000, 16 * 4096)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let bytes = Arena::builder("bytes")
-        .quantum(16)
-        .source(&pages)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let pages = span_arena("pages", 4096, 0x100_0000, 16 * 4096, &base);
+    let bytes = sourced_arena("bytes", 16, &pages, &base);
     let c = Constraints::new().align(64).phase(16);
     let x = bytes.xalloc(32, &c).unwrap();
     assert_eq!(x % 64, 16);
@@ -645,22 +604,12 @@ fn unplaceable_constraints_fall_back_to_a_larger_import() {
 fn xalloc_at_takes_the_exact_range() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let ids = Arena::builder("ids")
-        .quantum(8)
-        .span(0x1000, 0x1000)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 8, 0x1000, 0x1000, &base);
     assert_eq!(ids.xalloc_at(0x1800, 20), Ok(0x1800));
     assert_eq!(ids.xalloc_at(0x1800, 8), Err(AllocError::Busy));
     assert_eq!(ids.xalloc_at(0x17f8, 8), Ok(0x17f8));
     ids.check().unwrap();
-    let child = Arena::builder("child")
-        .quantum(8)
-        .source(&ids)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let child = sourced_arena("child", 8, &ids, &base);
     assert_eq!(child.xalloc_at(0x1100, 64), Ok(0x1100));
     assert_eq!(child.stats().imports, 1);
     // The child's range is allocated in the source.
@@ -681,12 +630,7 @@ fn xalloc_at_takes_the_exact_range() {
 fn from_top_takes_the_highest_fit() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let ids = Arena::builder("ids")
-        .quantum(8)
-        .span(0x1000, 0x1000)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let ids = span_arena("ids", 8, 0x1000, 0x1000, &base);
     assert_eq!(ids.largest_free(), 0x1000);
     let top = Constraints::new().from_top();
     let a = ids.xalloc(16, &top).unwrap();
@@ -716,18 +660,8 @@ fn from_top_takes_the_highest_fit() {
 fn window_min_inside_a_source_quantum() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let pages = Arena::builder("pages")
-        .quantum(4096)
-        .span(0x100_0000, 4096)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let bytes = Arena::builder("bytes")
-        .quantum(16)
-        .source(&pages)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let pages = span_arena("pages", 4096, 0x100_0000, 4096, &base);
+    let bytes = sourced_arena("bytes", 16, &pages, &base);
     let c = Constraints::new().min_addr(0x100_0010).max_addr(0x100_2000);
     assert_eq!(bytes.xalloc(64, &c), Ok(0x100_0010));
     let d = c.align(64).phase(16).min_addr(0x100_0050);
@@ -745,18 +679,8 @@ fn window_min_inside_a_source_quantum() {
 fn odd_quantum_slack_import_keeps_to_the_quantum() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let twos = Arena::builder("twos")
-        .quantum(2)
-        .span(0x1_0004, 0x1000)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let threes = Arena::builder("threes")
-        .quantum(3)
-        .source(&twos)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let twos = span_arena("twos", 2, 0x1_0004, 0x1000, &base);
+    let threes = sourced_arena("threes", 3, &twos, &base);
     let x = threes
         .xalloc(3, &Constraints::new().nocross(4).max_addr(0x2_0000))
         .unwrap();
@@ -772,18 +696,8 @@ fn odd_quantum_slack_import_keeps_to_the_quantum() {
 fn placed_import_moves_the_next_fit_cursor() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let parent = Arena::builder("sixteens")
-        .quantum(16)
-        .span(0x1000, 0x1000)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    let ids = Arena::builder("ids")
-        .quantum(1)
-        .source(&parent)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let parent = span_arena("sixteens", 16, 0x1000, 0x1000, &base);
+    let ids = sourced_arena("ids", 1, &parent, &base);
     let a = ids.alloc(1, Policy::NextFit).unwrap();
     assert_eq!(a, 0x1000);
     let next = Constraints::new().align(32).policy(Policy::NextFit);
@@ -808,12 +722,7 @@ fn descent_stays_shallow_for_a_step_of_nocross_minus_one() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
     let q = (1 << 20) - 1;
-    let a = Arena::builder("odd")
-        .quantum(q)
-        .span(0, q << 24)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let a = span_arena("odd", q, 0, q << 24, &base);
     let c = Constraints::new().nocross(1 << 20).min_addr(q);
     assert_eq!(a.xalloc(q, &c), Ok(q * ((1 << 20) - 1)));
 }
@@ -826,12 +735,7 @@ fn descent_stays_shallow_for_a_step_of_nocross_minus_one() {
 fn set_limit_caps_imports() {
     let ram = PhysMem::new(4 << 20);
     let base = ram.base_arena("base", 4096);
-    let pages = Arena::builder("pages")
-        .quantum(4096)
-        .span(0x100_0000, 64 * 4096)
-        .tags_from(&base)
-        .build()
-        .unwrap();
+    let pages = span_arena("pages", 4096, 0x100_0000, 64 * 4096, &base);
     let a = Arena::builder("limited")
         .quantum(4096)
         .source(&pages)

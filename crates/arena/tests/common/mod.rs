@@ -263,3 +263,35 @@ pub fn run_imports(
         refused,
     }
 }
+
+/// An arena of integers of quantum `q` holding `[start, start + len)`,
+/// with its tags from `tags`.
+pub fn span_arena<'a>(
+    name: &str,
+    q: usize,
+    start: usize,
+    len: usize,
+    tags: &'a Arena<'a>,
+) -> Arena<'a> {
+    Arena::builder(name)
+        .quantum(q)
+        .span(start, len)
+        .tags_from(tags)
+        .build()
+        .unwrap()
+}
+
+/// An arena of quantum `q` importing from `src`, with its tags from `tags`.
+pub fn sourced_arena<'a>(
+    name: &str,
+    q: usize,
+    src: &'a dyn kmem_arena::Source,
+    tags: &'a Arena<'a>,
+) -> Arena<'a> {
+    Arena::builder(name)
+        .quantum(q)
+        .source(src)
+        .tags_from(tags)
+        .build()
+        .unwrap()
+}
