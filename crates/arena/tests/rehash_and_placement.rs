@@ -270,7 +270,7 @@ fn from_top_near_usize_max() {
     let y = ids
         .xalloc(16, &Constraints::new().from_top().nocross(0x1000).align(64))
         .unwrap();
-    assert!(y + 16 <= x && y % 64 == 0 && y / 0x1000 == (y + 15) / 0x1000);
+    assert!(y + 16 <= x && y.is_multiple_of(64) && y / 0x1000 == (y + 15) / 0x1000);
     let z = ids
         .xalloc(
             16,
