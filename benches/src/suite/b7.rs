@@ -37,8 +37,8 @@ pub const LEN: usize = 1 << 16;
 /// Trace seed.
 pub const SEED: u64 = 0xb7_c0de;
 
-/// A constrained range allocator.
-trait XAlloc {
+/// A constrained range allocator (B7's and B12's contenders).
+pub(crate) trait XAlloc {
     fn supports(&self, r: &Req) -> bool;
     fn xalloc(&self, r: &Req) -> Option<usize>;
     /// Frees a result; false when the allocator refuses its own result.
@@ -230,7 +230,7 @@ fn replay<X: XAlloc>(x: &X, steps: &[Step], check: bool) -> Outcome {
 /// Runs `f`, turning a panic into its message (printed once, without the
 /// default hook's backtrace): a peer that panics on its own corrupted state
 /// is a result, not the end of the suite.
-fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     let msg = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let m2 = std::sync::Arc::clone(&msg);
     let old = std::panic::take_hook();

@@ -1,4 +1,4 @@
-//! The side-by-side suite (`kmem-suite`): B1-B9 of the project's
+//! The side-by-side suite (`kmem-suite`): B1-B9 and B12 of the project's
 //! performance anchors, every contender driven through one thin trait by
 //! the same seeded trace, ratios taken in one process by interleaving the
 //! contenders round by round. [`run`] measures; [`crate::report`] writes
@@ -6,6 +6,7 @@
 //! off the records.
 
 pub mod b1;
+pub mod b12;
 pub mod b2;
 pub mod b3;
 pub mod b4;
@@ -60,6 +61,7 @@ pub fn run(cfg: &Config) -> Results {
         (b7::BENCH, b7::run),
         (b8::BENCH, b8::run),
         (b9::BENCH, b9::run),
+        (b12::BENCH, b12::run),
     ];
     for (b, f) in standalone {
         if cfg.wants(b.id, b.title) {

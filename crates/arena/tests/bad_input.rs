@@ -443,6 +443,29 @@ fn phase_straddles_every_nocross_boundary() {
     });
 }
 
+/// test_vmalloc's `align_shift`: one unit at every alignment 2^0..2^63 in
+/// a span that holds only the small ones; the others are refused with
+/// `Exhausted` (an aligned start exists in the address space, not in the
+/// arena), never a panic.
+#[test]
+fn every_alignment_fits_or_is_exhausted() {
+    with_arena(1, |a, _| {
+        for shift in 0..usize::BITS {
+            let c = Constraints::new().align(1 << shift);
+            match a.xalloc(1, &c) {
+                Ok(x) => {
+                    assert_eq!(x % (1 << shift), 0);
+                    a.xfree(x, 1).unwrap();
+                }
+                Err(e) => {
+                    assert_eq!(e, AllocError::Exhausted, "alignment 2^{shift}");
+                    assert!(shift >= 12, "alignment 2^{shift} refused");
+                }
+            }
+        }
+    });
+}
+
 /// A window holding no aligned start is refused up front, though it is
 /// larger than the size.
 #[test]
