@@ -51,7 +51,7 @@ pub struct Arena<'a> {
     /// Arenas and object caches importing from this one.
     pub(crate) importers: AtomicUsize,
     /// Called when an allocation finds the arena exhausted (`reclaim.rs`).
-    pub(crate) reclaimers: Mutex<[Option<&'static dyn Reclaim>; MAX_RECLAIMERS]>,
+    pub(crate) reclaimers: Mutex<[(Option<&'static dyn Reclaim>, u64); MAX_RECLAIMERS]>,
     pub(crate) inner: Mutex<Segments>,
 }
 
@@ -196,7 +196,9 @@ impl<'a> Arena<'a> {
     #[inline]
     pub fn alloc(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         match self.alloc_once(size, policy) {
-            Err(AllocError::Exhausted) if self.reclaim(size) => self.alloc_once(size, policy),
+            Err(AllocError::Exhausted | AllocError::LimitReached) if self.reclaim(size) => {
+                self.alloc_once(size, policy)
+            }
             r => r,
         }
     }
@@ -257,7 +259,7 @@ impl<'a> Arena<'a> {
     pub fn xalloc(&self, size: usize, constraints: &Constraints) -> Result<usize, AllocError> {
         let fit = Fit::new(size, constraints, self.quantum)?;
         match self.xalloc_fit(&fit, constraints.policy) {
-            Err(AllocError::Exhausted) if self.reclaim(fit.size) => {
+            Err(AllocError::Exhausted | AllocError::LimitReached) if self.reclaim(fit.size) => {
                 self.xalloc_fit(&fit, constraints.policy)
             }
             r => r,
@@ -268,8 +270,10 @@ impl<'a> Arena<'a> {
     /// (FreeBSD's `vmem_set_limit`); `None` lifts the limit. An import that
     /// would pass it is not asked for: the request fails with
     /// [`AllocError::LimitReached`] (a scaled import falls back to the
-    /// size the request needs first). Spans already held stay; a limit
-    /// below them only stops new imports.
+    /// size the request needs first; reclaim runs before the refusal, as
+    /// for `Exhausted`). Spans already held stay; a limit below them only
+    /// stops new imports, and an import already under way when the limit
+    /// is set is not counted against it.
     pub fn set_limit(&self, units: Option<usize>) {
         self.inner.lock().limit = units.unwrap_or(usize::MAX);
     }

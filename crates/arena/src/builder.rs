@@ -133,7 +133,7 @@ impl<'a> ArenaBuilder<'a> {
             qcache_max: 0,
             qcaches: None,
             importers: AtomicUsize::new(0),
-            reclaimers: Mutex::new([None; crate::MAX_RECLAIMERS]),
+            reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
             inner: Mutex::new(Segments::new()),
         };
         if let Some((base, size)) = self.span {
@@ -205,7 +205,7 @@ impl<'a> Arena<'a> {
             qcache_max: 0,
             qcaches: None,
             importers: AtomicUsize::new(0),
-            reclaimers: Mutex::new([None; crate::MAX_RECLAIMERS]),
+            reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
             inner: Mutex::new(Segments::new()),
         };
         // SAFETY: forwarded caller obligation.

@@ -106,7 +106,7 @@ pub use check::CheckError;
 pub use error::{AddError, AllocError, CreateError, DestroyError, FreeError};
 pub use policy::{Constraints, Policy, SpanFit};
 pub use qcache::QuantumCaches;
-pub use reclaim::{Reclaim, TooManyReclaimers, MAX_RECLAIMERS};
+pub use reclaim::{Reclaim, ReclaimHandle, TooManyReclaimers, MAX_RECLAIMERS};
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
 

@@ -1,8 +1,8 @@
 //! Reclaim on exhaustion: what an arena does before it answers
-//! `Exhausted` to a caller — its quantum caches give back what they hold,
-//! then the [`Reclaim`] callbacks registered on it (a kernel's shrinkers),
-//! then its source's, and the request is tried once more. No arena lock is
-//! held while any of them runs.
+//! `Exhausted` (or `LimitReached`) to a caller — its quantum caches give
+//! back what they hold, then the [`Reclaim`] callbacks registered on it (a
+//! kernel's shrinkers), then its source's, and the request is tried once
+//! more. No arena lock is held while any of them runs.
 
 use core::fmt;
 
@@ -18,8 +18,19 @@ pub trait Reclaim: Sync {
     /// Gives back to `arena`, which ran out, what this can spare, `wanted`
     /// units or more if it can; returns about how many units it gave back
     /// (0: nothing, and the arena does not retry on its account). Runs with
-    /// no arena lock held; it must not allocate from `arena`.
+    /// no arena lock held; it must not allocate from `arena`, directly or
+    /// through what it calls (a cache's reap may allocate metadata: not
+    /// from the arena that ran out).
     fn reclaim(&self, arena: &Arena<'_>, wanted: usize) -> usize;
+}
+
+/// A registration of [`Arena::add_reclaim`], to withdraw it with
+/// [`Arena::remove_reclaim`] (callbacks are told apart by registration,
+/// not by address: two zero-sized ones may share one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReclaimHandle {
+    slot: usize,
+    generation: u64,
 }
 
 /// [`Arena::add_reclaim`] found all [`MAX_RECLAIMERS`] places taken.
@@ -39,29 +50,38 @@ impl core::error::Error for TooManyReclaimers {}
 
 impl Arena<'_> {
     /// Registers `r`, to be called when an allocation finds the arena
-    /// exhausted: its quantum caches give back what they hold first, then
-    /// the callbacks, then the source arena's, with no arena lock held,
-    /// and the request is tried once more. `'static`, as a kernel's
-    /// shrinkers are: the arena may call it until it is withdrawn, from any
-    /// thread (a callback that must die sooner is withdrawn first, and one
-    /// call may still be finishing).
-    pub fn add_reclaim(&self, r: &'static dyn Reclaim) -> Result<(), TooManyReclaimers> {
+    /// exhausted (or at its `set_limit`): its quantum caches give back
+    /// what they hold first, then the callbacks, then the source arena's,
+    /// with no arena lock held, and the request is tried once more.
+    /// `'static`, as a kernel's shrinkers are: the arena may call it until
+    /// it is withdrawn with the returned handle, from any thread (one call
+    /// may still be finishing when the withdrawal returns).
+    pub fn add_reclaim(&self, r: &'static dyn Reclaim) -> Result<ReclaimHandle, TooManyReclaimers> {
         let mut list = self.reclaimers.lock();
-        let free = list.iter_mut().find(|slot| slot.is_none());
-        *free.ok_or(TooManyReclaimers)? = Some(r);
-        Ok(())
+        let (slot, entry) = list
+            .iter_mut()
+            .enumerate()
+            .find(|(_, e)| e.0.is_none())
+            .ok_or(TooManyReclaimers)?;
+        entry.0 = Some(r);
+        Ok(ReclaimHandle {
+            slot,
+            generation: entry.1,
+        })
     }
 
-    /// Withdraws `r`; false if it was not registered. A call already under
-    /// way may still finish.
-    pub fn remove_reclaim(&self, r: &dyn Reclaim) -> bool {
+    /// Withdraws the callback `add_reclaim` registered as `h`; false if it
+    /// was withdrawn already.
+    pub fn remove_reclaim(&self, h: ReclaimHandle) -> bool {
         let mut list = self.reclaimers.lock();
-        let at = list.iter_mut().find(|slot| {
-            slot.is_some_and(|s| {
-                core::ptr::addr_eq(s as *const dyn Reclaim, r as *const dyn Reclaim)
-            })
-        });
-        at.map(|slot| *slot = None).is_some()
+        match list.get_mut(h.slot) {
+            Some(entry) if entry.1 == h.generation && entry.0.is_some() => {
+                entry.0 = None;
+                entry.1 = entry.1.wrapping_add(1);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Asks the quantum caches, the callbacks and the source (if an arena)
@@ -71,7 +91,7 @@ impl Arena<'_> {
         // A copy, called without the list's lock (a callback may register
         // or withdraw one).
         let list = *self.reclaimers.lock();
-        for r in list.into_iter().flatten() {
+        for r in list.into_iter().filter_map(|e| e.0) {
             freed = freed.saturating_add(r.reclaim(self, wanted));
         }
         if let Some(src) = self.source.and_then(|s| s.as_arena()) {

@@ -353,6 +353,20 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
     }
 
+    /// [`flush_current`](Self::flush_current) from inside an operation
+    /// already under way (an arena's reclaim, called from the page
+    /// allocation of an operation's section): the magazine layer keeps out
+    /// of a slot its context is changing by itself (its busy mark), and
+    /// the section of the operation under way covers the depot lock.
+    pub(crate) fn flush_current_within(&self) {
+        if let Some(mags) = &self.mags {
+            match Section::enter(mags.cpu()) {
+                Some(_section) => mags.flush_current(),
+                None => mags.flush_current(),
+            }
+        }
+    }
+
     /// The platform of a created cache (with magazines or not); `None` for
     /// the bootstrap caches, whose callers are inside an operation already.
     pub(crate) fn cpu(&self) -> Option<&'a C> {

@@ -249,8 +249,9 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
             .iter()
             .map(|c| {
                 // The caller's own magazines too: the arena ran out, and
-                // this slot's rounds may be what it needs.
-                c.flush_current();
+                // this slot's rounds may be what it needs (inside an
+                // operation as well: a page allocation in its section).
+                c.flush_current_within();
                 c.reap_from(Some(arena))
             })
             .sum()

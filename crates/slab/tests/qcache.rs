@@ -10,7 +10,7 @@ use kmem_arena::{
     AllocError, Arena, Constraints, CreateError, DestroyError, FreeError, Policy, QuantumCaches,
     SizeKind,
 };
-use kmem_magazine::ThreadCpus;
+use kmem_magazine::{Section, ThreadCpus};
 use kmem_slab::{Caches, QCACHE_MAX_CACHES};
 
 const RAM: usize = 8 << 20;
@@ -436,6 +436,30 @@ fn exhaustion_drains_the_quantum_caches() {
         let big = a.alloc(4096, Policy::InstantFit).unwrap();
         assert_eq!(big, 0);
         a.free(big, 4096).unwrap();
+        a.destroy().unwrap();
+    });
+}
+
+/// The same from inside an allocator operation (as kmalloc's page
+/// allocations and slab growth call their arena): the caller's own
+/// magazines are flushed all the same. (Found by review.)
+#[test]
+fn exhaustion_inside_an_operation_drains_the_quantum_caches() {
+    with_caches(RAM, |caches, _| {
+        let qc = caches.qcaches("qc", 1, 8, false).unwrap();
+        let mut a = id_arena(caches, &qc, 1, 0, 4096);
+        let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
+            .take(10_000)
+            .collect();
+        for o in objs {
+            a.free(o, 1).unwrap();
+        }
+        let big = {
+            let _section = Section::enter(ThreadCpus::global()).expect("not inside one");
+            a.alloc(4096, Policy::InstantFit)
+        };
+        assert_eq!(big, Ok(0));
+        a.free(0, 4096).unwrap();
         a.destroy().unwrap();
     });
 }
