@@ -50,6 +50,11 @@ pub struct Arena<'a> {
     pub(crate) qcaches: Option<&'a dyn QuantumCaches>,
     /// Arenas and object caches importing from this one.
     pub(crate) importers: AtomicUsize,
+    /// How `alloc_wait` sleeps (`wait.rs`), the callers in it, and a count
+    /// of the frees that may wake them.
+    pub(crate) waiter: Mutex<Option<&'static dyn crate::Waiter>>,
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) freed: core::sync::atomic::AtomicU64,
     /// Called when an allocation finds the arena exhausted (`reclaim.rs`).
     pub(crate) reclaimers: Mutex<[(Option<&'static dyn Reclaim>, u64); MAX_RECLAIMERS]>,
     pub(crate) inner: Mutex<Segments>,
@@ -732,6 +737,7 @@ impl<'a> Arena<'a> {
         drop(g);
         self.release_span(released);
         self.free_retired(retired);
+        self.wake_waiters();
         Ok(())
     }
 }

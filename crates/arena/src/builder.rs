@@ -133,6 +133,9 @@ impl<'a> ArenaBuilder<'a> {
             qcache_max: 0,
             qcaches: None,
             importers: AtomicUsize::new(0),
+            waiter: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            freed: core::sync::atomic::AtomicU64::new(0),
             reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
             inner: Mutex::new(Segments::new()),
         };
@@ -205,6 +208,9 @@ impl<'a> Arena<'a> {
             qcache_max: 0,
             qcaches: None,
             importers: AtomicUsize::new(0),
+            waiter: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            freed: core::sync::atomic::AtomicU64::new(0),
             reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
             inner: Mutex::new(Segments::new()),
         };

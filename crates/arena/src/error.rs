@@ -31,6 +31,9 @@ pub enum AllocError {
     NoTags,
     /// The source returned a span not aligned to this arena's quantum.
     BadImport,
+    /// [`Arena::alloc_wait`](crate::Arena::alloc_wait): the timeout passed
+    /// with the arena still exhausted.
+    TimedOut,
     /// The import this request needs would take the arena past the limit
     /// set with [`Arena::set_limit`](crate::Arena::set_limit).
     LimitReached,
@@ -55,6 +58,7 @@ impl fmt::Display for AllocError {
             Self::BadImport => "source returned a span misaligned for this arena",
             Self::Busy => "part of the requested range is allocated",
             Self::LimitReached => "the import would exceed the arena's size limit",
+            Self::TimedOut => "timed out waiting for the arena to free enough",
         })
     }
 }

@@ -86,6 +86,9 @@
 //! ```
 #![no_std]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod arena;
 pub mod asan;
 mod builder;
@@ -99,6 +102,7 @@ mod segments;
 mod source;
 mod stats;
 mod upkeep;
+mod wait;
 
 pub use arena::Arena;
 pub use builder::{ArenaBuilder, Name};
@@ -109,6 +113,9 @@ pub use qcache::QuantumCaches;
 pub use reclaim::{Reclaim, ReclaimHandle, TooManyReclaimers, MAX_RECLAIMERS};
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
+#[cfg(feature = "std")]
+pub use wait::CondvarWaiter;
+pub use wait::Waiter;
 
 /// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a
 /// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.

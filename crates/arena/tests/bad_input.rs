@@ -153,6 +153,7 @@ fn every_error_displays() {
         AllocError::BadImport,
         AllocError::Busy,
         AllocError::LimitReached,
+        AllocError::TimedOut,
     ];
     let free = [
         FreeError::ZeroSize,
