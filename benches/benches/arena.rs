@@ -1,13 +1,11 @@
 //! Arena benchmarks: instant fit against fragmentation, and kmem against the
 //! `vmem`, `vm-allocator` and `range-alloc` crates at 10^4 live segments.
-//! Targets: DESIGN.md section 6; method:
-//! `reference/perf-reliability-anchors.md` (A4, B5) of the shared design
-//! notes. Results and the exact command: `benches/BENCHMARKS.md`.
+//! Targets, results and the exact command: `benches/BENCHMARKS.md`.
 //!
 //! Each group runs under criterion (medians in `target/criterion/`), then,
 //! unless criterion was asked to `--list`, `--test` or `--profile-time`,
 //! once more with its contenders interleaved round by round, printing the
-//! per-round ratios that DESIGN.md's targets are stated in.
+//! per-round ratios that the targets are stated in.
 
 use core::time::Duration;
 use std::time::Instant;

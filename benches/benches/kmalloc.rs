@@ -4,7 +4,7 @@
 //! contender driven through `GlobalAlloc` by the same seeded trace; and the
 //! quantum cache: a one-page `kpages` pair served by its quantum cache
 //! against the same pair on a page arena without quantum caches (the
-//! arena's segment path). Targets: DESIGN.md section 6. Results and the
+//! arena's segment path). Targets, results and the
 //! exact command: `benches/BENCHMARKS.md`.
 //!
 //! Each group runs under criterion, then (unless criterion was asked to

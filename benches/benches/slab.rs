@@ -1,9 +1,8 @@
 //! Slab and magazine benchmarks: a kmem cache of 64-byte objects (magazines
 //! on, and `NOMAGAZINE` as the ablation) against the `mimalloc` crate and
 //! `std`'s `System` allocator (glibc), one thread and several threads
-//! sharing one cache. Targets: DESIGN.md section 6; method:
-//! `reference/perf-reliability-anchors.md` (A2-A4) of the shared design
-//! notes. Results and the exact command: `benches/BENCHMARKS.md`.
+//! sharing one cache. Targets, results and the exact command:
+//! `benches/BENCHMARKS.md`.
 //!
 //! `slab/pair_64` and `slab/lifo_1000` run under criterion (medians in
 //! `target/criterion/`), then, unless criterion was asked to `--list`,

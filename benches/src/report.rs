@@ -179,7 +179,7 @@ pub fn write_dir(res: &Results, dir: &Path) -> std::io::Result<PathBuf> {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
     if !res.targets.is_empty() {
-        let _ = writeln!(md, "## DESIGN.md section 6 targets\n");
+        let _ = writeln!(md, "## Project targets\n");
         let _ = writeln!(md, "| target | wanted | measured | verdict | from |");
         let _ = writeln!(md, "|---|---|---|---|---|");
         for t in &res.targets {

@@ -178,7 +178,7 @@ impl Results {
 
     /// Prints the targets table.
     pub fn print_targets(&self) {
-        println!("\nDESIGN.md section 6 targets");
+        println!("\nProject targets (benches/BENCHMARKS.md)");
         println!("| target | wanted | measured | verdict | from |");
         println!("|---|---|---|---|---|");
         for t in &self.targets {

@@ -10,7 +10,7 @@
 //! takes the lock for `O(1)`: its entries move over a few chains per
 //! later insert and remove (`hash.rs`).
 
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kmem_btag::{Tags, CHUNK_BYTES};
 use spin::{Mutex, MutexGuard};
@@ -54,6 +54,9 @@ pub struct Arena<'a> {
     /// of the frees that may wake them.
     pub(crate) waiter: Mutex<Option<&'static dyn crate::Waiter>>,
     pub(crate) waiting: AtomicUsize,
+    /// The most units imported spans and imports under way may reach
+    /// together (`set_limit`); `usize::MAX`: no limit.
+    pub(crate) limit: AtomicUsize,
     pub(crate) freed: core::sync::atomic::AtomicU64,
     /// Called when an allocation finds the arena exhausted (`reclaim.rs`).
     pub(crate) reclaimers: Mutex<[(Option<&'static dyn Reclaim>, u64); MAX_RECLAIMERS]>,
@@ -280,22 +283,24 @@ impl<'a> Arena<'a> {
     /// stops new imports, and an import already under way when the limit
     /// is set is not counted against it.
     pub fn set_limit(&self, units: Option<usize>) {
-        self.inner.lock().limit = units.unwrap_or(usize::MAX);
+        self.limit
+            .store(units.unwrap_or(usize::MAX), Ordering::Relaxed);
     }
 
     /// Reserves `units` of an import under the limit; the reservation ends
     /// when the span is added (`adopt`) or the import fails (dropped).
     fn reserve_import(&self, units: usize) -> Result<Reserved<'_, 'a>, AllocError> {
-        let mut g = self.inner.lock();
-        if g.limit == usize::MAX {
-            // No limit: nothing to count (and no sum to overflow).
+        if self.limit.load(Ordering::Relaxed) == usize::MAX {
+            // No limit: nothing to count (and no sum to overflow, no lock).
             return Ok(Reserved {
                 arena: self,
                 units: 0,
             });
         }
+        let mut g = self.inner.lock();
+        let limit = self.limit.load(Ordering::Relaxed);
         let held = g.imported.saturating_add(g.importing);
-        if held.checked_add(units).is_none_or(|t| t > g.limit) {
+        if held.checked_add(units).is_none_or(|t| t > limit) {
             return Err(AllocError::LimitReached);
         }
         g.importing += units;

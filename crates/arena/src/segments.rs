@@ -59,11 +59,9 @@ pub(crate) struct Segments {
     pub(crate) allocated: usize,
     /// Units in spans imported from the source.
     pub(crate) imported: usize,
-    /// Units of imports under way (asked of the source, not added yet).
+    /// Units of imports under way under a limit (asked of the source, not
+    /// added yet).
     pub(crate) importing: usize,
-    /// The most units `imported` and `importing` may reach together
-    /// (`Arena::set_limit`); `usize::MAX`: no limit.
-    pub(crate) limit: usize,
     pub(crate) spans: usize,
     /// Units and segments allocated for the arena's own metadata (a base
     /// arena's tag pages and hash tables).
@@ -86,7 +84,6 @@ impl Segments {
             allocated: 0,
             imported: 0,
             importing: 0,
-            limit: usize::MAX,
             spans: 0,
             meta_units: 0,
             meta_segs: 0,

@@ -220,13 +220,14 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
         let cache = self
             .cache_for(arena, size)
             .ok_or(ArenaFreeError::NotAllocated { addr })?;
+        // For an arena of integers a bad free is not memory-unsafe: a
+        // quantum cache is NOTOUCH (it never writes to its objects), and the
+        // slab layer refuses the free when it gets there (here, or when its
+        // magazine drains); what a double free can do is hand a value out
+        // twice, which for integers is a logic error, not undefined
+        // behaviour.
         // SAFETY: for a memory arena, the caller's guarantee: `addr` is an
-        // object of this cache, no longer used. For an arena of integers a
-        // bad free is not memory-unsafe: a quantum cache is NOTOUCH (it
-        // never writes to its objects), and the slab layer refuses the free
-        // when it gets there (here, or when its magazine drains); what a
-        // double free can do is hand a value out twice, which for integers
-        // is a logic error, not undefined behaviour.
+        // object of this cache, no longer used (integers: above).
         let obj = unsafe { Freed::new(addr) };
         // The arena's call is under way: no new section.
         cache

@@ -53,12 +53,13 @@ pub(crate) fn unregister_importer(src: &kmem_arena::Arena<'_>) {
 /// make an allocation in `f` wait for ever.
 pub(crate) fn call_out<C: Cpu, R>(cpu: Option<&C>, f: impl FnOnce() -> R) -> R {
     match cpu {
-        // SAFETY: no code of this crate holds slot state, which is private
-        // to the magazine layer, and the layer runs none of this crate's
-        // code (magazine source, drain sinks) while it holds it: an
-        // allocation made by `f` cannot reach slot state in use. A lock
-        // held across `f` could only make such an allocation spin (a hang,
-        // not unsoundness); callers hold none.
+        // No code of this crate holds slot state, which is private to the
+        // magazine layer, and the layer runs none of this crate's code
+        // (magazine source, drain sinks) while it holds it. A lock held
+        // across `f` could only make an allocation spin (a hang, not
+        // unsoundness); callers hold none.
+        // SAFETY: so an allocation made by `f` cannot reach slot state in
+        // use (above).
         Some(cpu) => unsafe { Section::outside(cpu, f) },
         None => f(),
     }

@@ -52,11 +52,12 @@ impl<'a, C: Cpu> QCaches<'a, C> {
         if !mine {
             return None;
         }
+        // `drain_list`, the only writer, runs from `QuantumCaches::destroy`,
+        // whose caller promises that no call of the arena's runs meanwhile
+        // (the arena calls it from `destroy(&mut self)`, impossible while
+        // this call borrows it).
         // SAFETY: `arena` holds these caches, so it is the one arena they
-        // are attached to (`attach` admits one). `drain_list`, the only
-        // writer, runs from `QuantumCaches::destroy`, whose caller promises
-        // that no call of the arena's runs meanwhile (the arena calls it
-        // from `destroy(&mut self)`, impossible while this call borrows it).
+        // are attached to (`attach` admits one); nothing writes the list now.
         Some(unsafe { &*self.list.caches.get() })
     }
 

@@ -73,10 +73,11 @@ impl<'a, C: Cpu> Registry<'a, C> {
         // SAFETY: the caller's guarantee.
         let c = unsafe { cache.as_ref() };
         if let (Some(mags), true) = (&c.mags, self.exit_hooks) {
+            // With `exit_hooks` the set is never leaked while its memory is
+            // reused (the constructors' contract), so `Drop for Caches`
+            // delists the cache.
             // SAFETY: the layer is part of the cache, which stays put until
-            // `delist`, which unregisters it first; with `exit_hooks` the
-            // set is never leaked while its memory is reused (the
-            // constructors' contract), so `Drop for Caches` delists it.
+            // `delist`, which unregisters it first.
             unsafe { mags.register() };
         }
         let mut head = self.head.write();
@@ -181,11 +182,11 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// Creates a cache; see [`CacheBuilder`]. What the builder borrows (its
     /// source arena, its object operations) must outlive this set (`'a`).
     pub fn create<'s>(&'s self, builder: CacheBuilder<'a>) -> Result<Cache<'s, C>, CreateError> {
-        // SAFETY: the cache refers back to this set for as long as it lives,
-        // and it is reached only through its handle (which borrows the set
-        // for `'s`), the registry and the platform's hook list (from both of
-        // which `Drop for Caches` withdraws it before the set goes away): the
-        // extended borrow is never used once the set is gone.
+        // The cache is reached only through its handle (which borrows the
+        // set for `'s`), the registry and the platform's hook list, from
+        // both of which `Drop for Caches` withdraws it before the set goes.
+        // SAFETY: the cache refers back to this set only while it is
+        // reachable (above): the extended borrow is never used afterwards.
         let this: &'a Self = unsafe { &*ptr::from_ref(self) };
         let mut cache = KmemCache::build(&builder, self.base(), self.cpu(), Some(this))?;
         let Some(mem) = self.cache_cache.take_bootstrap() else {
