@@ -143,7 +143,22 @@ impl<'a> Arena<'a> {
     }
 
     /// Locks the arena with at least `n` unused tags in hand.
+    #[inline(always)]
     pub(crate) fn lock_with_tags(&self, n: usize) -> Result<MutexGuard<'_, Segments>, AllocError> {
+        let g = self.inner.lock();
+        if g.tags.unused() >= n {
+            return Ok(g);
+        }
+        drop(g);
+        self.refill_tags(n)
+    }
+
+    /// [`lock_with_tags`](Self::lock_with_tags) when the arena ran short of
+    /// unused tags: gets tag pages (carved from a base arena's own memory,
+    /// or from its tag arena) until `n` are in hand.
+    #[cold]
+    #[inline(never)]
+    fn refill_tags(&self, n: usize) -> Result<MutexGuard<'_, Segments>, AllocError> {
         loop {
             let mut g = self.inner.lock();
             if g.tags.unused() >= n {
@@ -709,11 +724,10 @@ impl<'a> Arena<'a> {
         let size = round_up(size, self.quantum).unwrap_or(usize::MAX);
         let mut g = self.inner.lock();
         let s = &mut *g;
-        let id = s
+        let (id, t) = s
             .hash
-            .find(&s.tags, addr)
+            .find_tag(&s.tags, addr)
             .ok_or(FreeError::NotAllocated { addr })?;
-        let t = s.tags.get(id);
         if (t.list == META) != meta {
             return Err(FreeError::NotAllocated { addr });
         }
@@ -730,7 +744,7 @@ impl<'a> Arena<'a> {
         if self.memory {
             crate::asan::poison(addr, size);
         }
-        let released = s.free(id, self.source.is_some());
+        let released = s.free(id, &t, self.source.is_some());
         if meta {
             // Metadata frees are not user frees (nor were their allocations
             // counted): undo the count `free` just made.

@@ -12,7 +12,7 @@
 //! `rescale_hash`) finishes its move at once, a batch of chains per lock
 //! hold, and frees the old table before it returns.
 
-use kmem_btag::{HeadTable, ListHead, TagId, Tags};
+use kmem_btag::{HeadTable, ListHead, Tag, TagId, Tags};
 use kmem_hash::{hash_usize, LoadPolicy, INIT_BITS};
 
 const INIT_CHAINS: usize = 1 << INIT_BITS;
@@ -114,8 +114,14 @@ impl AllocHash {
     }
 
     pub(crate) fn insert(&mut self, tags: &mut Tags, id: TagId) {
-        self.step(tags);
         let start = tags.get(id).start;
+        self.insert_at(tags, id, start);
+    }
+
+    /// [`insert`](Self::insert) of a tag known to start at `start`.
+    #[inline(always)]
+    pub(crate) fn insert_at(&mut self, tags: &mut Tags, id: TagId, start: usize) {
+        self.step(tags);
         match self.old_chain(start) {
             Some(c) => tags.list_push(&mut self.old_heads_mut()[c], id),
             None => {
@@ -128,21 +134,47 @@ impl AllocHash {
 
     /// The allocated tag starting at `start`, left in place.
     pub(crate) fn find(&self, tags: &Tags, start: usize) -> Option<TagId> {
+        self.find_tag(tags, start).map(|(id, _)| id)
+    }
+
+    /// [`find`](Self::find), with a copy of the tag found.
+    #[inline(always)]
+    pub(crate) fn find_tag(&self, tags: &Tags, start: usize) -> Option<(TagId, Tag)> {
         let head = match self.old_chain(start) {
             Some(c) => self.old_heads()[c],
             None => self.heads()[self.chain_of(start)],
         };
-        tags.list_iter(head).find(|&id| tags.get(id).start == start)
+        let mut cur = head.first();
+        while let Some(id) = cur {
+            let t = tags.get(id);
+            if t.start == start {
+                return Some((id, *t));
+            }
+            cur = tags.list_next(id);
+        }
+        None
     }
 
-    pub(crate) fn remove(&mut self, tags: &mut Tags, id: TagId) {
-        self.step(tags);
-        let start = tags.get(id).start;
-        match self.old_chain(start) {
-            Some(c) => tags.list_remove(&mut self.old_heads_mut()[c], id),
+    /// Removes `id`, whose tag reads as `t` (from [`find_tag`](Self::find_tag),
+    /// unchanged since).
+    #[inline(always)]
+    pub(crate) fn remove_as(&mut self, tags: &mut Tags, id: TagId, t: &Tag) {
+        if self.moving.is_some() {
+            // A step may move `id` to another chain: its links change.
+            self.step_moving(tags);
+            let t = *tags.get(id);
+            return self.unlink(tags, id, &t);
+        }
+        self.unlink(tags, id, t);
+    }
+
+    #[inline(always)]
+    fn unlink(&mut self, tags: &mut Tags, id: TagId, t: &Tag) {
+        match self.old_chain(t.start) {
+            Some(c) => tags.list_remove_as(&mut self.old_heads_mut()[c], id, t),
             None => {
-                let c = self.chain_of(start);
-                tags.list_remove(&mut self.heads_mut()[c], id);
+                let c = self.chain_of(t.start);
+                tags.list_remove_as(&mut self.heads_mut()[c], id, t);
             }
         }
         self.policy.dec();
@@ -368,8 +400,9 @@ mod tests {
             } else if r < 95 && !live.is_empty() {
                 let k = *live.keys().nth(rng(live.len() as u64) as usize).unwrap();
                 let id = live.remove(&k).unwrap();
-                assert_eq!(h.find(&tags, k), Some(id));
-                h.remove(&mut tags, id);
+                let (found, t) = h.find_tag(&tags, k).unwrap();
+                assert_eq!(found, id);
+                h.remove_as(&mut tags, id, &t);
                 tags.put(id);
                 assert_eq!(h.find(&tags, k), None);
             } else if !h.busy() {

@@ -11,7 +11,7 @@
 //! otherwise, so neither filling a hole nor splitting and merging back
 //! rebalances a tree. Allocated segments sit in the [`AllocHash`].
 
-use kmem_btag::{ListHead, TagId, TagKind, Tags, Tree};
+use kmem_btag::{ListHead, Tag, TagId, TagKind, Tags, Tree};
 
 use crate::hash::AllocHash;
 use crate::policy::Fit;
@@ -231,25 +231,27 @@ impl Segments {
     /// the allocated front gets a new tag, on the address list only, and the
     /// free remainder keeps its tag, its place in the segment tree, and its
     /// list unless its size class changed. Needs one tag.
+    #[inline(always)]
     fn alloc_from(&mut self, id: TagId, size: usize) -> usize {
-        let t = *self.tags.get(id);
+        let t = self.tags.get(id);
         debug_assert!(t.kind() == TagKind::Free && t.size >= size);
         if t.size == size {
             self.untrack_free(id);
             return self.account_alloc(id, size);
         }
+        let (start, list, rest) = (t.start, t.list, t.size - size);
         let front = self
             .tags
-            .take(t.start, size, TagKind::Allocated)
+            .carve_front(id, size, TagKind::Allocated)
             .expect("kmem-arena: boundary tag not reserved");
-        {
-            let rest = self.tags.get_mut(id);
-            rest.start += size;
-            rest.size -= size;
+        if list as usize != list_of(rest) {
+            self.untrack_free(id);
+            self.track_free(id);
         }
-        self.tags.addr_insert_before(id, front);
-        self.reclass(id);
-        self.account_alloc(front, size)
+        self.hash.insert_at(&mut self.tags, front, start);
+        self.allocated += size;
+        self.counters.allocs += 1;
+        start
     }
 
     /// Moves the listed free segment `id` to the list of its (changed) size.
@@ -458,44 +460,50 @@ impl Segments {
     /// neighbours. When `release_spans` and the whole span is now free, the
     /// span leaves the arena and is returned for the caller to hand back to
     /// the source (outside the lock). The caller has validated the free.
-    pub(crate) fn free(&mut self, id: TagId, release_spans: bool) -> Option<(usize, usize)> {
-        let (start, size) = {
-            let t = self.tags.get(id);
-            (t.start, t.size)
-        };
-        self.hash.remove(&mut self.tags, id);
+    ///
+    /// `t` is the tag of `id` as [`AllocHash::find_tag`] read it.
+    #[inline]
+    pub(crate) fn free(
+        &mut self,
+        id: TagId,
+        t: &Tag,
+        release_spans: bool,
+    ) -> Option<(usize, usize)> {
+        let size = t.size;
+        self.hash.remove_as(&mut self.tags, id, t);
         self.allocated -= size;
         self.counters.frees += 1;
         let is_free = |s: &Self, n: TagId| s.tags.get(n).kind() == TagKind::Free;
-        let next = self.tags.addr_next(id).filter(|&n| is_free(self, n));
-        let prev = self.tags.addr_prev(id).filter(|&p| is_free(self, p));
+        let next = t.addr_next().filter(|&n| is_free(self, n));
+        let prev = t.addr_prev().filter(|&p| is_free(self, p));
+        if (prev.is_some() || next.is_some()) && t.in_tree() {
+            // An exact fit kept its place in the segment tree; it merges away.
+            self.tags.remove(id);
+        }
         // Merge into a free neighbour in place: the survivor keeps its place
         // in the segment tree and usually its list.
         let seg = match (prev, next) {
             (None, None) => {
-                if self.tags.tree_of(id).is_none() {
+                if !t.in_tree() {
                     self.tags.insert(Tree::Segments, id);
                 }
                 self.track_free(id);
                 id
             }
             (Some(p), next) => {
-                let mut grow = size;
                 if let Some(n) = next {
-                    grow += self.tags.get(n).size;
                     self.untrack_free(n);
-                    self.drop_tag(n);
+                    if self.tags.tree_of(n).is_some() {
+                        self.tags.remove(n);
+                    }
+                    self.tags.merge_into_prev(n);
                 }
-                self.drop_tag(id);
-                self.tags.get_mut(p).size += grow;
+                self.tags.merge_into_prev(id);
                 self.reclass(p);
                 p
             }
             (None, Some(n)) => {
-                self.drop_tag(id);
-                let t = self.tags.get_mut(n);
-                t.start = start;
-                t.size += size;
+                self.tags.merge_into(id, n);
                 self.reclass(n);
                 n
             }

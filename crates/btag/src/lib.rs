@@ -128,14 +128,11 @@ impl Tags {
     /// nothing else while the set holds it.
     pub unsafe fn donate(&mut self, ptr: *mut u8, len: usize, owned: bool) -> usize {
         // SAFETY: forwarded caller obligation.
-        let ids = unsafe { self.store.donate(ptr, len, owned) };
-        let n = ids.len();
-        for raw in ids.rev() {
-            let mut head = self.unused;
-            self.list_push(&mut head, TagId(raw));
-            self.unused = head;
+        let chunks = unsafe { self.store.donate(ptr, len, owned) };
+        let n = chunks.len() * TAGS_PER_CHUNK;
+        for id in chunks.rev().flat_map(|c| TagStore::chunk_ids(c).rev()) {
+            self.push_unused(id);
         }
-        self.nr_unused += n;
         n
     }
 
@@ -180,16 +177,142 @@ impl Tags {
     /// and in no tree. `None` when no unused tag is left.
     #[inline]
     pub fn take(&mut self, start: usize, size: usize, kind: TagKind) -> Option<TagId> {
-        let mut head = self.unused;
-        let id = self.list_pop(&mut head)?;
-        self.unused = head;
-        self.nr_unused -= 1;
+        // The unused tags form a stack linked through `next` alone.
+        let id = self.unused.first()?;
         let t = self.store.get_mut(id);
+        let next = t.next;
+        t.next = NIL;
+        t.prev = NIL;
         t.start = start;
         t.size = size;
         t.kind = kind;
         t.list = 0;
+        self.unused = ListHead::from_raw(next);
+        self.nr_unused -= 1;
         Some(id)
+    }
+
+    /// Pushes `id` on the stack of unused tags.
+    #[inline]
+    fn push_unused(&mut self, id: TagId) {
+        let t = self.store.get_mut(id);
+        Self::make_unused(t, id, &mut self.unused, &mut self.nr_unused);
+    }
+
+    /// Marks `t` (the tag `id`) unused and pushes it on the stack `unused`.
+    #[inline(always)]
+    fn make_unused(t: &mut Tag, id: TagId, unused: &mut ListHead, count: &mut usize) {
+        t.kind = TagKind::Unused;
+        t.aprev = NIL;
+        t.anext = NIL;
+        t.next = unused.raw();
+        *unused = ListHead::from_raw(id.0);
+        *count += 1;
+    }
+
+    /// Splits the tag `id` on the address list: an unused tag takes its
+    /// first `size` units, with `kind`, and goes right before it on the
+    /// address list; `id` keeps the rest (its start moves up by `size`, which
+    /// keeps its place in a tree, as nothing lies between the two starts).
+    /// The new tag is on no list and in no tree. One lookup per tag touched
+    /// (`id`, the new tag, the one before): the split of an allocation path.
+    /// `None` when no unused tag is left.
+    ///
+    /// # Panics
+    /// Panics if `size` is not below the size of `id`.
+    #[inline]
+    pub fn carve_front(&mut self, id: TagId, size: usize, kind: TagKind) -> Option<TagId> {
+        let new = self.unused.first()?;
+        let (t, n) = self.store.get2_mut(id, new);
+        assert!(size < t.size, "kmem-btag: carve_front of a whole tag");
+        let (start, prev) = (t.start, t.aprev);
+        t.start = start + size;
+        t.size -= size;
+        t.aprev = new.0;
+        self.unused = ListHead::from_raw(n.next);
+        *n = Tag {
+            start,
+            size,
+            kind,
+            aprev: prev,
+            anext: id.0,
+            ..Tag::blank()
+        };
+        self.nr_unused -= 1;
+        match TagId::from_raw(prev) {
+            Some(p) => self.store.get_mut(p).anext = new.0,
+            None => self.addr_head = new.0,
+        }
+        self.addr_len += 1;
+        Some(new)
+    }
+
+    /// Merges `id` into the tag after it on the address list, which then
+    /// starts where `id` started and grows by its size; `id` leaves the
+    /// address list and becomes unused. `id` must be on no list and in no
+    /// tree. Returns the tag after.
+    ///
+    /// # Panics
+    /// Panics if `id` is last on the address list.
+    #[inline]
+    pub fn merge_into_next(&mut self, id: TagId) -> TagId {
+        let next = self
+            .addr_next(id)
+            .expect("kmem-btag: merge of the last tag");
+        self.merge_into(id, next)
+    }
+
+    /// [`merge_into_next`](Self::merge_into_next) where the caller knows
+    /// the tag after `id` is `next` (from a copy of `id`'s tag): one lookup
+    /// fewer.
+    ///
+    /// # Panics
+    /// Panics if `next` is `id`; a `next` that does not follow `id` is a
+    /// logic error that corrupts only this set's address list.
+    #[inline]
+    pub fn merge_into(&mut self, id: TagId, next: TagId) -> TagId {
+        let (t, n) = self.store.get2_mut(id, next);
+        debug_assert_eq!(
+            t.anext, next.0,
+            "kmem-btag: merge into a tag that does not follow"
+        );
+        debug_assert_eq!(t.tree, tree::NO_TREE, "kmem-btag: merge of a tag in a tree");
+        let prev = t.aprev;
+        n.start = t.start;
+        n.size += t.size;
+        n.aprev = prev;
+        Self::make_unused(t, id, &mut self.unused, &mut self.nr_unused);
+        match TagId::from_raw(prev) {
+            Some(p) => self.store.get_mut(p).anext = next.0,
+            None => self.addr_head = next.0,
+        }
+        self.addr_len -= 1;
+        next
+    }
+
+    /// Merges `id` into the tag before it on the address list, which grows
+    /// by its size; `id` leaves the address list and becomes unused. `id`
+    /// must be on no list and in no tree. Returns the tag before.
+    ///
+    /// # Panics
+    /// Panics if `id` is first on the address list.
+    #[inline]
+    pub fn merge_into_prev(&mut self, id: TagId) -> TagId {
+        let prev = self
+            .addr_prev(id)
+            .expect("kmem-btag: merge of the first tag");
+        let (t, p) = self.store.get2_mut(id, prev);
+        debug_assert_eq!(t.tree, tree::NO_TREE, "kmem-btag: merge of a tag in a tree");
+        let next = t.anext;
+        p.size += t.size;
+        p.anext = next;
+        Self::make_unused(t, id, &mut self.unused, &mut self.nr_unused);
+        match TagId::from_raw(next) {
+            Some(n) => self.store.get_mut(n).aprev = prev.0,
+            None => self.addr_tail = prev.0,
+        }
+        self.addr_len -= 1;
+        prev
     }
 
     /// Returns a tag that is on no list, not on the address list and in no
@@ -201,11 +324,7 @@ impl Tags {
             tree::NO_TREE,
             "kmem-btag: put of a tag in a tree"
         );
-        self.store.get_mut(id).kind = TagKind::Unused;
-        let mut head = self.unused;
-        self.list_push(&mut head, id);
-        self.unused = head;
-        self.nr_unused += 1;
+        self.push_unused(id);
     }
 
     /// The tag `id`.

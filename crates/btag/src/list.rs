@@ -33,6 +33,16 @@ impl ListHead {
     pub fn first(self) -> Option<TagId> {
         TagId::from_raw(self.0)
     }
+
+    #[inline]
+    pub(crate) fn raw(self) -> u32 {
+        self.0
+    }
+
+    #[inline]
+    pub(crate) fn from_raw(raw: u32) -> Self {
+        Self(raw)
+    }
 }
 
 impl Tags {
@@ -61,6 +71,24 @@ impl Tags {
             t.prev = NIL;
             links
         };
+        if prev == NIL {
+            debug_assert_eq!(head.0, id.0, "kmem-btag: tag is not on this list");
+            head.0 = next;
+        } else {
+            self.store.get_mut(TagId(prev)).next = next;
+        }
+        if next != NIL {
+            self.store.get_mut(TagId(next)).prev = prev;
+        }
+    }
+
+    /// Unlinks `id` from the list `head` by the links of `t`, a copy of its
+    /// tag read since it last changed (a lookup saved on a hot path). The
+    /// tag's own links are left as they were: the caller puts it on another
+    /// list, or makes it unused, before any other list operation on it.
+    #[inline]
+    pub fn list_remove_as(&mut self, head: &mut ListHead, id: TagId, t: &crate::Tag) {
+        let (next, prev) = (t.next, t.prev);
         if prev == NIL {
             debug_assert_eq!(head.0, id.0, "kmem-btag: tag is not on this list");
             head.0 = next;

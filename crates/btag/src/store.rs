@@ -2,12 +2,14 @@
 //!
 //! Tags live in 4 KiB *chunks* of memory that the owner donates (pages from a
 //! source arena, the arena's own free segment, or a static buffer). A
-//! [`TagId`] is a dense `u32`; its chunk is `id / TAGS_PER_CHUNK`, found
-//! through a two-level directory: an inline top array of [`TOP_ENTRIES`]
-//! pointers to directory pages, each a donated 4 KiB page of
-//! [`DIR_ENTRIES`] chunk addresses. Nothing is ever relocated, so ids stay
-//! valid for the life of the store, and a stale or foreign id is caught by a
-//! bounds check (`id < len`) instead of dereferencing freed memory.
+//! [`TagId`] is a `u32` made of a chunk number and a slot in the chunk
+//! (`chunk << SLOT_BITS | slot`, so finding a tag takes a shift and a mask,
+//! not a division); the chunk is found through a two-level directory: an
+//! inline top array of [`TOP_ENTRIES`] pointers to directory pages, each a
+//! donated 4 KiB page of [`DIR_ENTRIES`] chunk addresses. Nothing is ever
+//! relocated, so ids stay valid for the life of the store, and a stale or
+//! foreign id is caught by a bounds check (`chunk < chunks`) instead of
+//! dereferencing freed memory.
 
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
@@ -25,6 +27,19 @@ pub const DIR_ENTRIES: usize = CHUNK_BYTES / size_of::<usize>();
 pub const TOP_ENTRIES: usize = 128;
 /// The most tags a store can hold (128 x 512 x 85, about 5.6 million).
 pub const MAX_TAGS: usize = TOP_ENTRIES * DIR_ENTRIES * TAGS_PER_CHUNK;
+/// Bits of a [`TagId`] that name the slot inside its chunk.
+const SLOT_BITS: u32 = 7;
+const _: () = assert!(TAGS_PER_CHUNK <= 1 << SLOT_BITS);
+// Every id fits a u32 below the null link (`u32::MAX`).
+const _: () = assert!(((TOP_ENTRIES * DIR_ENTRIES) << SLOT_BITS) <= u32::MAX as usize);
+
+/// The id of slot `slot` of chunk `chunk`.
+#[inline]
+pub(crate) const fn id_of(chunk: usize, slot: usize) -> TagId {
+    // The invariant `slot` relies on: no id names a slot past a chunk's end.
+    assert!(slot < TAGS_PER_CHUNK);
+    TagId(((chunk << SLOT_BITS) | slot) as u32)
+}
 
 /// Low bit of a chunk's directory entry (and bit `i` of `owned_dirs` for
 /// directory page `i`): the page came from the owner's metadata source and
@@ -98,7 +113,8 @@ impl TagStore {
     }
 
     /// Carves `[ptr, ptr + len)` into directory pages and tag chunks, writes a
-    /// blank [`Tag`] into every new slot, and returns the range of new ids.
+    /// blank [`Tag`] into every new slot, and returns the range of new chunk
+    /// numbers (their tags are [`chunk_ids`](Self::chunk_ids)).
     ///
     /// `owned` marks memory that came from the owner's metadata source: it
     /// must be exactly one [`CHUNK_BYTES`] page, 8-byte aligned, and is handed
@@ -116,8 +132,8 @@ impl TagStore {
         ptr: *mut u8,
         len: usize,
         owned: bool,
-    ) -> core::ops::Range<u32> {
-        let first = self.len() as u32;
+    ) -> core::ops::Range<usize> {
+        let first = self.chunks;
         let pad = ptr.align_offset(align_of::<usize>().max(align_of::<Tag>()));
         if pad >= len {
             return first..first;
@@ -157,23 +173,36 @@ impl TagStore {
             at = at.wrapping_add(CHUNK_BYTES);
             left -= CHUNK_BYTES;
         }
-        first..self.len() as u32
+        first..self.chunks
     }
 
-    /// Address of the tag `id`, or `None` when `id` was never carved.
+    /// The ids of the tags of chunk `chunk`, in slot order.
+    pub fn chunk_ids(chunk: usize) -> impl DoubleEndedIterator<Item = TagId> {
+        (0..TAGS_PER_CHUNK).map(move |slot| id_of(chunk, slot))
+    }
+
+    /// Address of the tag `id`; panics when `id` was never carved.
+    ///
+    /// Only the chunk needs a check: every id of every store is made by
+    /// [`id_of`] with a slot below [`TAGS_PER_CHUNK`] (ids cannot be built
+    /// outside this crate, and links only ever hold ids), so an id from
+    /// another store is caught by the chunk bound alone.
     #[inline(always)]
-    fn slot(&self, id: TagId) -> Option<NonNull<Tag>> {
+    fn slot(&self, id: TagId) -> *mut Tag {
         let id = id.index();
-        if id >= self.len {
-            return None;
+        let chunk = id >> SLOT_BITS;
+        let slot = id & ((1 << SLOT_BITS) - 1);
+        debug_assert!(slot < TAGS_PER_CHUNK);
+        if chunk >= self.chunks {
+            out_of_range();
         }
-        let chunk = id / TAGS_PER_CHUNK;
-        let dir = self.top[chunk / DIR_ENTRIES] as *const usize;
+        // (The modulo, a mask, spares a bounds check: `chunk < self.chunks`
+        // keeps the index in range already.)
+        let dir = self.top[chunk / DIR_ENTRIES % TOP_ENTRIES] as *const usize;
         // SAFETY: `chunk < self.chunks`, so its directory page is installed and
         // its entry was written by `donate`.
         let base = unsafe { dir.add(chunk % DIR_ENTRIES).read() } & !OWNED;
-        let tag = (base as *mut Tag).wrapping_add(id % TAGS_PER_CHUNK);
-        NonNull::new(tag)
+        (base as *mut Tag).wrapping_add(slot)
     }
 
     /// The tag `id`.
@@ -182,10 +211,10 @@ impl TagStore {
     /// Panics if `id` was not carved by this store.
     #[inline(always)]
     pub fn get(&self, id: TagId) -> &Tag {
-        let p = self.slot(id).expect("kmem-btag: tag id out of range");
+        let p = self.slot(id);
         // SAFETY: `slot` returned an initialized tag inside memory this store
         // owns; the shared borrow of `self` prevents mutation meanwhile.
-        unsafe { p.as_ref() }
+        unsafe { &*p }
     }
 
     /// The tag `id`, mutably.
@@ -194,10 +223,27 @@ impl TagStore {
     /// Panics if `id` was not carved by this store.
     #[inline(always)]
     pub fn get_mut(&mut self, id: TagId) -> &mut Tag {
-        let mut p = self.slot(id).expect("kmem-btag: tag id out of range");
+        let p = self.slot(id);
         // SAFETY: as in `get`; the unique borrow of `self` makes this the only
         // reference into the store's memory.
-        unsafe { p.as_mut() }
+        unsafe { &mut *p }
+    }
+
+    /// Two distinct tags, mutably, for an operation that changes both (a
+    /// split or a merge) with one lookup each.
+    ///
+    /// # Panics
+    /// Panics if `a == b` or either id was not carved by this store.
+    #[inline(always)]
+    pub fn get2_mut(&mut self, a: TagId, b: TagId) -> (&mut Tag, &mut Tag) {
+        assert!(a != b, "kmem-btag: get2_mut of one tag twice");
+        let pa = self.slot(a);
+        let pb = self.slot(b);
+        // Distinct ids name distinct slots (an id is its chunk and slot, and
+        // donated chunks never overlap), so the two references are disjoint.
+        // SAFETY: both are initialized tags in memory this store owns, and
+        // the unique borrow of `self` makes these the only references to them.
+        unsafe { (&mut *pa, &mut *pb) }
     }
 
     /// Hands every owned page (chunks and directory pages) to `give_back` as
@@ -218,6 +264,14 @@ impl TagStore {
         }
         *self = Self::new();
     }
+}
+
+/// The panic of a lookup of an id this store never carved (kept out of the
+/// lookup's inline code).
+#[cold]
+#[inline(never)]
+fn out_of_range() -> ! {
+    panic!("kmem-btag: tag id out of range")
 }
 
 /// A table of list heads (e.g. hash chains) in donated memory.

@@ -72,6 +72,24 @@ impl Tag {
         self.kind
     }
 
+    /// The tag after this one on the address list (as this copy read it).
+    #[inline]
+    pub fn addr_next(&self) -> Option<TagId> {
+        TagId::from_raw(self.anext)
+    }
+
+    /// The tag before this one on the address list (as this copy read it).
+    #[inline]
+    pub fn addr_prev(&self) -> Option<TagId> {
+        TagId::from_raw(self.aprev)
+    }
+
+    /// True when the tag is in one of the trees.
+    #[inline]
+    pub fn in_tree(&self) -> bool {
+        self.tree != crate::tree::NO_TREE
+    }
+
     /// One past the last unit of the range (saturating at `usize::MAX`).
     #[inline]
     pub fn end(&self) -> usize {
@@ -79,7 +97,8 @@ impl Tag {
     }
 }
 
-/// The name of a tag inside one [`Tags`](crate::Tags) set: a dense index.
+/// The name of a tag inside one [`Tags`](crate::Tags) set: its chunk of
+/// storage and its slot there.
 ///
 /// Ids are only meaningful to the set that issued them. Using one elsewhere
 /// is a logic error that the set catches with a bounds check or that
@@ -88,7 +107,8 @@ impl Tag {
 pub struct TagId(pub(crate) u32);
 
 impl TagId {
-    /// The dense index of this tag.
+    /// The raw value of this id (`chunk * 128 + slot`): distinct tags of a
+    /// set have distinct values, not necessarily consecutive.
     #[inline]
     pub fn index(self) -> usize {
         self.0 as usize

@@ -360,3 +360,89 @@ fn two_trees_are_independent() {
     f.tags.verify_tree(Tree::Spans).unwrap();
     f.tags.verify_tree(Tree::Segments).unwrap();
 }
+
+/// `carve_front`, `merge_into`, `merge_into_next` and `merge_into_prev`
+/// against a model of ranges tiling `[0, 1 << 20)`: random splits and
+/// merges keep the address list in order, the ranges tiling, the count and
+/// the unused tags right.
+#[test]
+fn split_and_merge_match_model() {
+    let mut f = Fixture::new(4);
+    let whole = f.tags.take(0, 1 << 20, TagKind::Free).unwrap();
+    f.tags.addr_push_back(whole);
+    let mut model: Vec<(TagId, usize, usize)> = Vec::from([(whole, 0, 1 << 20)]);
+    let mut rng = Rng(7);
+    for step in 0..20_000 * crate_scale() {
+        let i = rng.below(model.len() as u64) as usize;
+        let (id, start, size) = model[i];
+        if rng.below(2) == 0 && size > 1 && f.tags.unused() > 0 {
+            let cut = 1 + rng.below(size as u64 - 1) as usize;
+            let front = f.tags.carve_front(id, cut, TagKind::Allocated).unwrap();
+            assert_eq!(f.tags.get(front).kind(), TagKind::Allocated);
+            model[i] = (id, start + cut, size - cut);
+            model.insert(i, (front, start, cut));
+        } else if model.len() > 1 {
+            let unused = f.tags.unused();
+            if i + 1 < model.len() {
+                let (next, _, nsize) = model[i + 1];
+                let got = match rng.below(2) {
+                    0 => f.tags.merge_into_next(id),
+                    _ => f.tags.merge_into(id, next),
+                };
+                assert_eq!(got, next);
+                model[i + 1] = (next, start, size + nsize);
+            } else {
+                let (prev, pstart, psize) = model[i - 1];
+                assert_eq!(f.tags.merge_into_prev(id), prev);
+                model[i - 1] = (prev, pstart, psize + size);
+            }
+            model.remove(i);
+            assert_eq!(f.tags.get(id).kind(), TagKind::Unused);
+            assert_eq!(f.tags.unused(), unused + 1);
+        }
+        if step % 64 == 0 {
+            let walk: Vec<_> = f
+                .tags
+                .addr_iter()
+                .map(|id| (id, f.tags.get(id).start, f.tags.get(id).size))
+                .collect();
+            assert_eq!(walk, model);
+            assert_eq!(f.tags.verify_addr(), Ok(model.len()));
+            assert_eq!(
+                f.tags.verify_unused(),
+                Some(f.tags.capacity() - model.len())
+            );
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "carve_front of a whole tag")]
+fn carve_of_a_whole_tag_panics() {
+    let mut f = Fixture::new(2);
+    let id = f.tags.take(0, 4, TagKind::Free).unwrap();
+    f.tags.addr_push_back(id);
+    let _ = f.tags.carve_front(id, 4, TagKind::Allocated);
+}
+
+#[test]
+#[should_panic(expected = "one tag twice")]
+fn merge_into_itself_panics() {
+    let mut f = Fixture::new(2);
+    let id = f.tags.take(0, 4, TagKind::Free).unwrap();
+    f.tags.addr_push_back(id);
+    let _ = f.tags.merge_into(id, id);
+}
+
+/// Ids are not dense: the second chunk's first id lies past the first
+/// chunk's slots, and every id of a store is accepted by it.
+#[test]
+fn ids_name_chunk_and_slot() {
+    let mut f = Fixture::new(3);
+    let ids: Vec<TagId> = core::iter::from_fn(|| f.tags.take(0, 1, TagKind::Free)).collect();
+    assert_eq!(ids.len(), 2 * TAGS_PER_CHUNK);
+    assert_eq!(ids[TAGS_PER_CHUNK].index(), 128);
+    for &id in &ids {
+        assert_eq!(f.tags.get(id).kind(), TagKind::Free);
+    }
+}
