@@ -393,6 +393,7 @@ impl<'a> Arena<'a> {
     /// [`lock_with_tags`](Self::lock_with_tags) for a round of an
     /// allocation that may have imported the span at `imported`: a refusal
     /// changes nothing, so that span (still wholly free) goes back.
+    #[inline(always)]
     fn lock_for_retry(
         &self,
         n: usize,
@@ -724,10 +725,11 @@ impl<'a> Arena<'a> {
         let size = round_up(size, self.quantum).unwrap_or(usize::MAX);
         let mut g = self.inner.lock();
         let s = &mut *g;
-        let (id, t) = s
+        let found = s
             .hash
             .find_tag(&s.tags, addr)
             .ok_or(FreeError::NotAllocated { addr })?;
+        let t = &found.tag;
         if (t.list == META) != meta {
             return Err(FreeError::NotAllocated { addr });
         }
@@ -744,7 +746,7 @@ impl<'a> Arena<'a> {
         if self.memory {
             crate::asan::poison(addr, size);
         }
-        let released = s.free(id, &t, self.source.is_some());
+        let released = s.free(&found, self.source.is_some());
         if meta {
             // Metadata frees are not user frees (nor were their allocations
             // counted): undo the count `free` just made.

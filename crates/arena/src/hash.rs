@@ -35,6 +35,13 @@ struct Moving {
     next: usize,
 }
 
+/// An entry [`AllocHash::find_tag`] found: its tag as read, and its chain.
+pub(crate) struct Found {
+    pub(crate) id: TagId,
+    pub(crate) tag: Tag,
+    chain: usize,
+}
+
 pub(crate) struct AllocHash {
     inline: [ListHead; INIT_CHAINS],
     table: Option<HeadTable>,
@@ -73,7 +80,7 @@ impl AllocHash {
 
     #[inline]
     fn chain_of(&self, start: usize) -> usize {
-        hash_usize(start, self.policy.bits())
+        self.policy.chain_of(start as u64)
     }
 
     /// The previous table's chain holding the entry that starts at
@@ -134,48 +141,48 @@ impl AllocHash {
 
     /// The allocated tag starting at `start`, left in place.
     pub(crate) fn find(&self, tags: &Tags, start: usize) -> Option<TagId> {
-        self.find_tag(tags, start).map(|(id, _)| id)
+        self.find_tag(tags, start).map(|f| f.id)
     }
 
-    /// [`find`](Self::find), with a copy of the tag found.
+    /// [`find`](Self::find), with a copy of the tag found and where it is.
     #[inline(always)]
-    pub(crate) fn find_tag(&self, tags: &Tags, start: usize) -> Option<(TagId, Tag)> {
-        let head = match self.old_chain(start) {
-            Some(c) => self.old_heads()[c],
-            None => self.heads()[self.chain_of(start)],
+    pub(crate) fn find_tag(&self, tags: &Tags, start: usize) -> Option<Found> {
+        let (head, chain) = match self.old_chain(start) {
+            Some(c) => (self.old_heads()[c], c),
+            None => {
+                let c = self.chain_of(start);
+                (self.heads()[c], c)
+            }
         };
         let mut cur = head.first();
         while let Some(id) = cur {
             let t = tags.get(id);
             if t.start == start {
-                return Some((id, *t));
+                return Some(Found { id, tag: *t, chain });
             }
-            cur = tags.list_next(id);
+            cur = t.list_next();
         }
         None
     }
 
-    /// Removes `id`, whose tag reads as `t` (from [`find_tag`](Self::find_tag),
-    /// unchanged since).
+    /// Removes what [`find_tag`](Self::find_tag) found (nothing changed
+    /// since).
     #[inline(always)]
-    pub(crate) fn remove_as(&mut self, tags: &mut Tags, id: TagId, t: &Tag) {
+    pub(crate) fn remove_found(&mut self, tags: &mut Tags, f: &Found) {
         if self.moving.is_some() {
-            // A step may move `id` to another chain: its links change.
+            // A step may move the entry to another chain: its links change.
             self.step_moving(tags);
-            let t = *tags.get(id);
-            return self.unlink(tags, id, &t);
-        }
-        self.unlink(tags, id, t);
-    }
-
-    #[inline(always)]
-    fn unlink(&mut self, tags: &mut Tags, id: TagId, t: &Tag) {
-        match self.old_chain(t.start) {
-            Some(c) => tags.list_remove_as(&mut self.old_heads_mut()[c], id, t),
-            None => {
-                let c = self.chain_of(t.start);
-                tags.list_remove_as(&mut self.heads_mut()[c], id, t);
+            let t = *tags.get(f.id);
+            match self.old_chain(t.start) {
+                Some(c) => tags.list_remove_as(&mut self.old_heads_mut()[c], f.id, &t),
+                None => {
+                    let c = self.chain_of(t.start);
+                    tags.list_remove_as(&mut self.heads_mut()[c], f.id, &t);
+                }
             }
+        } else {
+            // No rehash: the entry is in the current table, at `chain`.
+            tags.list_remove_as(&mut self.heads_mut()[f.chain], f.id, &f.tag);
         }
         self.policy.dec();
     }
@@ -400,9 +407,9 @@ mod tests {
             } else if r < 95 && !live.is_empty() {
                 let k = *live.keys().nth(rng(live.len() as u64) as usize).unwrap();
                 let id = live.remove(&k).unwrap();
-                let (found, t) = h.find_tag(&tags, k).unwrap();
-                assert_eq!(found, id);
-                h.remove_as(&mut tags, id, &t);
+                let found = h.find_tag(&tags, k).unwrap();
+                assert_eq!(found.id, id);
+                h.remove_found(&mut tags, &found);
                 tags.put(id);
                 assert_eq!(h.find(&tags, k), None);
             } else if !h.busy() {

@@ -13,7 +13,7 @@
 
 use kmem_btag::{ListHead, Tag, TagId, TagKind, Tags, Tree};
 
-use crate::hash::AllocHash;
+use crate::hash::{AllocHash, Found};
 use crate::policy::Fit;
 
 /// Spans [`Segments::busy`] follows a range over.
@@ -254,16 +254,6 @@ impl Segments {
         start
     }
 
-    /// Moves the listed free segment `id` to the list of its (changed) size.
-    #[inline]
-    fn reclass(&mut self, id: TagId) {
-        let t = self.tags.get(id);
-        if t.list as usize != list_of(t.size) {
-            self.untrack_free(id);
-            self.track_free(id);
-        }
-    }
-
     /// The instant-fit choice for `size`: O(1) via the bitmap, falling back
     /// to the request's own list when no larger list has a segment.
     #[inline]
@@ -461,16 +451,12 @@ impl Segments {
     /// span leaves the arena and is returned for the caller to hand back to
     /// the source (outside the lock). The caller has validated the free.
     ///
-    /// `t` is the tag of `id` as [`AllocHash::find_tag`] read it.
-    #[inline]
-    pub(crate) fn free(
-        &mut self,
-        id: TagId,
-        t: &Tag,
-        release_spans: bool,
-    ) -> Option<(usize, usize)> {
+    /// `found` is the segment as [`AllocHash::find_tag`] found it.
+    #[inline(always)]
+    pub(crate) fn free(&mut self, found: &Found, release_spans: bool) -> Option<(usize, usize)> {
+        let (id, t) = (found.id, &found.tag);
         let size = t.size;
-        self.hash.remove_as(&mut self.tags, id, t);
+        self.hash.remove_found(&mut self.tags, found);
         self.allocated -= size;
         self.counters.frees += 1;
         let is_free = |s: &Self, n: TagId| s.tags.get(n).kind() == TagKind::Free;
@@ -482,15 +468,16 @@ impl Segments {
         }
         // Merge into a free neighbour in place: the survivor keeps its place
         // in the segment tree and usually its list.
-        let seg = match (prev, next) {
+        // The survivor and a copy of its tag as it now reads.
+        let (seg, st) = match (prev, next) {
             (None, None) => {
                 if !t.in_tree() {
                     self.tags.insert(Tree::Segments, id);
                 }
                 self.track_free(id);
-                id
+                return self.release_if_whole(release_spans, id, t);
             }
-            (Some(p), next) => {
+            (Some(_), next) => {
                 if let Some(n) = next {
                     self.untrack_free(n);
                     if self.tags.tree_of(n).is_some() {
@@ -498,24 +485,35 @@ impl Segments {
                     }
                     self.tags.merge_into_prev(n);
                 }
-                self.tags.merge_into_prev(id);
-                self.reclass(p);
-                p
+                self.tags.merge_into_prev(id)
             }
-            (None, Some(n)) => {
-                self.tags.merge_into(id, n);
-                self.reclass(n);
-                n
-            }
+            (None, Some(n)) => self.tags.merge_into(id, n),
         };
-        if release_spans {
-            if let Some(span) = self.tags.addr_prev(seg) {
-                let (s, t) = (*self.tags.get(span), *self.tags.get(seg));
-                if s.kind() == TagKind::Span && s.start == t.start && s.size == t.size {
-                    self.remove_free_span(span, seg);
-                    return Some((s.start, s.size));
-                }
-            }
+        if st.list as usize != list_of(st.size) {
+            self.untrack_free(seg);
+            self.track_free(seg);
+        }
+        self.release_if_whole(release_spans, seg, &st)
+    }
+
+    /// When `release_spans` and the free segment `seg` (whose tag reads as
+    /// `st`) covers its whole span, takes the span out of the arena and
+    /// returns it for the caller to hand back to the source.
+    #[inline(always)]
+    fn release_if_whole(
+        &mut self,
+        release_spans: bool,
+        seg: TagId,
+        st: &Tag,
+    ) -> Option<(usize, usize)> {
+        if !release_spans {
+            return None;
+        }
+        let span = st.addr_prev()?;
+        let s = *self.tags.get(span);
+        if s.kind() == TagKind::Span && s.start == st.start && s.size == st.size {
+            self.remove_free_span(span, seg);
+            return Some((s.start, s.size));
         }
         None
     }

@@ -220,7 +220,7 @@ impl Tags {
     ///
     /// # Panics
     /// Panics if `size` is not below the size of `id`.
-    #[inline]
+    #[inline(always)]
     pub fn carve_front(&mut self, id: TagId, size: usize, kind: TagKind) -> Option<TagId> {
         let new = self.unused.first()?;
         let (t, n) = self.store.get2_mut(id, new);
@@ -250,12 +250,12 @@ impl Tags {
     /// Merges `id` into the tag after it on the address list, which then
     /// starts where `id` started and grows by its size; `id` leaves the
     /// address list and becomes unused. `id` must be on no list and in no
-    /// tree. Returns the tag after.
+    /// tree. Returns the tag after, and a copy of that tag as it now reads.
     ///
     /// # Panics
     /// Panics if `id` is last on the address list.
     #[inline]
-    pub fn merge_into_next(&mut self, id: TagId) -> TagId {
+    pub fn merge_into_next(&mut self, id: TagId) -> (TagId, Tag) {
         let next = self
             .addr_next(id)
             .expect("kmem-btag: merge of the last tag");
@@ -269,8 +269,8 @@ impl Tags {
     /// # Panics
     /// Panics if `next` is `id`; a `next` that does not follow `id` is a
     /// logic error that corrupts only this set's address list.
-    #[inline]
-    pub fn merge_into(&mut self, id: TagId, next: TagId) -> TagId {
+    #[inline(always)]
+    pub fn merge_into(&mut self, id: TagId, next: TagId) -> (TagId, Tag) {
         let (t, n) = self.store.get2_mut(id, next);
         debug_assert_eq!(
             t.anext, next.0,
@@ -282,22 +282,24 @@ impl Tags {
         n.size += t.size;
         n.aprev = prev;
         Self::make_unused(t, id, &mut self.unused, &mut self.nr_unused);
+        let n = *n;
         match TagId::from_raw(prev) {
             Some(p) => self.store.get_mut(p).anext = next.0,
             None => self.addr_head = next.0,
         }
         self.addr_len -= 1;
-        next
+        (next, n)
     }
 
     /// Merges `id` into the tag before it on the address list, which grows
     /// by its size; `id` leaves the address list and becomes unused. `id`
-    /// must be on no list and in no tree. Returns the tag before.
+    /// must be on no list and in no tree. Returns the tag before, and a copy
+    /// of that tag as it now reads.
     ///
     /// # Panics
     /// Panics if `id` is first on the address list.
-    #[inline]
-    pub fn merge_into_prev(&mut self, id: TagId) -> TagId {
+    #[inline(always)]
+    pub fn merge_into_prev(&mut self, id: TagId) -> (TagId, Tag) {
         let prev = self
             .addr_prev(id)
             .expect("kmem-btag: merge of the first tag");
@@ -307,12 +309,13 @@ impl Tags {
         p.size += t.size;
         p.anext = next;
         Self::make_unused(t, id, &mut self.unused, &mut self.nr_unused);
+        let p = *p;
         match TagId::from_raw(next) {
             Some(n) => self.store.get_mut(n).aprev = prev.0,
             None => self.addr_tail = prev.0,
         }
         self.addr_len -= 1;
-        prev
+        (prev, p)
     }
 
     /// Returns a tag that is on no list, not on the address list and in no

@@ -84,6 +84,12 @@ impl Tag {
         TagId::from_raw(self.aprev)
     }
 
+    /// The tag after this one on its list (as this copy read it).
+    #[inline]
+    pub fn list_next(&self) -> Option<TagId> {
+        TagId::from_raw(self.next)
+    }
+
     /// True when the tag is in one of the trees.
     #[inline]
     pub fn in_tree(&self) -> bool {

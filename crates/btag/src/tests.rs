@@ -385,15 +385,16 @@ fn split_and_merge_match_model() {
             let unused = f.tags.unused();
             if i + 1 < model.len() {
                 let (next, _, nsize) = model[i + 1];
-                let got = match rng.below(2) {
+                let (got, t) = match rng.below(2) {
                     0 => f.tags.merge_into_next(id),
                     _ => f.tags.merge_into(id, next),
                 };
-                assert_eq!(got, next);
+                assert_eq!((got, t.start, t.size), (next, start, size + nsize));
                 model[i + 1] = (next, start, size + nsize);
             } else {
                 let (prev, pstart, psize) = model[i - 1];
-                assert_eq!(f.tags.merge_into_prev(id), prev);
+                let (got, t) = f.tags.merge_into_prev(id);
+                assert_eq!((got, t.start, t.size), (prev, pstart, psize + size));
                 model[i - 1] = (prev, pstart, psize + size);
             }
             model.remove(i);

@@ -73,6 +73,9 @@ pub fn hash_ptr<T: ?Sized>(ptr: *const T, bits: u32) -> usize {
 pub struct LoadPolicy {
     bits: u32,
     items: u64,
+    /// The item count above which the table should grow (`u64::MAX` at
+    /// [`MAX_BITS`]), kept so the check on an insert is one comparison.
+    grow_above: u64,
 }
 
 impl Default for LoadPolicy {
@@ -87,7 +90,23 @@ impl LoadPolicy {
         Self {
             bits: INIT_BITS,
             items: 0,
+            grow_above: Self::grow_limit(INIT_BITS),
         }
+    }
+
+    const fn grow_limit(bits: u32) -> u64 {
+        if bits < MAX_BITS {
+            Self::load_limit(bits)
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// The chain of `key` in the current table: [`hash_u64`] with the
+    /// policy's bits (never 0, so no test for it).
+    #[inline]
+    pub const fn chain_of(&self, key: u64) -> usize {
+        (key.wrapping_mul(GOLDEN_RATIO_64) >> (64 - self.bits)) as usize
     }
 
     /// log2 of the current number of chains.
@@ -135,7 +154,7 @@ impl LoadPolicy {
     /// True when the load is above 0.65 items per chain and the table may still grow.
     #[inline]
     pub fn needs_grow(&self) -> bool {
-        self.bits < MAX_BITS && self.items > Self::load_limit(self.bits)
+        self.items > self.grow_above
     }
 
     /// True when the load is under a quarter of the limit and the table is
@@ -177,6 +196,7 @@ impl LoadPolicy {
             "kmem-hash: table of 2^{bits} chains is outside the policy's range"
         );
         self.bits = bits;
+        self.grow_above = Self::grow_limit(bits);
     }
 }
 
@@ -185,6 +205,17 @@ mod tests {
     extern crate std;
     use super::*;
     use std::vec;
+
+    #[test]
+    fn chain_of_is_hash_u64_at_the_policy_bits() {
+        let mut p = LoadPolicy::new();
+        for bits in [INIT_BITS, 12, MAX_BITS] {
+            p.set_bits(bits);
+            for key in [0, 1, 0x1000, u64::MAX, 0x1234_5678_9abc_def0] {
+                assert_eq!(p.chain_of(key), hash_u64(key, bits) as usize);
+            }
+        }
+    }
 
     #[test]
     fn zero_bits_maps_to_chain_zero() {
