@@ -243,6 +243,34 @@ impl<'a> Arena<'a> {
         if policy == Policy::NextFit {
             return self.xalloc_fit(&Fit::plain(size, self.quantum), policy);
         }
+        // The common case, one try under the lock; the retries, imports and
+        // the refusal are out of line.
+        let mut g = self.lock_with_tags(1)?;
+        let got = match policy {
+            Policy::InstantFit => g.alloc_instant(size),
+            _ => g.alloc_best(size),
+        };
+        match got {
+            Some(addr) => {
+                let addr = self.finish(g, addr);
+                #[cfg(kmem_asan)]
+                if self.memory {
+                    crate::asan::unpoison(addr, size);
+                }
+                Ok(addr)
+            }
+            None => {
+                drop(g);
+                self.alloc_retry(size, policy)
+            }
+        }
+    }
+
+    /// [`alloc_segment`](Self::alloc_segment) after its first try failed:
+    /// tries again, then imports from the source, if any.
+    #[cold]
+    #[inline(never)]
+    fn alloc_retry(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         let mut policy = policy;
         let mut round = 0;
         let mut imported = None;

@@ -125,6 +125,22 @@ impl AllocHash {
         self.insert_at(tags, id, start);
     }
 
+    /// The chain that a new entry starting at `start` goes on, with the
+    /// entry counted in: for a caller that links the entry itself (see
+    /// `Tags::carve_front_onto`). Runs a rehash step first, as an insert does.
+    #[inline(always)]
+    pub(crate) fn chain_for_insert(&mut self, tags: &mut Tags, start: usize) -> &mut ListHead {
+        self.step(tags);
+        self.policy.inc();
+        match self.old_chain(start) {
+            Some(c) => &mut self.old_heads_mut()[c],
+            None => {
+                let c = self.chain_of(start);
+                &mut self.heads_mut()[c]
+            }
+        }
+    }
+
     /// [`insert`](Self::insert) of a tag known to start at `start`.
     #[inline(always)]
     pub(crate) fn insert_at(&mut self, tags: &mut Tags, id: TagId, start: usize) {

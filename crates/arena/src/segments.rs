@@ -29,11 +29,8 @@ pub(crate) fn list_of(size: usize) -> usize {
 /// Smallest list whose every member holds `size`: ceil(log2(size)).
 #[inline]
 fn list_up(size: usize) -> usize {
-    if size.is_power_of_two() {
-        list_of(size)
-    } else {
-        list_of(size) + 1
-    }
+    debug_assert!(size > 0);
+    (usize::BITS - (size - 1).leading_zeros()) as usize
 }
 
 /// Counters for statistics.
@@ -209,10 +206,7 @@ impl Segments {
     /// The first segment of the lowest non-empty list at or above `i`.
     #[inline]
     fn peek_from(&self, i: usize) -> Option<TagId> {
-        if i >= 64 {
-            return None;
-        }
-        let lists = self.freemap & (u64::MAX << i);
+        let lists = self.freemap & u64::MAX.checked_shl(i as u32).unwrap_or(0);
         if lists == 0 {
             return None;
         }
@@ -220,6 +214,8 @@ impl Segments {
     }
 
     /// The first segment of list `i` holding at least `size` units.
+    #[cold]
+    #[inline(never)]
     fn first_fit_in(&self, i: usize, size: usize) -> Option<TagId> {
         self.tags
             .list_iter(self.free[i])
@@ -240,15 +236,14 @@ impl Segments {
             return self.account_alloc(id, size);
         }
         let (start, list, rest) = (t.start, t.list, t.size - size);
-        let front = self
-            .tags
-            .carve_front(id, size, TagKind::Allocated)
+        let chain = self.hash.chain_for_insert(&mut self.tags, start);
+        self.tags
+            .carve_front_onto(id, size, TagKind::Allocated, chain)
             .expect("kmem-arena: boundary tag not reserved");
         if list as usize != list_of(rest) {
             self.untrack_free(id);
             self.track_free(id);
         }
-        self.hash.insert_at(&mut self.tags, front, start);
         self.allocated += size;
         self.counters.allocs += 1;
         start

@@ -2,9 +2,10 @@
 //!
 //! Tags live in 4 KiB *chunks* of memory that the owner donates (pages from a
 //! source arena, the arena's own free segment, or a static buffer). A
-//! [`TagId`] is a `u32` made of a chunk number and a slot in the chunk
-//! (`chunk << SLOT_BITS | slot`, so finding a tag takes a shift and a mask,
-//! not a division); the chunk is found through a two-level directory: an
+//! [`TagId`] is a `u32` made of a chunk number and the byte offset of the
+//! tag in its chunk (`chunk << 12 | offset`, so finding a tag takes shifts
+//! and masks, no multiplication or division); the chunk is found through a
+//! two-level directory: an
 //! inline top array of [`TOP_ENTRIES`] pointers to directory pages, each a
 //! donated 4 KiB page of [`DIR_ENTRIES`] chunk addresses. Nothing is ever
 //! relocated, so ids stay valid for the life of the store, and a stale or
@@ -27,30 +28,34 @@ pub const DIR_ENTRIES: usize = CHUNK_BYTES / size_of::<usize>();
 pub const TOP_ENTRIES: usize = 128;
 /// The most tags a store can hold (128 x 512 x 85, about 5.6 million).
 pub const MAX_TAGS: usize = TOP_ENTRIES * DIR_ENTRIES * TAGS_PER_CHUNK;
-/// Bits of a [`TagId`] that name the slot inside its chunk.
-const SLOT_BITS: u32 = 7;
-const _: () = assert!(TAGS_PER_CHUNK <= 1 << SLOT_BITS);
+/// Bits of a [`TagId`] that give the tag's byte offset in its chunk.
+const OFFSET_BITS: u32 = CHUNK_BYTES.trailing_zeros();
+const _: () = assert!(CHUNK_BYTES == 1 << OFFSET_BITS);
 // Every id fits a u32 below the null link (`u32::MAX`).
-const _: () = assert!(((TOP_ENTRIES * DIR_ENTRIES) << SLOT_BITS) <= u32::MAX as usize);
+const _: () = assert!(((TOP_ENTRIES * DIR_ENTRIES) << OFFSET_BITS) < u32::MAX as usize);
+
+/// Where in a chunk, past its tags, a word says whether the chunk came from
+/// the owner's metadata source (1) or not (0): see
+/// [`TagStore::drain_owned`].
+const OWNED_MARK_AT: usize = TAGS_PER_CHUNK * size_of::<Tag>();
+const _: () = assert!(OWNED_MARK_AT + size_of::<usize>() <= CHUNK_BYTES);
+const _: () = assert!(OWNED_MARK_AT.is_multiple_of(align_of::<usize>()));
 
 /// The id of slot `slot` of chunk `chunk`.
 #[inline]
 pub(crate) const fn id_of(chunk: usize, slot: usize) -> TagId {
-    // The invariant `slot` relies on: no id names a slot past a chunk's end.
+    // The invariant `slot` relies on: every id names a whole tag inside
+    // its chunk.
     assert!(slot < TAGS_PER_CHUNK);
-    TagId(((chunk << SLOT_BITS) | slot) as u32)
+    TagId(((chunk << OFFSET_BITS) | (slot * size_of::<Tag>())) as u32)
 }
-
-/// Low bit of a chunk's directory entry (and bit `i` of `owned_dirs` for
-/// directory page `i`): the page came from the owner's metadata source and
-/// must be handed back by [`TagStore::drain_owned`].
-const OWNED: usize = 1;
 
 /// Storage for boundary tags carved from donated memory.
 pub struct TagStore {
     /// Directory pages.
     top: [usize; TOP_ENTRIES],
-    /// Bit `i`: directory page `i` is owned (see [`OWNED`]).
+    /// Bit `i`: directory page `i` came from the owner's metadata source
+    /// and must be handed back by [`drain_owned`](Self::drain_owned).
     owned_dirs: u128,
     /// Tags carved: `chunks * TAGS_PER_CHUNK`, kept for the bounds check.
     len: usize,
@@ -141,7 +146,6 @@ impl TagStore {
         debug_assert!(!owned || (pad == 0 && len == CHUNK_BYTES));
         let mut at = ptr.wrapping_add(pad);
         let mut left = len - pad;
-        let flag = usize::from(owned);
         while left >= CHUNK_BYTES {
             let dir_slot = self.chunks / DIR_ENTRIES;
             if dir_slot >= TOP_ENTRIES {
@@ -164,9 +168,16 @@ impl TagStore {
                     // region, aligned for Tag; writing initializes it.
                     unsafe { tags.add(i).write(Tag::blank()) };
                 }
+                // SAFETY: the mark lies in the chunk past its tags (asserted
+                // at compile time), aligned for usize as the chunk is.
+                unsafe {
+                    at.add(OWNED_MARK_AT)
+                        .cast::<usize>()
+                        .write(usize::from(owned))
+                };
                 // SAFETY: `dir` is a live directory page of DIR_ENTRIES usizes
                 // (written when it was installed); the index is in bounds.
-                unsafe { dir.add(self.chunks % DIR_ENTRIES).write(at as usize | flag) };
+                unsafe { dir.add(self.chunks % DIR_ENTRIES).write(at as usize) };
                 self.chunks += 1;
                 self.len += TAGS_PER_CHUNK;
             }
@@ -184,15 +195,15 @@ impl TagStore {
     /// Address of the tag `id`; panics when `id` was never carved.
     ///
     /// Only the chunk needs a check: every id of every store is made by
-    /// [`id_of`] with a slot below [`TAGS_PER_CHUNK`] (ids cannot be built
-    /// outside this crate, and links only ever hold ids), so an id from
-    /// another store is caught by the chunk bound alone.
+    /// [`id_of`], whose offset names a whole tag inside a chunk (ids cannot
+    /// be built outside this crate, and links only ever hold ids), so an id
+    /// from another store is caught by the chunk bound alone.
     #[inline(always)]
     fn slot(&self, id: TagId) -> *mut Tag {
         let id = id.index();
-        let chunk = id >> SLOT_BITS;
-        let slot = id & ((1 << SLOT_BITS) - 1);
-        debug_assert!(slot < TAGS_PER_CHUNK);
+        let chunk = id >> OFFSET_BITS;
+        let offset = id & (CHUNK_BYTES - 1);
+        debug_assert!(offset.is_multiple_of(size_of::<Tag>()) && offset < OWNED_MARK_AT);
         if chunk >= self.chunks {
             out_of_range();
         }
@@ -201,8 +212,8 @@ impl TagStore {
         let dir = self.top[chunk / DIR_ENTRIES % TOP_ENTRIES] as *const usize;
         // SAFETY: `chunk < self.chunks`, so its directory page is installed and
         // its entry was written by `donate`.
-        let base = unsafe { dir.add(chunk % DIR_ENTRIES).read() } & !OWNED;
-        (base as *mut Tag).wrapping_add(slot)
+        let base = unsafe { dir.add(chunk % DIR_ENTRIES).read() };
+        (base as *mut u8).wrapping_add(offset).cast::<Tag>()
     }
 
     /// The tag `id`.
@@ -252,9 +263,17 @@ impl TagStore {
         for chunk in 0..self.chunks {
             let dir = self.top[chunk / DIR_ENTRIES] as *const usize;
             // SAFETY: as in `slot`: chunk < self.chunks, so the entry is written.
-            let entry = unsafe { dir.add(chunk % DIR_ENTRIES).read() };
-            if entry & OWNED != 0 {
-                give_back(entry & !OWNED, CHUNK_BYTES);
+            let base = unsafe { dir.add(chunk % DIR_ENTRIES).read() };
+            // SAFETY: `donate` wrote the mark inside the chunk, which the
+            // store still holds.
+            let owned = unsafe {
+                (base as *const u8)
+                    .add(OWNED_MARK_AT)
+                    .cast::<usize>()
+                    .read()
+            };
+            if owned != 0 {
+                give_back(base, CHUNK_BYTES);
             }
         }
         for (i, &dir) in self.top[..self.dirs].iter().enumerate() {

@@ -113,8 +113,8 @@ impl Tag {
 pub struct TagId(pub(crate) u32);
 
 impl TagId {
-    /// The raw value of this id (`chunk * 128 + slot`): distinct tags of a
-    /// set have distinct values, not necessarily consecutive.
+    /// The raw value of this id (`chunk * 4096 + the tag's byte offset`):
+    /// distinct tags of a set have distinct values, not consecutive ones.
     #[inline]
     pub fn index(self) -> usize {
         self.0 as usize

@@ -435,15 +435,42 @@ fn merge_into_itself_panics() {
     let _ = f.tags.merge_into(id, id);
 }
 
-/// Ids are not dense: the second chunk's first id lies past the first
-/// chunk's slots, and every id of a store is accepted by it.
+/// Ids are chunk and byte offset: the second chunk's first id is 4096, and
+/// every id of a store is accepted by it.
 #[test]
 fn ids_name_chunk_and_slot() {
     let mut f = Fixture::new(3);
     let ids: Vec<TagId> = core::iter::from_fn(|| f.tags.take(0, 1, TagKind::Free)).collect();
     assert_eq!(ids.len(), 2 * TAGS_PER_CHUNK);
-    assert_eq!(ids[TAGS_PER_CHUNK].index(), 128);
+    assert_eq!(ids[1].index(), core::mem::size_of::<Tag>());
+    assert_eq!(ids[TAGS_PER_CHUNK].index(), CHUNK_BYTES);
     for &id in &ids {
         assert_eq!(f.tags.get(id).kind(), TagKind::Free);
     }
+}
+
+/// `carve_front_onto` pushes the new tag on the list it is given, in front
+/// of what the list held, as `list_push` would.
+#[test]
+fn carve_onto_pushes_on_the_list() {
+    let mut f = Fixture::new(2);
+    let whole = f.tags.take(0, 100, TagKind::Free).unwrap();
+    f.tags.addr_push_back(whole);
+    let mut head = ListHead::new();
+    let a = f
+        .tags
+        .carve_front_onto(whole, 10, TagKind::Allocated, &mut head)
+        .unwrap();
+    let b = f
+        .tags
+        .carve_front_onto(whole, 20, TagKind::Allocated, &mut head)
+        .unwrap();
+    let on_list: Vec<_> = f.tags.list_iter(head).collect();
+    assert_eq!(on_list, [b, a]);
+    assert_eq!((f.tags.get(b).start, f.tags.get(b).size), (10, 20));
+    let walk: Vec<_> = f.tags.addr_iter().collect();
+    assert_eq!(walk, [a, b, whole]);
+    f.tags.list_remove(&mut head, b);
+    assert_eq!(f.tags.list_iter(head).collect::<Vec<_>>(), [a]);
+    assert_eq!(f.tags.verify_addr(), Ok(3));
 }
