@@ -17,7 +17,7 @@ use spin::{Mutex, MutexGuard};
 
 use crate::builder::Name;
 use crate::policy::{round_size, round_up, Fit};
-use crate::segments::Segments;
+use crate::segments::{Cursor, Pick, Search, Segments};
 use crate::{
     AddError, AllocError, Constraints, FreeError, Policy, QuantumCaches, Reclaim, Source, SpanFit,
     MAX_RECLAIMERS,
@@ -130,7 +130,9 @@ impl<'a> Arena<'a> {
     ///
     /// # Safety
     /// - `[ptr, ptr + len)` is valid for reads and writes, aligned to 8
-    ///   bytes, and used by nothing else for as long as the arena exists.
+    ///   bytes, and used by nothing else for as long as the arena exists
+    ///   (so it overlaps no memory donated before, nor the arena's own
+    ///   spans).
     pub unsafe fn add_tag_memory(&self, ptr: *mut u8, len: usize) -> usize {
         // SAFETY: forwarded caller obligation.
         unsafe { self.inner.lock().tags.donate(ptr, len, false) }
@@ -251,7 +253,7 @@ impl<'a> Arena<'a> {
             _ => g.alloc_best(size),
         };
         match got {
-            Some(addr) => {
+            Pick::Got(addr) => {
                 let addr = self.finish(g, addr);
                 #[cfg(kmem_asan)]
                 if self.memory {
@@ -259,7 +261,7 @@ impl<'a> Arena<'a> {
                 }
                 Ok(addr)
             }
-            None => {
+            _ => {
                 drop(g);
                 self.alloc_retry(size, policy)
             }
@@ -280,7 +282,25 @@ impl<'a> Arena<'a> {
                 Policy::InstantFit => g.alloc_instant(size),
                 _ => g.alloc_best(size),
             };
-            if let Some(addr) = got {
+            let got = match got {
+                Pick::Got(addr) => Some((g, addr)),
+                Pick::None => {
+                    drop(g);
+                    None
+                }
+                Pick::Unsure => {
+                    // The request's own list is longer than one look: the
+                    // search goes through it (and the rest), a batch per
+                    // hold of the lock.
+                    drop(g);
+                    let fit = Fit::plain(size, self.quantum);
+                    match self.search(&fit, Policy::InstantFit, false, imported)? {
+                        (g, Some(addr)) => Some((g, addr)),
+                        _ => None,
+                    }
+                }
+            };
+            if let Some((g, addr)) = got {
                 let addr = self.finish(g, addr);
                 #[cfg(kmem_asan)]
                 if self.memory {
@@ -288,6 +308,7 @@ impl<'a> Arena<'a> {
                 }
                 return Ok(addr);
             }
+            let mut g = self.lock_for_retry(1, imported)?;
             if self.source.is_none() || round == IMPORT_ROUNDS {
                 g.counters.fails += 1;
                 return Err(AllocError::Exhausted);
@@ -379,14 +400,8 @@ impl<'a> Arena<'a> {
         let mut imported = None;
         let mut round = 0;
         loop {
-            let mut g = self.lock_for_retry(2, imported)?;
-            let got = match policy {
-                _ if fit.top => g.xalloc_top(fit),
-                Policy::NextFit => g.xalloc_next(fit, self.quantum),
-                _ if fit.has_window() => g.xalloc_ordered(fit),
-                Policy::BestFit => g.xalloc_lists(fit, true),
-                Policy::InstantFit => g.xalloc_lists(fit, imported.is_some()),
-            };
+            let best = policy == Policy::BestFit || imported.is_some();
+            let (mut g, got) = self.search(fit, policy, best, imported)?;
             if let Some(addr) = got {
                 let addr = self.finish(g, addr);
                 #[cfg(kmem_asan)]
@@ -415,6 +430,33 @@ impl<'a> Arena<'a> {
                 Imported::Span(base) => imported = Some(base),
             }
             round += 1;
+        }
+    }
+
+    /// Runs [`Segments::search`] to its end, a batch of segments per hold
+    /// of the lock: between batches the lock is dropped (and the tags it
+    /// needs reserved again), so a search through many free segments never
+    /// keeps other users of the arena waiting for more than one batch.
+    /// Returns the lock, still held, with the address found, if any.
+    fn search(
+        &self,
+        fit: &Fit,
+        policy: Policy,
+        best: bool,
+        imported: Option<usize>,
+    ) -> Result<(MutexGuard<'_, Segments>, Option<usize>), AllocError> {
+        let mut cur = Cursor::default();
+        loop {
+            let mut g = self.lock_for_retry(2, imported)?;
+            match g.search(fit, policy, best, self.quantum, &mut cur) {
+                Search::Found(addr) => return Ok((g, Some(addr))),
+                Search::NotFound => return Ok((g, None)),
+                Search::Paused => {
+                    g.counters.search_pauses += 1;
+                    drop(g);
+                    core::hint::spin_loop();
+                }
+            }
         }
     }
 
@@ -663,12 +705,15 @@ impl<'a> Arena<'a> {
                 max: base + want,
                 ..*f
             };
+            // The new span is one free segment: the search looks at it
+            // and ends, well within one batch.
+            let mut cur = Cursor::default();
             let got = if f.top {
-                g.xalloc_top(&here)
+                g.search_top(&here, &mut cur)
             } else {
-                g.xalloc_ordered(&here)
+                g.search_up(&here, &mut cur)
             };
-            if let Some(addr) = got {
+            if let Search::Found(addr) = got {
                 let addr = self.finish(g, addr);
                 #[cfg(kmem_asan)]
                 if self.memory {

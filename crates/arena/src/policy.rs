@@ -305,6 +305,20 @@ impl Fit {
     }
 
     /// True when a `[min, max)` window restricts the search.
+    /// The size from which every free segment holds a fitting range: the
+    /// valid starts (multiples of the quantum, as segment starts are)
+    /// repeat every `lcm(align, nocross)` units, so a segment with that many
+    /// candidate starts holds one whenever any start fits at all (which
+    /// `new` checked). `None` on overflow.
+    pub(crate) fn sure_size(&self, quantum: usize) -> Option<usize> {
+        let period = if self.nocross == 0 {
+            self.align
+        } else {
+            (self.align / gcd(self.align, self.nocross)).checked_mul(self.nocross)?
+        };
+        self.size.checked_add(period - quantum.min(period))
+    }
+
     pub(crate) fn has_window(&self) -> bool {
         self.min != 0 || self.max != usize::MAX
     }

@@ -14,10 +14,52 @@
 use kmem_btag::{ListHead, Tag, TagId, TagKind, Tags, Tree};
 
 use crate::hash::{AllocHash, Found};
-use crate::policy::Fit;
+use crate::policy::{Fit, Policy};
 
 /// Spans [`Segments::busy`] follows a range over.
 const BUSY_SPANS: usize = 4;
+
+/// Free segments a search examines under one hold of the lock (each found
+/// in O(log n) through the segment tree, or taken from a free list).
+pub(crate) const SEARCH_BATCH: usize = 16;
+
+/// What the bounded first try of `alloc` found.
+pub(crate) enum Pick {
+    /// Allocated at this address.
+    Got(usize),
+    /// No free segment fits.
+    None,
+    /// None of the segments examined fits, and the request's own list
+    /// holds more: a [`Segments::search`] decides.
+    Unsure,
+}
+
+/// What one stretch of [`Segments::search`] did.
+#[derive(Debug)]
+pub(crate) enum Search {
+    Found(usize),
+    NotFound,
+    /// [`SEARCH_BATCH`] segments examined: drop the lock, call again.
+    Paused,
+}
+
+/// Where a search resumes after [`Search::Paused`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cursor {
+    started: bool,
+    /// The next start address to look at (up), or the bound below which to
+    /// look (down).
+    at: usize,
+    /// Next fit: 0 after the previous result, 1 from the window's start.
+    pass: u8,
+}
+
+/// The segment tree's key of the free segments that may hold `size` units:
+/// those of its size class and above (see `Tag::key`).
+#[inline]
+fn class_key(size: usize) -> u8 {
+    list_of(size) as u8 + 1
+}
 
 /// Free-list index of a size: floor(log2(size)).
 #[inline]
@@ -43,6 +85,8 @@ pub(crate) struct Counters {
     pub(crate) releases: u64,
     /// Metadata frees the tag arena refused (corruption; 0 normally).
     pub(crate) meta_errors: u64,
+    /// Searches let go of the lock after a batch and took it again.
+    pub(crate) search_pauses: u64,
 }
 
 pub(crate) struct Segments {
@@ -93,6 +137,7 @@ impl Segments {
                 imports: 0,
                 releases: 0,
                 meta_errors: 0,
+                search_pauses: 0,
             },
         }
     }
@@ -213,13 +258,42 @@ impl Segments {
         self.free[lists.trailing_zeros() as usize].first()
     }
 
-    /// The first segment of list `i` holding at least `size` units.
+    /// The first segment of list `i` holding at least `size` units, among
+    /// the list's first [`SEARCH_BATCH`] members; `Err(())` when none of
+    /// those fits and the list holds more.
     #[cold]
     #[inline(never)]
-    fn first_fit_in(&self, i: usize, size: usize) -> Option<TagId> {
-        self.tags
-            .list_iter(self.free[i])
-            .find(|&id| self.tags.get(id).size >= size)
+    fn first_fit_in(&self, i: usize, size: usize) -> Result<Option<TagId>, ()> {
+        for (n, id) in self.tags.list_iter(self.free[i]).enumerate() {
+            if n == SEARCH_BATCH {
+                return Err(());
+            }
+            if self.tags.get(id).size >= size {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The smallest member of list `i` holding at least `size` units among
+    /// its first [`SEARCH_BATCH`] members; `Err(())` when none of those
+    /// fits and the list holds more.
+    fn best_fit_in(&self, i: usize, size: usize) -> Result<Option<TagId>, ()> {
+        let mut best: Option<(TagId, usize)> = None;
+        for (n, id) in self.tags.list_iter(self.free[i]).enumerate() {
+            if n == SEARCH_BATCH {
+                return if best.is_some() {
+                    Ok(best.map(|b| b.0))
+                } else {
+                    Err(())
+                };
+            }
+            let have = self.tags.get(id).size;
+            if have >= size && best.is_none_or(|(_, b)| have < b) {
+                best = Some((id, have));
+            }
+        }
+        Ok(best.map(|b| b.0))
     }
 
     /// Allocates the first `size` units of the listed free segment `id`.
@@ -250,130 +324,196 @@ impl Segments {
     }
 
     /// The instant-fit choice for `size`: O(1) via the bitmap, falling back
-    /// to the request's own list when no larger list has a segment.
+    /// to the first [`SEARCH_BATCH`] members of the request's own list when
+    /// no larger list has a segment (`Err(())`: none of those fits, and the
+    /// list holds more).
     #[inline]
-    fn instant_pick(&self, size: usize) -> Option<TagId> {
-        self.peek_from(list_up(size))
-            .or_else(|| self.first_fit_in(list_of(size), size))
+    fn instant_pick(&self, size: usize) -> Result<Option<TagId>, ()> {
+        match self.peek_from(list_up(size)) {
+            Some(id) => Ok(Some(id)),
+            None => self.first_fit_in(list_of(size), size),
+        }
     }
 
     /// Instant fit (see [`instant_pick`](Self::instant_pick)).
-    pub(crate) fn alloc_instant(&mut self, size: usize) -> Option<usize> {
-        let id = self.instant_pick(size)?;
-        Some(self.alloc_from(id, size))
+    #[inline]
+    pub(crate) fn alloc_instant(&mut self, size: usize) -> Pick {
+        match self.instant_pick(size) {
+            Ok(Some(id)) => Pick::Got(self.alloc_from(id, size)),
+            Ok(None) => Pick::None,
+            Err(()) => Pick::Unsure,
+        }
     }
 
-    /// Best fit: the smallest fitting segment of the request's own list,
-    /// else the first of the next non-empty list.
-    pub(crate) fn alloc_best(&mut self, size: usize) -> Option<usize> {
+    /// Best fit: the smallest fitting segment among the first
+    /// [`SEARCH_BATCH`] members of the request's own list, else the first
+    /// of the next non-empty list.
+    pub(crate) fn alloc_best(&mut self, size: usize) -> Pick {
         let i = list_of(size);
-        let best = self
-            .tags
-            .list_iter(self.free[i])
-            .filter(|&id| self.tags.get(id).size >= size)
-            .min_by_key(|&id| self.tags.get(id).size);
-        let id = best.or_else(|| self.peek_from(i + 1))?;
-        Some(self.alloc_from(id, size))
+        let own = self.best_fit_in(i, size);
+        match own.map(|id| id.or_else(|| self.peek_from(i + 1))) {
+            Ok(Some(id)) => Pick::Got(self.alloc_from(id, size)),
+            Ok(None) => Pick::None,
+            Err(()) => match self.peek_from(i + 1) {
+                Some(id) => Pick::Got(self.alloc_from(id, size)),
+                None => Pick::Unsure,
+            },
+        }
     }
 
-    /// Constrained allocation from the free lists. Lists whose every member
-    /// is large enough are searched first (the instant-fit idea), then the
-    /// lower ones that may still hold a fit; the search is exhaustive, so it
-    /// never fails while a fitting range exists. With `best`, the smallest
-    /// fitting segment of the first list that has one is taken. Needs two tags.
-    pub(crate) fn xalloc_lists(&mut self, fit: &Fit, best: bool) -> Option<usize> {
-        let low = list_of(fit.size);
-        let high = fit
-            .size
-            .checked_add(fit.align - 1)
-            .and_then(|s| s.checked_add(fit.phase))
-            .map_or(64, list_up);
-        let order = (high..64).chain(low..high.min(64));
-        for i in order {
-            if self.freemap & (1 << i) == 0 {
-                continue;
-            }
-            let mut found: Option<(TagId, usize, usize)> = None;
-            for id in self.tags.list_iter(self.free[i]) {
-                let t = self.tags.get(id);
-                if let Some(at) = fit.find_in(t.start, t.size) {
-                    if found.is_none_or(|(_, _, sz)| t.size < sz) {
-                        found = Some((id, at, t.size));
-                    }
-                    if !best {
-                        break;
+    /// One stretch of a constrained search ([`Arena::xalloc`](crate::Arena::xalloc)
+    /// and the fallbacks of `alloc`): at most [`SEARCH_BATCH`] free segments
+    /// examined, each found in O(log n), so the lock is never held for
+    /// more; [`Search::Paused`] asks the caller to drop the lock and call
+    /// again with the same cursor. Needs two tags.
+    ///
+    /// The search is exhaustive across its stretches: it fails only when
+    /// no free segment holds a fitting range (short of one freed behind the
+    /// cursor while the lock was dropped). Order: from the top for
+    /// `fit.top`; the next fit after the previous one for next fit; the
+    /// lowest address for a window; otherwise a segment that must fit
+    /// (every member of a list at or above `size + period - quantum`, the
+    /// period being `lcm(align, nocross)`) in O(1), then the lowest fitting
+    /// address among the rest.
+    pub(crate) fn search(
+        &mut self,
+        fit: &Fit,
+        policy: Policy,
+        best: bool,
+        quantum: usize,
+        cur: &mut Cursor,
+    ) -> Search {
+        if fit.top {
+            self.search_top(fit, cur)
+        } else if policy == Policy::NextFit {
+            self.search_next(fit, quantum, cur)
+        } else if fit.has_window() {
+            self.search_up(fit, cur)
+        } else {
+            self.search_lists(fit, best, quantum, cur)
+        }
+    }
+
+    /// Takes `[at, at + fit.size)` out of the free segment `id`.
+    fn take_at(&mut self, id: TagId, at: usize, fit: &Fit) -> usize {
+        self.untrack_free(id);
+        self.split_front(id, at);
+        self.account_alloc(id, fit.size)
+    }
+
+    /// The lowest fitting address at or above `fit.min`, in address order
+    /// through the segment tree: the free segment holding `fit.min`, then
+    /// every free segment of a size class that may hold the request.
+    pub(crate) fn search_up(&mut self, fit: &Fit, cur: &mut Cursor) -> Search {
+        let k = class_key(fit.size);
+        if !cur.started {
+            cur.started = true;
+            cur.at = fit.min;
+            if let Some(id) = self.tags.floor(Tree::Segments, fit.min) {
+                let t = *self.tags.get(id);
+                if t.kind() == TagKind::Free && t.start < fit.min {
+                    if let Some(at) = fit.find_in(t.start, t.size) {
+                        return Search::Found(self.take_at(id, at, fit));
                     }
                 }
             }
-            if let Some((id, at, _)) = found {
-                self.untrack_free(id);
-                self.split_front(id, at);
-                return Some(self.account_alloc(id, fit.size));
-            }
         }
-        None
-    }
-
-    /// Constrained allocation in address order, starting at the segment that
-    /// holds `fit.min`: the lowest fitting address. Needs two tags.
-    pub(crate) fn xalloc_ordered(&mut self, fit: &Fit) -> Option<usize> {
-        // Every free segment is in the segment tree; the one holding `min`
-        // (if any) is the last member starting at or below it.
-        let mut cur = self
-            .tags
-            .floor(Tree::Segments, fit.min)
-            .or_else(|| self.tags.first(Tree::Segments));
-        while let Some(id) = cur {
+        for _ in 0..SEARCH_BATCH {
+            let Some(id) = self.tags.first_keyed_from(Tree::Segments, cur.at, k) else {
+                return Search::NotFound;
+            };
             let t = *self.tags.get(id);
-            if t.start >= fit.max {
-                return None;
+            if t.start >= fit.max || fit.max - t.start < fit.size {
+                return Search::NotFound;
             }
-            if t.kind() == TagKind::Free {
-                if let Some(at) = fit.find_in(t.start, t.size) {
-                    self.untrack_free(id);
-                    self.split_front(id, at);
-                    return Some(self.account_alloc(id, fit.size));
-                }
+            if let Some(at) = fit.find_in(t.start, t.size) {
+                return Search::Found(self.take_at(id, at, fit));
             }
-            cur = self.tags.next(id);
+            // `t.start < fit.max`, so this cannot overflow.
+            cur.at = t.start + 1;
         }
-        None
+        Search::Paused
     }
 
-    /// Constrained allocation from the top: the highest fitting address
-    /// below `fit.max`, walking free segments down from there. Needs two
-    /// tags.
-    pub(crate) fn xalloc_top(&mut self, fit: &Fit) -> Option<usize> {
-        let mut cur = self.tags.floor(Tree::Segments, fit.max.saturating_sub(1));
-        while let Some(id) = cur {
+    /// The highest fitting start below `fit.max`: the mirror of
+    /// [`search_up`](Self::search_up), down the segment tree.
+    pub(crate) fn search_top(&mut self, fit: &Fit, cur: &mut Cursor) -> Search {
+        let k = class_key(fit.size);
+        if !cur.started {
+            cur.started = true;
+            cur.at = fit.max;
+        }
+        for _ in 0..SEARCH_BATCH {
+            let Some(id) = self.tags.last_keyed_below(Tree::Segments, cur.at, k) else {
+                return Search::NotFound;
+            };
             let t = *self.tags.get(id);
             if t.start.saturating_add(t.size) <= fit.min {
-                return None;
+                return Search::NotFound;
             }
-            if t.kind() == TagKind::Free {
-                if let Some(at) = fit.find_in_top(t.start, t.size) {
-                    self.untrack_free(id);
-                    self.split_front(id, at);
-                    return Some(self.account_alloc(id, fit.size));
-                }
+            if let Some(at) = fit.find_in_top(t.start, t.size) {
+                return Search::Found(self.take_at(id, at, fit));
             }
-            cur = self.tags.prev(id);
+            cur.at = t.start;
         }
-        None
+        Search::Paused
     }
 
-    /// Next fit: the lowest fit after the previous next-fit result, wrapping
-    /// around to the lowest fit overall.
-    pub(crate) fn xalloc_next(&mut self, fit: &Fit, quantum: usize) -> Option<usize> {
-        let after = self.last_nextfit.and_then(|a| a.checked_add(quantum));
-        let got = after
-            .filter(|&a| a > fit.min && a < fit.max)
-            .and_then(|a| self.xalloc_ordered(&Fit { min: a, ..*fit }))
-            .or_else(|| self.xalloc_ordered(fit));
-        if got.is_some() {
-            self.last_nextfit = got;
+    /// Next fit: the lowest fit after the previous next-fit result, then,
+    /// wrapping around, the lowest fit overall.
+    fn search_next(&mut self, fit: &Fit, quantum: usize, cur: &mut Cursor) -> Search {
+        if cur.pass == 0 {
+            let after = self.last_nextfit.and_then(|a| a.checked_add(quantum));
+            if let Some(a) = after.filter(|&a| a > fit.min && a < fit.max) {
+                match self.search_up(&Fit { min: a, ..*fit }, cur) {
+                    Search::NotFound => {}
+                    other => return self.note_next(other),
+                }
+            }
+            *cur = Cursor {
+                pass: 1,
+                ..Cursor::default()
+            };
+        }
+        let got = self.search_up(fit, cur);
+        self.note_next(got)
+    }
+
+    fn note_next(&mut self, got: Search) -> Search {
+        if let Search::Found(addr) = got {
+            self.last_nextfit = Some(addr);
         }
         got
+    }
+
+    /// The search without a window or policy order: a segment that must
+    /// fit, from the lists; else the lowest fitting address among the free
+    /// segments that may fit.
+    fn search_lists(&mut self, fit: &Fit, best: bool, quantum: usize, cur: &mut Cursor) -> Search {
+        if !cur.started {
+            let sure = fit.sure_size(quantum).map_or(64, list_up);
+            let lists = if sure < 64 {
+                self.freemap & (u64::MAX << sure)
+            } else {
+                0
+            };
+            if lists != 0 {
+                let i = lists.trailing_zeros() as usize;
+                let pick = if best {
+                    self.best_fit_in(i, 0).ok().flatten()
+                } else {
+                    self.free[i].first()
+                };
+                if let Some(id) = pick {
+                    let t = *self.tags.get(id);
+                    if let Some(at) = fit.find_in(t.start, t.size) {
+                        return Search::Found(self.take_at(id, at, fit));
+                    }
+                    debug_assert!(false, "kmem-arena: a segment of the sure size does not fit");
+                }
+            }
+        }
+        self.search_up(fit, cur)
     }
 
     /// The size of the largest free segment, 0 if none: the largest member
@@ -555,7 +695,7 @@ impl Segments {
     /// the split so the split can use a tag from the new memory. Used by a
     /// base arena to carve its own tag pages under its lock.
     pub(crate) fn carve(&mut self, size: usize, donate: impl FnOnce(&mut Tags, usize)) -> bool {
-        let Some(id) = self.instant_pick(size) else {
+        let Ok(Some(id)) = self.instant_pick(size) else {
             return false;
         };
         self.untrack_free(id);

@@ -109,6 +109,11 @@ pub struct ArenaStats {
     /// Frees of the arena's own metadata that were refused: 0 unless
     /// something corrupted it (counted rather than a panic).
     pub meta_errors: u64,
+    /// Times a search let go of the lock after a batch of free segments
+    /// that did not fit and took it again (see
+    /// [`Arena::xalloc`](crate::Arena::xalloc)): many mean many free
+    /// segments of the right size in the wrong place.
+    pub search_pauses: u64,
     /// Boundary tags carved.
     pub tags: usize,
     /// Boundary tags unused.
@@ -176,6 +181,7 @@ impl Arena<'_> {
             imports: g.counters.imports,
             releases: g.counters.releases,
             meta_errors: g.counters.meta_errors,
+            search_pauses: g.counters.search_pauses,
             tags: g.tags.capacity(),
             tags_unused: g.tags.unused(),
             hash_chains: g.hash.chains(),

@@ -4,7 +4,8 @@
 //!
 //! # Representation, and why
 //!
-//! Tags are named by dense `u32` [`TagId`]s into 4 KiB chunks of donated
+//! Tags are named by `u32` [`TagId`]s (a chunk number and a byte offset) into
+//! 4 KiB chunks of donated
 //! memory (pages from a source arena, the base arena's own free segment, or a
 //! static buffer), found through a two-level chunk directory ([`store`]). We
 //! chose typed indices over an intrusive tree of raw pointers because:
@@ -14,7 +15,8 @@
 //!   list code is safe Rust; a stale or foreign id hits a bounds check or
 //!   corrupts only this set's structure, never memory.
 //! - **Small tags.** `u32` links make a tag 48 bytes (start, size, three tree
-//!   links, two address-list links, two list links, kind, colour, tree), and
+//!   links, two address-list links, two list links, kind, tree and colour,
+//!   the subtree's largest key, a list index), and
 //!   hash chains cost 4 bytes a head.
 //! - **No relocation.** Chunks never move, so the arena can hand out ids that
 //!   stay valid while more memory is donated.
@@ -125,7 +127,8 @@ impl Tags {
     ///
     /// # Safety
     /// As [`TagStore::donate`]: the region is valid, writable and used by
-    /// nothing else while the set holds it.
+    /// nothing else while the set holds it, and overlaps no region donated
+    /// to the set before.
     pub unsafe fn donate(&mut self, ptr: *mut u8, len: usize, owned: bool) -> usize {
         // SAFETY: forwarded caller obligation.
         let chunks = unsafe { self.store.donate(ptr, len, owned) };
@@ -380,10 +383,16 @@ impl Tags {
         self.store.get_mut(id)
     }
 
-    /// Sets a tag's kind.
+    /// Sets a tag's kind; a member of a tree has its subtree key maxima
+    /// brought up to date ([`refresh_key`](Self::refresh_key)), as its key
+    /// (or, after a change of `list`, the key it had) may change with it.
     #[inline]
     pub fn set_kind(&mut self, id: TagId, kind: TagKind) {
-        self.store.get_mut(id).kind = kind;
+        let t = self.store.get_mut(id);
+        t.kind = kind;
+        if t.in_tree() {
+            self.refresh_from(id.0);
+        }
     }
 
     /// Hands every owned storage page back through `give_back(addr, len)` and

@@ -87,7 +87,7 @@ impl TagStore {
         }
     }
 
-    /// Tags carved so far (ids `0..len()` are valid).
+    /// Tags carved so far.
     #[inline]
     pub fn len(&self) -> usize {
         self.len
@@ -119,7 +119,7 @@ impl TagStore {
 
     /// Carves `[ptr, ptr + len)` into directory pages and tag chunks, writes a
     /// blank [`Tag`] into every new slot, and returns the range of new chunk
-    /// numbers (their tags are [`chunk_ids`](Self::chunk_ids)).
+    /// numbers (their tags are `chunk_ids(chunk)`).
     ///
     /// `owned` marks memory that came from the owner's metadata source: it
     /// must be exactly one [`CHUNK_BYTES`] page, 8-byte aligned, and is handed
@@ -132,6 +132,8 @@ impl TagStore {
     /// - `[ptr, ptr + len)` is valid for reads and writes and is used by
     ///   nothing else for as long as this store exists, or, for owned pages,
     ///   until `drain_owned` hands it back.
+    /// - It overlaps no region donated to this store before (and not handed
+    ///   back since): distinct ids must name distinct tags.
     pub unsafe fn donate(
         &mut self,
         ptr: *mut u8,
@@ -188,7 +190,7 @@ impl TagStore {
     }
 
     /// The ids of the tags of chunk `chunk`, in slot order.
-    pub fn chunk_ids(chunk: usize) -> impl DoubleEndedIterator<Item = TagId> {
+    pub(crate) fn chunk_ids(chunk: usize) -> impl DoubleEndedIterator<Item = TagId> {
         (0..TAGS_PER_CHUNK).map(move |slot| id_of(chunk, slot))
     }
 

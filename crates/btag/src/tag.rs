@@ -34,9 +34,12 @@ pub struct Tag {
     pub(crate) anext: u32,
     pub(crate) aprev: u32,
     pub(crate) kind: TagKind,
-    pub(crate) red: bool,
-    /// Which tree the tag is in (`Tree as u8`), or `NO_TREE`.
+    /// Which tree the tag is in (`Tree as u8`, or `NO_TREE`) in the low
+    /// bits; its colour in [`RED`](crate::tree::RED).
     pub(crate) tree: u8,
+    /// The largest [key](Tag::key) in the tag's subtree (its own included)
+    /// while it is in a tree: what the keyed searches descend by.
+    pub(crate) maxkey: u8,
     /// Index of the list the tag is on (e.g. a free list or hash chain), kept
     /// by list users for their own checks; the tree ignores it.
     pub list: u8,
@@ -60,8 +63,8 @@ impl Tag {
             anext: NIL,
             aprev: NIL,
             kind: TagKind::Unused,
-            red: false,
             tree: crate::tree::NO_TREE,
+            maxkey: 0,
             list: 0,
         }
     }
@@ -93,7 +96,21 @@ impl Tag {
     /// True when the tag is in one of the trees.
     #[inline]
     pub fn in_tree(&self) -> bool {
-        self.tree != crate::tree::NO_TREE
+        self.tree & !crate::tree::RED != crate::tree::NO_TREE
+    }
+
+    /// The tag's key for the keyed tree searches
+    /// ([`first_keyed_from`](crate::Tags::first_keyed_from),
+    /// [`last_keyed_below`](crate::Tags::last_keyed_below)): `list + 1` for a
+    /// free tag (an arena keeps a free segment's size class in `list`), 0 for
+    /// any other.
+    #[inline]
+    pub fn key(&self) -> u8 {
+        if self.kind == TagKind::Free {
+            self.list.saturating_add(1)
+        } else {
+            0
+        }
     }
 
     /// One past the last unit of the range (saturating at `usize::MAX`).

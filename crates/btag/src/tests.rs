@@ -474,3 +474,77 @@ fn carve_onto_pushes_on_the_list() {
     assert_eq!(f.tags.list_iter(head).collect::<Vec<_>>(), [a]);
     assert_eq!(f.tags.verify_addr(), Ok(3));
 }
+
+/// The keyed searches against a brute-force walk, with keys changed by
+/// `set_kind` and `refresh_key` and members inserted and removed at
+/// random: `maxkey` stays exact (`verify_tree`) and each search finds what
+/// the walk finds.
+#[test]
+fn keyed_searches_match_brute_force() {
+    let mut f = Fixture::new(8);
+    let mut rng = Rng(2026);
+    let mut members: Vec<TagId> = Vec::new();
+    let brute_first = |t: &Tags, from: usize, k: u8| {
+        t.iter(Tree::Segments)
+            .find(|&id| t.get(id).start >= from && t.get(id).key() >= k)
+    };
+    let brute_last = |t: &Tags, below: usize, k: u8| {
+        t.iter(Tree::Segments)
+            .filter(|&id| t.get(id).start < below && t.get(id).key() >= k)
+            .last()
+    };
+    for step in 0..20_000 * crate_scale() {
+        match rng.below(4) {
+            0 if f.tags.unused() > 0 => {
+                let start = rng.below(1 << 16) as usize * 2;
+                if members.iter().any(|&id| f.tags.get(id).start == start) {
+                    continue;
+                }
+                let kind = if rng.below(2) == 0 {
+                    TagKind::Free
+                } else {
+                    TagKind::Allocated
+                };
+                let id = f.tags.take(start, 1, kind).unwrap();
+                f.tags.get_mut(id).list = rng.below(64) as u8;
+                f.tags.insert(Tree::Segments, id);
+                members.push(id);
+            }
+            1 if !members.is_empty() => {
+                let id = members.swap_remove(rng.below(members.len() as u64) as usize);
+                f.tags.remove(id);
+                f.tags.put(id);
+            }
+            2 if !members.is_empty() => {
+                let id = members[rng.below(members.len() as u64) as usize];
+                let kind = if rng.below(2) == 0 {
+                    TagKind::Free
+                } else {
+                    TagKind::Allocated
+                };
+                f.tags.set_kind(id, kind);
+            }
+            _ if !members.is_empty() => {
+                let id = members[rng.below(members.len() as u64) as usize];
+                f.tags.get_mut(id).list = rng.below(64) as u8;
+                f.tags.refresh_key(id);
+            }
+            _ => {}
+        }
+        if step % 16 == 0 {
+            f.tags.verify_tree(Tree::Segments).unwrap();
+            for _ in 0..4 {
+                let at = rng.below(1 << 17) as usize;
+                let k = rng.below(66) as u8;
+                assert_eq!(
+                    f.tags.first_keyed_from(Tree::Segments, at, k),
+                    brute_first(&f.tags, at, k)
+                );
+                assert_eq!(
+                    f.tags.last_keyed_below(Tree::Segments, at, k),
+                    brute_last(&f.tags, at, k)
+                );
+            }
+        }
+    }
+}

@@ -2,6 +2,16 @@
 //!
 //! Order: by `start`; at equal starts a span comes before the segment that
 //! shares its start. Parent links make `next`/`prev` O(1) amortized.
+//!
+//! The tree is augmented: every member keeps the largest [`Tag::key`] of its
+//! subtree (`maxkey`), kept exact by every insert, removal and rotation and
+//! by [`Tags::set_kind`] / [`Tags::refresh_key`] when a member's key
+//! changes. [`Tags::first_keyed_from`] and [`Tags::last_keyed_below`] use it
+//! to find the nearest member with a key of at least `k` in O(log n),
+//! skipping whole subtrees that hold none (an arena's allocated segments,
+//! free segments of smaller size classes).
+
+use crate::tag::Tag;
 
 use crate::tag::{TagId, TagKind, NIL};
 use crate::Tags;
@@ -19,7 +29,9 @@ pub enum Tree {
 }
 
 /// `Tag::tree` value of a tag in no tree.
-pub(crate) const NO_TREE: u8 = u8::MAX;
+pub(crate) const NO_TREE: u8 = 0x7f;
+/// `Tag::tree` bit of a red member.
+pub(crate) const RED: u8 = 0x80;
 
 /// Sort rank at equal starts: spans first.
 #[inline]
@@ -42,14 +54,90 @@ impl Tags {
     }
     #[inline]
     pub(crate) fn is_red(&self, x: u32) -> bool {
-        x != NIL && self.store.get(TagId(x)).red
+        x != NIL && self.store.get(TagId(x)).tree & RED != 0
     }
     #[inline]
     fn set_red(&mut self, x: u32, red: bool) {
         if x != NIL {
-            self.store.get_mut(TagId(x)).red = red;
+            let t = self.store.get_mut(TagId(x));
+            t.tree = if red { t.tree | RED } else { t.tree & !RED };
         }
     }
+    /// The largest key in the subtree of `x` (0 for none).
+    #[inline]
+    fn maxkey(&self, x: u32) -> u8 {
+        if x == NIL {
+            0
+        } else {
+            self.store.get(TagId(x)).maxkey
+        }
+    }
+    /// Recomputes `maxkey` of `x` from its key and its children's; true
+    /// when it changed.
+    #[inline]
+    fn pull_maxkey(&mut self, x: u32) -> bool {
+        let t = self.store.get(TagId(x));
+        let (l, r, old) = (t.left, t.right, t.maxkey);
+        let m = t.key().max(self.maxkey(l)).max(self.maxkey(r));
+        self.store.get_mut(TagId(x)).maxkey = m;
+        m != old
+    }
+    /// Recomputes `maxkey` from `x` up to the root, stopping where a value
+    /// does not change.
+    fn pull_maxkey_up(&mut self, mut x: u32) {
+        while x != NIL && self.pull_maxkey(x) {
+            x = self.parent(x);
+        }
+    }
+
+    /// Makes the trees see a change of `id`'s [key](Tag::key) (its kind or
+    /// its `list`) made through [`get_mut`](Self::get_mut): O(log n) at
+    /// most, O(1) when the subtree maxima above do not change. A tag in no
+    /// tree needs no call. [`set_kind`](Self::set_kind) calls it itself.
+    #[inline]
+    pub fn refresh_key(&mut self, id: TagId) {
+        if self.store.get(id).in_tree() {
+            self.refresh_from(id.0);
+        }
+    }
+
+    /// Recomputes `maxkey` of `x`, then carries the change up: a parent
+    /// whose maximum another member gives (it is above the old value on a
+    /// decrease, or at least the new one on an increase) stops the walk
+    /// with one lookup; only a parent whose maximum was the old value is
+    /// recomputed from its children.
+    pub(crate) fn refresh_from(&mut self, mut x: u32) {
+        let t = self.store.get(TagId(x));
+        let (l, r, mut p, mut old) = (t.left, t.right, t.parent, t.maxkey);
+        let mut new = t.key().max(self.maxkey(l)).max(self.maxkey(r));
+        if new == old {
+            return;
+        }
+        self.store.get_mut(TagId(x)).maxkey = new;
+        while p != NIL {
+            x = p;
+            let t = self.store.get(TagId(x));
+            let (pm, up) = (t.maxkey, t.parent);
+            if new > old {
+                if pm >= new {
+                    return;
+                }
+            } else {
+                if pm > old {
+                    return;
+                }
+                let (l, r) = (t.left, t.right);
+                new = t.key().max(self.maxkey(l)).max(self.maxkey(r));
+                if new == pm {
+                    return;
+                }
+            }
+            self.store.get_mut(TagId(x)).maxkey = new;
+            old = pm;
+            p = up;
+        }
+    }
+
     #[inline]
     fn set_parent(&mut self, x: u32, p: u32) {
         if x != NIL {
@@ -67,14 +155,14 @@ impl Tags {
     /// The tree `x` is in (as an index into `roots`).
     #[inline]
     fn tree_index(&self, x: u32) -> usize {
-        let t = self.store.get(TagId(x)).tree;
+        let t = self.store.get(TagId(x)).tree & !RED;
         debug_assert!(t != NO_TREE, "kmem-btag: tag is in no tree");
         t as usize
     }
 
     /// The tree `id` is in, if any.
     pub fn tree_of(&self, id: TagId) -> Option<Tree> {
-        match self.store.get(id).tree {
+        match self.store.get(id).tree & !RED {
             0 => Some(Tree::Segments),
             1 => Some(Tree::Spans),
             _ => None,
@@ -109,6 +197,7 @@ impl Tags {
         self.replace_child(x, y);
         self.store.get_mut(TagId(y)).left = x;
         self.set_parent(x, y);
+        self.rotated(x, y);
     }
 
     fn rotate_right(&mut self, x: u32) {
@@ -119,6 +208,16 @@ impl Tags {
         self.replace_child(x, y);
         self.store.get_mut(TagId(y)).right = x;
         self.set_parent(x, y);
+        self.rotated(x, y);
+    }
+
+    /// After a rotation that made `y` the parent of `x`: `y` now spans
+    /// what `x` spanned, and `x` is recomputed from its new children.
+    #[inline]
+    fn rotated(&mut self, x: u32, y: u32) {
+        let m = self.store.get(TagId(x)).maxkey;
+        self.store.get_mut(TagId(y)).maxkey = m;
+        self.pull_maxkey(x);
     }
 
     /// Inserts `id` into `tree`. O(log n).
@@ -190,11 +289,11 @@ impl Tags {
         {
             let t = self.store.get_mut(TagId(z));
             debug_assert_eq!(t.tree, NO_TREE, "kmem-btag: tag already in a tree");
-            t.tree = tree as u8;
+            t.tree = tree as u8 | RED;
             t.parent = parent;
             t.left = NIL;
             t.right = NIL;
-            t.red = true;
+            t.maxkey = t.key();
         }
         if parent == NIL {
             self.roots[tree] = z;
@@ -204,6 +303,7 @@ impl Tags {
             self.store.get_mut(TagId(parent)).right = z;
         }
         self.in_tree[tree] += 1;
+        self.pull_maxkey_up(parent);
         self.insert_fixup(z, tree);
     }
 
@@ -279,6 +379,10 @@ impl Tags {
         let tree = self.tree_index(z);
         let (zl, zr) = (self.left(z), self.right(z));
         let mut removed_red = self.is_red(z);
+        // Where the spliced structure ends: every subtree from `xp` up to
+        // it changed (a successor moved out of them); above it, each only
+        // lost `id`, so a recomputation that changes nothing ends the walk.
+        let mut moved = NIL;
         let (x, xp);
         if zl == NIL {
             x = zr;
@@ -290,6 +394,7 @@ impl Tags {
             self.replace_child(z, zl);
         } else {
             let y = self.minimum(zr);
+            moved = y;
             removed_red = self.is_red(y);
             x = self.right(y);
             if self.parent(y) == z {
@@ -311,10 +416,26 @@ impl Tags {
             t.parent = NIL;
             t.left = NIL;
             t.right = NIL;
-            t.red = false;
             t.tree = NO_TREE;
+            t.maxkey = 0;
         }
         self.in_tree[tree] -= 1;
+        // Every subtree from `xp` up lost `id` (and, when `id` had two
+        // children, the successor `moved` up into its place on that path):
+        // recompute them, up to `moved` whatever they give, then until one
+        // does not change; the rotations keep them exact from there.
+        let mut p = xp;
+        if moved != NIL {
+            loop {
+                self.pull_maxkey(p);
+                if p == moved {
+                    break;
+                }
+                p = self.parent(p);
+            }
+            p = self.parent(p);
+        }
+        self.pull_maxkey_up(p);
         if !removed_red {
             self.remove_fixup(x, xp, tree);
         }
@@ -467,6 +588,101 @@ impl Tags {
             }
         }
         TagId::from_raw(found)
+    }
+
+    /// The lowest member of `tree` starting at or above `from` whose
+    /// [key](Tag::key) is at least `k`. O(log n): one walk up from the
+    /// first member at or above `from`, one down a subtree that holds such
+    /// a member.
+    pub fn first_keyed_from(&self, tree: Tree, from: usize, k: u8) -> Option<TagId> {
+        let mut x = self.lower_bound(tree, from)?.0;
+        if self.store.get(TagId(x)).key() >= k {
+            return Some(TagId(x));
+        }
+        let r = self.right(x);
+        if self.maxkey(r) >= k {
+            return Some(TagId(self.leftmost_keyed(r, k)));
+        }
+        // Up: each ancestor reached from its left side follows `x` in
+        // order, and so does its right subtree.
+        loop {
+            let p = self.parent(x);
+            if p == NIL {
+                return None;
+            }
+            if self.left(p) == x {
+                if self.store.get(TagId(p)).key() >= k {
+                    return Some(TagId(p));
+                }
+                let r = self.right(p);
+                if self.maxkey(r) >= k {
+                    return Some(TagId(self.leftmost_keyed(r, k)));
+                }
+            }
+            x = p;
+        }
+    }
+
+    /// The highest member of `tree` starting below `below` whose
+    /// [key](Tag::key) is at least `k`: the mirror of
+    /// [`first_keyed_from`](Self::first_keyed_from). O(log n).
+    pub fn last_keyed_below(&self, tree: Tree, below: usize, k: u8) -> Option<TagId> {
+        let mut x = self.floor(tree, below.checked_sub(1)?)?.0;
+        if self.store.get(TagId(x)).key() >= k {
+            return Some(TagId(x));
+        }
+        let l = self.left(x);
+        if self.maxkey(l) >= k {
+            return Some(TagId(self.rightmost_keyed(l, k)));
+        }
+        loop {
+            let p = self.parent(x);
+            if p == NIL {
+                return None;
+            }
+            if self.right(p) == x {
+                if self.store.get(TagId(p)).key() >= k {
+                    return Some(TagId(p));
+                }
+                let l = self.left(p);
+                if self.maxkey(l) >= k {
+                    return Some(TagId(self.rightmost_keyed(l, k)));
+                }
+            }
+            x = p;
+        }
+    }
+
+    /// The lowest member of the subtree `x` (whose `maxkey` is at least
+    /// `k`) with a key of at least `k`.
+    fn leftmost_keyed(&self, mut x: u32, k: u8) -> u32 {
+        loop {
+            let t: &Tag = self.store.get(TagId(x));
+            if self.maxkey(t.left) >= k {
+                x = t.left;
+            } else if t.key() >= k {
+                return x;
+            } else {
+                debug_assert!(self.maxkey(t.right) >= k, "kmem-btag: stale maxkey");
+                x = t.right;
+            }
+        }
+    }
+
+    /// The highest member of the subtree `x` (whose `maxkey` is at least
+    /// `k`) with a key of at least `k`.
+    fn rightmost_keyed(&self, mut x: u32, k: u8) -> u32 {
+        loop {
+            let t: &Tag = self.store.get(TagId(x));
+            if self.maxkey(t.right) >= k {
+                x = t.right;
+            } else if t.key() >= k {
+                return x;
+            } else {
+                debug_assert!(self.maxkey(t.left) >= k, "kmem-btag: stale maxkey");
+                x = t.left;
+            }
+        }
     }
 
     /// The tags of `tree` in address order.

@@ -11,6 +11,8 @@ pub enum TreeError {
     Order(TagId, TagId),
     /// A child's parent link does not point back at its parent.
     ParentLink(TagId),
+    /// A member's `maxkey` is not the largest key of its subtree.
+    MaxKey(TagId),
     /// A red tag has a red child.
     RedRed(TagId),
     /// Paths from a tag to its leaves have different black heights.
@@ -70,7 +72,7 @@ impl Tags {
                 found: *count,
             });
         }
-        if self.store.get(TagId(x)).tree != tree as u8 {
+        if self.store.get(TagId(x)).tree & !crate::tree::RED != tree as u8 {
             return Err(TreeError::ParentLink(TagId(x)));
         }
         let (l, r) = (self.left(x), self.right(x));
@@ -89,6 +91,15 @@ impl Tags {
         }
         if r != NIL && !self.less(x, r) {
             return Err(TreeError::Order(TagId(x), TagId(r)));
+        }
+        let t = self.store.get(TagId(x));
+        let want = [l, r]
+            .into_iter()
+            .filter(|&c| c != NIL)
+            .map(|c| self.store.get(TagId(c)).maxkey)
+            .fold(t.key(), u8::max);
+        if t.maxkey != want {
+            return Err(TreeError::MaxKey(TagId(x)));
         }
         let hl = self.verify_node(l, tree, count)?;
         let hr = self.verify_node(r, tree, count)?;

@@ -114,6 +114,7 @@ impl ArenaState {
             failures: 0,
             imports: 0,
             releases: 0,
+            search_pauses: 0,
             tags: 0,
             tags_unused: 0,
             ..arena.stats()
