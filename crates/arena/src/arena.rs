@@ -3,7 +3,11 @@
 //! Lock protocol: an operation takes the arena lock once it holds enough
 //! unused boundary tags (obtained *before* locking from the tag arena, or,
 //! in a base arena, carved from its own free segment under the lock without
-//! calling out), runs to completion, and releases the lock. Imports,
+//! calling out), runs to completion, and releases the lock. The one
+//! exception is a search that has looked at a batch of free segments
+//! without a fit (`Segments::search`): it releases the lock with nothing
+//! changed, takes it again (tags reserved anew) and resumes from the
+//! address it reached. Imports,
 //! releases to the source, tag-page allocation and the hash tables'
 //! allocation and freeing all happen with the lock dropped, between
 //! operations, never in the middle of one. Installing a new hash table

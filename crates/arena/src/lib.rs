@@ -5,16 +5,31 @@
 //! An [`Arena`] holds *spans* (ranges added with [`Arena::add`] or imported
 //! from a [`Source`]) carved into free and allocated *segments*, each tracked
 //! by a boundary tag on an address-ordered list (`kmem-btag`); spans and free
-//! segments are also in address-ordered trees for searching. Free segments
-//! sit on 64 power-of-two lists with a bitmap of non-empty lists, so
-//! [`Policy::InstantFit`] is O(1); allocated segments sit in a hash keyed by
-//! start, so [`Arena::free`] is O(1) and checks the size. [`Arena::xalloc`]
-//! adds alignment, phase, a no-cross boundary and an address window;
-//! constraints no address could meet are refused before any search
-//! ([`AllocError::Overconstrained`]). An arena without a source never fails
-//! an `xalloc` while one of its free ranges fits (except that a request
-//! whose size, alignment and phase add up past `usize::MAX` is refused as
-//! [`AllocError::Overflow`]). A sourced arena passes the constraints to
+//! segments are also in address-ordered trees for searching, and the
+//! segment tree keeps, for every subtree, the largest size class of a free
+//! segment in it, so a search reaches its next candidate in O(log n),
+//! skipping allocated segments and free ones too small to fit. Free
+//! segments sit on 64 power-of-two lists with a bitmap of non-empty lists,
+//! so [`Policy::InstantFit`] is O(1); allocated segments sit in a hash
+//! keyed by start, so [`Arena::free`] is O(1) and checks the size.
+//! [`Arena::xalloc`] adds alignment, phase, a no-cross boundary and an
+//! address window; constraints no address could meet are refused before
+//! any search ([`AllocError::Overconstrained`]).
+//!
+//! **Bounded work.** A search looks at no more than 16 candidate free
+//! segments per hold of the arena lock; one that must look at more lets go
+//! of the lock, takes it again and goes on where it stopped (counted in
+//! [`ArenaStats::search_pauses`]), so no caller keeps the lock for more
+//! than a bounded amount of work however the arena is fragmented. A free
+//! segment that must fit (every one of at least `size + lcm(align,
+//! nocross) - quantum` units) is found in O(1) from the lists.
+//!
+//! **Exhaustive.** An arena without a source never fails an `xalloc` (or
+//! an `alloc`) while one of its free ranges fits, except that a range
+//! freed by another thread behind a search that had let go of the lock may
+//! be missed by that search, and that a request whose size, alignment and
+//! phase add up past `usize::MAX` is refused as [`AllocError::Overflow`].
+//! A sourced arena passes the constraints to
 //! its source ([`Source::import_fit`], which an arena serves with an
 //! `xalloc` of its own): when at every level the request's alignment and
 //! phase are multiples of the source's quantum (and, for a size the
@@ -30,8 +45,9 @@
 //!   sizes up to `qcache_max` from object caches with per-CPU magazines.
 //! - Results are `Result<usize, AllocError>`: resource 0 is a valid result.
 //! - Every bad input returns a typed error and changes nothing.
-//! - No operation calls into the same arena under its lock or drops the lock
-//!   mid-operation (see [`arena`] for the protocol).
+//! - No operation calls into the same arena under its lock, and only a
+//!   search drops the lock mid-operation, between batches, with nothing
+//!   half done (see [`arena`] for the protocol).
 //! - `#![no_std]` without `alloc`: tags and hash tables come from a base
 //!   arena ([`Arena::new_base`], which carves its own from its memory), from
 //!   [`ArenaBuilder::tags_from`], or from donated memory.
