@@ -84,6 +84,14 @@ impl Arena<'_> {
         }
     }
 
+    /// Has the quantum caches give back what they hold (the caller's own
+    /// magazines too, also from inside an operation), as the first step of
+    /// a reclaim does: for a [`Reclaim`] callback that has just freed into
+    /// them (slabs of its caches). Returns the units given back.
+    pub fn reclaim_qcaches(&self) -> usize {
+        self.qcaches.map_or(0, |q| q.reclaim(self))
+    }
+
     /// Asks the quantum caches, the callbacks and the source (if an arena)
     /// to give back `wanted` units; true when any of them gave something.
     pub(crate) fn reclaim(&self, wanted: usize) -> bool {

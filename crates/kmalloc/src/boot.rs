@@ -312,5 +312,9 @@ pub fn boot_static<C: Cpu>(
     // the stack is never torn down.
     let stack = unsafe { place(mem.as_mut_ptr() as usize, mem.len(), cpu, config) }?;
     // SAFETY: placed above, for `'static`.
-    Ok(unsafe { kmalloc_of(stack) })
+    let k = unsafe { kmalloc_of(stack) };
+    // When the page arena runs out, the caches give back what they hold
+    // idle (a fresh arena has room for the callback).
+    let _ = k.pages().add_reclaim(k);
+    Ok(k)
 }

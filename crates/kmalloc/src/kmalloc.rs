@@ -482,6 +482,25 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         })
     }
 
+    /// The page arena's reclaim (see [`Reclaim`]): every cache whose slabs
+    /// come from the page arena gives back the caller's magazines, its depot
+    /// and its empty slabs, then the page arena's quantum caches give back
+    /// what that freed into them. Allocates nothing. [`boot_static`]
+    /// registers a `'static` stack's kmalloc on its page arena.
+    ///
+    /// [`boot_static`]: crate::boot_static
+    fn reclaim_pages(&self, arena: &Arena<'_>) -> usize {
+        if !core::ptr::addr_eq(arena, self.pages) {
+            return 0;
+        }
+        let mut freed = 0;
+        self.caches.for_each(|c| freed += c.reclaim_to(arena));
+        if freed > 0 {
+            freed += arena.reclaim_qcaches();
+        }
+        freed
+    }
+
     /// Gives idle memory back: flushes the calling CPU's magazines of every
     /// cache (only a CPU's owner may; other CPUs keep theirs), reaps every
     /// cache (depots into slabs, empty slabs to their arenas), then reaps
@@ -576,5 +595,13 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         Arena::vmem_header(w)?;
         self.caches.base().vmem_row(w)?;
         self.pages.vmem_row(w)
+    }
+}
+
+/// When the page arena runs out, the caches give back what they hold idle
+/// (see `reclaim_pages`); [`boot_static`](crate::boot_static) registers it.
+impl<C: Cpu> kmem_arena::Reclaim for Kmalloc<'_, C> {
+    fn reclaim(&self, arena: &Arena<'_>, _wanted: usize) -> usize {
+        self.reclaim_pages(arena)
     }
 }

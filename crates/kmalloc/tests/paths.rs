@@ -283,3 +283,48 @@ fn free_checked(
     }
     .unwrap();
 }
+
+/// A `'static` stack's page arena asks the caches for what they hold idle
+/// when it runs out: pages that freed small objects keep (in magazines,
+/// the depot and empty slabs) serve a large request without a `reap`. A
+/// stack booted with `boot` (not registered: its kmalloc is not `'static`)
+/// refuses the same request until reaped.
+#[test]
+fn the_page_arena_reclaims_from_the_caches_when_it_runs_out() {
+    fn fill_and_free(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) {
+        let small = layout(64, 8);
+        let mut held = Vec::new();
+        while let Ok(p) = k.alloc(small) {
+            held.push(p);
+        }
+        for p in held {
+            // SAFETY: allocated above.
+            unsafe { k.free(p, small) }.unwrap();
+        }
+    }
+    let big = layout(1 << 20, 4096);
+    // Not registered: idle pages stay with the caches.
+    with_kmalloc(4 << 20, |k| {
+        fill_and_free(k);
+        assert_eq!(k.alloc(big), Err(AllocError::Exhausted));
+        assert!(k.reap() > 0);
+        let p = k.alloc(big).unwrap();
+        // SAFETY: allocated above.
+        unsafe { k.free(p, big) }.unwrap();
+    });
+    // Registered by `boot_static`.
+    let mem: &'static mut [u8] = Box::leak(vec![0u8; 4 << 20].into_boxed_slice());
+    let k = kmalloc::boot_static(
+        mem,
+        kmem_magazine::ThreadCpus::global(),
+        &kmalloc::Config::default(),
+    )
+    .unwrap();
+    fill_and_free(k);
+    let p = k
+        .alloc(big)
+        .expect("the page arena's reclaim gives the idle pages back");
+    // SAFETY: allocated above.
+    unsafe { k.free(p, big) }.unwrap();
+    check(k);
+}

@@ -123,6 +123,24 @@ impl<C: Cpu> KmemCache<'_, C> {
         self.reap_from(self.source)
     }
 
+    /// For a reclaim callback of `arena`, this cache's source, which ran
+    /// out: the caller's own magazines (also from inside an operation, as
+    /// an arena's reclaim may run in the section of a page allocation),
+    /// the depot and the empty slabs go back, the slabs to `arena`.
+    /// Allocates nothing (the hash keeps its size), so it may run while
+    /// `arena` has nothing to give. Returns the bytes given back; 0 for a
+    /// cache whose source is another arena (or that has none).
+    pub fn reclaim_to(&self, arena: &Arena<'_>) -> usize {
+        if !self.source.is_some_and(|s| core::ptr::addr_eq(s, arena)) {
+            return 0;
+        }
+        self.flush_current_within();
+        if let Some(mags) = &self.mags {
+            mags.drain_depot(|obj| self.drain_one(obj));
+        }
+        self.free_empty_slabs(arena)
+    }
+
     /// [`reap`](Self::reap), giving empty slabs back to `src`.
     pub(crate) fn reap_from(&self, src: Option<&Arena<'_>>) -> usize {
         if let Some(mags) = &self.mags {
