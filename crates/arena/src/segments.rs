@@ -19,6 +19,9 @@ use crate::policy::{Fit, Policy};
 /// Spans [`Segments::busy`] follows a range over.
 const BUSY_SPANS: usize = 4;
 
+/// Regions of donated hash-table memory an arena keeps.
+pub(crate) const HASH_REGIONS: usize = 4;
+
 /// Free segments a search examines under one hold of the lock (each found
 /// in O(log n) through the segment tree, or taken from a free list).
 pub(crate) const SEARCH_BATCH: usize = 16;
@@ -111,6 +114,11 @@ pub(crate) struct Segments {
     pub(crate) last_nextfit: Option<usize>,
     /// A hash resize is under way (set under the lock, done outside it).
     pub(crate) rescaling: bool,
+    /// Memory donated for hash tables ([`Arena::add_hash_memory`]): start,
+    /// length, and whether a table holds it now (len 0: no region).
+    ///
+    /// [`Arena::add_hash_memory`]: crate::Arena::add_hash_memory
+    pub(crate) hash_memory: [(usize, usize, bool); HASH_REGIONS],
     pub(crate) counters: Counters,
 }
 
@@ -130,6 +138,7 @@ impl Segments {
             meta_segs: 0,
             last_nextfit: None,
             rescaling: false,
+            hash_memory: [(0, 0, false); HASH_REGIONS],
             counters: Counters {
                 allocs: 0,
                 frees: 0,

@@ -18,7 +18,10 @@ impl Arena<'_> {
     /// Allocates metadata memory (a hash table) of `bytes`.
     fn meta_alloc(&self, bytes: usize) -> Option<usize> {
         if !self.base {
-            return self.tags_from?.alloc(bytes, Policy::InstantFit).ok();
+            return match self.tags_from {
+                Some(meta) => meta.alloc(bytes, Policy::InstantFit).ok(),
+                None => self.take_hash_memory(bytes),
+            };
         }
         let addr = self.alloc(bytes, Policy::InstantFit).ok()?;
         let mut g = self.inner.lock();
@@ -43,10 +46,63 @@ impl Arena<'_> {
             // SAFETY: metadata `meta_alloc` took from the tag arena with this
             // size, no longer used (the caller replaced or dropped it).
             (false, Some(meta)) => unsafe { meta.free_memory(addr, bytes) },
-            (false, None) => Ok(()),
+            (false, None) => {
+                self.give_hash_memory(addr);
+                Ok(())
+            }
         };
         if freed.is_err() {
             self.inner.lock().counters.meta_errors += 1;
+        }
+    }
+
+    /// Donates memory for the allocated-segment hash of an arena that has
+    /// no tag arena and is not a base arena (its boundary tags were donated
+    /// too, with [`add_tag_memory`](Self::add_tag_memory)): the hash grows
+    /// into such regions as its load asks (a table takes a whole region, the
+    /// smallest that holds it, and gives it back when replaced). At most 4
+    /// regions are kept; returns false, keeping nothing, when 4 are held, the
+    /// arena takes its tables elsewhere, or the region holds no table larger
+    /// than the 64 chains kept inline.
+    ///
+    /// # Safety
+    /// `[ptr, ptr + len)` is valid for reads and writes, aligned to 4 bytes,
+    /// and used by nothing else for as long as the arena exists.
+    pub unsafe fn add_hash_memory(&self, ptr: *mut u8, len: usize) -> bool {
+        if self.base || self.tags_from.is_some() || !(ptr as usize).is_multiple_of(4) {
+            return false;
+        }
+        if len < HeadTable::bytes_for(2 * INLINE_CHAINS) {
+            return false;
+        }
+        let mut g = self.inner.lock();
+        match g.hash_memory.iter_mut().find(|r| r.1 == 0) {
+            Some(r) => {
+                *r = (ptr as usize, len, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A free donated region of at least `bytes` (the smallest), marked in
+    /// use.
+    fn take_hash_memory(&self, bytes: usize) -> Option<usize> {
+        let mut g = self.inner.lock();
+        let r = g
+            .hash_memory
+            .iter_mut()
+            .filter(|r| !r.2 && r.1 >= bytes)
+            .min_by_key(|r| r.1)?;
+        r.2 = true;
+        Some(r.0)
+    }
+
+    /// Marks the donated region at `addr` free again.
+    fn give_hash_memory(&self, addr: usize) {
+        let mut g = self.inner.lock();
+        if let Some(r) = g.hash_memory.iter_mut().find(|r| r.2 && r.0 == addr) {
+            r.2 = false;
         }
     }
 
@@ -82,8 +138,10 @@ impl Arena<'_> {
             let s = &mut *g;
             s.rescaling = false;
             // SAFETY: `addr` is a fresh allocation of `bytes` from a memory
-            // arena (this base arena or the tag arena), 8-aligned, owned by the
-            // hash until it retires it (freed by `free_retired`) or destroy.
+            // arena (this base arena or the tag arena, 8-aligned) or a
+            // donated region (4-aligned, `add_hash_memory`'s contract) just
+            // marked in use, owned by the hash until it retires it (given
+            // back by `free_retired`) or destroy.
             let new = table.map(|addr| unsafe { HeadTable::from_raw(addr as *mut u8, chains) });
             // `rescaling` kept any other rescale out since the check above,
             // so no rehash can have started meanwhile.

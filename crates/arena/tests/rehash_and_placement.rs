@@ -287,3 +287,47 @@ fn from_top_near_usize_max() {
     );
     ids.check().unwrap();
 }
+
+/// An arena whose tags were donated by hand (no tag arena) keeps its 64
+/// inline chains until it is given hash memory too; then its hash grows
+/// into the donated regions as the load asks, a table giving its region
+/// back when a larger one replaces it.
+#[test]
+fn donated_tags_arena_grows_into_donated_hash_memory() {
+    let mut tags = vec![0u64; 160 * 512];
+    let mut hash_a = vec![0u32; 1 << 12];
+    let mut hash_b = vec![0u32; 1 << 14];
+    let ids = Arena::builder("ids").quantum(1).build().unwrap();
+    // SAFETY: the buffers outlive the arena and nothing else touches them.
+    unsafe { ids.add_tag_memory(tags.as_mut_ptr().cast(), tags.len() * 8) };
+    ids.add(0, 1 << 30).unwrap();
+    let live: Vec<usize> = (0..5000)
+        .map(|_| ids.alloc(1, Policy::InstantFit).unwrap())
+        .collect();
+    assert_eq!(ids.stats().hash_chains, 64, "no memory to grow into");
+    // SAFETY: as above.
+    assert!(unsafe { ids.add_hash_memory(hash_a.as_mut_ptr().cast(), hash_a.len() * 4) });
+    // Too small for a table larger than the inline one: refused.
+    let mut tiny = [0u32; 64];
+    // SAFETY: as above (never kept: refused).
+    assert!(!unsafe { ids.add_hash_memory(tiny.as_mut_ptr().cast(), 256) });
+    let more: Vec<usize> = (0..10)
+        .map(|_| ids.alloc(1, Policy::InstantFit).unwrap())
+        .collect();
+    let grown = ids.stats().hash_chains;
+    assert!(grown > 64 && grown <= 1 << 12, "{grown} chains");
+    // SAFETY: as above.
+    assert!(unsafe { ids.add_hash_memory(hash_b.as_mut_ptr().cast(), hash_b.len() * 4) });
+    let most: Vec<usize> = (0..6000)
+        .map(|_| ids.alloc(1, Policy::InstantFit).unwrap())
+        .collect();
+    ids.rescale_hash();
+    let chains = ids.stats().hash_chains;
+    assert!(chains > grown, "{chains} chains after {grown}");
+    ids.check().unwrap();
+    for x in live.into_iter().chain(more).chain(most) {
+        ids.free(x, 1).unwrap();
+    }
+    ids.check().unwrap();
+    drop(ids);
+}
