@@ -449,9 +449,12 @@ impl<'a> Arena<'a> {
         best: bool,
         imported: Option<usize>,
     ) -> Result<(MutexGuard<'_, Segments>, Option<usize>), AllocError> {
+        // A plain fit takes the front of a segment: one tag at most (for
+        // the rest), as `alloc` needs; a constrained one may split twice.
+        let tags = if fit.is_plain(self.quantum) { 1 } else { 2 };
         let mut cur = Cursor::default();
         loop {
-            let mut g = self.lock_for_retry(2, imported)?;
+            let mut g = self.lock_for_retry(tags, imported)?;
             match g.search(fit, policy, best, self.quantum, &mut cur) {
                 Search::Found(addr) => return Ok((g, Some(addr))),
                 Search::NotFound => return Ok((g, None)),

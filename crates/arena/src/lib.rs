@@ -16,13 +16,15 @@
 //! address window; constraints no address could meet are refused before
 //! any search ([`AllocError::Overconstrained`]).
 //!
-//! **Bounded work.** A search looks at no more than 16 candidate free
+//! **Bounded work.** A search looks at no more than 64 candidate free
 //! segments per hold of the arena lock; one that must look at more lets go
 //! of the lock, takes it again and goes on where it stopped (counted in
 //! [`ArenaStats::search_pauses`]), so no caller keeps the lock for more
 //! than a bounded amount of work however the arena is fragmented. A free
 //! segment that must fit (every one of at least `size + lcm(align,
-//! nocross) - quantum` units) is found in O(1) from the lists.
+//! nocross) - quantum` units) is found in O(1) from the lists; the ones
+//! that may fit are walked list by list (windows, the top and next fit:
+//! in address order through the segment tree, O(log n) per candidate).
 //!
 //! **Exhaustive.** An arena without a source never fails an `xalloc` (or
 //! an `alloc`) while one of its free ranges fits, except that a range

@@ -7,11 +7,11 @@ use crate::AllocError;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Policy {
     /// O(1): the first segment of the smallest power-of-two list whose every
-    /// member fits; falls back to the first fit among 16 members of the
+    /// member fits; falls back to the first fit among 64 members of the
     /// request's own list, then to a search of the rest (in address order).
     #[default]
     InstantFit,
-    /// The smallest fitting segment among 16 members of the request's own
+    /// The smallest fitting segment among 64 members of the request's own
     /// list, else any segment of a larger list, else a search of the rest
     /// of the own list (in address order).
     BestFit,

@@ -24,7 +24,7 @@ pub(crate) const HASH_REGIONS: usize = 4;
 
 /// Free segments a search examines under one hold of the lock (each found
 /// in O(log n) through the segment tree, or taken from a free list).
-pub(crate) const SEARCH_BATCH: usize = 16;
+pub(crate) const SEARCH_BATCH: usize = 64;
 
 /// What the bounded first try of `alloc` found.
 pub(crate) enum Pick {
@@ -55,7 +55,19 @@ pub(crate) struct Cursor {
     at: usize,
     /// Next fit: 0 after the previous result, 1 from the window's start.
     pass: u8,
+    /// A list scan: the list it is on (0: not started), and the last
+    /// segment it looked at there, if any.
+    list: u8,
+    last: Option<TagId>,
+    /// Times a list scan found its last segment moved and began its list
+    /// again.
+    restarts: u8,
 }
+
+/// Restarts of a list scan (its last segment moved while the lock was let
+/// go) before the search goes over to the address-ordered walk, which
+/// always progresses.
+const LIST_RESTARTS: u8 = 4;
 
 /// The segment tree's key of the free segments that may hold `size` units:
 /// those of its size class and above (see `Tag::key`).
@@ -418,17 +430,28 @@ impl Segments {
         if !cur.started {
             cur.started = true;
             cur.at = fit.min;
-            if let Some(id) = self.tags.floor(Tree::Segments, fit.min) {
-                let t = *self.tags.get(id);
-                if t.kind() == TagKind::Free && t.start < fit.min {
-                    if let Some(at) = fit.find_in(t.start, t.size) {
-                        return Search::Found(self.take_at(id, at, fit));
-                    }
+        }
+        // The free segment that starts below the cursor and reaches past it:
+        // at the start, the one holding `fit.min`; on a resumed stretch, one
+        // that a merge made while the lock was let go (a free segment ahead
+        // of the cursor may have joined one behind it, whose start it took).
+        if let Some(id) = cur
+            .at
+            .checked_sub(1)
+            .and_then(|a| self.tags.floor(Tree::Segments, a))
+        {
+            let t = *self.tags.get(id);
+            if t.kind() == TagKind::Free && t.end() > cur.at && t.start < fit.max {
+                if let Some(at) = fit.find_in(t.start, t.size) {
+                    return Search::Found(self.take_at(id, at, fit));
                 }
             }
         }
+        // A batch starts from the cursor's address (the tree may have changed
+        // while the lock was let go) and steps to each next candidate.
+        let mut next = self.tags.first_keyed_from(Tree::Segments, cur.at, k);
         for _ in 0..SEARCH_BATCH {
-            let Some(id) = self.tags.first_keyed_from(Tree::Segments, cur.at, k) else {
+            let Some(id) = next else {
                 return Search::NotFound;
             };
             let t = *self.tags.get(id);
@@ -440,6 +463,7 @@ impl Segments {
             }
             // `t.start < fit.max`, so this cannot overflow.
             cur.at = t.start + 1;
+            next = self.tags.next_keyed(id, k);
         }
         Search::Paused
     }
@@ -452,8 +476,9 @@ impl Segments {
             cur.started = true;
             cur.at = fit.max;
         }
+        let mut next = self.tags.last_keyed_below(Tree::Segments, cur.at, k);
         for _ in 0..SEARCH_BATCH {
-            let Some(id) = self.tags.last_keyed_below(Tree::Segments, cur.at, k) else {
+            let Some(id) = next else {
                 return Search::NotFound;
             };
             let t = *self.tags.get(id);
@@ -464,6 +489,7 @@ impl Segments {
                 return Search::Found(self.take_at(id, at, fit));
             }
             cur.at = t.start;
+            next = self.tags.prev_keyed(id, k);
         }
         Search::Paused
     }
@@ -499,8 +525,8 @@ impl Segments {
     /// fit, from the lists; else the lowest fitting address among the free
     /// segments that may fit.
     fn search_lists(&mut self, fit: &Fit, best: bool, quantum: usize, cur: &mut Cursor) -> Search {
-        if !cur.started {
-            let sure = fit.sure_size(quantum).map_or(64, list_up);
+        let sure = fit.sure_size(quantum).map_or(64, list_up).min(64);
+        if !cur.started && cur.list == 0 {
             let lists = if sure < 64 {
                 self.freemap & (u64::MAX << sure)
             } else {
@@ -521,8 +547,64 @@ impl Segments {
                     debug_assert!(false, "kmem-arena: a segment of the sure size does not fit");
                 }
             }
+            cur.list = list_of(fit.size) as u8 + 1;
         }
-        self.search_up(fit, cur)
+        if cur.started || cur.restarts > LIST_RESTARTS {
+            // The list scan kept losing its place: the address-ordered
+            // walk finishes the search.
+            return self.search_up(fit, cur);
+        }
+        // The lists that may hold a fit, each in list order (the most
+        // recently freed first), a batch of segments per call. `cur.list`
+        // is the list's index plus one.
+        let mut seen = 0;
+        while (cur.list as usize) <= sure {
+            let i = cur.list as usize - 1;
+            let mut next = match cur.last {
+                None => self.free[i].first(),
+                Some(last) => {
+                    let t = self.tags.get(last);
+                    if t.kind() == TagKind::Free && t.list as usize == i {
+                        t.list_next()
+                    } else {
+                        // It left the list while the lock was let go:
+                        // this list again, from its head.
+                        cur.restarts += 1;
+                        if cur.restarts > LIST_RESTARTS {
+                            return self.search_up(fit, cur);
+                        }
+                        self.free[i].first()
+                    }
+                }
+            };
+            let mut found: Option<(TagId, usize, usize)> = None;
+            while let Some(id) = next {
+                if seen == SEARCH_BATCH {
+                    break;
+                }
+                seen += 1;
+                let t = self.tags.get(id);
+                next = t.list_next();
+                cur.last = Some(id);
+                if let Some(at) = fit.find_in(t.start, t.size) {
+                    if found.is_none_or(|(_, _, sz)| t.size < sz) {
+                        found = Some((id, at, t.size));
+                    }
+                    if !best {
+                        break;
+                    }
+                }
+            }
+            if let Some((id, at, _)) = found {
+                return Search::Found(self.take_at(id, at, fit));
+            }
+            if next.is_some() {
+                return Search::Paused;
+            }
+            cur.list += 1;
+            cur.last = None;
+        }
+        Search::NotFound
     }
 
     /// The size of the largest free segment, 0 if none: the largest member

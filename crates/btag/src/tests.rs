@@ -545,6 +545,12 @@ fn keyed_searches_match_brute_force() {
                     brute_last(&f.tags, at, k)
                 );
             }
+            if let Some(&id) = members.get(rng.below(members.len().max(1) as u64) as usize) {
+                let k = rng.below(66) as u8;
+                let start = f.tags.get(id).start;
+                assert_eq!(f.tags.next_keyed(id, k), brute_first(&f.tags, start + 1, k));
+                assert_eq!(f.tags.prev_keyed(id, k), brute_last(&f.tags, start, k));
+            }
         }
     }
 }

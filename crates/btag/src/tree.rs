@@ -595,28 +595,36 @@ impl Tags {
     /// first member at or above `from`, one down a subtree that holds such
     /// a member.
     pub fn first_keyed_from(&self, tree: Tree, from: usize, k: u8) -> Option<TagId> {
-        let mut x = self.lower_bound(tree, from)?.0;
-        if self.store.get(TagId(x)).key() >= k {
-            return Some(TagId(x));
+        let x = self.lower_bound(tree, from)?;
+        if self.store.get(x).key() >= k {
+            return Some(x);
         }
-        let r = self.right(x);
-        if self.maxkey(r) >= k {
-            return Some(TagId(self.leftmost_keyed(r, k)));
+        self.next_keyed(x, k)
+    }
+
+    /// The member after `id` in its tree whose [key](Tag::key) is at least
+    /// `k`: O(log n), and O(1) amortized over a walk through a tree's
+    /// members in order (each step climbs only as far as the next one).
+    pub fn next_keyed(&self, id: TagId, k: u8) -> Option<TagId> {
+        // Each node's tag is read once (a lookup per node, not per link).
+        let (mut x, mut t) = (id.0, self.store.get(id));
+        if self.holds_key(t.right, k) {
+            return Some(TagId(self.leftmost_keyed(t.right, k)));
         }
         // Up: each ancestor reached from its left side follows `x` in
         // order, and so does its right subtree.
         loop {
-            let p = self.parent(x);
+            let p = t.parent;
             if p == NIL {
                 return None;
             }
-            if self.left(p) == x {
-                if self.store.get(TagId(p)).key() >= k {
+            t = self.store.get(TagId(p));
+            if t.left == x {
+                if t.key() >= k {
                     return Some(TagId(p));
                 }
-                let r = self.right(p);
-                if self.maxkey(r) >= k {
-                    return Some(TagId(self.leftmost_keyed(r, k)));
+                if self.holds_key(t.right, k) {
+                    return Some(TagId(self.leftmost_keyed(t.right, k)));
                 }
             }
             x = p;
@@ -627,30 +635,42 @@ impl Tags {
     /// [key](Tag::key) is at least `k`: the mirror of
     /// [`first_keyed_from`](Self::first_keyed_from). O(log n).
     pub fn last_keyed_below(&self, tree: Tree, below: usize, k: u8) -> Option<TagId> {
-        let mut x = self.floor(tree, below.checked_sub(1)?)?.0;
-        if self.store.get(TagId(x)).key() >= k {
-            return Some(TagId(x));
+        let x = self.floor(tree, below.checked_sub(1)?)?;
+        if self.store.get(x).key() >= k {
+            return Some(x);
         }
-        let l = self.left(x);
-        if self.maxkey(l) >= k {
-            return Some(TagId(self.rightmost_keyed(l, k)));
+        self.prev_keyed(x, k)
+    }
+
+    /// The member before `id` in its tree whose [key](Tag::key) is at least
+    /// `k`: the mirror of [`next_keyed`](Self::next_keyed).
+    pub fn prev_keyed(&self, id: TagId, k: u8) -> Option<TagId> {
+        let (mut x, mut t) = (id.0, self.store.get(id));
+        if self.holds_key(t.left, k) {
+            return Some(TagId(self.rightmost_keyed(t.left, k)));
         }
         loop {
-            let p = self.parent(x);
+            let p = t.parent;
             if p == NIL {
                 return None;
             }
-            if self.right(p) == x {
-                if self.store.get(TagId(p)).key() >= k {
+            t = self.store.get(TagId(p));
+            if t.right == x {
+                if t.key() >= k {
                     return Some(TagId(p));
                 }
-                let l = self.left(p);
-                if self.maxkey(l) >= k {
-                    return Some(TagId(self.rightmost_keyed(l, k)));
+                if self.holds_key(t.left, k) {
+                    return Some(TagId(self.rightmost_keyed(t.left, k)));
                 }
             }
             x = p;
         }
+    }
+
+    /// True when `x` is a member whose subtree holds a key of at least `k`.
+    #[inline]
+    fn holds_key(&self, x: u32, k: u8) -> bool {
+        x != NIL && self.store.get(TagId(x)).maxkey >= k
     }
 
     /// The lowest member of the subtree `x` (whose `maxkey` is at least
@@ -658,12 +678,12 @@ impl Tags {
     fn leftmost_keyed(&self, mut x: u32, k: u8) -> u32 {
         loop {
             let t: &Tag = self.store.get(TagId(x));
-            if self.maxkey(t.left) >= k {
+            if self.holds_key(t.left, k) {
                 x = t.left;
             } else if t.key() >= k {
                 return x;
             } else {
-                debug_assert!(self.maxkey(t.right) >= k, "kmem-btag: stale maxkey");
+                debug_assert!(self.holds_key(t.right, k), "kmem-btag: stale maxkey");
                 x = t.right;
             }
         }
@@ -674,12 +694,12 @@ impl Tags {
     fn rightmost_keyed(&self, mut x: u32, k: u8) -> u32 {
         loop {
             let t: &Tag = self.store.get(TagId(x));
-            if self.maxkey(t.right) >= k {
+            if self.holds_key(t.right, k) {
                 x = t.right;
             } else if t.key() >= k {
                 return x;
             } else {
-                debug_assert!(self.maxkey(t.left) >= k, "kmem-btag: stale maxkey");
+                debug_assert!(self.holds_key(t.left, k), "kmem-btag: stale maxkey");
                 x = t.left;
             }
         }
