@@ -1,4 +1,4 @@
-//! The side-by-side suite (`kmem-suite`): B1-B9 and B12 of the project's
+//! The side-by-side suite (`kmem-suite`): B1-B9, B12 and B13 of the project's
 //! performance anchors, every contender driven through one thin trait by
 //! the same seeded trace, ratios taken in one process by interleaving the
 //! contenders round by round. [`run`] measures; [`crate::report`] writes
@@ -7,6 +7,7 @@
 
 pub mod b1;
 pub mod b12;
+pub mod b13;
 pub mod b2;
 pub mod b3;
 pub mod b4;
@@ -62,6 +63,7 @@ pub fn run(cfg: &Config) -> Results {
         (b8::BENCH, b8::run),
         (b9::BENCH, b9::run),
         (b12::BENCH, b12::run),
+        (b13::BENCH, b13::run),
     ];
     for (b, f) in standalone {
         if cfg.wants(b.id, b.title) {
