@@ -28,6 +28,17 @@ fn same_as_model(a: &Arena<'_>, model: &BTreeMap<usize, usize>, ctx: &str) {
     assert_eq!(st.live, model.len(), "{ctx}: {st:?}");
 }
 
+/// Frees a random allocation of `live` (if any) with `xfree`.
+fn free_random(a: &Arena<'_>, live: &mut BTreeMap<usize, usize>, rng: &mut Rng) {
+    if live.is_empty() {
+        return;
+    }
+    let i = rng.below(live.len() as u64) as usize;
+    let (&x, &s) = live.iter().nth(i).unwrap();
+    live.remove(&x);
+    a.xfree(x, s).unwrap();
+}
+
 fn free_segs(a: &Arena<'_>) -> Vec<(usize, usize)> {
     let mut v = Vec::new();
     a.walk(WalkKinds::FREE, |s| {
@@ -165,11 +176,8 @@ fn dense_random_checked_every_op() {
                 if let Ok(x) = got {
                     assert!(live.insert(x, size).is_none());
                 }
-            } else if !live.is_empty() {
-                let i = rng.below(live.len() as u64) as usize;
-                let (&x, &s) = live.iter().nth(i).unwrap();
-                live.remove(&x);
-                a.xfree(x, s).unwrap();
+            } else {
+                free_random(&a, &mut live, &mut rng);
             }
             same_as_model(&a, &live, &format!("seed {seed} step {step}"));
         }
@@ -218,11 +226,8 @@ fn sourced_spans_released_after_every_merge_shape() {
                 .unwrap()
             };
             assert!(live.insert(x, size).is_none());
-        } else if !live.is_empty() {
-            let i = rng.below(live.len() as u64) as usize;
-            let (&x, &s) = live.iter().nth(i).unwrap();
-            live.remove(&x);
-            a.xfree(x, s).unwrap();
+        } else {
+            free_random(&a, &mut live, &mut rng);
         }
         if step % 7 == 0 {
             same_as_model(&a, &live, &format!("step {step}"));

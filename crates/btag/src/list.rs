@@ -71,6 +71,12 @@ impl Tags {
             t.prev = NIL;
             links
         };
+        self.unlink(head, id, next, prev);
+    }
+
+    /// Links `prev` to `next` (or `head`, when `id` was first), around `id`.
+    #[inline]
+    fn unlink(&mut self, head: &mut ListHead, id: TagId, next: u32, prev: u32) {
         if prev == NIL {
             debug_assert_eq!(head.0, id.0, "kmem-btag: tag is not on this list");
             head.0 = next;
@@ -88,16 +94,7 @@ impl Tags {
     /// list, or makes it unused, before any other list operation on it.
     #[inline]
     pub fn list_remove_as(&mut self, head: &mut ListHead, id: TagId, t: &crate::Tag) {
-        let (next, prev) = (t.next, t.prev);
-        if prev == NIL {
-            debug_assert_eq!(head.0, id.0, "kmem-btag: tag is not on this list");
-            head.0 = next;
-        } else {
-            self.store.get_mut(TagId(prev)).next = next;
-        }
-        if next != NIL {
-            self.store.get_mut(TagId(next)).prev = prev;
-        }
+        self.unlink(head, id, t.next, t.prev);
     }
 
     /// Removes and returns the first tag of the list.
