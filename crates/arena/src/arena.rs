@@ -450,8 +450,13 @@ impl<'a> Arena<'a> {
         imported: Option<usize>,
     ) -> Result<(MutexGuard<'_, Segments>, Option<usize>), AllocError> {
         // A plain fit takes the front of a segment: one tag at most (for
-        // the rest), as `alloc` needs; a constrained one may split twice.
-        let tags = if fit.is_plain(self.quantum) { 1 } else { 2 };
+        // the rest), as `alloc` needs; a constrained one, or next fit (which
+        // starts past the previous result), may split twice.
+        let tags = if fit.is_plain(self.quantum) && policy != Policy::NextFit {
+            1
+        } else {
+            2
+        };
         let mut cur = Cursor::default();
         loop {
             let mut g = self.lock_for_retry(tags, imported)?;

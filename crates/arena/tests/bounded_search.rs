@@ -303,3 +303,29 @@ fn an_exact_fit_behind_a_long_list_needs_one_tag() {
     assert_eq!(a.alloc(3, Policy::InstantFit), Ok(three));
     drop(pages);
 }
+
+/// Next fit starts past its previous result, inside a free segment, so it
+/// may split twice: with one unused tag left and none to be had, it is
+/// refused with `NoTags` (it once searched with one tag and panicked when
+/// the split needed the second).
+#[test]
+fn next_fit_needs_two_tags() {
+    let mut pages = vec![0u64; 2 * 512];
+    let a = Arena::builder("ids").quantum(1).build().unwrap();
+    // SAFETY: `pages` outlives the arena and nothing else touches it.
+    unsafe { a.add_tag_memory(pages.as_mut_ptr().cast(), 2 * 4096) };
+    a.add(0, 1 << 20).unwrap();
+    // Next fit's previous result is 0; it is freed again, so the next one
+    // starts at 1, inside the one free segment.
+    let x = a.alloc(1, Policy::NextFit).unwrap();
+    a.xfree(x, 1).unwrap();
+    // Use up the tags but one, far from the start.
+    let far = Constraints::new().min_addr(1 << 19);
+    while a.stats().tags_unused > 1 {
+        a.xalloc(1, &far).unwrap();
+    }
+    assert_eq!(a.alloc(1, Policy::NextFit), Err(AllocError::NoTags));
+    a.check().unwrap();
+    drop(a);
+    drop(pages);
+}
