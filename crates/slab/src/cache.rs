@@ -591,9 +591,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// [`asan_poison`](Self::asan_poison) on the free fast path, which
     /// takes no lock: skipped (best effort) if the slab lock is busy, since
-    /// its holder may be the code a signal handler interrupted.
+    /// its holder may be the code a signal handler interrupted, or if the
+    /// caller is inside an operation already. The lock is held in a section
+    /// of its own, so a handler that interrupts this free is refused rather
+    /// than waiting for the lock its own context holds.
     #[cfg(kmem_asan)]
     fn asan_poison_if_unlocked(&self, obj: usize) {
+        let _section = match self.cpu().map(Section::enter) {
+            Some(None) => return,
+            section => section,
+        };
         if let Some(st) = self.slab.try_lock() {
             self.asan_poison(&st, obj);
         }
