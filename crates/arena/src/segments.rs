@@ -164,11 +164,16 @@ impl Segments {
     }
 
     fn track_free(&mut self, id: TagId) {
-        let i = list_of(self.tags.get(id).size);
-        let t = self.tags.get_mut(id);
-        t.list = i as u8;
-        self.tags.set_kind(id, TagKind::Free);
-        self.tags.list_push(&mut self.free[i], id);
+        let size = self.tags.get(id).size;
+        self.track_free_sized(id, size);
+    }
+
+    /// [`track_free`](Self::track_free) of a tag known to be `size` units.
+    #[inline]
+    fn track_free_sized(&mut self, id: TagId, size: usize) {
+        let i = list_of(size);
+        self.tags
+            .set_kind_onto(id, TagKind::Free, i as u8, &mut self.free[i]);
         self.freemap |= 1 << i;
     }
 
@@ -327,8 +332,19 @@ impl Segments {
         let t = self.tags.get(id);
         debug_assert!(t.kind() == TagKind::Free && t.size >= size);
         if t.size == size {
-            self.untrack_free(id);
-            return self.account_alloc(id, size);
+            // An exact fit: off its free list by the links just read, then
+            // allocated and on its hash chain with one more lookup.
+            let t = *t;
+            let i = t.list as usize;
+            self.tags.list_remove_as(&mut self.free[i], id, &t);
+            if self.free[i].is_empty() {
+                self.freemap &= !(1 << i);
+            }
+            let chain = self.hash.chain_for_insert(&mut self.tags, t.start);
+            self.tags.set_kind_onto(id, TagKind::Allocated, 0, chain);
+            self.allocated += size;
+            self.counters.allocs += 1;
+            return t.start;
         }
         let (start, list, rest) = (t.start, t.list, t.size - size);
         let chain = self.hash.chain_for_insert(&mut self.tags, start);
@@ -700,7 +716,7 @@ impl Segments {
                 if !t.in_tree() {
                     self.tags.insert(Tree::Segments, id);
                 }
-                self.track_free(id);
+                self.track_free_sized(id, size);
                 return self.release_if_whole(release_spans, id, t);
             }
             (Some(_), next) => {

@@ -383,6 +383,28 @@ impl Tags {
         self.store.get_mut(id)
     }
 
+    /// Sets a tag's kind and `list` and pushes it on the list `head` (a tag
+    /// on no list), with one lookup of the tag: an exact fit moving from a
+    /// free list to a hash chain. A member of a tree has its subtree key
+    /// maxima brought up to date, as [`set_kind`](Self::set_kind) does.
+    #[inline]
+    pub fn set_kind_onto(&mut self, id: TagId, kind: TagKind, list: u8, head: &mut ListHead) {
+        let old = head.raw();
+        let t = self.store.get_mut(id);
+        t.kind = kind;
+        t.list = list;
+        t.next = old;
+        t.prev = NIL;
+        let in_tree = t.in_tree();
+        if let Some(o) = TagId::from_raw(old) {
+            self.store.get_mut(o).prev = id.0;
+        }
+        *head = ListHead::from_raw(id.0);
+        if in_tree {
+            self.refresh_from(id.0);
+        }
+    }
+
     /// Sets a tag's kind; a member of a tree has its subtree key maxima
     /// brought up to date ([`refresh_key`](Self::refresh_key)), as its key
     /// (or, after a change of `list`, the key it had) may change with it.
