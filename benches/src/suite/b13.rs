@@ -285,13 +285,16 @@ pub fn run(cfg: &Config, res: &mut Results) {
     let mut diverged = Vec::new();
     let mut counts = Vec::new();
     for (policy, label) in POLICIES {
+        let start = Instant::now();
         let ([plain, constrained], d) = least(|| replay(&tags, f, steps, policy));
         if d {
             diverged.push(label);
         }
         counts.push(format!(
-            "{label} {}, {}",
-            plain.segments, constrained.segments
+            "{label} {}, {} ({:.0} s)",
+            plain.segments,
+            constrained.segments,
+            start.elapsed().as_secs_f64()
         ));
         push(res, f, "alloc", label, &plain.alloc, plain.refused);
         push(res, f, "free", label, &plain.free, 0);
@@ -319,7 +322,7 @@ pub fn run(cfg: &Config, res: &mut Results) {
              for an empty call here (not subtracted). p99.99 of n times is about the (n/10^4 + 1)-th \
              largest: the 2nd in quick mode, the 11th in --full. Free segments at the end \
              of the alloc and of the xalloc mix, each with its own segments still live \
-             (F+1 at the start): {}. kmem next fit frees with xfree. vmem instant: the \
+             (F+1 at the start), and the time each policy's replays took: {}. kmem next fit frees with xfree. vmem instant: the \
              vmem crate's arena, the alloc mix only.",
             pow10(f),
             clock_cost(),
