@@ -137,11 +137,12 @@ impl Arena<'_> {
             let mut g = self.inner.lock();
             let s = &mut *g;
             s.rescaling = false;
-            // SAFETY: `addr` is a fresh allocation of `bytes` from a memory
-            // arena (this base arena or the tag arena, 8-aligned) or a
-            // donated region (4-aligned, `add_hash_memory`'s contract) just
-            // marked in use, owned by the hash until it retires it (given
-            // back by `free_retired`) or destroy.
+            // `addr` is a fresh allocation of `bytes` from a memory arena
+            // (this base arena or the tag arena, 8-aligned) or a donated
+            // region (4-aligned, `add_hash_memory`'s contract) just marked
+            // in use, owned by the hash until it retires it (given back by
+            // `free_retired`) or destroy.
+            // SAFETY: as just said, valid, aligned and ours for the table.
             let new = table.map(|addr| unsafe { HeadTable::from_raw(addr as *mut u8, chains) });
             // `rescaling` kept any other rescale out since the check above,
             // so no rehash can have started meanwhile.
