@@ -81,10 +81,11 @@ pub(crate) fn build_small(
         let sites = base + slab_size - size_of::<SlabHeader>() - bitmap_words * 8 - site_bytes(n);
         let none = crate::sites::SiteId::NONE.slot_value();
         for i in 0..n {
-            // SAFETY: slot `i` of the site slots, which lie below the
+            // slot `i` of the site slots, which lie below the
             // bitmap and above the objects (the layout fits: checked),
             // aligned to 4 (8, from the header); the buffer is ours and
             // unused.
+            // SAFETY: as just said.
             unsafe { (sites as *mut u32).add(i).write(none) };
         }
     }

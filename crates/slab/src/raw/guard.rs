@@ -213,7 +213,7 @@ impl FreeCheck {
         // The header's words stay unpoisoned; a bad pointer's may not be.
         #[cfg(kmem_asan)]
         kmem_arena::asan::unpoison(owner, size_of::<usize>());
-        // SAFETY: `Freed`'s promise (every caller has one for `addr`):
+        // `Freed`'s promise (every caller has one for `addr`):
         // `addr` is an object of this cache, so `owner` is the last word of
         // its slab's header, which lives as long as the slab, aligned (a
         // slab is aligned to its power-of-two size). If the promise is
@@ -223,6 +223,7 @@ impl FreeCheck {
         // page and every slab too (else a bad pointer can fault:
         // documented). The load is atomic because the word is an
         // `AtomicUsize` of a live header.
+        // SAFETY: as just said.
         let found = unsafe { (*(owner as *const AtomicUsize)).load(Ordering::Relaxed) };
         found == self.key
     }
@@ -255,10 +256,11 @@ impl FreeCheck {
         #[cfg(kmem_asan)]
         kmem_arena::asan::unpoison(addr, size_of::<usize>());
         let mark = mark(self.key, addr);
-        // SAFETY: an object start of a live slab of this cache (checked
+        // an object start of a live slab of this cache (checked
         // above; headed slabs are memory, objects a word at least and
         // aligned to 8): a word of memory that the free gives back to the
         // cache.
+        // SAFETY: as just said.
         admitted.prev = unsafe { word.read() };
         if admitted.prev == mark {
             #[cfg(kmem_asan)]
@@ -322,13 +324,14 @@ impl FreeCheck {
         if i >= self.per_slab {
             return;
         }
-        // SAFETY: a `Taken` of this (headed) cache is an object start
+        // a `Taken` of this (headed) cache is an object start
         // (checked: `i < per_slab`) of one of its live slabs, which it keeps
         // alive; the slab's base is `addr & !low` (aligned to its
         // power-of-two size), and slot `i` of the site slots that
         // `build_small` initialized at `sites` from it lies in the slab,
         // aligned to 4. An atomic: shared with the set's users under the
         // cache lock.
+        // SAFETY: as just said.
         let slot = unsafe { &*(self.site_slot(addr, i) as *const AtomicU32) };
         resite(slot, site, self.bytes);
     }
@@ -339,11 +342,12 @@ impl FreeCheck {
     #[cfg(feature = "site-stats")]
     #[inline(always)]
     pub(crate) fn free_site(&self, admitted: Admitted) {
-        // SAFETY: `admitted.slot` is the site slot of the object, an object
+        // `admitted.slot` is the site slot of the object, an object
         // start of a live slab of this cache (the admission checked both:
         // the slab's owner key, and the object start); the free keeps the
         // slab alive until the object is back in it. Aligned to 4, and
         // initialized by `build_small`, as in `hand_out_site`.
+        // SAFETY: as just said.
         let slot = unsafe { &*(admitted.slot as *const AtomicU32) };
         resite(slot, SiteId::NONE, self.bytes);
     }
