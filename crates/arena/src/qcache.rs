@@ -55,6 +55,14 @@ pub unsafe trait QuantumCaches: Sync {
     /// to `arena`; returns the units given back.
     fn reap(&self, arena: &Arena<'_>) -> usize;
 
+    /// One upkeep pass ([`Arena::tick`]): returns to `arena` what the
+    /// caches held idle through a whole interval between two passes (the
+    /// slab layer trims its depots' working sets and frees empty slabs).
+    /// Returns the units given back. The default reaps everything idle.
+    fn tick(&self, arena: &Arena<'_>) -> usize {
+        self.reap(arena)
+    }
+
     /// What the arena calls when an allocation finds it exhausted, before
     /// trying again: [`reap`](Self::reap), and whatever else the caches can
     /// give back at once (the caller's own per-CPU magazines, say).

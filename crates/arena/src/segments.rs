@@ -46,6 +46,16 @@ pub(crate) enum Search {
     Paused,
 }
 
+/// A step of a purge ([`Segments::take_for_purge`]).
+pub(crate) enum Purge {
+    /// This segment (start, size) was taken.
+    Took(usize, usize),
+    /// A batch looked at: go on from this address.
+    From(usize),
+    /// No free segment of the size at or above the address.
+    Done,
+}
+
 /// Where a search resumes after [`Search::Paused`].
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Cursor {
@@ -816,6 +826,28 @@ impl Segments {
     pub(crate) fn carve_at(&mut self, id: TagId, size: usize) {
         self.untrack_free(id);
         self.mark_meta(id, size);
+    }
+
+    /// For [`Arena::purge`](crate::Arena::purge): the lowest free segment
+    /// at or above `at` of at least `min` units, taken whole as metadata
+    /// (out of every search until a metadata free gives it back). Looks at
+    /// up to [`SEARCH_BATCH`] candidates.
+    pub(crate) fn take_for_purge(&mut self, at: usize, min: usize) -> Purge {
+        let k = class_key(min);
+        let mut next = self.tags.first_keyed_from(Tree::Segments, at, k);
+        for _ in 0..SEARCH_BATCH {
+            let Some(id) = next else {
+                return Purge::Done;
+            };
+            let t = *self.tags.get(id);
+            if t.size >= min {
+                self.untrack_free(id);
+                self.mark_meta(id, t.size);
+                return Purge::Took(t.start, t.size);
+            }
+            next = self.tags.next_keyed(id, k);
+        }
+        next.map_or(Purge::Done, |id| Purge::From(self.tags.get(id).start))
     }
 
     /// Allocates the first `size` units of the unlisted free segment `id` as

@@ -5,7 +5,7 @@
 use kmem_btag::{HeadTable, Tree};
 
 use crate::arena::{Arena, META};
-use crate::segments::Segments;
+use crate::segments::{Purge, Segments};
 use crate::{DestroyError, Policy, Source};
 
 /// Chains of the hash table kept inline in the arena.
@@ -197,6 +197,54 @@ impl Arena<'_> {
         let freed = self.qcaches.map_or(0, |q| q.reap(self));
         self.rescale_hash();
         freed
+    }
+
+    /// The upkeep pass, for a periodic timer (a kernel's, or the reaper
+    /// thread of kmalloc's global allocator): the quantum caches give back
+    /// what they held idle through a whole interval between two passes
+    /// ([`QuantumCaches::tick`](crate::QuantumCaches::tick)), then the allocated-segment
+    /// hash is resized to its load, growing or shrinking, in batches of
+    /// chains with the lock let go between them. Returns the units the
+    /// quantum caches gave back.
+    pub fn tick(&self) -> usize {
+        let freed = self.qcaches.map_or(0, |q| q.tick(self));
+        self.rescale_hash();
+        freed
+    }
+
+    /// Gives free memory back to the platform while the arena keeps it:
+    /// hands each free segment of at least `min` units to `f`, in address
+    /// order, with the segment taken out of the arena for the duration of
+    /// the call (no allocation can return it meanwhile), then frees it back
+    /// (it merges with its neighbours, and a sourced arena's span that is
+    /// then wholly free goes back to the source). For a memory arena, `f`
+    /// tells the OS that the pages are unused (Linux: `madvise` with
+    /// `MADV_DONTNEED`); their contents are lost, which free memory's may
+    /// be. The lock is held for one step at a time (up to 64 segments
+    /// looked at, or one taken), never while `f` runs. Returns the units
+    /// handed to `f`.
+    pub fn purge(&self, min: usize, mut f: impl FnMut(usize, usize)) -> usize {
+        let min = min.max(1);
+        let (mut at, mut purged) = (0, 0);
+        loop {
+            let step = self.inner.lock().take_for_purge(at, min);
+            match step {
+                Purge::Done => return purged,
+                Purge::From(next) => at = next,
+                Purge::Took(start, size) => {
+                    f(start, size);
+                    purged += size;
+                    // A refusal would mean corrupt metadata: counted.
+                    if self.free_segment(start, size, true).is_err() {
+                        self.inner.lock().counters.meta_errors += 1;
+                    }
+                    match start.checked_add(size) {
+                        Some(next) => at = next,
+                        None => return purged,
+                    }
+                }
+            }
+        }
     }
 
     /// Tears the arena down: destroys its quantum caches, then returns

@@ -526,6 +526,31 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         freed
     }
 
+    /// The upkeep pass, for a periodic timer (a kernel's; with the `std`
+    /// feature, [`KmallocGlobal`](crate::KmallocGlobal)'s reaper thread
+    /// calls it every [`UPKEEP_INTERVAL_MS`](crate::UPKEEP_INTERVAL_MS)):
+    /// every cache trims its depot's working set and gives its empty slabs
+    /// back ([`Caches::tick`]), then the page arena (its quantum caches
+    /// likewise, and its hash) and the base arena ([`Arena::tick`]). What a
+    /// program stops using goes back to the page source within three
+    /// passes: the objects to their slabs after two, the slabs' pages out
+    /// of the page arena's quantum caches at the third. The calling CPU's
+    /// own magazines stay loaded. Returns the bytes of slabs given back plus
+    /// the units the page arena's quantum caches gave back.
+    pub fn tick(&self) -> usize {
+        if let Some(_section) = Section::enter(self.caches.cpu()) {
+            self.free_deferred();
+        }
+        let mut freed = self.caches.tick();
+        // The arenas' passes take their quantum caches' locks and their own:
+        // in a section (not from a handler that interrupted one).
+        if let Some(_section) = Section::enter(self.caches.cpu()) {
+            freed += self.pages.tick();
+            self.caches.base().tick();
+        }
+        freed
+    }
+
     /// Takes every lock of the stack and keeps them, for a `fork()`, in
     /// the stack's lock order: first the cache registry's
     /// ([`Caches::fork_lock_registry`]); then the platform's, which the

@@ -32,7 +32,9 @@
 //!   ordinary programs that boots itself on first use over memory from the
 //!   OS (`mmap`), and survives `fork()` (its `pthread_atfork` handlers take
 //!   every lock) and signal handlers that allocate (refused or deferred,
-//!   never let into the interrupted call's state).
+//!   never let into the interrupted call's state). A reaper thread runs the
+//!   upkeep pass ([`Kmalloc::tick`]) every 500 ms, so that idle freed
+//!   memory goes back to the OS.
 //! - Failure injection (feature `fail-inject`, off by default and compiled
 //!   out without it; it turns on the feature of every crate below):
 //!   allocations fail when the plan set through `kmalloc::fail` (the
@@ -92,6 +94,8 @@ mod global;
 mod kmalloc;
 #[cfg(feature = "std")]
 mod os;
+#[cfg(feature = "std")]
+mod reaper;
 
 pub use boot::{boot, boot_static, debug_flags, Config};
 pub use classes::{class_align, class_size, CLASSES, MAX_CLASS};
@@ -106,6 +110,8 @@ pub use kmalloc::Kmalloc;
 struct ReadmeDoctests;
 #[cfg(feature = "std")]
 pub use os::{KmallocGlobal, OsPages};
+#[cfg(feature = "std")]
+pub use reaper::{UpkeepStats, UPKEEP_INTERVAL_MS};
 
 /// Failure injection (`kmem-fail`), with the `fail-inject` feature: set a
 /// [`Plan`](fail::Plan) for a [`Layer`](fail::Layer) here.

@@ -13,6 +13,7 @@ use kmem_arena::{AllocError as ArenaAllocError, Source};
 use kmem_magazine::ThreadCpus;
 use kmem_slab::{CacheFlags, Caller, DebugHooks, Report, PAGE_SIZE};
 
+use crate::reaper::UpkeepStats;
 use crate::{boot_static, debug_flags, Config, Kmalloc};
 
 /// Anonymous memory from the OS, `mmap`ed on import and `munmap`ed on
@@ -110,6 +111,10 @@ fn unmap(addr: usize, len: usize) -> bool {
 // unmaps them; `is_memory` is always true.
 unsafe impl Source for OsPages {
     fn import(&self, size: usize) -> Result<usize, ArenaAllocError> {
+        if ptr::eq(self, &OS_PAGES) {
+            // The global allocators' reaper, if a `fork()` child has none.
+            crate::reaper::ensure();
+        }
         // Map one alignment more than the reservation, and trim to an
         // aligned reservation.
         let reserved = reservation(size).ok_or(ArenaAllocError::Exhausted)?;
@@ -184,7 +189,7 @@ std::thread_local! {
 }
 
 /// How many booted [`KmallocGlobal`]s the `fork()` handlers protect.
-const MAX_GLOBALS: usize = 8;
+pub(crate) const MAX_GLOBALS: usize = 8;
 
 /// The booted global allocators, for the `fork()` handlers.
 static FORKABLE: [AtomicPtr<Kmalloc<'static, ThreadCpus>>; MAX_GLOBALS] =
@@ -235,6 +240,21 @@ extern "C" fn fork_prepare() {
         // SAFETY: its registry was locked just above.
         unsafe { k.fork_lock() };
     }
+}
+
+/// Every booted global allocator.
+pub(crate) fn booted() -> impl Iterator<Item = &'static Kmalloc<'static, ThreadCpus>> {
+    FORKABLE.iter().map_while(|k| {
+        // SAFETY: as in `forkable`; a null entry ends the booted prefix.
+        unsafe { k.load(Ordering::Acquire).as_ref() }
+    })
+}
+
+/// After `fork()`, in the child: as in the parent, and the reaper thread,
+/// which was not copied, is marked stopped.
+extern "C" fn fork_child() {
+    fork_release();
+    crate::reaper::forked_child();
 }
 
 /// The first `n` booted allocators.
@@ -293,6 +313,13 @@ fn register_fork(k: &'static Kmalloc<'static, ThreadCpus>) -> bool {
 ///   usual.
 /// - **Panics** never unwind out of the allocator: one would abort the
 ///   process, as Rust requires of a global allocator.
+/// - **Upkeep**: after the first boot a reaper thread (a bare `pthread`)
+///   runs [`Kmalloc::tick`] on every booted `KmallocGlobal` each
+///   [`UPKEEP_INTERVAL_MS`](crate::UPKEEP_INTERVAL_MS) (500 ms), so that
+///   freed memory a program leaves idle goes back to the OS within three
+///   passes; `KMEM_UPKEEP_MS` sets the interval, `0` turns it off. A
+///   `fork()` child starts its own on its next import of pages.
+///   [`upkeep`](Self::upkeep) tells what it did.
 ///
 /// ```no_run
 /// #[global_allocator]
@@ -344,6 +371,12 @@ impl KmallocGlobal {
         &OS_PAGES
     }
 
+    /// What the reaper thread, shared by every `KmallocGlobal` of the
+    /// process, has done: its interval, passes and their cost.
+    pub fn upkeep() -> UpkeepStats {
+        crate::reaper::stats()
+    }
+
     #[inline]
     fn kmalloc(&self) -> Option<&'static Kmalloc<'static, ThreadCpus>> {
         self.get().or_else(|| self.boot())
@@ -372,7 +405,7 @@ impl KmallocGlobal {
             // SAFETY: registers two `extern "C"` functions that live for the
             // whole program (glibc records them with its own malloc).
             let r = unsafe {
-                libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release))
+                libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_child))
             };
             ATFORK.store(u8::from(r == 0), Ordering::Relaxed);
             r == 0
@@ -392,12 +425,16 @@ impl KmallocGlobal {
             boot_static(mem, ThreadCpus::global(), &config).ok()
         });
         let booted = booted.filter(|&k| register_fork(k));
+        if booted.is_some() {
+            crate::reaper::configure();
+        }
         boot_unlock();
         IN_BOOT.set(false);
         match booted {
             Some(k) => {
                 self.k.store(ptr::from_ref(k).cast_mut(), Ordering::Release);
                 self.state.store(READY, Ordering::Release);
+                crate::reaper::ensure();
             }
             None => self.state.store(FAILED, Ordering::Release),
         }
@@ -511,7 +548,7 @@ fn caller_of_entry(marker: usize) -> [usize; 3] {
 
 /// The debug clock: the std platform's (nanoseconds of
 /// `CLOCK_MONOTONIC`).
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     kmem_magazine::Cpu::now_ns(ThreadCpus::global())
 }
 

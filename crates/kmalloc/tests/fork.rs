@@ -34,6 +34,27 @@ fn child() -> i32 {
     i32::from(!ok)
 }
 
+/// A child has no reaper thread (threads are not copied) until it imports
+/// pages: then it starts its own.
+#[test]
+fn a_child_starts_its_own_reaper() {
+    let _ = black_box(vec![0u8; 64]);
+    assert!(KmallocGlobal::upkeep().running);
+    // SAFETY: the child only allocates and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let before = KmallocGlobal::upkeep().running;
+        // Larger than any span imported so far: an import.
+        let v: Vec<u8> = black_box(Vec::with_capacity(512 << 20));
+        let after = KmallocGlobal::upkeep().running;
+        drop(v);
+        // SAFETY: leaves the child without running the test harness's exit.
+        unsafe { libc::_exit(if !before && after { 0 } else { 1 }) };
+    }
+    assert_eq!(wait(pid, Duration::from_secs(60)), Some(0));
+}
+
 /// Waits up to `limit` for `pid`; `None` if it had to be killed.
 fn wait(pid: libc::pid_t, limit: Duration) -> Option<i32> {
     let start = Instant::now();

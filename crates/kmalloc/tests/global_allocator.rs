@@ -288,3 +288,66 @@ fn kmem_debug_runs_a_clean_workload() {
         );
     }
 }
+
+/// The reaper thread: a burst of objects, freed and left idle, goes back
+/// to the page arena without any call of the program's (within three
+/// passes of 500 ms; up to 20 s allowed on a loaded machine).
+#[test]
+fn the_reaper_gives_an_idle_burst_back() {
+    type Obj = [u8; 5000];
+    let k = KMALLOC.get().expect("booted");
+    let class = k.class_for(core::alloc::Layout::new::<Obj>()).unwrap();
+    let v: Vec<Box<Obj>> = (0..4000).map(|i| Box::new([i as u8; 5000])).collect();
+    let peak = class.stats().slabs;
+    assert!(peak > 100, "{peak}");
+    drop(core::hint::black_box(v));
+    let start = std::time::Instant::now();
+    while class.stats().slabs * 10 > peak {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "slabs {} of {peak}, upkeep {:?}",
+            class.stats().slabs,
+            KmallocGlobal::upkeep()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let up = KmallocGlobal::upkeep();
+    assert!(up.passes >= 2 && up.given_back > 0, "{up:?}");
+    assert!(class.magazine_stats().unwrap().magazines_trimmed > 0);
+}
+
+/// `KMEM_UPKEEP_MS` sets the reaper's interval, `0` turns it off: this test
+/// runs itself again in child processes with those settings.
+#[test]
+fn upkeep_follows_kmem_upkeep_ms() {
+    let _ = core::hint::black_box(vec![0u8; 64]);
+    let up = KmallocGlobal::upkeep();
+    match std::env::var("KMEM_UPKEEP_MS").ok().as_deref() {
+        Some("0") => assert_eq!((up.interval_ms, up.running), (0, false), "{up:?}"),
+        Some(ms) => assert_eq!((up.interval_ms, up.running), (ms.parse().unwrap(), true)),
+        None => assert_eq!(
+            (up.interval_ms, up.running),
+            (kmalloc::UPKEEP_INTERVAL_MS, true)
+        ),
+    }
+    if std::env::var_os("KMEM_UPKEEP_CHILD").is_some() {
+        return;
+    }
+    for ms in ["0", "50"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "upkeep_follows_kmem_upkeep_ms",
+                "--test-threads=1",
+            ])
+            .env("KMEM_UPKEEP_MS", ms)
+            .env("KMEM_UPKEEP_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "KMEM_UPKEEP_MS={ms}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

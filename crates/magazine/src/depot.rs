@@ -37,9 +37,26 @@ pub(crate) struct DepotState {
     pub(crate) magsize: usize,
     /// Rounds in `not_empty`.
     pub(crate) rounds: usize,
+    /// The working set: the fewest not-empty and empty magazines the depot
+    /// held since the last [`ws_update`](Self::ws_update) (illumos'
+    /// `ml_min`), and what that was at the update (`ml_reaplimit`): that many
+    /// magazines stayed unused for a whole interval.
+    ws: [WorkingSet; 2],
     busy_count: u32,
     busy_start: u64,
 }
+
+/// One list's working-set figures (see `DepotState::ws`).
+#[derive(Clone, Copy, Default)]
+struct WorkingSet {
+    min: usize,
+    reap_limit: usize,
+}
+
+/// Index of the not-empty list's [`WorkingSet`].
+const NOT_EMPTY: usize = 0;
+/// Index of the empty list's [`WorkingSet`].
+const EMPTY: usize = 1;
 
 impl DepotState {
     pub(crate) fn put(&mut self, mag: MagBox) {
@@ -54,7 +71,64 @@ impl DepotState {
     pub(crate) fn take_not_empty(&mut self) -> Option<MagBox> {
         let mag = self.not_empty.pop()?;
         self.rounds -= mag.len();
+        let ws = &mut self.ws[NOT_EMPTY];
+        ws.min = ws.min.min(self.not_empty.len());
         Some(mag)
+    }
+
+    pub(crate) fn take_empty(&mut self) -> Option<MagBox> {
+        let mag = self.empty.pop()?;
+        let ws = &mut self.ws[EMPTY];
+        ws.min = ws.min.min(self.empty.len());
+        Some(mag)
+    }
+
+    /// Both lists, leaving the depot empty.
+    pub(crate) fn take_all(&mut self) -> (MagList, MagList) {
+        self.rounds = 0;
+        for ws in &mut self.ws {
+            ws.min = 0;
+        }
+        (self.not_empty.take(), self.empty.take())
+    }
+
+    /// Ends a working-set interval: the fewest magazines each list held
+    /// during it become the reap limits, and a new interval starts from the
+    /// lists' lengths now.
+    pub(crate) fn ws_update(&mut self) {
+        let lens = [self.not_empty.len(), self.empty.len()];
+        for (ws, len) in self.ws.iter_mut().zip(lens) {
+            ws.reap_limit = ws.min;
+            ws.min = len;
+        }
+    }
+
+    /// Takes up to `max` magazines of each list that nobody used during
+    /// the last whole interval (illumos' `kmem_depot_ws_reap`): at most the
+    /// reap limit, and at most the fewest held since (a magazine taken
+    /// meanwhile was needed after all). Taking lowers both.
+    pub(crate) fn ws_take(&mut self, max: usize, out: &mut MagList) {
+        for list in [NOT_EMPTY, EMPTY] {
+            let ws = self.ws[list];
+            let n = ws.reap_limit.min(ws.min).min(max);
+            for _ in 0..n {
+                let mag = if list == NOT_EMPTY {
+                    self.take_not_empty()
+                } else {
+                    self.take_empty()
+                };
+                let Some(mag) = mag else { break };
+                out.push(mag);
+            }
+            let ws = &mut self.ws[list];
+            ws.reap_limit -= n.min(ws.reap_limit);
+        }
+    }
+
+    /// Magazines the working set says nobody needed last interval and that
+    /// are still there: what [`ws_take`](Self::ws_take) would take.
+    pub(crate) fn ws_idle(&self) -> usize {
+        self.ws.iter().map(|ws| ws.reap_limit.min(ws.min)).sum()
     }
 }
 
@@ -65,6 +139,8 @@ pub(crate) struct DepotCounters {
     pub(crate) resizes: AtomicU64,
     pub(crate) not_empty_out: AtomicU64,
     pub(crate) empty_out: AtomicU64,
+    /// Magazines the working-set trim gave back.
+    pub(crate) trimmed: AtomicU64,
 }
 
 /// On cache lines of its own: the lock and counters are written on every
@@ -85,6 +161,7 @@ impl Depot {
                 empty: MagList::new(),
                 magsize: magsize.clamp(1, MAGAZINE_ROUNDS),
                 rounds: 0,
+                ws: [WorkingSet::default(); 2],
                 busy_count: 0,
                 busy_start: 0,
             }),

@@ -33,6 +33,10 @@ impl core::error::Error for TooFewSlots {}
 /// New magazines a free may allocate before it gives the object back.
 const NEW_MAGAZINE_TRIES: usize = 2;
 
+/// Magazines of each depot list [`Magazines::trim`] takes per hold of the
+/// depot lock.
+pub const TRIM_BATCH: usize = 16;
+
 /// A cache's magazine layer: a `loaded` and a `prev` magazine per CPU slot
 /// and a depot of not-empty and empty magazines.
 ///
@@ -417,7 +421,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                         continue;
                     }
                 }
-                if let Some(empty) = depot.empty.pop() {
+                if let Some(empty) = depot.take_empty() {
                     if let Some(full) = st.prev.take() {
                         depot.put(full);
                     }
@@ -543,14 +547,56 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         // The depot lock is held with the slot busy, as on every path, so
         // that a signal handler interrupting this keeps out of the depot (it
         // would wait for this lock for ever).
-        let Some((not_empty, empty)) = self.with_slot_busy(|| {
-            let mut depot = self.depot.lock_quiet();
-            depot.rounds = 0;
-            (depot.not_empty.take(), depot.empty.take())
-        }) else {
+        let Some((not_empty, empty)) = self.with_slot_busy(|| self.depot.lock_quiet().take_all())
+        else {
             return 0;
         };
         self.release(not_empty, mags, &mut sink) + self.release(empty, mags, &mut sink)
+    }
+
+    /// The upkeep pass's trim (illumos' `kmem_depot_ws_update` and
+    /// `kmem_depot_ws_reap`): ends the depot's working-set interval, then
+    /// gives back the magazines that neither list needed during it — the
+    /// fewest not-empty and empty magazines the depot held since the
+    /// previous call. Their rounds go to `sink` (the layer below, which
+    /// destructs them) and the magazines to `mags`, without the depot lock,
+    /// which is held for at most [`TRIM_BATCH`] magazines at a time.
+    ///
+    /// Called once per upkeep interval, it returns what a cache holds idle
+    /// after two intervals without use: magazines taken during an interval
+    /// are its working set and stay. CPU magazines are not touched. Returns
+    /// the rounds given back.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    pub unsafe fn trim<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        mut sink: impl FnMut(usize),
+    ) -> usize {
+        if self
+            .with_slot_busy(|| self.depot.lock_quiet().ws_update())
+            .is_none()
+        {
+            return 0;
+        }
+        let mut rounds = 0;
+        loop {
+            let mut taken = MagList::new();
+            let Some(more) = self.with_slot_busy(|| {
+                let mut depot = self.depot.lock_quiet();
+                depot.ws_take(TRIM_BATCH, &mut taken);
+                depot.ws_idle() > 0
+            }) else {
+                return rounds;
+            };
+            let n = taken.len() as u64;
+            rounds += self.release(taken, mags, &mut sink);
+            self.depot.counters.trimmed.fetch_add(n, Ordering::Relaxed);
+            if !more || n == 0 {
+                return rounds;
+            }
+        }
     }
 
     fn release<S: MagazineSource + ?Sized>(
@@ -703,6 +749,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             depot_empty_out: c.empty_out.load(Ordering::Relaxed),
             magazines_allocated: self.mags_allocated.load(Ordering::Relaxed),
             magazines_freed: self.mags_freed.load(Ordering::Relaxed),
+            magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct MagazineStats {
     pub magazines_allocated: u64,
     /// Magazines given back to the magazine source.
     pub magazines_freed: u64,
+    /// Of those, magazines the working-set trim gave back
+    /// ([`Magazines::trim`](crate::Magazines::trim)).
+    pub magazines_trimmed: u64,
 }
 
 impl MagazineStats {

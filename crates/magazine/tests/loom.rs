@@ -20,6 +20,10 @@
 //! - `thread_exit_flush_while_draining`: a thread's exit hook flushes its
 //!   slot into the depot while another thread drains the depot and
 //!   withdraws the hook; the slot is then reused.
+//! - `trim_racing_with_allocations`: the upkeep pass trims the depot's idle
+//!   magazines while a CPU takes full magazines out of it and frees into
+//!   it; every round comes out exactly once, and both a trim that took
+//!   magazines and a CPU that got one first are explored.
 #![cfg(loom)]
 
 #[path = "loom/kit.rs"]
@@ -302,4 +306,63 @@ fn thread_exit_flush_while_draining() {
         out.extend(drained);
         assert_conserved(&[0, 1, 2, 3], out);
     });
+}
+
+#[test]
+fn trim_racing_with_allocations() {
+    let trimmed = Arc::new(PlainAtomicUsize::new(0));
+    let raced = Arc::new(PlainAtomicUsize::new(0));
+    let (t, r) = (trimmed.clone(), raced.clone());
+    check("trim_racing_with_allocations", Some(3), move || {
+        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 6);
+        let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
+        // CPU 2 parks two one-round magazines in the depot, and a first
+        // pass ends the interval in which they came: the next one may take
+        // them, unless a CPU needs them meanwhile.
+        cpu.claim(2);
+        for obj in [0, 1] {
+            kit::put(m, heap, obj).unwrap();
+        }
+        m.flush_current();
+        kit::trim(m, heap, |_| panic!("the first pass only ends an interval"));
+        // CPU 0 takes rounds from the depot and frees one back.
+        let user = thread::spawn(move || -> Held {
+            cpu.claim(0);
+            let (mut held, mut below) = (Vec::new(), Vec::new());
+            held.extend(m.alloc());
+            held.extend(m.alloc());
+            if let Some(obj) = held.pop() {
+                free_or_keep(m, heap, obj, &mut below);
+            }
+            (held, below)
+        });
+        // The upkeep pass meanwhile.
+        let pass = thread::spawn(move || {
+            cpu.claim(1);
+            let mut got = Vec::new();
+            kit::trim(m, heap, |obj| got.push(obj));
+            got
+        });
+        let (held, below) = user.join().unwrap();
+        let got = pass.join().unwrap();
+        let counter = if got.is_empty() { &r } else { &t };
+        counter.fetch_add(1, PlainOrdering::Relaxed);
+        let mut out = got;
+        out.extend(held);
+        out.extend(below);
+        let (drained, stats) = rig.finish();
+        out.extend(drained);
+        assert!(stats.magazines_trimmed <= 2, "{stats:?}");
+        assert_conserved(&[0, 1], out);
+    });
+    let (trimmed, raced) = (
+        trimmed.load(PlainOrdering::Relaxed),
+        raced.load(PlainOrdering::Relaxed),
+    );
+    println!(
+        "loom-model trim_racing_with_allocations: outcomes: {trimmed} trims took rounds, \
+         {raced} found the CPU had taken what was idle"
+    );
+    assert!(trimmed > 0, "no explored execution trimmed");
+    assert!(raced > 0, "no explored execution had the CPU take first");
 }

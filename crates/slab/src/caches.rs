@@ -179,6 +179,19 @@ impl<'a, C: Cpu> Caches<'a, C> {
         self.registry.for_each(f);
     }
 
+    /// The upkeep pass over every cache, for a periodic timer: each cache's
+    /// [`tick`](KmemCache::tick) (its depot's working-set trim, its empty
+    /// slabs back to their source, its hash resized). Quantum caches are
+    /// their arenas' to tick ([`Arena::tick`]). Call it at a steady
+    /// interval (kmalloc's global allocator uses 500 ms): what a depot held
+    /// idle through one whole interval goes back at the end of the next.
+    /// Returns the bytes of slabs given back.
+    pub fn tick(&self) -> usize {
+        let mut freed = 0;
+        self.for_each(|c| freed += c.tick());
+        freed
+    }
+
     /// The name of the cache other than `except` that owns `addr`.
     pub(crate) fn owner_of(&self, addr: usize, except: &KmemCache<'a, C>) -> Option<Name> {
         let mut owner = None;

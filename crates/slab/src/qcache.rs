@@ -242,6 +242,13 @@ unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
         caches.iter().map(|c| c.reap_from(Some(arena))).sum()
     }
 
+    fn tick(&self, arena: &Arena<'_>) -> usize {
+        let Some(caches) = self.caches_for(arena) else {
+            return 0;
+        };
+        caches.iter().map(|c| c.tick_from(Some(arena))).sum()
+    }
+
     fn reclaim(&self, arena: &Arena<'_>) -> usize {
         let Some(caches) = self.caches_for(arena) else {
             return 0;

@@ -57,7 +57,7 @@ impl CacheStats {
     pub fn header(w: &mut impl fmt::Write) -> fmt::Result {
         writeln!(
             w,
-            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9}",
+            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8}",
             "cache name",
             "buf size",
             "buf in use",
@@ -68,7 +68,8 @@ impl CacheStats {
             "mag",
             "full",
             "empty",
-            "contended"
+            "contended",
+            "trimmed"
         )
     }
 
@@ -88,10 +89,10 @@ impl CacheStats {
         match &self.magazines {
             Some(m) => writeln!(
                 w,
-                " {:>4} {:>5} {:>5} {:>9}",
-                m.magsize, m.not_empty, m.empty, m.contended
+                " {:>4} {:>5} {:>5} {:>9} {:>8}",
+                m.magsize, m.not_empty, m.empty, m.contended, m.magazines_trimmed
             ),
-            None => writeln!(w, " {:>4} {:>5} {:>5} {:>9}", "-", "-", "-", "-"),
+            None => writeln!(w, " {:>4} {:>5} {:>5} {:>9} {:>8}", "-", "-", "-", "-", "-"),
         }
     }
 }

@@ -123,6 +123,41 @@ impl<C: Cpu> KmemCache<'_, C> {
         self.reap_from(self.source)
     }
 
+    /// One upkeep pass over this cache, for a periodic timer (see
+    /// [`Caches::tick`](crate::Caches::tick), which calls it on every
+    /// cache): the depot's working-set trim (the objects of magazines
+    /// nobody needed during the last whole interval go back into their
+    /// slabs, destructed, and the magazines to the magazine cache), then
+    /// every empty slab back to the source, then the hash resized to its
+    /// load. Each interval between two calls is one working-set interval:
+    /// what sat idle in the depot through one whole interval goes back at
+    /// the end of the next. CPU magazines stay loaded. Returns the bytes of
+    /// slabs given back.
+    ///
+    /// A quantum cache's pass is its arena's ([`Arena::tick`]): here it
+    /// does nothing. So does a call from a handler that interrupted an
+    /// operation of its context (see [`Section`]).
+    pub fn tick(&self) -> usize {
+        if self.flags.contains(crate::CacheFlags::QCACHE) {
+            return 0;
+        }
+        let _section = match self.cpu().map(Section::enter) {
+            Some(None) => return 0,
+            section => section,
+        };
+        self.tick_from(self.source)
+    }
+
+    /// [`tick`](Self::tick), giving empty slabs back to `src`.
+    pub(crate) fn tick_from(&self, src: Option<&Arena<'_>>) -> usize {
+        if let Some(mags) = &self.mags {
+            mags.trim(|obj| self.drain_one(obj));
+        }
+        let freed = src.map_or(0, |src| self.free_empty_slabs(src));
+        self.rescale_hash(true);
+        freed
+    }
+
     /// For a reclaim callback of `arena`, this cache's source, which ran
     /// out: the caller's own magazines (also from inside an operation, as
     /// an arena's reclaim may run in the section of a page allocation),

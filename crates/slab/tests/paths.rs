@@ -317,6 +317,57 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
     });
 }
 
+/// The upkeep pass: the first tick ends the interval in which the depot
+/// filled, the second gives its idle magazines back (objects destructed
+/// into their slabs, the slabs to the source); a working set in use
+/// between ticks stays.
+#[test]
+fn tick_trims_what_sat_idle_for_a_whole_interval() {
+    with_caches(32 << 20, |caches, kpages| {
+        let before = used(kpages);
+        let c = caches
+            .create(CacheBuilder::new("t", 256).source(kpages))
+            .unwrap();
+        let objs: Vec<usize> = (0..4000)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
+        for &o in &objs {
+            // SAFETY: allocated above.
+            unsafe { c.free(o) }.unwrap();
+        }
+        let full = c.magazine_stats().unwrap().not_empty;
+        assert!(full > 100, "{full}");
+        assert_eq!(caches.tick(), 0, "the first pass only ends the interval");
+        assert_eq!(c.magazine_stats().unwrap().not_empty, full);
+        // A working set of 100 objects, used during the next interval.
+        let ws: Vec<usize> = (0..100)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
+        for &o in &ws {
+            // SAFETY: allocated just above.
+            unsafe { c.free(o) }.unwrap();
+        }
+        assert!(caches.tick() > 0, "idle slabs went back");
+        let m = c.magazine_stats().unwrap();
+        assert!(m.magazines_trimmed > 0);
+        assert!(
+            m.not_empty > 0 && m.not_empty < full,
+            "the magazines the working set took stay: {m:?}"
+        );
+        // Nothing used through another interval: all of it goes back.
+        caches.tick();
+        let (m, st) = (c.magazine_stats().unwrap(), c.stats());
+        assert_eq!((m.not_empty, m.empty), (0, 0), "{m:?}");
+        // Only the objects in this CPU's two magazines hold slabs.
+        assert!(st.slab_busy <= 2 * m.magsize as u64, "{st:?}");
+        c.flush_current();
+        caches.tick();
+        caches.tick();
+        assert_eq!(used(kpages), before, "every page back");
+        c.check().unwrap();
+    });
+}
+
 #[test]
 fn zero_flag_zeroes_objects() {
     with_caches(4 << 20, |caches, kpages| {

@@ -44,6 +44,7 @@ pub trait OneHeap {
     fn put(&self, obj: usize, heap: &Heap) -> Result<(), usize>;
     fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
     fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
+    fn trim_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
 }
 
 impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
@@ -58,5 +59,9 @@ impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
     fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
         // SAFETY: as above.
         unsafe { self.drain_all(heap, sink) }
+    }
+    fn trim_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+        // SAFETY: as above.
+        unsafe { self.trim(heap, sink) }
     }
 }

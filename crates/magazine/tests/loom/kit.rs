@@ -291,3 +291,9 @@ pub(crate) fn drain_depot<C: Cpu>(
 
 /// A thread's allocations and what it gave below.
 pub(crate) type Held = (Vec<usize>, Vec<usize>);
+
+/// Runs the depot's working-set trim; see [`put`].
+pub(crate) fn trim<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+    // SAFETY: as in `put`.
+    unsafe { m.trim(heap, sink) }
+}

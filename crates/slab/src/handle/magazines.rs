@@ -180,6 +180,18 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         unsafe { self.mags.drain_depot(self, sink) };
     }
 
+    /// The depot's working-set trim ([`Magazines::trim`]): rounds of the
+    /// magazines nobody needed for a whole interval to `sink`, the
+    /// magazines to their source.
+    pub(crate) fn trim(&self, mut sink: impl FnMut(Freed)) {
+        let sink = |round| {
+            // SAFETY: as in `drain_depot`.
+            sink(unsafe { Freed::new(round) })
+        };
+        // SAFETY: the layer itself is the one source its magazines ever see.
+        unsafe { self.mags.trim(self, sink) };
+    }
+
     /// Moves every round of every slot and of the depot to `sink`.
     ///
     /// # Safety

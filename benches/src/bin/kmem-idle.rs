@@ -1,0 +1,126 @@
+//! `kmem-idle`: memory given back after a burst, with kmalloc as the
+//! program's global allocator (`KmallocGlobal`, its reaper thread on).
+//!
+//! ```sh
+//! cargo run --release -p kmem-benches --bin kmem-idle -- [MIB] [OBJECT_BYTES] [IDLE_MS]
+//! ```
+//!
+//! Allocates `MIB` MiB (default 1024) of `OBJECT_BYTES`-byte boxes (default
+//! 32), frees them all, and idles `IDLE_MS` (default 2000), sampling the
+//! resident set (`/proc/self/statm`) every 100 ms. Prints one JSON object:
+//! the resident set before, when the burst is allocated, right after the
+//! frees, at the end and the highest of them all (bytes), the end as a
+//! share of the highest, the first sample at most 10 % of it, right after
+//! the frees the bytes of magazines alive against the bytes of the objects
+//! their depots held, and the reaper's passes and their cost.
+
+use std::time::{Duration, Instant};
+
+use kmalloc::KmallocGlobal;
+
+#[global_allocator]
+static KMALLOC: KmallocGlobal = KmallocGlobal::new();
+
+/// Resident bytes of this process.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("statm's resident field");
+    pages * 4096
+}
+
+/// Bytes of magazines alive and of the rounds their depots hold, over
+/// every cache.
+fn magazines() -> (u64, u64) {
+    let k = KMALLOC.get().expect("booted");
+    let (mut mags, mut cached) = (0, 0);
+    k.caches().for_each(|c| {
+        if let Some(m) = c.magazine_stats() {
+            mags += m.magazines_live();
+            cached += m.depot_rounds as u64 * c.size() as u64;
+        }
+    });
+    (mags * kmem_magazine::MAGAZINE_SIZE as u64, cached)
+}
+
+fn arg(i: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(i)
+        .map_or(default, |s| s.parse().expect("a number"))
+}
+
+/// One box of the burst: `N` bytes.
+fn burst<const N: usize>(bytes: u64) -> Vec<Box<[u8; N]>> {
+    let n = (bytes / N as u64) as usize;
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        v.push(Box::new([i as u8; N]));
+    }
+    v
+}
+
+fn main() {
+    let mib = arg(1, 1024);
+    let object = arg(2, 32);
+    let idle = Duration::from_millis(arg(3, 2000));
+    let before = rss();
+    let bytes = mib << 20;
+    let t = Instant::now();
+    macro_rules! run {
+        ($n:literal) => {{
+            let v = burst::<$n>(bytes);
+            let peak = rss();
+            let objects = v.len();
+            drop(v);
+            (peak, objects)
+        }};
+    }
+    let (peak, objects) = match object {
+        16 => run!(16),
+        32 => run!(32),
+        64 => run!(64),
+        256 => run!(256),
+        other => panic!("object size {other}: one of 16, 32, 64, 256"),
+    };
+    let burst_ms = t.elapsed().as_millis();
+    let (mag_bytes, cached_bytes) = magazines();
+    let freed = rss();
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while start.elapsed() < idle {
+        std::thread::sleep(Duration::from_millis(100));
+        samples.push((start.elapsed().as_millis(), rss()));
+    }
+    let end = rss();
+    let high = samples
+        .iter()
+        .map(|&(_, r)| r)
+        .chain([peak, freed])
+        .max()
+        .unwrap_or(peak);
+    if std::env::var_os("KMEM_IDLE_REPORT").is_some() {
+        let mut r = String::new();
+        KMALLOC.get().unwrap().report(&mut r).unwrap();
+        eprintln!("{r}\nOS mapped {}", KmallocGlobal::os_pages().mapped());
+    }
+    let up = KmallocGlobal::upkeep();
+    let below_10 = samples
+        .iter()
+        .find(|&&(_, r)| r * 10 <= high)
+        .map_or(-1, |&(ms, _)| ms as i64);
+    println!(
+        "{{\"mib\": {mib}, \"object\": {object}, \"objects\": {objects}, \"burst_ms\": {burst_ms}, \
+         \"rss_before\": {before}, \"rss_peak\": {peak}, \"rss_after_free\": {freed}, \
+         \"rss_end\": {end}, \"rss_high\": {high}, \"end_of_high\": {:.4}, \"ms_to_10pct\": {below_10}, \
+         \"magazine_bytes_after_free\": {mag_bytes}, \"cached_bytes_after_free\": {cached_bytes}, \
+         \"upkeep_passes\": {}, \"upkeep_max_ns\": {}, \"upkeep_mean_ns\": {}, \"purged\": {}}}",
+        end as f64 / high as f64,
+        up.passes,
+        up.max_ns,
+        up.total_ns.checked_div(up.passes).unwrap_or(0),
+        up.purged,
+    );
+}

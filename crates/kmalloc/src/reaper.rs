@@ -1,0 +1,218 @@
+//! `std` feature: the reaper thread of [`KmallocGlobal`](crate::KmallocGlobal),
+//! which runs the upkeep pass ([`Kmalloc::tick`](crate::Kmalloc::tick)) of
+//! every booted global allocator at a steady interval, so that what a
+//! program stops using goes back to the OS while it idles.
+//!
+//! The thread is a bare `pthread` (`pthread_create`, not `std::thread`, which
+//! would allocate through the allocator being booted). It starts after the
+//! first boot; a `fork()` child has no threads but the forking one, so the
+//! child's handler marks the reaper stopped and the child's next import of
+//! pages from the OS starts a new one. `KMEM_UPKEEP_MS` sets the interval
+//! (`0` turns the reaper off), read once at the first boot.
+
+use core::ptr;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use crate::global::no_unwind;
+
+/// The reaper's default interval between two upkeep passes, in milliseconds.
+///
+/// Objects a program frees and leaves idle go back to their slabs after two
+/// passes and their pages to the OS at the third (see
+/// [`Kmalloc::tick`](crate::Kmalloc::tick)): within 1.5 s.
+pub const UPKEEP_INTERVAL_MS: u64 = 500;
+
+/// No reaper runs; one may start.
+const STOPPED: u8 = 0;
+/// A reaper runs (or is being started).
+const RUNNING: u8 = 1;
+/// Turned off (`KMEM_UPKEEP_MS=0`), or the thread could not be created.
+const OFF: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(STOPPED);
+
+/// The interval in ms; 0 until the first boot reads the environment.
+static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+
+static PASSES: AtomicU64 = AtomicU64::new(0);
+static TOTAL_NS: AtomicU64 = AtomicU64::new(0);
+static MAX_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_NS: AtomicU64 = AtomicU64::new(0);
+static GIVEN_BACK: AtomicU64 = AtomicU64::new(0);
+static PURGED: AtomicU64 = AtomicU64::new(0);
+
+/// What the reaper thread has done, for [`KmallocGlobal::upkeep`](crate::KmallocGlobal::upkeep).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpkeepStats {
+    /// Milliseconds between passes; 0 when the reaper is off.
+    pub interval_ms: u64,
+    /// True while a reaper thread runs in this process.
+    pub running: bool,
+    /// Passes made (each over every booted global allocator).
+    pub passes: u64,
+    /// Nanoseconds all passes took together.
+    pub total_ns: u64,
+    /// The longest pass, in nanoseconds.
+    pub max_ns: u64,
+    /// The last pass, in nanoseconds.
+    pub last_ns: u64,
+    /// What the passes gave back: bytes of slabs plus page-arena units.
+    pub given_back: u64,
+    /// Bytes of free memory the passes handed back to the OS
+    /// (`madvise(MADV_DONTNEED)`), from the page and base arenas.
+    pub purged: u64,
+}
+
+pub(crate) fn stats() -> UpkeepStats {
+    UpkeepStats {
+        interval_ms: INTERVAL_MS.load(Ordering::Relaxed),
+        running: STATE.load(Ordering::Relaxed) == RUNNING,
+        passes: PASSES.load(Ordering::Relaxed),
+        total_ns: TOTAL_NS.load(Ordering::Relaxed),
+        max_ns: MAX_NS.load(Ordering::Relaxed),
+        last_ns: LAST_NS.load(Ordering::Relaxed),
+        given_back: GIVEN_BACK.load(Ordering::Relaxed),
+        purged: PURGED.load(Ordering::Relaxed),
+    }
+}
+
+/// Reads `KMEM_UPKEEP_MS` (once, at the first boot, under the boot lock):
+/// unset or not a number, the default; `0`, off.
+pub(crate) fn configure() {
+    if INTERVAL_MS.load(Ordering::Relaxed) != 0 || STATE.load(Ordering::Relaxed) == OFF {
+        return;
+    }
+    // SAFETY: a NUL-terminated name; the result is read at once, under the
+    // boot lock on the program's first allocation.
+    let p = unsafe { libc::getenv(c"KMEM_UPKEEP_MS".as_ptr()) };
+    let ms = if p.is_null() {
+        UPKEEP_INTERVAL_MS
+    } else {
+        // SAFETY: `getenv` returns a NUL-terminated string.
+        let s = unsafe { core::ffi::CStr::from_ptr(p) };
+        s.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(UPKEEP_INTERVAL_MS)
+    };
+    if ms == 0 {
+        STATE.store(OFF, Ordering::Relaxed);
+    } else {
+        INTERVAL_MS.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Starts the reaper thread unless one runs or it is off. Cheap when one
+/// runs (one load). Allocates nothing through the global allocator.
+pub(crate) fn ensure() {
+    if STATE.load(Ordering::Relaxed) != STOPPED || INTERVAL_MS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if STATE
+        .compare_exchange(STOPPED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let mut tid: libc::pthread_t = 0;
+    // SAFETY: `run` is an `extern "C"` function that lives for the whole
+    // program and ignores its argument; default attributes.
+    let r = unsafe { libc::pthread_create(&mut tid, ptr::null(), run, ptr::null_mut()) };
+    if r != 0 {
+        // Out of threads or memory: no reaper; memory goes back only on
+        // `reap` or `tick` calls. Not retried, so no path keeps failing.
+        STATE.store(OFF, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: a thread just created, not joined or detached before.
+    unsafe { libc::pthread_detach(tid) };
+}
+
+/// In a `fork()` child: the reaper thread was not copied.
+pub(crate) fn forked_child() {
+    let _ = STATE.compare_exchange(RUNNING, STOPPED, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Free segments of the base arena smaller than this are not purged (a
+/// `madvise` call each would cost more than the few pages they hold).
+const BASE_PURGE_MIN: usize = 64 << 10;
+
+/// When an arena's free memory goes back to the OS: what the reaper saw of
+/// it at the previous pass.
+#[derive(Clone, Copy, Default)]
+struct PurgeState {
+    /// Its allocation count at the previous pass.
+    allocs: u64,
+    /// Its free count after the last purge.
+    frees: u64,
+    /// The most units it held allocated at a pass since the last purge.
+    peak: usize,
+}
+
+impl PurgeState {
+    /// Purges `arena`'s free segments of at least `min` bytes when it has
+    /// freed memory since the last purge and either allocated nothing
+    /// during the last interval (idle) or holds at most half of what it
+    /// held at a pass since the last purge (shrinking): a program in a
+    /// steady state does not have its memory purged and faulted in again
+    /// at every pass. Returns the bytes purged.
+    fn pass(&mut self, arena: &kmem_arena::Arena<'_>, min: usize) -> usize {
+        let st = arena.stats();
+        self.peak = self.peak.max(st.allocated);
+        let idle = st.allocs == self.allocs;
+        self.allocs = st.allocs;
+        if st.frees == self.frees || !(idle || st.allocated * 2 <= self.peak) {
+            return 0;
+        }
+        let purged = arena.purge(min, |start, size| dont_need(start, size));
+        self.frees = arena.stats().frees;
+        self.peak = st.allocated;
+        purged
+    }
+}
+
+/// Tells the OS that the whole pages in `[start, start + size)` are unused:
+/// they leave the resident set, and read as zeroes when touched again.
+fn dont_need(start: usize, size: usize) {
+    let page = kmem_slab::PAGE_SIZE;
+    let (from, to) = (start.next_multiple_of(page), (start + size) / page * page);
+    if to > from {
+        // SAFETY: `[from, to)` lies in a free segment that `Arena::purge`
+        // took out of its arena for this call: no one uses its contents,
+        // and the mapping stays (only its pages are dropped).
+        unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
+    }
+}
+
+/// The reaper thread: sleeps an interval, then ticks every booted global
+/// allocator and purges what its arenas hold free, for ever.
+extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
+    let mut purge = [[PurgeState::default(); 2]; crate::os::MAX_GLOBALS];
+    let ms = INTERVAL_MS.load(Ordering::Relaxed).max(1);
+    let pause = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    loop {
+        let mut rest = pause;
+        // SAFETY: valid timespecs; an interrupted sleep goes on with the rest.
+        while unsafe { libc::nanosleep(&rest, &mut rest) } != 0 {}
+        let start = crate::os::monotonic_ns();
+        let given: usize = no_unwind(|| {
+            let mut given = 0;
+            for (k, p) in crate::os::booted().zip(&mut purge) {
+                given += k.tick();
+                let purged = p[0].pass(k.pages(), kmem_slab::PAGE_SIZE)
+                    + p[1].pass(k.caches().base(), BASE_PURGE_MIN);
+                PURGED.fetch_add(purged as u64, Ordering::Relaxed);
+            }
+            given
+        });
+        let ns = crate::os::monotonic_ns().saturating_sub(start);
+        PASSES.fetch_add(1, Ordering::Relaxed);
+        TOTAL_NS.fetch_add(ns, Ordering::Relaxed);
+        MAX_NS.fetch_max(ns, Ordering::Relaxed);
+        LAST_NS.store(ns, Ordering::Relaxed);
+        GIVEN_BACK.fetch_add(given as u64, Ordering::Relaxed);
+    }
+}
