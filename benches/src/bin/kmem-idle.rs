@@ -14,7 +14,8 @@
 //! the frees the bytes of magazines alive against the bytes of the objects
 //! their depots held, and the reaper's passes and their cost.
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use kmalloc::KmallocGlobal;
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::cell::RefCell;
+use core::cell::RefCell;
 
 use common::{span_arena, tag_arena};
 

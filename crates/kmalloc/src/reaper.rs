@@ -164,7 +164,7 @@ impl PurgeState {
         if st.frees == self.frees || !(idle || st.allocated * 2 <= self.peak) {
             return 0;
         }
-        let purged = arena.purge(min, |start, size| dont_need(start, size));
+        let purged = arena.purge(min, dont_need);
         self.frees = arena.stats().frees;
         self.peak = st.allocated;
         purged

@@ -304,12 +304,12 @@ fn the_reaper_gives_an_idle_burst_back() {
     let start = std::time::Instant::now();
     while class.stats().slabs * 10 > peak {
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
+            start.elapsed() < core::time::Duration::from_secs(20),
             "slabs {} of {peak}, upkeep {:?}",
             class.stats().slabs,
             KmallocGlobal::upkeep()
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(core::time::Duration::from_millis(50));
     }
     let up = KmallocGlobal::upkeep();
     assert!(up.passes >= 2 && up.given_back > 0, "{up:?}");
