@@ -368,6 +368,73 @@ fn tick_trims_what_sat_idle_for_a_whole_interval() {
     });
 }
 
+/// Allocations fill the fullest partial slabs first, and the slabs that
+/// frees left less than half full drain until they are empty and go back;
+/// for headed slabs and for bufctl slabs.
+#[test]
+fn allocations_take_from_the_fullest_partial_slabs() {
+    for flags in [
+        CacheFlags::NOMAGAZINE,
+        CacheFlags::NOMAGAZINE | CacheFlags::NOTOUCH,
+    ] {
+        with_caches(32 << 20, |caches, kpages| {
+            let c = caches
+                .create(CacheBuilder::new("order", 128).flags(flags).source(kpages))
+                .unwrap();
+            let (slab_size, per) = c.slab_geometry();
+            let slab_of = |o: usize| o / slab_size;
+            // Ten slabs, full.
+            let mut objs: Vec<usize> = (0..10 * per)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            objs.sort_unstable();
+            let slabs: Vec<Vec<usize>> = objs.chunks(per).map(<[usize]>::to_vec).collect();
+            assert!(slabs
+                .iter()
+                .all(|s| s.iter().all(|&o| slab_of(o) == slab_of(s[0]))));
+            // The first five keep one object each; the last five lose one
+            // each. The nearly empty ones are freed into last, which a
+            // last-freed-first order would take from next.
+            for s in &slabs[5..] {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(s[0]) }.unwrap();
+            }
+            for s in &slabs[..5] {
+                for &o in &s[1..] {
+                    // SAFETY: as above.
+                    unsafe { c.free(o) }.unwrap();
+                }
+            }
+            let nearly_full: Vec<usize> = slabs[5..].iter().map(|s| slab_of(s[0])).collect();
+            let again: Vec<usize> = (0..5)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            for &o in &again {
+                assert!(
+                    nearly_full.contains(&slab_of(o)),
+                    "{flags:?}: {o:#x} came from a nearly empty slab"
+                );
+            }
+            // The nearly empty slabs lose their last objects: empty, reaped.
+            let before = c.stats().slabs;
+            for s in &slabs[..5] {
+                // SAFETY: as above.
+                unsafe { c.free(s[0]) }.unwrap();
+            }
+            c.reap();
+            assert_eq!(c.stats().slabs, before - 5);
+            for o in again
+                .into_iter()
+                .chain(slabs[5..].iter().flat_map(|s| s[1..].to_vec()))
+            {
+                // SAFETY: as above.
+                unsafe { c.free(o) }.unwrap();
+            }
+            c.check().unwrap();
+        });
+    }
+}
+
 #[test]
 fn zero_flag_zeroes_objects() {
     with_caches(4 << 20, |caches, kpages| {

@@ -25,6 +25,7 @@ use super::{Freed, Taken};
 /// A doubly linked list of slab headers.
 struct SlabQueue {
     head: *mut SlabHeader,
+    tail: *mut SlabHeader,
     len: usize,
 }
 
@@ -32,8 +33,36 @@ impl SlabQueue {
     const fn new() -> Self {
         Self {
             head: ptr::null_mut(),
+            tail: ptr::null_mut(),
             len: 0,
         }
+    }
+
+    /// True when `slab` is the last on this list.
+    fn is_last(&self, slab: NonNull<SlabHeader>) -> bool {
+        ptr::eq(self.tail, slab.as_ptr())
+    }
+
+    /// Puts `slab` at the end of the list.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    unsafe fn push_back(&mut self, slab: NonNull<SlabHeader>, list: SlabList) {
+        let s = slab.as_ptr();
+        // SAFETY: live headers of the set (the caller's guarantee, and the
+        // list holds only live ones).
+        unsafe {
+            (*s).list = list;
+            (*s).next = ptr::null_mut();
+            (*s).prev = self.tail;
+            if self.tail.is_null() {
+                self.head = s;
+            } else {
+                (*self.tail).next = s;
+            }
+        }
+        self.tail = s;
+        self.len += 1;
     }
 
     fn first(&self) -> Option<NonNull<SlabHeader>> {
@@ -51,7 +80,9 @@ impl SlabQueue {
             (*s).list = list;
             (*s).prev = ptr::null_mut();
             (*s).next = self.head;
-            if !self.head.is_null() {
+            if self.head.is_null() {
+                self.tail = s;
+            } else {
                 (*self.head).prev = s;
             }
         }
@@ -71,7 +102,9 @@ impl SlabQueue {
             } else {
                 (*(*s).prev).next = (*s).next;
             }
-            if !(*s).next.is_null() {
+            if (*s).next.is_null() {
+                self.tail = (*s).prev;
+            } else {
                 (*(*s).next).prev = (*s).prev;
             }
             (*s).next = ptr::null_mut();
@@ -305,12 +338,18 @@ impl<'a> SlabSet<'a> {
         self.hash.retire()
     }
 
-    /// Moves `slab` to the list its busy count calls for.
+    /// Moves `slab` to the list its busy count calls for. Partial slabs are
+    /// kept in two halves, after illumos' partial slabs ordered by use:
+    /// slabs at least half full at the front, where allocations take from,
+    /// and less than half full at the back, so that the fullest fill up
+    /// first and the emptiest drain until they are empty and can go back
+    /// to the source. A free that leaves a slab less than half full moves
+    /// it to the back.
     ///
     /// # Safety
     /// `slab` is a live header of the set on one of its lists, and nothing
     /// else accesses the set's headers meanwhile.
-    unsafe fn refile(&mut self, slab: NonNull<SlabHeader>) {
+    unsafe fn refile(&mut self, slab: NonNull<SlabHeader>, freed: bool) {
         // SAFETY: the caller's guarantee.
         let (busy, total, have) = unsafe {
             let s = slab.as_ptr();
@@ -321,10 +360,18 @@ impl<'a> SlabSet<'a> {
             b if b == total => SlabList::Full,
             _ => SlabList::Partial,
         };
-        if want != have {
-            // SAFETY: the slab is on `have` and goes on `want`.
-            unsafe {
-                self.queue(have).remove(slab);
+        // An allocation leaves its slab where it is (at the front), so the
+        // next one takes from the same slab.
+        let draining = freed && want == SlabList::Partial && busy * 2 < total;
+        if want == have && !(draining && !self.partial.is_last(slab)) {
+            return;
+        }
+        // SAFETY: the slab is on `have` and goes on `want`.
+        unsafe {
+            self.queue(have).remove(slab);
+            if draining {
+                self.partial.push_back(slab, want);
+            } else {
                 self.queue(want).push(slab, want);
             }
         }
@@ -357,7 +404,7 @@ impl<'a> SlabSet<'a> {
             _ => self.resite(Found::Small(slab), addr, site),
         }
         // SAFETY: live, on a list of the set; `s` is not used again.
-        unsafe { self.refile(slab) };
+        unsafe { self.refile(slab, false) };
         Some(Taken {
             addr,
             bytes: self.object_bytes,
@@ -498,7 +545,7 @@ impl<'a> SlabSet<'a> {
         // SAFETY: live, on a list of the set, and only reached from here.
         unsafe {
             (*slab.as_ptr()).busy -= 1;
-            self.refile(slab);
+            self.refile(slab, true);
         }
         Ok(())
     }
