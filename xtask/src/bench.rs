@@ -16,6 +16,12 @@
 //!    '*'` (every criterion bench target: arena, slab, kmalloc), with short
 //!    windows (`--warm-up-time 1 --measurement-time 2`) unless `--full`.
 //!
+//! 3. Unless filters after `--` leave it out (run it with the filter
+//!    `idle`): `kmem-idle`, a program whose global allocator is kmalloc,
+//!    allocates a burst of 32-byte boxes (256 MiB; 1 GiB with `--full`),
+//!    frees it and idles 2 s, and prints its resident set over that time
+//!    as one JSON line (it needs a process of its own).
+//!
 //! A benchmark never fails the command: targets are reported met or not.
 
 use crate::flags::BenchOpts;
@@ -49,6 +55,23 @@ pub(crate) fn run(opts: &BenchOpts) -> Result {
         suite = suite.args(["--report", report.as_str()]);
     }
     suite.args(&opts.extra).run()?;
+    let filters = suite_filters(&opts.extra);
+    if filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case("idle")) {
+        let mib = if opts.full { "1024" } else { "256" };
+        Cmd::cargo()
+            .args([
+                "run",
+                "--profile",
+                "bench",
+                "-p",
+                PACKAGE,
+                "--bin",
+                "kmem-idle",
+                "--",
+            ])
+            .args([mib, "32", "2000"])
+            .run()?;
+    }
     if opts.full || opts.criterion {
         let mut criterion = Cmd::cargo().args(["bench", "-p", PACKAGE, "--bench", "*", "--"]);
         if !opts.full {
@@ -57,4 +80,34 @@ pub(crate) fn run(opts: &BenchOpts) -> Result {
         criterion.run()?;
     }
     Ok(())
+}
+
+/// The filters among the suite's extra arguments: the words that are not
+/// flags or a flag's value (`--threads 1,2`, `--json PATH`, `--report DIR`).
+fn suite_filters(extra: &[String]) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut args = extra.iter();
+    while let Some(a) = args.next() {
+        if matches!(a.as_str(), "--threads" | "--json" | "--report") {
+            args.next();
+        } else if !a.starts_with('-') {
+            out.push(a.as_str());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suite_filters;
+
+    #[test]
+    fn filters_skip_flags_and_their_values() {
+        let args: Vec<String> = ["--threads", "1,2", "B5", "--full", "idle"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(suite_filters(&args), ["B5", "idle"]);
+        assert!(suite_filters(&[]).is_empty());
+    }
 }

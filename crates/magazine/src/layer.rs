@@ -561,6 +561,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// previous call. Their rounds go to `sink` (the layer below, which
     /// destructs them) and the magazines to `mags`, without the depot lock,
     /// which is held for at most [`TRIM_BATCH`] magazines at a time.
+    /// `sink` gets one magazine's rounds at a time, so the layer below can
+    /// take them back in one pass (one lock hold); a `sink` that panics
+    /// keeps the rounds of its call (never also left in a magazine).
     ///
     /// Called once per upkeep interval, it returns what a cache holds idle
     /// after two intervals without use: magazines taken during an interval
@@ -572,7 +575,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub unsafe fn trim<S: MagazineSource + ?Sized>(
         &self,
         mags: &S,
-        mut sink: impl FnMut(usize),
+        mut sink: impl FnMut(&[usize]),
     ) -> usize {
         if self
             .with_slot_busy(|| self.depot.lock_quiet().ws_update())
@@ -591,12 +594,40 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                 return rounds;
             };
             let n = taken.len() as u64;
-            rounds += self.release(taken, mags, &mut sink);
+            rounds += self.release_batched(taken, mags, &mut sink);
             self.depot.counters.trimmed.fetch_add(n, Ordering::Relaxed);
             if !more || n == 0 {
                 return rounds;
             }
         }
+    }
+
+    /// As [`release`](Self::release), one magazine's rounds per call of
+    /// `sink`, moved out of the magazine first.
+    fn release_batched<S: MagazineSource + ?Sized>(
+        &self,
+        mut list: MagList,
+        mags: &S,
+        sink: &mut impl FnMut(&[usize]),
+    ) -> usize {
+        let mut rounds = 0;
+        while let Some(mut mag) = list.pop() {
+            let batch = mag.take_rounds();
+            self.mags_freed.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's guarantee: `mags` supplied it; empty, and
+            // off every list.
+            unsafe { mags.free_magazine(mag.into_raw()) };
+            rounds += batch.len();
+            // A panic here loses this batch and leaves the magazines still
+            // on `list` to the depot (see `Rest` in `release`).
+            let rest = Rest {
+                depot: &self.depot,
+                list: list.take(),
+            };
+            sink(&batch);
+            list = rest.disarm();
+        }
+        rounds
     }
 
     fn release<S: MagazineSource + ?Sized>(
@@ -605,22 +636,6 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         mags: &S,
         sink: &mut impl FnMut(usize),
     ) -> usize {
-        /// What is not drained yet goes back to the depot if `sink` panics
-        /// (a destructor), so no round and no magazine is lost.
-        struct Rest<'d> {
-            depot: &'d Depot,
-            list: MagList,
-        }
-        impl Drop for Rest<'_> {
-            fn drop(&mut self) {
-                if self.list.len() > 0 {
-                    let mut depot = self.depot.lock_quiet();
-                    while let Some(mag) = self.list.pop() {
-                        depot.put(mag);
-                    }
-                }
-            }
-        }
         let mut rest = Rest {
             depot: &self.depot,
             list,
@@ -750,6 +765,31 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             magazines_allocated: self.mags_allocated.load(Ordering::Relaxed),
             magazines_freed: self.mags_freed.load(Ordering::Relaxed),
             magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Magazines not drained yet: they go back to the depot if a sink panics
+/// (a destructor), so no round and no magazine is lost.
+struct Rest<'d> {
+    depot: &'d Depot,
+    list: MagList,
+}
+
+impl Rest<'_> {
+    /// The magazines, to go on with (no panic happened).
+    fn disarm(mut self) -> MagList {
+        self.list.take()
+    }
+}
+
+impl Drop for Rest<'_> {
+    fn drop(&mut self) {
+        if self.list.len() > 0 {
+            let mut depot = self.depot.lock_quiet();
+            while let Some(mag) = self.list.pop() {
+                depot.put(mag);
+            }
         }
     }
 }

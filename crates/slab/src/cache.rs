@@ -4,6 +4,7 @@
 use core::panic::Location;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, CpuCache, MagazineStats, Section};
 use spin::Mutex;
@@ -1016,6 +1017,45 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         let addr = obj.addr();
         if let Err(kind) = self.release(obj, from, false) {
+            self.bad_rounds.fetch_add(1, Ordering::Relaxed);
+            let err = self.bad(addr, kind);
+            *self.last_bad.lock() = Some(err);
+        }
+    }
+
+    /// Rounds leaving the magazine layer together (one magazine's): a
+    /// cache without destructor gives them back under one hold of its lock,
+    /// with the checks [`drain_one`](Self::drain_one) makes; refusals are
+    /// classified and counted after the lock is let go.
+    pub(crate) fn drain_batch(&self, rounds: &mut dyn Iterator<Item = Freed>) {
+        if self.ops.is_some() {
+            rounds.for_each(|obj| self.drain_one(obj));
+            return;
+        }
+        let from = if self.checked {
+            From::Cached
+        } else {
+            From::User
+        };
+        let mut refused = ArrayVec::<(usize, BadFree), { kmem_magazine::MAGAZINE_ROUNDS }>::new();
+        let mut st = self.slab.lock();
+        for obj in rounds {
+            let addr = obj.addr();
+            #[cfg(kmem_asan)]
+            if self.memory && st.validate(addr, from).is_ok() {
+                kmem_arena::asan::poison(addr, self.geo.size);
+            }
+            match st.give(obj, from) {
+                Ok(()) => st.set.poison(addr),
+                Err(kind) => {
+                    if refused.try_push((addr, kind)).is_err() {
+                        self.bad_rounds.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        drop(st);
+        for (addr, kind) in refused {
             self.bad_rounds.fetch_add(1, Ordering::Relaxed);
             let err = self.bad(addr, kind);
             *self.last_bad.lock() = Some(err);

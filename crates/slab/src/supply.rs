@@ -151,7 +151,7 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// [`tick`](Self::tick), giving empty slabs back to `src`.
     pub(crate) fn tick_from(&self, src: Option<&Arena<'_>>) -> usize {
         if let Some(mags) = &self.mags {
-            mags.trim(|obj| self.drain_one(obj));
+            mags.trim(|rounds| self.drain_batch(rounds));
         }
         let freed = src.map_or(0, |src| self.free_empty_slabs(src));
         self.rescale_hash(true);

@@ -60,8 +60,8 @@ impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
         // SAFETY: as above.
         unsafe { self.drain_all(heap, sink) }
     }
-    fn trim_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+    fn trim_to(&self, heap: &Heap, mut sink: impl FnMut(usize)) -> usize {
         // SAFETY: as above.
-        unsafe { self.trim(heap, sink) }
+        unsafe { self.trim(heap, |batch| batch.iter().for_each(|&o| sink(o))) }
     }
 }

@@ -293,7 +293,11 @@ pub(crate) fn drain_depot<C: Cpu>(
 pub(crate) type Held = (Vec<usize>, Vec<usize>);
 
 /// Runs the depot's working-set trim; see [`put`].
-pub(crate) fn trim<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, sink: impl FnMut(usize)) -> usize {
+pub(crate) fn trim<C: Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    mut sink: impl FnMut(usize),
+) -> usize {
     // SAFETY: as in `put`.
-    unsafe { m.trim(heap, sink) }
+    unsafe { m.trim(heap, |batch| batch.iter().for_each(|&o| sink(o))) }
 }

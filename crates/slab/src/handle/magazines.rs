@@ -183,10 +183,15 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
     /// The depot's working-set trim ([`Magazines::trim`]): rounds of the
     /// magazines nobody needed for a whole interval to `sink`, the
     /// magazines to their source.
-    pub(crate) fn trim(&self, mut sink: impl FnMut(Freed)) {
-        let sink = |round| {
-            // SAFETY: as in `drain_depot`.
-            sink(unsafe { Freed::new(round) })
+    /// One magazine's rounds per call of `sink`.
+    pub(crate) fn trim(&self, mut sink: impl FnMut(&mut dyn Iterator<Item = Freed>)) {
+        let sink = |batch: &[usize]| {
+            let mut rounds = batch.iter().map(|&round| {
+                // SAFETY: as in `drain_depot`, for each round of the batch,
+                // which left its magazine before `sink` sees it.
+                unsafe { Freed::new(round) }
+            });
+            sink(&mut rounds);
         };
         // SAFETY: the layer itself is the one source its magazines ever see.
         unsafe { self.mags.trim(self, sink) };
