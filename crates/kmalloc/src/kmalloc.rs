@@ -493,8 +493,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         if !core::ptr::addr_eq(arena, self.pages) {
             return 0;
         }
-        let mut freed = 0;
-        self.caches.for_each(|c| freed += c.reclaim_to(arena));
+        let mut freed = self.caches.reclaim_to(arena);
         if freed > 0 {
             freed += arena.reclaim_qcaches();
         }

@@ -30,6 +30,33 @@ pub trait ObjectOps: Sync {
     }
 }
 
+/// How short memory is when a cache's [`CacheReclaim`] callback runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    /// The periodic upkeep pass ([`Caches::tick`](crate::Caches::tick)):
+    /// give back what has sat unused for a while (an LRU's cold tail).
+    Upkeep,
+    /// Memory ran out (the source arena's exhaustion path, through
+    /// [`KmemCache::reclaim_to`](crate::KmemCache::reclaim_to)) or the
+    /// program asked for it ([`KmemCache::reap`](crate::KmemCache::reap)):
+    /// give back all that can be rebuilt.
+    Low,
+}
+
+/// A cache user's shrinker (illumos' `kmem_cache_set_reclaim`, FreeBSD's
+/// `uma_zone_reclaim`, Linux's shrinkers): something that holds objects of
+/// the cache it is registered on (a dentry cache, a pool of buffers) and
+/// can free some of them when asked. It runs with no cache or arena lock
+/// held and outside any allocator operation, so it may free objects of any
+/// cache; the objects it frees go back with the rest of the pass that
+/// called it. Under [`Pressure::Low`] it must not allocate from the memory
+/// that ran out (the cache's source), directly or through another cache.
+pub trait CacheReclaim: Sync {
+    /// Frees what this can spare under `pressure`; returns about how many
+    /// objects it freed.
+    fn reclaim(&self, pressure: Pressure) -> usize;
+}
+
 /// Describes a cache for [`Caches::create`](crate::Caches::create).
 #[must_use]
 #[derive(Clone, Copy)]
@@ -41,6 +68,7 @@ pub struct CacheBuilder<'a> {
     pub(crate) qcache_max: usize,
     pub(crate) source: Option<&'a Arena<'a>>,
     pub(crate) ops: Option<&'a dyn ObjectOps>,
+    pub(crate) reclaim: Option<&'a dyn CacheReclaim>,
     pub(crate) resize: ResizePolicy,
     /// A quantum cache's arena quantum and whether it is memory: set by
     /// [`Caches::qcaches`](crate::Caches::qcaches), whose caches have no
@@ -59,6 +87,7 @@ impl<'a> CacheBuilder<'a> {
             qcache_max: 0,
             source: None,
             ops: None,
+            reclaim: None,
             resize: ResizePolicy::SEED,
             qcache_for: None,
         }
@@ -83,6 +112,14 @@ impl<'a> CacheBuilder<'a> {
         self.ops = Some(ops);
         self
     }
+    /// A shrinker for the cache's objects that its user holds (see
+    /// [`CacheReclaim`]): called by the upkeep pass, by `reap`, and when
+    /// the cache's source runs out.
+    pub fn reclaim(mut self, reclaim: &'a dyn CacheReclaim) -> Self {
+        self.reclaim = Some(reclaim);
+        self
+    }
+
     /// Makes this a quantum cache of an arena with this `qcache_max`: sets
     /// `QCACHE | NOTOUCH` and slabs of `next_pow2(3 * qcache_max)`.
     pub fn qcache(mut self, qcache_max: usize) -> Self {

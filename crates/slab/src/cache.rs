@@ -9,7 +9,7 @@ use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, CpuCache, MagazineStats, Section};
 use spin::Mutex;
 
-use crate::builder::{CacheBuilder, ObjectOps};
+use crate::builder::{CacheBuilder, CacheReclaim, ObjectOps, Pressure};
 use crate::caches::Caches;
 use crate::debug::{By, Caller, Report, LOG_ENTRIES};
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
@@ -104,6 +104,9 @@ pub struct KmemCache<'a, C: Cpu> {
     pub(crate) source: Option<&'a Arena<'a>>,
     meta: &'a Arena<'a>,
     ops: Option<&'a dyn ObjectOps>,
+    /// The user's shrinker, and how many times it was called.
+    reclaim: Option<&'a dyn CacheReclaim>,
+    reclaim_calls: AtomicU64,
     pub(crate) mags: Option<CacheMagazines<'a, C>>,
     /// Headed layout: the lock-free free check (owner, object start and,
     /// for plain caches with magazines, the free mark; see `raw::guard`).
@@ -213,6 +216,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             source,
             meta: base,
             ops: b.ops,
+            reclaim: b.reclaim,
+            reclaim_calls: AtomicU64::new(0),
             mags: None,
             check,
             fast,
@@ -747,6 +752,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         unalloc(site);
     }
 
+    /// Calls the user's shrinker, if any, the way a constructor runs (see
+    /// [`call_out`](Self::call_out)); returns what it says it freed.
+    pub(crate) fn call_reclaim(&self, pressure: Pressure) -> usize {
+        let Some(r) = self.reclaim else {
+            return 0;
+        };
+        self.reclaim_calls.fetch_add(1, Ordering::Relaxed);
+        self.call_out(|| r.reclaim(pressure))
+    }
+
     /// Runs a constructor or destructor: with the context's operation mark
     /// lifted (it may allocate, from this cache too), and holding no lock.
     fn call_out<R>(&self, f: impl FnOnce() -> R) -> R {
@@ -1207,6 +1222,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             bad_frees: self.bad_frees.load(Ordering::Relaxed),
             reports: self.reports.load(Ordering::Relaxed),
             reentrant: self.reentrant.load(Ordering::Relaxed),
+            reclaim_calls: self.reclaim_calls.load(Ordering::Relaxed),
             meta_errors: self.meta_errors.load(Ordering::Relaxed),
             hash_chains: 1usize << st.set.hash().bits(),
             magazines: mags,

@@ -192,6 +192,16 @@ impl<'a, C: Cpu> Caches<'a, C> {
         freed
     }
 
+    /// For [`Reclaim`](kmem_arena::Reclaim) on an arena some caches take
+    /// their slabs from: every such cache gives back what it holds idle
+    /// ([`KmemCache::reclaim_to`], its shrinker first). Returns the bytes
+    /// given back.
+    pub fn reclaim_to(&self, arena: &Arena<'_>) -> usize {
+        let mut freed = 0;
+        self.for_each(|c| freed += c.reclaim_to(arena));
+        freed
+    }
+
     /// The name of the cache other than `except` that owns `addr`.
     pub(crate) fn owner_of(&self, addr: usize, except: &KmemCache<'a, C>) -> Option<Name> {
         let mut owner = None;
@@ -306,3 +316,13 @@ impl<C: Cpu> fmt::Display for DestroyError<'_, C> {
 }
 
 impl<C: Cpu> core::error::Error for DestroyError<'_, C> {}
+
+/// A `'static` set of caches registered on an arena their caches take slabs
+/// from ([`Arena::add_reclaim`]): when that arena runs out, every such
+/// cache's shrinker runs and its idle objects and empty slabs go back
+/// ([`Caches::reclaim_to`]).
+impl<C: Cpu> kmem_arena::Reclaim for Caches<'_, C> {
+    fn reclaim(&self, arena: &Arena<'_>, _wanted: usize) -> usize {
+        self.reclaim_to(arena)
+    }
+}

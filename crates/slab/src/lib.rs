@@ -122,7 +122,7 @@ mod slabs;
 mod stats;
 mod supply;
 
-pub use builder::{CacheBuilder, CtorError, ObjectOps};
+pub use builder::{CacheBuilder, CacheReclaim, CtorError, ObjectOps, Pressure};
 pub use cache::KmemCache;
 pub use caches::{Caches, DestroyError};
 pub use debug::{Caller, DebugHooks, Finding, LeakGroup, Report, Site, Transaction, TxnOp};

@@ -43,6 +43,8 @@ pub struct CacheStats {
     /// came from a signal or interrupt handler that interrupted an
     /// operation of their context.
     pub reentrant: u64,
+    /// Calls of the cache's shrinker ([`CacheReclaim`](crate::CacheReclaim)).
+    pub reclaim_calls: u64,
     /// Metadata (slab buffers, tables) the arena refused to take back: 0
     /// unless something corrupted the cache.
     pub meta_errors: u64,

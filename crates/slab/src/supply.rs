@@ -8,6 +8,7 @@
 use kmem_arena::Arena;
 use kmem_magazine::{Cpu, Section};
 
+use crate::builder::Pressure;
 use crate::cache::KmemCache;
 use crate::error::AllocError;
 use crate::geometry::Layout;
@@ -108,7 +109,8 @@ impl<C: Cpu> KmemCache<'_, C> {
         freed
     }
 
-    /// Empties the depot into the slabs, then returns every empty slab to
+    /// Calls the cache's shrinker, if any, with [`Pressure::Low`]; empties
+    /// the depot into the slabs, then returns every empty slab to
     /// the source and shrinks the hash if it is oversized. Returns the bytes
     /// given back. CPU magazines stay loaded (only their owners may drain
     /// them: [`flush_current`](Self::flush_current)).
@@ -120,12 +122,14 @@ impl<C: Cpu> KmemCache<'_, C> {
             Some(None) => return 0,
             section => section,
         };
+        self.call_reclaim(Pressure::Low);
         self.reap_from(self.source)
     }
 
     /// One upkeep pass over this cache, for a periodic timer (see
     /// [`Caches::tick`](crate::Caches::tick), which calls it on every
-    /// cache): the depot's working-set trim (the objects of magazines
+    /// cache): the cache's shrinker, if it has one, with
+    /// [`Pressure::Upkeep`]; the depot's working-set trim (the objects of magazines
     /// nobody needed during the last whole interval go back into their
     /// slabs, destructed, and the magazines to the magazine cache), then
     /// every empty slab back to the source, then the hash resized to its
@@ -145,6 +149,7 @@ impl<C: Cpu> KmemCache<'_, C> {
             Some(None) => return 0,
             section => section,
         };
+        self.call_reclaim(Pressure::Upkeep);
         self.tick_from(self.source)
     }
 
@@ -159,16 +164,19 @@ impl<C: Cpu> KmemCache<'_, C> {
     }
 
     /// For a reclaim callback of `arena`, this cache's source, which ran
-    /// out: the caller's own magazines (also from inside an operation, as
-    /// an arena's reclaim may run in the section of a page allocation),
-    /// the depot and the empty slabs go back, the slabs to `arena`.
-    /// Allocates nothing (the hash keeps its size), so it may run while
-    /// `arena` has nothing to give. Returns the bytes given back; 0 for a
+    /// out: the cache's shrinker, if any, is called with
+    /// [`Pressure::Low`] (outside the operation, if this runs inside
+    /// one); then the caller's own magazines (also from inside an
+    /// operation, as an arena's reclaim may run in the section of a page
+    /// allocation), the depot and the empty slabs go back, the slabs to
+    /// `arena`. Allocates nothing itself (the hash keeps its size), so it
+    /// may run while `arena` has nothing to give. Returns the bytes given back; 0 for a
     /// cache whose source is another arena (or that has none).
     pub fn reclaim_to(&self, arena: &Arena<'_>) -> usize {
         if !self.source.is_some_and(|s| core::ptr::addr_eq(s, arena)) {
             return 0;
         }
+        self.call_reclaim(Pressure::Low);
         self.flush_current_within();
         if let Some(mags) = &self.mags {
             mags.drain_depot(|obj| self.drain_one(obj));

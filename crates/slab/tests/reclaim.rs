@@ -1,0 +1,155 @@
+//! Per-cache shrinkers (`CacheBuilder::reclaim`): the upkeep pass asks
+//! with `Pressure::Upkeep`, `reap` and the source's exhaustion path with
+//! `Pressure::Low`, outside every lock, and what they free goes back.
+
+use std::sync::Mutex;
+
+use kmem_arena::Arena;
+use kmem_magazine::ThreadCpus;
+use kmem_physmem::PhysMem;
+use kmem_slab::{AllocError, AllocFlags, CacheBuilder, CacheReclaim, Caches, KmemCache, Pressure};
+
+/// A user's pool of objects of one cache (a dentry cache, say): it frees
+/// half of them on the upkeep pass and all of them when memory is low.
+struct Pool {
+    cache: Mutex<Option<&'static KmemCache<'static, ThreadCpus>>>,
+    held: Mutex<Vec<usize>>,
+    calls: Mutex<Vec<Pressure>>,
+}
+
+impl Pool {
+    const fn new() -> Self {
+        Self {
+            cache: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl CacheReclaim for Pool {
+    fn reclaim(&self, pressure: Pressure) -> usize {
+        self.calls.lock().unwrap().push(pressure);
+        let cache = self.cache.lock().unwrap().expect("set");
+        let mut held = self.held.lock().unwrap();
+        let keep = match pressure {
+            Pressure::Upkeep => held.len() / 2,
+            Pressure::Low => 0,
+        };
+        let freed = held.len() - keep;
+        for obj in held.drain(keep..) {
+            // SAFETY: allocated from `cache` by the test, held only here.
+            unsafe { cache.free(obj) }.unwrap();
+        }
+        freed
+    }
+}
+
+/// A `'static` stack: fake RAM, its base arena, a page arena of at most
+/// `pages` pages over it, and caches over the base.
+fn stack(
+    pages: usize,
+) -> (
+    &'static Arena<'static>,
+    &'static Caches<'static, ThreadCpus>,
+) {
+    let ram: &'static PhysMem = Box::leak(Box::new(PhysMem::new(16 << 20)));
+    let base: &'static Arena<'static> = Box::leak(Box::new(ram.base_arena("base", 64)));
+    let small: &'static Arena<'static> = Box::leak(Box::new(
+        Arena::builder("small")
+            .quantum(4096)
+            .source(base)
+            .tags_from(base)
+            .build()
+            .unwrap(),
+    ));
+    small.set_limit(Some(pages * 4096));
+    let caches = Box::leak(Box::new(Caches::new(base, ThreadCpus::global()).unwrap()));
+    (small, caches)
+}
+
+#[test]
+fn the_upkeep_pass_and_reap_call_the_shrinker() {
+    static POOL: Pool = Pool::new();
+    let (small, caches) = stack(256);
+    let c = caches
+        .create(
+            CacheBuilder::new("pooled", 256)
+                .source(small)
+                .reclaim(&POOL),
+        )
+        .unwrap();
+    let c: &'static KmemCache<'static, ThreadCpus> = Box::leak(Box::new(c));
+    *POOL.cache.lock().unwrap() = Some(c);
+    POOL.held
+        .lock()
+        .unwrap()
+        .extend((0..400).map(|_| c.alloc(AllocFlags::empty()).unwrap()));
+    caches.tick();
+    assert_eq!(*POOL.calls.lock().unwrap(), [Pressure::Upkeep]);
+    assert_eq!(POOL.held.lock().unwrap().len(), 200);
+    assert_eq!(c.stats().reclaim_calls, 1);
+    c.reap();
+    assert_eq!(
+        *POOL.calls.lock().unwrap(),
+        [Pressure::Upkeep, Pressure::Low]
+    );
+    assert!(POOL.held.lock().unwrap().is_empty());
+    c.flush_current();
+    c.reap();
+    assert_eq!(small.stats().allocated, 0, "every slab back");
+    c.check().unwrap();
+}
+
+#[test]
+fn an_exhausted_source_calls_the_shrinker_and_the_allocation_succeeds() {
+    static POOL: Pool = Pool::new();
+    let (small, caches) = stack(16);
+    small.add_reclaim(caches).unwrap();
+    let c = caches
+        .create(
+            CacheBuilder::new("pooled", 1024)
+                .source(small)
+                .reclaim(&POOL),
+        )
+        .unwrap();
+    let c: &'static KmemCache<'static, ThreadCpus> = Box::leak(Box::new(c));
+    *POOL.cache.lock().unwrap() = Some(c);
+    // The pool takes objects until the limit is reached: the allocation
+    // that finds the source exhausted has the shrinker called (the pool
+    // frees everything), and succeeds on the retry.
+    let mut survivor = None;
+    for _ in 0..1000 {
+        let obj = c.alloc(AllocFlags::empty()).unwrap();
+        if POOL.calls.lock().unwrap().is_empty() {
+            POOL.held.lock().unwrap().push(obj);
+        } else {
+            survivor = Some(obj);
+            break;
+        }
+    }
+    let obj = survivor.expect("the limit was reached and the shrinker asked");
+    assert_eq!(POOL.calls.lock().unwrap()[0], Pressure::Low);
+    assert!(POOL.held.lock().unwrap().is_empty());
+    assert!(c.stats().reclaim_calls >= 1);
+    // SAFETY: allocated above.
+    unsafe { c.free(obj) }.unwrap();
+    // A cache without a shrinker over the same limit is refused.
+    let plain = caches
+        .create(CacheBuilder::new("plain", 1024).source(small))
+        .unwrap();
+    let mut held = Vec::new();
+    let err = loop {
+        match plain.alloc(AllocFlags::empty()) {
+            Ok(obj) => held.push(obj),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 1000, "the limit did not hold");
+    };
+    assert_eq!(err, AllocError::Exhausted);
+    for obj in held {
+        // SAFETY: allocated above.
+        unsafe { plain.free(obj) }.unwrap();
+    }
+    c.check().unwrap();
+}
