@@ -59,7 +59,7 @@ impl CacheStats {
     pub fn header(w: &mut impl fmt::Write) -> fmt::Result {
         writeln!(
             w,
-            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8}",
+            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8} {:>8}",
             "cache name",
             "buf size",
             "buf in use",
@@ -71,7 +71,8 @@ impl CacheStats {
             "full",
             "empty",
             "contended",
-            "trimmed"
+            "trimmed",
+            "reclaims"
         )
     }
 
@@ -91,10 +92,19 @@ impl CacheStats {
         match &self.magazines {
             Some(m) => writeln!(
                 w,
-                " {:>4} {:>5} {:>5} {:>9} {:>8}",
-                m.magsize, m.not_empty, m.empty, m.contended, m.magazines_trimmed
+                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8}",
+                m.magsize,
+                m.not_empty,
+                m.empty,
+                m.contended,
+                m.magazines_trimmed,
+                self.reclaim_calls
             ),
-            None => writeln!(w, " {:>4} {:>5} {:>5} {:>9} {:>8}", "-", "-", "-", "-", "-"),
+            None => writeln!(
+                w,
+                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8}",
+                "-", "-", "-", "-", "-", self.reclaim_calls
+            ),
         }
     }
 }
