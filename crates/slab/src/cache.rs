@@ -428,6 +428,143 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         )
     }
 
+    /// Allocates an object into every element of `out`, all or nothing
+    /// (Linux's `kmem_cache_alloc_bulk`): from the caller's magazines while
+    /// they last, then, for a plain cache (no constructor, not debug, not
+    /// checked, not a quantum cache), from the slab layer under one hold of
+    /// its lock (let go only to grow a slab); other caches take each
+    /// object as [`alloc`](Self::alloc) does. On a failure every object
+    /// taken so far is freed back and the error returned; what `out` then
+    /// holds is unspecified.
+    #[allow(
+        unsafe_code,
+        reason = "a failed bulk allocation frees back the objects it took itself"
+    )]
+    #[track_caller]
+    pub fn alloc_bulk(&self, flags: AllocFlags, out: &mut [usize]) -> Result<(), AllocError> {
+        let caller = Caller::Location(Location::caller());
+        #[cfg(feature = "site-stats")]
+        let site = SiteId::of(caller);
+        let plain = self.ops.is_none()
+            && !self.checked
+            && !self.debugging()
+            && !self.flags.contains(CacheFlags::QCACHE);
+        let mut done = 0;
+        while done < out.len() {
+            if let Some(obj) = self.alloc_fast(flags) {
+                #[cfg(feature = "site-stats")]
+                self.check.hand_out_site(&obj, site);
+                out[done] = obj.hand_out();
+                done += 1;
+                continue;
+            }
+            let got = if plain {
+                self.take_batch(
+                    flags,
+                    &mut out[done..],
+                    #[cfg(feature = "site-stats")]
+                    site,
+                )
+            } else {
+                self.alloc_by(flags, caller).map(|obj| {
+                    out[done] = obj;
+                    1
+                })
+            };
+            match got {
+                Ok(n) => done += n,
+                Err(e) => {
+                    for &obj in &out[..done] {
+                        // SAFETY: allocated just above from this cache, not
+                        // handed to anyone yet.
+                        let _ = unsafe { self.free_by(obj, caller) };
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`alloc_bulk`](Self::alloc_bulk)'s slab path for a plain cache:
+    /// fills `out` under the cache lock, growing as needed; returns how
+    /// many it took (at least one), or the error if it took none.
+    fn take_batch(
+        &self,
+        flags: AllocFlags,
+        out: &mut [usize],
+        #[cfg(feature = "site-stats")] site: SiteId,
+    ) -> Result<usize, AllocError> {
+        let _section = match self.cpu() {
+            Some(cpu) => Some(Section::enter(cpu).ok_or_else(|| self.refuse_reentrant())?),
+            None => None,
+        };
+        let mut st = self.slab.lock();
+        let mut n = 0;
+        while n < out.len() {
+            let Some(obj) = st.take(
+                BufState::Allocated,
+                #[cfg(feature = "site-stats")]
+                site,
+            ) else {
+                drop(st);
+                match self.grow(self.source) {
+                    Ok(slab) => {
+                        st = self.slab.lock();
+                        st.insert(&self.geo, slab);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                        if n == 0 {
+                            return Err(e);
+                        }
+                        st = self.slab.lock();
+                        break;
+                    }
+                }
+            };
+            #[cfg(kmem_asan)]
+            self.asan_unpoison(obj.addr());
+            if self.check.tagged() {
+                FreeCheck::hand_out_tagged(&obj);
+            }
+            st.direct_allocs += 1;
+            zero_if(&obj, flags);
+            out[n] = obj.hand_out();
+            n += 1;
+        }
+        let rescale = st.set.hash().resize_target(false).is_some();
+        drop(st);
+        if rescale {
+            self.rescale_hash(false);
+        }
+        Ok(n)
+    }
+
+    /// Frees every object of `objs` in order, each as [`free`](Self::free)
+    /// frees it (checked, into the caller's magazines or its slab): Linux's
+    /// `kmem_cache_free_bulk`. Stops at the first free refused, returning
+    /// its index and error: the objects before it are freed, it and those
+    /// after it are left as they were.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free), for every object of `objs` (so no
+    /// object appears twice).
+    #[allow(
+        unsafe_code,
+        reason = "the public contract: the caller vouches for every object"
+    )]
+    #[track_caller]
+    pub unsafe fn free_bulk(&self, objs: &[usize]) -> Result<(), (usize, FreeError)> {
+        let caller = Caller::Location(Location::caller());
+        for (i, &obj) in objs.iter().enumerate() {
+            // SAFETY: forwarded, object by object.
+            unsafe { self.free_by(obj, caller) }.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
     #[cold]
     fn refuse_reentrant(&self) -> AllocError {
         self.reentrant.fetch_add(1, Ordering::Relaxed);
