@@ -69,6 +69,7 @@ pub struct CacheBuilder<'a> {
     pub(crate) source: Option<&'a Arena<'a>>,
     pub(crate) ops: Option<&'a dyn ObjectOps>,
     pub(crate) reclaim: Option<&'a dyn CacheReclaim>,
+    pub(crate) max_objects: u64,
     pub(crate) resize: ResizePolicy,
     /// A quantum cache's arena quantum and whether it is memory: set by
     /// [`Caches::qcaches`](crate::Caches::qcaches), whose caches have no
@@ -88,6 +89,7 @@ impl<'a> CacheBuilder<'a> {
             source: None,
             ops: None,
             reclaim: None,
+            max_objects: u64::MAX,
             resize: ResizePolicy::SEED,
             qcache_for: None,
         }
@@ -117,6 +119,15 @@ impl<'a> CacheBuilder<'a> {
     /// the cache's source runs out.
     pub fn reclaim(mut self, reclaim: &'a dyn CacheReclaim) -> Self {
         self.reclaim = Some(reclaim);
+        self
+    }
+
+    /// At most `n` objects out of the cache's slabs at once, those its
+    /// users hold and those in its magazines (FreeBSD's
+    /// `uma_zone_set_max`): an allocation past that fails with
+    /// [`AllocError::LimitReached`](crate::AllocError::LimitReached).
+    pub fn max_objects(mut self, n: u64) -> Self {
+        self.max_objects = n;
         self
     }
 

@@ -107,6 +107,8 @@ pub struct KmemCache<'a, C: Cpu> {
     /// The user's shrinker, and how many times it was called.
     reclaim: Option<&'a dyn CacheReclaim>,
     reclaim_calls: AtomicU64,
+    /// Objects out of the slabs at most (`CacheBuilder::max_objects`).
+    max_objects: u64,
     pub(crate) mags: Option<CacheMagazines<'a, C>>,
     /// Headed layout: the lock-free free check (owner, object start and,
     /// for plain caches with magazines, the free mark; see `raw::guard`).
@@ -218,6 +220,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             ops: b.ops,
             reclaim: b.reclaim,
             reclaim_calls: AtomicU64::new(0),
+            max_objects: b.max_objects,
             mags: None,
             check,
             fast,
@@ -502,6 +505,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let mut st = self.slab.lock();
         let mut n = 0;
         while n < out.len() {
+            if st.busy >= self.max_objects {
+                self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                if n == 0 {
+                    return Err(AllocError::LimitReached);
+                }
+                break;
+            }
             let Some(obj) = st.take(
                 BufState::Allocated,
                 #[cfg(feature = "site-stats")]
@@ -811,6 +821,11 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             BufState::Allocated
         };
         let mut st = self.slab.lock();
+        if st.busy >= self.max_objects {
+            drop(st);
+            self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+            return Err(AllocError::LimitReached);
+        }
         let obj = match st.take(
             state,
             #[cfg(feature = "site-stats")]
@@ -824,6 +839,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 })?;
                 st = self.slab.lock();
                 st.insert(&self.geo, slab);
+                if st.busy >= self.max_objects {
+                    // Others reached the limit while this one grew.
+                    drop(st);
+                    self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                    return Err(AllocError::LimitReached);
+                }
                 st.take(
                     state,
                     #[cfg(feature = "site-stats")]

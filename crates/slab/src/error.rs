@@ -70,6 +70,10 @@ pub enum AllocError {
     /// Called from a signal or interrupt handler that interrupted an
     /// operation of its own context, which may hold the slot or a lock.
     Reentrant,
+    /// The cache holds as many objects as its
+    /// [`max_objects`](crate::CacheBuilder::max_objects) allows (counting
+    /// those in magazines).
+    LimitReached,
 }
 
 impl fmt::Display for AllocError {
@@ -80,6 +84,7 @@ impl fmt::Display for AllocError {
             Self::NotMemory => "ZERO on a cache whose objects are not memory",
             Self::QuantumCache => "a quantum cache grows only through its arena",
             Self::Reentrant => "refused inside a handler that interrupted an allocator call",
+            Self::LimitReached => "the cache holds as many objects as its limit allows",
         })
     }
 }

@@ -136,3 +136,49 @@ fn a_refused_bulk_free_stops_where_it_is() {
         c.check().unwrap();
     });
 }
+
+/// `max_objects`: users and magazines together never hold more; the limit
+/// is refused with its own error, and frees make room again.
+#[test]
+fn max_objects_bounds_what_users_and_magazines_hold() {
+    for flags in [CacheFlags::empty(), CacheFlags::NOTOUCH] {
+        with_caches(32 << 20, |caches, kpages| {
+            let c = caches
+                .create(
+                    CacheBuilder::new("capped", 64)
+                        .flags(flags)
+                        .source(kpages)
+                        .max_objects(100),
+                )
+                .unwrap();
+            let mut held: Vec<usize> = Vec::new();
+            let err = loop {
+                match c.alloc(AllocFlags::empty()) {
+                    Ok(o) => held.push(o),
+                    Err(e) => break e,
+                }
+                assert!(held.len() <= 100);
+            };
+            assert_eq!((err, held.len()), (AllocError::LimitReached, 100));
+            let mut more = vec![0; 5];
+            assert_eq!(
+                c.alloc_bulk(AllocFlags::empty(), &mut more),
+                Err(AllocError::LimitReached)
+            );
+            // Freed into the magazines, the objects still count; handed out
+            // again, they come from there.
+            // SAFETY: allocated above.
+            unsafe { c.free_bulk(&held[..50]) }.unwrap();
+            let mut again = vec![0; 50];
+            c.alloc_bulk(AllocFlags::empty(), &mut again).unwrap();
+            assert_eq!(c.alloc(AllocFlags::empty()), Err(AllocError::LimitReached));
+            // SAFETY: allocated above, each once.
+            unsafe {
+                c.free_bulk(&held[50..]).unwrap();
+                c.free_bulk(&again).unwrap();
+            }
+            assert!(c.stats().alloc_fails >= 3);
+            c.check().unwrap();
+        });
+    }
+}
