@@ -152,6 +152,28 @@ fn replace(live: usize, n: usize) {
     println!("replace: {live} live, {n} steps");
 }
 
+/// slab_test-like bursts through kmalloc's `GlobalAlloc`: `n` objects of
+/// 64 bytes allocated, then all freed, in rounds of 10^4.
+fn burst(n: usize) {
+    use core::alloc::{GlobalAlloc, Layout};
+    let l = Layout::from_size_align(64, 8).unwrap();
+    with_kmalloc(512 << 20, |k| {
+        let mut held = vec![core::ptr::null_mut::<u8>(); 10_000];
+        for _ in 0..n / held.len() {
+            // SAFETY: every block is allocated with `l` and freed once.
+            unsafe {
+                for p in &mut held {
+                    *p = GlobalAlloc::alloc(k, l);
+                }
+                for &p in &held {
+                    GlobalAlloc::dealloc(k, p, l);
+                }
+            }
+        }
+    });
+    println!("burst: {n} objects");
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "same".into());
@@ -164,6 +186,10 @@ fn main() {
         return;
     }
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    if mode == "burst" {
+        burst(n);
+        return;
+    }
     if mode == "replace" {
         let live: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
         replace(live, n);

@@ -531,11 +531,13 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// every cache trims its depot's working set and gives its empty slabs
     /// back ([`Caches::tick`]), then the page arena (its quantum caches
     /// likewise, and its hash) and the base arena ([`Arena::tick`]). What a
-    /// program stops using goes back to the page source within three
-    /// passes: the objects to their slabs after two, the slabs' pages out
-    /// of the page arena's quantum caches at the third. The calling CPU's
-    /// own magazines stay loaded. Returns the bytes of slabs given back plus
-    /// the units the page arena's quantum caches gave back.
+    /// program stops using goes back to the page source within four
+    /// passes: the objects to their slabs after two, the slabs' pages,
+    /// which land in the calling CPU's magazines of the page arena's
+    /// quantum caches, out of them at the fourth (each pass first moves
+    /// the calling CPU's magazines to the depots). Returns the bytes of
+    /// slabs given back plus the units the page arena's quantum caches
+    /// gave back.
     pub fn tick(&self) -> usize {
         if let Some(_section) = Section::enter(self.caches.cpu()) {
             self.free_deferred();

@@ -316,7 +316,7 @@ fn register_fork(k: &'static Kmalloc<'static, ThreadCpus>) -> bool {
 /// - **Upkeep**: after the first boot a reaper thread (a bare `pthread`)
 ///   runs [`Kmalloc::tick`] on every booted `KmallocGlobal` each
 ///   [`UPKEEP_INTERVAL_MS`](crate::UPKEEP_INTERVAL_MS) (500 ms), so that
-///   freed memory a program leaves idle goes back to the OS within three
+///   freed memory a program leaves idle goes back to the OS within four
 ///   passes; `KMEM_UPKEEP_MS` sets the interval, `0` turns it off. A
 ///   `fork()` child starts its own on its next import of pages.
 ///   [`upkeep`](Self::upkeep) tells what it did.

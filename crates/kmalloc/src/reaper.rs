@@ -18,8 +18,9 @@ use crate::global::no_unwind;
 /// The reaper's default interval between two upkeep passes, in milliseconds.
 ///
 /// Objects a program frees and leaves idle go back to their slabs after two
-/// passes and their pages to the OS at the third (see
-/// [`Kmalloc::tick`](crate::Kmalloc::tick)): within 1.5 s.
+/// passes, and their pages to the OS then, or at the fourth pass for pages
+/// the page arena's quantum caches take back first (see
+/// [`Kmalloc::tick`](crate::Kmalloc::tick)): within 2 s.
 pub const UPKEEP_INTERVAL_MS: u64 = 500;
 
 /// No reaper runs; one may start.

@@ -556,6 +556,10 @@ fn s13_nested_calls_are_refused_or_deferred() {
         let large = Layout::from_size_align(100_000, 8).unwrap();
         let a = k.alloc(small).unwrap();
         let b = k.alloc(large).unwrap();
+        // The first allocation loaded this CPU's magazine (batch refill),
+        // from which a nested allocation may take (the slot is not busy):
+        // emptied, so the calls below must go past the magazines.
+        k.reap();
         let class = k.class_for(small).unwrap();
         let before = class.stats();
         {

@@ -2,6 +2,8 @@
 //! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
 //! which the caller falls through to.
 
+use arrayvec::ArrayVec;
+
 use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
 use crate::depot::{Depot, ResizePolicy};
 use crate::magazine::{start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
@@ -57,6 +59,8 @@ pub struct Magazines<'a, C: Cpu> {
     mags_freed: AtomicU64,
     /// Rounds freed through [`defer`](Self::defer).
     deferred: AtomicU64,
+    /// Batch refills ([`refill`](Self::refill)).
+    refills: AtomicU64,
     /// Where the deferred stack's link lives in each deferred round.
     link_at: usize,
     /// Flushes a slot into the depot when its owner goes away; linked into
@@ -97,6 +101,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             mags_allocated: AtomicU64::new(0),
             mags_freed: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
+            refills: AtomicU64::new(0),
             link_at: 0,
             hook: SlotHook::new(flush_hook::<C>),
         })
@@ -460,6 +465,90 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         }
     }
 
+    /// Batch refill (the caller's magazines and the depot came up empty):
+    /// loads the caller's loaded magazine, emptied or fresh, with rounds
+    /// that `fill` takes from the layer below in one pass, at most the
+    /// `room` it is given (the slot's fill target), and hands out the top
+    /// one. `None`, without calling `fill`, when the slot is busy (the
+    /// caller interrupted its own context) or no empty magazine can be had
+    /// (from `prev`, the depot, or `mags`); `None` too when `fill` took
+    /// nothing. Runs inside the caller's operation (its [`Section`]), which
+    /// the allocation of a new magazine needs.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine;
+    /// and every round `fill` returns is an object the layer may hand out
+    /// (as if it had been freed into it). `fill` returns at most `room`
+    /// rounds (the layer loads no more: any past it would be lost to the
+    /// caller).
+    pub unsafe fn refill<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
+    ) -> Option<usize> {
+        if C::OWNED_SLOTS {
+            if let Some(slot) = self.cpu.owned_slot() {
+                // SAFETY: forwarded.
+                return unsafe { self.refill_on(self.slot_at(slot), mags, fill) };
+            }
+        }
+        let guard = self.cpu.try_pin()?;
+        // SAFETY: forwarded.
+        unsafe { self.refill_on(self.slot_of(&guard), mags, fill) }
+    }
+
+    /// [`refill`](Self::refill) on `cc`, the caller's slot, which it holds.
+    unsafe fn refill_on<S: MagazineSource + ?Sized>(
+        &self,
+        cc: &CpuCache,
+        mags: &S,
+        fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
+    ) -> Option<usize> {
+        let _busy = cc.enter_busy()?;
+        // SAFETY: the caller holds the slot and it is marked busy; the only
+        // call out below (`mags`, `fill`) does not touch this layer's slots.
+        let st = &mut *unsafe { cc.state() };
+        if let Some(obj) = st.loaded.as_mut().and_then(|m| m.pop()) {
+            // Loaded meanwhile (a shared slot's other user).
+            cc.count_alloc();
+            return Some(obj);
+        }
+        if st.loaded.is_none() {
+            if st.prev.as_ref().is_some_and(|m| m.is_empty()) {
+                core::mem::swap(&mut st.loaded, &mut st.prev);
+            } else {
+                let empty = self.depot.lock(|| self.cpu.now_ns()).take_empty();
+                st.loaded = match empty {
+                    Some(mag) => Some(mag),
+                    None => {
+                        #[cfg(feature = "fail-inject")]
+                        if kmem_fail::should_fail(kmem_fail::Layer::Magazine) {
+                            return None;
+                        }
+                        let mem = mags.alloc_magazine()?;
+                        self.mags_allocated.fetch_add(1, Ordering::Relaxed);
+                        // SAFETY: fresh magazine memory from `mags`, which
+                        // promises its size, alignment and exclusivity.
+                        Some(unsafe { MagBox::init(mem) })
+                    }
+                };
+            }
+        }
+        let room = st.magsize.min(MAGAZINE_ROUNDS);
+        let loaded = st.loaded.as_mut()?;
+        let batch = fill(room);
+        debug_assert!(batch.len() <= room);
+        for obj in batch.into_iter().take(room) {
+            // SAFETY: the magazine was empty and at most `room <=
+            // MAGAZINE_ROUNDS` rounds are pushed.
+            unsafe { loaded.push(obj) };
+        }
+        let obj = loaded.pop()?;
+        self.refills.fetch_add(1, Ordering::Relaxed);
+        cc.count_alloc();
+        Some(obj)
+    }
+
     /// Frees `obj` from an operation that interrupted one of the caller's
     /// context (see [`Section`](crate::Section)): it goes onto a stack of the
     /// caller's slot that takes no lock and leaves the slot's magazines
@@ -765,6 +854,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             magazines_allocated: self.mags_allocated.load(Ordering::Relaxed),
             magazines_freed: self.mags_freed.load(Ordering::Relaxed),
             magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
+            refills: self.refills.load(Ordering::Relaxed),
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct MagazineStats {
     /// Of those, magazines the working-set trim gave back
     /// ([`Magazines::trim`](crate::Magazines::trim)).
     pub magazines_trimmed: u64,
+    /// Batch refills: a CPU's empty magazine loaded from the layer below
+    /// in one pass ([`Magazines::refill`](crate::Magazines::refill)).
+    pub refills: u64,
 }
 
 impl MagazineStats {

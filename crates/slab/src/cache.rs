@@ -655,7 +655,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         let fast = self.mags.is_some() && !self.checked && !flags.contains(AllocFlags::ZERO);
         if fast {
-            // The magazines missed already.
+            // The magazines missed already: a plain cache loads the
+            // caller's magazine from its slabs in one pass.
+            #[cfg(not(kmem_asan))]
+            if self.fast == Fast::Tagged {
+                if let Some(obj) = self.refill() {
+                    FreeCheck::hand_out_tagged(&obj);
+                    #[cfg(feature = "site-stats")]
+                    self.check.hand_out_site(&obj, site);
+                    return Ok(obj.hand_out());
+                }
+            }
             return self.alloc_from_slab(
                 src,
                 flags,
@@ -671,6 +681,32 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             #[cfg(feature = "site-stats")]
             site,
         )
+    }
+
+    /// Batch refill for a plain cache whose magazines missed: the objects
+    /// its slabs hold now, up to the caller's magazine's fill target, go
+    /// into that magazine under one hold of the slab lock (marked free, as
+    /// a free into the magazines marks them; within `max_objects`), and one
+    /// comes out. `None` when the slabs hold none (growing a slab is the
+    /// one-object path's, which reports its errors) or the layer has no
+    /// magazine to load.
+    #[cfg(not(kmem_asan))]
+    fn refill(&self) -> Option<Taken> {
+        self.fast_mags().refill(|room| {
+            let mut batch = ArrayVec::new();
+            let mut st = self.slab.lock();
+            while batch.len() < room.min(batch.capacity()) && st.busy < self.max_objects {
+                let Some(obj) = st.take(
+                    BufState::Allocated,
+                    #[cfg(feature = "site-stats")]
+                    SiteId::NONE,
+                ) else {
+                    break;
+                };
+                batch.push(self.check.mark_cached(obj));
+            }
+            batch
+        })
     }
 
     /// Every allocation the fast path above does not finish: `ZERO`,

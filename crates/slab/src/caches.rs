@@ -181,14 +181,21 @@ impl<'a, C: Cpu> Caches<'a, C> {
 
     /// The upkeep pass over every cache, for a periodic timer: each cache's
     /// [`tick`](KmemCache::tick) (its depot's working-set trim, its empty
-    /// slabs back to their source, its hash resized). Quantum caches are
-    /// their arenas' to tick ([`Arena::tick`]). Call it at a steady
+    /// slabs back to their source, its hash resized), after moving the
+    /// calling CPU's own magazines of every cache (quantum caches too) to
+    /// their depots, since what a pass frees lands in them. Quantum caches
+    /// are their arenas' to tick ([`Arena::tick`]). Call it at a steady
     /// interval (kmalloc's global allocator uses 500 ms): what a depot held
     /// idle through one whole interval goes back at the end of the next.
     /// Returns the bytes of slabs given back.
     pub fn tick(&self) -> usize {
         let mut freed = 0;
-        self.for_each(|c| freed += c.tick());
+        self.for_each(|c| {
+            // The caller's own magazines join the depot first (this pass's
+            // frees land in them): trimmed like any idle magazine.
+            c.flush_current();
+            freed += c.tick();
+        });
         freed
     }
 

@@ -11,9 +11,10 @@ use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use arrayvec::ArrayVec;
 use kmem_magazine::{
     Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, ResizePolicy, MAGAZINE_ALIGN,
-    MAGAZINE_SIZE,
+    MAGAZINE_ROUNDS, MAGAZINE_SIZE,
 };
 
 use crate::cache::KmemCache;
@@ -127,6 +128,23 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         let round = self.mags.alloc()?;
         // SAFETY: a round the layer just handed out; `object_bytes` is the
         // cache's (`new`).
+        Some(unsafe { Taken::from_round(round, self.object_bytes) })
+    }
+
+    /// A batch refill of the caller's magazines (see [`Magazines::refill`]):
+    /// `fill` takes up to the room it is given from the slab layer, as
+    /// rounds (objects the layer may hand out); returns the round handed
+    /// out, as a token.
+    pub(crate) fn refill(
+        &self,
+        fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
+    ) -> Option<Taken> {
+        // SAFETY: the layer itself is the one source its magazines ever
+        // see; `fill`'s rounds are objects of this cache, taken from its
+        // slabs for the magazines (the caller's promise, as for `free`).
+        let round = unsafe { self.mags.refill(self, fill) }?;
+        // SAFETY: a round the layer just handed out; `object_bytes` is the
+        // cache's.
         Some(unsafe { Taken::from_round(round, self.object_bytes) })
     }
 

@@ -352,6 +352,18 @@ impl FreeCheck {
         resite(slot, SiteId::NONE, self.bytes);
     }
 
+    /// Puts the free mark on an object of a plain (tagged) cache taken
+    /// from its slab for a batch refill, as a free into the magazines
+    /// does, and gives up the token: the object becomes a round.
+    pub(crate) fn mark_cached(&self, obj: Taken) -> usize {
+        debug_assert!(self.tagged && obj.bytes() >= size_of::<usize>());
+        let addr = obj.addr();
+        // SAFETY: the holder of a `Taken` owns its memory, a word at least
+        // and aligned for a plain cache (as in `hand_out_tagged`).
+        unsafe { (addr as *mut usize).write(mark(self.key, addr)) };
+        obj.hand_out()
+    }
+
     /// Clears the free mark of an object of a plain (tagged) cache being
     /// handed out.
     #[inline(always)]
