@@ -148,6 +148,26 @@ fn four_ticks_give_every_idle_page_back() {
     });
 }
 
+/// A size class's cache reserves objects like any cache; they are
+/// kmalloc blocks, freed with their layout.
+#[test]
+fn a_class_reserve_hands_out_kmalloc_blocks() {
+    with_kmalloc(MEM, |k| {
+        let l = layout(100, 8);
+        let class = k.class_for(l).unwrap();
+        let mut r = class.reserve(kmem_slab::AllocFlags::empty(), 8).unwrap();
+        let p = r.alloc().unwrap();
+        drop(r);
+        let p = core::ptr::NonNull::new(p as *mut u8).unwrap();
+        // SAFETY: a block of the class of `l`, the caller's now.
+        unsafe { p.as_ptr().write_bytes(7, 100) };
+        // SAFETY: as above, freed once.
+        unsafe { k.free(p, l) }.unwrap();
+        assert_eq!(class.stats().buf_in_use, 0);
+        check(k);
+    });
+}
+
 #[test]
 fn large_requests_take_pages_and_give_them_back() {
     with_kmalloc(MEM, |k| {

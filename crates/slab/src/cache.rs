@@ -109,6 +109,8 @@ pub struct KmemCache<'a, C: Cpu> {
     reclaim_calls: AtomicU64,
     /// Objects out of the slabs at most (`CacheBuilder::max_objects`).
     max_objects: u64,
+    /// Objects held in [`Reserve`](crate::Reserve)s now.
+    pub(crate) reserved: AtomicU64,
     pub(crate) mags: Option<CacheMagazines<'a, C>>,
     /// Headed layout: the lock-free free check (owner, object start and,
     /// for plain caches with magazines, the free mark; see `raw::guard`).
@@ -221,6 +223,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             reclaim: b.reclaim,
             reclaim_calls: AtomicU64::new(0),
             max_objects: b.max_objects,
+            reserved: AtomicU64::new(0),
             mags: None,
             check,
             fast,
@@ -1417,6 +1420,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             reports: self.reports.load(Ordering::Relaxed),
             reentrant: self.reentrant.load(Ordering::Relaxed),
             reclaim_calls: self.reclaim_calls.load(Ordering::Relaxed),
+            reserved: self.reserved.load(Ordering::Relaxed),
             meta_errors: self.meta_errors.load(Ordering::Relaxed),
             hash_chains: 1usize << st.set.hash().bits(),
             magazines: mags,

@@ -74,6 +74,9 @@ pub enum AllocError {
     /// [`max_objects`](crate::CacheBuilder::max_objects) allows (counting
     /// those in magazines).
     LimitReached,
+    /// A [`reserve`](crate::KmemCache::reserve) of more than
+    /// [`RESERVE_MAX`](crate::RESERVE_MAX) objects.
+    TooMany,
 }
 
 impl fmt::Display for AllocError {
@@ -85,6 +88,7 @@ impl fmt::Display for AllocError {
             Self::QuantumCache => "a quantum cache grows only through its arena",
             Self::Reentrant => "refused inside a handler that interrupted an allocator call",
             Self::LimitReached => "the cache holds as many objects as its limit allows",
+            Self::TooMany => "more objects than one reserve holds",
         })
     }
 }

@@ -114,6 +114,7 @@ mod handle;
 mod qcache;
 #[allow(unsafe_code, reason = "the slab layer's memory")]
 mod raw;
+mod reserve;
 #[allow(unsafe_code, reason = "the registry's lock")]
 mod rwlock;
 #[cfg(feature = "site-stats")]
@@ -132,6 +133,7 @@ pub use geometry::{HEADED_MAX, SMALL_MAX};
 pub use handle::Cache;
 pub use qcache::{QCaches, QCACHE_MAX_CACHES};
 pub use raw::POISON;
+pub use reserve::{Reserve, RESERVE_MAX};
 #[cfg(feature = "site-stats")]
 pub use sites::{report_sites, site_stats, SiteStat};
 pub use stats::CacheStats;

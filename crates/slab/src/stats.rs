@@ -45,6 +45,9 @@ pub struct CacheStats {
     pub reentrant: u64,
     /// Calls of the cache's shrinker ([`CacheReclaim`](crate::CacheReclaim)).
     pub reclaim_calls: u64,
+    /// Objects held in [`Reserve`](crate::Reserve)s now (allocated, counted
+    /// in `buf_in_use`).
+    pub reserved: u64,
     /// Metadata (slab buffers, tables) the arena refused to take back: 0
     /// unless something corrupted the cache.
     pub meta_errors: u64,
@@ -59,7 +62,7 @@ impl CacheStats {
     pub fn header(w: &mut impl fmt::Write) -> fmt::Result {
         writeln!(
             w,
-            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8} {:>8}",
+            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}",
             "cache name",
             "buf size",
             "buf in use",
@@ -72,7 +75,8 @@ impl CacheStats {
             "empty",
             "contended",
             "trimmed",
-            "reclaims"
+            "reclaims",
+            "reserved"
         )
     }
 
@@ -92,18 +96,19 @@ impl CacheStats {
         match &self.magazines {
             Some(m) => writeln!(
                 w,
-                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8}",
+                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}",
                 m.magsize,
                 m.not_empty,
                 m.empty,
                 m.contended,
                 m.magazines_trimmed,
-                self.reclaim_calls
+                self.reclaim_calls,
+                self.reserved
             ),
             None => writeln!(
                 w,
-                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8}",
-                "-", "-", "-", "-", "-", self.reclaim_calls
+                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}",
+                "-", "-", "-", "-", "-", self.reclaim_calls, self.reserved
             ),
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use common::{caches_over, with_caches, with_caches_using, with_ram, Counting};
 use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
-use kmem_slab::{AllocError, AllocFlags, BadFree, CacheBuilder, CacheFlags};
+use kmem_slab::{AllocError, AllocFlags, BadFree, CacheBuilder, CacheFlags, RESERVE_MAX};
 
 #[test]
 fn bulk_objects_are_distinct_and_go_back() {
@@ -181,4 +181,65 @@ fn max_objects_bounds_what_users_and_magazines_hold() {
             c.check().unwrap();
         });
     }
+}
+
+/// A reserve: taken before memory runs out, its allocations cannot fail
+/// afterwards; what is left goes back when it drops; too large a reserve
+/// is refused, and one that cannot be met takes nothing.
+#[test]
+fn a_reserve_keeps_allocations_from_failing() {
+    with_ram(32 << 20, |base, kpages| {
+        let small = Arena::builder("small")
+            .quantum(4096)
+            .source(kpages)
+            .tags_from(kpages)
+            .build()
+            .unwrap();
+        small.set_limit(Some(4 * 4096));
+        caches_over(base, ThreadCpus::global(), |caches| {
+            let c = caches
+                .create(CacheBuilder::new("reserved", 256).source(&small))
+                .unwrap();
+            assert_eq!(
+                c.reserve(AllocFlags::empty(), RESERVE_MAX + 1).err(),
+                Some(AllocError::TooMany)
+            );
+            let mut r = c.reserve(AllocFlags::ZERO, 20).unwrap();
+            assert_eq!((r.len(), c.stats().reserved), (20, 20));
+            // Everything else the limit allows, taken by others.
+            let mut others = Vec::new();
+            while let Ok(o) = c.alloc(AllocFlags::empty()) {
+                others.push(o);
+            }
+            assert_eq!(
+                c.reserve(AllocFlags::empty(), 10).err(),
+                Some(AllocError::Exhausted),
+                "nothing left to reserve"
+            );
+            let held_before = c.stats().buf_in_use;
+            let got: Vec<usize> = (0..15).map(|_| r.alloc().expect("reserved")).collect();
+            assert_eq!(c.stats().buf_in_use, held_before, "already counted");
+            assert_eq!((r.len(), c.stats().reserved), (5, 5));
+            for &o in &got {
+                assert!(c.owns(o));
+                // SAFETY: a 256-byte object reserved with `ZERO`.
+                assert!(unsafe { core::slice::from_raw_parts(o as *const u8, 256) }
+                    .iter()
+                    .all(|&b| b == 0));
+            }
+            drop(r);
+            assert_eq!(c.stats().reserved, 0);
+            assert_eq!(c.stats().buf_in_use, held_before - 5, "the rest went back");
+            // SAFETY: allocated above, each once.
+            unsafe {
+                c.free_bulk(&got).unwrap();
+                c.free_bulk(&others).unwrap();
+            }
+            let mut report = String::new();
+            caches.report(&mut report).unwrap();
+            assert!(report.lines().next().unwrap().ends_with("reserved"));
+            c.check().unwrap();
+            c.destroy().unwrap();
+        });
+    });
 }
