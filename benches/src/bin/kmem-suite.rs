@@ -19,13 +19,13 @@
 //! - `--report DIR` (default `target/bench-report`) receives `report.md`
 //!   and its SVG charts (B5 latency against free segments, B3 scaling).
 //!
-//! The benchmarks (B1-B9 of the project's performance anchors, B12, B13):
+//! The benchmarks (B1-B9 of the project's performance anchors, B12-B14):
 //! B1 fast path, B2 working set, B3 scaling, B4 cross-thread
 //! producer/consumer, B5 vmem latency against free segments, B6 quantum
 //! cache, B7 constrained xalloc, B8 memory (utilisation, metadata,
 //! internal waste), B9 import chains and reap, B12 Linux's test_vmalloc
 //! range tests, B13 bounded work (the slowest single alloc, xalloc and
-//! free against 10^6 free segments). Every table gives each
+//! free against 10^6 free segments), B14 slab_test bursts. Every table gives each
 //! contender's median and its ratio to the benchmark's kmem contender; the
 //! DESIGN.md section 6 targets are reported as met or not met, never as a
 //! failure (the exit status is 0 whatever was measured).

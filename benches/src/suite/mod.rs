@@ -1,4 +1,4 @@
-//! The side-by-side suite (`kmem-suite`): B1-B9, B12 and B13 of the project's
+//! The side-by-side suite (`kmem-suite`): B1-B9, B12, B13 and B14 of the project's
 //! performance anchors, every contender driven through one thin trait by
 //! the same seeded trace, ratios taken in one process by interleaving the
 //! contenders round by round. [`run`] measures; [`crate::report`] writes
@@ -8,6 +8,7 @@
 pub mod b1;
 pub mod b12;
 pub mod b13;
+pub mod b14;
 pub mod b2;
 pub mod b3;
 pub mod b4;
@@ -46,6 +47,7 @@ pub fn run(cfg: &Config) -> Results {
         (b3::BENCH, b3::run),
         (b4::BENCH, b4::run),
         (b6::BENCH, b6::run),
+        (b14::BENCH, b14::run),
     ];
     if object.iter().any(|(b, _)| cfg.wants(b.id, b.title)) {
         let peers = stack::Peers::new();

@@ -64,6 +64,10 @@ impl<'a> SlabState<'a> {
         self.set.len(SlabList::Full) + self.set.len(SlabList::Partial) + self.empty_slabs()
     }
 
+    pub(crate) fn partial_slabs(&self) -> usize {
+        self.set.len(SlabList::Partial)
+    }
+
     pub(crate) fn empty_slabs(&self) -> usize {
         self.set.len(SlabList::Empty)
     }

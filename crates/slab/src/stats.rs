@@ -24,12 +24,18 @@ pub struct CacheStats {
     pub slabs: usize,
     /// Slabs with no object out (what `reap` gives back).
     pub empty_slabs: usize,
+    /// Slabs with some objects out and some free (allocations take from
+    /// the fullest first).
+    pub partial_slabs: usize,
     /// Slabs created.
     pub slab_creates: u64,
     /// Slabs returned to the source.
     pub slab_destroys: u64,
     /// Allocations that succeeded.
     pub allocs: u64,
+    /// Of those, the ones the slab layer served itself (the magazines
+    /// missed, or the cache has none).
+    pub direct_allocs: u64,
     /// Allocations that failed (source exhausted or constructor failed).
     pub alloc_fails: u64,
     /// Constructor failures.
