@@ -363,7 +363,7 @@ impl<'a> SlabSet<'a> {
         // An allocation leaves its slab where it is (at the front), so the
         // next one takes from the same slab.
         let draining = freed && want == SlabList::Partial && busy * 2 < total;
-        if want == have && !(draining && !self.partial.is_last(slab)) {
+        if want == have && (!draining || self.partial.is_last(slab)) {
             return;
         }
         // SAFETY: the slab is on `have` and goes on `want`.
