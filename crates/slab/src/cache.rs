@@ -660,7 +660,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if fast {
             // The magazines missed already: a plain cache loads the
             // caller's magazine from its slabs in one pass.
-            #[cfg(not(kmem_asan))]
             if self.fast == Fast::Tagged {
                 if let Some(obj) = self.refill() {
                     FreeCheck::hand_out_tagged(&obj);
@@ -693,7 +692,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// comes out. `None` when the slabs hold none (growing a slab is the
     /// one-object path's, which reports its errors) or the layer has no
     /// magazine to load.
-    #[cfg(not(kmem_asan))]
     fn refill(&self) -> Option<Taken> {
         self.fast_mags().refill(|room| {
             let mut batch = ArrayVec::new();
@@ -706,7 +704,16 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 ) else {
                     break;
                 };
+                // AddressSanitizer builds: the mark's word is written, then
+                // the whole object is poisoned, as a free into the
+                // magazines leaves it (the fast path unpoisons it).
+                #[cfg(kmem_asan)]
+                let addr = obj.addr();
+                #[cfg(kmem_asan)]
+                kmem_arena::asan::unpoison(addr, core::mem::size_of::<usize>());
                 batch.push(self.check.mark_cached(obj));
+                #[cfg(kmem_asan)]
+                kmem_arena::asan::poison(addr, self.geo.size);
             }
             batch
         })

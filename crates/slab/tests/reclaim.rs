@@ -45,6 +45,18 @@ impl CacheReclaim for Pool {
     }
 }
 
+/// What the tests leak on purpose (`'static` stacks), kept reachable so
+/// that LeakSanitizer does not report it.
+static LEAKED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Leaks `value` for the rest of the test binary, reachable from
+/// [`LEAKED`].
+fn leak<T>(value: T) -> &'static T {
+    let r: &'static T = Box::leak(Box::new(value));
+    LEAKED.lock().unwrap().push(core::ptr::from_ref(r) as usize);
+    r
+}
+
 /// A `'static` stack: fake RAM, its base arena, a page arena of at most
 /// `pages` pages over it, and caches over the base.
 fn stack(
@@ -53,18 +65,18 @@ fn stack(
     &'static Arena<'static>,
     &'static Caches<'static, ThreadCpus>,
 ) {
-    let ram: &'static PhysMem = Box::leak(Box::new(PhysMem::new(16 << 20)));
-    let base: &'static Arena<'static> = Box::leak(Box::new(ram.base_arena("base", 64)));
-    let small: &'static Arena<'static> = Box::leak(Box::new(
+    let ram: &'static PhysMem = leak(PhysMem::new(16 << 20));
+    let base: &'static Arena<'static> = leak(ram.base_arena("base", 64));
+    let small: &'static Arena<'static> = leak(
         Arena::builder("small")
             .quantum(4096)
             .source(base)
             .tags_from(base)
             .build()
             .unwrap(),
-    ));
+    );
     small.set_limit(Some(pages * 4096));
-    let caches = Box::leak(Box::new(Caches::new(base, ThreadCpus::global()).unwrap()));
+    let caches = leak(Caches::new(base, ThreadCpus::global()).unwrap());
     (small, caches)
 }
 
@@ -79,7 +91,7 @@ fn the_upkeep_pass_and_reap_call_the_shrinker() {
                 .reclaim(&POOL),
         )
         .unwrap();
-    let c: &'static KmemCache<'static, ThreadCpus> = Box::leak(Box::new(c));
+    let c: &'static KmemCache<'static, ThreadCpus> = &**leak(c);
     *POOL.cache.lock().unwrap() = Some(c);
     POOL.held
         .lock()
@@ -113,7 +125,7 @@ fn an_exhausted_source_calls_the_shrinker_and_the_allocation_succeeds() {
                 .reclaim(&POOL),
         )
         .unwrap();
-    let c: &'static KmemCache<'static, ThreadCpus> = Box::leak(Box::new(c));
+    let c: &'static KmemCache<'static, ThreadCpus> = &**leak(c);
     *POOL.cache.lock().unwrap() = Some(c);
     // The pool takes objects until the limit is reached: the allocation
     // that finds the source exhausted has the shrinker called (the pool
