@@ -662,6 +662,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             // caller's magazine from its slabs in one pass.
             if self.fast == Fast::Tagged {
                 if let Some(obj) = self.refill() {
+                    #[cfg(kmem_asan)]
+                    self.asan_unpoison(obj.addr());
                     FreeCheck::hand_out_tagged(&obj);
                     #[cfg(feature = "site-stats")]
                     self.check.hand_out_site(&obj, site);
