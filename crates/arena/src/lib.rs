@@ -131,6 +131,7 @@ pub use qcache::QuantumCaches;
 pub use reclaim::{Reclaim, ReclaimHandle, TooManyReclaimers, MAX_RECLAIMERS};
 pub use source::{FnSource, Source};
 pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
+pub use upkeep::PURGE_CHUNK;
 #[cfg(feature = "std")]
 pub use wait::CondvarWaiter;
 pub use wait::Waiter;

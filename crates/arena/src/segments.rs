@@ -46,10 +46,10 @@ pub(crate) enum Search {
     Paused,
 }
 
-/// A step of a purge ([`Segments::take_for_purge`]).
+/// A step of a purge ([`Segments::purge_step`]).
 pub(crate) enum Purge {
-    /// This segment (start, size) was taken.
-    Took(usize, usize),
+    /// Free from the first address to the second (exclusive).
+    Range(usize, usize),
     /// A batch looked at: go on from this address.
     From(usize),
     /// No free segment of the size at or above the address.
@@ -828,22 +828,29 @@ impl Segments {
         self.mark_meta(id, size);
     }
 
-    /// For [`Arena::purge`](crate::Arena::purge): the lowest free segment
-    /// at or above `at` of at least `min` units, taken whole as metadata
-    /// (out of every search until a metadata free gives it back). Looks at
-    /// up to [`SEARCH_BATCH`] candidates.
-    pub(crate) fn take_for_purge(&mut self, at: usize, min: usize) -> Purge {
+    /// For [`Arena::purge`](crate::Arena::purge): the free segment of at
+    /// least `min` units that holds `at` or, else, the lowest one above
+    /// it, as `Range(start, end)` clipped to start at `at`; looks at up to
+    /// [`SEARCH_BATCH`] candidates.
+    pub(crate) fn purge_step(&self, at: usize, min: usize) -> Purge {
+        if let Some(id) = at
+            .checked_sub(1)
+            .and_then(|a| self.tags.floor(Tree::Segments, a))
+        {
+            let t = self.tags.get(id);
+            if t.kind() == TagKind::Free && t.size >= min && t.end() > at {
+                return Purge::Range(at, t.end());
+            }
+        }
         let k = class_key(min);
         let mut next = self.tags.first_keyed_from(Tree::Segments, at, k);
         for _ in 0..SEARCH_BATCH {
             let Some(id) = next else {
                 return Purge::Done;
             };
-            let t = *self.tags.get(id);
+            let t = self.tags.get(id);
             if t.size >= min {
-                self.untrack_free(id);
-                self.mark_meta(id, t.size);
-                return Purge::Took(t.start, t.size);
+                return Purge::Range(t.start, t.end());
             }
             next = self.tags.next_keyed(id, k);
         }

@@ -14,6 +14,10 @@ const INLINE_CHAINS: usize = 1 << kmem_hash::INIT_BITS;
 /// Non-empty hash chains an explicit rescale moves per lock hold.
 const REHASH_BATCH: usize = 64;
 
+/// Units of free memory [`Arena::purge`] hands over per hold of the lock
+/// at most (1 MiB of a byte-addressed arena).
+pub const PURGE_CHUNK: usize = 1 << 20;
+
 impl Arena<'_> {
     /// Allocates metadata memory (a hash table) of `bytes`.
     fn meta_alloc(&self, bytes: usize) -> Option<usize> {
@@ -213,37 +217,34 @@ impl Arena<'_> {
     }
 
     /// Gives free memory back to the platform while the arena keeps it:
-    /// hands each free segment of at least `min` units to `f`, in address
-    /// order, with the segment taken out of the arena for the duration of
-    /// the call (no allocation can return it meanwhile), then frees it back
-    /// (it merges with its neighbours, and a sourced arena's span that is
-    /// then wholly free goes back to the source). For a memory arena, `f`
-    /// tells the OS that the pages are unused (Linux: `madvise` with
+    /// hands the free segments of at least `min` units to `f`, in address
+    /// order and in pieces of at most [`PURGE_CHUNK`] units, each while
+    /// holding the arena's lock, so that no allocation can take any of it
+    /// meanwhile and none finds it missing either (it waits for the lock
+    /// instead: one piece's worth of `f`). For a memory arena, `f` tells
+    /// the OS that the pages are unused (Linux: `madvise` with
     /// `MADV_DONTNEED`); their contents are lost, which free memory's may
-    /// be. The lock is held for one step at a time (up to 64 segments
-    /// looked at, or one taken), never while `f` runs. Returns the units
-    /// handed to `f`.
+    /// be. `f` must not call into this arena, nor be interrupted by a
+    /// handler that does (the caller blocks signals, or runs it where no
+    /// handler allocates). Returns the units handed to `f`; free memory is
+    /// handed over again by every call (an arena does not record what was
+    /// purged).
     pub fn purge(&self, min: usize, mut f: impl FnMut(usize, usize)) -> usize {
         let min = min.max(1);
         let (mut at, mut purged) = (0, 0);
         loop {
-            let step = self.inner.lock().take_for_purge(at, min);
-            match step {
+            let g = self.inner.lock();
+            match g.purge_step(at, min) {
                 Purge::Done => return purged,
                 Purge::From(next) => at = next,
-                Purge::Took(start, size) => {
-                    f(start, size);
-                    purged += size;
-                    // A refusal would mean corrupt metadata: counted.
-                    if self.free_segment(start, size, true).is_err() {
-                        self.inner.lock().counters.meta_errors += 1;
-                    }
-                    match start.checked_add(size) {
-                        Some(next) => at = next,
-                        None => return purged,
-                    }
+                Purge::Range(from, end) => {
+                    let to = end.min(from.saturating_add(PURGE_CHUNK));
+                    f(from, to - from);
+                    purged += to - from;
+                    at = to;
                 }
             }
+            drop(g);
         }
     }
 

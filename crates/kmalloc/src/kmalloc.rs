@@ -482,10 +482,12 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         })
     }
 
-    /// The page arena's reclaim (see [`Reclaim`]): every cache whose slabs
-    /// come from the page arena gives back the caller's magazines, its depot
-    /// and its empty slabs, then the page arena's quantum caches give back
-    /// what that freed into them. Allocates nothing. [`boot_static`]
+    /// The page arena's reclaim (see [`Reclaim`]): the shrinkers of the
+    /// caches whose slabs come from the page arena run, then every such
+    /// cache gives back the caller's magazines, its depot and its empty
+    /// slabs, then the page arena's quantum caches give back what that
+    /// freed into them. Allocates nothing itself (a shrinker is the user's
+    /// code). [`boot_static`]
     /// registers a `'static` stack's kmalloc on its page arena.
     ///
     /// [`boot_static`]: crate::boot_static
@@ -512,10 +514,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         }
         let mut freed = 0;
         for _ in 0..2 {
-            self.caches.for_each(|c| {
-                c.flush_current();
-                freed += c.reap();
-            });
+            freed += self.caches.reap();
             // The page arena's reap takes its quantum caches' locks and its
             // own: in a section (not from a handler that interrupted one).
             if let Some(_section) = Section::enter(self.caches.cpu()) {

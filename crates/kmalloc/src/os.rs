@@ -224,6 +224,9 @@ fn boot_unlock() {
 /// allocator, in the lock order, so that no other thread holds one while
 /// the process is copied (a child would wait for it for ever).
 extern "C" fn fork_prepare() {
+    // The reaper's pass first: it takes the locks below, never this one's
+    // holder's.
+    crate::reaper::fork_prepare();
     boot_lock();
     // The booted allocators now, a prefix of `FORKABLE` (filled in order,
     // and not while `BOOT_LOCK` is held here).
@@ -250,11 +253,17 @@ pub(crate) fn booted() -> impl Iterator<Item = &'static Kmalloc<'static, ThreadC
     })
 }
 
+/// After `fork()`, in the parent.
+extern "C" fn fork_parent() {
+    fork_release();
+    crate::reaper::fork_parent();
+}
+
 /// After `fork()`, in the child: as in the parent, and the reaper thread,
 /// which was not copied, is marked stopped.
 extern "C" fn fork_child() {
     fork_release();
-    crate::reaper::forked_child();
+    crate::reaper::fork_child();
 }
 
 /// The first `n` booted allocators.
@@ -405,7 +414,7 @@ impl KmallocGlobal {
             // SAFETY: registers two `extern "C"` functions that live for the
             // whole program (glibc records them with its own malloc).
             let r = unsafe {
-                libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_child))
+                libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
             };
             ATFORK.store(u8::from(r == 0), Ordering::Relaxed);
             r == 0

@@ -11,7 +11,7 @@
 //! (`0` turns the reaper off), read once at the first boot.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::global::no_unwind;
 
@@ -59,8 +59,10 @@ pub struct UpkeepStats {
     pub last_ns: u64,
     /// What the passes gave back: bytes of slabs plus page-arena units.
     pub given_back: u64,
-    /// Bytes of free memory the passes handed back to the OS
-    /// (`madvise(MADV_DONTNEED)`), from the page and base arenas.
+    /// Bytes of free memory the passes handed to the OS with
+    /// `madvise(MADV_DONTNEED)`, from the page and base arenas, counted at
+    /// every purge (free memory purged before, or never touched, counts
+    /// again): the work done, not the memory given back.
     pub purged: u64,
 }
 
@@ -116,9 +118,21 @@ pub(crate) fn ensure() {
         return;
     }
     let mut tid: libc::pthread_t = 0;
+    // The thread starts with every signal blocked (it inherits the mask):
+    // a handler that allocates must never run on it while it holds an
+    // arena's or a cache's lock outside any section.
+    // SAFETY: plain out-parameters for the signal sets.
+    let (mut all, mut old): (libc::sigset_t, libc::sigset_t) = unsafe { core::mem::zeroed() };
+    // SAFETY: valid sets; the caller's mask is put back just below.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
     // SAFETY: `run` is an `extern "C"` function that lives for the whole
     // program and ignores its argument; default attributes.
     let r = unsafe { libc::pthread_create(&mut tid, ptr::null(), run, ptr::null_mut()) };
+    // SAFETY: the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
     if r != 0 {
         // Out of threads or memory: no reaper; memory goes back only on
         // `reap` or `tick` calls. Not retried, so no path keeps failing.
@@ -129,8 +143,40 @@ pub(crate) fn ensure() {
     unsafe { libc::pthread_detach(tid) };
 }
 
-/// In a `fork()` child: the reaper thread was not copied.
-pub(crate) fn forked_child() {
+/// Held by the reaper for the whole of a pass, and by `fork()` from its
+/// prepare handler to its parent and child handlers, so that a child is
+/// never copied in the middle of a pass (with rounds, slabs or a hash
+/// table in flight on the reaper's stack, which the child does not have).
+static PASS: AtomicBool = AtomicBool::new(false);
+
+fn pass_lock() {
+    while PASS
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        // A pass can take a while (a large trim): let its holder run.
+        // SAFETY: no arguments, no memory.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+fn pass_unlock() {
+    PASS.store(false, Ordering::Release);
+}
+
+/// `fork()`'s prepare handler: waits for a pass under way to end.
+pub(crate) fn fork_prepare() {
+    pass_lock();
+}
+
+/// `fork()`'s parent handler.
+pub(crate) fn fork_parent() {
+    pass_unlock();
+}
+
+/// `fork()`'s child handler: the reaper thread was not copied.
+pub(crate) fn fork_child() {
+    pass_unlock();
     let _ = STATE.compare_exchange(RUNNING, STOPPED, Ordering::Relaxed, Ordering::Relaxed);
 }
 
@@ -148,39 +194,52 @@ struct PurgeState {
     frees: u64,
     /// The most units it held allocated at a pass since the last purge.
     peak: usize,
+    /// Its free units right after the last purge.
+    free: usize,
 }
+
+/// Free memory that grows by this much since the last purge is purged at
+/// the next pass, whatever else the program does (or by a quarter of
+/// what the arena holds allocated, if that is more).
+const PURGE_GROWTH: usize = 4 << 20;
 
 impl PurgeState {
     /// Purges `arena`'s free segments of at least `min` bytes when it has
-    /// freed memory since the last purge and either allocated nothing
-    /// during the last interval (idle) or holds at most half of what it
-    /// held at a pass since the last purge (shrinking): a program in a
-    /// steady state does not have its memory purged and faulted in again
-    /// at every pass. Returns the bytes purged.
+    /// freed memory since the last purge and then either allocated nothing
+    /// during the last interval (idle), holds at most half of what it held
+    /// at a pass since the last purge (shrinking), or has more free memory
+    /// than after the last purge by [`PURGE_GROWTH`] or a quarter of what
+    /// it holds: a program in a steady state does not have its memory
+    /// purged and faulted in again at every pass, and one that frees a
+    /// large block between two passes gets it purged at the next. Returns
+    /// the bytes handed to `madvise`.
     fn pass(&mut self, arena: &kmem_arena::Arena<'_>, min: usize) -> usize {
         let st = arena.stats();
         self.peak = self.peak.max(st.allocated);
         let idle = st.allocs == self.allocs;
         self.allocs = st.allocs;
-        if st.frees == self.frees || !(idle || st.allocated * 2 <= self.peak) {
+        let grown = st.free.saturating_sub(self.free) >= PURGE_GROWTH.max(st.allocated / 4);
+        if st.frees == self.frees || !(idle || grown || st.allocated * 2 <= self.peak) {
             return 0;
         }
         let purged = arena.purge(min, dont_need);
-        self.frees = arena.stats().frees;
-        self.peak = st.allocated;
+        let after = arena.stats();
+        (self.frees, self.free, self.peak) = (after.frees, after.free, after.allocated);
         purged
     }
 }
 
 /// Tells the OS that the whole pages in `[start, start + size)` are unused:
 /// they leave the resident set, and read as zeroes when touched again.
+/// Runs under the arena's lock (`Arena::purge`), on the reaper thread,
+/// whose signals are blocked.
 fn dont_need(start: usize, size: usize) {
     let page = kmem_slab::PAGE_SIZE;
     let (from, to) = (start.next_multiple_of(page), (start + size) / page * page);
     if to > from {
-        // SAFETY: `[from, to)` lies in a free segment that `Arena::purge`
-        // took out of its arena for this call: no one uses its contents,
-        // and the mapping stays (only its pages are dropped).
+        // SAFETY: `[from, to)` lies in a free segment of the arena, whose
+        // lock `Arena::purge` holds during this call: no one uses its
+        // contents, and the mapping stays (only its pages are dropped).
         unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
     }
 }
@@ -198,6 +257,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         let mut rest = pause;
         // SAFETY: valid timespecs; an interrupted sleep goes on with the rest.
         while unsafe { libc::nanosleep(&rest, &mut rest) } != 0 {}
+        pass_lock();
         let start = crate::os::monotonic_ns();
         let given: usize = no_unwind(|| {
             let mut given = 0;
@@ -215,5 +275,6 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         MAX_NS.fetch_max(ns, Ordering::Relaxed);
         LAST_NS.store(ns, Ordering::Relaxed);
         GIVEN_BACK.fetch_add(given as u64, Ordering::Relaxed);
+        pass_unlock();
     }
 }

@@ -650,9 +650,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// previous call. Their rounds go to `sink` (the layer below, which
     /// destructs them) and the magazines to `mags`, without the depot lock,
     /// which is held for at most [`TRIM_BATCH`] magazines at a time.
-    /// `sink` gets one magazine's rounds at a time, so the layer below can
-    /// take them back in one pass (one lock hold); a `sink` that panics
-    /// keeps the rounds of its call (never also left in a magazine).
+    /// `sink` gets one magazine's rounds at a time, as an iterator, so the
+    /// layer below can take them back in one pass (one lock hold); if it
+    /// panics, the rounds it did not take go back to the depot in their
+    /// magazine, as with [`drain_depot`](Self::drain_depot).
     ///
     /// Called once per upkeep interval, it returns what a cache holds idle
     /// after two intervals without use: magazines taken during an interval
@@ -664,7 +665,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub unsafe fn trim<S: MagazineSource + ?Sized>(
         &self,
         mags: &S,
-        mut sink: impl FnMut(&[usize]),
+        mut sink: impl FnMut(&mut dyn Iterator<Item = usize>),
     ) -> usize {
         if self
             .with_slot_busy(|| self.depot.lock_quiet().ws_update())
@@ -692,29 +693,35 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     }
 
     /// As [`release`](Self::release), one magazine's rounds per call of
-    /// `sink`, moved out of the magazine first.
+    /// `sink`, as an iterator that takes each round out of the magazine as
+    /// it hands it over: if `sink` panics (a destructor), the rounds it
+    /// did not take stay in their magazine, which goes back to the depot
+    /// with the others not drained yet; so does a magazine whose rounds
+    /// `sink` left.
     fn release_batched<S: MagazineSource + ?Sized>(
         &self,
-        mut list: MagList,
+        list: MagList,
         mags: &S,
-        sink: &mut impl FnMut(&[usize]),
+        sink: &mut impl FnMut(&mut dyn Iterator<Item = usize>),
     ) -> usize {
+        let mut rest = Rest {
+            depot: &self.depot,
+            list,
+        };
         let mut rounds = 0;
-        while let Some(mut mag) = list.pop() {
-            let batch = mag.take_rounds();
+        while let Some(mag) = rest.list.head_mut() {
+            let before = mag.len();
+            sink(&mut core::iter::from_fn(|| mag.pop()));
+            rounds += before - mag.len();
+            let Some(mag) = rest.list.pop() else { break };
+            if !mag.is_empty() {
+                self.depot.lock_quiet().put(mag);
+                continue;
+            }
             self.mags_freed.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the caller's guarantee: `mags` supplied it; empty, and
             // off every list.
             unsafe { mags.free_magazine(mag.into_raw()) };
-            rounds += batch.len();
-            // A panic here loses this batch and leaves the magazines still
-            // on `list` to the depot (see `Rest` in `release`).
-            let rest = Rest {
-                depot: &self.depot,
-                list: list.take(),
-            };
-            sink(&batch);
-            list = rest.disarm();
         }
         rounds
     }
@@ -864,13 +871,6 @@ impl<'a, C: Cpu> Magazines<'a, C> {
 struct Rest<'d> {
     depot: &'d Depot,
     list: MagList,
-}
-
-impl Rest<'_> {
-    /// The magazines, to go on with (no panic happened).
-    fn disarm(mut self) -> MagList {
-        self.list.take()
-    }
 }
 
 impl Drop for Rest<'_> {

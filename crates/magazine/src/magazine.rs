@@ -86,11 +86,6 @@ impl Magazine {
         self.rounds.pop()
     }
 
-    /// Every round, moved out: the magazine is empty afterwards.
-    pub(crate) fn take_rounds(&mut self) -> ArrayVec<usize, MAGAZINE_ROUNDS> {
-        core::mem::take(&mut self.rounds)
-    }
-
     /// Pushes a round without a capacity check (the free fast path has
     /// already compared the length with the fill target).
     ///

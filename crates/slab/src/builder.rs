@@ -46,10 +46,13 @@ pub enum Pressure {
 /// A cache user's shrinker (illumos' `kmem_cache_set_reclaim`, FreeBSD's
 /// `uma_zone_reclaim`, Linux's shrinkers): something that holds objects of
 /// the cache it is registered on (a dentry cache, a pool of buffers) and
-/// can free some of them when asked. It runs with no cache or arena lock
-/// held and outside any allocator operation, so it may free objects of any
-/// cache; the objects it frees go back with the rest of the pass that
-/// called it. Under [`Pressure::Low`] it must not allocate from the memory
+/// can free some of them when asked. It runs with no cache, arena or
+/// registry lock held and outside any allocator operation, so it may free
+/// objects of any cache, and create or destroy caches; the objects it frees
+/// go back with the rest of the pass that called it. It is never called
+/// again while it runs: a call from inside it (an allocation of its own
+/// that finds the source exhausted) or from another thread meanwhile is
+/// skipped. Under [`Pressure::Low`] it should not allocate from the memory
 /// that ran out (the cache's source), directly or through another cache.
 pub trait CacheReclaim: Sync {
     /// Frees what this can spare under `pressure`; returns about how many

@@ -2,7 +2,7 @@
 //! source arena: building it, and its allocation and free paths.
 
 use core::panic::Location;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Name};
@@ -107,6 +107,8 @@ pub struct KmemCache<'a, C: Cpu> {
     /// The user's shrinker, and how many times it was called.
     reclaim: Option<&'a dyn CacheReclaim>,
     reclaim_calls: AtomicU64,
+    /// The shrinker is running (see `call_reclaim`).
+    shrinking: AtomicBool,
     /// Objects out of the slabs at most (`CacheBuilder::max_objects`).
     max_objects: u64,
     /// Objects held in [`Reserve`](crate::Reserve)s now.
@@ -222,6 +224,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             ops: b.ops,
             reclaim: b.reclaim,
             reclaim_calls: AtomicU64::new(0),
+            shrinking: AtomicBool::new(false),
             max_objects: b.max_objects,
             reserved: AtomicU64::new(0),
             mags: None,
@@ -960,12 +963,52 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// Calls the user's shrinker, if any, the way a constructor runs (see
     /// [`call_out`](Self::call_out)); returns what it says it freed.
+    /// Not again while it runs: a call from inside it (an allocation of
+    /// its own that finds the source exhausted) or from another thread
+    /// meanwhile does nothing and returns 0.
     pub(crate) fn call_reclaim(&self, pressure: Pressure) -> usize {
+        if self.reclaim.is_none() || !self.claim_shrinker() {
+            return 0;
+        }
+        self.run_claimed_shrinker(pressure)
+    }
+
+    /// True when the cache has a shrinker.
+    pub(crate) fn has_shrinker(&self) -> bool {
+        self.reclaim.is_some()
+    }
+
+    /// Marks the shrinker running; false when it already is.
+    pub(crate) fn claim_shrinker(&self) -> bool {
+        self.shrinking
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Runs the shrinker [`claim_shrinker`](Self::claim_shrinker) marked
+    /// running, then clears the mark (also if it panics).
+    pub(crate) fn run_claimed_shrinker(&self, pressure: Pressure) -> usize {
+        struct Clear<'f>(&'f AtomicBool);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _clear = Clear(&self.shrinking);
         let Some(r) = self.reclaim else {
             return 0;
         };
         self.reclaim_calls.fetch_add(1, Ordering::Relaxed);
         self.call_out(|| r.reclaim(pressure))
+    }
+
+    /// Waits until no shrinker call runs (a cache being destroyed, which
+    /// nothing can reach any more, waits for one a walk of the registry
+    /// started before).
+    pub(crate) fn wait_shrinker(&self) {
+        while self.shrinking.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
     }
 
     /// Runs a constructor or destructor: with the context's operation mark

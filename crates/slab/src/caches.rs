@@ -12,7 +12,7 @@ use core::ptr;
 use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
 
-use crate::builder::CacheBuilder;
+use crate::builder::{CacheBuilder, Pressure};
 use crate::cache::KmemCache;
 use crate::debug::{write_leaks, DebugHooks, LeakGroup, Site};
 use crate::error::CreateError;
@@ -189,12 +189,29 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// idle through one whole interval goes back at the end of the next.
     /// Returns the bytes of slabs given back.
     pub fn tick(&self) -> usize {
+        // The shrinkers first, outside the registry's lock (they may create
+        // and destroy caches, or wait for a thread that does).
+        self.registry.shrink(Pressure::Upkeep, |c| !c.is_quantum());
         let mut freed = 0;
         self.for_each(|c| {
             // The caller's own magazines join the depot first (this pass's
             // frees land in them): trimmed like any idle magazine.
             c.flush_current();
-            freed += c.tick();
+            freed += c.tick_without_shrinker();
+        });
+        freed
+    }
+
+    /// Gives idle memory back from every cache, as [`KmemCache::reap`] does
+    /// (shrinkers with [`Pressure::Low`], outside the registry's lock, then
+    /// depots and empty slabs), after moving the calling CPU's own
+    /// magazines to the depots. Returns the bytes of slabs given back.
+    pub fn reap(&self) -> usize {
+        self.registry.shrink(Pressure::Low, |_| true);
+        let mut freed = 0;
+        self.for_each(|c| {
+            c.flush_current();
+            freed += c.reap_without_shrinker();
         });
         freed
     }
@@ -204,8 +221,10 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// ([`KmemCache::reclaim_to`], its shrinker first). Returns the bytes
     /// given back.
     pub fn reclaim_to(&self, arena: &Arena<'_>) -> usize {
+        self.registry
+            .shrink(Pressure::Low, |c| c.is_sourced_from(arena));
         let mut freed = 0;
-        self.for_each(|c| freed += c.reclaim_to(arena));
+        self.for_each(|c| freed += c.reclaim_to_without_shrinker(arena));
         freed
     }
 

@@ -126,6 +126,17 @@ impl<C: Cpu> KmemCache<'_, C> {
         self.reap_from(self.source)
     }
 
+    /// [`reap`](Self::reap) without the shrinker (which
+    /// [`Caches::reap`](crate::Caches::reap) calls outside the registry's
+    /// lock).
+    pub(crate) fn reap_without_shrinker(&self) -> usize {
+        let _section = match self.cpu().map(Section::enter) {
+            Some(None) => return 0,
+            section => section,
+        };
+        self.reap_from(self.source)
+    }
+
     /// One upkeep pass over this cache, for a periodic timer (see
     /// [`Caches::tick`](crate::Caches::tick), which calls it on every
     /// cache): the cache's shrinker, if it has one, with
@@ -142,7 +153,7 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// does nothing. So does a call from a handler that interrupted an
     /// operation of its context (see [`Section`]).
     pub fn tick(&self) -> usize {
-        if self.flags.contains(crate::CacheFlags::QCACHE) {
+        if self.is_quantum() {
             return 0;
         }
         let _section = match self.cpu().map(Section::enter) {
@@ -151,6 +162,30 @@ impl<C: Cpu> KmemCache<'_, C> {
         };
         self.call_reclaim(Pressure::Upkeep);
         self.tick_from(self.source)
+    }
+
+    /// [`tick`](Self::tick) without the shrinker (which
+    /// [`Caches::tick`](crate::Caches::tick) calls outside the registry's
+    /// lock).
+    pub(crate) fn tick_without_shrinker(&self) -> usize {
+        if self.is_quantum() {
+            return 0;
+        }
+        let _section = match self.cpu().map(Section::enter) {
+            Some(None) => return 0,
+            section => section,
+        };
+        self.tick_from(self.source)
+    }
+
+    /// True for one of an arena's quantum caches.
+    pub(crate) fn is_quantum(&self) -> bool {
+        self.flags.contains(crate::CacheFlags::QCACHE)
+    }
+
+    /// True when the cache's slabs come from `arena`.
+    pub(crate) fn is_sourced_from(&self, arena: &Arena<'_>) -> bool {
+        self.source.is_some_and(|s| core::ptr::addr_eq(s, arena))
     }
 
     /// [`tick`](Self::tick), giving empty slabs back to `src`.
@@ -173,10 +208,20 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// may run while `arena` has nothing to give. Returns the bytes given back; 0 for a
     /// cache whose source is another arena (or that has none).
     pub fn reclaim_to(&self, arena: &Arena<'_>) -> usize {
-        if !self.source.is_some_and(|s| core::ptr::addr_eq(s, arena)) {
+        if !self.is_sourced_from(arena) {
             return 0;
         }
         self.call_reclaim(Pressure::Low);
+        self.reclaim_to_without_shrinker(arena)
+    }
+
+    /// [`reclaim_to`](Self::reclaim_to) without the shrinker (which
+    /// [`Caches::reclaim_to`](crate::Caches::reclaim_to) calls outside the
+    /// registry's lock).
+    pub(crate) fn reclaim_to_without_shrinker(&self, arena: &Arena<'_>) -> usize {
+        if !self.is_sourced_from(arena) {
+            return 0;
+        }
         self.flush_current_within();
         if let Some(mags) = &self.mags {
             mags.drain_depot(|obj| self.drain_one(obj));

@@ -91,7 +91,8 @@ fn the_upkeep_pass_and_reap_call_the_shrinker() {
                 .reclaim(&POOL),
         )
         .unwrap();
-    let c: &'static KmemCache<'static, ThreadCpus> = &**leak(c);
+    let c = leak(c);
+    let c: &'static KmemCache<'static, ThreadCpus> = c;
     *POOL.cache.lock().unwrap() = Some(c);
     POOL.held
         .lock()
@@ -125,7 +126,8 @@ fn an_exhausted_source_calls_the_shrinker_and_the_allocation_succeeds() {
                 .reclaim(&POOL),
         )
         .unwrap();
-    let c: &'static KmemCache<'static, ThreadCpus> = &**leak(c);
+    let c = leak(c);
+    let c: &'static KmemCache<'static, ThreadCpus> = c;
     *POOL.cache.lock().unwrap() = Some(c);
     // The pool takes objects until the limit is reached: the allocation
     // that finds the source exhausted has the shrinker called (the pool
@@ -164,4 +166,105 @@ fn an_exhausted_source_calls_the_shrinker_and_the_allocation_succeeds() {
         unsafe { plain.free(obj) }.unwrap();
     }
     c.check().unwrap();
+}
+
+/// A shrinker that creates and drops a cache (so takes the registry's
+/// write lock) under `Caches::tick`: shrinkers run outside the registry's
+/// lock (this once hung for ever; found in review).
+#[test]
+fn a_shrinker_may_create_and_destroy_caches() {
+    use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+    static CACHES: AtomicPtr<Caches<'static, ThreadCpus>> = AtomicPtr::new(core::ptr::null_mut());
+    static DONE: AtomicBool = AtomicBool::new(false);
+    struct MakesACache;
+    impl CacheReclaim for MakesACache {
+        fn reclaim(&self, _: Pressure) -> usize {
+            // SAFETY: set before the pass, leaked ('static).
+            let caches = unsafe { &*CACHES.load(Ordering::SeqCst) };
+            drop(caches.create(CacheBuilder::new("scratch", 64)).unwrap());
+            0
+        }
+    }
+    static SHRINK: MakesACache = MakesACache;
+    let (small, caches) = stack(64);
+    CACHES.store(core::ptr::from_ref(caches).cast_mut(), Ordering::SeqCst);
+    let c = leak(
+        caches
+            .create(
+                CacheBuilder::new("with-shrinker", 64)
+                    .source(small)
+                    .reclaim(&SHRINK),
+            )
+            .unwrap(),
+    );
+    std::thread::spawn(|| {
+        // SAFETY: as above.
+        let caches = unsafe { &*CACHES.load(Ordering::SeqCst) };
+        caches.tick();
+        caches.reap();
+        DONE.store(true, Ordering::SeqCst);
+    });
+    let start = std::time::Instant::now();
+    while !DONE.load(Ordering::SeqCst) {
+        assert!(
+            start.elapsed() < core::time::Duration::from_secs(20),
+            "Caches::tick hung: a shrinker under the registry's lock"
+        );
+        std::thread::sleep(core::time::Duration::from_millis(10));
+    }
+    assert_eq!(c.stats().reclaim_calls, 2);
+}
+
+/// A shrinker that allocates under `Pressure::Upkeep` until the source is
+/// exhausted is not called again inside its own call (the exhaustion path
+/// skips a shrinker that is running; found in review).
+#[test]
+fn a_shrinker_is_not_reentered_from_its_own_allocation() {
+    use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+    static CACHE: AtomicPtr<KmemCache<'static, ThreadCpus>> = AtomicPtr::new(core::ptr::null_mut());
+    static INSIDE: AtomicBool = AtomicBool::new(false);
+    static NESTED: AtomicBool = AtomicBool::new(false);
+    struct Allocates;
+    impl CacheReclaim for Allocates {
+        fn reclaim(&self, p: Pressure) -> usize {
+            if INSIDE.swap(true, Ordering::SeqCst) {
+                NESTED.store(true, Ordering::SeqCst);
+                return 0;
+            }
+            if p == Pressure::Upkeep {
+                // SAFETY: set before the pass.
+                let c = unsafe { &*CACHE.load(Ordering::SeqCst) };
+                let mut v = Vec::new();
+                while let Ok(o) = c.alloc(AllocFlags::empty()) {
+                    v.push(o);
+                }
+                for o in v {
+                    // SAFETY: allocated just above.
+                    unsafe { c.free(o) }.unwrap();
+                }
+            }
+            INSIDE.store(false, Ordering::SeqCst);
+            0
+        }
+    }
+    static SHRINK: Allocates = Allocates;
+    let (small, caches) = stack(16);
+    small.add_reclaim(caches).unwrap();
+    let c = caches
+        .create(
+            CacheBuilder::new("reentered", 1024)
+                .source(small)
+                .reclaim(&SHRINK),
+        )
+        .unwrap();
+    let c = leak(c);
+    let c: &'static KmemCache<'static, ThreadCpus> = c;
+    CACHE.store(core::ptr::from_ref(c).cast_mut(), Ordering::SeqCst);
+    c.tick();
+    caches.tick();
+    assert!(
+        !NESTED.load(Ordering::SeqCst),
+        "the shrinker was called inside its own call"
+    );
+    assert_eq!(c.stats().reclaim_calls, 2);
 }

@@ -62,6 +62,6 @@ impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
     }
     fn trim_to(&self, heap: &Heap, mut sink: impl FnMut(usize)) -> usize {
         // SAFETY: as above.
-        unsafe { self.trim(heap, |batch| batch.iter().for_each(|&o| sink(o))) }
+        unsafe { self.trim(heap, |batch| batch.for_each(&mut sink)) }
     }
 }

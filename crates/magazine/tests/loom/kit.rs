@@ -299,5 +299,5 @@ pub(crate) fn trim<C: Cpu>(
     mut sink: impl FnMut(usize),
 ) -> usize {
     // SAFETY: as in `put`.
-    unsafe { m.trim(heap, |batch| batch.iter().for_each(|&o| sink(o))) }
+    unsafe { m.trim(heap, |batch| batch.for_each(&mut sink)) }
 }

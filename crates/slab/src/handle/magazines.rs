@@ -203,8 +203,8 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
     /// magazines to their source.
     /// One magazine's rounds per call of `sink`.
     pub(crate) fn trim(&self, mut sink: impl FnMut(&mut dyn Iterator<Item = Freed>)) {
-        let sink = |batch: &[usize]| {
-            let mut rounds = batch.iter().map(|&round| {
+        let sink = |batch: &mut dyn Iterator<Item = usize>| {
+            let mut rounds = batch.map(|round| {
                 // SAFETY: as in `drain_depot`, for each round of the batch,
                 // which left its magazine before `sink` sees it.
                 unsafe { Freed::new(round) }

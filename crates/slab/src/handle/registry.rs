@@ -18,16 +18,20 @@ use core::ops::Deref;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 
+use arrayvec::ArrayVec;
 use kmem_arena::Arena;
 use kmem_magazine::Cpu;
 
-use crate::builder::CacheBuilder;
+use crate::builder::{CacheBuilder, Pressure};
 use crate::cache::KmemCache;
 use crate::caches::{Caches, DestroyError};
 use crate::error::CreateError;
 use crate::raw::Freed;
 use crate::rwlock::RwLock;
 use crate::slabs::From;
+
+/// Shrinkers [`Registry::shrink`] marks and calls per walk of the registry.
+const SHRINK_BATCH: usize = 16;
 
 /// The head of the registry: a type-erased `*mut KmemCache`.
 struct Head(*mut ());
@@ -114,6 +118,55 @@ impl<'a, C: Cpu> Registry<'a, C> {
                 return;
             }
             at = after.cast();
+        }
+    }
+
+    /// Runs the shrinkers of the listed caches that `filter` picks, with
+    /// `pressure`, outside the registry's lock: each is marked running
+    /// under the lock (a cache being destroyed waits for the mark to clear
+    /// once it is delisted, so the cache outlives the call), then called
+    /// with the lock let go, [`SHRINK_BATCH`] at a time. One already
+    /// running is skipped. Returns what they say they freed.
+    pub(crate) fn shrink(
+        &self,
+        pressure: Pressure,
+        mut filter: impl FnMut(&KmemCache<'a, C>) -> bool,
+    ) -> usize {
+        let (mut done, mut freed): (usize, usize) = (0, 0);
+        loop {
+            let mut claimed = ArrayVec::<NonNull<KmemCache<'a, C>>, SHRINK_BATCH>::new();
+            // Eligible caches in list order: those up to `done` were
+            // handled by an earlier walk; `last` is the last one this walk
+            // handled (a new cache may shift the order: at worst one
+            // shrinker is asked twice, or once less, in a pass).
+            let (mut seen, mut last, mut more) = (0, done, false);
+            self.for_each(|c| {
+                if !c.has_shrinker() || !filter(c) {
+                    return;
+                }
+                seen += 1;
+                if seen <= done || more {
+                    return;
+                }
+                if claimed.is_full() {
+                    more = true;
+                    return;
+                }
+                last = seen;
+                if c.claim_shrinker() {
+                    claimed.push(NonNull::from(c));
+                }
+            });
+            done = last;
+            for c in claimed {
+                // SAFETY: marked running under the read lock while listed:
+                // a destroy delists it, then waits for the mark, so it is
+                // live until `run_claimed_shrinker` clears the mark.
+                freed += unsafe { c.as_ref() }.run_claimed_shrinker(pressure);
+            }
+            if !more {
+                return freed;
+            }
         }
     }
 
@@ -229,9 +282,13 @@ impl<'a, C: Cpu> Caches<'a, C> {
     ) -> Result<(), u64> {
         // SAFETY: the handle's cache: live and listed.
         unsafe { self.registry.delist(ptr) };
+        // A shrinker that a walk of the registry claimed before the delist
+        // may still be running on another thread (`Registry::shrink`).
+        // SAFETY: live (the handle's), shared only for the wait.
+        unsafe { ptr.as_ref() }.wait_shrinker();
         // SAFETY: the handle was unique and is gone or being consumed, the
-        // registry and the platform no longer reach the cache: this is the
-        // only reference.
+        // registry and the platform no longer reach the cache, and no
+        // shrinker call holds it: this is the only reference.
         let cache = unsafe { &mut *ptr.as_ptr() };
         let src: Option<&Arena<'_>> = match cache.source {
             Some(own) => Some(own),
