@@ -536,7 +536,10 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// quantum caches, out of them at the fourth (each pass first moves
     /// the calling CPU's magazines to the depots). Returns the bytes of
     /// slabs given back plus the units the page arena's quantum caches
-    /// gave back.
+    /// gave back. Each call ends a working-set interval: call it from one
+    /// timer at a steady rate (a [`KmallocGlobal`](crate::KmallocGlobal)'s
+    /// reaper already does; another call in between shortens the interval,
+    /// and what was in use during the short one may be trimmed).
     pub fn tick(&self) -> usize {
         if let Some(_section) = Section::enter(self.caches.cpu()) {
             self.free_deferred();
