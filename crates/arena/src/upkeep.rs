@@ -218,7 +218,9 @@ impl Arena<'_> {
 
     /// Gives free memory back to the platform while the arena keeps it:
     /// hands the free segments of at least `min` units to `f`, in address
-    /// order and in pieces of at most [`PURGE_CHUNK`] units, each while
+    /// order and, for a memory arena, in pieces of at most [`PURGE_CHUNK`]
+    /// units (whole quanta; an arena of integers hands each segment over
+    /// whole), each while
     /// holding the arena's lock, so that no allocation can take any of it
     /// meanwhile and none finds it missing either (it waits for the lock
     /// instead: one piece's worth of `f`). For a memory arena, `f` tells
@@ -231,6 +233,13 @@ impl Arena<'_> {
     /// purged).
     pub fn purge(&self, min: usize, mut f: impl FnMut(usize, usize)) -> usize {
         let min = min.max(1);
+        // Pieces of whole quanta; an arena of integers, whose free ranges
+        // can be as large as its address space, hands each over whole.
+        let chunk = if self.memory {
+            (PURGE_CHUNK / self.quantum).max(1) * self.quantum
+        } else {
+            usize::MAX
+        };
         let (mut at, mut purged) = (0, 0);
         loop {
             let g = self.inner.lock();
@@ -238,7 +247,7 @@ impl Arena<'_> {
                 Purge::Done => return purged,
                 Purge::From(next) => at = next,
                 Purge::Range(from, end) => {
-                    let to = end.min(from.saturating_add(PURGE_CHUNK));
+                    let to = end.min(from.saturating_add(chunk));
                     f(from, to - from);
                     purged += to - from;
                     at = to;

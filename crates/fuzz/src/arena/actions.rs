@@ -118,6 +118,15 @@ impl<'w> World<'w> {
                 );
                 self.sync();
             }
+            Action::Tick(s) => {
+                let freed = self.arena(self.side(s)).tick();
+                assert_eq!(
+                    freed, 0,
+                    "kmem-fuzz: tick without quantum caches freed {freed}"
+                );
+                self.sync();
+            }
+            Action::Purge(s, n) => self.purge(self.side(s), n),
             Action::Contains(s, p, size) => self.contains(self.side(s), p, size),
             Action::SetPlan(plan) => {
                 if let Some(c) = &self.child {
@@ -130,6 +139,32 @@ impl<'w> World<'w> {
 
     // ---------------------------------------------------------------------
     // Access.
+
+    /// `purge`: every piece handed over is free (overlaps nothing the
+    /// harness holds) and the arena is as it was.
+    fn purge(&mut self, s: Side, n: u8) {
+        let a = self.arena(s);
+        let q = a.quantum();
+        let before = state(a);
+        let mut pieces = Vec::new();
+        a.purge((usize::from(n) + 1) * q, |at, len| pieces.push((at, len)));
+        assert_eq!(state(a), before, "kmem-fuzz: purge changed the arena");
+        for &(at, len) in &pieces {
+            assert!(
+                len > 0 && at % q == 0 && len % q == 0,
+                "kmem-fuzz: purge piece {at:#x}+{len:#x}"
+            );
+            for l in &self.mirror(s).live {
+                let size = round(l.size, q).expect("validated");
+                assert!(
+                    at + len <= l.addr || l.addr + size <= at,
+                    "kmem-fuzz: purge handed over live {:#x}+{size:#x}",
+                    l.addr
+                );
+            }
+        }
+        self.sync();
+    }
 
     fn side(&self, s: Side) -> Side {
         match (s, &self.child) {

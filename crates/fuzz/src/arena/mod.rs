@@ -244,6 +244,11 @@ pub enum Action {
     /// `destroy` the child (refused while it has allocations), then build
     /// a new one.
     DestroyChild,
+    /// `tick`, the upkeep pass.
+    Tick(Side),
+    /// `purge` of free segments of at least `n + 1` quanta: nothing live is
+    /// handed over and the arena is unchanged.
+    Purge(Side, u8),
 }
 
 /// Greatest common divisor.
