@@ -35,16 +35,7 @@ const QUICK: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "2"];
 
 /// Runs the suite, then the criterion benches if asked.
 pub(crate) fn run(opts: &BenchOpts) -> Result {
-    let mut suite = Cmd::cargo().args([
-        "run",
-        "--profile",
-        "bench",
-        "-p",
-        PACKAGE,
-        "--bin",
-        "kmem-suite",
-        "--",
-    ]);
+    let mut suite = bench_bin("kmem-suite");
     if opts.full {
         suite = suite.arg("--full");
     }
@@ -58,19 +49,7 @@ pub(crate) fn run(opts: &BenchOpts) -> Result {
     let filters = suite_filters(&opts.extra);
     if filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case("idle")) {
         let mib = if opts.full { "1024" } else { "256" };
-        Cmd::cargo()
-            .args([
-                "run",
-                "--profile",
-                "bench",
-                "-p",
-                PACKAGE,
-                "--bin",
-                "kmem-idle",
-                "--",
-            ])
-            .args([mib, "32", "2000"])
-            .run()?;
+        bench_bin("kmem-idle").args([mib, "32", "2000"]).run()?;
     }
     if opts.full || opts.criterion {
         let mut criterion = Cmd::cargo().args(["bench", "-p", PACKAGE, "--bench", "*", "--"]);
@@ -80,6 +59,21 @@ pub(crate) fn run(opts: &BenchOpts) -> Result {
         criterion.run()?;
     }
     Ok(())
+}
+
+/// `cargo run` of one of the package's binaries with the `bench` profile,
+/// ready for its arguments.
+fn bench_bin(name: &str) -> Cmd {
+    Cmd::cargo().args([
+        "run",
+        "--profile",
+        "bench",
+        "-p",
+        PACKAGE,
+        "--bin",
+        name,
+        "--",
+    ])
 }
 
 /// The filters among the suite's extra arguments: the words that are not

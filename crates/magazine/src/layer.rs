@@ -692,12 +692,12 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         }
     }
 
-    /// As [`release`](Self::release), one magazine's rounds per call of
-    /// `sink`, as an iterator that takes each round out of the magazine as
-    /// it hands it over: if `sink` panics (a destructor), the rounds it
-    /// did not take stay in their magazine, which goes back to the depot
-    /// with the others not drained yet; so does a magazine whose rounds
-    /// `sink` left.
+    /// Empties `list`, one magazine's rounds per call of `sink`, as an
+    /// iterator that takes each round out of the magazine as it hands it
+    /// over, and every emptied magazine back to `mags`: if `sink` panics (a
+    /// destructor), the rounds it did not take stay in their magazine,
+    /// which goes back to the depot with the others not drained yet; so
+    /// does a magazine whose rounds `sink` left.
     fn release_batched<S: MagazineSource + ?Sized>(
         &self,
         list: MagList,
@@ -726,32 +726,19 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         rounds
     }
 
+    /// [`release_batched`](Self::release_batched), one round per call of
+    /// `sink`.
     fn release<S: MagazineSource + ?Sized>(
         &self,
         list: MagList,
         mags: &S,
         sink: &mut impl FnMut(usize),
     ) -> usize {
-        let mut rest = Rest {
-            depot: &self.depot,
-            list,
-        };
-        let mut rounds = 0;
-        while let Some(mag) = rest.list.head_mut() {
-            // Each round leaves its magazine before `sink` sees it.
-            if let Some(obj) = mag.pop() {
-                sink(obj);
-                rounds += 1;
-                continue;
-            }
-            let Some(mag) = rest.list.pop() else { break };
-            self.mags_freed.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the magazine came from `mags` (every magazine of this
-            // layer does: the callers' contract) and `mag` was its only
-            // owner.
-            unsafe { mags.free_magazine(mag.into_raw()) };
-        }
-        rounds
+        self.release_batched(list, mags, &mut |rounds: &mut dyn Iterator<
+            Item = usize,
+        >| {
+            rounds.for_each(&mut *sink);
+        })
     }
 
     /// Flushes every slot (and its deferred frees), then drains the depot:

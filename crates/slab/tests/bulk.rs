@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use common::{caches_over, with_caches, with_caches_using, with_ram, Counting};
 use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
-use kmem_slab::{AllocError, AllocFlags, BadFree, CacheBuilder, CacheFlags, RESERVE_MAX};
+use kmem_slab::{AllocError, AllocFlags, BadFree, CacheBuilder, CacheFlags, Caches, RESERVE_MAX};
 
 #[test]
 fn bulk_objects_are_distinct_and_go_back() {
@@ -50,8 +50,9 @@ fn bulk_objects_are_distinct_and_go_back() {
     }
 }
 
-#[test]
-fn a_failed_bulk_allocation_takes_nothing() {
+/// Caches over fake RAM, and an arena over its `kpages` that may import
+/// at most `pages` pages, for `f`.
+fn with_limited(pages: usize, f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>)) {
     with_ram(32 << 20, |base, kpages| {
         let small = Arena::builder("small")
             .quantum(4096)
@@ -59,10 +60,17 @@ fn a_failed_bulk_allocation_takes_nothing() {
             .tags_from(kpages)
             .build()
             .unwrap();
-        small.set_limit(Some(8 * 4096));
-        caches_over(base, ThreadCpus::global(), |caches| {
+        small.set_limit(Some(pages * 4096));
+        caches_over(base, ThreadCpus::global(), |caches| f(caches, &small));
+    });
+}
+
+#[test]
+fn a_failed_bulk_allocation_takes_nothing() {
+    with_limited(8, |caches, small| {
+        {
             let c = caches
-                .create(CacheBuilder::new("limited", 512).source(&small))
+                .create(CacheBuilder::new("limited", 512).source(small))
                 .unwrap();
             let mut out = vec![0; 1000];
             assert_eq!(
@@ -77,7 +85,7 @@ fn a_failed_bulk_allocation_takes_nothing() {
             unsafe { c.free_bulk(&fits) }.unwrap();
             c.check().unwrap();
             c.destroy().unwrap();
-        });
+        }
     });
 }
 
@@ -188,17 +196,10 @@ fn max_objects_bounds_what_users_and_magazines_hold() {
 /// is refused, and one that cannot be met takes nothing.
 #[test]
 fn a_reserve_keeps_allocations_from_failing() {
-    with_ram(32 << 20, |base, kpages| {
-        let small = Arena::builder("small")
-            .quantum(4096)
-            .source(kpages)
-            .tags_from(kpages)
-            .build()
-            .unwrap();
-        small.set_limit(Some(4 * 4096));
-        caches_over(base, ThreadCpus::global(), |caches| {
+    with_limited(4, |caches, small| {
+        {
             let c = caches
-                .create(CacheBuilder::new("reserved", 256).source(&small))
+                .create(CacheBuilder::new("reserved", 256).source(small))
                 .unwrap();
             assert_eq!(
                 c.reserve(AllocFlags::empty(), RESERVE_MAX + 1).err(),
@@ -240,6 +241,6 @@ fn a_reserve_keeps_allocations_from_failing() {
             assert!(report.lines().next().unwrap().ends_with("reserved"));
             c.check().unwrap();
             c.destroy().unwrap();
-        });
+        }
     });
 }
