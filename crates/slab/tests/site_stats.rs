@@ -168,7 +168,10 @@ fn frees_into_magazines_and_on_other_threads_lower_the_counts() {
         }
         let st = c.stats();
         assert!(st.magazines.unwrap().cpu_frees >= 50);
-        assert_eq!((st.buf_in_use, st.slab_busy), (50, 100));
+        // (Out of the slabs: the 100 allocated, and what batch refills
+        // loaded into this thread's magazines beyond them.)
+        assert_eq!(st.buf_in_use, 50);
+        assert!(st.slab_busy >= 100, "{}", st.slab_busy);
         assert_eq!(counts(&row(site)), (50, 3200, 100));
         // Freed on another thread, into its magazines.
         std::thread::scope(|s| {
