@@ -20,6 +20,9 @@
 //! - `thread_exit_flush_while_draining`: a thread's exit hook flushes its
 //!   slot into the depot while another thread drains the depot and
 //!   withdraws the hook; the slot is then reused.
+//! - `refill_racing_with_trim`: a CPU loads its magazine from the layer
+//!   below (a batch refill) and frees into it while the upkeep pass trims
+//!   the depot and another CPU frees; every round comes out exactly once.
 //! - `trim_racing_with_allocations`: the upkeep pass trims the depot's idle
 //!   magazines while a CPU takes full magazines out of it and frees into
 //!   it; every round comes out exactly once, and both a trim that took
@@ -365,4 +368,51 @@ fn trim_racing_with_allocations() {
     );
     assert!(trimmed > 0, "no explored execution trimmed");
     assert!(raced > 0, "no explored execution had the CPU take first");
+}
+
+#[test]
+fn refill_racing_with_trim() {
+    check("refill_racing_with_trim", Some(3), || {
+        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 6);
+        let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
+        // Two one-round magazines idle in the depot, an interval ended.
+        cpu.claim(2);
+        for obj in [0, 1] {
+            kit::put(m, heap, obj).unwrap();
+        }
+        m.flush_current();
+        kit::trim(m, heap, |_| panic!("the first pass only ends an interval"));
+        // CPU 0: its magazines are empty; the layer below hands it round 10
+        // in a batch refill, which it frees again.
+        let user = thread::spawn(move || -> Held {
+            cpu.claim(0);
+            let (mut held, mut below) = (Vec::new(), Vec::new());
+            match kit::refill(m, heap, &[10]) {
+                Some(obj) => held.push(obj),
+                // No magazine to load: round 10 stays the caller's.
+                None => below.push(10),
+            }
+            if let Some(obj) = held.pop() {
+                free_or_keep(m, heap, obj, &mut below);
+            }
+            (held, below)
+        });
+        // CPU 1: the upkeep pass, then a free of its own.
+        let pass = thread::spawn(move || -> Held {
+            cpu.claim(1);
+            let (mut held, mut below) = (Vec::new(), Vec::new());
+            kit::trim(m, heap, |obj| held.push(obj));
+            free_or_keep(m, heap, 20, &mut below);
+            (held, below)
+        });
+        let mut out = Vec::new();
+        for t in [user, pass] {
+            let (held, below) = t.join().unwrap();
+            out.extend(held);
+            out.extend(below);
+        }
+        let (drained, _) = rig.finish();
+        out.extend(drained);
+        assert_conserved(&[0, 1, 10, 20], out);
+    });
 }

@@ -301,3 +301,18 @@ pub(crate) fn trim<C: Cpu>(
     // SAFETY: as in `put`.
     unsafe { m.trim(heap, |batch| batch.for_each(&mut sink)) }
 }
+
+/// A batch refill that loads `rounds` (at most the room it is given); see
+/// [`put`].
+pub(crate) fn refill<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, rounds: &[usize]) -> Option<usize> {
+    // SAFETY: as in `put`; the rounds are the caller's, introduced once.
+    unsafe {
+        m.refill(heap, |room| {
+            assert!(
+                rounds.len() <= room,
+                "the model loads no more than the room"
+            );
+            rounds.iter().copied().collect()
+        })
+    }
+}
