@@ -75,10 +75,15 @@ commands:
         and prints the ::kmastat report of every cache and arena.
   bench [--full] [--criterion] [--json PATH] [--report DIR] [-- <suite args>]
         the side-by-side suite: cargo run --profile bench -p kmem-benches
-        --bin kmem-suite (benchmarks B1-B9, kmem against its peers,
-        interleaved in one process; thin LTO as cargo bench builds): a table with each contender's median and its ratio to
-        kmem, the DESIGN.md targets met or not, a markdown report with SVG
-        charts (default target/bench-report/), JSON records with --json.
+        --bin kmem-suite (benchmarks B1-B9 and B12-B14, kmem against its
+        peers, interleaved in one process; thin LTO as cargo bench builds):
+        a table with each contender's median and its ratio to kmem, the
+        project's targets met or not, a markdown report with SVG charts
+        (default target/bench-report/), JSON records with --json. Then,
+        unless filters leave it out (filter `idle` to run it alone),
+        kmem-idle: a program with kmalloc as its global allocator frees a
+        burst of 256 MiB of 32-byte boxes (1 GiB with --full) and idles
+        2 s; its resident set over that time, as one JSON line.
         Quick by default (a few minutes on 2 cores).
         --full       the suite's long mode, then every criterion bench with
                      criterion's default windows
