@@ -39,15 +39,29 @@ const READY: u8 = 2;
 #[repr(align(64))]
 struct SharedSlot(AtomicBool);
 
+/// Tries a waiter makes on a shared slot's lock before it yields its CPU:
+/// with more threads than CPUs the holder may have been preempted, and
+/// spinning on would burn the waiter's time slice while it cannot run.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
 impl SharedSlot {
     fn lock(&self) {
+        let mut spins = 0;
         while self
             .0
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             while self.0.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
+                spins += 1;
+                if spins < SPINS_BEFORE_YIELD {
+                    core::hint::spin_loop();
+                } else {
+                    spins = 0;
+                    // SAFETY: no arguments; gives the CPU to another thread
+                    // (the holder, if it was preempted).
+                    unsafe { libc::sched_yield() };
+                }
             }
         }
     }
