@@ -640,7 +640,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         else {
             return 0;
         };
-        self.release(not_empty, mags, &mut sink) + self.release(empty, mags, &mut sink)
+        // The empty magazines first: their release calls no sink, so a
+        // sink that panics (a destructor) cannot leave them behind.
+        let none = self.release(empty, mags, &mut sink);
+        none + self.release(not_empty, mags, &mut sink)
     }
 
     /// The upkeep pass's trim (illumos' `kmem_depot_ws_update` and

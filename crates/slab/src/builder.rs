@@ -48,7 +48,8 @@ pub enum Pressure {
 /// the cache it is registered on (a dentry cache, a pool of buffers) and
 /// can free some of them when asked. It runs with no cache, arena or
 /// registry lock held and outside any allocator operation, so it may free
-/// objects of any cache, and create or destroy caches; the objects it frees
+/// objects of any cache, and create or destroy caches (not wait for a
+/// thread that destroys its own cache); the objects it frees
 /// go back with the rest of the pass that called it. It is never called
 /// again while it runs: a call from inside it (an allocation of its own
 /// that finds the source exhausted) or from another thread meanwhile is
@@ -128,7 +129,10 @@ impl<'a> CacheBuilder<'a> {
     /// At most `n` objects out of the cache's slabs at once, those its
     /// users hold and those in its magazines (FreeBSD's
     /// `uma_zone_set_max`): an allocation past that fails with
-    /// [`AllocError::LimitReached`](crate::AllocError::LimitReached).
+    /// [`AllocError::LimitReached`](crate::AllocError::LimitReached). Such
+    /// a cache loads no magazine from its slabs ahead of use (no batch
+    /// refill), but objects freed into a CPU's magazines still count until
+    /// they are handed out again or drained (`flush_current`, `reap`).
     pub fn max_objects(mut self, n: u64) -> Self {
         self.max_objects = n;
         self

@@ -452,6 +452,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     #[track_caller]
     pub fn alloc_bulk(&self, flags: AllocFlags, out: &mut [usize]) -> Result<(), AllocError> {
         let caller = Caller::Location(Location::caller());
+        if flags.contains(AllocFlags::ZERO)
+            && (!self.memory || self.flags.contains(CacheFlags::QCACHE))
+        {
+            // As `alloc` refuses it.
+            return Err(AllocError::NotMemory);
+        }
         #[cfg(feature = "site-stats")]
         let site = SiteId::of(caller);
         let plain = self.ops.is_none()
@@ -662,8 +668,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let fast = self.mags.is_some() && !self.checked && !flags.contains(AllocFlags::ZERO);
         if fast {
             // The magazines missed already: a plain cache loads the
-            // caller's magazine from its slabs in one pass.
-            if self.fast == Fast::Tagged {
+            // caller's magazine from its slabs in one pass (not a cache with
+            // a limit: a CPU would hold back part of it for itself).
+            if self.fast == Fast::Tagged && self.max_objects == u64::MAX {
                 if let Some(obj) = self.refill() {
                     #[cfg(kmem_asan)]
                     self.asan_unpoison(obj.addr());
@@ -695,8 +702,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// into that magazine under one hold of the slab lock (marked free, as
     /// a free into the magazines marks them; within `max_objects`), and one
     /// comes out. `None` when the slabs hold none (growing a slab is the
-    /// one-object path's, which reports its errors) or the layer has no
-    /// magazine to load.
+    /// one-object path's, which reports its errors; the layer may have
+    /// taken an empty magazine for the caller meanwhile) or the layer has
+    /// no magazine to load.
     fn refill(&self) -> Option<Taken> {
         self.fast_mags().refill(|room| {
             let mut batch = ArrayVec::new();

@@ -10,7 +10,7 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 
 use kmem_arena::{Arena, Name};
-use kmem_magazine::{Cpu, MAGAZINE_ALIGN, MAGAZINE_SIZE};
+use kmem_magazine::{Cpu, Section, MAGAZINE_ALIGN, MAGAZINE_SIZE};
 
 use crate::builder::{CacheBuilder, Pressure};
 use crate::cache::KmemCache;
@@ -189,8 +189,13 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// idle through one whole interval goes back at the end of the next.
     /// Returns the bytes of slabs given back.
     pub fn tick(&self) -> usize {
+        // Nothing from a handler that interrupted an operation of its
+        // context (see `Section`), as each cache's own `tick`.
+        if Section::enter(self.cpu).is_none() {
+            return 0;
+        }
         // The shrinkers first, outside the registry's lock (they may create
-        // and destroy caches, or wait for a thread that does).
+        // and destroy caches).
         self.registry.shrink(Pressure::Upkeep, |c| !c.is_quantum());
         let mut freed = 0;
         self.for_each(|c| {
@@ -205,8 +210,12 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// Gives idle memory back from every cache, as [`KmemCache::reap`] does
     /// (shrinkers with [`Pressure::Low`], outside the registry's lock, then
     /// depots and empty slabs), after moving the calling CPU's own
-    /// magazines to the depots. Returns the bytes of slabs given back.
+    /// magazines to the depots. Returns the bytes of slabs given back;
+    /// nothing from a handler that interrupted an operation of its context.
     pub fn reap(&self) -> usize {
+        if Section::enter(self.cpu).is_none() {
+            return 0;
+        }
         self.registry.shrink(Pressure::Low, |_| true);
         let mut freed = 0;
         self.for_each(|c| {

@@ -18,7 +18,6 @@ use core::ops::Deref;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 
-use arrayvec::ArrayVec;
 use kmem_arena::Arena;
 use kmem_magazine::Cpu;
 
@@ -29,9 +28,6 @@ use crate::error::CreateError;
 use crate::raw::Freed;
 use crate::rwlock::RwLock;
 use crate::slabs::From;
-
-/// Shrinkers [`Registry::shrink`] marks and calls per walk of the registry.
-const SHRINK_BATCH: usize = 16;
 
 /// The head of the registry: a type-erased `*mut KmemCache`.
 struct Head(*mut ());
@@ -122,11 +118,15 @@ impl<'a, C: Cpu> Registry<'a, C> {
     }
 
     /// Runs the shrinkers of the listed caches that `filter` picks, with
-    /// `pressure`, outside the registry's lock: each is marked running
-    /// under the lock (a cache being destroyed waits for the mark to clear
-    /// once it is delisted, so the cache outlives the call), then called
-    /// with the lock let go, [`SHRINK_BATCH`] at a time. One already
-    /// running is skipped. Returns what they say they freed.
+    /// `pressure`, outside the registry's lock, one at a time: a walk under
+    /// the lock marks the next one running (a cache being destroyed waits
+    /// for its mark to clear once it is delisted, so the cache outlives the
+    /// call), then it is called with the lock let go. Only the one running
+    /// is marked, so a shrinker may destroy other caches (it must not wait
+    /// for a thread that destroys its own). One already running elsewhere
+    /// is skipped. Caches created or destroyed meanwhile may shift the walk
+    /// by as many places: a shrinker may then be asked twice in a pass, or
+    /// not at all. Returns what they say they freed.
     pub(crate) fn shrink(
         &self,
         pressure: Pressure,
@@ -134,39 +134,25 @@ impl<'a, C: Cpu> Registry<'a, C> {
     ) -> usize {
         let (mut done, mut freed): (usize, usize) = (0, 0);
         loop {
-            let mut claimed = ArrayVec::<NonNull<KmemCache<'a, C>>, SHRINK_BATCH>::new();
-            // Eligible caches in list order: those up to `done` were
-            // handled by an earlier walk; `last` is the last one this walk
-            // handled (a new cache may shift the order: at worst one
-            // shrinker is asked twice, or once less, in a pass).
-            let (mut seen, mut last, mut more) = (0, done, false);
+            let mut claimed = None;
+            let mut seen = 0;
             self.for_each(|c| {
-                if !c.has_shrinker() || !filter(c) {
+                if claimed.is_some() || !c.has_shrinker() || !filter(c) {
                     return;
                 }
                 seen += 1;
-                if seen <= done || more {
-                    return;
-                }
-                if claimed.is_full() {
-                    more = true;
-                    return;
-                }
-                last = seen;
-                if c.claim_shrinker() {
-                    claimed.push(NonNull::from(c));
+                if seen > done && c.claim_shrinker() {
+                    claimed = Some(NonNull::from(c));
                 }
             });
-            done = last;
-            for c in claimed {
-                // SAFETY: marked running under the read lock while listed:
-                // a destroy delists it, then waits for the mark, so it is
-                // live until `run_claimed_shrinker` clears the mark.
-                freed += unsafe { c.as_ref() }.run_claimed_shrinker(pressure);
-            }
-            if !more {
+            let Some(c) = claimed else {
                 return freed;
-            }
+            };
+            done = seen;
+            // SAFETY: marked running under the read lock while listed: a
+            // destroy delists it, then waits for the mark, so it is live
+            // until `run_claimed_shrinker` clears the mark.
+            freed += unsafe { c.as_ref() }.run_claimed_shrinker(pressure);
         }
     }
 
