@@ -2,7 +2,11 @@
 //! with `Pressure::Upkeep`, `reap` and the source's exhaustion path with
 //! `Pressure::Low`, outside every lock, and what they free goes back.
 
+mod common;
+
 use std::sync::Mutex;
+
+use common::leak;
 
 use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
@@ -43,18 +47,6 @@ impl CacheReclaim for Pool {
         }
         freed
     }
-}
-
-/// What the tests leak on purpose (`'static` stacks), kept reachable so
-/// that LeakSanitizer does not report it.
-static LEAKED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-/// Leaks `value` for the rest of the test binary, reachable from
-/// [`LEAKED`].
-fn leak<T>(value: T) -> &'static T {
-    let r: &'static T = Box::leak(Box::new(value));
-    LEAKED.lock().unwrap().push(core::ptr::from_ref(r) as usize);
-    r
 }
 
 /// A `'static` stack: fake RAM, its base arena, a page arena of at most

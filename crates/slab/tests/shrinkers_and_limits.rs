@@ -8,17 +8,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::sync::Mutex;
 
-use common::{caches_over, with_caches, with_ram};
+use common::{caches_over, leak, with_caches, with_ram};
 use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
 use kmem_physmem::PhysMem;
 use kmem_slab::{
     AllocError, AllocFlags, Cache, CacheBuilder, CacheFlags, CacheReclaim, Caches, Pressure,
 };
-
-fn leak<T>(value: T) -> &'static T {
-    Box::leak(Box::new(value))
-}
 
 fn stack() -> &'static Caches<'static, ThreadCpus> {
     let ram: &'static PhysMem = leak(PhysMem::new(16 << 20));
