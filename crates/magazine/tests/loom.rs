@@ -319,15 +319,9 @@ fn trim_racing_with_allocations() {
     check("trim_racing_with_allocations", Some(3), move || {
         let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 6);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-        // CPU 2 parks two one-round magazines in the depot, and a first
-        // pass ends the interval in which they came: the next one may take
-        // them, unless a CPU needs them meanwhile.
-        cpu.claim(2);
-        for obj in [0, 1] {
-            kit::put(m, heap, obj).unwrap();
-        }
-        m.flush_current();
-        kit::trim(m, heap, |_| panic!("the first pass only ends an interval"));
+        // Rounds 0 and 1 idle in the depot: the next pass may take them,
+        // unless a CPU needs them meanwhile.
+        kit::park_idle(cpu, heap, m, 2);
         // CPU 0 takes rounds from the depot and frees one back.
         let user = thread::spawn(move || -> Held {
             cpu.claim(0);
@@ -375,13 +369,8 @@ fn refill_racing_with_trim() {
     check("refill_racing_with_trim", Some(3), || {
         let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 6);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-        // Two one-round magazines idle in the depot, an interval ended.
-        cpu.claim(2);
-        for obj in [0, 1] {
-            kit::put(m, heap, obj).unwrap();
-        }
-        m.flush_current();
-        kit::trim(m, heap, |_| panic!("the first pass only ends an interval"));
+        // Rounds 0 and 1 idle in the depot, an interval ended.
+        kit::park_idle(cpu, heap, m, 2);
         // CPU 0: its magazines are empty; the layer below hands it round 10
         // in a batch refill, which it frees again.
         let user = thread::spawn(move || -> Held {

@@ -316,3 +316,20 @@ pub(crate) fn refill<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, rounds: &[usize]
         })
     }
 }
+
+/// On `slot`, frees rounds 0 and 1 into one-round magazines and parks them
+/// in the depot, then runs a first upkeep pass, which only ends the
+/// interval in which they came: the next pass may trim them.
+pub(crate) fn park_idle<const N: usize>(
+    cpu: &Threads<N>,
+    heap: &Heap,
+    m: &Magazines<'_, Threads<N>>,
+    slot: usize,
+) {
+    cpu.claim(slot);
+    for obj in [0, 1] {
+        put(m, heap, obj).unwrap();
+    }
+    m.flush_current();
+    trim(m, heap, |_| panic!("the first pass only ends an interval"));
+}
