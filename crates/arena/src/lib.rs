@@ -45,6 +45,12 @@
 //! - Quantum caches ([`QuantumCaches`], implemented by `kmem-slab`): an
 //!   arena built with [`ArenaBuilder::qcaches`] serves `alloc`/`free` of
 //!   sizes up to `qcache_max` from object caches with per-CPU magazines.
+//! - Upkeep between operations, for a periodic timer: [`Arena::tick`]
+//!   (the quantum caches' working-set trim, the allocated-segment hash
+//!   resized either way, in batches with the lock let go), [`Arena::reap`]
+//!   (everything idle at once), and [`Arena::purge`] (free memory handed
+//!   to the platform, e.g. `madvise`, in pieces under the lock, while the
+//!   arena keeps it).
 //! - Results are `Result<usize, AllocError>`: resource 0 is a valid result.
 //! - Every bad input returns a typed error and changes nothing.
 //! - No operation calls into the same arena under its lock, and only a

@@ -10,7 +10,11 @@
 //! - [`Magazines`]: one cache's layer. [`alloc`](Magazines::alloc) and
 //!   [`free`](Magazines::free) follow the seed: use `loaded`, swap with
 //!   `prev`, exchange with the depot, allocate an empty magazine without
-//!   blocking; a miss falls through to the caller's layer below.
+//!   blocking; a miss falls through to the caller's layer below, which may
+//!   load the caller's magazine in one pass ([`refill`](Magazines::refill)).
+//!   [`trim`](Magazines::trim) is the upkeep pass's working-set reap
+//!   (illumos' `kmem_depot_ws_update`/`ws_reap`): the magazines neither
+//!   depot list needed through a whole interval go back.
 //! - [`Cpu`]: the platform's "which CPU am I" — slot count, current slot, a
 //!   guard that keeps the caller on it, and a clock. With exclusive use of a
 //!   slot the fast path has no atomic read-modify-write. [`ManualCpus`]

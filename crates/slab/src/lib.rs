@@ -22,9 +22,21 @@
 //!   caches.
 //! - In front of the slabs sits the magazine layer (`kmem-magazine`):
 //!   objects in magazines stay constructed; the destructor runs when an
-//!   object goes back to a slab.
-//! - [`KmemCache::reap`] returns empty slabs to the source;
-//!   [`Cache::destroy`] drains every magazine and refuses, with the live
+//!   object goes back to a slab. When a plain cache's magazines and depot
+//!   run dry, the caller's magazine is loaded from the slabs in one pass
+//!   (a batch refill); partial slabs at least half full are allocated from
+//!   first, so the emptiest drain.
+//! - Memory pressure: [`Caches::tick`] is the upkeep pass for a periodic
+//!   timer (each depot's working-set trim gives back what sat idle through
+//!   a whole interval; empty slabs go back; hashes are resized);
+//!   [`KmemCache::reap`] returns every idle object and empty slab at once;
+//!   a cache's user may register a shrinker ([`CacheBuilder::reclaim`],
+//!   [`CacheReclaim`]), which the pass, `reap` and the source's exhaustion
+//!   path call; [`CacheBuilder::max_objects`] bounds a cache;
+//!   [`KmemCache::reserve`] takes objects ahead so that later allocations
+//!   cannot fail; [`KmemCache::alloc_bulk`] and
+//!   [`KmemCache::free_bulk`] fill or drain an array in one call.
+//! - [`Cache::destroy`] drains every magazine and refuses, with the live
 //!   count, while objects are allocated; [`CacheStats`] carries the
 //!   `::kmastat` columns.
 //! - Bad frees are refused with a [`FreeError`] naming the cache and
