@@ -438,6 +438,38 @@ impl ObjectOps for PanickyOps {
 /// can still be destroyed.
 #[test]
 fn s14_panicking_object_operations_leak_nothing() {
+    with_panicky(|c, ops| {
+        ops.ctor_panics.store(true, Ordering::SeqCst);
+        let r = catch_unwind(AssertUnwindSafe(|| c.alloc(AllocFlags::empty())));
+        assert!(r.is_err());
+        assert_eq!(c.stats().slab_busy, 0, "the object went back to its slab");
+        c.check().unwrap();
+        let objs: Vec<_> = (0..40)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
+        for &o in &objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { c.free(o) }.unwrap();
+        }
+        c.flush_current();
+        ops.dtor_panics.store(true, Ordering::SeqCst);
+        let r = catch_unwind(AssertUnwindSafe(|| c.reap()));
+        assert!(r.is_err(), "the destructor's panic propagates");
+        c.check().unwrap();
+        // Nothing was lost: every round is back in a slab or still cached, and
+        // the cache can be destroyed.
+        c.reap();
+        assert_eq!(c.stats().slab_busy, 0);
+        assert_eq!(
+            ops.ctors.load(Ordering::SeqCst),
+            ops.dtors.load(Ordering::SeqCst)
+        );
+    });
+}
+
+/// Runs `f` on a 64-byte cache with [`PanickyOps`] over a fresh base arena
+/// (the S14 tests), then destroys the cache: nothing may be left live.
+fn with_panicky(f: impl FnOnce(&kmem_slab::KmemCache<'_, ThreadCpus>, &PanickyOps)) {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", PAGE);
     let ops = PanickyOps::default();
@@ -445,31 +477,7 @@ fn s14_panicking_object_operations_leak_nothing() {
     let c = caches
         .create(CacheBuilder::new("panicky", 64).ops(&ops))
         .unwrap();
-    ops.ctor_panics.store(true, Ordering::SeqCst);
-    let r = catch_unwind(AssertUnwindSafe(|| c.alloc(AllocFlags::empty())));
-    assert!(r.is_err());
-    assert_eq!(c.stats().slab_busy, 0, "the object went back to its slab");
-    c.check().unwrap();
-    let objs: Vec<_> = (0..40)
-        .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-        .collect();
-    for &o in &objs {
-        // SAFETY: allocated above, freed once.
-        unsafe { c.free(o) }.unwrap();
-    }
-    c.flush_current();
-    ops.dtor_panics.store(true, Ordering::SeqCst);
-    let r = catch_unwind(AssertUnwindSafe(|| c.reap()));
-    assert!(r.is_err(), "the destructor's panic propagates");
-    c.check().unwrap();
-    // Nothing was lost: every round is back in a slab or still cached, and
-    // the cache can be destroyed.
-    c.reap();
-    assert_eq!(c.stats().slab_busy, 0);
-    assert_eq!(
-        ops.ctors.load(Ordering::SeqCst),
-        ops.dtors.load(Ordering::SeqCst)
-    );
+    f(&c, &ops);
     c.destroy()
         .map_err(|e: DestroyError<'_, ThreadCpus>| e.live)
         .unwrap();
@@ -705,30 +713,22 @@ fn assert_nested_calls_refused(c: &kmem_slab::KmemCache<'_, ThreadCpus>) {
 /// rounds once were in neither a slab nor a magazine; found in review).
 #[test]
 fn s14_tick_with_a_panicking_destructor_loses_no_round() {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
-    let ops = PanickyOps::default();
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let c = caches
-        .create(CacheBuilder::new("panicky", 64).ops(&ops))
-        .unwrap();
-    let objs: Vec<_> = (0..400)
-        .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-        .collect();
-    for &o in &objs {
-        // SAFETY: allocated above, freed once.
-        unsafe { c.free(o) }.unwrap();
-    }
-    c.flush_current();
-    c.tick(); // ends the interval
-    ops.dtor_panics.store(true, Ordering::SeqCst);
-    let r = catch_unwind(AssertUnwindSafe(|| c.tick()));
-    assert!(r.is_err(), "the destructor's panic propagates");
-    c.check().unwrap();
-    c.reap();
-    let st = c.stats();
-    assert_eq!(st.slab_busy, 0, "rounds lost by the panicking trim");
-    c.destroy()
-        .map_err(|e: DestroyError<'_, ThreadCpus>| e.live)
-        .unwrap();
+    with_panicky(|c, ops| {
+        let objs: Vec<_> = (0..400)
+            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+            .collect();
+        for &o in &objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { c.free(o) }.unwrap();
+        }
+        c.flush_current();
+        c.tick(); // ends the interval
+        ops.dtor_panics.store(true, Ordering::SeqCst);
+        let r = catch_unwind(AssertUnwindSafe(|| c.tick()));
+        assert!(r.is_err(), "the destructor's panic propagates");
+        c.check().unwrap();
+        c.reap();
+        let st = c.stats();
+        assert_eq!(st.slab_busy, 0, "rounds lost by the panicking trim");
+    });
 }
