@@ -442,9 +442,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// they last, then, for a plain cache (no constructor, not debug, not
     /// checked, not a quantum cache), from the slab layer under one hold of
     /// its lock (let go only to grow a slab); other caches take each
-    /// object as [`alloc`](Self::alloc) does. On a failure every object
-    /// taken so far is freed back and the error returned; what `out` then
-    /// holds is unspecified.
+    /// object as [`alloc`](Self::alloc) does. `ZERO` zeroes every object
+    /// once all are taken. On a failure every object taken so far is freed
+    /// back (unzeroed, constructed state intact) and the error returned;
+    /// what `out` then holds is unspecified.
     #[allow(
         unsafe_code,
         reason = "a failed bulk allocation frees back the objects it took itself"
@@ -464,6 +465,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             && !self.checked
             && !self.debugging()
             && !self.flags.contains(CacheFlags::QCACHE);
+        // `ZERO` is applied once every object is taken: an object freed back
+        // after a failure keeps its constructed state.
+        let zero = flags.contains(AllocFlags::ZERO);
+        let flags = flags - AllocFlags::ZERO;
         let mut done = 0;
         while done < out.len() {
             if let Some(obj) = self.alloc_fast(flags) {
@@ -496,6 +501,14 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     }
                     return Err(e);
                 }
+            }
+        }
+        if zero {
+            for &obj in out.iter() {
+                // SAFETY: a memory cache (`ZERO` on others was refused
+                // above): `obj` is `geo.obj` bytes of memory just allocated
+                // from it, the caller's from now on and used by no one yet.
+                unsafe { core::ptr::write_bytes(obj as *mut u8, 0, self.geo.obj) };
             }
         }
         Ok(())

@@ -152,6 +152,14 @@ pub enum Action {
     Destroy(u8),
     /// The `::kmastat` report.
     Report,
+    /// `tick` of one cache, or `Caches::tick`.
+    Tick(Option<u8>),
+    /// `alloc_bulk` of `n % 16 + 1` objects (`ZERO` as flagged): all or
+    /// nothing.
+    AllocBulk(u8, u8, bool),
+    /// `reserve` of `n % 8 + 1` objects, `k` of them taken, the rest given
+    /// back when the reserve drops.
+    Reserve(u8, u8, u8),
 }
 
 /// A counting constructor and destructor that fail on a schedule.
@@ -376,6 +384,20 @@ impl<'s> World<'_, 's, '_> {
                     .set(plan.faults());
             }
             Action::Destroy(slot) => self.destroy(slot),
+            Action::Tick(Some(slot)) => {
+                if let Some(s) = self.slot(slot) {
+                    s.cache.tick();
+                }
+            }
+            Action::Tick(None) => {
+                self.caches.tick();
+            }
+            Action::AllocBulk(slot, n, zero) => {
+                self.alloc_bulk(slot, usize::from(n % 16) + 1, zero)
+            }
+            Action::Reserve(slot, n, k) => {
+                self.reserve(slot, usize::from(n % 8) + 1, usize::from(k))
+            }
             Action::Report => {
                 let mut out = String::new();
                 self.caches.report(&mut out).expect("kmem-fuzz: report");

@@ -58,6 +58,86 @@ impl World<'_, '_, '_> {
         }
     }
 
+    /// `alloc_bulk` of `n` objects into slot `i`'s cache: every object is
+    /// checked and recorded as `alloc`'s are; a failure (an injected
+    /// constructor failure, `ZERO` on integers) takes nothing.
+    pub(super) fn alloc_bulk(&mut self, slot: u8, n: usize, zero: bool) {
+        let i = usize::from(slot) % SLOTS;
+        let Some(s) = &self.slots[i] else { return };
+        if self.live_bytes + n * s.size > LIVE_MAX {
+            return;
+        }
+        let flags = if zero {
+            AllocFlags::ZERO
+        } else {
+            AllocFlags::empty()
+        };
+        let injected = self.ops[i].faults.injected();
+        let live = s.cache.stats().buf_in_use;
+        let mut out = vec![0; n];
+        match s.cache.alloc_bulk(flags, &mut out) {
+            Ok(()) => {
+                for obj in out {
+                    self.received(i, obj, zero);
+                }
+            }
+            Err(e) => {
+                let expected = (e == AllocError::NotMemory && zero && !s.memory())
+                    || (e == AllocError::Ctor && s.ops && self.ops[i].faults.injected() > injected);
+                assert!(
+                    expected,
+                    "kmem-fuzz: {} alloc_bulk({n}) failed: {e:?}",
+                    s.name
+                );
+                assert_eq!(
+                    s.cache.stats().buf_in_use,
+                    live,
+                    "kmem-fuzz: {}: a failed alloc_bulk kept objects",
+                    s.name
+                );
+            }
+        }
+    }
+
+    /// `reserve` of `n` objects of slot `i`'s cache, `k` of them taken
+    /// (each checked and recorded as `alloc`'s are), the rest given back as
+    /// the reserve drops.
+    pub(super) fn reserve(&mut self, slot: u8, n: usize, k: usize) {
+        let i = usize::from(slot) % SLOTS;
+        let Some(s) = &self.slots[i] else { return };
+        if self.live_bytes + n * s.size > LIVE_MAX {
+            return;
+        }
+        let injected = self.ops[i].faults.injected();
+        let live = s.cache.stats().buf_in_use;
+        let taken: Vec<usize> = match s.cache.reserve(AllocFlags::empty(), n) {
+            Ok(mut r) => {
+                let taken = (0..k.min(n))
+                    .map(|_| r.alloc().expect("reserved"))
+                    .collect();
+                assert_eq!(r.len(), n - k.min(n));
+                taken
+            }
+            Err(e) => {
+                assert!(
+                    e == AllocError::Ctor && s.ops && self.ops[i].faults.injected() > injected,
+                    "kmem-fuzz: {} reserve({n}) failed: {e:?}",
+                    s.name
+                );
+                Vec::new()
+            }
+        };
+        assert_eq!(
+            s.cache.stats().buf_in_use,
+            live + taken.len() as u64,
+            "kmem-fuzz: {}: a reserve kept what it did not hand out",
+            s.name
+        );
+        for obj in taken {
+            self.received(i, obj, false);
+        }
+    }
+
     /// Checks and records `obj`, just allocated from slot `i`.
     fn received(&mut self, i: usize, obj: usize, zero: bool) {
         let s = self.slots[i].as_ref().expect("slot");
