@@ -219,8 +219,8 @@ impl Arena<'_> {
     /// Gives free memory back to the platform while the arena keeps it:
     /// hands the free segments of at least `min` units to `f`, in address
     /// order and, for a memory arena, in pieces of at most [`PURGE_CHUNK`]
-    /// units (whole quanta; an arena of integers hands each segment over
-    /// whole), each while
+    /// units that end at its multiples (an arena of integers hands each
+    /// segment over whole), each while
     /// holding the arena's lock, so that no allocation can take any of it
     /// meanwhile and none finds it missing either (it waits for the lock
     /// instead: one piece's worth of `f`). For a memory arena, `f` tells
@@ -247,7 +247,10 @@ impl Arena<'_> {
                 Purge::Done => return purged,
                 Purge::From(next) => at = next,
                 Purge::Range(from, end) => {
-                    let to = end.min(from.saturating_add(chunk));
+                    // Pieces end at multiples of `chunk` (page-aligned), so
+                    // none splits a page that `f` would then leave out.
+                    let next = (from / chunk + 1).checked_mul(chunk).unwrap_or(usize::MAX);
+                    let to = end.min(next);
                     f(from, to - from);
                     purged += to - from;
                     at = to;

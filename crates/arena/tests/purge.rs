@@ -110,6 +110,8 @@ fn purge_goes_piece_by_piece_and_never_hides_free_memory() {
         for _ in 0..20 {
             a.purge(4096, |at, size| {
                 assert!(size <= PURGE_CHUNK && at % 4096 == 0 && size % 4096 == 0);
+                // Pieces end at multiples of the chunk: none splits a page.
+                assert_eq!(at / PURGE_CHUNK, (at + size - 1) / PURGE_CHUNK);
                 pieces += 1;
                 std::thread::sleep(core::time::Duration::from_micros(200));
             });
