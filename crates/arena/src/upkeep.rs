@@ -249,7 +249,7 @@ impl Arena<'_> {
                 Purge::Range(from, end) => {
                     // Pieces end at multiples of `chunk` (page-aligned), so
                     // none splits a page that `f` would then leave out.
-                    let next = (from / chunk + 1).checked_mul(chunk).unwrap_or(usize::MAX);
+                    let next = (from / chunk + 1).saturating_mul(chunk);
                     let to = end.min(next);
                     f(from, to - from);
                     purged += to - from;
