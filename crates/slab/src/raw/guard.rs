@@ -369,10 +369,11 @@ impl FreeCheck {
     #[inline(always)]
     pub(crate) fn hand_out_tagged(obj: &Taken) {
         debug_assert!(obj.bytes() >= size_of::<usize>());
-        // SAFETY: the holder of a `Taken` owns its memory, which for a
-        // plain cache is a word at least (`new` refuses a tagged check for
-        // smaller objects) and aligned (objects of plain caches are
-        // multiples of 8 from an aligned base).
+        // The holder of a `Taken` owns its memory, which for a plain cache
+        // is a word at least (`new` refuses a tagged check for smaller
+        // objects) and aligned (objects of plain caches are multiples of 8
+        // from an aligned base).
+        // SAFETY: as just said.
         unsafe { (obj.addr() as *mut usize).write(0) };
     }
 }

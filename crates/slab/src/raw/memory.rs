@@ -83,11 +83,12 @@ impl SlabBuffer {
     /// (a trusted input: see the [module docs](super)). A refusal leaves it
     /// leaked.
     pub(crate) fn free(self, src: &Arena<'_>) -> Result<(), FreeError> {
-        // SAFETY: the buffer was allocated from `src` (the trusted input
-        // above) with this size, by `xalloc` exactly when `shape.xalloc`
-        // (`alloc`), and is owned by this token, now consumed: a slab built
-        // over it was emptied and taken out of its set first (`EmptySlab`),
-        // so nothing uses it any more.
+        // The buffer was allocated from `src` (the trusted input above)
+        // with this size, by `xalloc` exactly when `shape.xalloc` (`alloc`),
+        // and is owned by this token, now consumed: a slab built over it
+        // was emptied and taken out of its set first (`EmptySlab`), so
+        // nothing uses it any more.
+        // SAFETY: as just said.
         unsafe {
             if self.shape.xalloc {
                 src.xfree_memory(self.base, self.shape.size)

@@ -486,10 +486,11 @@ impl<'a> SlabSet<'a> {
         }
         #[cfg(kmem_asan)]
         kmem_arena::asan::unpoison(addr, core::mem::size_of::<usize>());
-        // SAFETY: an object start of a live headed slab of this set (checked
-        // above): a word of memory, aligned to 8, in the set's buffer. Read
-        // only; its holder (if any) may not be writing it, as the caller
-        // claims the object is its own.
+        // An object start of a live headed slab of this set (checked above):
+        // a word of memory, aligned to 8, in the set's buffer. Read only;
+        // its holder (if any) may not be writing it, as the caller claims
+        // the object is its own.
+        // SAFETY: as just said.
         let word = unsafe { (addr as *const usize).read() };
         #[cfg(kmem_asan)]
         if word == super::guard::mark(key, addr) {
@@ -637,10 +638,10 @@ impl EmptySlab {
             // In the buffer, which goes back as a whole.
             None
         } else {
-            // SAFETY: a `kmem_slab` object (`build_bufctl` placed the header
-            // in it), owned by this slab and, the slab out of its set and
-            // its bufctls read through `first` only, used by nothing after
-            // this.
+            // A `kmem_slab` object (`build_bufctl` placed the header in it),
+            // owned by this slab and, the slab out of its set and its
+            // bufctls read through `first` only, used by nothing after this.
+            // SAFETY: as just said.
             Some(unsafe { Freed::new(h as usize) })
         };
         SlabParts {

@@ -219,11 +219,12 @@ impl SlabHeader {
     fn bitmap(&self) -> &[u64] {
         let words = self.words();
         let at = (ptr::from_ref(self) as usize - words * 8) as *const u64;
-        // SAFETY: a small slab's header sits at the end of its buffer with
-        // `words` bitmap words right below it, aligned to 8 (`build_small`
-        // checked the layout); the words belong to the slab, and the borrow
-        // of its set keeps them from changing. No words: an empty slice at
-        // the (aligned, non-null) header.
+        // A small slab's header sits at the end of its buffer with `words`
+        // bitmap words right below it, aligned to 8 (`build_small` checked
+        // the layout); the words belong to the slab, and the borrow of its
+        // set keeps them from changing. No words: an empty slice at the
+        // (aligned, non-null) header.
+        // SAFETY: as just said.
         unsafe { core::slice::from_raw_parts(at, words) }
     }
 
