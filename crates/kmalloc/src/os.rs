@@ -205,19 +205,32 @@ static ATFORK: AtomicU8 = AtomicU8::new(0);
 /// Held by a boot in progress, and by `fork()` from prepare to release, so a
 /// child is never copied in the middle of a boot (it would wait for ever
 /// for a boot nobody finishes). Taken before every other lock.
-static BOOT_LOCK: AtomicBool = AtomicBool::new(false);
+static BOOT_LOCK: ProcessLock = ProcessLock::new();
 
-fn boot_lock() {
-    while BOOT_LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
+/// A process-wide flag lock for the boot and `fork()` handlers: taken with
+/// an atomic swap, waited for by yielding the CPU (its holder may be
+/// preempted, or busy for a while), released by a store.
+pub(crate) struct ProcessLock(AtomicBool);
+
+impl ProcessLock {
+    pub(crate) const fn new() -> Self {
+        Self(AtomicBool::new(false))
     }
-}
 
-fn boot_unlock() {
-    BOOT_LOCK.store(false, Ordering::Release);
+    pub(crate) fn lock(&self) {
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            // SAFETY: no arguments, no memory.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    pub(crate) fn unlock(&self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Before `fork()`: takes every lock of the platform, then of every booted
@@ -227,7 +240,7 @@ extern "C" fn fork_prepare() {
     // The reaper's pass first: it takes the locks below, never this one's
     // holder's.
     crate::reaper::fork_prepare();
-    boot_lock();
+    BOOT_LOCK.lock();
     // The booted allocators now, a prefix of `FORKABLE` (filled in order,
     // and not while `BOOT_LOCK` is held here).
     let n = FORKABLE
@@ -289,7 +302,7 @@ extern "C" fn fork_release() {
         // SAFETY: as above; `fork_unlock` ran first.
         unsafe { k.fork_unlock_registry() };
     }
-    boot_unlock();
+    BOOT_LOCK.unlock();
 }
 
 /// Puts a freshly booted allocator under the `fork()` handlers. False when
@@ -409,7 +422,7 @@ impl KmallocGlobal {
             }
         }
         IN_BOOT.set(true);
-        boot_lock();
+        BOOT_LOCK.lock();
         let handlers = ATFORK.load(Ordering::Relaxed) != 0 || {
             // SAFETY: registers two `extern "C"` functions that live for the
             // whole program (glibc records them with its own malloc).
@@ -437,7 +450,7 @@ impl KmallocGlobal {
         if booted.is_some() {
             crate::reaper::configure();
         }
-        boot_unlock();
+        BOOT_LOCK.unlock();
         IN_BOOT.set(false);
         match booted {
             Some(k) => {

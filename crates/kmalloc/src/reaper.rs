@@ -11,9 +11,11 @@
 //! (`0` turns the reaper off), read once at the first boot.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::global::no_unwind;
+use crate::os::ProcessLock;
+use kmem_arena::ArenaStats;
 
 /// The reaper's default interval between two upkeep passes, in milliseconds.
 ///
@@ -147,36 +149,21 @@ pub(crate) fn ensure() {
 /// prepare handler to its parent and child handlers, so that a child is
 /// never copied in the middle of a pass (with rounds, slabs or a hash
 /// table in flight on the reaper's stack, which the child does not have).
-static PASS: AtomicBool = AtomicBool::new(false);
-
-fn pass_lock() {
-    while PASS
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        // A pass can take a while (a large trim): let its holder run.
-        // SAFETY: no arguments, no memory.
-        unsafe { libc::sched_yield() };
-    }
-}
-
-fn pass_unlock() {
-    PASS.store(false, Ordering::Release);
-}
+static PASS: ProcessLock = ProcessLock::new();
 
 /// `fork()`'s prepare handler: waits for a pass under way to end.
 pub(crate) fn fork_prepare() {
-    pass_lock();
+    PASS.lock();
 }
 
 /// `fork()`'s parent handler.
 pub(crate) fn fork_parent() {
-    pass_unlock();
+    PASS.unlock();
 }
 
 /// `fork()`'s child handler: the reaper thread was not copied.
 pub(crate) fn fork_child() {
-    pass_unlock();
+    PASS.unlock();
     let _ = STATE.compare_exchange(RUNNING, STOPPED, Ordering::Relaxed, Ordering::Relaxed);
 }
 
@@ -214,18 +201,27 @@ impl PurgeState {
     /// large block between two passes gets it purged at the next. Returns
     /// the bytes handed to `madvise`.
     fn pass(&mut self, arena: &kmem_arena::Arena<'_>, min: usize) -> usize {
-        let st = arena.stats();
+        if !self.due(&arena.stats()) {
+            return 0;
+        }
+        let purged = arena.purge(min, dont_need);
+        self.purged(&arena.stats());
+        purged
+    }
+
+    /// Takes in the arena's figures at a pass; true when it is to be
+    /// purged (see [`pass`](Self::pass)).
+    fn due(&mut self, st: &ArenaStats) -> bool {
         self.peak = self.peak.max(st.allocated);
         let idle = st.allocs == self.allocs;
         self.allocs = st.allocs;
         let grown = st.free.saturating_sub(self.free) >= PURGE_GROWTH.max(st.allocated / 4);
-        if st.frees == self.frees || !(idle || grown || st.allocated * 2 <= self.peak) {
-            return 0;
-        }
-        let purged = arena.purge(min, dont_need);
-        let after = arena.stats();
-        (self.frees, self.free, self.peak) = (after.frees, after.free, after.allocated);
-        purged
+        st.frees != self.frees && (idle || grown || st.allocated * 2 <= self.peak)
+    }
+
+    /// Takes in the arena's figures right after a purge.
+    fn purged(&mut self, st: &ArenaStats) {
+        (self.frees, self.free, self.peak) = (st.frees, st.free, st.allocated);
     }
 }
 
@@ -257,7 +253,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         let mut rest = pause;
         // SAFETY: valid timespecs; an interrupted sleep goes on with the rest.
         while unsafe { libc::nanosleep(&rest, &mut rest) } != 0 {}
-        pass_lock();
+        PASS.lock();
         let start = crate::os::monotonic_ns();
         let given: usize = no_unwind(|| {
             let mut given = 0;
@@ -275,6 +271,54 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         MAX_NS.fetch_max(ns, Ordering::Relaxed);
         LAST_NS.store(ns, Ordering::Relaxed);
         GIVEN_BACK.fetch_add(given as u64, Ordering::Relaxed);
-        pass_unlock();
+        PASS.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kmem_arena::ArenaStats;
+
+    use super::{PurgeState, PURGE_GROWTH};
+
+    /// An arena's figures at a pass.
+    fn at(allocs: u64, frees: u64, allocated: usize, free: usize) -> ArenaStats {
+        ArenaStats {
+            allocs,
+            frees,
+            allocated,
+            free,
+            ..ArenaStats::default()
+        }
+    }
+
+    /// The purge policy the docs describe: only after frees, and then when
+    /// the arena idled, shrank to half its high mark, or gained
+    /// `PURGE_GROWTH` of free memory; a steady state is left alone.
+    #[test]
+    fn purges_after_frees_when_idle_shrinking_or_grown() {
+        let mb = 1 << 20;
+        let mut p = PurgeState::default();
+        // The first pass with frees: free memory grew by a quarter of
+        // what is held (from none): purged.
+        assert!(p.due(&at(10, 5, 64 * mb, 20 * mb)));
+        p.purged(&at(10, 5, 64 * mb, 20 * mb));
+        // No frees since: nothing to purge, busy or idle.
+        assert!(!p.due(&at(20, 5, 64 * mb, 20 * mb)));
+        assert!(!p.due(&at(20, 5, 64 * mb, 20 * mb)));
+        // A steady state: allocations and frees, little memory freed.
+        assert!(!p.due(&at(30, 15, 64 * mb, 21 * mb)));
+        // Idle (no allocation since the last pass) after frees: purged.
+        assert!(p.due(&at(30, 16, 64 * mb, 21 * mb)));
+        p.purged(&at(30, 16, 64 * mb, 21 * mb));
+        // Busy, holding as much, but free memory grew by a quarter of it
+        // (and at least PURGE_GROWTH): purged.
+        assert!(p.due(&at(40, 30, 64 * mb, 37 * mb)));
+        p.purged(&at(40, 30, 64 * mb, 37 * mb));
+        // Busy, holding less, but not half the high mark: left alone.
+        assert!(!p.due(&at(50, 40, 40 * mb, 38 * mb)));
+        // Half the high mark: purged.
+        assert!(p.due(&at(60, 50, 30 * mb, 38 * mb)));
+        assert!(16 * mb >= PURGE_GROWTH);
     }
 }

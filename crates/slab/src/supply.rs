@@ -118,23 +118,28 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// ([`Arena::reap`]). Called from a handler that interrupted an
     /// operation of its context (see [`Section`]), it does nothing.
     pub fn reap(&self) -> usize {
-        let _section = match self.cpu().map(Section::enter) {
-            Some(None) => return 0,
-            section => section,
-        };
-        self.call_reclaim(Pressure::Low);
-        self.reap_from(self.source)
+        self.in_section(Some(Pressure::Low), || self.reap_from(self.source))
     }
 
     /// [`reap`](Self::reap) without the shrinker (which
     /// [`Caches::reap`](crate::Caches::reap) calls outside the registry's
     /// lock).
     pub(crate) fn reap_without_shrinker(&self) -> usize {
+        self.in_section(None, || self.reap_from(self.source))
+    }
+
+    /// Runs `pass` (a reap or a tick) in a section of its own, after the
+    /// shrinker with `shrink`, if asked; nothing (0) from a handler that
+    /// interrupted an operation of its context (see [`Section`]).
+    fn in_section(&self, shrink: Option<Pressure>, pass: impl FnOnce() -> usize) -> usize {
         let _section = match self.cpu().map(Section::enter) {
             Some(None) => return 0,
             section => section,
         };
-        self.reap_from(self.source)
+        if let Some(pressure) = shrink {
+            self.call_reclaim(pressure);
+        }
+        pass()
     }
 
     /// One upkeep pass over this cache, for a periodic timer (see
@@ -156,12 +161,7 @@ impl<C: Cpu> KmemCache<'_, C> {
         if self.is_quantum() {
             return 0;
         }
-        let _section = match self.cpu().map(Section::enter) {
-            Some(None) => return 0,
-            section => section,
-        };
-        self.call_reclaim(Pressure::Upkeep);
-        self.tick_from(self.source)
+        self.in_section(Some(Pressure::Upkeep), || self.tick_from(self.source))
     }
 
     /// [`tick`](Self::tick) without the shrinker (which
@@ -171,11 +171,7 @@ impl<C: Cpu> KmemCache<'_, C> {
         if self.is_quantum() {
             return 0;
         }
-        let _section = match self.cpu().map(Section::enter) {
-            Some(None) => return 0,
-            section => section,
-        };
-        self.tick_from(self.source)
+        self.in_section(None, || self.tick_from(self.source))
     }
 
     /// True for one of an arena's quantum caches.
