@@ -28,7 +28,9 @@ use crate::sync::{const_fn, mutexes, AtomicU64, AtomicUsize, Mutex, MutexGuard, 
 /// - a slot that [`owned_slot`](Cpu::owned_slot) returns is below `slots`
 ///   and the calling thread's alone, as if it held a guard for it, until
 ///   the thread gives the slot up (at its exit): no guard for it is alive
-///   on another thread, and no other thread is told it owns it.
+///   on another thread, and no other thread is told it owns it;
+/// - when [`fence_slots`](Cpu::fence_slots) returns true, it was a heavy
+///   fence paired with every slot holder's compiler fences (see there).
 pub unsafe trait Cpu: Sync {
     /// What [`pin`](Cpu::pin) returns; dropping it releases the slot.
     type Guard<'a>: CpuGuard
@@ -117,6 +119,32 @@ pub unsafe trait Cpu: Sync {
     #[inline(always)]
     fn current_slot(&self) -> Option<usize> {
         None
+    }
+
+    /// A fence that, for every thread holding or about to hold a slot,
+    /// orders the caller against that thread as a sequentially consistent
+    /// fence would if the thread had one where it has a compiler fence
+    /// (`compiler_fence(SeqCst)`): either the thread's stores before its
+    /// compiler fence are visible to the caller's loads after this call, or
+    /// the caller's stores before this call are visible to the thread's
+    /// loads after its compiler fence. Returns false, having done nothing,
+    /// when the platform cannot (the default).
+    ///
+    /// A purge ([`Magazines::purge`](crate::Magazines::purge)) needs it to
+    /// take an idle slot's magazines without making the slot's holders pay
+    /// for an atomic read-modify-write on every operation: holders mark
+    /// themselves busy, compiler-fence and read the purge's claim; the
+    /// purge writes its claim, runs this fence and reads the mark. Without
+    /// it a purge only asks the holders to flush at their next operation.
+    ///
+    /// Linux user space gets it from `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`
+    /// ([`ThreadCpus`](crate::ThreadCpus) does); a kernel from an
+    /// inter-processor interrupt to every CPU (each runs a full barrier),
+    /// and a platform whose guards hold a lock per slot from taking and
+    /// releasing every slot's lock ([`ManualCpus`]). Returning true
+    /// without this ordering breaks the trait's contract.
+    fn fence_slots(&self) -> bool {
+        false
     }
 
     /// Ends the operation a successful [`enter`](Cpu::enter) began.
@@ -321,7 +349,10 @@ impl CpuGuard for ManualGuard<'_> {
 }
 
 // SAFETY: a guard holds its slot's lock, so guards for one slot exclude each
-// other; `slot < N` by `set_slot`; hooks are never called.
+// other; `slot < N` by `set_slot`; hooks are never called; `fence_slots`
+// takes and releases every slot's lock, which orders the caller after every
+// holder that released it and before every holder that takes it next (a
+// stronger order than the heavy fence's).
 unsafe impl<const N: usize> Cpu for ManualCpus<N> {
     type Guard<'a> = ManualGuard<'a>;
 
@@ -339,5 +370,12 @@ unsafe impl<const N: usize> Cpu for ManualCpus<N> {
 
     fn now_ns(&self) -> u64 {
         self.clock.load(Ordering::Relaxed)
+    }
+
+    fn fence_slots(&self) -> bool {
+        for lock in &self.locks {
+            drop(lock.lock());
+        }
+        true
     }
 }

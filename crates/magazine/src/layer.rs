@@ -7,9 +7,29 @@ use arrayvec::ArrayVec;
 use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
 use crate::depot::{Depot, ResizePolicy};
 use crate::magazine::{start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
-use crate::percpu::CpuCache;
+use crate::percpu::{Busy, CpuCache, FORCE, REQUEST};
 use crate::stats::MagazineStats;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
+
+/// What a [`Magazines::purge`] or [`Magazines::purge_idle`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purge {
+    /// Slots whose magazines the purge took (their holders were idle).
+    pub slots_taken: usize,
+    /// Slots whose holders were asked to flush at their next operation.
+    pub slots_asked: usize,
+    /// Rounds given back to the layer below.
+    pub rounds: usize,
+}
+
+/// Purge counters (see [`MagazineStats`]).
+#[derive(Default)]
+struct PurgeCounters {
+    purges: AtomicU64,
+    taken: AtomicU64,
+    asked: AtomicU64,
+    honoured: AtomicU64,
+}
 
 /// The per-CPU slot array is shorter than the platform's slot count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +86,9 @@ pub struct Magazines<'a, C: Cpu> {
     /// Flushes a slot into the depot when its owner goes away; linked into
     /// the platform's list by [`register`](Self::register).
     hook: SlotHook,
+    /// Held by a purge: purges claim slots one at a time.
+    purging: Mutex<()>,
+    purge_counters: PurgeCounters,
 }
 
 impl<'a, C: Cpu> Magazines<'a, C> {
@@ -104,6 +127,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             refills: AtomicU64::new(0),
             link_at: 0,
             hook: SlotHook::new(flush_hook::<C>),
+            purging: Mutex::new(()),
+            purge_counters: PurgeCounters::default(),
         })
     }
 
@@ -208,7 +233,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// [`alloc`](Self::alloc) on `cc`, the caller's slot, which it holds.
     #[inline(always)]
     fn alloc_on(&self, cc: &CpuCache) -> Option<usize> {
-        let _busy = cc.enter_busy()?;
+        let _busy = self.enter(cc)?;
         let hit = {
             // SAFETY: the caller holds the slot (a guard, or it owns it);
             // nothing calls out while the access lives.
@@ -367,7 +392,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         obj: usize,
         mags: &S,
     ) -> Result<(), usize> {
-        let Some(_busy) = cc.enter_busy() else {
+        let Some(_busy) = self.enter(cc) else {
             return Err(obj);
         };
         let done = {
@@ -504,7 +529,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         mags: &S,
         fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
     ) -> Option<usize> {
-        let _busy = cc.enter_busy()?;
+        let _busy = self.enter(cc)?;
         // SAFETY: the caller holds the slot and it is marked busy; the only
         // call out below (`mags`, `fill`) does not touch this layer's slots.
         let st = &mut *unsafe { cc.state() };
@@ -592,7 +617,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     fn with_slot_busy<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         match self.cpu.try_pin() {
             Some(guard) => {
-                let _busy = self.slot_of(&guard).enter_busy()?;
+                let _busy = self.enter(self.slot_of(&guard))?;
                 Some(f())
             }
             // A caller with no slot of its own on this platform (a test
@@ -610,16 +635,169 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub unsafe fn flush_slot(&self, slot: usize) {
         // Busy while the depot lock is held (see `with_slot_busy`); busy
         // already means the caller interrupted the slot's holder.
-        let Some(_busy) = self.cpus[slot].enter_busy() else {
+        let cc = &self.cpus[slot];
+        let Some(_busy) = self.enter(cc) else {
             return;
         };
-        // SAFETY: exclusivity is the caller's obligation; no call-outs.
-        let st = &mut *unsafe { self.cpus[slot].state() };
+        self.flush_held(cc);
+    }
+
+    /// Moves `cc`'s magazines to the depot; the caller holds the slot and
+    /// has marked it busy.
+    fn flush_held(&self, cc: &CpuCache) {
+        // SAFETY: the caller holds the slot, marked busy; no call-outs.
+        let st = &mut *unsafe { cc.state() };
         let (loaded, prev) = (st.loaded.take(), st.prev.take());
+        if loaded.is_none() && prev.is_none() {
+            return;
+        }
         let mut depot = self.depot.lock_quiet();
         for mag in [loaded, prev].into_iter().flatten() {
             depot.put(mag);
         }
+    }
+
+    /// Marks `cc` (the caller's slot, which it holds) busy, as
+    /// [`CpuCache::enter_busy`] does; a purge's request is honoured first
+    /// (the slot's magazines go to the depot).
+    #[inline(always)]
+    fn enter<'c>(&self, cc: &'c CpuCache) -> Option<Busy<'c>> {
+        match cc.enter_busy() {
+            Some(busy) => Some(busy),
+            None => self.enter_claimed(cc),
+        }
+    }
+
+    /// [`enter`](Self::enter) when the slot is busy or claimed.
+    #[cold]
+    #[inline(never)]
+    fn enter_claimed<'c>(&self, cc: &'c CpuCache) -> Option<Busy<'c>> {
+        let (busy, requested) = cc.enter_claimed()?;
+        if requested {
+            self.flush_held(cc);
+            cc.clear_request();
+            self.purge_counters.honoured.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(busy)
+    }
+
+    /// Purges every CPU's magazines (illumos' `kmem_cache_magazine_purge`)
+    /// on a live layer: each slot whose holder is not inside an operation
+    /// right now gives its `loaded` and `prev` magazines up at once, and
+    /// the holders of the others move theirs to the depot at their next
+    /// operation; then the depot is drained as by
+    /// [`drain_depot`](Self::drain_depot), its rounds to `sink` and its
+    /// magazines to `mags`. Needs the platform's heavy fence
+    /// ([`Cpu::fence_slots`]) to take idle slots; without it every slot is
+    /// only asked. Holders never wait for a purge: an operation on a slot
+    /// the purge holds falls through to the layer below, as on a miss. A
+    /// kernel whose platform has cross-calls can instead run
+    /// [`flush_slot`](Self::flush_slot) on each CPU, then
+    /// [`drain_depot`](Self::drain_depot).
+    ///
+    /// Rounds a slot's deferred stack holds (see [`defer`](Self::defer))
+    /// stay for its holder, who takes them at its next allocation miss.
+    /// Purges run one at a time (a second waits for the first's bounded
+    /// pass over the slots), so a signal handler must not purge a layer
+    /// whose purge it may have interrupted; the slab layer's purges run in
+    /// a [`Section`], which such a handler finds busy.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    pub unsafe fn purge<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        sink: impl FnMut(usize),
+    ) -> Purge {
+        // SAFETY: forwarded.
+        unsafe { self.purge_where(mags, sink, |_| true) }
+    }
+
+    /// [`purge`](Self::purge) of the slots that were idle since the last
+    /// call of this (no allocation or free through their magazines), as
+    /// long as they hold magazines: an upkeep pass's drain of threads that
+    /// stopped allocating, or exited with no platform hook to flush them.
+    /// The depot is left to the working-set trim. A slot that is busy at
+    /// the time is left alone. Without the platform's heavy fence
+    /// ([`Cpu::fence_slots`]) nothing is done.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    pub unsafe fn purge_idle<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        sink: impl FnMut(usize),
+    ) -> Purge {
+        // SAFETY: forwarded.
+        unsafe { self.purge_slots(mags, sink, true, CpuCache::idle_with_magazines) }
+    }
+
+    /// [`purge`](Self::purge) of the slots `pick` chooses.
+    unsafe fn purge_where<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        mut sink: impl FnMut(usize),
+        pick: impl Fn(&CpuCache) -> bool,
+    ) -> Purge {
+        // SAFETY: forwarded.
+        let mut purge = unsafe { self.purge_slots(mags, &mut sink, false, pick) };
+        // SAFETY: forwarded.
+        purge.rounds += unsafe { self.drain_depot(mags, sink) };
+        purge
+    }
+
+    /// The slots' part of a purge: claims the slots `pick` chooses, takes
+    /// the magazines of those idle after the platform's heavy fence, asks
+    /// the others' holders (unless `idle_only`), and gives what it took
+    /// back below.
+    unsafe fn purge_slots<S: MagazineSource + ?Sized>(
+        &self,
+        mags: &S,
+        mut sink: impl FnMut(usize),
+        idle_only: bool,
+        pick: impl Fn(&CpuCache) -> bool,
+    ) -> Purge {
+        let mut purge = Purge::default();
+        let mut taken = MagList::new();
+        {
+            let _one_at_a_time = self.purging.lock();
+            let mut any = false;
+            for cc in self.cpus.iter().filter(|cc| pick(cc)) {
+                cc.set_claim(FORCE);
+                any = true;
+            }
+            let fenced = any && self.cpu.fence_slots();
+            // Only purges set `FORCE`, and they run one at a time.
+            for cc in self.cpus.iter().filter(|cc| cc.claim() == FORCE) {
+                if fenced && cc.idle() {
+                    // SAFETY: the slot is claimed and, after the platform's
+                    // heavy fence, idle: its holders keep out until the
+                    // claim is dropped below (see `CpuCache::claim`).
+                    let st = &mut *unsafe { cc.state() };
+                    let mut held = false;
+                    for mag in [st.loaded.take(), st.prev.take()].into_iter().flatten() {
+                        taken.push(mag);
+                        held = true;
+                    }
+                    purge.slots_taken += usize::from(held);
+                    cc.mark_emptied();
+                    cc.set_claim(0);
+                } else if idle_only {
+                    cc.set_claim(0);
+                } else {
+                    cc.set_claim(REQUEST);
+                    purge.slots_asked += 1;
+                }
+            }
+        }
+        let c = &self.purge_counters;
+        c.purges.fetch_add(1, Ordering::Relaxed);
+        c.taken
+            .fetch_add(purge.slots_taken as u64, Ordering::Relaxed);
+        c.asked
+            .fetch_add(purge.slots_asked as u64, Ordering::Relaxed);
+        purge.rounds = self.release(taken, mags, &mut sink);
+        purge
     }
 
     /// Empties the depot: every round goes to `sink` (the layer below, which
@@ -798,8 +976,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// Takes the depot lock and keeps it, for a `fork()` (a
     /// `pthread_atfork` prepare handler), so that no other thread holds it
     /// while the process is copied.
+    /// A purge in progress (its claims on slots would stay in the child)
+    /// is waited for first.
     #[cfg(not(loom))]
     pub fn fork_lock(&self) {
+        core::mem::forget(self.purging.lock());
         core::mem::forget(self.depot.lock_quiet());
     }
 
@@ -810,8 +991,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// [`fork_lock`](Self::fork_lock) was called and not undone since.
     #[cfg(not(loom))]
     pub unsafe fn fork_unlock(&self) {
-        // SAFETY: held since `fork_lock`, whose guard was forgotten.
-        unsafe { self.depot.force_unlock() };
+        // SAFETY: held since `fork_lock`, whose guards were forgotten.
+        unsafe {
+            self.depot.force_unlock();
+            self.purging.force_unlock();
+        }
     }
 
     /// Contended depot acquisitions so far, read without the depot lock.
@@ -852,6 +1036,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             magazines_freed: self.mags_freed.load(Ordering::Relaxed),
             magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
             refills: self.refills.load(Ordering::Relaxed),
+            purges: self.purge_counters.purges.load(Ordering::Relaxed),
+            purge_slots_taken: self.purge_counters.taken.load(Ordering::Relaxed),
+            purge_slots_asked: self.purge_counters.asked.load(Ordering::Relaxed),
+            purge_requests_honoured: self.purge_counters.honoured.load(Ordering::Relaxed),
         }
     }
 }

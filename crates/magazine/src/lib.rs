@@ -97,7 +97,7 @@ mod thread_cpus;
 
 pub use cpu::{Cpu, CpuGuard, ManualCpus, ManualGuard, Section, SlotHook};
 pub use depot::ResizePolicy;
-pub use layer::{Magazines, TooFewSlots, TRIM_BATCH};
+pub use layer::{Magazines, Purge, TooFewSlots, TRIM_BATCH};
 pub use magazine::{
     start_size, Magazine, MagazineSource, MAGAZINE_ALIGN, MAGAZINE_ROUNDS, MAGAZINE_SIZE,
 };

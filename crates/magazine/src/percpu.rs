@@ -7,7 +7,20 @@
 use crate::magazine::MagBox;
 use core::sync::atomic::compiler_fence;
 
-use crate::sync::{const_fn, AtomicU64, AtomicUsize, Ordering, SlotCell, SlotMut};
+use crate::sync::{
+    const_fn, light_fence, AtomicU32, AtomicU64, AtomicUsize, Ordering, SlotCell, SlotMut,
+};
+
+/// In [`CpuCache::claim`]: a purge asks the slot's holder to move its
+/// magazines to the depot at its next operation.
+pub(crate) const REQUEST: u32 = 1;
+/// In [`CpuCache::claim`]: a purge has the slot (its holder was idle): every
+/// operation on it is refused until the purge is done with it.
+pub(crate) const FORCE: u32 = 2;
+
+/// In [`CpuCache::seen`]: a purge left the slot without magazines at that
+/// operation count.
+const EMPTIED: u64 = 1 << 63;
 
 pub(crate) struct CpuState {
     pub(crate) loaded: Option<MagBox>,
@@ -38,8 +51,22 @@ pub struct CpuCache {
     /// this slot): a signal or interrupt handler that interrupts its holder
     /// on the same context finds it set and keeps out. Plain loads and
     /// stores, ordered against the state's accesses by compiler fences (the
-    /// handler runs on the same CPU).
-    busy: AtomicUsize,
+    /// handler runs on the same CPU); the store that ends an operation is a
+    /// release, for a purge that finds the slot idle (see `claim`).
+    busy: AtomicU32,
+    /// A purge's claim on the slot: 0, [`REQUEST`] or [`FORCE`]. Written by
+    /// purges (one at a time) and, to clear a request it honoured, by the
+    /// slot's holder; read by the holder after it marks itself busy, with
+    /// only a compiler fence between ([`light_fence`]): a purge stores its
+    /// claim, runs the platform's heavy fence
+    /// ([`Cpu::fence_slots`](crate::Cpu::fence_slots)) and then reads
+    /// `busy`, so either the holder sees the claim or the purge sees the
+    /// holder busy (Dekker's handshake, the fence split unevenly so that
+    /// the fast path pays a plain load).
+    claim: AtomicU32,
+    /// The slot's operation count when a purge of idle slots last looked
+    /// at it (written by purges only, one at a time).
+    seen: AtomicU64,
 }
 
 /// The mark of [`CpuCache::enter_busy`]; clears it when dropped.
@@ -49,7 +76,7 @@ impl Drop for Busy<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         compiler_fence(Ordering::SeqCst);
-        self.0.busy.store(0, Ordering::Relaxed);
+        self.0.busy.store(0, Ordering::Release);
     }
 }
 
@@ -80,7 +107,9 @@ impl CpuCache {
                 allocs: AtomicU64::new(0),
                 frees: AtomicU64::new(0),
                 deferred: AtomicUsize::new(0),
-                busy: AtomicUsize::new(0),
+                busy: AtomicU32::new(0),
+                claim: AtomicU32::new(0),
+                seen: AtomicU64::new(0),
             }
         }
     }
@@ -120,16 +149,103 @@ impl CpuCache {
     }
 
     /// Marks the slot busy for the caller, who holds its guard; `None` when
-    /// it is busy already: the caller interrupted its holder (a signal or
-    /// interrupt handler on the same context) and must leave it alone.
+    /// it is busy already (the caller interrupted its holder: a signal or
+    /// interrupt handler on the same context) or claimed by a purge
+    /// ([`enter_claimed`](Self::enter_claimed) sorts that out): the caller
+    /// must leave it alone.
     #[inline(always)]
     pub(crate) fn enter_busy(&self) -> Option<Busy<'_>> {
+        // One test for both refusals on the fast path. Marking a slot that
+        // is busy already (by the operation the caller interrupted) busy
+        // again changes nothing, and `refused` leaves it so.
+        let before = self.busy.load(Ordering::Relaxed);
+        self.busy.store(1, Ordering::Relaxed);
+        light_fence();
+        let claim = self.claim.load(Ordering::Acquire);
+        if before | claim != 0 {
+            self.refused(before);
+            return None;
+        }
+        Some(Busy(self))
+    }
+
+    /// [`enter_busy`](Self::enter_busy) refused the slot: unmark it unless
+    /// it was busy before.
+    #[cold]
+    fn refused(&self, before: u32) {
+        if before == 0 {
+            self.busy.store(0, Ordering::Release);
+        }
+    }
+
+    /// [`enter_busy`](Self::enter_busy) on a slot a purge claimed: `None`
+    /// while the purge has it ([`FORCE`]) or when the slot is busy; with a
+    /// [`REQUEST`], the mark and `true`: the caller moves the slot's
+    /// magazines to the depot, then calls
+    /// [`clear_request`](Self::clear_request).
+    #[cold]
+    pub(crate) fn enter_claimed(&self) -> Option<(Busy<'_>, bool)> {
         if self.busy.load(Ordering::Relaxed) != 0 {
             return None;
         }
         self.busy.store(1, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
-        Some(Busy(self))
+        light_fence();
+        let busy = Busy(self);
+        match self.claim.load(Ordering::Acquire) {
+            0 => Some((busy, false)),
+            REQUEST => Some((busy, true)),
+            _ => None,
+        }
+    }
+
+    /// The holder honoured a purge's request (a purge that claimed the slot
+    /// again since keeps its claim).
+    pub(crate) fn clear_request(&self) {
+        let _ = self
+            .claim
+            .compare_exchange(REQUEST, 0, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// A purge claims the slot (`FORCE`), or asks its holder (`REQUEST`).
+    /// Purges run one at a time.
+    pub(crate) fn set_claim(&self, claim: u32) {
+        self.claim.store(claim, Ordering::Release);
+    }
+
+    /// For a purge that claimed the slot and then ran the platform's heavy
+    /// fence: true if no holder is inside an operation on it, so that the
+    /// purge may use its state until it drops the claim (every holder's
+    /// next operation sees the claim and keeps out; the last one's accesses
+    /// happen before this load).
+    pub(crate) fn idle(&self) -> bool {
+        self.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// The purge's claim on the slot.
+    pub(crate) fn claim(&self) -> u32 {
+        self.claim.load(Ordering::Relaxed)
+    }
+
+    /// For a purge of idle slots (purges run one at a time): true when no
+    /// operation used the slot since the last call, unless a purge found
+    /// it without magazines since its last operation
+    /// ([`mark_emptied`](Self::mark_emptied)).
+    pub(crate) fn idle_with_magazines(&self) -> bool {
+        let ops = self.allocs() + self.frees();
+        let seen = self.seen.load(Ordering::Relaxed);
+        if seen & !EMPTIED != ops {
+            self.seen.store(ops, Ordering::Relaxed);
+            return false;
+        }
+        seen & EMPTIED == 0
+    }
+
+    /// A purge left the slot without magazines (see
+    /// [`idle_with_magazines`](Self::idle_with_magazines)); the caller
+    /// holds the slot's claim.
+    pub(crate) fn mark_emptied(&self) {
+        let ops = self.allocs() + self.frees();
+        self.seen.store(ops | EMPTIED, Ordering::Relaxed);
     }
 
     /// Pushes `obj` onto the deferred stack, its link `link_at` bytes into

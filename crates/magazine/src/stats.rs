@@ -40,6 +40,15 @@ pub struct MagazineStats {
     /// Batch refills: a CPU's empty magazine loaded from the layer below
     /// in one pass ([`Magazines::refill`](crate::Magazines::refill)).
     pub refills: u64,
+    /// Purges of the CPUs' magazines ([`Magazines::purge`](crate::Magazines::purge),
+    /// [`purge_idle`](crate::Magazines::purge_idle)).
+    pub purges: u64,
+    /// Slots whose magazines a purge took, their holders idle.
+    pub purge_slots_taken: u64,
+    /// Slots whose holders a purge asked to flush at their next operation.
+    pub purge_slots_asked: u64,
+    /// Such requests the holders carried out.
+    pub purge_requests_honoured: u64,
 }
 
 impl MagazineStats {

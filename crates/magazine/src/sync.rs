@@ -33,12 +33,31 @@
 compile_error!("`--cfg loom` needs the `loom` feature: run the models with `cargo xtask loom`");
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use spin::{Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// The slot holder's half of the asymmetric fence that lets a purge take
+/// an idle slot's magazines (see `CpuCache::enter_busy` and
+/// [`Cpu::fence_slots`](crate::Cpu::fence_slots)): a compiler fence, which
+/// the platform's heavy fence (a `membarrier`, an IPI, the slot locks)
+/// turns into a full one when a purge needs it. Under loom, whose model has
+/// no such heavy fence, both halves are sequentially consistent fences,
+/// which is what the pair amounts to.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn light_fence() {
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// See the non-loom `light_fence`.
+#[cfg(loom)]
+pub(crate) fn light_fence() {
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
 #[cfg(loom)]
 pub(crate) use loom_impl::{Mutex, MutexGuard};
 

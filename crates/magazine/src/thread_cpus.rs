@@ -161,6 +161,34 @@ impl Drop for Owner {
 }
 
 /// CPUs this process may run on (its affinity mask), at least 1.
+/// `membarrier(2)` commands (`linux/membarrier.h`).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// A private expedited `membarrier`: a full memory barrier on every CPU
+/// running a thread of this process. Registers the process on first use
+/// (and in a `fork()` child, whose registration starts afresh); false if
+/// the kernel has no such command.
+fn membarrier() -> bool {
+    let call = |cmd: libc::c_long| {
+        // SAFETY: membarrier takes integers and touches no memory of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        }
+    };
+    if call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0 {
+        return true;
+    }
+    // EPERM: not registered yet. Registering twice is harmless.
+    call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+        && call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0
+}
+
 fn online_cpus() -> usize {
     // SAFETY: `set` is a plain bitmask the call fills in; `CPU_COUNT` reads
     // it. Neither allocates.
@@ -398,7 +426,11 @@ impl Drop for ThreadGuard<'_> {
 // that thread); shared slots are pinned under their lock, nested only on the
 // thread that holds it; slots() is fixed once `global()` has returned (the
 // only way to reach the instance); hooks run on the owning thread under the
-// hook lock, which `unregister` takes.
+// hook lock, which `unregister` takes; `fence_slots` says true only after a
+// private expedited `membarrier`, which runs a full barrier on every running
+// thread of the process (and a thread that is not running passes one when
+// it is scheduled), so every thread's compiler fence stands as a full fence
+// paired with it.
 unsafe impl Cpu for ThreadCpus {
     type Guard<'a> = ThreadGuard<'a>;
 
@@ -445,6 +477,10 @@ unsafe impl Cpu for ThreadCpus {
         (ts.tv_sec as u64)
             .wrapping_mul(1_000_000_000)
             .wrapping_add(ts.tv_nsec as u64)
+    }
+
+    fn fence_slots(&self) -> bool {
+        membarrier()
     }
 
     unsafe fn register(&self, hook: &SlotHook) {

@@ -906,23 +906,36 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Some(obj) => obj,
             None => {
                 drop(st);
-                let slab = self.grow(src).inspect_err(|_| {
-                    self.alloc_fails.fetch_add(1, Ordering::Relaxed);
-                })?;
+                let grown = self.grow(src);
                 st = self.slab.lock();
-                st.insert(&self.geo, slab);
+                let failed = match grown {
+                    Ok(slab) => {
+                        st.insert(&self.geo, slab);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
                 if st.busy >= self.max_objects {
                     // Others reached the limit while this one grew.
                     drop(st);
                     self.alloc_fails.fetch_add(1, Ordering::Relaxed);
                     return Err(AllocError::LimitReached);
                 }
-                st.take(
+                // A fresh slab has objects; after a failed growth, the
+                // source's reclaim may have put some back into this cache's
+                // slabs (a purge of other CPUs' magazines, a shrinker).
+                match st.take(
                     state,
                     #[cfg(feature = "site-stats")]
                     site,
-                )
-                .expect("kmem-slab: a fresh slab has objects")
+                ) {
+                    Some(obj) => obj,
+                    None => {
+                        drop(st);
+                        self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                        return Err(failed.expect("kmem-slab: a fresh slab has objects"));
+                    }
+                }
             }
         };
         let report = if self.debugging() {

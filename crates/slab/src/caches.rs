@@ -225,6 +225,20 @@ impl<'a, C: Cpu> Caches<'a, C> {
         freed
     }
 
+    /// Purges every CPU's magazines of every cache
+    /// ([`KmemCache::purge_magazines`]): what the caches hold in magazines
+    /// goes back to their slabs, and empty slabs to their sources. Returns
+    /// the bytes of slabs given back; nothing from a handler that
+    /// interrupted an operation of its context.
+    pub fn purge_magazines(&self) -> usize {
+        if Section::enter(self.cpu).is_none() {
+            return 0;
+        }
+        let mut freed = 0;
+        self.for_each(|c| freed += c.purge_magazines());
+        freed
+    }
+
     /// For [`Reclaim`](kmem_arena::Reclaim) on an arena some caches take
     /// their slabs from: every such cache gives back what it holds idle
     /// ([`KmemCache::reclaim_to`], its shrinker first). Returns the bytes

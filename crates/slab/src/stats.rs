@@ -68,7 +68,7 @@ impl CacheStats {
     pub fn header(w: &mut impl fmt::Write) -> fmt::Result {
         writeln!(
             w,
-            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}",
+            "{:<24} {:>8} {:>10} {:>10} {:>13} {:>13} {:>6} {:>4} {:>5} {:>5} {:>9} {:>8} {:>6} {:>8} {:>8}",
             "cache name",
             "buf size",
             "buf in use",
@@ -81,6 +81,7 @@ impl CacheStats {
             "empty",
             "contended",
             "trimmed",
+            "purged",
             "reclaims",
             "reserved"
         )
@@ -102,19 +103,20 @@ impl CacheStats {
         match &self.magazines {
             Some(m) => writeln!(
                 w,
-                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}",
+                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>6} {:>8} {:>8}",
                 m.magsize,
                 m.not_empty,
                 m.empty,
                 m.contended,
                 m.magazines_trimmed,
+                m.purge_slots_taken + m.purge_requests_honoured,
                 self.reclaim_calls,
                 self.reserved
             ),
             None => writeln!(
                 w,
-                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}",
-                "-", "-", "-", "-", "-", self.reclaim_calls, self.reserved
+                " {:>4} {:>5} {:>5} {:>9} {:>8} {:>6} {:>8} {:>8}",
+                "-", "-", "-", "-", "-", "-", self.reclaim_calls, self.reserved
             ),
         }
     }

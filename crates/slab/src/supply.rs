@@ -112,13 +112,40 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// Calls the cache's shrinker, if any, with [`Pressure::Low`]; empties
     /// the depot into the slabs, then returns every empty slab to
     /// the source and shrinks the hash if it is oversized. Returns the bytes
-    /// given back. CPU magazines stay loaded (only their owners may drain
-    /// them: [`flush_current`](Self::flush_current)).
+    /// given back. CPU magazines stay loaded (see
+    /// [`purge_magazines`](Self::purge_magazines) for those).
     /// A quantum cache keeps its empty slabs: its arena reaps it
     /// ([`Arena::reap`]). Called from a handler that interrupted an
     /// operation of its context (see [`Section`]), it does nothing.
     pub fn reap(&self) -> usize {
         self.in_section(Some(Pressure::Low), || self.reap_from(self.source))
+    }
+
+    /// Purges the magazines of every CPU (illumos'
+    /// `kmem_cache_magazine_purge`): the rounds of every slot whose holder
+    /// is not inside an operation on this cache right now, and of the
+    /// depot, go back to their slabs (destructed), and the empty slabs to
+    /// the source; the holders of the others move their magazines to the
+    /// depot at their next operation on the cache (where the next trim,
+    /// reap or purge finds them). No holder waits for it: an operation
+    /// meanwhile goes straight to the slabs. It takes the idle slots only
+    /// where the platform has the fence [`Cpu::fence_slots`] describes
+    /// (`ThreadCpus` has); elsewhere it asks every holder. Returns the
+    /// bytes of slabs given back. Does nothing (0) for a quantum cache
+    /// (its arena's to purge) and from a handler that interrupted an
+    /// operation of its context (see [`Section`]).
+    pub fn purge_magazines(&self) -> usize {
+        if self.is_quantum() {
+            return 0;
+        }
+        self.in_section(None, || {
+            if let Some(mags) = &self.mags {
+                mags.purge(|obj| self.drain_one(obj));
+            }
+            let freed = self.source.map_or(0, |src| self.free_empty_slabs(src));
+            self.rescale_hash(true);
+            freed
+        })
     }
 
     /// [`reap`](Self::reap) without the shrinker (which
@@ -151,8 +178,11 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// every empty slab back to the source, then the hash resized to its
     /// load. Each interval between two calls is one working-set interval:
     /// what sat idle in the depot through one whole interval goes back at
-    /// the end of the next. CPU magazines stay loaded. Returns the bytes of
-    /// slabs given back.
+    /// the end of the next. The magazines of CPUs that made no operation on
+    /// the cache since the last pass go back too
+    /// ([`Magazines::purge_idle`](kmem_magazine::Magazines::purge_idle),
+    /// where the platform has the fence it needs); busy CPUs keep theirs.
+    /// Returns the bytes of slabs given back.
     ///
     /// A quantum cache's pass is its arena's ([`Arena::tick`]): here it
     /// does nothing. So does a call from a handler that interrupted an
@@ -188,6 +218,7 @@ impl<C: Cpu> KmemCache<'_, C> {
     pub(crate) fn tick_from(&self, src: Option<&Arena<'_>>) -> usize {
         if let Some(mags) = &self.mags {
             mags.trim(|rounds| self.drain_batch(rounds));
+            mags.purge_idle(|obj| self.drain_one(obj));
         }
         let freed = src.map_or(0, |src| self.free_empty_slabs(src));
         self.rescale_hash(true);
@@ -199,8 +230,9 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// [`Pressure::Low`] (outside the operation, if this runs inside
     /// one); then the caller's own magazines (also from inside an
     /// operation, as an arena's reclaim may run in the section of a page
-    /// allocation), the depot and the empty slabs go back, the slabs to
-    /// `arena`. Allocates nothing itself (the hash keeps its size), so it
+    /// allocation), every other CPU's as a
+    /// [`purge_magazines`](Self::purge_magazines) takes them, the depot and
+    /// the empty slabs go back, the slabs to `arena`. Allocates nothing itself (the hash keeps its size), so it
     /// may run while `arena` has nothing to give. Returns the bytes given back; 0 for a
     /// cache whose source is another arena (or that has none).
     pub fn reclaim_to(&self, arena: &Arena<'_>) -> usize {
@@ -220,7 +252,7 @@ impl<C: Cpu> KmemCache<'_, C> {
         }
         self.flush_current_within();
         if let Some(mags) = &self.mags {
-            mags.drain_depot(|obj| self.drain_one(obj));
+            mags.purge(|obj| self.drain_one(obj));
         }
         self.free_empty_slabs(arena)
     }

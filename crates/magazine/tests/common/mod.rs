@@ -45,6 +45,8 @@ pub trait OneHeap {
     fn drain_depot_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
     fn drain_all_to(&mut self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
     fn trim_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> usize;
+    fn purge_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> kmem_magazine::Purge;
+    fn purge_idle_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> kmem_magazine::Purge;
 }
 
 impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
@@ -63,5 +65,13 @@ impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
     fn trim_to(&self, heap: &Heap, mut sink: impl FnMut(usize)) -> usize {
         // SAFETY: as above.
         unsafe { self.trim(heap, |batch| batch.for_each(&mut sink)) }
+    }
+    fn purge_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> kmem_magazine::Purge {
+        // SAFETY: as above.
+        unsafe { self.purge(heap, sink) }
+    }
+    fn purge_idle_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> kmem_magazine::Purge {
+        // SAFETY: as above.
+        unsafe { self.purge_idle(heap, sink) }
     }
 }

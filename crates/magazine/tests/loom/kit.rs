@@ -93,6 +93,10 @@ loom::thread_local! {
 pub(crate) struct Threads<const N: usize> {
     owned: [AtomicBool; N],
     hooks: Mutex<Vec<HookPtr>>,
+    /// `fence_slots` runs a sequentially consistent fence (false: it only
+    /// says it did, to show that the purge model catches a platform
+    /// without the fence).
+    fenced: bool,
 }
 
 /// A registered hook (valid while registered: the `Cpu::register` contract).
@@ -106,6 +110,16 @@ impl<const N: usize> Threads<N> {
         Self {
             owned: core::array::from_fn(|_| AtomicBool::new(false)),
             hooks: Mutex::new(Vec::new()),
+            fenced: true,
+        }
+    }
+
+    /// A platform whose `fence_slots` claims a fence it does not run,
+    /// breaking the `Cpu` contract (for a model that must fail).
+    pub(crate) fn unfenced() -> Self {
+        Self {
+            fenced: false,
+            ..Self::new()
         }
     }
 
@@ -146,7 +160,9 @@ impl CpuGuard for ThreadGuard {
 // SAFETY: a slot is pinned only by the thread that claimed it (`claim`
 // refuses an owned slot, `exit` frees it after the hooks ran on that thread);
 // hooks run on the owning thread under the hook lock, which `unregister`
-// takes.
+// takes; `fence_slots` is a sequentially consistent fence, which loom pairs
+// with the one the layer's slot holders run under loom where they otherwise
+// have a compiler fence (`Threads::unfenced` breaks this on purpose).
 unsafe impl<const N: usize> Cpu for Threads<N> {
     type Guard<'a> = ThreadGuard;
 
@@ -167,6 +183,13 @@ unsafe impl<const N: usize> Cpu for Threads<N> {
 
     fn now_ns(&self) -> u64 {
         0
+    }
+
+    fn fence_slots(&self) -> bool {
+        if self.fenced {
+            loom::sync::atomic::fence(Ordering::SeqCst);
+        }
+        true
     }
 
     unsafe fn register(&self, hook: &SlotHook) {
@@ -315,6 +338,16 @@ pub(crate) fn refill<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, rounds: &[usize]
             rounds.iter().copied().collect()
         })
     }
+}
+
+/// Purges every CPU's magazines; see [`put`].
+pub(crate) fn purge<C: Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    sink: impl FnMut(usize),
+) -> kmem_magazine::Purge {
+    // SAFETY: as in `put`.
+    unsafe { m.purge(heap, sink) }
 }
 
 /// On `slot`, frees rounds 0 and 1 into one-round magazines and parks them

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
 use kmem_magazine::{
-    Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, ResizePolicy, MAGAZINE_ALIGN,
+    Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, Purge, ResizePolicy, MAGAZINE_ALIGN,
     MAGAZINE_ROUNDS, MAGAZINE_SIZE,
 };
 
@@ -213,6 +213,28 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         };
         // SAFETY: the layer itself is the one source its magazines ever see.
         unsafe { self.mags.trim(self, sink) };
+    }
+
+    /// Purges every CPU's magazines, then the depot ([`Magazines::purge`]):
+    /// rounds to `sink`, magazines to their source.
+    pub(crate) fn purge(&self, mut sink: impl FnMut(Freed)) -> Purge {
+        let sink = |round| {
+            // SAFETY: as in `drain_depot`.
+            sink(unsafe { Freed::new(round) })
+        };
+        // SAFETY: the layer itself is the one source its magazines ever see.
+        unsafe { self.mags.purge(self, sink) }
+    }
+
+    /// Purges the magazines of the slots idle since the last call
+    /// ([`Magazines::purge_idle`]).
+    pub(crate) fn purge_idle(&self, mut sink: impl FnMut(Freed)) -> Purge {
+        let sink = |round| {
+            // SAFETY: as in `drain_depot`.
+            sink(unsafe { Freed::new(round) })
+        };
+        // SAFETY: the layer itself is the one source its magazines ever see.
+        unsafe { self.mags.purge_idle(self, sink) }
     }
 
     /// Moves every round of every slot and of the depot to `sink`.
