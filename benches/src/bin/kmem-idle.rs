@@ -40,11 +40,11 @@ fn magazines() -> (u64, u64) {
     let (mut mags, mut cached) = (0, 0);
     k.caches().for_each(|c| {
         if let Some(m) = c.magazine_stats() {
-            mags += m.magazines_live();
+            mags += m.magazine_bytes;
             cached += m.depot_rounds as u64 * c.size() as u64;
         }
     });
-    (mags * kmem_magazine::MAGAZINE_SIZE as u64, cached)
+    (mags, cached)
 }
 
 fn arg(i: usize, default: u64) -> u64 {

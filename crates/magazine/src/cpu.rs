@@ -141,7 +141,9 @@ pub unsafe trait Cpu: Sync {
     /// ([`ThreadCpus`](crate::ThreadCpus) does); a kernel from an
     /// inter-processor interrupt to every CPU (each runs a full barrier),
     /// and a platform whose guards hold a lock per slot from taking and
-    /// releasing every slot's lock ([`ManualCpus`]). Returning true
+    /// releasing every slot's lock ([`ManualCpus`], which says false if
+    /// one is held: a purge must not wait for a guard its caller may
+    /// hold). Returning true
     /// without this ordering breaks the trait's contract.
     fn fence_slots(&self) -> bool {
         false
@@ -350,9 +352,9 @@ impl CpuGuard for ManualGuard<'_> {
 
 // SAFETY: a guard holds its slot's lock, so guards for one slot exclude each
 // other; `slot < N` by `set_slot`; hooks are never called; `fence_slots`
-// takes and releases every slot's lock, which orders the caller after every
-// holder that released it and before every holder that takes it next (a
-// stronger order than the heavy fence's).
+// says true only after taking and releasing every slot's lock, which orders
+// the caller after every holder that released it and before every holder
+// that takes it next (a stronger order than the heavy fence's).
 unsafe impl<const N: usize> Cpu for ManualCpus<N> {
     type Guard<'a> = ManualGuard<'a>;
 
@@ -372,10 +374,10 @@ unsafe impl<const N: usize> Cpu for ManualCpus<N> {
         self.clock.load(Ordering::Relaxed)
     }
 
+    /// True when every slot's lock could be taken (and released) without
+    /// waiting: a slot held meanwhile (perhaps by the caller) makes it
+    /// false, so that a purge asks instead of waiting.
     fn fence_slots(&self) -> bool {
-        for lock in &self.locks {
-            drop(lock.lock());
-        }
-        true
+        self.locks.iter().all(|lock| lock.try_lock().is_some())
     }
 }

@@ -6,10 +6,10 @@ use arrayvec::ArrayVec;
 
 use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
 use crate::depot::{Depot, ResizePolicy};
-use crate::magazine::{start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
+use crate::magazine::{size_for, start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
 use crate::percpu::{Busy, CpuCache, FORCE, REQUEST};
 use crate::stats::MagazineStats;
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::sync::{spin_wait, AtomicU64, Mutex, Ordering};
 
 /// What a [`Magazines::purge`] or [`Magazines::purge_idle`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,6 +77,8 @@ pub struct Magazines<'a, C: Cpu> {
     start: usize,
     mags_allocated: AtomicU64,
     mags_freed: AtomicU64,
+    /// Bytes of the magazines alive.
+    mag_bytes: AtomicU64,
     /// Rounds freed through [`defer`](Self::defer).
     deferred: AtomicU64,
     /// Batch refills ([`refill`](Self::refill)).
@@ -123,6 +125,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             start,
             mags_allocated: AtomicU64::new(0),
             mags_freed: AtomicU64::new(0),
+            mag_bytes: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             refills: AtomicU64::new(0),
             link_at: 0,
@@ -266,7 +269,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             return st.loaded.as_mut().and_then(|m| m.pop());
         }
         let mut depot = self.depot.lock(|| self.cpu.now_ns());
-        let full = depot.take_not_empty()?;
+        let mut full = depot.take_not_empty()?;
+        // Frees that later go into it fill it to this CPU's target.
+        full.set_limit(st.magsize);
         if let Some(empty) = st.prev.take() {
             depot.put(empty);
         }
@@ -325,8 +330,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         // access lives.
         let st = &mut *unsafe { cc.state() };
         match st.loaded.as_mut() {
-            Some(m) if m.len() < st.magsize => {
-                // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+            Some(m) if m.has_room() => {
+                // SAFETY: room below the limit is room below the capacity.
                 unsafe { m.push(obj) };
                 cc.count_free();
                 true
@@ -400,8 +405,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             // call-outs while the access lives.
             let st = &mut *unsafe { cc.state() };
             match st.loaded.as_mut() {
-                Some(m) if m.len() < st.magsize => {
-                    // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+                Some(m) if m.has_room() => {
+                    // SAFETY: room below the limit is room below the capacity.
                     unsafe { m.push(obj) };
                     true
                 }
@@ -427,43 +432,56 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     ) -> Result<(), usize> {
         let mut tries = 0;
         loop {
-            {
+            // An empty magazine from the depot too small for the fill
+            // target (made before it grew): given back, for a fresh one.
+            let (retired, target) = {
                 // SAFETY: the caller holds the slot and no other access to
                 // it; this one ends before `mags` is called.
                 let st = &mut *unsafe { cc.state() };
-                let magsize = st.magsize;
-                if let Some(m) = st.loaded.as_mut().filter(|m| m.len() < magsize) {
-                    // SAFETY: `magsize <= MAGAZINE_ROUNDS` (see `Magazine::push`).
+                if let Some(m) = st.loaded.as_mut().filter(|m| m.has_room()) {
+                    // SAFETY: room below the limit is room below the capacity.
                     unsafe { m.push(obj) };
                     return Ok(());
                 }
                 // The seed checks "prev is empty"; room is what matters, since
                 // a resize can leave prev part-filled.
-                if st.prev.as_ref().is_some_and(|m| m.len() < magsize) {
+                if st.prev.as_ref().is_some_and(|m| m.has_room()) {
                     core::mem::swap(&mut st.loaded, &mut st.prev);
                     continue;
                 }
                 let mut depot = self.depot.lock(|| self.cpu.now_ns());
-                // Where a resize takes effect: the next magazine fills to it.
+                // Where a resize takes effect: the CPU's magazines fill to
+                // it, as far as they hold.
                 if st.magsize != depot.magsize {
                     st.magsize = depot.magsize;
-                    if st.loaded.as_ref().is_some_and(|m| m.len() < st.magsize) {
+                    for m in [&mut st.loaded, &mut st.prev].into_iter().flatten() {
+                        m.set_limit(st.magsize);
+                    }
+                    if st.loaded.as_ref().is_some_and(|m| m.has_room()) {
                         continue;
                     }
                 }
-                if let Some(empty) = depot.take_empty() {
-                    if let Some(full) = st.prev.take() {
-                        depot.put(full);
+                let retired = match depot.take_empty() {
+                    Some(empty) if empty.cap() < st.magsize && tries < NEW_MAGAZINE_TRIES => {
+                        Some(empty)
                     }
-                    drop(depot);
-                    self.depot
-                        .counters
-                        .empty_out
-                        .fetch_add(1, Ordering::Relaxed);
-                    st.prev = st.loaded.replace(empty);
-                    continue;
-                }
-            }
+                    Some(mut empty) => {
+                        empty.set_limit(st.magsize);
+                        if let Some(full) = st.prev.take() {
+                            depot.put(full);
+                        }
+                        drop(depot);
+                        self.depot
+                            .counters
+                            .empty_out
+                            .fetch_add(1, Ordering::Relaxed);
+                        st.prev = st.loaded.replace(empty);
+                        continue;
+                    }
+                    None => None,
+                };
+                (retired, st.magsize)
+            };
             if tries == NEW_MAGAZINE_TRIES {
                 return Err(obj);
             }
@@ -473,21 +491,50 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             // context (it may be the one a signal handler interrupted, holding
             // them); then the object goes below, as when memory runs out.
             let Some(_section) = Section::enter(self.cpu) else {
+                if let Some(mag) = retired {
+                    self.depot.lock_quiet().put(mag);
+                }
                 return Err(obj);
             };
+            if let Some(mag) = retired {
+                // SAFETY: `mags` is the source of every magazine (the
+                // caller's guarantee); `mag` is empty and off every list.
+                unsafe { self.free_magazine(mag, mags) };
+            }
             // An injected failure is a source with no memory.
             #[cfg(feature = "fail-inject")]
             if kmem_fail::should_fail(kmem_fail::Layer::Magazine) {
                 return Err(obj);
             }
             // Never wait on a free: if no memory, the object goes below.
-            let mem = mags.alloc_magazine().ok_or(obj)?;
-            self.mags_allocated.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: `MagazineSource`'s contract (an unsafe trait): fresh
-            // magazine memory, sized and aligned, used by nothing else.
-            let mag = unsafe { MagBox::init(mem) };
+            let mag = self.new_magazine(mags, target).ok_or(obj)?;
             self.depot.lock_quiet().put(mag);
         }
+    }
+
+    /// A fresh empty magazine from `mags`, of the size for the fill target
+    /// `target`, or `None` (the source has no memory).
+    fn new_magazine<S: MagazineSource + ?Sized>(&self, mags: &S, target: usize) -> Option<MagBox> {
+        let bytes = size_for(target);
+        let mem = mags.alloc_magazine(bytes)?;
+        self.mags_allocated.fetch_add(1, Ordering::Relaxed);
+        self.mag_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        // SAFETY: `MagazineSource`'s contract (an unsafe trait): fresh
+        // magazine memory of `bytes` bytes, aligned, used by nothing else.
+        Some(unsafe { MagBox::init(mem, bytes, target) })
+    }
+
+    /// Gives an empty magazine, off every list, back to `mags`.
+    ///
+    /// # Safety
+    /// `mags` supplied it (it is the source of every magazine).
+    unsafe fn free_magazine<S: MagazineSource + ?Sized>(&self, mag: MagBox, mags: &S) {
+        let (mem, bytes) = mag.into_raw();
+        self.mags_freed.fetch_add(1, Ordering::Relaxed);
+        self.mag_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+        // SAFETY: the caller's guarantee: `mags` supplied it, with the size
+        // it was made for.
+        unsafe { mags.free_magazine(mem, bytes) };
     }
 
     /// Batch refill (the caller's magazines and the depot came up empty):
@@ -550,22 +597,20 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                         if kmem_fail::should_fail(kmem_fail::Layer::Magazine) {
                             return None;
                         }
-                        let mem = mags.alloc_magazine()?;
-                        self.mags_allocated.fetch_add(1, Ordering::Relaxed);
-                        // SAFETY: fresh magazine memory from `mags`, which
-                        // promises its size, alignment and exclusivity.
-                        Some(unsafe { MagBox::init(mem) })
+                        Some(self.new_magazine(mags, st.magsize)?)
                     }
                 };
             }
         }
-        let room = st.magsize.min(MAGAZINE_ROUNDS);
         let loaded = st.loaded.as_mut()?;
+        loaded.set_limit(st.magsize);
+        // The magazine is empty: its room is its limit.
+        let room = loaded.room();
         let batch = fill(room);
         debug_assert!(batch.len() <= room);
         for obj in batch.into_iter().take(room) {
-            // SAFETY: the magazine was empty and at most `room <=
-            // MAGAZINE_ROUNDS` rounds are pushed.
+            // SAFETY: at most `room` rounds go into the empty magazine, and
+            // its limit is at most its capacity.
             unsafe { loaded.push(obj) };
         }
         let obj = loaded.pop()?;
@@ -617,7 +662,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     fn with_slot_busy<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         match self.cpu.try_pin() {
             Some(guard) => {
-                let _busy = self.enter(self.slot_of(&guard))?;
+                let _busy = self.enter_waiting(self.slot_of(&guard))?;
                 Some(f())
             }
             // A caller with no slot of its own on this platform (a test
@@ -636,10 +681,29 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         // Busy while the depot lock is held (see `with_slot_busy`); busy
         // already means the caller interrupted the slot's holder.
         let cc = &self.cpus[slot];
-        let Some(_busy) = self.enter(cc) else {
+        let Some(_busy) = self.enter_waiting(cc) else {
             return;
         };
         self.flush_held(cc);
+    }
+
+    /// [`enter`](Self::enter) for work off the fast path (a flush, a depot
+    /// drain or trim, statistics), which waits out a purge holding the
+    /// slot rather than be refused: `None` only when the caller
+    /// interrupted the slot's holder. The wait is bounded: a purge holds a
+    /// slot for its pass over the slots only, and never the caller's own
+    /// slot where the platform says which that is (a signal handler that
+    /// interrupted a purge on its thread does not wait for it).
+    fn enter_waiting<'c>(&self, cc: &'c CpuCache) -> Option<Busy<'c>> {
+        loop {
+            if let Some(busy) = self.enter(cc) {
+                return Some(busy);
+            }
+            if !cc.held_by_purge() {
+                return None;
+            }
+            spin_wait();
+        }
     }
 
     /// Moves `cc`'s magazines to the depot; the caller holds the slot and
@@ -697,10 +761,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     ///
     /// Rounds a slot's deferred stack holds (see [`defer`](Self::defer))
     /// stay for its holder, who takes them at its next allocation miss.
-    /// Purges run one at a time (a second waits for the first's bounded
-    /// pass over the slots), so a signal handler must not purge a layer
-    /// whose purge it may have interrupted; the slab layer's purges run in
-    /// a [`Section`], which such a handler finds busy.
+    /// The caller's own slot (where [`Cpu::current_slot`] tells) is
+    /// flushed as its holder would, after the others. Purges run one at a
+    /// time: one that finds another under way (on another thread, or the
+    /// one a signal handler interrupted) leaves the slots to it and only
+    /// drains the depot.
     ///
     /// # Safety
     /// As for [`free`](Self::free): `mags` is the source of every magazine.
@@ -718,7 +783,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// long as they hold magazines: an upkeep pass's drain of threads that
     /// stopped allocating, or exited with no platform hook to flush them.
     /// The depot is left to the working-set trim. A slot that is busy at
-    /// the time is left alone. Without the platform's heavy fence
+    /// the time, or has a purge's request pending, is left alone, and so
+    /// is the caller's own. Without the platform's heavy fence
     /// ([`Cpu::fence_slots`]) nothing is done.
     ///
     /// # Safety
@@ -759,15 +825,24 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     ) -> Purge {
         let mut purge = Purge::default();
         let mut taken = MagList::new();
+        // The caller's own slot, where the platform says which: not held by
+        // this purge (a signal handler interrupting it may use it), but
+        // flushed as a holder flushes, after the others.
+        let own = self.cpu.current_slot();
         {
-            let _one_at_a_time = self.purging.lock();
+            // One purge at a time; a purge meanwhile (another thread's, or
+            // the one a signal handler interrupted) leaves the slots to it.
+            let Some(_one_at_a_time) = self.purging.try_lock() else {
+                return purge;
+            };
             let mut any = false;
-            for cc in self.cpus.iter().filter(|cc| pick(cc)) {
-                cc.set_claim(FORCE);
-                any = true;
+            for (i, cc) in self.cpus.iter().enumerate() {
+                if Some(i) != own && pick(cc) && cc.try_force(!idle_only) {
+                    any = true;
+                }
             }
             let fenced = any && self.cpu.fence_slots();
-            // Only purges set `FORCE`, and they run one at a time.
+            // Only purges set `FORCE`, one at a time.
             for cc in self.cpus.iter().filter(|cc| cc.claim() == FORCE) {
                 if fenced && cc.idle() {
                     // SAFETY: the slot is claimed and, after the platform's
@@ -783,15 +858,21 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                     cc.mark_emptied();
                     cc.set_claim(0);
                 } else if idle_only {
+                    // Picked only without a request pending.
                     cc.set_claim(0);
                 } else {
                     cc.set_claim(REQUEST);
                     purge.slots_asked += 1;
                 }
             }
+            if any && !idle_only {
+                self.purge_counters.purges.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !idle_only {
+            self.flush_current();
         }
         let c = &self.purge_counters;
-        c.purges.fetch_add(1, Ordering::Relaxed);
         c.taken
             .fetch_add(purge.slots_taken as u64, Ordering::Relaxed);
         c.asked
@@ -899,10 +980,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                 self.depot.lock_quiet().put(mag);
                 continue;
             }
-            self.mags_freed.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the caller's guarantee: `mags` supplied it; empty, and
             // off every list.
-            unsafe { mags.free_magazine(mag.into_raw()) };
+            unsafe { self.free_magazine(mag, mags) };
         }
         rounds
     }
@@ -1034,6 +1114,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             depot_empty_out: c.empty_out.load(Ordering::Relaxed),
             magazines_allocated: self.mags_allocated.load(Ordering::Relaxed),
             magazines_freed: self.mags_freed.load(Ordering::Relaxed),
+            magazine_bytes: self.mag_bytes.load(Ordering::Relaxed),
             magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
             refills: self.refills.load(Ordering::Relaxed),
             purges: self.purge_counters.purges.load(Ordering::Relaxed),

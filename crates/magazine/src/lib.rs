@@ -2,11 +2,13 @@
 //! `slab.c` builds it: per-CPU `loaded` and `prev` magazines in front of any
 //! object source, and a depot of not-empty and empty magazines per cache.
 //!
-//! - [`Magazine`]: a fixed-capacity stack of rounds ([`MAGAZINE_ROUNDS`]);
-//!   its fill target (`magsize`) starts by object size ([`start_size`], after
-//!   illumos' magazine types) and grows by one when the depot lock is
-//!   contended ([`ResizePolicy`]); CPUs adopt the new size on their next
-//!   depot visit on the free path.
+//! - Magazines: stacks of rounds in four sizes ([`MAGAZINE_SIZES`], 64 to
+//!   512 bytes for 6 to [`MAGAZINE_ROUNDS`] rounds, after illumos' magazine
+//!   types); the layer's fill target (`magsize`) starts by object size
+//!   ([`start_size`]) and grows by one when the depot lock is contended
+//!   ([`ResizePolicy`]); CPUs adopt the new target on their next depot
+//!   visit on the free path, and new magazines come in the smallest size
+//!   that holds it ([`size_for`]).
 //! - [`Magazines`]: one cache's layer. [`alloc`](Magazines::alloc) and
 //!   [`free`](Magazines::free) follow the seed: use `loaded`, swap with
 //!   `prev`, exchange with the depot, allocate an empty magazine without
@@ -47,19 +49,19 @@
 //!
 //! ```
 //! use core::ptr::NonNull;
-//! use kmem_magazine::{CpuCache, MagazineSource, Magazines, ManualCpus, MAGAZINE_SIZE};
+//! use kmem_magazine::{CpuCache, MagazineSource, Magazines, ManualCpus, MAGAZINE_ALIGN};
 //!
 //! // Magazine memory from the heap, for the example.
 //! struct Heap;
 //! // SAFETY: hands out fresh heap blocks of the magazine size and alignment.
 //! unsafe impl MagazineSource for Heap {
-//!     fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-//!         let layout = std::alloc::Layout::from_size_align(MAGAZINE_SIZE, 64).unwrap();
+//!     fn alloc_magazine(&self, bytes: usize) -> Option<NonNull<u8>> {
+//!         let layout = std::alloc::Layout::from_size_align(bytes, MAGAZINE_ALIGN).unwrap();
 //!         // SAFETY: non-zero size.
 //!         NonNull::new(unsafe { std::alloc::alloc(layout) })
 //!     }
-//!     unsafe fn free_magazine(&self, mem: NonNull<u8>) {
-//!         let layout = std::alloc::Layout::from_size_align(MAGAZINE_SIZE, 64).unwrap();
+//!     unsafe fn free_magazine(&self, mem: NonNull<u8>, bytes: usize) {
+//!         let layout = std::alloc::Layout::from_size_align(bytes, MAGAZINE_ALIGN).unwrap();
 //!         // SAFETY: allocated above with this layout.
 //!         unsafe { std::alloc::dealloc(mem.as_ptr(), layout) }
 //!     }
@@ -99,7 +101,8 @@ pub use cpu::{Cpu, CpuGuard, ManualCpus, ManualGuard, Section, SlotHook};
 pub use depot::ResizePolicy;
 pub use layer::{Magazines, Purge, TooFewSlots, TRIM_BATCH};
 pub use magazine::{
-    start_size, Magazine, MagazineSource, MAGAZINE_ALIGN, MAGAZINE_ROUNDS, MAGAZINE_SIZE,
+    rounds_of, size_for, start_size, MagazineSource, MAGAZINE_ALIGN, MAGAZINE_ROUNDS,
+    MAGAZINE_SIZES,
 };
 pub use percpu::CpuCache;
 pub use stats::MagazineStats;

@@ -226,6 +226,25 @@ impl CpuCache {
         self.claim.load(Ordering::Relaxed)
     }
 
+    /// True when a purge holds the slot ([`FORCE`]) and the caller did not
+    /// interrupt its holder: waiting for the purge to finish is then all
+    /// it takes.
+    pub(crate) fn held_by_purge(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && self.claim() == FORCE
+    }
+
+    /// A purge claims the slot unless another has it (`FORCE`), keeping a
+    /// pending request otherwise; true if it did. Only `idle_only` purges
+    /// leave a request alone (`requests`).
+    pub(crate) fn try_force(&self, requests: bool) -> bool {
+        let claim = self.claim();
+        (claim == 0 || (requests && claim == REQUEST))
+            && self
+                .claim
+                .compare_exchange(claim, FORCE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// For a purge of idle slots (purges run one at a time): true when no
     /// operation used the slot since the last call, unless a purge found
     /// it without magazines since its last operation

@@ -34,16 +34,20 @@ pub struct MagazineStats {
     pub magazines_allocated: u64,
     /// Magazines given back to the magazine source.
     pub magazines_freed: u64,
+    /// Bytes of the magazines alive (their sizes vary: see
+    /// [`MAGAZINE_SIZES`](crate::MAGAZINE_SIZES)).
+    pub magazine_bytes: u64,
     /// Of those, magazines the working-set trim gave back
     /// ([`Magazines::trim`](crate::Magazines::trim)).
     pub magazines_trimmed: u64,
     /// Batch refills: a CPU's empty magazine loaded from the layer below
     /// in one pass ([`Magazines::refill`](crate::Magazines::refill)).
     pub refills: u64,
-    /// Purges of the CPUs' magazines ([`Magazines::purge`](crate::Magazines::purge),
-    /// [`purge_idle`](crate::Magazines::purge_idle)).
+    /// Purges of every CPU's magazines that claimed slots
+    /// ([`Magazines::purge`](crate::Magazines::purge)).
     pub purges: u64,
-    /// Slots whose magazines a purge took, their holders idle.
+    /// Slots whose magazines a purge took, their holders idle (by
+    /// [`purge_idle`](crate::Magazines::purge_idle) too).
     pub purge_slots_taken: u64,
     /// Slots whose holders a purge asked to flush at their next operation.
     pub purge_slots_asked: u64,

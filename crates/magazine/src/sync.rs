@@ -58,6 +58,19 @@ pub(crate) fn light_fence() {
 pub(crate) fn light_fence() {
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
+
+/// One turn of a wait for another thread (a purge holding a slot).
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn spin_wait() {
+    core::hint::spin_loop();
+}
+
+/// See the non-loom `spin_wait`; loom must be told to run another thread.
+#[cfg(loom)]
+pub(crate) fn spin_wait() {
+    loom::thread::yield_now();
+}
 #[cfg(loom)]
 pub(crate) use loom_impl::{Mutex, MutexGuard};
 

@@ -160,7 +160,6 @@ impl Drop for Owner {
     }
 }
 
-/// CPUs this process may run on (its affinity mask), at least 1.
 /// `membarrier(2)` commands (`linux/membarrier.h`).
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
@@ -189,6 +188,7 @@ fn membarrier() -> bool {
         && call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0
 }
 
+/// CPUs this process may run on (its affinity mask), at least 1.
 fn online_cpus() -> usize {
     // SAFETY: `set` is a plain bitmask the call fills in; `CPU_COUNT` reads
     // it. Neither allocates.

@@ -33,6 +33,10 @@
 //!   magazines (its holder idle) and one that asked the holder (busy) are
 //!   explored. `purge_without_the_fence_is_caught` shows that the same
 //!   model fails on a platform whose heavy fence does nothing.
+//!   `two_purges_and_a_cpu`: two purges one after the other (a second
+//!   claims the slot while the CPU honours the first's request) and the
+//!   CPU between them; a request cleared over a second purge's claim
+//!   fails it (found by trying).
 #![cfg(loom)]
 
 #[path = "loom/kit.rs"]
@@ -464,6 +468,37 @@ fn purge_racing_with_a_cpu() {
     );
     assert!(taken > 0, "no explored execution took the CPU's magazines");
     assert!(asked > 0, "no explored execution found the holder busy");
+}
+
+#[test]
+fn two_purges_and_a_cpu() {
+    check("two_purges_and_a_cpu", Some(3), || {
+        let rig = Rig::new(Threads::<1>::new(), ONE_ROUND, ResizePolicy::SEED, 4);
+        let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
+        let user = thread::spawn(move || -> Held {
+            cpu.claim(0);
+            let (mut held, mut below) = (Vec::new(), Vec::new());
+            free_or_keep(m, heap, 0, &mut below);
+            free_or_keep(m, heap, 1, &mut below);
+            held.extend(m.alloc());
+            free_or_keep(m, heap, 2, &mut below);
+            (held, below)
+        });
+        let purger = thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                kit::purge(m, heap, |obj| got.push(obj));
+            }
+            got
+        });
+        let (held, below) = user.join().unwrap();
+        let mut out = purger.join().unwrap();
+        out.extend(held);
+        out.extend(below);
+        let (drained, _) = rig.finish();
+        out.extend(drained);
+        assert_conserved(&[0, 1, 2], out);
+    });
 }
 
 /// `purge_racing_with_a_cpu` on a platform whose heavy fence does nothing;

@@ -23,11 +23,77 @@ fn objs(n: usize) -> impl Iterator<Item = usize> {
 #[test]
 fn start_size_follows_object_size() {
     let cpus = ManualCpus::<SLOTS>::new();
-    for (size, want) in [(8, 15), (64, 15), (65, 7), (256, 7), (1024, 3), (4096, 1)] {
+    for (size, want) in [(8, 14), (64, 14), (65, 6), (256, 6), (1024, 3), (4096, 1)] {
         let mut s = slots();
         let m = Magazines::new(&cpus, &mut s, size).unwrap();
         assert_eq!(m.stats().magsize, want, "object size {size}");
     }
+}
+
+#[test]
+fn magazines_are_sized_by_their_capacity() {
+    let cpus = ManualCpus::<SLOTS>::new();
+    // Object size, its starting fill target, the magazine size that holds it.
+    for (size, rounds, bytes) in [(64, 14, 128), (200, 6, 64), (4096, 1, 64)] {
+        let (mut s, heap) = (slots(), Heap::default());
+        let mut m = Magazines::new(&cpus, &mut s, size).unwrap();
+        assert_eq!(kmem_magazine::size_for(rounds), bytes);
+        // Ten full magazines' worth (and the CPU's two).
+        for o in objs(12 * rounds) {
+            m.put(o, &heap).unwrap();
+        }
+        let st = m.stats();
+        assert_eq!(st.not_empty, 10, "object size {size}");
+        assert_eq!(st.depot_rounds, 10 * rounds, "filled to the target");
+        assert_eq!(
+            st.magazine_bytes,
+            st.magazines_live() * bytes as u64,
+            "object size {size}: {st:?}"
+        );
+        m.drain_all_to(&heap, |_| {});
+        assert_eq!(m.stats().magazine_bytes, 0);
+        assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// Past what its magazines hold, a grown fill target takes larger ones:
+/// the depot's too small empty magazines are given back for them.
+#[test]
+fn growth_past_a_size_takes_larger_magazines() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let policy = ResizePolicy {
+        window_ns: u64::MAX,
+        threshold: 0,
+    };
+    let mut m = Magazines::with_policy(&cpus, &mut s, 4096, policy).unwrap();
+    for o in objs(4000) {
+        m.put(o, &heap).unwrap();
+    }
+    m.flush_current();
+    // From 1 round (64-byte magazines, 6 rounds) past 6.
+    while m.stats().magsize < 8 {
+        contended_alloc(&m, &cpus, 1);
+    }
+    // Slot 0 frees until its magazines fill to the new target: the empty
+    // magazines it gets are 128-byte ones holding 8.
+    cpus.set_slot(0);
+    let before = m.stats();
+    for o in 5000..5100 {
+        m.put(o, &heap).unwrap();
+    }
+    let after = m.stats();
+    let grown = after.magazines_allocated - before.magazines_allocated;
+    let retired = after.magazines_freed - before.magazines_freed;
+    assert!(grown > 0 && retired > 0, "{before:?} {after:?}");
+    // The new ones are 128 bytes, the retired 64.
+    assert_eq!(
+        after.magazine_bytes + retired * 64,
+        before.magazine_bytes + grown * 128,
+        "{after:?}"
+    );
+    m.drain_all_to(&heap, |_| {});
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
 
 #[test]

@@ -261,7 +261,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 cache.mags = Some(CacheMagazines::new(
                     cpu,
                     percpu,
-                    &ctx.magazine_cache,
+                    &ctx.magazine_caches,
                     geo.size,
                     b.resize,
                     object_bytes,

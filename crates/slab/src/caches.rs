@@ -10,7 +10,7 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 
 use kmem_arena::{Arena, Name};
-use kmem_magazine::{Cpu, Section, MAGAZINE_ALIGN, MAGAZINE_SIZE};
+use kmem_magazine::{Cpu, Section, MAGAZINE_ALIGN, MAGAZINE_SIZES};
 
 use crate::builder::{CacheBuilder, Pressure};
 use crate::cache::KmemCache;
@@ -21,9 +21,23 @@ use crate::raw::{Bufctl, SlabHeader};
 use crate::stats::CacheStats;
 use crate::CacheFlags;
 
+/// The magazine caches' names, by the rounds their magazines hold
+/// (illumos names them so).
+const MAGAZINE_NAMES: [&str; MAGAZINE_SIZES.len()] = [
+    "kmem_magazine_6",
+    "kmem_magazine_14",
+    "kmem_magazine_30",
+    "kmem_magazine_62",
+];
+
+const _: () = {
+    assert!(kmem_magazine::rounds_of(MAGAZINE_SIZES[0]) == 6);
+    assert!(kmem_magazine::rounds_of(MAGAZINE_SIZES[3]) == 62);
+};
+
 /// Every object cache over one base arena.
 ///
-/// `new` builds the bootstrap caches in the seed's order — `kmem_magazine`
+/// `new` builds the bootstrap caches in the seed's order — the magazine caches (`kmem_magazine_6` to `_62`)
 /// first (every cache's magazines come from it), then `kmem_slab`,
 /// `kmem_bufctl` and `kmem_cache` — all small-object, `NOMAGAZINE` caches
 /// of the base arena, so none of them needs another cache to grow and no
@@ -60,7 +74,9 @@ use crate::CacheFlags;
 pub struct Caches<'a, C: Cpu> {
     base: &'a Arena<'a>,
     cpu: &'a C,
-    pub(crate) magazine_cache: KmemCache<'a, C>,
+    /// One cache per magazine size (`kmem_magazine_6` to `_62`, by the
+    /// rounds they hold), smallest first.
+    pub(crate) magazine_caches: [KmemCache<'a, C>; MAGAZINE_SIZES.len()],
     pub(crate) slab_cache: KmemCache<'a, C>,
     pub(crate) bufctl_cache: KmemCache<'a, C>,
     pub(crate) cache_cache: KmemCache<'a, C>,
@@ -129,7 +145,8 @@ impl<'a, C: Cpu> Caches<'a, C> {
                 .flags(CacheFlags::NOMAGAZINE);
             KmemCache::build(&b, base, cpu, None)
         };
-        let magazine_cache = boot("kmem_magazine", MAGAZINE_SIZE, MAGAZINE_ALIGN.max(64))?;
+        let magazine = |i: usize| boot(MAGAZINE_NAMES[i], MAGAZINE_SIZES[i], MAGAZINE_ALIGN);
+        let magazine_caches = [magazine(0)?, magazine(1)?, magazine(2)?, magazine(3)?];
         let slab_cache = boot(
             "kmem_slab",
             size_of::<SlabHeader>(),
@@ -144,7 +161,7 @@ impl<'a, C: Cpu> Caches<'a, C> {
         Ok(Self {
             base,
             cpu,
-            magazine_cache,
+            magazine_caches,
             slab_cache,
             bufctl_cache,
             cache_cache,
@@ -168,12 +185,8 @@ impl<'a, C: Cpu> Caches<'a, C> {
     /// read lock: `f` may call `for_each` again (and anything else a cache
     /// offers) but must not create or destroy caches.
     pub fn for_each(&self, mut f: impl FnMut(&KmemCache<'a, C>)) {
-        for c in [
-            &self.magazine_cache,
-            &self.slab_cache,
-            &self.bufctl_cache,
-            &self.cache_cache,
-        ] {
+        let rest = [&self.slab_cache, &self.bufctl_cache, &self.cache_cache];
+        for c in self.magazine_caches.iter().chain(rest) {
             f(c);
         }
         self.registry.for_each(f);
@@ -330,7 +343,9 @@ impl<C: Cpu> Drop for Caches<'_, C> {
         let _ = self.cache_cache.teardown(base);
         let _ = self.bufctl_cache.teardown(base);
         let _ = self.slab_cache.teardown(base);
-        let _ = self.magazine_cache.teardown(base);
+        for c in &mut self.magazine_caches {
+            let _ = c.teardown(base);
+        }
     }
 }
 

@@ -132,8 +132,8 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// where the platform has the fence [`Cpu::fence_slots`] describes
     /// (`ThreadCpus` has); elsewhere it asks every holder. Returns the
     /// bytes of slabs given back. Does nothing (0) for a quantum cache
-    /// (its arena's to purge) and from a handler that interrupted an
-    /// operation of its context (see [`Section`]).
+    /// (whose slabs its arena reaps) and from a handler that interrupted
+    /// an operation of its context (see [`Section`]).
     pub fn purge_magazines(&self) -> usize {
         if self.is_quantum() {
             return 0;

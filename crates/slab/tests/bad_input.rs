@@ -1140,10 +1140,17 @@ fn exhaust(base: &Arena<'_>) -> Vec<usize> {
 
 /// Slabs of the bootstrap cache `name`.
 fn slabs_of(caches: &Caches<'_, ThreadCpus>, name: &str) -> usize {
+    // `name`, or its sized family (`kmem_magazine` is `kmem_magazine_6`
+    // to `kmem_magazine_62`).
     let mut n = None;
     caches.for_each(|k| {
-        if k.name() == name {
-            n = Some(k.stats().slabs);
+        let family = k
+            .name()
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|rounds| rounds.parse::<u32>().is_ok());
+        if k.name() == name || family {
+            *n.get_or_insert(0) += k.stats().slabs;
         }
     });
     n.expect("no such cache")

@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::alloc::{alloc, dealloc};
 
-use kmem_magazine::{MagazineSource, Magazines, MAGAZINE_ALIGN, MAGAZINE_SIZE};
+use kmem_magazine::{MagazineSource, Magazines, MAGAZINE_ALIGN};
 
 /// Magazine memory from the heap; counts, and fails on demand.
 #[derive(Default)]
@@ -17,24 +17,24 @@ pub struct Heap {
     pub fail: AtomicBool,
 }
 
-fn layout() -> Layout {
-    Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
+fn layout(bytes: usize) -> Layout {
+    Layout::from_size_align(bytes, MAGAZINE_ALIGN).unwrap()
 }
 
 // SAFETY: fresh heap blocks of the magazine size and alignment.
 unsafe impl MagazineSource for Heap {
-    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+    fn alloc_magazine(&self, bytes: usize) -> Option<NonNull<u8>> {
         if self.fail.load(Ordering::SeqCst) {
             return None;
         }
         self.live.fetch_add(1, Ordering::SeqCst);
         // SAFETY: non-zero size.
-        NonNull::new(unsafe { alloc(layout()) })
+        NonNull::new(unsafe { alloc(layout(bytes)) })
     }
-    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+    unsafe fn free_magazine(&self, mem: NonNull<u8>, bytes: usize) {
         self.live.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: allocated above with this layout.
-        unsafe { dealloc(mem.as_ptr(), layout()) }
+        unsafe { dealloc(mem.as_ptr(), layout(bytes)) }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use kmem_magazine::{
     Cpu, CpuCache, CpuGuard, MagazineSource, MagazineStats, Magazines, ResizePolicy, SlotHook,
-    MAGAZINE_ALIGN, MAGAZINE_SIZE,
+    MAGAZINE_ALIGN,
 };
 use loom::alloc::Layout;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -59,25 +59,25 @@ pub(crate) struct Heap {
     limit: usize,
 }
 
-fn layout() -> Layout {
-    Layout::from_size_align(MAGAZINE_SIZE, MAGAZINE_ALIGN).unwrap()
+fn layout(bytes: usize) -> Layout {
+    Layout::from_size_align(bytes, MAGAZINE_ALIGN).unwrap()
 }
 
 // SAFETY: fresh loom heap blocks of the magazine size and alignment.
 unsafe impl MagazineSource for Heap {
-    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
+    fn alloc_magazine(&self, bytes: usize) -> Option<NonNull<u8>> {
         if self.live.load(PlainOrdering::Relaxed) == self.limit {
             return None;
         }
         self.live.fetch_add(1, PlainOrdering::Relaxed);
         // SAFETY: the layout has a non-zero size.
-        NonNull::new(unsafe { loom::alloc::alloc(layout()) })
+        NonNull::new(unsafe { loom::alloc::alloc(layout(bytes)) })
     }
 
-    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
+    unsafe fn free_magazine(&self, mem: NonNull<u8>, bytes: usize) {
         self.live.fetch_sub(1, PlainOrdering::Relaxed);
         // SAFETY: allocated above with this layout, and no longer used.
-        unsafe { loom::alloc::dealloc(mem.as_ptr(), layout()) }
+        unsafe { loom::alloc::dealloc(mem.as_ptr(), layout(bytes)) }
     }
 }
 

@@ -65,12 +65,10 @@ impl<C: Cpu> Caches<'_, C> {
     unsafe fn each_locked(&self, mut f: impl FnMut(&KmemCache<'_, C>)) {
         // SAFETY: forwarded.
         unsafe { self.registry.each_locked(&mut f) };
-        for c in [
-            &self.cache_cache,
-            &self.bufctl_cache,
-            &self.slab_cache,
-            &self.magazine_cache,
-        ] {
+        for c in [&self.cache_cache, &self.bufctl_cache, &self.slab_cache] {
+            f(c);
+        }
+        for c in self.magazine_caches.iter().rev() {
             f(c);
         }
     }

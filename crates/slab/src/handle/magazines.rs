@@ -14,43 +14,45 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use arrayvec::ArrayVec;
 use kmem_magazine::{
     Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, Purge, ResizePolicy, MAGAZINE_ALIGN,
-    MAGAZINE_ROUNDS, MAGAZINE_SIZE,
+    MAGAZINE_ROUNDS, MAGAZINE_SIZES,
 };
 
 use crate::cache::KmemCache;
 use crate::raw::{Freed, MetaMem, Taken};
 use crate::slabs::From;
 
-// SAFETY: `alloc_magazine` hands out an object of the set's
-// `kmem_magazine` cache (`source`) only after checking it is
-// `MAGAZINE_SIZE` bytes of memory aligned to `MAGAZINE_ALIGN`; an object it
-// hands out is used by no one else until `free_magazine` gives it back to
-// that cache.
+// SAFETY: `alloc_magazine(bytes)` hands out an object of the set's
+// magazine cache for `bytes` (`source`) only after checking it is `bytes`
+// bytes of memory aligned to `MAGAZINE_ALIGN`; an object it hands out is
+// used by no one else until `free_magazine` gives it back to that cache.
 unsafe impl<C: Cpu> MagazineSource for CacheMagazines<'_, C> {
-    fn alloc_magazine(&self) -> Option<NonNull<u8>> {
-        let mem = self.source.take_bootstrap()?;
+    fn alloc_magazine(&self, bytes: usize) -> Option<NonNull<u8>> {
+        let mem = self.source_for(bytes)?.take_bootstrap()?;
         assert!(
-            mem.bytes() >= MAGAZINE_SIZE && mem.addr().is_multiple_of(MAGAZINE_ALIGN),
+            mem.bytes() >= bytes && mem.addr().is_multiple_of(MAGAZINE_ALIGN),
             "kmem-slab: magazine cache objects too small"
         );
         NonNull::new(mem.hand_out() as *mut u8)
     }
 
-    unsafe fn free_magazine(&self, mem: NonNull<u8>) {
-        // SAFETY: the caller's guarantee: `mem` came from `alloc_magazine`,
-        // an object of `source`, and is no longer used.
+    unsafe fn free_magazine(&self, mem: NonNull<u8>, bytes: usize) {
+        // SAFETY: the caller's guarantee: `mem` came from
+        // `alloc_magazine(bytes)`, an object of that size's cache, and is
+        // no longer used.
         let mem = unsafe { Freed::new(mem.as_ptr() as usize) };
-        // A refusal is counted with the magazine cache's bad frees.
-        let _ = self.source.free_to_slab(mem, From::User);
+        if let Some(source) = self.source_for(bytes) {
+            // A refusal is counted with the magazine cache's bad frees.
+            let _ = source.free_to_slab(mem, From::User);
+        }
     }
 }
 
 /// A cache's magazine layer.
 pub(crate) struct CacheMagazines<'a, C: Cpu> {
     mags: Magazines<'a, C>,
-    /// The set's `kmem_magazine` cache: every magazine of this layer comes
-    /// from it and goes back to it.
-    source: &'a KmemCache<'a, C>,
+    /// The set's magazine caches, one per size: every magazine of this
+    /// layer comes from the one for its size and goes back to it.
+    source: &'a [KmemCache<'a, C>; MAGAZINE_SIZES.len()],
     /// The per-CPU array `mags` lives on.
     percpu: MetaMem<'a>,
     /// The cache's `SlabSet::object_bytes`, for the rounds handed out.
@@ -76,7 +78,7 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
     pub(crate) fn new(
         cpu: &'a C,
         percpu: MetaMem<'a>,
-        source: &'a KmemCache<'a, C>,
+        source: &'a [KmemCache<'a, C>; MAGAZINE_SIZES.len()],
         obj_size: usize,
         policy: ResizePolicy,
         object_bytes: usize,
@@ -113,6 +115,12 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
             deferrable,
             registered: AtomicBool::new(false),
         }
+    }
+
+    /// The magazine cache for magazines of `bytes` bytes.
+    fn source_for(&self, bytes: usize) -> Option<&'a KmemCache<'a, C>> {
+        let i = MAGAZINE_SIZES.iter().position(|&b| b == bytes)?;
+        Some(&self.source[i])
     }
 
     /// The platform.
