@@ -199,7 +199,10 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Layout::Bufctl => geo.align,
         };
         let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
-        let set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
+        let mut set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
+        if b.fifo_partial {
+            set.set_fifo_partial();
+        }
         let object_bytes = set.object_bytes();
         let magazines = ctx.is_some() && !flags.contains(CacheFlags::NOMAGAZINE);
         let plain = b.ops.is_none() && !flags.contains(CacheFlags::DEBUG);

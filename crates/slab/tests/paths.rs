@@ -568,6 +568,69 @@ fn allocations_take_from_the_fullest_partial_slabs() {
     }
 }
 
+/// The FIFO ablation (`CacheBuilder::fifo_partial_slabs`, for B14): slabs
+/// are taken in the order they became partial, not fullest first. Five
+/// slabs are left nearly empty first, then five lose one object each: the
+/// ablation takes from the first nearly empty one, the default from the
+/// nearly full ones.
+#[test]
+fn fifo_ablation_takes_partial_slabs_in_the_order_they_became_partial() {
+    for flags in [
+        CacheFlags::NOMAGAZINE,
+        CacheFlags::NOMAGAZINE | CacheFlags::NOTOUCH,
+    ] {
+        for fifo in [false, true] {
+            with_caches(32 << 20, |caches, kpages| {
+                let mut b = CacheBuilder::new("order", 128).flags(flags).source(kpages);
+                if fifo {
+                    b = b.fifo_partial_slabs();
+                }
+                let c = caches.create(b).unwrap();
+                let (slab_size, per) = c.slab_geometry();
+                let slab_of = |o: usize| o / slab_size;
+                let mut objs: Vec<usize> = (0..10 * per)
+                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                    .collect();
+                objs.sort_unstable();
+                let slabs: Vec<Vec<usize>> = objs.chunks(per).map(<[usize]>::to_vec).collect();
+                for s in &slabs[..5] {
+                    for &o in &s[1..] {
+                        // SAFETY: allocated above, freed once.
+                        unsafe { c.free(o) }.unwrap();
+                    }
+                }
+                for s in &slabs[5..] {
+                    // SAFETY: as above.
+                    unsafe { c.free(s[0]) }.unwrap();
+                }
+                let again: Vec<usize> = (0..5)
+                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                    .collect();
+                let first_partial = slab_of(slabs[0][0]);
+                let nearly_full: Vec<usize> = slabs[5..].iter().map(|s| slab_of(s[0])).collect();
+                for &o in &again {
+                    if fifo {
+                        assert_eq!(slab_of(o), first_partial, "{flags:?}: FIFO");
+                    } else {
+                        assert!(nearly_full.contains(&slab_of(o)), "{flags:?}: fullest");
+                    }
+                }
+                c.check().unwrap();
+                for o in again
+                    .into_iter()
+                    .chain(slabs[..5].iter().map(|s| s[0]))
+                    .chain(slabs[5..].iter().flat_map(|s| s[1..].to_vec()))
+                {
+                    // SAFETY: as above.
+                    unsafe { c.free(o) }.unwrap();
+                }
+                c.check().unwrap();
+                assert_eq!(c.stats().buf_in_use, 0);
+            });
+        }
+    }
+}
+
 #[test]
 fn zero_flag_zeroes_objects() {
     with_caches(4 << 20, |caches, kpages| {
