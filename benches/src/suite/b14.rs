@@ -1,20 +1,25 @@
 //! B14, after Linux's `slab_test`: bursts of 10^4 allocations of 64 bytes,
 //! then the 10^4 frees in the order they were allocated (FIFO), on one
 //! thread. Contenders: the 64-byte kmem cache, its `NOMAGAZINE` ablation,
-//! and every `GlobalAlloc` peer. Unit: ns per object (an allocation and its
-//! free). The note gives what the kmem cache's layers did over the run:
-//! depot visits per 10^6 objects, batch refills, slab-lock holds saved,
-//! and its partial slabs at the end. (`slab_test`'s other parts: alloc/free
+//! both again with FIFO refill (partial slabs taken in the order they
+//! became partial, `CacheBuilder::fifo_partial_slabs`, instead of fullest
+//! first), and every `GlobalAlloc` peer. Unit: ns per object (an
+//! allocation and its free). One note per kmem contender gives what its
+//! layers did over the run: depot exchanges and batch refills per 10^6
+//! objects, objects the slab layer handed out directly, and its slabs
+//! (partial ones too) at the end. (`slab_test`'s other parts: alloc/free
 //! pairs are B1, every thread at once is B3, a remote free is B4.)
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::hint::black_box;
 use core::ptr;
 
+use kmem_slab::CacheStats;
+
 use crate::interleave::{self, Contender};
 use crate::object::ObjectAlloc;
 use crate::results::{Bench, Results};
-use crate::slab_fixture::{mag_stats, StdCache};
+use crate::slab_fixture::StdCache;
 use crate::suite::stack::{Footprint, Stack, Visit};
 use crate::suite::Config;
 
@@ -81,19 +86,76 @@ impl<'c> Visit<'c> for Peers<'_, 'c> {
     }
 }
 
+/// A kmem contender's counters before the run.
+struct Before<'s, 'c> {
+    label: &'static str,
+    cache: &'s StdCache<'c>,
+    stats: CacheStats,
+}
+
+impl<'s, 'c> Before<'s, 'c> {
+    fn take(label: &'static str, cache: &'s StdCache<'c>) -> Self {
+        Self {
+            label,
+            cache,
+            stats: cache.stats(),
+        }
+    }
+
+    /// What the cache's layers did since: objects, depot exchanges (the
+    /// depot lock holds the magazine layer counts: a full or empty magazine
+    /// exchanged; a visit that found the depot empty is not counted) and
+    /// batch refills per 10^6 objects, objects the slab layer handed out
+    /// directly, and its slabs at the end.
+    fn note(&self) -> String {
+        let after = self.cache.stats();
+        let objects = (after.allocs - self.stats.allocs).max(1);
+        let per_m = |n: u64| n as f64 * 1e6 / objects as f64;
+        let mags = match (self.stats.magazines, after.magazines) {
+            (Some(b), Some(a)) => {
+                let exchanges = (a.depot_not_empty_out - b.depot_not_empty_out)
+                    + (a.depot_empty_out - b.depot_empty_out);
+                format!(
+                    "depot exchanges {:.0} per 10^6 objects, contended depot locks {}, \
+                     batch refills {:.0} per 10^6 objects, ",
+                    per_m(exchanges),
+                    a.contended - b.contended,
+                    per_m(a.refills - b.refills),
+                )
+            }
+            _ => "no magazines (every allocation and free takes the slab lock), ".to_owned(),
+        };
+        format!(
+            "{}: {objects} objects; {mags}objects the slab layer handed out directly {:.0} \
+             per 10^6 objects; at the end {} slabs, {} partial, {} empty",
+            self.label,
+            per_m(after.direct_allocs - self.stats.direct_allocs),
+            after.slabs,
+            after.partial_slabs,
+            after.empty_slabs,
+        )
+    }
+}
+
 /// Runs B14.
 pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
-    let (cache, nomag) = (s.cache(SIZE), s.nomag64);
-    let before = mag_stats(cache);
-    let slab_before = cache.stats();
-    let mut held = vec![0usize; BURST];
-    let mut held_nomag = vec![0usize; BURST];
-    let mut cs = vec![
-        Contender::new("kmem cache", move || cache_burst(cache, &mut held)),
-        Contender::new("kmem cache, NOMAGAZINE", move || {
-            cache_burst(nomag, &mut held_nomag)
-        }),
+    let kmem = [
+        ("kmem cache", s.cache(SIZE)),
+        ("kmem cache, NOMAGAZINE", s.nomag64),
+        ("kmem cache, FIFO refill", s.fifo64),
+        ("kmem cache, NOMAGAZINE, FIFO refill", s.nomag_fifo64),
     ];
+    let before: Vec<Before<'_, '_>> = kmem
+        .iter()
+        .map(|&(label, c)| Before::take(label, c))
+        .collect();
+    let mut cs: Vec<Contender<'_>> = kmem
+        .iter()
+        .map(|&(label, c)| {
+            let mut held = vec![0usize; BURST];
+            Contender::new(label, move || cache_burst(c, &mut held))
+        })
+        .collect();
     s.each(&mut Peers { cs: &mut cs });
     let r = interleave::run(&mut cs, cfg.rounds(), cfg.batch() * 4);
     drop(cs);
@@ -105,26 +167,7 @@ pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
         Some(0),
         BURST as f64,
     );
-    let (after, slab_after) = (mag_stats(cache), cache.stats());
-    let objects = (slab_after.allocs - slab_before.allocs).max(1);
-    let per_m = |n: u64| n as f64 * 1e6 / objects as f64;
-    let visits = (after.depot_not_empty_out - before.depot_not_empty_out)
-        + (after.depot_empty_out - before.depot_empty_out);
-    res.note(
-        BENCH.id,
-        format!(
-            "kmem cache over the run: {objects} objects; depot exchanges {:.0} per 10^6 \
-             objects, contended depot locks {}, batch refills {} ({:.0} per 10^6 objects), \
-             objects the slab layer handed out directly {}; at the end {} slabs, {} partial, \
-             {} empty",
-            per_m(visits),
-            after.contended - before.contended,
-            after.refills - before.refills,
-            per_m(after.refills - before.refills),
-            slab_after.direct_allocs - slab_before.direct_allocs,
-            slab_after.slabs,
-            slab_after.partial_slabs,
-            slab_after.empty_slabs,
-        ),
-    );
+    for b in &before {
+        res.note(BENCH.id, b.note());
+    }
 }

@@ -130,6 +130,12 @@ pub struct Stack<'s, 'c, 'k> {
     pub caches: Vec<&'s StdCache<'c>>,
     /// A 64-byte `NOMAGAZINE` cache (the ablation).
     pub nomag64: &'s StdCache<'c>,
+    /// 64-byte caches whose partial slabs are taken in FIFO order (B14's
+    /// ablation, `CacheBuilder::fifo_partial_slabs`): magazines on, and
+    /// `NOMAGAZINE`.
+    pub fifo64: &'s StdCache<'c>,
+    /// See [`fifo64`](Self::fifo64).
+    pub nomag_fifo64: &'s StdCache<'c>,
     /// kmalloc.
     pub kmalloc: &'s Kmalloc<'k, ThreadCpus>,
     /// The peers.
@@ -255,6 +261,21 @@ pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> 
                     .flags(CacheFlags::NOMAGAZINE),
             )
             .expect("kmem NOMAGAZINE cache");
+        let fifo = caches
+            .create(
+                CacheBuilder::new("obj64-fifo", 64)
+                    .source(kpages)
+                    .fifo_partial_slabs(),
+            )
+            .expect("kmem FIFO cache");
+        let nomag_fifo = caches
+            .create(
+                CacheBuilder::new("obj64-nomag-fifo", 64)
+                    .source(kpages)
+                    .flags(CacheFlags::NOMAGAZINE)
+                    .fifo_partial_slabs(),
+            )
+            .expect("kmem NOMAGAZINE FIFO cache");
         let config = KConfig {
             debug,
             ..KConfig::default()
@@ -263,12 +284,14 @@ pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> 
             let stack = Stack {
                 caches: made.iter().map(|c| &**c).collect(),
                 nomag64: &nomag,
+                fifo64: &fifo,
+                nomag_fifo64: &nomag_fifo,
                 kmalloc: k,
                 peers,
             };
             let trace = crate::larson::LarsonTrace::new(0x3a53, 10_000);
             stack.each(&mut Warm { trace: &trace });
-            for &c in &stack.caches {
+            for &c in stack.caches.iter().chain([&stack.fifo64]) {
                 for _ in 0..200_000 {
                     crate::object::pair(c);
                 }
@@ -282,7 +305,7 @@ pub fn with_stack<R>(peers: &Peers, f: impl FnOnce(&Stack<'_, '_, '_>) -> R) -> 
             r
         })
         .expect("kmalloc boot");
-        for c in made.iter().chain([&nomag]) {
+        for c in made.iter().chain([&nomag, &fifo, &nomag_fifo]) {
             c.check().expect("kmem cache inconsistent after the run");
             assert_eq!(
                 c.stats().buf_in_use,

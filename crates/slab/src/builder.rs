@@ -79,6 +79,9 @@ pub struct CacheBuilder<'a> {
     /// [`Caches::qcaches`](crate::Caches::qcaches), whose caches have no
     /// stored source (their arena passes itself on every call).
     pub(crate) qcache_for: Option<(usize, bool)>,
+    /// The FIFO partial-slab order ablation (see
+    /// [`fifo_partial_slabs`](Self::fifo_partial_slabs)).
+    pub(crate) fifo_partial: bool,
 }
 
 impl<'a> CacheBuilder<'a> {
@@ -96,6 +99,7 @@ impl<'a> CacheBuilder<'a> {
             max_objects: u64::MAX,
             resize: ResizePolicy::SEED,
             qcache_for: None,
+            fifo_partial: false,
         }
     }
     /// Object alignment: a power of two up to [`PAGE_SIZE`](crate::PAGE_SIZE).
@@ -148,6 +152,18 @@ impl<'a> CacheBuilder<'a> {
     /// When magazines grow (default: the seed's, 1 contention per second).
     pub fn resize_policy(mut self, policy: ResizePolicy) -> Self {
         self.resize = policy;
+        self
+    }
+
+    /// An ablation switch for the benchmarks (B14), not a tuning knob:
+    /// the cache takes objects from its partial slabs in the order they
+    /// became partial (plain FIFO), instead of from the fullest first (the
+    /// default, after illumos: partial slabs at least half full at the
+    /// front, those a free left less than half full at the back). Hidden,
+    /// and may go away.
+    #[doc(hidden)]
+    pub fn fifo_partial_slabs(mut self) -> Self {
+        self.fifo_partial = true;
         self
     }
 }

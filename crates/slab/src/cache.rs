@@ -2,7 +2,7 @@
 //! source arena: building it, and its allocation and free paths.
 
 use core::panic::Location;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Name};
@@ -118,6 +118,9 @@ pub struct KmemCache<'a, C: Cpu> {
     /// for plain caches with magazines, the free mark; see `raw::guard`).
     /// Unused otherwise.
     pub(crate) check: FreeCheck,
+    /// Headed layout: slabs built so far (wrapping), which picks each new
+    /// slab's colour ([`Geometry::colour`]).
+    pub(crate) colours: AtomicU32,
     /// What the magazine fast path does (see [`Fast`]).
     fast: Fast,
     /// Bufctl layout with magazines: every free into the magazines is
@@ -196,14 +199,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Layout::Bufctl => geo.align,
         };
         let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
-        let set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
+        let mut set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
+        if b.fifo_partial {
+            set.set_fifo_partial();
+        }
         let object_bytes = set.object_bytes();
         let magazines = ctx.is_some() && !flags.contains(CacheFlags::NOMAGAZINE);
         let plain = b.ops.is_none() && !flags.contains(CacheFlags::DEBUG);
         let headed = matches!(geo.layout, Layout::Small { .. });
         let tagged = magazines && plain && memory;
         let check = if headed {
-            FreeCheck::new(geo.slab_size, geo.size, geo.per_slab as usize, tagged)
+            FreeCheck::new(
+                geo.slab_size,
+                geo.size,
+                geo.per_slab as usize,
+                geo.colours > 1,
+                tagged,
+            )
         } else {
             FreeCheck::unused()
         };
@@ -229,6 +241,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             reserved: AtomicU64::new(0),
             mags: None,
             check,
+            colours: AtomicU32::new(0),
             fast,
             checked,
             slab: Mutex::new(SlabState::new(set)),

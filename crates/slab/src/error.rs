@@ -198,7 +198,8 @@ pub enum CheckError {
         /// The slab's base.
         slab: usize,
     },
-    /// A free object is outside its slab or not at an object start.
+    /// A free object is outside its slab or not at an object start (or a
+    /// headed slab's colour is not one its cache gives).
     BadFreeObject {
         /// The slab's base.
         slab: usize,

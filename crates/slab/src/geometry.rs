@@ -1,5 +1,14 @@
 //! How a cache lays out its slabs, from the object size, alignment, flags
 //! and source — the seed's rules, made explicit.
+//!
+//! Headed slabs are *coloured*, as in Bonwick's allocator: the bytes that
+//! the objects, bitmap and header leave unused (the slack) go before the
+//! first object, a different amount in each new slab (0, 64, 128, ... up
+//! to the slack, then 0 again), so that the same object of different slabs
+//! falls on different cache lines instead of competing for the same
+//! cache sets. The colour is a multiple of 64 and of the alignment, and
+//! the objects of a coloured slab still end below its site slots, bitmap
+//! and header.
 
 use core::mem::size_of;
 
@@ -24,7 +33,8 @@ const BUFS_PER_SLAB: usize = 8;
 pub(crate) enum Layout {
     /// Headed: a power-of-two slab aligned to its size, header and
     /// allocated bitmap at its end (with `site-stats`, the objects' site
-    /// slots below the bitmap); free objects found through the bitmap.
+    /// slots below the bitmap), objects from the slab's colour; free
+    /// objects found through the bitmap.
     Small { bitmap_words: usize },
     /// Buffers tracked by bufctls in a hash; header in a `kmem_slab` object.
     Bufctl,
@@ -43,6 +53,14 @@ pub(crate) struct Geometry {
     pub(crate) slab_size: usize,
     pub(crate) per_slab: u32,
     pub(crate) layout: Layout,
+    /// Slab colouring (headed layout): how many colours the cache's slabs
+    /// cycle through, 1 (every slab at colour 0) when a slab has less
+    /// slack than one step, and for the bufctl layout. See
+    /// [`colour`](Self::colour).
+    pub(crate) colours: u32,
+    /// The distance between two colours: the cache line, or the
+    /// alignment when that is larger.
+    pub(crate) colour_step: usize,
 }
 
 pub(crate) struct Request {
@@ -56,6 +74,22 @@ pub(crate) struct Request {
     pub(crate) force_small: bool,
     /// Bytes of debug trailer after each object (0 without).
     pub(crate) trailer: usize,
+}
+
+/// The largest colour, so that a slab header keeps it in 16 bits: slabs
+/// with more slack than this (a source quantum past [`HEADED_MAX`]) use
+/// only the first 64 KiB of it.
+pub(crate) const MAX_COLOUR: usize = u16::MAX as usize;
+
+/// The distance between colours for objects aligned to `align` (for a
+/// quantum cache, to its quantum too): a cache line (64 bytes), or the
+/// alignment when larger, so colouring keeps the objects aligned.
+const fn colour_step(align: usize) -> usize {
+    if align > 64 {
+        align
+    } else {
+        64
+    }
 }
 
 fn round_up(x: usize, to: usize) -> Option<usize> {
@@ -127,6 +161,8 @@ impl Geometry {
             slab_size,
             per_slab: u32::try_from(slab_size / size).map_err(|_| CreateError::TooLarge)?,
             layout: Layout::Bufctl,
+            colours: 1,
+            colour_step: colour_step(r.align),
         })
     }
 
@@ -150,6 +186,17 @@ impl Geometry {
             }
             let fits = n > 0 && (size <= SMALL_MAX || slab_size - n * size <= slab_size / 16);
             if fits || r.force_small && n > 0 {
+                // What the objects, bitmap, site slots and header leave
+                // unused: the room colours take.
+                let slack = room - n * size - n.div_ceil(64) * 8 - site_bytes(n);
+                // A quantum cache's objects are segments of its arena: a
+                // multiple of the quantum from their slab's base, so its
+                // colours are too (`QuantumCaches`' promise).
+                let step = colour_step(if r.flags.contains(CacheFlags::QCACHE) {
+                    r.align.max(r.quantum)
+                } else {
+                    r.align
+                });
                 return Some(Self {
                     size,
                     obj: size,
@@ -159,13 +206,28 @@ impl Geometry {
                     layout: Layout::Small {
                         bitmap_words: n.div_ceil(64),
                     },
+                    colours: u32::try_from(slack.min(MAX_COLOUR) / step + 1).ok()?,
+                    colour_step: step,
                 });
             }
             slab_size = slab_size.checked_mul(2)?;
         }
     }
 
-    /// Offset of object `obj` in its slab, if it is an object start.
+    /// The colour of the `k`-th slab the cache builds: the offset of its
+    /// first object from the slab's base, `0, step, 2 * step, ...` up to
+    /// the largest the slab's slack allows, then 0 again. Always a
+    /// multiple of the alignment (and of 64), at most [`MAX_COLOUR`].
+    pub(crate) fn colour(&self, k: u32) -> usize {
+        (k % self.colours) as usize * self.colour_step
+    }
+
+    /// The largest colour a slab of the cache has.
+    pub(crate) fn max_colour(&self) -> usize {
+        (self.colours as usize - 1) * self.colour_step
+    }
+
+    /// Offset of object `obj` in its bufctl slab, if it is an object start.
     pub(crate) fn index(&self, base: usize, obj: usize) -> Option<usize> {
         let off = obj.checked_sub(base)?;
         (off % self.size == 0 && off / self.size < self.per_slab as usize)

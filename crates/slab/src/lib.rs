@@ -10,11 +10,16 @@
 //!   (constructor that may fail and receives the [`AllocFlags`], destructor,
 //!   private state).
 //! - A cache that may write to its objects keeps them in headed slabs: a
-//!   power-of-two buffer aligned to its size, objects from its base, the
+//!   power-of-two buffer aligned to its size, objects from its colour, the
 //!   allocated bitmap and the header at its end, the header's last word
 //!   the cache's owner key. Objects up to [`SMALL_MAX`] take one page;
 //!   larger ones the smallest power of two that wastes at most 1/16 (up
 //!   to [`HEADED_MAX`]). The slab layer never writes into free objects.
+//!   Slabs are coloured (Bonwick's slab colouring): each new slab of a
+//!   cache starts its objects 64 bytes (or the alignment, if larger)
+//!   further into the slack its layout leaves than the one before, back
+//!   to 0 after the largest that fits, so the same object of different
+//!   slabs uses different cache lines.
 //!   `NOTOUCH`, debug and `QCACHE` caches (and objects past `HEADED_MAX`)
 //!   use bufctls found through an address hash (`kmem-hash`) that grows
 //!   and shrinks outside the cache lock; their slabs hold 8 objects rounded

@@ -179,10 +179,12 @@ impl<'a, C: Cpu> QCaches<'a, C> {
 // arena passed in (`alloc_from`): bufctl slabs of `next_pow2(3 * max)`
 // units, or headed slabs (a power of two, aligned to it; memory arenas with
 // a power-of-two quantum only). Objects sit a multiple of their size from
-// their slab's base, and their size is a multiple of the quantum (`i *
-// quantum`, rounded to 8 only for headed caches, whose power-of-two quantum
-// 8 divides or which is a multiple of 8); `destroy` destroys every cache
-// through that arena or refuses.
+// their slab's first object, and their size is a multiple of the quantum
+// (`i * quantum`, rounded to 8 only for headed caches, whose power-of-two
+// quantum 8 divides or which is a multiple of 8); the first object sits
+// the slab's colour from its base, a multiple of the quantum for a quantum
+// cache (`Geometry::plan`; 0 for bufctl slabs); `destroy` destroys every
+// cache through that arena or refuses.
 unsafe impl<C: Cpu> QuantumCaches for QCaches<'_, C> {
     fn quantum(&self) -> usize {
         self.quantum

@@ -127,7 +127,7 @@ impl<'a> SlabState<'a> {
     }
 
     /// Verifies lists, free chains, bitmaps, owner keys (`owner`: the
-    /// cache's, for the headed layout), bufctl states and totals; with
+    /// cache's, for the headed layout), colours, bufctl states and totals; with
     /// `site-stats`, that no free object counts for a site.
     pub(crate) fn check(&self, geo: &Geometry, owner: Option<usize>) -> Result<(), CheckError> {
         let (mut busy, mut total, mut bufctls) = (0u64, 0u64, 0u64);
@@ -152,6 +152,11 @@ impl<'a> SlabState<'a> {
                         }
                         if !s.hint_ok() || Some(s.owner()) != owner {
                             return Err(CheckError::FreeCount { slab: err_base });
+                        }
+                        if s.colour() > geo.max_colour()
+                            || !s.colour().is_multiple_of(geo.colour_step)
+                        {
+                            return Err(CheckError::BadFreeObject { slab: err_base });
                         }
                         #[cfg(feature = "site-stats")]
                         if !s.free_sites_clear() {

@@ -5,6 +5,8 @@
 //! Every path that touches the source takes it as a parameter: a cache's own
 //! source, or for a quantum cache (which stores none) the arena that called.
 
+use core::sync::atomic::Ordering;
+
 use kmem_arena::Arena;
 use kmem_magazine::{Cpu, Section};
 
@@ -32,18 +34,26 @@ impl<C: Cpu> KmemCache<'_, C> {
             return Err(AllocError::Exhausted);
         }
         let slab = match self.geo.layout {
-            Layout::Small { .. } => build_small(buf, &self.geo, self.check.key(), self.check.tag()),
+            Layout::Small { .. } => {
+                let colour = self
+                    .geo
+                    .colour(self.colours.fetch_add(1, Ordering::Relaxed));
+                build_small(buf, &self.geo, colour, self.check.key(), self.check.tag())
+            }
 
             Layout::Bufctl => self.grow_bufctl(buf).map_err(|buf| {
                 self.free_buffer(src, buf);
                 AllocError::Exhausted
             })?,
         };
-        // Every object of a fresh slab is free (the header of a small slab,
-        // after them, stays usable).
+        // Every object of a fresh slab is free, and the colour before them
+        // unused (the header of a small slab, after them, stays usable).
         #[cfg(kmem_asan)]
         if self.memory {
-            kmem_arena::asan::poison(slab.base(), self.geo.per_slab as usize * self.geo.size);
+            kmem_arena::asan::poison(
+                slab.base(),
+                slab.colour() + self.geo.per_slab as usize * self.geo.size,
+            );
         }
         Ok(slab)
     }

@@ -187,6 +187,12 @@ enum Kind {
     /// 1024-byte objects with magazines over `NOTOUCH` bufctls: checked
     /// under the cache lock before the magazine, as `Debug`.
     Tracked,
+    /// 512-byte objects, small layout, `NOMAGAZINE`: one-page slabs with
+    /// room for colours.
+    ColouredSmall,
+    /// 512-byte objects with magazines, no constructor: `ColouredSmall`,
+    /// checked as `Plain`.
+    ColouredPlain,
 }
 
 impl Kind {
@@ -198,6 +204,8 @@ impl Kind {
             Kind::Plain => (64, CacheFlags::empty()),
             Kind::PlainLarge => (1024, CacheFlags::empty()),
             Kind::Tracked => (1024, CacheFlags::NOTOUCH),
+            Kind::ColouredSmall => (512, CacheFlags::NOMAGAZINE),
+            Kind::ColouredPlain => (512, CacheFlags::empty()),
         };
         CacheBuilder::new(name, size).flags(flags).source(source)
     }
@@ -585,6 +593,76 @@ fn small_free_inside_an_object() {
         fx.refused(slab + per_slab * fx.victim.size(), BadFree::NotObjectStart);
         fx.refused(slab + slab_size - 8, BadFree::NotObjectStart);
     });
+}
+
+// ---------------------------------------------------------------------------
+// Bad frees: coloured headed slabs, whose first object sits the slab's
+// colour past its base.
+
+/// Allocates objects of the victim until one of its slabs with a non-zero
+/// colour is wholly allocated; returns every object allocated, that slab's
+/// base and its colour.
+fn coloured_slab(fx: &Fixture<'_, '_, '_>) -> (Vec<usize>, usize, usize) {
+    let (slab_size, per_slab) = fx.victim.slab_geometry();
+    let mut objs = Vec::new();
+    for _ in 0..16 {
+        objs.extend((0..per_slab).map(|_| fx.victim.alloc(AllocFlags::empty()).unwrap()));
+        let mut bases: Vec<usize> = objs.iter().map(|o| o & !(slab_size - 1)).collect();
+        bases.sort_unstable();
+        bases.dedup();
+        for base in bases {
+            let mine: Vec<usize> = objs
+                .iter()
+                .copied()
+                .filter(|o| o & !(slab_size - 1) == base)
+                .collect();
+            let first = mine.iter().copied().min().unwrap();
+            if mine.len() == per_slab && first != base {
+                return (objs, base, first - base);
+            }
+        }
+    }
+    panic!("no coloured slab in 16 slabs' worth of objects");
+}
+
+/// Pointers into a coloured slab that are not on its (shifted) object
+/// grid: its base and the rest of the colour gap, the uncoloured grid,
+/// inside an object, past the last one. Each is refused as not an object
+/// start, changing nothing; a double free of its objects is still caught.
+fn coloured_free_off_the_grid(kind: Kind) {
+    with_fixture(kind, |fx| {
+        let (mut objs, base, colour) = coloured_slab(fx);
+        let (_, per_slab) = fx.victim.slab_geometry();
+        let size = fx.victim.size();
+        assert!(colour > 0 && colour % 64 == 0 && colour < size, "{colour}");
+        fx.refused(base, BadFree::NotObjectStart);
+        fx.refused(base + colour - 8, BadFree::NotObjectStart);
+        fx.refused(base + size, BadFree::NotObjectStart);
+        fx.refused(base + colour + 8, BadFree::NotObjectStart);
+        fx.refused(base + colour + size - 8, BadFree::NotObjectStart);
+        fx.refused(base + colour + per_slab * size, BadFree::NotObjectStart);
+        // The slab's objects are exactly the coloured grid.
+        let first = base + colour;
+        let last = first + (per_slab - 1) * size;
+        assert!(objs.contains(&first) && objs.contains(&last));
+        free_ok(fx.victim, last);
+        fx.refused(last, BadFree::DoubleFree);
+        objs.retain(|&o| o != last);
+        for o in objs {
+            free_ok(fx.victim, o);
+        }
+        ok(fx.victim);
+    });
+}
+
+#[test]
+fn coloured_small_free_off_the_grid() {
+    coloured_free_off_the_grid(Kind::ColouredSmall);
+}
+
+#[test]
+fn coloured_plain_free_off_the_grid() {
+    coloured_free_off_the_grid(Kind::ColouredPlain);
 }
 
 // ---------------------------------------------------------------------------

@@ -126,6 +126,137 @@ fn large_objects_use_headed_slabs_and_notouch_bufctls() {
     });
 }
 
+/// What a headed slab of `per` objects of `size` bytes in `slab` bytes
+/// leaves unused below its site slots (`site-stats`), bitmap and 80-byte
+/// header: the room its colours take.
+fn slack(slab: usize, per: usize, size: usize) -> usize {
+    let sites = if cfg!(feature = "site-stats") {
+        (per * 4).next_multiple_of(8)
+    } else {
+        0
+    };
+    slab - 80 - per.div_ceil(64) * 8 - sites - per * size
+}
+
+/// Headed slabs are coloured: the `k`-th slab of a cache puts its first
+/// object `(k % colours) * step` bytes past its base, `step` the cache line
+/// (64) or the alignment when larger, up to the slab's slack; a slab
+/// without that much slack is never coloured. Objects stay aligned and
+/// inside their slab, below the bitmap, and the checker agrees.
+#[test]
+fn successive_slabs_get_rotating_colours() {
+    with_caches(16 << 20, |caches, kpages| {
+        for (size, align) in [
+            (512, 8),
+            (256, 8),
+            (384, 128),
+            (1024, 8),
+            (64, 8),
+            (100, PAGE_SIZE),
+        ] {
+            let c = caches
+                .create(
+                    CacheBuilder::new("colour", size)
+                        .align(align)
+                        .flags(CacheFlags::NOMAGAZINE)
+                        .source(kpages),
+                )
+                .unwrap();
+            assert!(!c.uses_bufctls(), "{size}");
+            let (slab, per) = c.slab_geometry();
+            let size = c.size();
+            let step = align.max(64);
+            let slack = slack(slab, per, size);
+            let colours = slack / step + 1;
+            if (size, align) == (512, 8) {
+                assert!(colours > 2, "a 512-byte cache has room for colours");
+            }
+            if (size, align) == (64, 8) && !cfg!(feature = "site-stats") {
+                assert_eq!(colours, 1, "a 64-byte cache has no room for one");
+            }
+            // Each slab filled before the next is grown (no magazines).
+            let n = colours + 2;
+            let objs: Vec<usize> = (0..n * per)
+                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                .collect();
+            assert_eq!(c.stats().slabs, n, "{size}");
+            let mut seen = Vec::new();
+            for (k, chunk) in objs.chunks(per).enumerate() {
+                let base = chunk[0] & !(slab - 1);
+                let colour = chunk[0] - base;
+                assert_eq!(colour, (k % colours) * step, "{size}/{align}: slab {k}");
+                seen.push(colour);
+                for (i, &o) in chunk.iter().enumerate() {
+                    assert_eq!(o & !(slab - 1), base, "{size}: one slab per chunk");
+                    assert_eq!(o, base + colour + i * size, "{size}: lowest first");
+                    assert_eq!(o % align, 0, "{size}/{align}: misaligned");
+                    assert!(
+                        o + size <= base + slab - 80 - per.div_ceil(64) * 8,
+                        "{size}: object {i} of slab {k} over the bitmap or header"
+                    );
+                    assert!(
+                        o - base + size <= per * size + slack,
+                        "{size}: object {i} of slab {k} over the site slots"
+                    );
+                    assert!(ram_word(o));
+                }
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), colours, "{size}/{align}: every colour used");
+            c.check().unwrap();
+            let st = c.stats();
+            assert_eq!(st.buf_in_use, (n * per) as u64);
+            assert_eq!(st.buf_total, (n * per) as u64);
+            for o in objs {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(o) }.unwrap();
+            }
+            c.check().unwrap();
+            assert_eq!(c.stats().buf_in_use, 0);
+            c.destroy().unwrap();
+        }
+    });
+}
+
+/// A plain cache with magazines takes its coloured objects back through
+/// the lock-free free check (owner key, object start from the slab's
+/// colour, free mark), and hands them out again.
+#[test]
+fn coloured_objects_go_through_the_magazines() {
+    with_caches(16 << 20, |caches, kpages| {
+        for size in [512, 1024, 3000] {
+            let c = caches
+                .create(CacheBuilder::new("colour", size).source(kpages))
+                .unwrap();
+            let (slab, per) = c.slab_geometry();
+            for round in 0..3 {
+                let objs: Vec<usize> = (0..8 * per)
+                    .map(|_| c.alloc(AllocFlags::ZERO).unwrap())
+                    .collect();
+                let mut colours: Vec<usize> =
+                    objs.iter().map(|&o| (o & (slab - 1)) % c.size()).collect();
+                colours.sort_unstable();
+                colours.dedup();
+                if round == 0 && slack(slab, per, c.size()) >= 64 {
+                    assert!(colours.len() > 1, "{size}: slabs of one colour");
+                }
+                for &o in &objs {
+                    assert!(ram_word(o));
+                }
+                c.check().unwrap();
+                for o in objs {
+                    // SAFETY: allocated above, freed once.
+                    unsafe { c.free(o) }.unwrap();
+                }
+                c.check().unwrap();
+            }
+            assert_eq!(c.stats().bad_frees, 0);
+            c.destroy().unwrap();
+        }
+    });
+}
+
 #[test]
 fn quantum_cache_slabs_are_next_pow2_of_three_qcache_max() {
     with_caches(8 << 20, |caches, kpages| {
@@ -434,6 +565,69 @@ fn allocations_take_from_the_fullest_partial_slabs() {
             }
             c.check().unwrap();
         });
+    }
+}
+
+/// The FIFO ablation (`CacheBuilder::fifo_partial_slabs`, for B14): slabs
+/// are taken in the order they became partial, not fullest first. Five
+/// slabs are left nearly empty first, then five lose one object each: the
+/// ablation takes from the first nearly empty one, the default from the
+/// nearly full ones.
+#[test]
+fn fifo_ablation_takes_partial_slabs_in_the_order_they_became_partial() {
+    for flags in [
+        CacheFlags::NOMAGAZINE,
+        CacheFlags::NOMAGAZINE | CacheFlags::NOTOUCH,
+    ] {
+        for fifo in [false, true] {
+            with_caches(32 << 20, |caches, kpages| {
+                let mut b = CacheBuilder::new("order", 128).flags(flags).source(kpages);
+                if fifo {
+                    b = b.fifo_partial_slabs();
+                }
+                let c = caches.create(b).unwrap();
+                let (slab_size, per) = c.slab_geometry();
+                let slab_of = |o: usize| o / slab_size;
+                let mut objs: Vec<usize> = (0..10 * per)
+                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                    .collect();
+                objs.sort_unstable();
+                let slabs: Vec<Vec<usize>> = objs.chunks(per).map(<[usize]>::to_vec).collect();
+                for s in &slabs[..5] {
+                    for &o in &s[1..] {
+                        // SAFETY: allocated above, freed once.
+                        unsafe { c.free(o) }.unwrap();
+                    }
+                }
+                for s in &slabs[5..] {
+                    // SAFETY: as above.
+                    unsafe { c.free(s[0]) }.unwrap();
+                }
+                let again: Vec<usize> = (0..5)
+                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
+                    .collect();
+                let first_partial = slab_of(slabs[0][0]);
+                let nearly_full: Vec<usize> = slabs[5..].iter().map(|s| slab_of(s[0])).collect();
+                for &o in &again {
+                    if fifo {
+                        assert_eq!(slab_of(o), first_partial, "{flags:?}: FIFO");
+                    } else {
+                        assert!(nearly_full.contains(&slab_of(o)), "{flags:?}: fullest");
+                    }
+                }
+                c.check().unwrap();
+                for o in again
+                    .into_iter()
+                    .chain(slabs[..5].iter().map(|s| s[0]))
+                    .chain(slabs[5..].iter().flat_map(|s| s[1..].to_vec()))
+                {
+                    // SAFETY: as above.
+                    unsafe { c.free(o) }.unwrap();
+                }
+                c.check().unwrap();
+                assert_eq!(c.stats().buf_in_use, 0);
+            });
+        }
     }
 }
 

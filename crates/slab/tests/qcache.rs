@@ -463,3 +463,48 @@ fn exhaustion_inside_an_operation_drains_the_quantum_caches() {
         a.destroy().unwrap();
     });
 }
+
+/// Quantum caches over memory with a power-of-two quantum are headed and
+/// coloured, but their colours are multiples of the quantum: every object
+/// stays a multiple of the quantum from its slab's base (what an arena
+/// asks of its quantum caches), here with 4-page objects whose 256 KiB
+/// slabs have room for colours of 0 to 3 pages. (Colours of 64 bytes
+/// handed out misaligned pages; found by kmalloc's tests.)
+#[test]
+fn memory_quantum_caches_colour_by_the_quantum() {
+    const PAGE: usize = 4096;
+    const SIZE: usize = 4 * PAGE;
+    with_caches(32 << 20, |caches, _| {
+        let qc = caches.qcaches("mq", PAGE, 8 * PAGE, true).unwrap();
+        let mut a = Arena::builder("mq")
+            .quantum(PAGE)
+            .source(caches.base())
+            .tags_from(caches.base())
+            .qcaches(&qc)
+            .build()
+            .unwrap();
+        let mut geometry = Vec::new();
+        caches.for_each(|c| {
+            if c.name() == "mq_16384" {
+                assert!(!c.uses_bufctls());
+                geometry.push(c.slab_geometry());
+            }
+        });
+        assert_eq!(geometry, [(256 << 10, 15)]);
+        let slab = 256 << 10;
+        let objs: Vec<usize> = (0..100)
+            .map(|_| a.alloc(SIZE, Policy::InstantFit).unwrap())
+            .collect();
+        assert!(objs.iter().all(|o| o % PAGE == 0), "a misaligned page");
+        let mut colours: Vec<usize> = objs.iter().map(|o| o % slab % SIZE).collect();
+        colours.sort_unstable();
+        colours.dedup();
+        assert_eq!(colours, [0, PAGE, 2 * PAGE, 3 * PAGE]);
+        for o in objs {
+            // SAFETY: allocated above with this size, not used after.
+            unsafe { a.free_memory(o, SIZE) }.unwrap();
+        }
+        a.check().unwrap();
+        a.destroy().unwrap();
+    });
+}

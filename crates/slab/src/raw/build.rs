@@ -30,20 +30,30 @@ impl NewSlab {
         // SAFETY: a built header, owned by this token alone.
         unsafe { (*self.header.as_ptr()).base }
     }
+
+    /// The offset of its first object from its base (0 for bufctl slabs).
+    #[cfg(kmem_asan)]
+    pub(crate) fn colour(&self) -> usize {
+        // SAFETY: as in `base`.
+        unsafe { (*self.header.as_ptr()).colour() }
+    }
 }
 
-/// Lays out an empty small (headed) slab over `buf`: objects from its base,
-/// with `site-stats` their site slots (clear), the allocated bitmap (clear)
-/// and the header at its end, owned by the cache with key `owner`. With
-/// `tag` (a plain cache's key), every object's first word gets its free
-/// mark (`guard.rs`).
+/// Lays out an empty small (headed) slab over `buf`: objects from `colour`
+/// bytes past its base, with `site-stats` their site slots (clear), the
+/// allocated bitmap (clear) and the header at its end, owned by the cache
+/// with key `owner`. With `tag` (a plain cache's key), every object's
+/// first word gets its free mark (`guard.rs`).
 ///
 /// # Panics
-/// If the geometry is not a small one that fits `buf`, `buf` is not
-/// memory or not aligned to its power-of-two size.
+/// If the geometry is not a small one that fits `buf` with the objects
+/// `colour` bytes in, `colour` is not a multiple of the alignment (and of
+/// 8) or past 16 bits, `buf` is not memory or not aligned to its
+/// power-of-two size.
 pub(crate) fn build_small(
     buf: SlabBuffer,
     geo: &Geometry,
+    colour: usize,
     owner: usize,
     tag: Option<usize>,
 ) -> NewSlab {
@@ -52,9 +62,9 @@ pub(crate) fn build_small(
     };
     let (base, size, n) = (buf.base(), geo.size, geo.per_slab as usize);
     let slab_size = buf.shape().size();
-    let room = n
-        .checked_mul(size)
-        .and_then(|b| b.checked_add(site_bytes(n) + bitmap_words * 8 + size_of::<SlabHeader>()));
+    let room = n.checked_mul(size).and_then(|b| {
+        b.checked_add(colour + site_bytes(n) + bitmap_words * 8 + size_of::<SlabHeader>())
+    });
     assert!(
         buf.is_memory()
             && base.is_multiple_of(8)
@@ -62,16 +72,26 @@ pub(crate) fn build_small(
             && base.is_multiple_of(slab_size)
             && size.is_multiple_of(8)
             && size >= size_of::<usize>()
+            && colour.is_multiple_of(geo.align.max(8))
+            && colour <= usize::from(u16::MAX)
             && bitmap_words == n.div_ceil(64)
             && room.is_some_and(|r| r <= slab_size),
         "kmem-slab: small slab layout does not fit its buffer"
     );
     let obj_size = u32::try_from(size).expect("kmem-slab: small object size");
+    let first = base + colour;
     let header = (base + slab_size - size_of::<SlabHeader>()) as *mut SlabHeader;
     // SAFETY: the buffer's last bytes (the layout fits: checked), aligned
     // to 8 (base, slab size and header size are multiples of 8), in memory
     // this function owns (`SlabBuffer`, memory: checked).
-    unsafe { header.write(SlabHeader::empty(base, geo.per_slab, obj_size)) };
+    unsafe {
+        header.write(SlabHeader::empty(
+            base,
+            geo.per_slab,
+            obj_size,
+            colour as u16,
+        ))
+    };
     let mut header = NonNull::new(header).expect("kmem-slab: slab header at address 0");
     // SAFETY: just written; nothing else refers to it.
     let h = unsafe { header.as_mut() };
@@ -91,10 +111,11 @@ pub(crate) fn build_small(
     }
     if let Some(key) = tag {
         for i in 0..n {
-            let obj = base + i * size;
-            // SAFETY: object `i` lies in the buffer below the bitmap
-            // (checked), a word at least and aligned to 8; the buffer is
-            // ours and unused.
+            let obj = first + i * size;
+            // SAFETY: object `i` lies in the buffer below the site slots
+            // and bitmap (checked, colour included), a word at least and
+            // aligned to 8 (base, colour and size are multiples of 8); the
+            // buffer is ours and unused.
             unsafe { write_link(obj, super::guard::mark(key, obj)) };
         }
     }
@@ -211,7 +232,7 @@ pub(crate) fn build_bufctl(
             }
         }
     }
-    let header = header.place(SlabHeader::empty(base, geo.per_slab, 0));
+    let header = header.place(SlabHeader::empty(base, geo.per_slab, 0, 0));
     let mut head: *mut Bufctl = ptr::null_mut();
     for i in (0..n).rev() {
         let bc = bufctls.pop().expect("counted above").place(Bufctl {

@@ -8,7 +8,11 @@
 //! is taken apart. From an object's address, `addr | (slab_size - 1)` is
 //! the slab's last byte, so one load finds the owner of the slab an address
 //! falls in. The object-start test is a multiply and a rotate (an exact
-//! divisibility test) and a compare, no division.
+//! divisibility test) and a compare, no division, on the address's offset
+//! from the slab's first object: from its base less its colour, read from
+//! the header too (on the owner's cache line) when the cache's slabs are
+//! coloured. An address in the colour gap wraps to an offset no object
+//! has.
 //!
 //! A *plain* cache (memory, no constructor or destructor) also keeps a
 //! free mark in the first word of every free object: the key XOR the
@@ -30,7 +34,7 @@
 //! magazine fast paths record the site of an object handed out and clear
 //! it when the object is freed.
 
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 use core::ptr;
 #[cfg(feature = "site-stats")]
 use core::sync::atomic::AtomicU32;
@@ -40,7 +44,7 @@ use crate::error::BadFree;
 #[cfg(feature = "site-stats")]
 use crate::sites::{resite, SiteId};
 
-use super::{Freed, Taken};
+use super::{Freed, SlabHeader, Taken};
 
 /// Draws a fresh owner key: odd (never an aligned address, never zero),
 /// different for every cache of the process (a counter through a
@@ -105,6 +109,9 @@ pub(crate) struct FreeCheck {
     tagged: bool,
     /// `slab_size - 1`: ORed into an address, its slab's last byte.
     low: usize,
+    /// The cache's slabs have more than one colour (see
+    /// `crate::geometry`): the object-start test reads a slab's colour.
+    coloured: bool,
     /// Objects per slab.
     per_slab: u64,
     /// The object size as `odd << shift`, and `odd`'s inverse modulo
@@ -122,12 +129,18 @@ pub(crate) struct FreeCheck {
 impl FreeCheck {
     /// The check for a cache whose headed slabs are `slab_size` bytes (a
     /// power of two) holding `per_slab` objects of `size` bytes from their
-    /// base; `tagged` for a plain cache (objects of memory, a word at
-    /// least, no constructed state).
+    /// colour (`coloured`: not always 0); `tagged` for a plain cache
+    /// (objects of memory, a word at least, no constructed state).
     ///
     /// # Panics
     /// If `slab_size` is not a power of two or the objects do not fit.
-    pub(crate) fn new(slab_size: usize, size: usize, per_slab: usize, tagged: bool) -> Self {
+    pub(crate) fn new(
+        slab_size: usize,
+        size: usize,
+        per_slab: usize,
+        coloured: bool,
+        tagged: bool,
+    ) -> Self {
         assert!(
             slab_size.is_power_of_two()
                 && size > 0
@@ -141,6 +154,7 @@ impl FreeCheck {
             key: new_key(),
             tagged,
             low: slab_size - 1,
+            coloured,
             per_slab: per_slab as u64,
             inv: inverse(odd),
             shift,
@@ -161,6 +175,7 @@ impl FreeCheck {
             key: 0,
             tagged: false,
             low: 0,
+            coloured: false,
             per_slab: 0,
             inv: 1,
             shift: 0,
@@ -186,14 +201,16 @@ impl FreeCheck {
         self.tagged.then_some(self.key)
     }
 
-    /// The index of the object at `off` (an offset from a slab's base) if
-    /// it is an object start; above `per_slab` if not.
+    /// The index of the object at `off` (an offset from a slab's first
+    /// object, see [`offset`](Self::offset)) if it is an object start;
+    /// above `per_slab` if not.
     #[inline(always)]
     fn index(&self, off: usize) -> u64 {
         (off as u64).wrapping_mul(self.inv).rotate_right(self.shift)
     }
 
-    /// True when `off` (an offset from a slab's base) is an object start.
+    /// True when `off` (an offset from a slab's first object) is an object
+    /// start.
     #[inline(always)]
     fn is_object_start(&self, off: usize) -> bool {
         // With `size = odd << shift`, `x = rotr(off * odd^-1 mod 2^64,
@@ -228,18 +245,46 @@ impl FreeCheck {
         found == self.key
     }
 
+    /// The offset of `addr` from the first object of the slab it falls in:
+    /// its offset from the slab's base less the slab's colour, wrapping (an
+    /// address in the colour gap gets an offset past every object's). Only
+    /// for an object of this cache (a `Taken`) or an address whose slab
+    /// [`owns`](Self::owns) found to be this cache's.
+    #[inline(always)]
+    fn offset(&self, addr: usize) -> usize {
+        let off = addr & self.low;
+        if !self.coloured {
+            return off;
+        }
+        let at = (addr | self.low) + 1 - size_of::<SlabHeader>() + offset_of!(SlabHeader, colour);
+        // The slab `addr` falls in carries this cache's owner key (the
+        // caller checked): for a caller that keeps `Freed`'s or `Taken`'s
+        // promise, a live slab of this cache, whose header (at its end,
+        // aligned to 8, unpoisoned) holds the colour its build wrote and
+        // nothing changes after. If the promise is broken, the field is in
+        // the header's last 64 bytes (`slab.rs` asserts it), beside the
+        // owner key `owns` just read: mapped as that one is.
+        // SAFETY: as just said.
+        let colour = unsafe { ptr::read(at as *const u16) };
+        off.wrapping_sub(usize::from(colour))
+    }
+
     /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
     /// a live slab of this cache or is not an object start
     /// ([`why`](Self::why) says which). Takes no lock.
     #[inline(always)]
     pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<Admitted, Refusal> {
         let addr = obj.addr();
-        if !self.owns(addr) || !self.is_object_start(addr & self.low) {
+        if !self.owns(addr) {
+            return Err(Refusal);
+        }
+        let off = self.offset(addr);
+        if !self.is_object_start(off) {
             return Err(Refusal);
         }
         Ok(Admitted {
             #[cfg(feature = "site-stats")]
-            slot: self.site_slot(addr, self.index(addr & self.low)),
+            slot: self.site_slot(addr, self.index(off)),
             prev: 0,
         })
     }
@@ -282,7 +327,7 @@ impl FreeCheck {
         let addr = obj.addr();
         if !self.owns(addr) {
             BadFree::Foreign
-        } else if !self.is_object_start(addr & self.low) {
+        } else if !self.is_object_start(self.offset(addr)) {
             BadFree::NotObjectStart
         } else {
             // The mark: the one test left (or, for a cache without marks,
@@ -320,7 +365,7 @@ impl FreeCheck {
     #[inline(always)]
     pub(crate) fn hand_out_site(&self, obj: &Taken, site: SiteId) {
         let addr = obj.addr();
-        let i = self.index(addr & self.low);
+        let i = self.index(self.offset(addr));
         if i >= self.per_slab {
             return;
         }
@@ -397,7 +442,7 @@ mod tests {
         {
             let slab = (size * 8).next_power_of_two().max(4096);
             let per = (slab - 80) / size;
-            let c = FreeCheck::new(slab, size, per, true);
+            let c = FreeCheck::new(slab, size, per, false, true);
             for off in 0..slab {
                 let want = off % size == 0 && off / size < per;
                 assert_eq!(c.is_object_start(off), want, "size {size} off {off}");

@@ -154,6 +154,9 @@ pub(crate) struct SlabSet<'a> {
     debug: Option<DebugLayout>,
     /// The distance between objects.
     stride: usize,
+    /// The FIFO ablation (`CacheBuilder::fifo_partial_slabs`): partial
+    /// slabs are taken in the order they became partial.
+    fifo: bool,
     /// `site-stats`: the bytes an object counts for at its site (the
     /// object size).
     #[cfg(feature = "site-stats")]
@@ -201,9 +204,16 @@ impl<'a> SlabSet<'a> {
             shape,
             debug,
             stride: geo.size,
+            fifo: false,
             #[cfg(feature = "site-stats")]
             site_bytes: geo.obj as u64,
         }
+    }
+
+    /// Keeps the partial slabs in plain FIFO order from now on (see
+    /// [`refile`](Self::refile)): an ablation for the benchmarks.
+    pub(crate) fn set_fifo_partial(&mut self) {
+        self.fifo = true;
     }
 
     /// Debug mode's layout, if the set has one.
@@ -346,6 +356,10 @@ impl<'a> SlabSet<'a> {
     /// to the source. A free that leaves a slab less than half full moves
     /// it to the back.
     ///
+    /// With the FIFO ablation (`fifo`), a slab that becomes partial goes to
+    /// the back and stays where it is while it remains partial, so
+    /// allocations take from the slab that became partial first.
+    ///
     /// # Safety
     /// `slab` is a live header of the set on one of its lists, and nothing
     /// else accesses the set's headers meanwhile.
@@ -360,6 +374,20 @@ impl<'a> SlabSet<'a> {
             b if b == total => SlabList::Full,
             _ => SlabList::Partial,
         };
+        if self.fifo {
+            if want != have {
+                // SAFETY: the slab is on `have` and goes on `want`.
+                unsafe {
+                    self.queue(have).remove(slab);
+                    if want == SlabList::Partial {
+                        self.partial.push_back(slab, want);
+                    } else {
+                        self.queue(want).push(slab, want);
+                    }
+                }
+            }
+            return;
+        }
         // An allocation leaves its slab where it is (at the front), so the
         // next one takes from the same slab.
         let draining = freed && want == SlabList::Partial && busy * 2 < total;

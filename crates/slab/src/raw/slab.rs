@@ -2,7 +2,8 @@
 //! allocated bitmap. Building a slab is `build.rs`.
 //!
 //! A headed (small-layout) slab is one buffer of a power-of-two size,
-//! aligned to it: objects from its base, then the bitmap, then the header
+//! aligned to it: objects from its colour (an offset from its base, kept
+//! in the header: see `crate::geometry`), then the bitmap, then the header
 //! at its end, whose last word is the owning cache's key (`guard.rs`).
 //! Free objects are found through the bitmap: the slab layer never writes
 //! into them. A bufctl slab's header and bufctls are objects of the
@@ -63,6 +64,11 @@ pub(crate) struct SlabHeader {
     pub(super) busy: u32,
     pub(super) total: u32,
     pub(super) list: SlabList,
+    /// Small slabs: the colour, the offset of the first object from
+    /// `base`; 0 for a bufctl slab. In what was the header's padding; read
+    /// without a lock by the free check (`guard.rs`), and never changed
+    /// after the slab is built.
+    pub(super) colour: u16,
     /// Small slabs: the object size (the allocated bitmap, `total` bits,
     /// sits right below the header); 0 for a bufctl slab. In what was the
     /// header's padding, so the header keeps its size.
@@ -75,6 +81,10 @@ pub(crate) struct SlabHeader {
 
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(size_of::<SlabHeader>() == 80);
+
+// The free check reads the colour with the owner key: both in the header's
+// last 64 bytes.
+const _: () = assert!(size_of::<SlabHeader>() - core::mem::offset_of!(SlabHeader, colour) <= 64);
 
 /// Bytes of an object's site slot: a `u32` with `site-stats`, none
 /// without.
@@ -138,7 +148,7 @@ pub(super) unsafe fn write_link(obj: usize, next: usize) {
 }
 
 impl SlabHeader {
-    pub(super) const fn empty(base: usize, total: u32, obj_size: u32) -> Self {
+    pub(super) const fn empty(base: usize, total: u32, obj_size: u32, colour: u16) -> Self {
         Self {
             node: HashNode {
                 key: base,
@@ -152,6 +162,7 @@ impl SlabHeader {
             busy: 0,
             total,
             list: SlabList::Empty,
+            colour,
             obj_size,
             owner: AtomicUsize::new(0),
         }
@@ -160,6 +171,12 @@ impl SlabHeader {
     /// First byte of the slab's buffer.
     pub(crate) fn base(&self) -> usize {
         self.base
+    }
+
+    /// Small slabs: the offset of the first object from the base (0 for a
+    /// bufctl slab).
+    pub(crate) fn colour(&self) -> usize {
+        self.colour as usize
     }
 
     /// Objects out of this slab.
@@ -292,7 +309,7 @@ impl SlabHeader {
             return None;
         }
         let size = self.obj_size as usize;
-        let off = obj.checked_sub(self.base)?;
+        let off = obj.checked_sub(self.base + self.colour())?;
         (off % size == 0 && off / size < self.total as usize).then_some(off / size)
     }
 
@@ -311,7 +328,8 @@ impl SlabHeader {
     /// # Panics
     /// If the slab has no free object.
     pub(super) fn pop_object(&mut self) -> usize {
-        let (base, size, total) = (self.base, self.obj_size as usize, self.total as usize);
+        let first = self.base + self.colour();
+        let (size, total) = (self.obj_size as usize, self.total as usize);
         let start = self.hint;
         let bm = self.bitmap_mut();
         for (w, word) in bm.iter_mut().enumerate().skip(start) {
@@ -322,7 +340,7 @@ impl SlabHeader {
             if bit < 64 && i < total {
                 *word |= 1 << bit;
                 self.hint = w;
-                return base + i * size;
+                return first + i * size;
             }
         }
         panic!("kmem-slab: no free object in a slab with room");
