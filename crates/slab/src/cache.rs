@@ -209,13 +209,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let headed = matches!(geo.layout, Layout::Small { .. });
         let tagged = magazines && plain && memory;
         let check = if headed {
-            FreeCheck::new(
-                geo.slab_size,
-                geo.size,
-                geo.per_slab as usize,
-                geo.colours > 1,
-                tagged,
-            )
+            FreeCheck::new(geo.slab_size, geo.size, geo.per_slab as usize, tagged)
         } else {
             FreeCheck::unused()
         };
@@ -1487,7 +1481,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     pub fn check(&self) -> Result<(), CheckError> {
         self.slab
             .lock()
-            .check(&self.geo, (!self.uses_bufctls()).then(|| self.check.key()))
+            .check(&self.geo, (!self.uses_bufctls()).then_some(&self.check))
     }
 
     /// The cache's counters (the `::kmastat` columns and more). While other

@@ -12,7 +12,7 @@
 //! - A cache that may write to its objects keeps them in headed slabs: a
 //!   power-of-two buffer aligned to its size, objects from its colour, the
 //!   allocated bitmap and the header at its end, the header's last word
-//!   the cache's owner key. Objects up to [`SMALL_MAX`] take one page;
+//!   an owner word made from the cache's key and the slab's colour. Objects up to [`SMALL_MAX`] take one page;
 //!   larger ones the smallest power of two that wastes at most 1/16 (up
 //!   to [`HEADED_MAX`]). The slab layer never writes into free objects.
 //!   Slabs are coloured (Bonwick's slab colouring): each new slab of a
@@ -47,7 +47,7 @@
 //! - Bad frees are refused with a [`FreeError`] naming the cache and
 //!   address, before the object reaches a magazine: a headed cache checks
 //!   without a lock that the address is an object start of one of its live
-//!   slabs (the owner key) and, without a constructor, that the object does
+//!   slabs (the owner word) and, without a constructor, that the object does
 //!   not carry its free mark (a double free); a bufctl cache with
 //!   magazines checks every free under its lock. A constructed cache's
 //!   double free is found only when its magazine drains (counted in

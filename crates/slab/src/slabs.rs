@@ -4,7 +4,9 @@
 
 use crate::error::{BadFree, CheckError};
 use crate::geometry::{Geometry, Layout};
-use crate::raw::{BufState, EmptySlab, Freed, LogRing, NewSlab, SlabList, SlabSet, Taken};
+use crate::raw::{
+    BufState, EmptySlab, FreeCheck, Freed, LogRing, NewSlab, SlabList, SlabSet, Taken,
+};
 #[cfg(feature = "site-stats")]
 use crate::sites::SiteId;
 
@@ -126,10 +128,14 @@ impl<'a> SlabState<'a> {
         Some(slab)
     }
 
-    /// Verifies lists, free chains, bitmaps, owner keys (`owner`: the
-    /// cache's, for the headed layout), colours, bufctl states and totals; with
+    /// Verifies lists, free chains, bitmaps, owner words (`owner`: the
+    /// cache's free check, for the headed layout), colours, bufctl states and totals; with
     /// `site-stats`, that no free object counts for a site.
-    pub(crate) fn check(&self, geo: &Geometry, owner: Option<usize>) -> Result<(), CheckError> {
+    pub(crate) fn check(
+        &self,
+        geo: &Geometry,
+        owner: Option<&FreeCheck>,
+    ) -> Result<(), CheckError> {
         let (mut busy, mut total, mut bufctls) = (0u64, 0u64, 0u64);
         for list in [SlabList::Full, SlabList::Partial, SlabList::Empty] {
             let mut n = 0;
@@ -150,7 +156,9 @@ impl<'a> SlabState<'a> {
                         if s.allocated() != s.busy() {
                             return Err(CheckError::BadState { slab: err_base });
                         }
-                        if !s.hint_ok() || Some(s.owner()) != owner {
+                        if !s.hint_ok()
+                            || Some(s.owner()) != owner.map(|c| c.owner_word(s.colour()))
+                        {
                             return Err(CheckError::FreeCount { slab: err_base });
                         }
                         if s.colour() > geo.max_colour()

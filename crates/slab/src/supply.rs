@@ -38,7 +38,13 @@ impl<C: Cpu> KmemCache<'_, C> {
                 let colour = self
                     .geo
                     .colour(self.colours.fetch_add(1, Ordering::Relaxed));
-                build_small(buf, &self.geo, colour, self.check.key(), self.check.tag())
+                build_small(
+                    buf,
+                    &self.geo,
+                    colour,
+                    self.check.owner_word(colour),
+                    self.check.tag(),
+                )
             }
 
             Layout::Bufctl => self.grow_bufctl(buf).map_err(|buf| {

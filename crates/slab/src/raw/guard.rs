@@ -4,15 +4,18 @@
 //!
 //! A headed slab (the small layout) is a buffer of `2^k` bytes aligned to
 //! its size, with its header at its end; the header's last word is the
-//! cache's *owner key*, written when the slab is built and cleared when it
-//! is taken apart. From an object's address, `addr | (slab_size - 1)` is
+//! slab's *owner word*, made from the cache's *owner key* and the slab's
+//! colour, written when the slab is built and cleared when it is taken
+//! apart. From an object's address, `addr | (slab_size - 1)` is
 //! the slab's last byte, so one load finds the owner of the slab an address
 //! falls in. The object-start test is a multiply and a rotate (an exact
-//! divisibility test) and a compare, no division, on the address's offset
-//! from the slab's first object: from its base less its colour, read from
-//! the header too (on the owner's cache line) when the cache's slabs are
-//! coloured. An address in the colour gap wraps to an offset no object
-//! has.
+//! divisibility test) and a compare, no division. A slab's colour (the
+//! offset of its first object from its base) costs the test nothing: the
+//! owner word is the key plus the colour times the object size's odd
+//! inverse, so its difference from the key is what the colour adds to the
+//! multiply, and subtracting it gives the object's index. A foreign slab's
+//! word, or an address in the colour gap or off the grid, gives an index
+//! past every object's, but for a chance of 2^-52 or less.
 //!
 //! A *plain* cache (memory, no constructor or destructor) also keeps a
 //! free mark in the first word of every free object: the key XOR the
@@ -34,7 +37,7 @@
 //! magazine fast paths record the site of an object handed out and clear
 //! it when the object is freed.
 
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 use core::ptr;
 #[cfg(feature = "site-stats")]
 use core::sync::atomic::AtomicU32;
@@ -44,7 +47,7 @@ use crate::error::BadFree;
 #[cfg(feature = "site-stats")]
 use crate::sites::{resite, SiteId};
 
-use super::{Freed, SlabHeader, Taken};
+use super::{Freed, Taken};
 
 /// Draws a fresh owner key: odd (never an aligned address, never zero),
 /// different for every cache of the process (a counter through a
@@ -109,9 +112,6 @@ pub(crate) struct FreeCheck {
     tagged: bool,
     /// `slab_size - 1`: ORed into an address, its slab's last byte.
     low: usize,
-    /// The cache's slabs have more than one colour (see
-    /// `crate::geometry`): the object-start test reads a slab's colour.
-    coloured: bool,
     /// Objects per slab.
     per_slab: u64,
     /// The object size as `odd << shift`, and `odd`'s inverse modulo
@@ -129,18 +129,13 @@ pub(crate) struct FreeCheck {
 impl FreeCheck {
     /// The check for a cache whose headed slabs are `slab_size` bytes (a
     /// power of two) holding `per_slab` objects of `size` bytes from their
-    /// colour (`coloured`: not always 0); `tagged` for a plain cache
-    /// (objects of memory, a word at least, no constructed state).
+    /// colour (kept in each slab's header, 0 for a cache whose slabs are
+    /// not coloured); `tagged` for a plain cache (objects of memory, a
+    /// word at least, no constructed state).
     ///
     /// # Panics
     /// If `slab_size` is not a power of two or the objects do not fit.
-    pub(crate) fn new(
-        slab_size: usize,
-        size: usize,
-        per_slab: usize,
-        coloured: bool,
-        tagged: bool,
-    ) -> Self {
+    pub(crate) fn new(slab_size: usize, size: usize, per_slab: usize, tagged: bool) -> Self {
         assert!(
             slab_size.is_power_of_two()
                 && size > 0
@@ -154,7 +149,6 @@ impl FreeCheck {
             key: new_key(),
             tagged,
             low: slab_size - 1,
-            coloured,
             per_slab: per_slab as u64,
             inv: inverse(odd),
             shift,
@@ -175,7 +169,6 @@ impl FreeCheck {
             key: 0,
             tagged: false,
             low: 0,
-            coloured: false,
             per_slab: 0,
             inv: 1,
             shift: 0,
@@ -191,9 +184,18 @@ impl FreeCheck {
         self.tagged
     }
 
-    /// The owner key, written into the header of every slab of the cache.
+    /// The owner key (free marks are made from it).
     pub(crate) fn key(&self) -> usize {
         self.key
+    }
+
+    /// The owner word of a slab of this cache whose objects start `colour`
+    /// bytes into it, written at the end of its header: the key plus what
+    /// the colour adds to the index computation's multiply (see
+    /// [`index_at`](Self::index_at)).
+    pub(crate) fn owner_word(&self, colour: usize) -> usize {
+        self.key
+            .wrapping_add((colour as u64).wrapping_mul(self.inv) as usize)
     }
 
     /// The mark free objects carry, for a plain cache.
@@ -201,31 +203,35 @@ impl FreeCheck {
         self.tagged.then_some(self.key)
     }
 
-    /// The index of the object at `off` (an offset from a slab's first
-    /// object, see [`offset`](Self::offset)) if it is an object start;
-    /// above `per_slab` if not.
+    /// The index of the object at `addr` in the slab it falls in, from
+    /// `delta`, its slab's owner word less this cache's key
+    /// ([`owner_delta`](Self::owner_delta)): below `per_slab` when `addr`
+    /// is an object start of a slab of this cache, above it when the slab
+    /// is this cache's and `addr` is not an object start (the colour gap
+    /// included), and for another slab above it but for a chance of
+    /// `per_slab / 2^64`.
     #[inline(always)]
-    fn index(&self, off: usize) -> u64 {
-        (off as u64).wrapping_mul(self.inv).rotate_right(self.shift)
+    fn index_at(&self, addr: usize, delta: usize) -> u64 {
+        // With `size = odd << shift`, `inv = odd^-1 mod 2^64`, and the
+        // colour `c` (an owner word `key + c * inv`), an address at `c + x`
+        // into the slab gives `(c + x) * inv - c * inv = x * inv`, and
+        // `rotr(x * inv, shift)` is `x / size` when `size` divides `x` and
+        // above `(2^64 - 1) / size` when it does not (the divisibility
+        // test of Hacker's Delight, 10-17); `x` below 0 (the colour gap)
+        // wraps to a huge offset, not a multiple of the size or past every
+        // object. Every index is below `per_slab <= (2^64 - 1) / size`, so
+        // one compare tests both. A foreign word makes the product less it
+        // arbitrary. The unit tests try every offset of real layouts.
+        ((addr & self.low) as u64)
+            .wrapping_mul(self.inv)
+            .wrapping_sub(delta as u64)
+            .rotate_right(self.shift)
     }
 
-    /// True when `off` (an offset from a slab's first object) is an object
-    /// start.
+    /// The owner word of the slab that `addr` falls in, less this cache's
+    /// key: `colour * inv` for a slab of this cache (0 uncoloured).
     #[inline(always)]
-    fn is_object_start(&self, off: usize) -> bool {
-        // With `size = odd << shift`, `x = rotr(off * odd^-1 mod 2^64,
-        // shift)` is `off / size` when `size` divides `off`, and above
-        // `(2^64 - 1) / size` when it does not (the divisibility test of
-        // Hacker's Delight, 10-17). Every index is below `per_slab <=
-        // (2^64 - 1) / size`, so one compare tests both. The unit tests
-        // try every offset of real layouts.
-        self.index(off) < self.per_slab
-    }
-
-    /// True when the slab that `addr` falls in carries this cache's owner
-    /// key.
-    #[inline(always)]
-    fn owns(&self, addr: usize) -> bool {
+    fn owner_delta(&self, addr: usize) -> usize {
         let owner = (addr | self.low) - (size_of::<usize>() - 1);
         // The header's words stay unpoisoned; a bad pointer's may not be.
         #[cfg(kmem_asan)]
@@ -242,31 +248,16 @@ impl FreeCheck {
         // `AtomicUsize` of a live header.
         // SAFETY: as just said.
         let found = unsafe { (*(owner as *const AtomicUsize)).load(Ordering::Relaxed) };
-        found == self.key
+        found.wrapping_sub(self.key)
     }
 
-    /// The offset of `addr` from the first object of the slab it falls in:
-    /// its offset from the slab's base less the slab's colour, wrapping (an
-    /// address in the colour gap gets an offset past every object's). Only
-    /// for an object of this cache (a `Taken`) or an address whose slab
-    /// [`owns`](Self::owns) found to be this cache's.
-    #[inline(always)]
-    fn offset(&self, addr: usize) -> usize {
-        let off = addr & self.low;
-        if !self.coloured {
-            return off;
-        }
-        let at = (addr | self.low) + 1 - size_of::<SlabHeader>() + offset_of!(SlabHeader, colour);
-        // The slab `addr` falls in carries this cache's owner key (the
-        // caller checked): for a caller that keeps `Freed`'s or `Taken`'s
-        // promise, a live slab of this cache, whose header (at its end,
-        // aligned to 8, unpoisoned) holds the colour its build wrote and
-        // nothing changes after. If the promise is broken, the field is in
-        // the header's last 64 bytes (`slab.rs` asserts it), beside the
-        // owner key `owns` just read: mapped as that one is.
-        // SAFETY: as just said.
-        let colour = unsafe { ptr::read(at as *const u16) };
-        off.wrapping_sub(usize::from(colour))
+    /// The colour a slab's owner word says, if it is one of this cache's
+    /// (off the fast path: for [`why`](Self::why)).
+    fn colour_of(&self, delta: usize) -> Option<usize> {
+        // `delta = colour * inv`, so `colour = delta * odd`.
+        let colour = (delta as u64).wrapping_mul(inverse(self.inv)) as usize;
+        // Colours are multiples of 8 (of the alignment) inside the slab.
+        (colour <= self.low && colour.is_multiple_of(8)).then_some(colour)
     }
 
     /// Admits a free of `obj` to the magazines: `Err` if it does not lie in
@@ -275,16 +266,13 @@ impl FreeCheck {
     #[inline(always)]
     pub(crate) fn admit_owned(&self, obj: &Freed) -> Result<Admitted, Refusal> {
         let addr = obj.addr();
-        if !self.owns(addr) {
-            return Err(Refusal);
-        }
-        let off = self.offset(addr);
-        if !self.is_object_start(off) {
+        let i = self.index_at(addr, self.owner_delta(addr));
+        if i >= self.per_slab {
             return Err(Refusal);
         }
         Ok(Admitted {
             #[cfg(feature = "site-stats")]
-            slot: self.site_slot(addr, self.index(off)),
+            slot: self.site_slot(addr, i),
             prev: 0,
         })
     }
@@ -325,9 +313,10 @@ impl FreeCheck {
     #[inline(never)]
     pub(crate) fn why(&self, obj: &Freed) -> BadFree {
         let addr = obj.addr();
-        if !self.owns(addr) {
+        let delta = self.owner_delta(addr);
+        if self.colour_of(delta).is_none() {
             BadFree::Foreign
-        } else if !self.is_object_start(self.offset(addr)) {
+        } else if self.index_at(addr, delta) >= self.per_slab {
             BadFree::NotObjectStart
         } else {
             // The mark: the one test left (or, for a cache without marks,
@@ -365,7 +354,7 @@ impl FreeCheck {
     #[inline(always)]
     pub(crate) fn hand_out_site(&self, obj: &Taken, site: SiteId) {
         let addr = obj.addr();
-        let i = self.index(self.offset(addr));
+        let i = self.index_at(addr, self.owner_delta(addr));
         if i >= self.per_slab {
             return;
         }
@@ -441,15 +430,38 @@ mod tests {
             .chain([1536, 4096, 5000, 12_288, 32 << 10])
         {
             let slab = (size * 8).next_power_of_two().max(4096);
+            let slack = (slab - 80) % size;
             let per = (slab - 80) / size;
-            let c = FreeCheck::new(slab, size, per, false, true);
-            for off in 0..slab {
-                let want = off % size == 0 && off / size < per;
-                assert_eq!(c.is_object_start(off), want, "size {size} off {off}");
+            let c = FreeCheck::new(slab, size, per, true);
+            // Every colour a slab of this layout may have (and 0).
+            for colour in (0..=slack).step_by(64) {
+                let delta = c.owner_word(colour).wrapping_sub(c.key());
+                assert_eq!(c.colour_of(delta), Some(colour));
+                for off in 0..slab {
+                    let want =
+                        off >= colour && (off - colour) % size == 0 && (off - colour) / size < per;
+                    let got = c.index_at(off, delta) < per as u64;
+                    assert_eq!(got, want, "size {size} colour {colour} off {off}");
+                }
             }
-            for off in [usize::MAX >> 1, (usize::MAX >> 1) - size + 1, 1 << 40] {
-                assert!(!c.is_object_start(off), "size {size} off {off:#x}");
+        }
+    }
+
+    #[test]
+    fn a_foreign_owner_word_is_refused() {
+        let c = FreeCheck::new(4096, 64, 62, true);
+        // Another cache's key, zeroed memory, all ones.
+        for word in [new_key(), 0, usize::MAX] {
+            let delta = word.wrapping_sub(c.key());
+            assert_eq!(c.colour_of(delta), None, "{word:#x}");
+            for off in (0..4096).step_by(8) {
+                assert!(c.index_at(off, delta) >= 62, "{word:#x} {off}");
             }
+        }
+        // The key's neighbours are no colour (which `why` tells), though
+        // the fast test alone, like any word, may take one for some offset.
+        for word in [c.key() + 2, c.key() - 2] {
+            assert_eq!(c.colour_of(word.wrapping_sub(c.key())), None);
         }
     }
 

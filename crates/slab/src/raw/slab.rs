@@ -65,26 +65,23 @@ pub(crate) struct SlabHeader {
     pub(super) total: u32,
     pub(super) list: SlabList,
     /// Small slabs: the colour, the offset of the first object from
-    /// `base`; 0 for a bufctl slab. In what was the header's padding; read
-    /// without a lock by the free check (`guard.rs`), and never changed
-    /// after the slab is built.
+    /// `base`; 0 for a bufctl slab. In what was the header's padding, and
+    /// never changed after the slab is built (the free check finds it in
+    /// the owner word instead, see `guard.rs`).
     pub(super) colour: u16,
     /// Small slabs: the object size (the allocated bitmap, `total` bits,
     /// sits right below the header); 0 for a bufctl slab. In what was the
     /// header's padding, so the header keeps its size.
     obj_size: u32,
-    /// Small slabs: the owning cache's key while the slab is built into a
-    /// set, 0 before and after; the header's last word, read without a
-    /// lock by the free check (`guard.rs`).
+    /// Small slabs: the owning cache's owner word for this slab's colour
+    /// (`FreeCheck::owner_word`) while the slab is built into a set, 0
+    /// before and after; the header's last word, read without a lock by
+    /// the free check (`guard.rs`).
     pub(super) owner: AtomicUsize,
 }
 
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(size_of::<SlabHeader>() == 80);
-
-// The free check reads the colour with the owner key: both in the header's
-// last 64 bytes.
-const _: () = assert!(size_of::<SlabHeader>() - core::mem::offset_of!(SlabHeader, colour) <= 64);
 
 /// Bytes of an object's site slot: a `u32` with `site-stats`, none
 /// without.
@@ -205,7 +202,7 @@ impl SlabHeader {
         self.hint <= bm.len() && bm[..self.hint].iter().all(|w| *w == u64::MAX)
     }
 
-    /// Small slabs: the owner key in the header.
+    /// Small slabs: the owner word in the header.
     pub(crate) fn owner(&self) -> usize {
         self.owner.load(Ordering::Relaxed)
     }
