@@ -83,6 +83,8 @@ pub struct Magazines<'a, C: Cpu> {
     deferred: AtomicU64,
     /// Batch refills ([`refill`](Self::refill)).
     refills: AtomicU64,
+    /// Batch flushes ([`free_after_flush`](Self::free_after_flush)).
+    flushes: AtomicU64,
     /// Where the deferred stack's link lives in each deferred round.
     link_at: usize,
     /// Flushes a slot into the depot when its owner goes away; linked into
@@ -128,6 +130,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             mag_bytes: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             refills: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             link_at: 0,
             hook: SlotHook::new(flush_hook::<C>),
             purging: Mutex::new(()),
@@ -535,6 +538,78 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         // SAFETY: the caller's guarantee: `mags` supplied it, with the size
         // it was made for.
         unsafe { mags.free_magazine(mem, bytes) };
+    }
+
+    /// Batch flush, for a free that [`free`](Self::free) handed back (no
+    /// empty magazine could be had: the depot has none and the magazine
+    /// source gave none): the caller's full `prev` magazine (else its
+    /// `loaded` one) hands its rounds to `flush` (the layer below, which
+    /// takes them back in one pass, destructing them) and takes `obj`,
+    /// instead of `obj` going below alone and every free after it doing
+    /// the same. `flush` runs with the slot marked busy, inside the
+    /// caller's operation ([`Section`]): an allocation it makes from this
+    /// layer finds the slot busy and goes below. Rounds it does not take
+    /// stay in their magazine. `Err(obj)` when the caller interrupted its
+    /// own context, has no magazine, or `flush` left no room.
+    pub fn free_after_flush(
+        &self,
+        obj: usize,
+        flush: impl FnOnce(&mut dyn Iterator<Item = usize>),
+    ) -> Result<(), usize> {
+        if C::OWNED_SLOTS {
+            if let Some(slot) = self.cpu.owned_slot() {
+                return self.flush_on(self.slot_at(slot), obj, flush);
+            }
+        }
+        let Some(guard) = self.cpu.try_pin() else {
+            return Err(obj);
+        };
+        self.flush_on(self.slot_of(&guard), obj, flush)
+    }
+
+    /// [`free_after_flush`](Self::free_after_flush) on `cc`, the caller's
+    /// slot, which it holds.
+    fn flush_on(
+        &self,
+        cc: &CpuCache,
+        obj: usize,
+        flush: impl FnOnce(&mut dyn Iterator<Item = usize>),
+    ) -> Result<(), usize> {
+        let Some(_busy) = self.enter(cc) else {
+            return Err(obj);
+        };
+        // SAFETY: the caller holds the slot, marked busy; `flush` is the
+        // layer below, which does not use this layer's slots (an operation
+        // it makes here finds the slot busy).
+        let st = &mut *unsafe { cc.state() };
+        if let Some(m) = st.loaded.as_mut().filter(|m| m.has_room()) {
+            // Room meanwhile (a shared slot's other user).
+            // SAFETY: room below the limit is room below the capacity.
+            unsafe { m.push(obj) };
+            cc.count_free();
+            return Ok(());
+        }
+        // `prev` first: `loaded` is the one the CPU allocates from next.
+        let from_prev = st.prev.is_some();
+        let Some(victim) = (if from_prev {
+            st.prev.as_mut()
+        } else {
+            st.loaded.as_mut()
+        }) else {
+            return Err(obj);
+        };
+        flush(&mut core::iter::from_fn(|| victim.pop()));
+        if !victim.has_room() {
+            return Err(obj);
+        }
+        // SAFETY: room below the limit is room below the capacity.
+        unsafe { victim.push(obj) };
+        if from_prev {
+            core::mem::swap(&mut st.loaded, &mut st.prev);
+        }
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        cc.count_free();
+        Ok(())
     }
 
     /// Batch refill (the caller's magazines and the depot came up empty):
@@ -1117,6 +1192,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             magazine_bytes: self.mag_bytes.load(Ordering::Relaxed),
             magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
             refills: self.refills.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
             purges: self.purge_counters.purges.load(Ordering::Relaxed),
             purge_slots_taken: self.purge_counters.taken.load(Ordering::Relaxed),
             purge_slots_asked: self.purge_counters.asked.load(Ordering::Relaxed),

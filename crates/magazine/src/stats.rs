@@ -43,6 +43,10 @@ pub struct MagazineStats {
     /// Batch refills: a CPU's empty magazine loaded from the layer below
     /// in one pass ([`Magazines::refill`](crate::Magazines::refill)).
     pub refills: u64,
+    /// Batch flushes: a CPU's full magazine given back to the layer below
+    /// in one pass when no empty one could be had
+    /// ([`Magazines::free_after_flush`](crate::Magazines::free_after_flush)).
+    pub flushes: u64,
     /// Purges of every CPU's magazines that claimed slots
     /// ([`Magazines::purge`](crate::Magazines::purge)).
     pub purges: u64,

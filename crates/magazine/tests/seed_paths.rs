@@ -496,3 +496,40 @@ fn deferred_rounds_link_through_the_link_offset() {
     }));
     assert!(changed.is_err(), "the offset changed after a deferred free");
 }
+
+/// No empty magazine to be had (the depot has none, the source gives
+/// none): a free handed back gets a batch flush of the full `prev`
+/// magazine, then goes into it.
+#[test]
+fn a_batch_flush_makes_room_when_no_magazine_can_be_had() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let magsize = m.stats().magsize;
+    // Both CPU magazines full, nothing in the depot.
+    for o in objs(2 * magsize) {
+        m.put(o, &heap).unwrap();
+    }
+    heap.fail.store(true, Ordering::SeqCst);
+    let obj = 1000;
+    assert_eq!(m.put(obj, &heap), Err(obj));
+    let mut flushed = Vec::new();
+    assert_eq!(
+        m.free_after_flush(obj, |rounds| flushed.extend(rounds)),
+        Ok(())
+    );
+    assert_eq!(flushed.len(), magsize, "one full magazine in one pass");
+    assert_eq!(m.stats().flushes, 1);
+    // The next frees go into the flushed magazine.
+    for o in 2000..2000 + magsize - 1 {
+        m.put(o, &heap).unwrap();
+    }
+    assert_eq!(m.put(3000, &heap), Err(3000));
+    // A flush that takes nothing leaves no room: handed back.
+    assert_eq!(m.free_after_flush(3000, |_| {}), Err(3000));
+    heap.fail.store(false, Ordering::SeqCst);
+    let mut rest = Vec::new();
+    m.drain_all_to(&heap, |o| rest.push(o));
+    assert_eq!(rest.len() + flushed.len(), 3 * magsize);
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}

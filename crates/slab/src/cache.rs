@@ -1180,9 +1180,14 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             },
             _ => None,
         };
-        if self.mags.is_some() && !self.checked {
-            // The magazines had no room already.
-            return self.free_to_slab(obj, From::User);
+        if let Some(mags) = self.mags.as_ref().filter(|_| !self.checked) {
+            // The magazines had no room already, and no empty magazine
+            // could be had: a full one goes back in one pass to make room,
+            // or the object goes back alone.
+            return match mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
+                Ok(()) => Ok(()),
+                Err(obj) => self.free_to_slab(obj, From::User),
+            };
         }
         self.free_general(obj, By { caller, size })
     }
@@ -1265,7 +1270,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         }
         match mags.free(obj) {
             Ok(()) => Ok(()),
-            Err(obj) => self.free_to_slab(obj, From::Cached),
+            // No room and no empty magazine: a batch flush, as in
+            // `free_slow`.
+            Err(obj) => match mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
+                Ok(()) => Ok(()),
+                Err(obj) => self.free_to_slab(obj, From::Cached),
+            },
         }
     }
 

@@ -133,3 +133,42 @@ fn magazine_allocations_fail_under_caches() {
         }
     }
 }
+
+/// With every magazine allocation failing, frees past what the CPU's two
+/// magazines hold flush a full one back to the slabs in one pass (a batch
+/// flush) and go on into it, instead of each going to its slab alone.
+#[test]
+fn frees_without_new_magazines_flush_a_full_one() {
+    let _plans = FailPlans::take();
+    let cpu = cpu();
+    with_ram(RAM, |base, _| {
+        caches_over(base, &cpu, |caches| {
+            let c = caches.create(CacheBuilder::new("flushed", 64)).unwrap();
+            let objs: Vec<usize> = (0..200)
+                .map(|_| c.alloc(kmem_slab::AllocFlags::empty()).unwrap())
+                .collect();
+            // The allocations' batch refills left the CPU a magazine; no
+            // new one can be had from here on.
+            fail::set(Layer::Magazine, Plan::EveryKth(1));
+            let before = c.stats();
+            for &obj in &objs {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(obj) }.unwrap();
+            }
+            fail::set(Layer::Magazine, Plan::Off);
+            let after = c.stats();
+            let (m0, m1) = (before.magazines.unwrap(), after.magazines.unwrap());
+            assert!(m1.flushes > m0.flushes, "{m1:?}");
+            // Every free was taken: by the magazines, or by a slab.
+            assert_eq!(after.buf_in_use, 0);
+            c.check().unwrap();
+            println!(
+                "fail-inject batch flush: 200 frees with no new magazine: {} flushes, {} objects \
+                 still cached",
+                m1.flushes - m0.flushes,
+                after.slab_busy
+            );
+            c.destroy().unwrap();
+        })
+    });
+}

@@ -170,6 +170,31 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         }
     }
 
+    /// A free [`free`](Self::free) handed back: a full magazine of the
+    /// caller's gives its rounds to `flush` (the slab layer, in one pass)
+    /// and takes `obj` ([`Magazines::free_after_flush`]); `Err` hands it
+    /// back again.
+    pub(crate) fn free_after_flush(
+        &self,
+        obj: Freed,
+        flush: impl FnOnce(&mut dyn Iterator<Item = Freed>),
+    ) -> Result<(), Freed> {
+        let flush = |batch: &mut dyn Iterator<Item = usize>| {
+            let mut rounds = batch.map(|round| {
+                // SAFETY: as in `drain_depot`, for each round of the batch,
+                // which left its magazine before `flush` sees it.
+                unsafe { Freed::new(round) }
+            });
+            flush(&mut rounds);
+        };
+        match self.mags.free_after_flush(obj.addr(), flush) {
+            // The layer keeps the object as a round.
+            Ok(()) => Ok(()),
+            // It hands back `obj` itself.
+            Err(_) => Err(obj),
+        }
+    }
+
     /// Puts `obj` on the caller's slot's deferred stack (a free from a
     /// handler that interrupted an operation of its context); `Err` when
     /// the cache's objects cannot be deferred.
