@@ -5,7 +5,8 @@
 //! became partial, `CacheBuilder::fifo_partial_slabs`, instead of fullest
 //! first), and every `GlobalAlloc` peer. Unit: ns per object (an
 //! allocation and its free). One note per kmem contender gives what its
-//! layers did over the run: depot exchanges and batch refills per 10^6
+//! layers did over the run: depot lock acquisitions, depot exchanges and
+//! batch refills per 10^6
 //! objects, objects the slab layer handed out directly, and its slabs
 //! (partial ones too) at the end. (`slab_test`'s other parts: alloc/free
 //! pairs are B1, every thread at once is B3, a remote free is B4.)
@@ -102,11 +103,10 @@ impl<'s, 'c> Before<'s, 'c> {
         }
     }
 
-    /// What the cache's layers did since: objects, depot exchanges (the
-    /// depot lock holds the magazine layer counts: a full or empty magazine
-    /// exchanged; a visit that found the depot empty is not counted) and
-    /// batch refills per 10^6 objects, objects the slab layer handed out
-    /// directly, and its slabs at the end.
+    /// What the cache's layers did since: objects, depot lock
+    /// acquisitions and depot exchanges (a full or empty magazine traded)
+    /// and batch refills per 10^6 objects, objects the slab layer handed
+    /// out directly, and its slabs at the end.
     fn note(&self) -> String {
         let after = self.cache.stats();
         let objects = (after.allocs - self.stats.allocs).max(1);
@@ -116,8 +116,9 @@ impl<'s, 'c> Before<'s, 'c> {
                 let exchanges = (a.depot_not_empty_out - b.depot_not_empty_out)
                     + (a.depot_empty_out - b.depot_empty_out);
                 format!(
-                    "depot exchanges {:.0} per 10^6 objects, contended depot locks {}, \
-                     batch refills {:.0} per 10^6 objects, ",
+                    "depot locks {:.0} and exchanges {:.0} per 10^6 objects, contended \
+                     depot locks {}, batch refills {:.0} per 10^6 objects, ",
+                    per_m(a.depot_locks - b.depot_locks),
                     per_m(exchanges),
                     a.contended - b.contended,
                     per_m(a.refills - b.refills),

@@ -135,6 +135,8 @@ impl DepotState {
 /// Depot counters, readable without the lock.
 #[derive(Default)]
 pub(crate) struct DepotCounters {
+    /// Acquisitions of the depot lock, contended or not.
+    pub(crate) locks: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) resizes: AtomicU64,
     pub(crate) not_empty_out: AtomicU64,
@@ -174,6 +176,7 @@ impl Depot {
     /// magazines. `now` is read before spinning, as the seed does, so a long
     /// wait does not stretch the window.
     pub(crate) fn lock(&self, now: impl FnOnce() -> u64) -> MutexGuard<'_, DepotState> {
+        self.counters.locks.fetch_add(1, Ordering::Relaxed);
         if let Some(guard) = self.state.try_lock() {
             return guard;
         }
@@ -202,6 +205,7 @@ impl Depot {
 
     /// Takes the lock without counting contention (draining, statistics).
     pub(crate) fn lock_quiet(&self) -> MutexGuard<'_, DepotState> {
+        self.counters.locks.fetch_add(1, Ordering::Relaxed);
         self.state.lock()
     }
 

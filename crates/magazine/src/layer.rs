@@ -1183,6 +1183,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             cpu_allocs,
             cpu_frees,
             deferred_frees: deferred,
+            depot_locks: c.locks.load(Ordering::Relaxed),
             contended: c.contended.load(Ordering::Relaxed),
             resizes: c.resizes.load(Ordering::Relaxed),
             depot_not_empty_out: c.not_empty_out.load(Ordering::Relaxed),

@@ -22,6 +22,9 @@ pub struct MagazineStats {
     /// Frees made by operations that interrupted another of their context
     /// (signal or interrupt handlers), kept on their slot's deferred stack.
     pub deferred_frees: u64,
+    /// Depot lock acquisitions (every depot visit, trim and drain holds
+    /// it once).
+    pub depot_locks: u64,
     /// Contended depot lock acquisitions.
     pub contended: u64,
     /// Times the depot's fill target grew.
