@@ -363,6 +363,7 @@ impl<'a> SlabSet<'a> {
     /// # Safety
     /// `slab` is a live header of the set on one of its lists, and nothing
     /// else accesses the set's headers meanwhile.
+    #[inline(always)]
     unsafe fn refile(&mut self, slab: NonNull<SlabHeader>, freed: bool) {
         // SAFETY: the caller's guarantee.
         let (busy, total, have) = unsafe {
@@ -375,17 +376,8 @@ impl<'a> SlabSet<'a> {
             _ => SlabList::Partial,
         };
         if self.fifo {
-            if want != have {
-                // SAFETY: the slab is on `have` and goes on `want`.
-                unsafe {
-                    self.queue(have).remove(slab);
-                    if want == SlabList::Partial {
-                        self.partial.push_back(slab, want);
-                    } else {
-                        self.queue(want).push(slab, want);
-                    }
-                }
-            }
+            // SAFETY: the caller's guarantee.
+            unsafe { self.refile_fifo(slab, have, want) };
             return;
         }
         // An allocation leaves its slab where it is (at the front), so the
@@ -398,6 +390,29 @@ impl<'a> SlabSet<'a> {
         unsafe {
             self.queue(have).remove(slab);
             if draining {
+                self.partial.push_back(slab, want);
+            } else {
+                self.queue(want).push(slab, want);
+            }
+        }
+    }
+
+    /// [`refile`](Self::refile) with the FIFO ablation: a slab that
+    /// becomes partial goes to the back and stays where it is while it
+    /// remains partial.
+    ///
+    /// # Safety
+    /// As for [`refile`](Self::refile); the slab is on `have`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn refile_fifo(&mut self, slab: NonNull<SlabHeader>, have: SlabList, want: SlabList) {
+        if want == have {
+            return;
+        }
+        // SAFETY: the slab is on `have` and goes on `want`.
+        unsafe {
+            self.queue(have).remove(slab);
+            if want == SlabList::Partial {
                 self.partial.push_back(slab, want);
             } else {
                 self.queue(want).push(slab, want);
