@@ -135,7 +135,8 @@ impl DepotState {
 /// Depot counters, readable without the lock.
 #[derive(Default)]
 pub(crate) struct DepotCounters {
-    /// Acquisitions of the depot lock, contended or not.
+    /// Acquisitions of the depot lock by allocations and frees
+    /// ([`Depot::lock`]), contended or not.
     pub(crate) locks: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) resizes: AtomicU64,
@@ -205,7 +206,6 @@ impl Depot {
 
     /// Takes the lock without counting contention (draining, statistics).
     pub(crate) fn lock_quiet(&self) -> MutexGuard<'_, DepotState> {
-        self.counters.locks.fetch_add(1, Ordering::Relaxed);
         self.state.lock()
     }
 

@@ -22,8 +22,9 @@ pub struct MagazineStats {
     /// Frees made by operations that interrupted another of their context
     /// (signal or interrupt handlers), kept on their slot's deferred stack.
     pub deferred_frees: u64,
-    /// Depot lock acquisitions (every depot visit, trim and drain holds
-    /// it once).
+    /// Depot lock acquisitions by allocations and frees (their depot
+    /// visits: exchanges, and looks that found nothing); not the upkeep's,
+    /// drains' or statistics' holds.
     pub depot_locks: u64,
     /// Contended depot lock acquisitions.
     pub contended: u64,

@@ -81,7 +81,12 @@ fn state_of(s: &CacheStats) -> State {
         allocs: s.allocs,
         alloc_fails: s.alloc_fails,
         ctor_fails: s.ctor_fails,
-        magazines: s.magazines,
+        // Depot visits count activity, not state: a refused allocation may
+        // have looked in the depot first.
+        magazines: s.magazines.map(|m| MagazineStats {
+            depot_locks: 0,
+            ..m
+        }),
         source_free: 0,
         source_total: 0,
         base_free: 0,
