@@ -363,7 +363,7 @@ impl<'a> SlabSet<'a> {
     /// # Safety
     /// `slab` is a live header of the set on one of its lists, and nothing
     /// else accesses the set's headers meanwhile.
-    #[inline(always)]
+    #[inline]
     unsafe fn refile(&mut self, slab: NonNull<SlabHeader>, freed: bool) {
         // SAFETY: the caller's guarantee.
         let (busy, total, have) = unsafe {
