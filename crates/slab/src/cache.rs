@@ -359,6 +359,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.geo.layout == Layout::Bufctl
     }
 
+    /// How many colours the cache's slabs cycle through (slab colouring:
+    /// each new slab's first object a rotating multiple of the cache line
+    /// past its base); 1 when they are not coloured (bufctl slabs, or no
+    /// room left over).
+    pub fn colours(&self) -> u32 {
+        match self.geo.layout {
+            Layout::Small { .. } => self.geo.colours,
+            Layout::Bufctl => 1,
+        }
+    }
+
     /// The magazine layer's counters, unless the cache is `NOMAGAZINE`.
     pub fn magazine_stats(&self) -> Option<MagazineStats> {
         self.mags.as_ref().map(CacheMagazines::stats)

@@ -160,6 +160,9 @@ pub enum Action {
     /// `reserve` of `n % 8 + 1` objects, `k` of them taken, the rest given
     /// back when the reserve drops.
     Reserve(u8, u8, u8),
+    /// `purge_magazines` of one cache, or `Caches::purge_magazines`: every
+    /// CPU's magazines back to the slabs.
+    Purge(Option<u8>),
 }
 
 /// A counting constructor and destructor that fail on a schedule.
@@ -397,6 +400,14 @@ impl<'s> World<'_, 's, '_> {
             }
             Action::Reserve(slot, n, k) => {
                 self.reserve(slot, usize::from(n % 8) + 1, usize::from(k))
+            }
+            Action::Purge(Some(slot)) => {
+                if let Some(s) = self.slot(slot) {
+                    s.cache.purge_magazines();
+                }
+            }
+            Action::Purge(None) => {
+                self.caches.purge_magazines();
             }
             Action::Report => {
                 let mut out = String::new();
