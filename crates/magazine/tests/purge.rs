@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 
 use common::{Heap, OneHeap};
 use kmem_magazine::{Cpu, CpuCache, Magazines, ManualCpus, Purge, ThreadCpus};
+use kmem_physmem::{leak, leak_mut};
 
 const SLOTS: usize = 3;
 
@@ -152,10 +153,9 @@ fn purge_idle_takes_only_slots_idle_for_an_interval() {
 #[test]
 fn a_sleeping_threads_magazines_go_on_thread_cpus() {
     let cpus = ThreadCpus::global();
-    let heap: &'static Heap = Box::leak(Box::default());
-    let s: &'static mut [CpuCache] = Box::leak(slots(cpus.slots()).into_boxed_slice());
-    let m: &'static Magazines<'static, ThreadCpus> =
-        Box::leak(Box::new(Magazines::new(cpus, s, 64).unwrap()));
+    let heap: &'static Heap = leak(Heap::default());
+    let s: &'static mut Vec<CpuCache> = leak_mut(slots(cpus.slots()));
+    let m: &'static Magazines<'static, ThreadCpus> = leak(Magazines::new(cpus, s, 64).unwrap());
     let (parked, resume) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
     let (p, r) = (parked.clone(), resume.clone());
     let worker = std::thread::spawn(move || {

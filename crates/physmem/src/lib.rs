@@ -36,6 +36,33 @@ pub mod model;
 mod rng;
 pub use rng::{scale, seed, Rng};
 
+/// What tests leak on purpose (`'static` stacks), kept reachable so that
+/// LeakSanitizer does not report it.
+static LEAKED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// Leaks `value` for the rest of the test binary, reachable (for
+/// LeakSanitizer) from a process-wide list: for a test that needs a
+/// `'static` stack or layer.
+pub fn leak<T>(value: T) -> &'static T {
+    let r: &'static T = Box::leak(Box::new(value));
+    LEAKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(core::ptr::from_ref(r) as usize);
+    r
+}
+
+/// [`leak`] for a value the test goes on changing (a slot array handed to
+/// a layer as `&'static mut`).
+pub fn leak_mut<T>(value: T) -> &'static mut T {
+    let r: &'static mut T = Box::leak(Box::new(value));
+    LEAKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(core::ptr::from_mut(r) as usize);
+    r
+}
+
 /// The page size of the fake machine.
 pub const PAGE_SIZE: usize = 4096;
 

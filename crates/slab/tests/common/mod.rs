@@ -126,14 +126,5 @@ impl ObjectOps for Counting {
     }
 }
 
-/// What tests leak on purpose (`'static` stacks), kept reachable so that
-/// LeakSanitizer does not report it.
-static LEAKED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-
-/// Leaks `value` for the rest of the test binary, reachable from
-/// [`LEAKED`].
-pub fn leak<T>(value: T) -> &'static T {
-    let r: &'static T = Box::leak(Box::new(value));
-    LEAKED.lock().unwrap().push(core::ptr::from_ref(r) as usize);
-    r
-}
+#[allow(unused_imports, reason = "not every test binary leaks a stack")]
+pub use kmem_physmem::leak;
