@@ -135,8 +135,8 @@ impl DepotState {
 /// Depot counters, readable without the lock.
 #[derive(Default)]
 pub(crate) struct DepotCounters {
-    /// Acquisitions of the depot lock by allocations and frees
-    /// ([`Depot::lock`]), contended or not.
+    /// Acquisitions of the depot lock by allocations and frees looking
+    /// for a magazine ([`Depot::lock`]), contended or not.
     pub(crate) locks: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) resizes: AtomicU64,

@@ -494,10 +494,23 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             // context (it may be the one a signal handler interrupted, holding
             // them); then the object goes below, as when memory runs out.
             let Some(_section) = Section::enter(self.cpu) else {
-                if let Some(mag) = retired {
-                    self.depot.lock_quiet().put(mag);
+                // No new magazine can be had here: the small one serves.
+                let Some(mut mag) = retired else {
+                    return Err(obj);
+                };
+                mag.set_limit(target);
+                // SAFETY: the caller holds the slot, marked busy; the
+                // access ends before the next loop turn makes another.
+                let st = &mut *unsafe { cc.state() };
+                if let Some(full) = st.prev.take() {
+                    self.depot.lock_quiet().put(full);
                 }
-                return Err(obj);
+                st.prev = st.loaded.replace(mag);
+                self.depot
+                    .counters
+                    .empty_out
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
             };
             if let Some(mag) = retired {
                 // SAFETY: `mags` is the source of every magazine (the
@@ -546,10 +559,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// `loaded` one) hands its rounds to `flush` (the layer below, which
     /// takes them back in one pass, destructing them) and takes `obj`,
     /// instead of `obj` going below alone and every free after it doing
-    /// the same. `flush` runs with the slot marked busy, inside the
-    /// caller's operation ([`Section`]): an allocation it makes from this
-    /// layer finds the slot busy and goes below. Rounds it does not take
-    /// stay in their magazine. `Err(obj)` when the caller interrupted its
+    /// the same. `flush` runs with the slot held and marked busy, inside
+    /// the caller's operation ([`Section`]): it must call no code that may
+    /// allocate or take the slot (a destructor: the slab layer flushes
+    /// only caches without one), and must not panic (the rounds it has not
+    /// taken stay in their magazine, but `obj` would be lost). `Err(obj)` when the caller interrupted its
     /// own context, has no magazine, or `flush` left no room.
     pub fn free_after_flush(
         &self,
@@ -598,7 +612,11 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         }) else {
             return Err(obj);
         };
+        let before = victim.len();
         flush(&mut core::iter::from_fn(|| victim.pop()));
+        if victim.len() < before {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+        }
         if !victim.has_room() {
             return Err(obj);
         }
@@ -607,7 +625,6 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         if from_prev {
             core::mem::swap(&mut st.loaded, &mut st.prev);
         }
-        self.flushes.fetch_add(1, Ordering::Relaxed);
         cc.count_free();
         Ok(())
     }
@@ -664,7 +681,13 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             if st.prev.as_ref().is_some_and(|m| m.is_empty()) {
                 core::mem::swap(&mut st.loaded, &mut st.prev);
             } else {
-                let empty = self.depot.lock(|| self.cpu.now_ns()).take_empty();
+                // The depot's fill target too: a fresh magazine is made
+                // for it (the CPU's may lag behind a resize).
+                let (empty, target) = {
+                    let mut depot = self.depot.lock(|| self.cpu.now_ns());
+                    (depot.take_empty(), depot.magsize)
+                };
+                st.magsize = target;
                 st.loaded = match empty {
                     Some(mag) => Some(mag),
                     None => {

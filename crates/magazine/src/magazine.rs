@@ -22,8 +22,8 @@ pub const MAGAZINE_SIZES: [usize; 4] = [64, 128, 256, 512];
 /// Alignment the memory of every magazine needs: a cache line.
 pub const MAGAZINE_ALIGN: usize = 64;
 
-/// Bytes before the rounds: the list link, the length, the fill limit and
-/// the capacity.
+/// Bytes before the rounds: the list link (with the magazine's size in
+/// its low bits), the length and the fill limit.
 const HEADER: usize = size_of::<Magazine>();
 
 const _: () = assert!(HEADER == 16);
@@ -145,9 +145,10 @@ impl MagBox {
     /// `MAGAZINE_ALIGN`, and used by nothing else until
     /// [`into_raw`](Self::into_raw).
     pub(crate) unsafe fn init(mem: NonNull<u8>, bytes: usize, target: usize) -> Self {
-        let size = MAGAZINE_SIZES.iter().position(|&b| b == bytes);
-        debug_assert!(size.is_some(), "not a magazine size: {bytes}");
-        let size = size.unwrap_or(0);
+        let size = MAGAZINE_SIZES
+            .iter()
+            .position(|&b| b == bytes)
+            .expect("kmem-magazine: not a magazine size");
         let cap = rounds_of(MAGAZINE_SIZES[size]);
         let mag = mem.cast::<Magazine>();
         // SAFETY: caller guarantees a valid, aligned, unshared destination

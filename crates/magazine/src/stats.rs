@@ -22,9 +22,9 @@ pub struct MagazineStats {
     /// Frees made by operations that interrupted another of their context
     /// (signal or interrupt handlers), kept on their slot's deferred stack.
     pub deferred_frees: u64,
-    /// Depot lock acquisitions by allocations and frees (their depot
-    /// visits: exchanges, and looks that found nothing); not the upkeep's,
-    /// drains' or statistics' holds.
+    /// Depot lock acquisitions by allocations and frees looking for a
+    /// magazine (exchanges, and looks that found nothing); not the puts of
+    /// fresh magazines, nor the upkeep's, drains' or statistics' holds.
     pub depot_locks: u64,
     /// Contended depot lock acquisitions.
     pub contended: u64,
@@ -48,7 +48,8 @@ pub struct MagazineStats {
     /// in one pass ([`Magazines::refill`](crate::Magazines::refill)).
     pub refills: u64,
     /// Batch flushes: a CPU's full magazine given back to the layer below
-    /// in one pass when no empty one could be had
+    /// in one pass when no empty one could be had (counted when it gave
+    /// rounds back)
     /// ([`Magazines::free_after_flush`](crate::Magazines::free_after_flush)).
     pub flushes: u64,
     /// Purges of every CPU's magazines that claimed slots

@@ -401,6 +401,68 @@ mod threads {
     use super::*;
     use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
 
+    /// A free inside an operation already under way on its thread (a
+    /// [`Section`](kmem_magazine::Section): the quantum caches' frees, a
+    /// checked cache's) may not make a magazine: with the fill target
+    /// grown past what the depot's empty magazines hold, it uses one of
+    /// those rather than give the object back (review, 2026-12-05: it
+    /// handed every such free back while empty magazines waited).
+    #[test]
+    fn a_free_in_a_section_uses_a_too_small_empty_magazine() {
+        let cpus = ThreadCpus::global();
+        let heap = Heap::default();
+        let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
+        let policy = ResizePolicy {
+            window_ns: u64::MAX,
+            threshold: 0,
+        };
+        // 4 KiB objects: 1-round targets in 64-byte magazines (6 rounds).
+        let mut m = Magazines::with_policy(cpus, &mut s, 4096, policy).unwrap();
+        let (m_ref, heap_ref) = (&m, &heap);
+        std::thread::scope(|sc| {
+            sc.spawn(move || {
+                let (m, heap) = (m_ref, heap_ref);
+                // Full one-round magazines in the depot, then empty ones.
+                for o in objs(100) {
+                    m.put(o, heap).unwrap();
+                }
+                for _ in 0..50 {
+                    assert!(m.alloc().is_some());
+                }
+                // Contended depot visits grow the target past 6.
+                while m.stats().magsize <= 6 {
+                    // Both magazines empty: the allocation below visits the
+                    // depot.
+                    m.flush_current();
+                    let before = m.contended();
+                    std::thread::scope(|inner| {
+                        let (tx, rx) = std::sync::mpsc::channel();
+                        inner.spawn(move || {
+                            m.with_depot_locked(|| {
+                                tx.send(()).unwrap();
+                                while m.contended() == before {
+                                    core::hint::spin_loop();
+                                }
+                            })
+                        });
+                        rx.recv().unwrap();
+                        assert!(m.alloc().is_some());
+                    });
+                }
+                let empty = m.stats().empty;
+                assert!(empty > 0, "{:?}", m.stats());
+                m.flush_current();
+                let section = kmem_magazine::Section::enter(cpus).expect("a fresh section");
+                for o in 1000..1010 {
+                    assert_eq!(m.put(o, heap), Ok(()), "free {o} handed back");
+                }
+                drop(section);
+            });
+        });
+        m.drain_all_to(&heap, |_| {});
+        assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn thread_exit_flushes_its_magazines_to_the_depot() {
         let cpus = ThreadCpus::global();

@@ -1193,12 +1193,17 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         };
         if let Some(mags) = self.mags.as_ref().filter(|_| !self.checked) {
             // The magazines had no room already, and no empty magazine
-            // could be had: a full one goes back in one pass to make room,
-            // or the object goes back alone.
-            return match mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
-                Ok(()) => Ok(()),
-                Err(obj) => self.free_to_slab(obj, From::User),
-            };
+            // could be had: a full one goes back in one pass to make room
+            // (a cache without a destructor: the flush runs with the CPU's
+            // slot held, where a destructor could neither allocate nor
+            // unwind safely), or the object goes back alone.
+            if self.ops.is_none() {
+                if let Err(obj) = mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
+                    return self.free_to_slab(obj, From::User);
+                }
+                return Ok(());
+            }
+            return self.free_to_slab(obj, From::User);
         }
         self.free_general(obj, By { caller, size })
     }
@@ -1282,11 +1287,14 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         match mags.free(obj) {
             Ok(()) => Ok(()),
             // No room and no empty magazine: a batch flush, as in
-            // `free_slow`.
-            Err(obj) => match mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
-                Ok(()) => Ok(()),
-                Err(obj) => self.free_to_slab(obj, From::Cached),
-            },
+            // `free_slow` (no destructor).
+            Err(obj) if self.ops.is_none() => {
+                match mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
+                    Ok(()) => Ok(()),
+                    Err(obj) => self.free_to_slab(obj, From::Cached),
+                }
+            }
+            Err(obj) => self.free_to_slab(obj, From::Cached),
         }
     }
 

@@ -22,9 +22,11 @@ use common::faults::{
     cpu, drive, pages, tear_down, FaultyOps, Injection, Tally, GROWING_KINDS, KINDS, RAM,
 };
 use common::{caches_over, with_ram};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use kmem_physmem::faults::{self, FailPlans, FailingSource};
 use kmem_physmem::{scale, seed, Rng};
 use kmem_slab::fail::{self, Layer, Plan};
+
 use kmem_slab::{AllocError, CacheBuilder, CacheFlags};
 
 /// Every k-th attempt failing, and a seeded 1 in n.
@@ -169,6 +171,86 @@ fn frees_without_new_magazines_flush_a_full_one() {
                 after.slab_busy
             );
             c.destroy().unwrap();
+        })
+    });
+}
+
+/// A destructor that allocates from another cache of the same set (on the
+/// same CPU slot) and frees it again.
+struct Allocating {
+    /// The other cache, set once it exists and cleared before it goes.
+    other: AtomicPtr<()>,
+    calls: AtomicUsize,
+}
+
+type Manual = kmem_magazine::ManualCpus<1>;
+
+impl kmem_slab::ObjectOps for Allocating {
+    fn construct(
+        &self,
+        _obj: usize,
+        _flags: kmem_slab::AllocFlags,
+    ) -> Result<(), kmem_slab::CtorError> {
+        Ok(())
+    }
+    fn destruct(&self, _obj: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let other = self.other.load(Ordering::Relaxed);
+        if other.is_null() {
+            return;
+        }
+        // the test stores a live cache here and clears it before
+        // the cache is destroyed; the lifetime is the test's stack's.
+        // SAFETY: as just said.
+        let other = unsafe { &*other.cast::<kmem_slab::KmemCache<'_, Manual>>() };
+        let obj = other.alloc(kmem_slab::AllocFlags::empty()).unwrap();
+        // SAFETY: allocated just above, freed once.
+        unsafe { other.free(obj) }.unwrap();
+    }
+}
+
+/// A cache with a destructor is never batch-flushed (the flush runs with
+/// the CPU's slot held, where a destructor that allocates would wait for
+/// the slot for ever on a platform that locks it, as `ManualCpus` does):
+/// with no magazine to be had, its frees go to the slabs one by one, each
+/// destructed, and every free returns (review of the batch flush,
+/// 2026-12-05: this hung).
+#[test]
+fn a_cache_with_a_destructor_is_not_batch_flushed() {
+    let _plans = FailPlans::take();
+    let cpu = cpu();
+    let ops = Allocating {
+        other: AtomicPtr::new(core::ptr::null_mut()),
+        calls: AtomicUsize::new(0),
+    };
+    with_ram(RAM, |base, _| {
+        caches_over(base, &cpu, |caches| {
+            let other = caches.create(CacheBuilder::new("other", 32)).unwrap();
+            let ptr: *const kmem_slab::KmemCache<'_, Manual> = &*other;
+            ops.other.store(ptr.cast_mut().cast(), Ordering::Relaxed);
+            let c = caches
+                .create(CacheBuilder::new("destructed", 64).ops(&ops))
+                .unwrap();
+            let objs: Vec<usize> = (0..200)
+                .map(|_| c.alloc(kmem_slab::AllocFlags::empty()).unwrap())
+                .collect();
+            // Some frees fill the magazines there are; then none can be
+            // made.
+            for (i, &obj) in objs.iter().enumerate() {
+                if i == 40 {
+                    fail::set(Layer::Magazine, Plan::EveryKth(1));
+                }
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(obj) }.unwrap();
+            }
+            fail::set(Layer::Magazine, Plan::Off);
+            let m = c.stats().magazines.unwrap();
+            assert_eq!(m.flushes, 0);
+            assert!(ops.calls.load(Ordering::Relaxed) > 0);
+            c.check().unwrap();
+            c.destroy().unwrap();
+            ops.other.store(core::ptr::null_mut(), Ordering::Relaxed);
+            other.destroy().unwrap();
         })
     });
 }

@@ -13,9 +13,11 @@
 //! offset of its first object from its base) costs the test nothing: the
 //! owner word is the key plus the colour times the object size's odd
 //! inverse, so its difference from the key is what the colour adds to the
-//! multiply, and subtracting it gives the object's index. A foreign slab's
-//! word, or an address in the colour gap or off the grid, gives an index
-//! past every object's, but for a chance of 2^-52 or less.
+//! multiply, and subtracting it gives the object's index. An address in
+//! the colour gap, off the grid, past the last object or in the header
+//! gives an index past every object's; so does a foreign slab's word, but
+//! for a chance of `per_slab / 2^64` per address (2^-52 for a page of
+//! 16-byte objects).
 //!
 //! A *plain* cache (memory, no constructor or destructor) also keeps a
 //! free mark in the first word of every free object: the key XOR the
