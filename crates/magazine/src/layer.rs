@@ -5,11 +5,11 @@
 use arrayvec::ArrayVec;
 
 use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
-use crate::depot::{Depot, ResizePolicy};
+use crate::depot::{Depot, DepotState, ResizePolicy};
 use crate::magazine::{size_for, start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};
-use crate::percpu::{Busy, CpuCache, FORCE, REQUEST};
+use crate::percpu::{Busy, CpuCache, CpuState, FORCE, REQUEST};
 use crate::stats::MagazineStats;
-use crate::sync::{spin_wait, AtomicU64, Mutex, Ordering};
+use crate::sync::{spin_wait, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// What a [`Magazines::purge`] or [`Magazines::purge_idle`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -272,19 +272,29 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             return st.loaded.as_mut().and_then(|m| m.pop());
         }
         let mut depot = self.depot.lock(|| self.cpu.now_ns());
-        let mut full = depot.take_not_empty()?;
-        // Frees that later go into it fill it to this CPU's target.
-        full.set_limit(st.magsize);
-        if let Some(empty) = st.prev.take() {
-            depot.put(empty);
+        let full = depot.take_not_empty()?;
+        self.load_from_depot(st, depot, full, &self.depot.counters.not_empty_out);
+        st.loaded.as_mut().and_then(|m| m.pop())
+    }
+
+    /// The depot exchange: `mag`, just taken from the depot, becomes the
+    /// CPU's `loaded` magazine (frees fill it to the CPU's target), the
+    /// old `loaded` its `prev`, and the old `prev` goes to the depot; the
+    /// lock is let go and the exchange counted in `out`.
+    fn load_from_depot(
+        &self,
+        st: &mut CpuState,
+        mut depot: MutexGuard<'_, DepotState>,
+        mut mag: MagBox,
+        out: &AtomicU64,
+    ) {
+        mag.set_limit(st.magsize);
+        if let Some(old) = st.prev.take() {
+            depot.put(old);
         }
         drop(depot);
-        self.depot
-            .counters
-            .not_empty_out
-            .fetch_add(1, Ordering::Relaxed);
-        st.prev = st.loaded.replace(full);
-        st.loaded.as_mut().and_then(|m| m.pop())
+        out.fetch_add(1, Ordering::Relaxed);
+        st.prev = st.loaded.replace(mag);
     }
 
     /// Puts `obj` into the caller's magazines, exchanging with the depot or
@@ -468,17 +478,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                     Some(empty) if empty.cap() < st.magsize && tries < NEW_MAGAZINE_TRIES => {
                         Some(empty)
                     }
-                    Some(mut empty) => {
-                        empty.set_limit(st.magsize);
-                        if let Some(full) = st.prev.take() {
-                            depot.put(full);
-                        }
-                        drop(depot);
-                        self.depot
-                            .counters
-                            .empty_out
-                            .fetch_add(1, Ordering::Relaxed);
-                        st.prev = st.loaded.replace(empty);
+                    Some(empty) => {
+                        self.load_from_depot(st, depot, empty, &self.depot.counters.empty_out);
                         continue;
                     }
                     None => None,
@@ -495,21 +496,14 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             // them); then the object goes below, as when memory runs out.
             let Some(_section) = Section::enter(self.cpu) else {
                 // No new magazine can be had here: the small one serves.
-                let Some(mut mag) = retired else {
+                let Some(mag) = retired else {
                     return Err(obj);
                 };
-                mag.set_limit(target);
                 // SAFETY: the caller holds the slot, marked busy; the
                 // access ends before the next loop turn makes another.
                 let st = &mut *unsafe { cc.state() };
-                if let Some(full) = st.prev.take() {
-                    self.depot.lock_quiet().put(full);
-                }
-                st.prev = st.loaded.replace(mag);
-                self.depot
-                    .counters
-                    .empty_out
-                    .fetch_add(1, Ordering::Relaxed);
+                let depot = self.depot.lock_quiet();
+                self.load_from_depot(st, depot, mag, &self.depot.counters.empty_out);
                 continue;
             };
             if let Some(mag) = retired {

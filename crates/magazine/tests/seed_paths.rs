@@ -252,6 +252,11 @@ fn free_falls_through_without_magazine_memory() {
 /// the depot lock, so the visit is contended exactly once.
 fn contended_alloc(m: &Magazines<'_, ManualCpus<SLOTS>>, cpus: &ManualCpus<SLOTS>, slot: usize) {
     cpus.set_slot(slot);
+    contended_alloc_here(m);
+}
+
+/// [`contended_alloc`] on the caller's own slot, on any platform.
+fn contended_alloc_here<C: kmem_magazine::Cpu>(m: &Magazines<'_, C>) {
     m.flush_current();
     let before = m.contended();
     std::thread::scope(|sc| {
@@ -431,23 +436,7 @@ mod threads {
                 }
                 // Contended depot visits grow the target past 6.
                 while m.stats().magsize <= 6 {
-                    // Both magazines empty: the allocation below visits the
-                    // depot.
-                    m.flush_current();
-                    let before = m.contended();
-                    std::thread::scope(|inner| {
-                        let (tx, rx) = std::sync::mpsc::channel();
-                        inner.spawn(move || {
-                            m.with_depot_locked(|| {
-                                tx.send(()).unwrap();
-                                while m.contended() == before {
-                                    core::hint::spin_loop();
-                                }
-                            })
-                        });
-                        rx.recv().unwrap();
-                        assert!(m.alloc().is_some());
-                    });
+                    contended_alloc_here(m);
                 }
                 let empty = m.stats().empty;
                 assert!(empty > 0, "{:?}", m.stats());

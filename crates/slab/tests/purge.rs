@@ -7,37 +7,13 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use common::leak;
+use common::{leak, limited_stack as stack};
 
 use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
-use kmem_physmem::PhysMem;
 use kmem_slab::{AllocFlags, CacheBuilder, Caches, KmemCache};
 
 type Cache = KmemCache<'static, ThreadCpus>;
-
-/// Fake RAM, a page arena of at most `pages` pages over its base arena,
-/// and caches over the base.
-fn stack(
-    pages: usize,
-) -> (
-    &'static Arena<'static>,
-    &'static Caches<'static, ThreadCpus>,
-) {
-    let ram: &'static PhysMem = leak(PhysMem::new(16 << 20));
-    let base: &'static Arena<'static> = leak(ram.base_arena("base", 64));
-    let small: &'static Arena<'static> = leak(
-        Arena::builder("small")
-            .quantum(4096)
-            .source(base)
-            .tags_from(base)
-            .build()
-            .unwrap(),
-    );
-    small.set_limit(Some(pages * 4096));
-    let caches = leak(Caches::new(base, ThreadCpus::global()).unwrap());
-    (small, caches)
-}
 
 /// A cache of `size`-byte objects on `small`, for the rest of the test.
 fn cache(

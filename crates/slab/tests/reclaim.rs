@@ -6,11 +6,9 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::leak;
+use common::{leak, limited_stack as stack};
 
-use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
-use kmem_physmem::PhysMem;
 use kmem_slab::{AllocError, AllocFlags, CacheBuilder, CacheReclaim, Caches, KmemCache, Pressure};
 
 /// A user's pool of objects of one cache (a dentry cache, say): it frees
@@ -47,29 +45,6 @@ impl CacheReclaim for Pool {
         }
         freed
     }
-}
-
-/// A `'static` stack: fake RAM, its base arena, a page arena of at most
-/// `pages` pages over it, and caches over the base.
-fn stack(
-    pages: usize,
-) -> (
-    &'static Arena<'static>,
-    &'static Caches<'static, ThreadCpus>,
-) {
-    let ram: &'static PhysMem = leak(PhysMem::new(16 << 20));
-    let base: &'static Arena<'static> = leak(ram.base_arena("base", 64));
-    let small: &'static Arena<'static> = leak(
-        Arena::builder("small")
-            .quantum(4096)
-            .source(base)
-            .tags_from(base)
-            .build()
-            .unwrap(),
-    );
-    small.set_limit(Some(pages * 4096));
-    let caches = leak(Caches::new(base, ThreadCpus::global()).unwrap());
-    (small, caches)
 }
 
 #[test]

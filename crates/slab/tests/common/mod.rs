@@ -128,3 +128,26 @@ impl ObjectOps for Counting {
 
 #[allow(unused_imports, reason = "not every test binary leaks a stack")]
 pub use kmem_physmem::leak;
+
+/// A `'static` stack: fake RAM, its base arena, a page arena of at most
+/// `pages` pages over it, and caches over the base on `ThreadCpus`.
+pub fn limited_stack(
+    pages: usize,
+) -> (
+    &'static Arena<'static>,
+    &'static Caches<'static, ThreadCpus>,
+) {
+    let ram: &'static PhysMem = leak(PhysMem::new(16 << 20));
+    let base: &'static Arena<'static> = leak(ram.base_arena("base", 64));
+    let small: &'static Arena<'static> = leak(
+        Arena::builder("small")
+            .quantum(4096)
+            .source(base)
+            .tags_from(base)
+            .build()
+            .unwrap(),
+    );
+    small.set_limit(Some(pages * 4096));
+    let caches = leak(Caches::new(base, ThreadCpus::global()).unwrap());
+    (small, caches)
+}
