@@ -44,6 +44,11 @@ pub(crate) struct DepotState {
     ws: [WorkingSet; 2],
     busy_count: u32,
     busy_start: u64,
+    /// Acquisitions of the lock by allocations and frees looking for a
+    /// magazine ([`Depot::lock`]), contended or not: a plain count under
+    /// the lock (an atomic would be one more step for the loom models to
+    /// interleave).
+    pub(crate) locks: u64,
 }
 
 /// One list's working-set figures (see `DepotState::ws`).
@@ -135,9 +140,6 @@ impl DepotState {
 /// Depot counters, readable without the lock.
 #[derive(Default)]
 pub(crate) struct DepotCounters {
-    /// Acquisitions of the depot lock by allocations and frees looking
-    /// for a magazine ([`Depot::lock`]), contended or not.
-    pub(crate) locks: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) resizes: AtomicU64,
     pub(crate) not_empty_out: AtomicU64,
@@ -167,6 +169,7 @@ impl Depot {
                 ws: [WorkingSet::default(); 2],
                 busy_count: 0,
                 busy_start: 0,
+                locks: 0,
             }),
             policy,
             counters: DepotCounters::default(),
@@ -177,13 +180,14 @@ impl Depot {
     /// magazines. `now` is read before spinning, as the seed does, so a long
     /// wait does not stretch the window.
     pub(crate) fn lock(&self, now: impl FnOnce() -> u64) -> MutexGuard<'_, DepotState> {
-        self.counters.locks.fetch_add(1, Ordering::Relaxed);
-        if let Some(guard) = self.state.try_lock() {
+        if let Some(mut guard) = self.state.try_lock() {
+            guard.locks += 1;
             return guard;
         }
         let time = now();
         self.counters.contended.fetch_add(1, Ordering::Relaxed);
         let mut depot = self.state.lock();
+        depot.locks += 1;
         // Without not-empty magazines the fight is over too few magazines,
         // not too small ones.
         if depot.not_empty.len() == 0 {

@@ -1183,12 +1183,18 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         });
         // The slot busy while the depot lock is held, as in `drain_depot`; a
         // handler that interrupted that reads no depot state.
-        let (magsize, not_empty, empty, depot_rounds) = self
+        let (magsize, not_empty, empty, depot_rounds, depot_locks) = self
             .with_slot_busy(|| {
                 let d = self.depot.lock_quiet();
-                (d.magsize, d.not_empty.len(), d.empty.len(), d.rounds)
+                (
+                    d.magsize,
+                    d.not_empty.len(),
+                    d.empty.len(),
+                    d.rounds,
+                    d.locks,
+                )
             })
-            .unwrap_or((self.start, 0, 0, 0));
+            .unwrap_or((self.start, 0, 0, 0, 0));
         let c = &self.depot.counters;
         MagazineStats {
             magsize,
@@ -1200,7 +1206,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             cpu_allocs,
             cpu_frees,
             deferred_frees: deferred,
-            depot_locks: c.locks.load(Ordering::Relaxed),
+            depot_locks,
             contended: c.contended.load(Ordering::Relaxed),
             resizes: c.resizes.load(Ordering::Relaxed),
             depot_not_empty_out: c.not_empty_out.load(Ordering::Relaxed),
