@@ -29,12 +29,17 @@
 //!   objects in magazines stay constructed; the destructor runs when an
 //!   object goes back to a slab. When a plain cache's magazines and depot
 //!   run dry, the caller's magazine is loaded from the slabs in one pass
-//!   (a batch refill); partial slabs at least half full are allocated from
+//!   (a batch refill), and when no empty magazine can be had a full one
+//!   goes back in one pass (a batch flush, for caches without a
+//!   destructor); partial slabs at least half full are allocated from
 //!   first, so the emptiest drain.
 //! - Memory pressure: [`Caches::tick`] is the upkeep pass for a periodic
 //!   timer (each depot's working-set trim gives back what sat idle through
-//!   a whole interval; empty slabs go back; hashes are resized);
+//!   a whole interval, and so do the magazines of threads idle through
+//!   one; empty slabs go back; hashes are resized);
 //!   [`KmemCache::reap`] returns every idle object and empty slab at once;
+//!   [`KmemCache::purge_magazines`] every thread's magazines too (as the
+//!   source's exhaustion path does);
 //!   a cache's user may register a shrinker ([`CacheBuilder::reclaim`],
 //!   [`CacheReclaim`]), which the pass, `reap` and the source's exhaustion
 //!   path call; [`CacheBuilder::max_objects`] bounds a cache;
