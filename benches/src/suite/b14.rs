@@ -1,5 +1,7 @@
 //! B14, after Linux's `slab_test`: bursts of 10^4 allocations of 64 bytes,
-//! then the 10^4 frees in the order they were allocated (FIFO), on one
+//! then the 10^4 frees in the order they were allocated (FIFO); and
+//! bursts of 10^4 allocations, a random half of them freed and allocated
+//! again (where many slabs are partly used), then all freed; on one
 //! thread. Contenders: the 64-byte kmem cache, its `NOMAGAZINE` ablation,
 //! both again with FIFO refill (partial slabs taken in the order they
 //! became partial, `CacheBuilder::fifo_partial_slabs`, instead of fullest
@@ -37,39 +39,88 @@ pub const BURST: usize = 10_000;
 const SIZE: usize = 64;
 
 /// One burst on a kmem cache: `held.len()` allocations, then their frees
-/// in allocation order.
-fn cache_burst(c: &StdCache<'_>, held: &mut [usize]) {
+/// in the order `order` gives (indices into `held`); with `again`, the
+/// first half of that order is freed and allocated again before all go.
+fn cache_burst(c: &StdCache<'_>, held: &mut [usize], order: &[usize], again: bool) {
     for slot in held.iter_mut() {
         *slot = ObjectAlloc::alloc(c);
     }
     black_box(&mut *held);
-    for &obj in held.iter() {
-        // SAFETY: allocated above, each freed once.
-        unsafe { ObjectAlloc::free(c, obj) };
+    if again {
+        let half = &order[..order.len() / 2];
+        for &i in half {
+            // SAFETY: allocated above, freed once before it is replaced.
+            unsafe { ObjectAlloc::free(c, held[i]) };
+        }
+        for &i in half {
+            held[i] = ObjectAlloc::alloc(c);
+        }
+        black_box(&mut *held);
+    }
+    for &i in order {
+        // SAFETY: allocated above; `order` is a permutation, so each is
+        // freed once.
+        unsafe { ObjectAlloc::free(c, held[i]) };
     }
 }
 
-/// One burst through a `GlobalAlloc`.
-fn heap_burst<A: GlobalAlloc + ?Sized>(a: &A, held: &mut [*mut u8]) {
+/// One burst through a `GlobalAlloc`, as [`cache_burst`].
+fn heap_burst<A: GlobalAlloc + ?Sized>(a: &A, held: &mut [*mut u8], order: &[usize], again: bool) {
     let l = Layout::from_size_align(SIZE, 8).expect("layout");
-    for slot in held.iter_mut() {
+    let alloc = || {
         // SAFETY: a non-zero-size layout.
         let p = unsafe { a.alloc(l) };
         assert!(!p.is_null(), "B14: allocation failed");
-        *slot = p;
+        p
+    };
+    for slot in held.iter_mut() {
+        *slot = alloc();
     }
     black_box(&mut *held);
-    for &p in held.iter() {
-        // SAFETY: allocated above with `l`, each freed once.
-        unsafe { a.dealloc(p, l) };
+    if again {
+        let half = &order[..order.len() / 2];
+        for &i in half {
+            // SAFETY: allocated above with `l`, freed once before it is
+            // replaced.
+            unsafe { a.dealloc(held[i], l) };
+        }
+        for &i in half {
+            held[i] = alloc();
+        }
+        black_box(&mut *held);
+    }
+    for &i in order {
+        // SAFETY: allocated above with `l`; `order` is a permutation, so
+        // each is freed once.
+        unsafe { a.dealloc(held[i], l) };
     }
 }
 
-struct Peers<'v, 'c> {
-    cs: &'v mut Vec<Contender<'c>>,
+/// The bursts B14 runs: frees in allocation order (FIFO); and a random
+/// half freed (one fixed permutation), allocated again, then all freed
+/// in that order: the allocations again find many slabs partly used,
+/// where the order in which partial slabs are taken can matter. Objects
+/// per burst: the allocations it makes.
+fn orders() -> [(&'static str, Vec<usize>, bool); 2] {
+    let fifo: Vec<usize> = (0..BURST).collect();
+    let mut random = fifo.clone();
+    let mut rng = kmem_physmem::Rng::new(0xb14);
+    for i in (1..BURST).rev() {
+        random.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    [
+        ("10^4 then 10^4, FIFO", fifo, false),
+        ("10^4, a random half again, 10^4 freed", random, true),
+    ]
 }
 
-impl<'c> Visit<'c> for Peers<'_, 'c> {
+struct Peers<'v, 'c, 'o> {
+    cs: &'v mut Vec<Contender<'c>>,
+    order: &'o [usize],
+    again: bool,
+}
+
+impl<'c> Visit<'c> for Peers<'_, 'c, 'c> {
     fn visit<A: GlobalAlloc + Sync + 'c>(
         &mut self,
         name: &'static str,
@@ -82,8 +133,10 @@ impl<'c> Visit<'c> for Peers<'_, 'c> {
             return;
         }
         let mut held = vec![ptr::null_mut(); BURST];
-        self.cs
-            .push(Contender::new(name, move || heap_burst(a, &mut held)));
+        let (order, again) = (self.order, self.again);
+        self.cs.push(Contender::new(name, move || {
+            heap_burst(a, &mut held, order, again)
+        }));
     }
 }
 
@@ -146,29 +199,30 @@ pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
         ("kmem cache, FIFO refill", s.fifo64),
         ("kmem cache, NOMAGAZINE, FIFO refill", s.nomag_fifo64),
     ];
-    let before: Vec<Before<'_, '_>> = kmem
-        .iter()
-        .map(|&(label, c)| Before::take(label, c))
-        .collect();
-    let mut cs: Vec<Contender<'_>> = kmem
-        .iter()
-        .map(|&(label, c)| {
-            let mut held = vec![0usize; BURST];
-            Contender::new(label, move || cache_burst(c, &mut held))
-        })
-        .collect();
-    s.each(&mut Peers { cs: &mut cs });
-    let r = interleave::run(&mut cs, cfg.rounds(), cfg.batch() * 4);
-    drop(cs);
-    res.push_rounds(
-        BENCH,
-        "10^4 then 10^4, FIFO",
-        "ns/object",
-        &r,
-        Some(0),
-        BURST as f64,
-    );
-    for b in &before {
-        res.note(BENCH.id, b.note());
+    for (param, order, again) in &orders() {
+        let again = *again;
+        let before: Vec<Before<'_, '_>> = kmem
+            .iter()
+            .map(|&(label, c)| Before::take(label, c))
+            .collect();
+        let mut cs: Vec<Contender<'_>> = kmem
+            .iter()
+            .map(|&(label, c)| {
+                let mut held = vec![0usize; BURST];
+                Contender::new(label, move || cache_burst(c, &mut held, order, again))
+            })
+            .collect();
+        s.each(&mut Peers {
+            cs: &mut cs,
+            order,
+            again,
+        });
+        let r = interleave::run(&mut cs, cfg.rounds(), cfg.batch() * 4);
+        drop(cs);
+        let objects = if again { BURST * 3 / 2 } else { BURST };
+        res.push_rounds(BENCH, param, "ns/object", &r, Some(0), objects as f64);
+        for b in &before {
+            res.note(BENCH.id, format!("{param}: {}", b.note()));
+        }
     }
 }
