@@ -55,6 +55,25 @@ fn a_child_starts_its_own_reaper() {
     assert_eq!(wait(pid, Duration::from_secs(60)), Some(0));
 }
 
+/// The purge's heavy fence (`membarrier`) works in a child too (its
+/// registration is inherited, or `fence_slots` registers it again).
+#[test]
+fn a_child_has_the_purge_fence() {
+    assert!(
+        ThreadCpus::global().fence_slots(),
+        "membarrier in the parent"
+    );
+    // SAFETY: the child only makes syscalls and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let fenced = ThreadCpus::global().fence_slots();
+        // SAFETY: leaves the child without running the test harness's exit.
+        unsafe { libc::_exit(if fenced { 0 } else { 1 }) };
+    }
+    assert_eq!(wait(pid, Duration::from_secs(60)), Some(0));
+}
+
 /// Waits up to `limit` for `pid`; `None` if it had to be killed.
 fn wait(pid: libc::pid_t, limit: Duration) -> Option<i32> {
     let start = Instant::now();

@@ -864,10 +864,13 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     pub unsafe fn purge<S: MagazineSource + ?Sized>(
         &self,
         mags: &S,
-        sink: impl FnMut(usize),
+        mut sink: impl FnMut(usize),
     ) -> Purge {
         // SAFETY: forwarded.
-        unsafe { self.purge_where(mags, sink, |_| true) }
+        let mut purge = unsafe { self.purge_slots(mags, &mut sink, false) };
+        // SAFETY: forwarded.
+        purge.rounds += unsafe { self.drain_depot(mags, sink) };
+        purge
     }
 
     /// [`purge`](Self::purge) of the slots that were idle since the last
@@ -887,33 +890,22 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         sink: impl FnMut(usize),
     ) -> Purge {
         // SAFETY: forwarded.
-        unsafe { self.purge_slots(mags, sink, true, CpuCache::idle_with_magazines) }
+        unsafe { self.purge_slots(mags, sink, true) }
     }
 
-    /// [`purge`](Self::purge) of the slots `pick` chooses.
-    unsafe fn purge_where<S: MagazineSource + ?Sized>(
-        &self,
-        mags: &S,
-        mut sink: impl FnMut(usize),
-        pick: impl Fn(&CpuCache) -> bool,
-    ) -> Purge {
-        // SAFETY: forwarded.
-        let mut purge = unsafe { self.purge_slots(mags, &mut sink, false, pick) };
-        // SAFETY: forwarded.
-        purge.rounds += unsafe { self.drain_depot(mags, sink) };
-        purge
-    }
-
-    /// The slots' part of a purge: claims the slots `pick` chooses, takes
-    /// the magazines of those idle after the platform's heavy fence, asks
-    /// the others' holders (unless `idle_only`), and gives what it took
-    /// back below.
+    /// The slots' part of a purge: claims every slot but the caller's
+    /// (with `idle_only`, those idle since the last look that hold
+    /// magazines and have no request pending), takes the magazines of
+    /// those idle after the platform's heavy fence, asks the others'
+    /// holders (unless `idle_only`), and gives what it took back below.
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
     unsafe fn purge_slots<S: MagazineSource + ?Sized>(
         &self,
         mags: &S,
         mut sink: impl FnMut(usize),
         idle_only: bool,
-        pick: impl Fn(&CpuCache) -> bool,
     ) -> Purge {
         let mut purge = Purge::default();
         let mut taken = MagList::new();
@@ -929,7 +921,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             };
             let mut any = false;
             for (i, cc) in self.cpus.iter().enumerate() {
-                if Some(i) != own && pick(cc) && cc.try_force(!idle_only) {
+                let picked = !idle_only || cc.idle_with_magazines();
+                if Some(i) != own && picked && cc.try_force(!idle_only) {
                     any = true;
                 }
             }
@@ -969,7 +962,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             .fetch_add(purge.slots_taken as u64, Ordering::Relaxed);
         c.asked
             .fetch_add(purge.slots_asked as u64, Ordering::Relaxed);
-        purge.rounds = self.release(taken, mags, &mut sink);
+        // SAFETY: the caller's guarantee: `mags` is the source.
+        purge.rounds = unsafe { self.release(taken, mags, &mut sink) };
         purge
     }
 
@@ -993,8 +987,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         };
         // The empty magazines first: their release calls no sink, so a
         // sink that panics (a destructor) cannot leave them behind.
-        let none = self.release(empty, mags, &mut sink);
-        none + self.release(not_empty, mags, &mut sink)
+        // SAFETY: the caller's guarantee: `mags` is the source.
+        let none = unsafe { self.release(empty, mags, &mut sink) };
+        // SAFETY: as above.
+        none + unsafe { self.release(not_empty, mags, &mut sink) }
     }
 
     /// The upkeep pass's trim (illumos' `kmem_depot_ws_update` and
@@ -1038,7 +1034,8 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                 return rounds;
             };
             let n = taken.len() as u64;
-            rounds += self.release_batched(taken, mags, &mut sink);
+            // SAFETY: the caller's guarantee: `mags` is the source.
+            rounds += unsafe { self.release_batched(taken, mags, &mut sink) };
             self.depot.counters.trimmed.fetch_add(n, Ordering::Relaxed);
             if !more || n == 0 {
                 return rounds;
@@ -1052,7 +1049,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     /// destructor), the rounds it did not take stay in their magazine,
     /// which goes back to the depot with the others not drained yet; so
     /// does a magazine whose rounds `sink` left.
-    fn release_batched<S: MagazineSource + ?Sized>(
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    unsafe fn release_batched<S: MagazineSource + ?Sized>(
         &self,
         list: MagList,
         mags: &S,
@@ -1081,17 +1081,18 @@ impl<'a, C: Cpu> Magazines<'a, C> {
 
     /// [`release_batched`](Self::release_batched), one round per call of
     /// `sink`.
-    fn release<S: MagazineSource + ?Sized>(
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free): `mags` is the source of every magazine.
+    unsafe fn release<S: MagazineSource + ?Sized>(
         &self,
         list: MagList,
         mags: &S,
         sink: &mut impl FnMut(usize),
     ) -> usize {
-        self.release_batched(list, mags, &mut |rounds: &mut dyn Iterator<
-            Item = usize,
-        >| {
-            rounds.for_each(&mut *sink);
-        })
+        let mut batch = |rounds: &mut dyn Iterator<Item = usize>| rounds.for_each(&mut *sink);
+        // SAFETY: forwarded.
+        unsafe { self.release_batched(list, mags, &mut batch) }
     }
 
     /// Flushes every slot (and its deferred frees), then drains the depot:

@@ -165,9 +165,9 @@ const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 
 /// A private expedited `membarrier`: a full memory barrier on every CPU
-/// running a thread of this process. Registers the process on first use
-/// (and in a `fork()` child, whose registration starts afresh); false if
-/// the kernel has no such command.
+/// running a thread of this process. Registers the process when the
+/// kernel says it is not registered (first use); false if the kernel has
+/// no such command.
 fn membarrier() -> bool {
     let call = |cmd: libc::c_long| {
         // SAFETY: membarrier takes integers and touches no memory of ours.

@@ -112,10 +112,11 @@ pub(crate) fn build_small(
     if let Some(key) = tag {
         for i in 0..n {
             let obj = first + i * size;
-            // SAFETY: object `i` lies in the buffer below the site slots
-            // and bitmap (checked, colour included), a word at least and
+            // Object `i` lies in the buffer below the site slots and
+            // bitmap (checked, colour included), a word at least and
             // aligned to 8 (base, colour and size are multiples of 8); the
             // buffer is ours and unused.
+            // SAFETY: as just said.
             unsafe { write_link(obj, super::guard::mark(key, obj)) };
         }
     }

@@ -262,12 +262,13 @@ impl SlabHeader {
         };
         let at =
             (ptr::from_ref(self) as usize - self.words() * 8 - site_bytes(n)) as *const AtomicU32;
-        // SAFETY: a small slab has `total` site slots right below its
-        // bitmap (`site_bytes` of them, from an address aligned to 8: the
+        // A small slab has `total` site slots right below its bitmap
+        // (`site_bytes` of them, from an address aligned to 8: the
         // bitmap's; `build_small` checked the layout and initialized
         // them), in the slab's memory, for as long as the borrow of its
         // set. Atomics, so the lock-free users (`guard.rs`) may share
         // them. None: an empty slice at the (aligned) header.
+        // SAFETY: as just said.
         unsafe { core::slice::from_raw_parts(at, n) }
     }
 
