@@ -58,6 +58,8 @@ pub(crate) struct StressOpts {
     pub(crate) ops: u64,
     /// Seed of every thread's generator.
     pub(crate) seed: u64,
+    /// Runs the big-heap program instead, up to this many GiB live.
+    pub(crate) big_heap: Option<u64>,
 }
 
 impl Default for StressOpts {
@@ -66,6 +68,7 @@ impl Default for StressOpts {
             threads: 4,
             ops: 1_000_000,
             seed: 1,
+            big_heap: None,
         }
     }
 }
@@ -161,6 +164,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
                     "--threads" => opts.threads = value("--threads")?.max(1) as usize,
                     "--ops" => opts.ops = value("--ops")?,
                     "--seed" => opts.seed = value("--seed")?,
+                    "--big-heap" => opts.big_heap = Some(opts.big_heap.unwrap_or(6)),
+                    "--gib" => opts.big_heap = Some(value("--gib")?.max(1)),
                     _ => return Err(unknown_flag(&command, arg)),
                 }
             }
@@ -319,9 +324,20 @@ mod tests {
             Ok(Task::Stress(StressOpts {
                 threads: 8,
                 ops: 5,
-                seed: 9
+                seed: 9,
+                big_heap: None,
             }))
         );
+        let big = |gib| {
+            Ok(Task::Stress(StressOpts {
+                big_heap: Some(gib),
+                ..StressOpts::default()
+            }))
+        };
+        assert_eq!(parse_str("stress --big-heap"), big(6));
+        assert_eq!(parse_str("stress --big-heap --gib 8"), big(8));
+        assert_eq!(parse_str("stress --gib 2"), big(2));
+        assert!(parse_str("stress --big-heap --gib").is_err());
         assert!(parse_str("stress --threads").is_err());
         assert!(parse_str("stress --ops many").is_err());
         assert!(parse_str("stress --fast").is_err());

@@ -52,6 +52,14 @@ commands:
         objects freed by other threads, every checker and count at the end.
         Prints the operations done and the violations; fails on any.
         Defaults: 4 threads, 1000000 operations each, seed 1.
+  stress --big-heap [--gib G]
+        kmalloc as the global allocator of a program with a big heap
+        (crates/kmalloc/examples/big_heap.rs, release mode): 28 million
+        boxes freed, then a size class not used before, then mixed sizes
+        up to G GiB live (default 6; needs that much memory and more), a
+        random half replaced, every object checked. Prints the time, the
+        metadata's size and the peak RSS of each phase; fails on a
+        corrupted object, aborts if an allocation fails. About 25 s here.
   sanitize
         nightly AddressSanitizer over the test suite and the stress binary,
         with --cfg kmem_asan: free segments, free objects (magazines too) and

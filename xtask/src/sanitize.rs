@@ -34,6 +34,7 @@ fn stress_opts() -> StressOpts {
         threads: 4,
         ops: 100_000,
         seed: 1,
+        big_heap: None,
     }
 }
 

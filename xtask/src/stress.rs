@@ -3,6 +3,12 @@
 //! release mode: operation mixes over every layer at once, canaries in every
 //! object, objects freed on other threads, every checker at the end. It
 //! prints the operations done and the violations found, and fails on any.
+//!
+//! `cargo xtask stress --big-heap [--gib G]` runs the big-heap program
+//! (`crates/kmalloc/examples/big_heap.rs`) instead: kmalloc as the global
+//! allocator, tens of millions of small objects freed, then G GiB (default
+//! 6) of mixed sizes live; it fails on a corrupted object and aborts if an
+//! allocation fails.
 
 use crate::flags::StressOpts;
 use crate::shell::{Cmd, Result};
@@ -23,8 +29,15 @@ pub(crate) fn stress_args(opts: &StressOpts) -> Vec<String> {
     ]
 }
 
-/// Builds and runs the stress binary.
+/// Builds and runs the stress binary (or the big-heap program).
 pub(crate) fn run(opts: &StressOpts) -> Result {
+    if let Some(gib) = opts.big_heap {
+        return Cmd::cargo()
+            .args(["run", "--release", "-p", "kmalloc", "--features", "std"])
+            .args(["--example", "big_heap", "--"])
+            .arg(gib.to_string())
+            .run();
+    }
     Cmd::cargo()
         .args(["run", "--release"])
         .args(STRESS)

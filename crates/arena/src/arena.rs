@@ -225,9 +225,7 @@ impl<'a> Arena<'a> {
     #[inline]
     pub fn alloc(&self, size: usize, policy: Policy) -> Result<usize, AllocError> {
         match self.alloc_once(size, policy) {
-            Err(AllocError::Exhausted | AllocError::LimitReached) if self.reclaim(size) => {
-                self.alloc_once(size, policy)
-            }
+            Err(e) if self.ran_out(e) && self.reclaim(size) => self.alloc_once(size, policy),
             r => r,
         }
     }
@@ -335,7 +333,7 @@ impl<'a> Arena<'a> {
     pub fn xalloc(&self, size: usize, constraints: &Constraints) -> Result<usize, AllocError> {
         let fit = Fit::new(size, constraints, self.quantum)?;
         match self.xalloc_fit(&fit, constraints.policy) {
-            Err(AllocError::Exhausted | AllocError::LimitReached) if self.reclaim(fit.size) => {
+            Err(e) if self.ran_out(e) && self.reclaim(fit.size) => {
                 self.xalloc_fit(&fit, constraints.policy)
             }
             r => r,

@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use crate::Arena;
+use crate::{AllocError, Arena};
 
 /// Callbacks an arena keeps at most.
 pub const MAX_RECLAIMERS: usize = 8;
@@ -21,6 +21,12 @@ pub trait Reclaim: Sync {
     /// no arena lock held; it must not allocate from `arena`, directly or
     /// through what it calls (a cache's reap may allocate metadata: not
     /// from the arena that ran out).
+    ///
+    /// On a base arena, a callback may instead give it more memory with
+    /// [`Arena::add_memory`] and return the units added: that is how a base
+    /// arena grows on demand (kmalloc's global allocator grows its metadata
+    /// so). A base arena also calls its callbacks when it has no memory left
+    /// to carve boundary tags from, which for it is running out.
     fn reclaim(&self, arena: &Arena<'_>, wanted: usize) -> usize;
 }
 
@@ -90,6 +96,14 @@ impl Arena<'_> {
     /// them (slabs of its caches). Returns the units given back.
     pub fn reclaim_qcaches(&self) -> usize {
         self.qcaches.map_or(0, |q| q.reclaim(self))
+    }
+
+    /// True when `e` says the arena ran out: `Exhausted` or `LimitReached`,
+    /// and for a base arena `NoTags` too (it carves its tags from its own
+    /// free memory, so having none to carve is running out of memory).
+    pub(crate) fn ran_out(&self, e: AllocError) -> bool {
+        matches!(e, AllocError::Exhausted | AllocError::LimitReached)
+            || (self.base && e == AllocError::NoTags)
     }
 
     /// Asks the quantum caches, the callbacks and the source (if an arena)

@@ -56,7 +56,7 @@ impl Arena<'_> {
         loop {
             let seen = self.freed.load(Ordering::SeqCst);
             match self.alloc(size, policy) {
-                Err(AllocError::Exhausted | AllocError::LimitReached) => {}
+                Err(e) if self.ran_out(e) => {}
                 r => return r,
             }
             let start = Now::start();

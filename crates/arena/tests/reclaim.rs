@@ -179,3 +179,67 @@ fn an_arena_at_its_limit_reclaims() {
     a.free(x, 1).unwrap();
     assert!(a.remove_reclaim(h));
 }
+
+/// Adds a fresh region of `step` bytes to the base arena that ran out: a
+/// base arena grows on demand this way (kmalloc's global allocator grows
+/// its metadata so).
+struct Grower {
+    step: usize,
+    calls: AtomicUsize,
+}
+
+impl Reclaim for Grower {
+    fn reclaim(&self, arena: &Arena<'_>, wanted: usize) -> usize {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let size = self.step.max(2 * wanted.next_multiple_of(4096));
+        let ram = kmem_physmem::leak(PhysMem::new(size));
+        // SAFETY: a fresh region, leaked (it outlives the arena), used by
+        // nothing else.
+        unsafe { arena.add_memory(ram.start(), ram.len()) }.unwrap();
+        size
+    }
+}
+
+/// A base arena that runs out of memory to carve boundary tags from
+/// (`NoTags`, which is how a base arena of small segments runs out) or of
+/// memory asks its callbacks; one that adds memory lets it go on.
+#[test]
+fn a_base_arena_grows_through_a_callback() {
+    static GROWER: Grower = Grower {
+        step: 64 << 10,
+        calls: AtomicUsize::new(0),
+    };
+    let ram = PhysMem::new(16 * 4096);
+    let base = ram.base_arena("base", 8);
+    let mut held = Vec::new();
+    // Without the callback it runs out: 8-byte segments use up the tags
+    // (85 to a 4 KiB tag page) before the memory.
+    let ran_out = loop {
+        match base.alloc(8, Policy::InstantFit) {
+            Ok(x) => held.push(x),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(ran_out, AllocError::NoTags);
+    let h = base.add_reclaim(&GROWER).unwrap();
+    for _ in 0..20_000 {
+        held.push(base.alloc(8, Policy::InstantFit).unwrap());
+    }
+    let calls = GROWER.calls.load(Ordering::SeqCst);
+    assert!(calls > 1, "{calls}");
+    // A request larger than a step gets a region of its size.
+    let big = base
+        .xalloc(1 << 20, &Constraints::new().align(1 << 16))
+        .unwrap();
+    assert!(GROWER.calls.load(Ordering::SeqCst) > calls);
+    base.check().unwrap();
+    // SAFETY: segments allocated above, unused, freed once.
+    unsafe {
+        base.xfree_memory(big, 1 << 20).unwrap();
+        for x in held {
+            base.free_memory(x, 8).unwrap();
+        }
+    }
+    base.check().unwrap();
+    assert!(base.remove_reclaim(h));
+}

@@ -9,7 +9,7 @@ use core::cell::Cell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use kmem_arena::{AllocError as ArenaAllocError, Source};
+use kmem_arena::{AllocError as ArenaAllocError, Arena, Reclaim, Source};
 use kmem_magazine::ThreadCpus;
 use kmem_slab::{CacheFlags, Caller, DebugHooks, Report, PAGE_SIZE};
 
@@ -315,9 +315,47 @@ fn register_fork(k: &'static Kmalloc<'static, ThreadCpus>) -> bool {
     })
 }
 
+/// Grows a [`KmallocGlobal`]'s metadata: registered on its base arena,
+/// it is called when the base runs out (of memory, or of memory to carve
+/// boundary tags from) and adds a fresh reservation of address space as
+/// large as the arena's memory so far (at least twice the request), so the
+/// metadata doubles as it needs to and has no cap short of the machine's.
+/// Reservations are never unmapped (the base arena never gives memory
+/// back); only their touched pages take memory.
+struct MoreMetadata;
+
+static MORE_METADATA: MoreMetadata = MoreMetadata;
+
+impl Reclaim for MoreMetadata {
+    fn reclaim(&self, arena: &Arena<'_>, wanted: usize) -> usize {
+        let Some(size) = wanted
+            .checked_mul(2)
+            .and_then(|w| w.checked_next_multiple_of(PAGE_SIZE))
+            .map(|w| w.max(arena.amt_total()))
+        else {
+            return 0;
+        };
+        let Some(mem) = map(size) else {
+            return 0;
+        };
+        let base = mem.as_ptr() as usize;
+        // SAFETY: a fresh private mapping of `size` bytes that nothing else
+        // knows of and that is never unmapped once added: the arena's for
+        // the rest of the program (only `KmallocGlobal::boot` registers
+        // this, on a base arena that is never torn down).
+        match unsafe { arena.add_memory(base, size) } {
+            Ok(()) => size,
+            Err(_) => {
+                unmap(base, size);
+                0
+            }
+        }
+    }
+}
+
 /// kmalloc as a program's `#[global_allocator]`: boots itself on the first
 /// allocation — a base arena over a reserved (`MAP_NORESERVE`) region for
-/// metadata, a page arena importing from the OS ([`OsPages`]) sixteen times
+/// metadata, which grows by further reservations as the metadata needs, a page arena importing from the OS ([`OsPages`]) sixteen times
 /// what a request needs at a time, the std platform ([`ThreadCpus`]: a CPU slot per thread,
 /// flushed when the thread exits) — and never shuts down. If the boot
 /// fails, every allocation fails (returns null).
@@ -365,14 +403,16 @@ impl Default for KmallocGlobal {
 }
 
 impl KmallocGlobal {
-    /// Reserves 1 GiB of address space for metadata (touched only as
-    /// used).
+    /// Reserves 1 GiB of address space for metadata to start with (touched
+    /// only as used); when the metadata outgrows it, the base arena adds a
+    /// reservation as large as all before it, and so on: there is no cap.
     pub const fn new() -> Self {
         Self::with_metadata(1 << 30)
     }
 
     /// Reserves `bytes` of address space for the base arena (metadata:
-    /// boundary tags, slab headers, bufctls, magazines, cache structures).
+    /// boundary tags, slab headers, bufctls, magazines, cache structures)
+    /// to start with; it grows as [`new`](Self::new) says.
     pub const fn with_metadata(bytes: usize) -> Self {
         Self {
             state: AtomicU8::new(UNBOOTED),
@@ -446,7 +486,11 @@ impl KmallocGlobal {
             };
             boot_static(mem, ThreadCpus::global(), &config).ok()
         });
-        let booted = booted.filter(|&k| register_fork(k));
+        // The metadata grows on demand (a fresh arena has room for the
+        // callback).
+        let booted = booted
+            .filter(|&k| k.caches().base().add_reclaim(&MORE_METADATA).is_ok())
+            .filter(|&k| register_fork(k));
         if booted.is_some() {
             crate::reaper::configure();
         }
