@@ -1,6 +1,8 @@
 //! [`ThreadCpus`]: the std platform. Each thread gets a slot of its own
 //! while slots last, returns it (flushing its magazines to the depots) when
-//! it exits, and shares lock-protected slots beyond that.
+//! it exits, and shares lock-protected slots beyond that (a waiter for a
+//! shared slot's lock sleeps on a futex, so a preempted holder costs the
+//! waiters no CPU).
 //!
 //! Nothing here allocates — the instance is a `static`, the hooks form an
 //! intrusive list, the CPU count and the clock come from `libc` — so the
@@ -11,13 +13,13 @@ extern crate std;
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::cpu::{Cpu, CpuGuard, SlotHook};
 
 /// At most this many exclusive slots (and shared ones), whatever the
 /// machine: the static arrays are this long.
-const MAX_EXCLUSIVE: usize = 256;
+const MAX_EXCLUSIVE: usize = 1024;
 const MAX_SHARED: usize = 64;
 
 /// In [`SLOT`]: the slot is a shared one (the rest of the bits say which),
@@ -33,47 +35,74 @@ const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
 const READY: u8 = 2;
 
-/// The lock of one shared slot, on its own cache line. A bare flag rather
-/// than a `spin::Mutex`, so that a [`ThreadGuard`] is two words and comes
-/// back from a call in registers.
+/// The lock of one shared slot, on its own cache line: a futex lock
+/// (Drepper's three states: free, held, held with sleepers). A waiter
+/// spins a few tries while the holder may still be running, then sleeps
+/// in the kernel until the holder lets go: with more threads than CPUs the
+/// holder may have been preempted, and spinning on would burn the waiter's
+/// time slice while the holder cannot run. A bare word rather than a
+/// `spin::Mutex`, so that a [`ThreadGuard`] is two words and comes back
+/// from a call in registers.
 #[repr(align(64))]
-struct SharedSlot(AtomicBool);
+struct SharedSlot(AtomicU32);
 
-/// Tries a waiter makes on a shared slot's lock before it yields its CPU:
-/// with more threads than CPUs the holder may have been preempted, and
-/// spinning on would burn the waiter's time slice while it cannot run.
-const SPINS_BEFORE_YIELD: u32 = 64;
+/// [`SharedSlot`] states.
+const FREE: u32 = 0;
+const HELD: u32 = 1;
+const SLEEPERS: u32 = 2;
+
+/// Tries a waiter makes on a shared slot's lock before it sleeps.
+const SPINS_BEFORE_SLEEP: u32 = 64;
+
+/// `futex(2)` on `word`: `FUTEX_WAIT_PRIVATE` while it holds `expected`,
+/// or `FUTEX_WAKE_PRIVATE` of one sleeper.
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
+    // SAFETY: the futex word is a live, aligned `u32` of this process; the
+    // kernel only reads it (a wait compares it with `val`); no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            ptr::null::<libc::timespec>(),
+        );
+    }
+}
 
 impl SharedSlot {
+    #[inline]
     fn lock(&self) {
-        let mut spins = 0;
-        while self
-            .0
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            while self.0.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins < SPINS_BEFORE_YIELD {
-                    core::hint::spin_loop();
-                } else {
-                    spins = 0;
-                    // SAFETY: no arguments; gives the CPU to another thread
-                    // (the holder, if it was preempted).
-                    unsafe { libc::sched_yield() };
-                }
+        if !self.try_lock() {
+            self.lock_contended();
+        }
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        for _ in 0..SPINS_BEFORE_SLEEP {
+            match self.0.load(Ordering::Relaxed) {
+                FREE if self.try_lock() => return,
+                SLEEPERS => break,
+                _ => core::hint::spin_loop(),
             }
+        }
+        // Announce a sleeper; whoever lets go next wakes one.
+        while self.0.swap(SLEEPERS, Ordering::Acquire) != FREE {
+            futex(&self.0, libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, SLEEPERS);
         }
     }
 
     fn try_lock(&self) -> bool {
         self.0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
+        if self.0.swap(FREE, Ordering::Release) == SLEEPERS {
+            futex(&self.0, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        }
     }
 }
 
@@ -89,8 +118,8 @@ unsafe impl Send for Hooks {}
 /// Slots `0..exclusive` are owned by one thread each, claimed on the thread's
 /// first [`pin`](Cpu::pin): pinning is a thread-local read, no atomic
 /// read-modify-write. When they are all taken, further threads share the
-/// slots `exclusive..exclusive + shared`, taking a per-slot lock (reentrant
-/// on the thread) while pinned. When an owning thread exits, every
+/// slots `exclusive..exclusive + shared`, taking a per-slot futex lock
+/// (reentrant on the thread) while pinned. When an owning thread exits, every
 /// registered magazine layer flushes that slot's magazines to its depot and
 /// the slot is free again.
 ///
@@ -112,7 +141,7 @@ static GLOBAL: ThreadCpus = ThreadCpus {
     exclusive: AtomicUsize::new(0),
     shared: AtomicUsize::new(0),
     owned: [const { AtomicBool::new(false) }; MAX_EXCLUSIVE],
-    shared_locks: [const { SharedSlot(AtomicBool::new(false)) }; MAX_SHARED],
+    shared_locks: [const { SharedSlot(AtomicU32::new(FREE)) }; MAX_SHARED],
     next_shared: AtomicUsize::new(0),
     hooks: spin::Mutex::new(Hooks(ptr::null())),
 };
@@ -209,9 +238,11 @@ fn online_cpus() -> usize {
 }
 
 impl ThreadCpus {
-    /// The process-wide instance: `4 × CPUs` exclusive slots (at least 8, at
-    /// most 256) and one shared slot per CPU (at most 64), sized on first
-    /// use from the process's CPU affinity.
+    /// The process-wide instance: `4 × CPUs` exclusive slots (at least 64,
+    /// so that a program with tens of threads on a small machine gives each
+    /// its own; at most 1024) and one shared slot per CPU (at most 64),
+    /// sized on first use from the process's CPU affinity. Every object
+    /// cache keeps a 64-byte slot record per slot.
     #[inline]
     pub fn global() -> &'static ThreadCpus {
         if GLOBAL.state.load(Ordering::Acquire) != READY {
@@ -229,7 +260,7 @@ impl ThreadCpus {
         {
             let n = online_cpus();
             self.exclusive
-                .store((4 * n).clamp(8, MAX_EXCLUSIVE), Ordering::Relaxed);
+                .store((4 * n).clamp(64, MAX_EXCLUSIVE), Ordering::Relaxed);
             self.shared.store(n.min(MAX_SHARED), Ordering::Relaxed);
             self.state.store(READY, Ordering::Release);
             return;

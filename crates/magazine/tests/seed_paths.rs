@@ -517,6 +517,70 @@ mod threads {
         });
         assert!(shared.load(Ordering::SeqCst) >= 2);
     }
+
+    /// This thread's CPU time.
+    fn cpu_time() -> core::time::Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-parameter.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        core::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// A thread waiting for a shared slot whose holder does not let go (as
+    /// a preempted holder would not) sleeps instead of spinning: its CPU
+    /// time stays a small part of the wait.
+    #[test]
+    fn a_waiter_on_a_held_shared_slot_sleeps() {
+        use std::sync::{mpsc, Mutex};
+        use core::time::Duration;
+        use std::time::Instant;
+        let cpus = ThreadCpus::global();
+        let hold = Duration::from_millis(300);
+        // Threads that got an exclusive slot keep it until the gate opens,
+        // so that the next ones go to the shared slots.
+        let gate = Mutex::new(());
+        let closed = gate.lock().unwrap();
+        std::thread::scope(|sc| {
+            // What a thread got: an exclusive slot (`None`), or a shared
+            // one, the time its pin took and the CPU time it used meanwhile.
+            let probe = |hold_for: Option<Duration>| {
+                let (tx, rx) = mpsc::channel();
+                let gate = &gate;
+                sc.spawn(move || {
+                    let (t, c) = (Instant::now(), cpu_time());
+                    let g = cpus.pin();
+                    let took = (t.elapsed(), cpu_time() - c);
+                    if g.is_exclusive() {
+                        drop(g);
+                        tx.send(None).unwrap();
+                        drop(gate.lock());
+                        return;
+                    }
+                    tx.send(Some((g.slot(), took))).unwrap();
+                    if let Some(d) = hold_for {
+                        std::thread::sleep(d);
+                    }
+                });
+                rx.recv().unwrap()
+            };
+            let limit = cpus.exclusive_slots() + 8 * cpus.shared_slots() + 64;
+            let held = (0..limit)
+                .find_map(|_| probe(Some(hold)))
+                .expect("a shared slot")
+                .0;
+            // Shared slots are handed out round robin: one of the next
+            // threads lands on the held one and waits.
+            let waited = (0..limit).find_map(|_| {
+                probe(None).filter(|&(slot, (wall, _))| slot == held && wall >= hold / 2)
+            });
+            let (_, (wall, cpu)) = waited.expect("no thread waited for the held slot");
+            assert!(cpu < wall / 5, "spun: {cpu:?} of CPU in {wall:?}");
+            drop(closed);
+        });
+    }
 }
 
 /// The deferred stack links through the word at the layer's link offset,
