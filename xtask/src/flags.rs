@@ -96,12 +96,15 @@ pub(crate) struct BenchOpts {
     pub(crate) full: bool,
     /// Also run the criterion benches (quick windows) after the suite.
     pub(crate) criterion: bool,
+    /// Instead of the suite: B11, the real programs (`benches/programs`)
+    /// with each global allocator.
+    pub(crate) programs: bool,
     /// Where the suite writes its JSON records.
     pub(crate) json: Option<String>,
     /// Where the suite writes its markdown report and charts.
     pub(crate) report: Option<String>,
     /// Extra arguments for the suite (everything after `--`: filters,
-    /// `--threads`).
+    /// `--threads`), or with `programs`, the workloads to run.
     pub(crate) extra: Vec<String>,
 }
 
@@ -205,6 +208,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
                 match arg.as_str() {
                     "--full" => opts.full = true,
                     "--criterion" => opts.criterion = true,
+                    "--programs" => opts.programs = true,
                     "--json" => opts.json = Some(value("--json")?),
                     "--report" => opts.report = Some(value("--report")?),
                     "--" => {
@@ -212,6 +216,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
                     }
                     _ => return Err(unknown_flag(&command, &arg)),
                 }
+            }
+            if opts.programs && opts.criterion {
+                return Err(UsageError(
+                    "`bench --programs` runs the programs only: drop `--criterion`".into(),
+                ));
             }
             Ok(Task::Bench(opts))
         }
@@ -265,6 +274,7 @@ mod tests {
             Ok(Task::Bench(BenchOpts {
                 full: true,
                 criterion: false,
+                programs: false,
                 json: Some("r.json".into()),
                 report: Some("out".into()),
                 extra: vec!["B5".into(), "--threads".into(), "1,2".into()],
@@ -279,6 +289,29 @@ mod tests {
         );
         assert!(parse_str("bench arena").is_err());
         assert!(parse_str("bench --json").is_err());
+    }
+
+    #[test]
+    fn bench_programs_flags() {
+        assert_eq!(
+            parse_str("bench --programs"),
+            Ok(Task::Bench(BenchOpts {
+                programs: true,
+                ..BenchOpts::default()
+            }))
+        );
+        assert_eq!(
+            parse_str("bench --programs --full --report out -- json syn"),
+            Ok(Task::Bench(BenchOpts {
+                programs: true,
+                full: true,
+                report: Some("out".into()),
+                extra: vec!["json".into(), "syn".into()],
+                ..BenchOpts::default()
+            }))
+        );
+        assert!(parse_str("bench --programs --criterion").is_err());
+        assert!(parse_str("bench --programs json").is_err());
     }
 
     #[test]
