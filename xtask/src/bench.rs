@@ -30,7 +30,8 @@
 //! `#[global_allocator]`. Each workload runs 3 times per allocator (11 with
 //! `--full`), the allocators interleaved: median wall time and peak
 //! resident set (GNU time's `%M`, the child's `ru_maxrss`); then once per
-//! allocator under callgrind at a smaller scale for its instruction count.
+//! allocator under callgrind at a smaller scale for its instruction count
+//! (kmalloc's timed reaper thread off: `KMEM_UPKEEP_MS=0`).
 //! Every run's checksum must match the others'. A markdown table with the
 //! ratios to glibc and their geometric means, written with JSON records to
 //! `target/bench-report/programs.{md,json}`. Arguments after `--` name

@@ -97,7 +97,9 @@ commands:
                      workload run 3 times per allocator (11 with --full),
                      interleaved: median wall time and peak RSS
                      (/usr/bin/time), then once under valgrind's callgrind
-                     at a smaller scale for its instruction count (skipped
+                     at a smaller scale for its instruction count, with
+                     KMEM_UPKEEP_MS=0 (kmalloc's timed reaper would run
+                     many more passes under valgrind's slowdown; skipped
                      without valgrind); checksums must agree. A markdown
                      table with ratios to glibc and geometric means, also
                      written with the JSON to <report dir>/programs.md and

@@ -15,7 +15,8 @@
 //!    time taken here around the whole run.
 //! 4. Each workload once per allocator under `valgrind --tool=callgrind`
 //!    at its `--valgrind` scale: the instructions it reports as
-//!    `Collected`. Skipped, with a note, without valgrind.
+//!    `Collected`. kmalloc's timed reaper thread is off there
+//!    ([`UPKEEP_ENV`]). Skipped, with a note, without valgrind.
 //! 5. The table (median time, median peak RSS, instructions, each with its
 //!    ratio to glibc, and a geometric-mean row per allocator) on stdout and
 //!    in `programs.md`, JSON records in `programs.json`, both in the report
@@ -60,6 +61,15 @@ const GNU_TIME: &str = "/usr/bin/time";
 
 /// What GNU time prints before the peak resident set (KiB).
 const RSS_TAG: &str = "kmem-programs-maxrss-kib";
+
+/// kmalloc's reaper interval (ms; `0`: no reaper thread), set to `0` for
+/// the callgrind runs. The reaper runs on a timer (500 ms), and under
+/// valgrind a program runs some 50 times slower, so it would make many
+/// more passes per unit of the program's work than it does natively, and
+/// a different number each run: kmalloc's count for `syn` varied from
+/// 1 476 M to 1 507 M over three runs with it, and was 1 391 M in each of
+/// two runs without it.
+const UPKEEP_ENV: &str = "KMEM_UPKEEP_MS";
 
 /// A workload as `kmem-programs list` names it.
 #[derive(Debug, PartialEq, Eq)]
@@ -285,6 +295,7 @@ fn timed(bin: &Path, w: &Workload, gnu_time: bool) -> Result<(f64, Option<f64>, 
 /// One run under callgrind at the valgrind scale: instructions, checksum.
 fn callgrind(bin: &Path, w: &Workload) -> Result<(u64, String)> {
     let cmd = Cmd::new("valgrind")
+        .env(UPKEEP_ENV, "0")
         .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
         .arg(bin)
         .args([w.name.as_str(), "--valgrind"]);
@@ -449,7 +460,8 @@ fn table(workloads: &[Workload], cells: &[[Cell; 3]], runs: usize) -> String {
     let _ = write!(
         s,
         "\nTime and peak RSS: medians of {runs} runs per allocator, interleaved; \
-         instructions: one callgrind run at the smaller scale.\n\
+         instructions: one callgrind run at the smaller scale, kmalloc's reaper thread off \
+         ({UPKEEP_ENV}=0).\n\
          Scales (valgrind's in parentheses): {}.\n",
         scales.join(", ")
     );
@@ -481,8 +493,9 @@ fn json_num(x: Option<f64>) -> String {
     }
 }
 
-fn json_nums(xs: &[f64]) -> String {
-    let items: Vec<String> = xs.iter().map(|&x| json_num(Some(x))).collect();
+/// A JSON array of numbers with `decimals` decimals.
+fn json_nums(xs: &[f64], decimals: usize) -> String {
+    let items: Vec<String> = xs.iter().map(|x| format!("{x:.decimals$}")).collect();
     format!("[{}]", items.join(", "))
 }
 
@@ -503,11 +516,11 @@ fn json(workloads: &[Workload], cells: &[[Cell; 3]], runs: usize, full: bool) ->
                 json_str(name),
                 w.scale,
                 w.valgrind_scale,
-                json_nums(&c.times_ms),
+                json_nums(&c.times_ms, 3),
                 json_num(m[0]),
                 json_num(ratio(m[0], base[0])),
-                json_nums(&c.rss_kib),
-                json_num(c.rss()),
+                json_nums(&c.rss_kib, 0),
+                c.rss().map_or_else(|| "null".to_owned(), |r| format!("{r:.0}")),
                 json_num(ratio(m[1], base[1])),
                 c.instructions.map_or_else(|| "null".to_owned(), |i| format!("{i:.0}")),
                 json_num(ratio(m[2], base[2])),
@@ -609,5 +622,6 @@ mod tests {
         assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
         assert_eq!(json_num(None), "null");
         assert_eq!(json_num(Some(1.5)), "1.5000");
+        assert_eq!(json_nums(&[1.0, 2.25], 1), "[1.0, 2.2]");
     }
 }
