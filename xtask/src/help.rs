@@ -104,7 +104,7 @@ commands:
                      table with ratios to glibc and geometric means, also
                      written with the JSON to <report dir>/programs.md and
                      programs.json (--json PATH for the JSON elsewhere).
-                     About 5 minutes from clean on 2 cores.
+                     About 4 minutes from clean on 2 cores.
         Arguments after `--` go to the suite (benchmark filters such as B5,
         --threads 1,2,4), or with --programs name the workloads to run.
   help
