@@ -22,7 +22,25 @@
 //!    frees it and idles 2 s, and prints its resident set over that time
 //!    as one JSON line (it needs a process of its own).
 //!
+//! With `--programs`, none of that: B11 instead ([`programs`]), real
+//! workloads from well-known crates (serde_json, syn, regex, std's
+//! collections, rayon, crossbeam-channel) in `benches/programs`, a package
+//! with its own workspace and lock file, built with `--release` three
+//! times, with glibc (`System`), kmalloc and mimalloc as the
+//! `#[global_allocator]`. Each workload runs 3 times per allocator (11 with
+//! `--full`), the allocators interleaved: median wall time and peak
+//! resident set (GNU time's `%M`, the child's `ru_maxrss`); then once per
+//! allocator under callgrind at a smaller scale for its instruction count
+//! (kmalloc's timed reaper thread off: `KMEM_UPKEEP_MS=0`).
+//! Every run's checksum must match the others'. A markdown table with the
+//! ratios to glibc and their geometric means, written with JSON records to
+//! `target/bench-report/programs.{md,json}`. Arguments after `--` name
+//! workloads.
+//!
 //! A benchmark never fails the command: targets are reported met or not.
+//! (B11 fails only if a program fails or the checksums disagree.)
+
+mod programs;
 
 use crate::flags::BenchOpts;
 use crate::shell::{Cmd, Result};
@@ -35,6 +53,9 @@ const QUICK: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "2"];
 
 /// Runs the suite, then the criterion benches if asked.
 pub(crate) fn run(opts: &BenchOpts) -> Result {
+    if opts.programs {
+        return programs::run(opts);
+    }
     let mut suite = bench_bin("kmem-suite");
     if opts.full {
         suite = suite.arg("--full");

@@ -99,12 +99,15 @@ pub(crate) struct BenchOpts {
     pub(crate) full: bool,
     /// Also run the criterion benches (quick windows) after the suite.
     pub(crate) criterion: bool,
+    /// Instead of the suite: B11, the real programs (`benches/programs`)
+    /// with each global allocator.
+    pub(crate) programs: bool,
     /// Where the suite writes its JSON records.
     pub(crate) json: Option<String>,
     /// Where the suite writes its markdown report and charts.
     pub(crate) report: Option<String>,
     /// Extra arguments for the suite (everything after `--`: filters,
-    /// `--threads`).
+    /// `--threads`), or with `programs`, the workloads to run.
     pub(crate) extra: Vec<String>,
 }
 
@@ -210,6 +213,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
                 match arg.as_str() {
                     "--full" => opts.full = true,
                     "--criterion" => opts.criterion = true,
+                    "--programs" => opts.programs = true,
                     "--json" => opts.json = Some(value("--json")?),
                     "--report" => opts.report = Some(value("--report")?),
                     "--" => {
@@ -217,6 +221,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, Usag
                     }
                     _ => return Err(unknown_flag(&command, &arg)),
                 }
+            }
+            if opts.programs && opts.criterion {
+                return Err(UsageError(
+                    "`bench --programs` runs the programs only: drop `--criterion`".into(),
+                ));
             }
             Ok(Task::Bench(opts))
         }
@@ -270,6 +279,7 @@ mod tests {
             Ok(Task::Bench(BenchOpts {
                 full: true,
                 criterion: false,
+                programs: false,
                 json: Some("r.json".into()),
                 report: Some("out".into()),
                 extra: vec!["B5".into(), "--threads".into(), "1,2".into()],
@@ -284,6 +294,29 @@ mod tests {
         );
         assert!(parse_str("bench arena").is_err());
         assert!(parse_str("bench --json").is_err());
+    }
+
+    #[test]
+    fn bench_programs_flags() {
+        assert_eq!(
+            parse_str("bench --programs"),
+            Ok(Task::Bench(BenchOpts {
+                programs: true,
+                ..BenchOpts::default()
+            }))
+        );
+        assert_eq!(
+            parse_str("bench --programs --full --report out -- json syn"),
+            Ok(Task::Bench(BenchOpts {
+                programs: true,
+                full: true,
+                report: Some("out".into()),
+                extra: vec!["json".into(), "syn".into()],
+                ..BenchOpts::default()
+            }))
+        );
+        assert!(parse_str("bench --programs --criterion").is_err());
+        assert!(parse_str("bench --programs json").is_err());
     }
 
     #[test]

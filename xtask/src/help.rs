@@ -81,7 +81,8 @@ commands:
         workload on two threads (8 B to 256 KiB, half freed on the other
         thread, an object cache with a constructor, an ID arena with xalloc)
         and prints the ::kmastat report of every cache and arena.
-  bench [--full] [--criterion] [--json PATH] [--report DIR] [-- <suite args>]
+  bench [--full] [--criterion] [--programs] [--json PATH] [--report DIR]
+        [-- <suite args> | <workloads>]
         the side-by-side suite: cargo run --profile bench -p kmem-benches
         --bin kmem-suite (benchmarks B1-B9 and B12-B14, kmem against its
         peers, interleaved in one process; thin LTO as cargo bench builds):
@@ -96,8 +97,24 @@ commands:
         --full       the suite's long mode, then every criterion bench with
                      criterion's default windows
         --criterion  also the criterion benches, with short windows
+        --programs   instead of the suite, B11: real programs
+                     (benches/programs, its own workspace: serde_json, syn,
+                     regex, collections, rayon, crossbeam-channel workloads)
+                     built with --release three times, with glibc (System),
+                     kmalloc and mimalloc as the global allocator; each
+                     workload run 3 times per allocator (11 with --full),
+                     interleaved: median wall time and peak RSS
+                     (/usr/bin/time), then once under valgrind's callgrind
+                     at a smaller scale for its instruction count, with
+                     KMEM_UPKEEP_MS=0 (kmalloc's timed reaper would run
+                     many more passes under valgrind's slowdown; skipped
+                     without valgrind); checksums must agree. A markdown
+                     table with ratios to glibc and geometric means, also
+                     written with the JSON to <report dir>/programs.md and
+                     programs.json (--json PATH for the JSON elsewhere).
+                     About 4 minutes from clean on 2 cores.
         Arguments after `--` go to the suite (benchmark filters such as B5,
-        --threads 1,2,4).
+        --threads 1,2,4), or with --programs name the workloads to run.
   help
         this text.
 

@@ -130,6 +130,12 @@ impl Cmd {
     /// Runs with stdout and stderr captured; the caller judges the status.
     pub(crate) fn output(&self) -> Result<Output> {
         eprintln!("$ {self}");
+        self.output_quiet()
+    }
+
+    /// [`output`](Self::output) without the echo, for commands run many
+    /// times over (the caller reports them).
+    pub(crate) fn output_quiet(&self) -> Result<Output> {
         self.command()
             .stdin(Stdio::null())
             .output()
