@@ -2,7 +2,6 @@
 //! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
 //! which the caller falls through to.
 
-use arrayvec::ArrayVec;
 
 use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
 use crate::depot::{Depot, DepotState, ResizePolicy};
@@ -635,14 +634,12 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     ///
     /// # Safety
     /// As for [`free`](Self::free): `mags` is the source of every magazine;
-    /// and every round `fill` returns is an object the layer may hand out
-    /// (as if it had been freed into it). `fill` returns at most `room`
-    /// rounds (the layer loads no more: any past it would be lost to the
-    /// caller).
+    /// and every round `fill` loads into the [`RefillSink`] is an object the
+    /// layer may hand out (as if it had been freed into it).
     pub unsafe fn refill<S: MagazineSource + ?Sized>(
         &self,
         mags: &S,
-        fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
+        fill: impl FnOnce(&mut RefillSink<'_>),
     ) -> Option<usize> {
         if C::OWNED_SLOTS {
             if let Some(slot) = self.cpu.owned_slot() {
@@ -660,7 +657,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         &self,
         cc: &CpuCache,
         mags: &S,
-        fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
+        fill: impl FnOnce(&mut RefillSink<'_>),
     ) -> Option<usize> {
         let _busy = self.enter(cc)?;
         // SAFETY: the caller holds the slot and it is marked busy; the only
@@ -696,15 +693,10 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         }
         let loaded = st.loaded.as_mut()?;
         loaded.set_limit(st.magsize);
-        // The magazine is empty: its room is its limit.
+        // The magazine is empty: its room is its limit. `fill` loads it in
+        // place (no batch copied through the stack).
         let room = loaded.room();
-        let batch = fill(room);
-        debug_assert!(batch.len() <= room);
-        for obj in batch.into_iter().take(room) {
-            // SAFETY: at most `room` rounds go into the empty magazine, and
-            // its limit is at most its capacity.
-            unsafe { loaded.push(obj) };
-        }
+        fill(&mut RefillSink { mag: loaded, room });
         let obj = loaded.pop()?;
         self.refills.fetch_add(1, Ordering::Relaxed);
         cc.count_alloc();
@@ -1253,4 +1245,37 @@ unsafe fn flush_hook<C: Cpu>(data: *const (), slot: usize) {
     // SAFETY: the registration contract keeps `data` alive until
     // `unregister`, and the platform owns `slot` exclusively.
     unsafe { (*data.cast::<Magazines<'_, C>>()).flush_slot(slot) }
+}
+
+/// Where a batch refill ([`Magazines::refill`]) loads the rounds it takes
+/// from the layer below: the caller's empty magazine, in place, up to its
+/// fill target.
+pub struct RefillSink<'m> {
+    mag: &'m mut MagBox,
+    /// Rounds it still takes; the magazine has at least this much room
+    /// below its limit, which is at most its capacity.
+    room: usize,
+}
+
+impl RefillSink<'_> {
+    /// Rounds it still takes.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// Loads `obj`; false, leaving `obj` to the caller, when the sink is
+    /// full.
+    #[inline]
+    pub fn push(&mut self, obj: usize) -> bool {
+        if self.room == 0 {
+            return false;
+        }
+        self.room -= 1;
+        // SAFETY: the magazine had `room` rounds of room below its limit
+        // (at most its capacity) when the sink was made, and each push
+        // takes one of them.
+        unsafe { self.mag.push(obj) };
+        true
+    }
 }

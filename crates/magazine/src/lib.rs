@@ -99,7 +99,7 @@ mod thread_cpus;
 
 pub use cpu::{Cpu, CpuGuard, ManualCpus, ManualGuard, Section, SlotHook};
 pub use depot::ResizePolicy;
-pub use layer::{Magazines, Purge, TooFewSlots, TRIM_BATCH};
+pub use layer::{Magazines, Purge, RefillSink, TooFewSlots, TRIM_BATCH};
 pub use magazine::{
     rounds_of, size_for, start_size, MagazineSource, MAGAZINE_ALIGN, MAGAZINE_ROUNDS,
     MAGAZINE_SIZES,

@@ -406,6 +406,15 @@ mod threads {
     use super::*;
     use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
 
+    /// The process's slots are one set: a test that takes every exclusive
+    /// slot would send another test's threads to the shared ones. One
+    /// test at a time.
+    static SLOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A free inside an operation already under way on its thread (a
     /// [`Section`](kmem_magazine::Section): the quantum caches' frees, a
     /// checked cache's) may not make a magazine: with the fill target
@@ -414,6 +423,7 @@ mod threads {
     /// handed every such free back while empty magazines waited).
     #[test]
     fn a_free_in_a_section_uses_a_too_small_empty_magazine() {
+        let _serial = one_at_a_time();
         let cpus = ThreadCpus::global();
         let heap = Heap::default();
         let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
@@ -454,6 +464,7 @@ mod threads {
 
     #[test]
     fn thread_exit_flushes_its_magazines_to_the_depot() {
+        let _serial = one_at_a_time();
         let cpus = ThreadCpus::global();
         let heap = Heap::default();
         let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
@@ -490,6 +501,7 @@ mod threads {
 
     #[test]
     fn threads_beyond_the_exclusive_slots_share_locked_slots() {
+        let _serial = one_at_a_time();
         let cpus = ThreadCpus::global();
         let n = cpus.exclusive_slots() + 2;
         let barrier = std::sync::Barrier::new(n);
@@ -534,6 +546,7 @@ mod threads {
     /// time stays a small part of the wait.
     #[test]
     fn a_waiter_on_a_held_shared_slot_sleeps() {
+        let _serial = one_at_a_time();
         use std::sync::{mpsc, Mutex};
         use core::time::Duration;
         use std::time::Instant;
@@ -542,14 +555,19 @@ mod threads {
         // Threads that got an exclusive slot keep it until the gate opens,
         // so that the next ones go to the shared slots.
         let gate = Mutex::new(());
-        let closed = gate.lock().unwrap();
         std::thread::scope(|sc| {
+            // Closed until the end (opened by unwinding too, so a failure
+            // does not leave the scope waiting for the threads behind it).
+            let closed = gate.lock().unwrap();
+            // Joined at the end, so that the exclusive slots are given back
+            // (at thread exit) before the next test.
+            let threads = core::cell::RefCell::new(Vec::new());
             // What a thread got: an exclusive slot (`None`), or a shared
             // one, the time its pin took and the CPU time it used meanwhile.
             let probe = |hold_for: Option<Duration>| {
                 let (tx, rx) = mpsc::channel();
                 let gate = &gate;
-                sc.spawn(move || {
+                let thread = sc.spawn(move || {
                     let (t, c) = (Instant::now(), cpu_time());
                     let g = cpus.pin();
                     let took = (t.elapsed(), cpu_time() - c);
@@ -564,6 +582,7 @@ mod threads {
                         std::thread::sleep(d);
                     }
                 });
+                threads.borrow_mut().push(thread);
                 rx.recv().unwrap()
             };
             let limit = cpus.exclusive_slots() + 8 * cpus.shared_slots() + 64;
@@ -577,8 +596,11 @@ mod threads {
                 probe(None).filter(|&(slot, (wall, _))| slot == held && wall >= hold / 2)
             });
             let (_, (wall, cpu)) = waited.expect("no thread waited for the held slot");
-            assert!(cpu < wall / 5, "spun: {cpu:?} of CPU in {wall:?}");
             drop(closed);
+            for t in threads.take() {
+                t.join().unwrap();
+            }
+            assert!(cpu < wall / 5, "spun: {cpu:?} of CPU in {wall:?}");
         });
     }
 }

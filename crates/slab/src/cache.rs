@@ -737,10 +737,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// taken an empty magazine for the caller meanwhile) or the layer has
     /// no magazine to load.
     fn refill(&self) -> Option<Taken> {
-        self.fast_mags().refill(|room| {
-            let mut batch = ArrayVec::new();
+        self.fast_mags().refill(|sink| {
             let mut st = self.slab.lock();
-            while batch.len() < room.min(batch.capacity()) && st.busy < self.max_objects {
+            while sink.room() > 0 && st.busy < self.max_objects {
                 let Some(obj) = st.take(
                     BufState::Allocated,
                     #[cfg(feature = "site-stats")]
@@ -755,11 +754,11 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 let addr = obj.addr();
                 #[cfg(kmem_asan)]
                 kmem_arena::asan::unpoison(addr, core::mem::size_of::<usize>());
-                batch.push(self.check.mark_cached(obj));
+                let loaded = sink.push(self.check.mark_cached(obj));
+                debug_assert!(loaded, "the sink had room");
                 #[cfg(kmem_asan)]
                 kmem_arena::asan::poison(addr, self.geo.size);
             }
-            batch
         })
     }
 

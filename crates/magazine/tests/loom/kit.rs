@@ -330,12 +330,14 @@ pub(crate) fn trim<C: Cpu>(
 pub(crate) fn refill<C: Cpu>(m: &Magazines<'_, C>, heap: &Heap, rounds: &[usize]) -> Option<usize> {
     // SAFETY: as in `put`; the rounds are the caller's, introduced once.
     unsafe {
-        m.refill(heap, |room| {
+        m.refill(heap, |sink| {
             assert!(
-                rounds.len() <= room,
+                rounds.len() <= sink.room(),
                 "the model loads no more than the room"
             );
-            rounds.iter().copied().collect()
+            for &r in rounds {
+                assert!(sink.push(r));
+            }
         })
     }
 }

@@ -11,10 +11,9 @@ use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use arrayvec::ArrayVec;
 use kmem_magazine::{
-    Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, Purge, ResizePolicy, MAGAZINE_ALIGN,
-    MAGAZINE_ROUNDS, MAGAZINE_SIZES,
+    Cpu, CpuCache, MagazineSource, MagazineStats, Magazines, Purge, RefillSink, ResizePolicy,
+    MAGAZINE_ALIGN, MAGAZINE_SIZES,
 };
 
 use crate::cache::KmemCache;
@@ -140,13 +139,9 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
     }
 
     /// A batch refill of the caller's magazines (see [`Magazines::refill`]):
-    /// `fill` takes up to the room it is given from the slab layer, as
-    /// rounds (objects the layer may hand out); returns the round handed
-    /// out, as a token.
-    pub(crate) fn refill(
-        &self,
-        fill: impl FnOnce(usize) -> ArrayVec<usize, MAGAZINE_ROUNDS>,
-    ) -> Option<Taken> {
+    /// `fill` loads the sink's room from the slab layer, as rounds (objects
+    /// the layer may hand out); returns the round handed out, as a token.
+    pub(crate) fn refill(&self, fill: impl FnOnce(&mut RefillSink<'_>)) -> Option<Taken> {
         // SAFETY: the layer itself is the one source its magazines ever
         // see; `fill`'s rounds are objects of this cache, taken from its
         // slabs for the magazines (the caller's promise, as for `free`).
