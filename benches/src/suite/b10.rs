@@ -23,6 +23,7 @@ use mimalloc::MiMalloc;
 use crate::handoff::{self, chains, Contender, Handoff, Lanes, Plan};
 use crate::larson::LarsonTrace;
 use crate::results::{Bench, Results};
+use crate::suite::b3::kmalloc_mags;
 use crate::suite::Config;
 
 /// Id and title.
@@ -69,8 +70,21 @@ pub fn run(cfg: &Config, res: &mut Results) {
     let mut ls = Lanes::new(&System, &trace, most);
     let mut lt = Lanes::new(talc, &trace, most);
     let mut units = vec![(); most];
+    let k = KMALLOC
+        .get()
+        .expect("kmalloc booted by its first allocation");
+    // kmalloc's magazine counters over its measurements, per thread count.
+    let mut mags = vec![[0u64; 4]; counts.len()];
     let mut cs = [
-        Contender::new("kmalloc", |t, g| lk.run(&KMALLOC, t, g, STEPS)),
+        Contender::new("kmalloc", |t, g| {
+            let before = kmalloc_mags(k);
+            let d = lk.run(&KMALLOC, t, g, STEPS);
+            let i = counts.iter().position(|&n| n == t).expect("a thread count");
+            for (m, (a, b)) in mags[i].iter_mut().zip(kmalloc_mags(k).iter().zip(before)) {
+                *m += a - b;
+            }
+            d
+        }),
         Contender::new("mimalloc", |t, g| lm.run(&MiMalloc, t, g, STEPS)),
         Contender::new("System", |t, g| ls.run(&System, t, g, STEPS)),
         Contender::new("talc", |t, g| lt.run(talc, t, g, STEPS)),
@@ -85,6 +99,21 @@ pub fn run(cfg: &Config, res: &mut Results) {
     ls.finish(&System);
     lt.finish(talc);
     record(res, &h);
+    for (n, d) in counts.iter().zip(&mags) {
+        let per_m = |x: u64| x as f64 * 1e6 / d[0].max(1) as f64;
+        res.note(
+            BENCH.id,
+            format!(
+                "{n} thr, kmalloc's class caches over its measurements: {:.1} % of \
+                 allocations missed the CPU magazines, {:.0} depot exchanges and {:.1} \
+                 contended depot locks per 10^6 allocations",
+                per_m(d[0] - d[1]) / 1e4,
+                per_m(d[2]),
+                per_m(d[3])
+            ),
+        );
+    }
+    let cpus = kmem_magazine::ThreadCpus::global();
     let lives: Vec<String> = h
         .counts
         .iter()
@@ -96,9 +125,13 @@ pub fn run(cfg: &Config, res: &mut Results) {
         format!(
             "{LIVE} live objects per chain, {STEPS} replacements per thread life; chains x \
              threads per chain per measurement: {}; the live sets are filled on the main \
-             thread and kept across rounds; {} CPUs",
+             thread and kept across rounds; {} CPUs, so {} exclusive CPU slots for \
+             kmalloc's magazines (the main thread holds one) and {} shared ones for the \
+             threads beyond",
             lives.join(", "),
-            res.machine.nproc
+            res.machine.nproc,
+            cpus.exclusive_slots(),
+            cpus.shared_slots()
         ),
     );
 }

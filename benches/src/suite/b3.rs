@@ -136,8 +136,9 @@ fn record(res: &mut Results, s: &Scaling, workload: &str, kmem: usize) {
 }
 
 /// Totals over every kmalloc class cache: allocations, allocations the
-/// CPU magazines served, depot exchanges, contended depot locks.
-fn kmalloc_mags(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) -> [u64; 4] {
+/// CPU magazines served, depot exchanges, contended depot locks (B10's
+/// notes too).
+pub(crate) fn kmalloc_mags(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) -> [u64; 4] {
     let mut t = [0u64; 4];
     k.caches().for_each(|c| {
         let st = c.stats();
