@@ -7,11 +7,13 @@
 //! exits. So the objects one thread allocated are freed by another, every
 //! thread's start and exit falls inside the measurement (for kmem: a CPU
 //! slot claimed, then flushed and given back), and with more chains than
-//! CPUs the threads are preempted in the middle of allocator calls.
+//! CPUs, and lives longer than the scheduler's time slice, threads are
+//! preempted in the middle of their lives, allocator calls included.
 //!
-//! [`run`] measures every contender at every thread count, interleaved: in
-//! each round every (contender, thread count) runs once, the order reversed
-//! on odd rounds; the first round is a warm-up and is discarded. A
+//! [`run`] measures every contender at every thread count (up to its
+//! [`Contender::up_to`]), interleaved: in each round every (contender,
+//! thread count) runs once, the order reversed on odd rounds; the first
+//! round is a warm-up and is discarded. A
 //! measurement is the wall time from starting the chains' first threads to
 //! the end of their last ones. Every thread count makes about the same
 //! number of replacements ([`Plan::pairs`]) in lives of the same length
@@ -129,16 +131,25 @@ impl Plan {
 pub struct Contender<'f> {
     /// Row label.
     pub label: String,
+    /// The most threads it is measured at (larger counts are skipped).
+    pub most: usize,
     run: Box<dyn FnMut(usize, usize) -> Duration + 'f>,
 }
 
 impl<'f> Contender<'f> {
-    /// A contender measured by `run(threads, generations)`.
+    /// A contender measured by `run(threads, generations)` at every count.
     pub fn new(label: impl Into<String>, run: impl FnMut(usize, usize) -> Duration + 'f) -> Self {
         Self {
             label: label.into(),
+            most: usize::MAX,
             run: Box::new(run),
         }
+    }
+
+    /// Skips thread counts above `most`.
+    #[must_use]
+    pub fn up_to(self, most: usize) -> Self {
+        Self { most, ..self }
     }
 }
 
@@ -153,7 +164,8 @@ pub struct Handoff {
     /// Replacements per thread life.
     pub steps: u64,
     /// `wall[w][t][r]`: seconds of contender `w` at `counts[t]` threads in
-    /// kept round `r`.
+    /// kept round `r` (no rounds where the count is above its
+    /// [`most`](Contender::most)).
     pub wall: Vec<Vec<Vec<f64>>>,
 }
 
@@ -170,6 +182,7 @@ pub fn run(contenders: &mut [Contender<'_>], counts: &[usize], plan: &Plan) -> H
     let generations: Vec<usize> = counts.iter().map(|&n| plan.generations(n)).collect();
     let configs: Vec<(usize, usize)> = (0..counts.len())
         .flat_map(|t| (0..contenders.len()).map(move |w| (w, t)))
+        .filter(|&(w, t)| counts[t] <= contenders[w].most)
         .collect();
     let mut wall = vec![vec![Vec::with_capacity(plan.rounds); counts.len()]; contenders.len()];
     for r in 0..=plan.rounds {
@@ -194,6 +207,11 @@ pub fn run(contenders: &mut [Contender<'_>], counts: &[usize], plan: &Plan) -> H
 }
 
 impl Handoff {
+    /// True when contender `w` was measured at thread-count index `t`.
+    pub fn measured(&self, w: usize, t: usize) -> bool {
+        !self.wall[w][t].is_empty()
+    }
+
     /// Replacements (alloc+free pairs) of one measurement at thread-count
     /// index `t`.
     pub fn pairs(&self, t: usize) -> u64 {
@@ -321,15 +339,17 @@ mod tests {
                 seen.push((t, g));
                 chains(&mut vec![(); t], g, &|_: &mut ()| {})
             }),
+            Contender::new("c", |t, g| chains(&mut vec![(); t], g, &|_: &mut ()| {})).up_to(2),
         ];
         let h = run(&mut cs, &[1, 4], &plan);
         drop(cs);
         assert_eq!(seen.len(), 2 * 4);
         assert!(seen.contains(&(1, 8)) && seen.contains(&(4, 2)));
+        assert!(h.measured(2, 0) && !h.measured(2, 1));
+        assert_eq!(h.wall[2][0].len(), 3);
         assert_eq!(h.pairs(0), 400);
         assert_eq!(h.pairs(1), 400);
-        assert!(h
-            .wall
+        assert!(h.wall[..2]
             .iter()
             .all(|w| w.len() == 2 && w.iter().all(|r| r.len() == 3)));
         assert_eq!(h.ns_per_pair(1, 1).len(), 3);

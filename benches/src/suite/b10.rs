@@ -1,15 +1,18 @@
 //! B10, Larson (as mimalloc-bench's `larson`): T chains of short-lived
 //! threads, each chain owning a live set of [`LIVE`] objects of the B2
 //! trace's Pareto sizes; a thread replaces [`STEPS`] objects at random
-//! slots, then starts the chain's next thread, hands it the live set and
-//! exits ([`crate::handoff`]). So objects are freed by a thread other than
-//! the one that allocated them, and threads start and exit all the time
-//! (for kmem: a CPU slot claimed, then flushed and given back). At 1, 2, 4,
-//! 16 and 64 threads (`--threads`) on whatever CPUs there are, so a 2-CPU
-//! machine is oversubscribed. kmem is kmalloc in its global-allocator form
+//! slots (100 times its live set, as mimalloc-bench's `larson 5 8 1000 5000
+//! 100 ...`: a life of a millisecond or more, longer than a time slice),
+//! then starts the chain's next thread, hands it the live set and exits
+//! ([`crate::handoff`]). So objects are freed by a thread other than the
+//! one that allocated them, and threads start and exit all the time (for
+//! kmem: a CPU slot claimed, then flushed and given back). At 1, 2, 4, 16
+//! and 64 threads (`--threads`) on whatever CPUs there are, so a 2-CPU
+//! machine is oversubscribed and its threads are preempted mid-life. kmem is kmalloc in its global-allocator form
 //! ([`KmallocGlobal`], a `static` of its own, called through
 //! `GlobalAlloc`); the peers are mimalloc, glibc (`System`) and talc behind
-//! one spin lock. A control starts and ends the same threads and, instead
+//! one spin lock (up to [`TALC_QUICK`] threads in quick mode: beyond, its
+//! lock makes it tens of times slower than the others). A control starts and ends the same threads and, instead
 //! of each replacement, runs a short multiply-add chain: its speedup over
 //! one thread is the parallelism the machine gave (on a shared VM a
 //! neighbour may hold a CPU).
@@ -36,8 +39,10 @@ pub const BENCH: Bench = Bench {
 pub const THREADS: [usize; 5] = [1, 2, 4, 16, 64];
 /// Live objects per chain.
 pub const LIVE: usize = 1000;
-/// Replacements per thread life.
-pub const STEPS: u64 = 1 << 14;
+/// Replacements per thread life: 100 times the live set.
+pub const STEPS: u64 = 100 * LIVE as u64;
+/// The most threads talc runs at in quick mode.
+pub const TALC_QUICK: usize = 4;
 /// Seed of the trace.
 pub const SEED: u64 = 0x1a45_0b10;
 /// The control's label.
@@ -53,8 +58,9 @@ static KMALLOC: KmallocGlobal = KmallocGlobal::new();
 
 fn plan(cfg: &Config) -> Plan {
     Plan {
-        rounds: cfg.pick(5, 11),
-        pairs: cfg.pick(1 << 21, 1 << 23),
+        rounds: cfg.pick(7, 9),
+        // One thread life per chain at 64 threads in quick mode.
+        pairs: cfg.pick(64, 128) * STEPS,
         steps: STEPS,
     }
 }
@@ -87,7 +93,8 @@ pub fn run(cfg: &Config, res: &mut Results) {
         }),
         Contender::new("mimalloc", |t, g| lm.run(&MiMalloc, t, g, STEPS)),
         Contender::new("System", |t, g| ls.run(&System, t, g, STEPS)),
-        Contender::new("talc", |t, g| lt.run(talc, t, g, STEPS)),
+        Contender::new("talc", |t, g| lt.run(talc, t, g, STEPS))
+            .up_to(cfg.pick(TALC_QUICK, usize::MAX)),
         Contender::new(CONTROL, |t, g| {
             chains(&mut units[..t], g, &|_: &mut ()| spin(STEPS * CONTROL_MULS))
         }),
@@ -111,6 +118,12 @@ pub fn run(cfg: &Config, res: &mut Results) {
                 per_m(d[2]),
                 per_m(d[3])
             ),
+        );
+    }
+    if counts.iter().any(|&n| n > TALC_QUICK) && !cfg.full {
+        res.note(
+            BENCH.id,
+            format!("talc is measured up to {TALC_QUICK} threads in quick mode (--full: all)"),
         );
     }
     let cpus = kmem_magazine::ThreadCpus::global();
@@ -156,6 +169,9 @@ fn record(res: &mut Results, h: &Handoff) {
     for (w, label) in h.labels.iter().enumerate() {
         let control = label == CONTROL;
         for (t, &n) in h.counts.iter().enumerate() {
+            if !h.measured(w, t) {
+                continue;
+            }
             let ns = crate::stats::median(&h.ns_per_pair(w, t));
             let rec = res.push(
                 BENCH,
