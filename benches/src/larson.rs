@@ -143,13 +143,21 @@ pub struct Churn {
 impl Churn {
     /// Fills the live set from `a`.
     pub fn new<A: GlobalAlloc + ?Sized>(a: &A, trace: &LarsonTrace) -> Self {
+        Self::new_at(a, trace, 0)
+    }
+
+    /// Fills the live set from `a` with the trace's layouts from `at` on,
+    /// and starts the steps there (live sets that share one trace follow
+    /// it from different points).
+    pub fn new_at<A: GlobalAlloc + ?Sized>(a: &A, trace: &LarsonTrace, at: usize) -> Self {
+        let at = at % TRACE_LEN;
         let held = (0..trace.live)
             .map(|i| {
-                let l = trace.layout(i);
+                let l = trace.layout(at + i);
                 (alloc(a, l), l)
             })
             .collect();
-        Self { held, at: 0 }
+        Self { held, at }
     }
 
     /// `n` steps: free the object in the step's slot, allocate the step's

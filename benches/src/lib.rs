@@ -8,12 +8,14 @@
 //! pre-generated trace ([`trace::IndexTrace`]), fixtures are built and
 //! pre-touched outside the timed loop, and ratios are taken within one
 //! process run by interleaving the contenders round by round
-//! ([`interleave`]; [`threads`] for several threads sharing one allocator).
+//! ([`interleave`]; [`threads`] for several threads sharing one allocator,
+//! [`handoff`] for short-lived threads handing their objects on).
 
 pub mod args;
 pub mod contender;
 pub mod fitcheck;
 pub mod fixture;
+pub mod handoff;
 pub mod heap_peers;
 pub mod interleave;
 pub mod json;

@@ -3,7 +3,7 @@
 //! criterion benches.
 //!
 //! 1. `cargo run --profile bench -p kmem-benches --bin kmem-suite -- [--full]
-//!    [--json PATH] [--report DIR] [args after --]`: benchmarks B1-B9 against
+//!    [--json PATH] [--report DIR] [args after --]`: B1-B10, B12-B14 against
 //!    the peers, interleaved in one process; a table on the terminal, a
 //!    markdown report with SVG charts (default `target/bench-report`), JSON
 //!    records with `--json`. Quick by default (a few minutes here). The

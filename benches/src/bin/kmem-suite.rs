@@ -12,23 +12,25 @@
 //! - `FILTER` selects benchmarks by a substring of their id or title,
 //!   any case: `B5`, `scaling`.
 //! - `--threads` sets B3's thread counts (default `1,2,4`; 4 oversubscribes
-//!   a 2-core machine on purpose).
+//!   a 2-core machine on purpose) and B10's (default `1,2,4,16,64`).
 //! - `--json PATH` writes one record per (benchmark, parameter,
 //!   contender): median, unit, samples, ratio to kmem, and the machine
 //!   (field names in `benches/BENCHMARKS.md`).
 //! - `--report DIR` (default `target/bench-report`) receives `report.md`
 //!   and its SVG charts (B5 latency against free segments, B3 scaling).
 //!
-//! The benchmarks (B1-B9 of the project's performance anchors, B12-B14):
-//! B1 fast path, B2 working set, B3 scaling, B4 cross-thread
+//! The benchmarks (B1-B9 of the project's performance anchors, B10,
+//! B12-B14): B1 fast path, B2 working set, B3 scaling, B4 cross-thread
 //! producer/consumer, B5 vmem latency against free segments, B6 quantum
 //! cache, B7 constrained xalloc, B8 memory (utilisation, metadata,
-//! internal waste), B9 import chains and reap, B12 Linux's test_vmalloc
-//! range tests, B13 bounded work (the slowest single alloc, xalloc and
-//! free against 10^6 free segments), B14 slab_test bursts. Every table gives each
-//! contender's median and its ratio to the benchmark's kmem contender; the
-//! DESIGN.md section 6 targets are reported as met or not met, never as a
-//! failure (the exit status is 0 whatever was measured).
+//! internal waste), B9 import chains and reap, B10 Larson (short-lived
+//! threads freeing what their predecessors allocated), B12 Linux's
+//! test_vmalloc range tests, B13 bounded work (the slowest single alloc,
+//! xalloc and free against 10^6 free segments), B14 slab_test bursts. Every
+//! table gives each contender's median and its ratio to the benchmark's
+//! kmem contender; the DESIGN.md section 6 targets are reported as met or
+//! not met, never as a failure (the exit status is 0 whatever was
+//! measured).
 
 use std::process::ExitCode;
 

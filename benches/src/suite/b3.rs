@@ -27,6 +27,9 @@ pub const BENCH: Bench = Bench {
     title: "scaling (threads sharing one allocator)",
 };
 
+/// Thread counts without `--threads`.
+pub const THREADS: [usize; 3] = [1, 2, 4];
+
 /// Live objects per thread of the B2 workload.
 pub const LIVE: usize = 10_000;
 /// Replacements per cycle of the B2 workload.
@@ -133,8 +136,9 @@ fn record(res: &mut Results, s: &Scaling, workload: &str, kmem: usize) {
 }
 
 /// Totals over every kmalloc class cache: allocations, allocations the
-/// CPU magazines served, depot exchanges, contended depot locks.
-fn kmalloc_mags(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) -> [u64; 4] {
+/// CPU magazines served, depot exchanges, contended depot locks (B10's
+/// notes too).
+pub(crate) fn kmalloc_mags(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) -> [u64; 4] {
     let mut t = [0u64; 4];
     k.caches().for_each(|c| {
         let st = c.stats();
@@ -150,7 +154,7 @@ fn kmalloc_mags(k: &kmalloc::Kmalloc<'_, kmem_magazine::ThreadCpus>) -> [u64; 4]
 
 /// Runs B3.
 pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
-    let counts = &cfg.threads;
+    let counts = cfg.threads_or(&THREADS);
     let workers = *counts.iter().max().expect("thread counts");
     let mi = Heap::new(MiMalloc, 64);
     let sys = Heap::new(System, 64);

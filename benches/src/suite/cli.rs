@@ -15,8 +15,9 @@ pub struct Config {
     pub json: Option<PathBuf>,
     /// Directory of the markdown report and its SVG charts.
     pub report: PathBuf,
-    /// Thread counts of B3 (and the worker count of B4 stays 2).
-    pub threads: Vec<usize>,
+    /// Thread counts of B3 and B10 (`None`: each benchmark's default; the
+    /// worker count of B4 stays 2).
+    pub threads: Option<Vec<usize>>,
     /// Benchmark selectors (substrings of `B<n> <title>`, any case).
     pub filters: Vec<String>,
 }
@@ -27,7 +28,7 @@ pub const USAGE: &str =
   --full          longer windows and more rounds (quick mode is the default)
   --json PATH     write one record per (benchmark, parameter, contender)
   --report DIR    markdown report and SVG charts (default target/bench-report)
-  --threads LIST  thread counts of B3 (default 1,2,4)
+  --threads LIST  thread counts of B3 (default 1,2,4) and B10 (1,2,4,16,64)
   FILTER          run only benchmarks whose id or title contains it (B5, scaling)
 environment:
   KMEM_DEBUG      debug mode for the kmem caches and kmalloc (1, or parts:
@@ -39,7 +40,7 @@ impl Default for Config {
             full: false,
             json: None,
             report: PathBuf::from("target/bench-report"),
-            threads: vec![1, 2, 4],
+            threads: None,
             filters: Vec::new(),
         }
     }
@@ -60,7 +61,7 @@ impl Config {
                 "--full" => c.full = true,
                 "--json" => c.json = Some(PathBuf::from(value("--json")?)),
                 "--report" => c.report = PathBuf::from(value("--report")?),
-                "--threads" => c.threads = parse_counts(&value("--threads")?)?,
+                "--threads" => c.threads = Some(parse_counts(&value("--threads")?)?),
                 "-h" | "--help" => return Err(USAGE.to_string()),
                 // cargo bench passes --bench to every target.
                 "--bench" => {}
@@ -79,6 +80,11 @@ impl Config {
                 .filters
                 .iter()
                 .any(|f| name.contains(&f.to_lowercase()))
+    }
+
+    /// The thread counts given with `--threads`, or `default`.
+    pub fn threads_or<'a>(&'a self, default: &'a [usize]) -> &'a [usize] {
+        self.threads.as_deref().unwrap_or(default)
     }
 
     /// `quick` or `full`.
@@ -125,7 +131,8 @@ mod tests {
     #[test]
     fn defaults_and_options() {
         let c = parse(&[]).unwrap();
-        assert!(!c.full && c.json.is_none() && c.threads == [1, 2, 4]);
+        assert!(!c.full && c.json.is_none() && c.threads.is_none());
+        assert_eq!(c.threads_or(&[1, 2]), [1, 2]);
         assert_eq!(c.report.to_str(), Some("target/bench-report"));
         let c = parse(&[
             "--full",
@@ -138,8 +145,8 @@ mod tests {
             "r",
         ])
         .unwrap();
+        assert_eq!(c.threads_or(&[1, 2]), [1, 4]);
         assert!(c.full && c.json.unwrap().to_str() == Some("o.json"));
-        assert_eq!(c.threads, [1, 4]);
         assert_eq!(c.filters, ["B5"]);
         assert_eq!(c.report.to_str(), Some("r"));
         assert!(parse(&["--json"]).is_err());

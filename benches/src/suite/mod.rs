@@ -1,4 +1,4 @@
-//! The side-by-side suite (`kmem-suite`): B1-B9, B12, B13 and B14 of the project's
+//! The side-by-side suite (`kmem-suite`): B1-B10, B12, B13 and B14 of the project's
 //! performance anchors, every contender driven through one thin trait by
 //! the same seeded trace, ratios taken in one process by interleaving the
 //! contenders round by round. [`run`] measures; [`crate::report`] writes
@@ -6,6 +6,7 @@
 //! off the records.
 
 pub mod b1;
+pub mod b10;
 pub mod b12;
 pub mod b13;
 pub mod b14;
@@ -64,6 +65,7 @@ pub fn run(cfg: &Config) -> Results {
         (b7::BENCH, b7::run),
         (b8::BENCH, b8::run),
         (b9::BENCH, b9::run),
+        (b10::BENCH, b10::run),
         (b12::BENCH, b12::run),
         (b13::BENCH, b13::run),
     ];

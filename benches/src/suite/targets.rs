@@ -192,7 +192,30 @@ pub fn evaluate(res: &mut Results) {
         }),
     ));
     t.push(bounded_work(res));
+    t.push(larson(res));
     res.targets = t;
+}
+
+/// B10: kmalloc's time over glibc's at 16 and 64 threads (measured on
+/// however many CPUs the machine has, which the text names).
+fn larson(res: &Results) -> Target {
+    let at = |n: usize| ratio(res, "B10", &format!("{n} thr"), "System").map(|r| 1.0 / r);
+    target(
+        "Larson (short-lived threads, cross-thread frees) at 16 and 64 threads on 2 cores",
+        "<= 1.2x glibc's time",
+        "B10 16 thr, 64 thr",
+        at(16).zip(at(64)).map(|(a, b)| {
+            (
+                format!(
+                    "16 thr {}x, 64 thr {}x ({} CPUs)",
+                    fmt_value(a),
+                    fmt_value(b),
+                    res.machine.nproc
+                ),
+                a <= 1.2 && b <= 1.2,
+            )
+        }),
+    )
 }
 
 /// B13: every kmem (policy, operation) at p99.99 <= 4x its median. Met or
