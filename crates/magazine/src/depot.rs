@@ -37,6 +37,11 @@ pub(crate) struct DepotState {
     pub(crate) magsize: usize,
     /// Rounds in `not_empty`.
     pub(crate) rounds: usize,
+    /// At this many rounds in `not_empty`, a free with both CPU magazines
+    /// full gets no empty magazine from the depot: it is handed back, for
+    /// the layer below to take a full magazine's rounds back in one pass
+    /// (`Magazines::set_depot_cap`). `usize::MAX`: no cap.
+    pub(crate) round_cap: usize,
     /// The working set: the fewest not-empty and empty magazines the depot
     /// held since the last [`ws_update`](Self::ws_update) (illumos'
     /// `ml_min`), and what that was at the update (`ml_reaplimit`): that many
@@ -166,6 +171,7 @@ impl Depot {
                 empty: MagList::new(),
                 magsize: magsize.clamp(1, MAGAZINE_ROUNDS),
                 rounds: 0,
+                round_cap: usize::MAX,
                 ws: [WorkingSet::default(); 2],
                 busy_count: 0,
                 busy_start: 0,

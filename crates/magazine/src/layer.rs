@@ -84,6 +84,9 @@ pub struct Magazines<'a, C: Cpu> {
     refills: AtomicU64,
     /// Batch flushes ([`free_after_flush`](Self::free_after_flush)).
     flushes: AtomicU64,
+    /// Frees handed back because the depot held its cap
+    /// ([`set_depot_cap`](Self::set_depot_cap)).
+    capped: AtomicU64,
     /// Where the deferred stack's link lives in each deferred round.
     link_at: usize,
     /// Flushes a slot into the depot when its owner goes away; linked into
@@ -130,6 +133,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             deferred: AtomicU64::new(0),
             refills: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            capped: AtomicU64::new(0),
             link_at: 0,
             hook: SlotHook::new(flush_hook::<C>),
             purging: Mutex::new(()),
@@ -155,6 +159,19 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         );
         self.link_at = bytes;
         self
+    }
+
+    /// Caps the rounds the depot keeps in its not-empty magazines (`None`:
+    /// no cap, the default). Past it, a free that finds both of its CPU's
+    /// magazines full gets no empty magazine from the depot and is handed
+    /// back (`Err`), so that the caller flushes a full magazine to the layer
+    /// below in one pass ([`free_after_flush`](Self::free_after_flush)):
+    /// the depot stops growing with a burst of frees, and the objects go
+    /// back to where their memory can serve others (a slab cache's empty
+    /// slabs, other caches' slabs). Allocations still take what the depot
+    /// holds first.
+    pub fn set_depot_cap(&self, rounds: Option<usize>) {
+        self.depot.lock_quiet().round_cap = rounds.unwrap_or(usize::MAX);
     }
 
     /// The platform this layer runs on.
@@ -472,6 +489,15 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                     if st.loaded.as_ref().is_some_and(|m| m.has_room()) {
                         continue;
                     }
+                }
+                if depot.rounds >= depot.round_cap {
+                    // The depot holds its share: the caller flushes a full
+                    // magazine to the layer below instead
+                    // (`free_after_flush`), where the objects' memory can
+                    // serve other caches once their slabs empty.
+                    drop(depot);
+                    self.capped.fetch_add(1, Ordering::Relaxed);
+                    return Err(obj);
                 }
                 let retired = match depot.take_empty() {
                     Some(empty) if empty.cap() < st.magsize && tries < NEW_MAGAZINE_TRIES => {
@@ -1210,6 +1236,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
             magazines_trimmed: c.trimmed.load(Ordering::Relaxed),
             refills: self.refills.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
+            depot_capped: self.capped.load(Ordering::Relaxed),
             purges: self.purge_counters.purges.load(Ordering::Relaxed),
             purge_slots_taken: self.purge_counters.taken.load(Ordering::Relaxed),
             purge_slots_asked: self.purge_counters.asked.load(Ordering::Relaxed),

@@ -52,6 +52,9 @@ pub struct MagazineStats {
     /// rounds back)
     /// ([`Magazines::free_after_flush`](crate::Magazines::free_after_flush)).
     pub flushes: u64,
+    /// Frees handed back because the depot held its cap
+    /// ([`Magazines::set_depot_cap`](crate::Magazines::set_depot_cap)).
+    pub depot_capped: u64,
     /// Purges of every CPU's magazines that claimed slots
     /// ([`Magazines::purge`](crate::Magazines::purge)).
     pub purges: u64,

@@ -670,3 +670,40 @@ fn a_batch_flush_makes_room_when_no_magazine_can_be_had() {
     assert_eq!(rest.len() + flushed.len(), 3 * magsize);
     assert_eq!(heap.live.load(Ordering::SeqCst), 0);
 }
+
+/// A depot at its cap takes no more full magazines: a free with both CPU
+/// magazines full is handed back, and a batch flush makes room; below the
+/// cap, the depot exchanges as before; `None` lifts the cap.
+#[test]
+fn a_depot_at_its_cap_hands_frees_back() {
+    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
+    let mut s = slots();
+    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
+    let magsize = m.stats().magsize;
+    m.set_depot_cap(Some(2 * magsize));
+    // The CPU's two magazines, then two exchanged into the depot.
+    for o in objs(4 * magsize) {
+        m.put(o, &heap).unwrap();
+    }
+    assert_eq!(m.stats().depot_rounds, 2 * magsize);
+    let obj = 1000;
+    assert_eq!(m.put(obj, &heap), Err(obj), "the depot is at its cap");
+    assert_eq!(m.stats().depot_capped, 1);
+    let mut flushed = Vec::new();
+    assert_eq!(
+        m.free_after_flush(obj, |rounds| flushed.extend(rounds)),
+        Ok(())
+    );
+    assert_eq!(flushed.len(), magsize);
+    assert_eq!(m.stats().depot_rounds, 2 * magsize, "the depot kept its cap");
+    // Lifted: the depot takes full magazines again.
+    m.set_depot_cap(None);
+    for o in 2000..2000 + 2 * magsize {
+        m.put(o, &heap).unwrap();
+    }
+    assert!(m.stats().depot_rounds > 2 * magsize);
+    let mut rest = Vec::new();
+    m.drain_all_to(&heap, |o| rest.push(o));
+    assert_eq!(rest.len() + flushed.len(), 6 * magsize + 1);
+    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+}

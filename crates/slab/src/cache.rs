@@ -25,6 +25,11 @@ use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
 
+
+/// Bytes of objects a memory cache without destructor keeps in its depot's
+/// full magazines before a burst of frees goes back to its slabs in
+/// batches instead (see [`KmemCache::release_spare_empties`]).
+pub(crate) const DEPOT_CAP_BYTES: usize = 4 << 20;
 /// Hands its value to its closure when dropped, unless taken back with
 /// [`disarm`](Self::disarm): an undo step that must also happen when a
 /// call-out panics.
@@ -276,6 +281,14 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 ));
             }
             _ => {}
+        }
+        // A memory cache without destructor caps its depot: past the cap,
+        // bursts of frees flush to the slabs, whose emptied slabs go back
+        // to the source (`release_spare_empties`) for other caches to use.
+        if let Some(m) = cache.mags.as_ref() {
+            if cache.ops.is_none() && object_bytes > 0 && !flags.contains(CacheFlags::QCACHE) {
+                m.set_depot_cap(DEPOT_CAP_BYTES, geo.size);
+            }
         }
         // `fast_mags` relies on it.
         assert!(
@@ -1200,6 +1213,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                 if let Err(obj) = mags.free_after_flush(obj, |rounds| self.drain_batch(rounds)) {
                     return self.free_to_slab(obj, From::User);
                 }
+                self.release_spare_empties();
                 return Ok(());
             }
             return self.free_to_slab(obj, From::User);

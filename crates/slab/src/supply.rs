@@ -15,9 +15,16 @@ use crate::cache::KmemCache;
 use crate::error::AllocError;
 use crate::geometry::Layout;
 use crate::handle::take_unregistered;
-use crate::raw::{build_bufctl, build_small, table_bytes, EmptySlab, NewSlab, SlabBuffer, Stock};
+use crate::raw::{
+    build_bufctl, build_small, table_bytes, EmptySlab, NewSlab, SlabBuffer, SlabList, Stock,
+};
 use crate::slabs::From;
 
+
+/// Bytes of empty slabs a cache keeps after a batch flush (at least two
+/// slabs); the rest go back to the source at once
+/// ([`KmemCache::release_spare_empties`]).
+pub(crate) const KEEP_EMPTY_BYTES: usize = 1 << 20;
 impl<C: Cpu> KmemCache<'_, C> {
     /// Builds one empty slab from `src`, outside the cache lock.
     pub(crate) fn grow(&self, src: Option<&Arena<'_>>) -> Result<NewSlab, AllocError> {
@@ -109,6 +116,29 @@ impl<C: Cpu> KmemCache<'_, C> {
             let _ = ctx.slab_cache.release(header, From::User, true);
         }
         self.free_buffer(src, parts.buffer);
+    }
+
+    /// After a batch flush: empty slabs past the few a cache keeps for its
+    /// next allocations ([`KEEP_EMPTY_BYTES`], at least 2) go back to the
+    /// source at once, so that memory a burst of frees emptied serves other
+    /// caches without waiting for the upkeep pass. A quantum cache keeps
+    /// its empty slabs (its arena reaps it).
+    pub(crate) fn release_spare_empties(&self) {
+        let Some(src) = self.source.filter(|_| !self.is_quantum()) else {
+            return;
+        };
+        let keep = (KEEP_EMPTY_BYTES / self.geo.slab_size).max(2);
+        loop {
+            let slab = {
+                let mut st = self.slab.lock();
+                if st.set.len(SlabList::Empty) <= keep {
+                    break;
+                }
+                st.pop_empty(&self.geo)
+            };
+            let Some(slab) = slab else { break };
+            self.free_slab(src, slab);
+        }
     }
 
     /// Frees every empty slab to `src`; returns the bytes given back.

@@ -138,6 +138,12 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
         Some(unsafe { Taken::from_round(round, self.object_bytes) })
     }
 
+    /// Caps the depot at `bytes` of objects of `object_size` (see
+    /// [`Magazines::set_depot_cap`]).
+    pub(crate) fn set_depot_cap(&self, bytes: usize, object_size: usize) {
+        self.mags.set_depot_cap(Some(bytes / object_size.max(1)));
+    }
+
     /// A batch refill of the caller's magazines (see [`Magazines::refill`]):
     /// `fill` loads the sink's room from the slab layer, as rounds (objects
     /// the layer may hand out); returns the round handed out, as a token.
