@@ -35,6 +35,12 @@ const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
 const READY: u8 = 2;
 
+/// [`HOLDING`] states: no shared lock; taking or letting go of one (a
+/// handler must neither nest nor wait); held.
+const NOT_HELD: u8 = 0;
+const TAKING: u8 = 1;
+const HELD_HERE: u8 = 2;
+
 /// The lock of one shared slot, on its own cache line: a futex lock
 /// (Drepper's three states: free, held, held with sleepers). A waiter
 /// spins a few tries while the holder may still be running, then sleeps
@@ -152,8 +158,12 @@ std::thread_local! {
     /// thread-local load with no registration check, and it stays readable
     /// while the thread's other thread-locals are torn down.
     static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
-    /// A shared slot's lock is held by a guard of this thread.
-    static HOLDING: Cell<bool> = const { Cell::new(false) };
+    /// Whether a guard of this thread holds a shared slot's lock:
+    /// `NOT_HELD`, `HELD_HERE`, or `TAKING` while it is being taken or let
+    /// go (a signal handler that interrupts then must neither nest into
+    /// the slot, which another thread may hold, nor wait for the lock,
+    /// which this thread may hold).
+    static HOLDING: Cell<u8> = const { Cell::new(NOT_HELD) };
     /// Gives an exclusive slot back when its thread exits; touched once, on
     /// the claim, so that its destructor is registered.
     static OWNER: Owner = const { Owner };
@@ -342,7 +352,7 @@ impl ThreadCpus {
             Ok(guard) => return guard,
             Err(shared) => shared,
         };
-        let nested = HOLDING.replace(true);
+        let nested = HOLDING.get() == HELD_HERE;
         self.lock_shared(slot, nested)
     }
 
@@ -372,8 +382,11 @@ impl ThreadCpus {
     #[cold]
     #[inline(never)]
     fn try_pin_slow(&self, slot: usize) -> Option<ThreadGuard<'_>> {
-        if HOLDING.get() || !ENTERED.get() {
-            return Some(self.pin_slow(slot));
+        match HOLDING.get() {
+            HELD_HERE => return Some(self.pin_slow(slot)),
+            TAKING => return None,
+            _ if !ENTERED.get() => return Some(self.pin_slow(slot)),
+            _ => {}
         }
         let slot = match self.claimed(slot) {
             Ok(guard) => return Some(guard),
@@ -383,7 +396,8 @@ impl ThreadCpus {
         if !lock.try_lock() {
             return None;
         }
-        HOLDING.set(true);
+        compiler_fence(Ordering::SeqCst);
+        HOLDING.set(HELD_HERE);
         Some(ThreadGuard {
             slot,
             lock: Some(lock),
@@ -410,7 +424,11 @@ impl ThreadCpus {
     fn lock_shared(&self, slot: usize, nested: bool) -> ThreadGuard<'_> {
         let lock = (!nested).then(|| {
             let lock = &self.shared_locks[slot - self.exclusive_slots()];
+            HOLDING.set(TAKING);
+            compiler_fence(Ordering::SeqCst);
             lock.lock();
+            compiler_fence(Ordering::SeqCst);
+            HOLDING.set(HELD_HERE);
             lock
         });
         ThreadGuard {
@@ -446,8 +464,11 @@ impl CpuGuard for ThreadGuard<'_> {
 impl Drop for ThreadGuard<'_> {
     fn drop(&mut self) {
         if let Some(lock) = self.lock {
-            HOLDING.set(false);
+            HOLDING.set(TAKING);
+            compiler_fence(Ordering::SeqCst);
             lock.unlock();
+            compiler_fence(Ordering::SeqCst);
+            HOLDING.set(NOT_HELD);
         }
     }
 }
