@@ -847,12 +847,16 @@ impl<'a> Arena<'a> {
 }
 
 impl Arena<'_> {
-    /// Takes the arena's lock and keeps it, for a `fork()`: a
-    /// `pthread_atfork` prepare handler calls it for every arena of a stack,
-    /// importers before their sources (the lock order), so that no other
-    /// thread holds one while the process is copied.
+    /// Takes the arena's locks (its segments', then its reclaim list's and
+    /// its waiter's, which are taken only briefly and never before the
+    /// first) and keeps them, for a `fork()`: a `pthread_atfork` prepare
+    /// handler calls it for every arena of a stack, importers before their
+    /// sources (the lock order), so that no other thread holds one while
+    /// the process is copied.
     pub fn fork_lock(&self) {
         core::mem::forget(self.inner.lock());
+        core::mem::forget(self.reclaimers.lock());
+        core::mem::forget(self.waiter.lock());
     }
 
     /// Releases what [`fork_lock`](Self::fork_lock) took, in the parent and
@@ -862,8 +866,13 @@ impl Arena<'_> {
     /// [`fork_lock`](Self::fork_lock) was called (here, or in the parent
     /// before the `fork()` that made this process) and not undone since.
     pub unsafe fn fork_unlock(&self) {
-        // SAFETY: held since `fork_lock`, whose guard was forgotten.
-        unsafe { self.inner.force_unlock() }
+        // SAFETY: all three held since `fork_lock`, whose guards were
+        // forgotten.
+        unsafe {
+            self.waiter.force_unlock();
+            self.reclaimers.force_unlock();
+            self.inner.force_unlock();
+        }
     }
 }
 

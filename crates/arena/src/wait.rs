@@ -33,7 +33,8 @@ impl Arena<'_> {
     }
 
     /// [`alloc`](Self::alloc) that waits, while the arena is exhausted (or
-    /// at its limit), for segments to be freed, retrying after each free,
+    /// at its limit; for a base arena, also out of memory to carve boundary
+    /// tags from), for segments to be freed, retrying after each free,
     /// at most for `timeout` (`None`: no limit); then
     /// [`AllocError::TimedOut`]. Without a waiter set, it does not wait:
     /// it is `alloc`. Frees of segments wake it; objects freed into quantum

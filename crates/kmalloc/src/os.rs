@@ -317,9 +317,12 @@ fn register_fork(k: &'static Kmalloc<'static, ThreadCpus>) -> bool {
 
 /// Grows a [`KmallocGlobal`]'s metadata: registered on its base arena,
 /// it is called when the base runs out (of memory, or of memory to carve
-/// boundary tags from) and adds a fresh reservation of address space as
-/// large as the arena's memory so far (at least twice the request), so the
-/// metadata doubles as it needs to and has no cap short of the machine's.
+/// boundary tags from) and, unless a free segment already holds the
+/// request, adds a fresh reservation of address space as large as the
+/// arena's memory so far (at least twice the request), so the metadata
+/// doubles as it needs to. No fixed cap is left: the limits are the
+/// process's address space and the base arena's boundary tags (about 5.6
+/// million segments).
 /// Reservations are never unmapped (the base arena never gives memory
 /// back); only their touched pages take memory.
 struct MoreMetadata;
@@ -328,6 +331,13 @@ static MORE_METADATA: MoreMetadata = MoreMetadata;
 
 impl Reclaim for MoreMetadata {
     fn reclaim(&self, arena: &Arena<'_>, wanted: usize) -> usize {
+        // A free segment that holds the request and the tag pages it may
+        // need: more memory would not help (the request has constraints a
+        // fresh region cannot meet either, such as an address window), or
+        // another thread has just grown the arena. Retry without growing.
+        if arena.largest_free() >= wanted.saturating_add(2 * PAGE_SIZE) {
+            return 1;
+        }
         let Some(size) = wanted
             .checked_mul(2)
             .and_then(|w| w.checked_next_multiple_of(PAGE_SIZE))
@@ -405,7 +415,9 @@ impl Default for KmallocGlobal {
 impl KmallocGlobal {
     /// Reserves 1 GiB of address space for metadata to start with (touched
     /// only as used); when the metadata outgrows it, the base arena adds a
-    /// reservation as large as all before it, and so on: there is no cap.
+    /// reservation as large as all before it, and so on: no fixed cap (the
+    /// limits left are the address space and the base arena's boundary
+    /// tags).
     pub const fn new() -> Self {
         Self::with_metadata(1 << 30)
     }

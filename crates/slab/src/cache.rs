@@ -25,7 +25,6 @@ use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
 use crate::{AllocFlags, CacheFlags};
 
-
 /// Bytes of objects a memory cache without destructor keeps in its depot's
 /// full magazines before a burst of frees goes back to its slabs in
 /// batches instead (see [`KmemCache::release_spare_empties`]).
@@ -749,30 +748,40 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// one-object path's, which reports its errors; the layer may have
     /// taken an empty magazine for the caller meanwhile) or the layer has
     /// no magazine to load.
+    #[allow(
+        unsafe_code,
+        reason = "the rounds a batch refill loads are this cache's objects, which the magazine layer trusts"
+    )]
     fn refill(&self) -> Option<Taken> {
-        self.fast_mags().refill(|sink| {
-            let mut st = self.slab.lock();
-            while sink.room() > 0 && st.busy < self.max_objects {
-                let Some(obj) = st.take(
-                    BufState::Allocated,
-                    #[cfg(feature = "site-stats")]
-                    SiteId::NONE,
-                ) else {
-                    break;
-                };
-                // AddressSanitizer builds: the mark's word is written, then
-                // the whole object is poisoned, as a free into the
-                // magazines leaves it (the fast path unpoisons it).
-                #[cfg(kmem_asan)]
-                let addr = obj.addr();
-                #[cfg(kmem_asan)]
-                kmem_arena::asan::unpoison(addr, core::mem::size_of::<usize>());
-                let loaded = sink.push(self.check.mark_cached(obj));
-                debug_assert!(loaded, "the sink had room");
-                #[cfg(kmem_asan)]
-                kmem_arena::asan::poison(addr, self.geo.size);
-            }
-        })
+        // Each round loaded is an object this cache's slabs hand over,
+        // marked cached, to nobody else.
+        // SAFETY: as just said.
+        let taken = unsafe {
+            self.fast_mags().refill(|sink| {
+                let mut st = self.slab.lock();
+                while sink.room() > 0 && st.busy < self.max_objects {
+                    let Some(obj) = st.take(
+                        BufState::Allocated,
+                        #[cfg(feature = "site-stats")]
+                        SiteId::NONE,
+                    ) else {
+                        break;
+                    };
+                    // AddressSanitizer builds: the mark's word is written, then
+                    // the whole object is poisoned, as a free into the
+                    // magazines leaves it (the fast path unpoisons it).
+                    #[cfg(kmem_asan)]
+                    let addr = obj.addr();
+                    #[cfg(kmem_asan)]
+                    kmem_arena::asan::unpoison(addr, core::mem::size_of::<usize>());
+                    let loaded = sink.push(self.check.mark_cached(obj));
+                    debug_assert!(loaded, "the sink had room");
+                    #[cfg(kmem_asan)]
+                    kmem_arena::asan::poison(addr, self.geo.size);
+                }
+            })
+        };
+        taken
     }
 
     /// Every allocation the fast path above does not finish: `ZERO`,

@@ -20,7 +20,6 @@ use crate::raw::{
 };
 use crate::slabs::From;
 
-
 /// Bytes of empty slabs a cache keeps after a batch flush (at least two
 /// slabs); the rest go back to the source at once
 /// ([`KmemCache::release_spare_empties`]).

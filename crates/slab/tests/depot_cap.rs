@@ -33,7 +33,10 @@ fn a_burst_of_frees_past_the_depot_cap_gives_slabs_back() {
         // (16 384); the rest went back to the slabs, and the slabs they
         // emptied to the source.
         let cached = after.buf_total - after.buf_in_use;
-        assert!(cached <= 65_536 + 124 + 16_384 + 64, "{cached} objects cached");
+        assert!(
+            cached <= 65_536 + 124 + 16_384 + 64,
+            "{cached} objects cached"
+        );
         assert!(after.slab_destroys > 0);
         assert!(
             after.memory_in_use < peak.memory_in_use / 2,

@@ -147,10 +147,14 @@ impl<'a, C: Cpu> CacheMagazines<'a, C> {
     /// A batch refill of the caller's magazines (see [`Magazines::refill`]):
     /// `fill` loads the sink's room from the slab layer, as rounds (objects
     /// the layer may hand out); returns the round handed out, as a token.
-    pub(crate) fn refill(&self, fill: impl FnOnce(&mut RefillSink<'_>)) -> Option<Taken> {
+    ///
+    /// # Safety
+    /// Every round `fill` loads is an object of this cache, taken from its
+    /// slabs for the magazines (marked as cached), used by nothing else.
+    pub(crate) unsafe fn refill(&self, fill: impl FnOnce(&mut RefillSink<'_>)) -> Option<Taken> {
         // SAFETY: the layer itself is the one source its magazines ever
-        // see; `fill`'s rounds are objects of this cache, taken from its
-        // slabs for the magazines (the caller's promise, as for `free`).
+        // see; `fill`'s rounds are objects of this cache (the caller's
+        // promise).
         let round = unsafe { self.mags.refill(self, fill) }?;
         // SAFETY: a round the layer just handed out; `object_bytes` is the
         // cache's.
