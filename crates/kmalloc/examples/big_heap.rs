@@ -104,7 +104,11 @@ fn main() -> ExitCode {
         live.push((o, tag));
     }
     report(
-        &format!("{} objects, {:.2} GiB live", live.len(), bytes as f64 / GIB as f64),
+        &format!(
+            "{} objects, {:.2} GiB live",
+            live.len(),
+            bytes as f64 / GIB as f64
+        ),
         t,
     );
     let t = Instant::now();
@@ -119,7 +123,10 @@ fn main() -> ExitCode {
     }
     bad += live.iter().filter(|(o, tag)| !intact(o, *tag)).count();
     drop(live);
-    report("a random half freed and allocated again, all checked and freed", t);
+    report(
+        "a random half freed and allocated again, all checked and freed",
+        t,
+    );
     println!(
         "big heap: {:.1} s in all, {bad} corrupted objects",
         start.elapsed().as_secs_f64()

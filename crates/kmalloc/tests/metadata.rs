@@ -16,7 +16,9 @@ static KMALLOC: KmallocGlobal = KmallocGlobal::with_metadata(FIRST);
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Millions of small objects freed fill the depots with full magazines
@@ -27,7 +29,10 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn metadata_grows_past_its_first_reservation() {
     let _serial = one_at_a_time();
     let boxes: Vec<Box<u64>> = (0..4_000_000u64).map(Box::new).collect();
-    assert_eq!(boxes.iter().map(|b| **b).sum::<u64>(), 3_999_999 * 2_000_000);
+    assert_eq!(
+        boxes.iter().map(|b| **b).sum::<u64>(),
+        3_999_999 * 2_000_000
+    );
     drop(boxes);
     let vecs: Vec<Vec<u8>> = (0..150_000u32).map(|i| vec![i as u8; 1200]).collect();
     assert!(vecs.iter().enumerate().all(|(i, v)| v[1199] == i as u8));

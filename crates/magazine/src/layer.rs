@@ -2,7 +2,6 @@
 //! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
 //! which the caller falls through to.
 
-
 use crate::cpu::{Cpu, CpuGuard, Section, SlotHook};
 use crate::depot::{Depot, DepotState, ResizePolicy};
 use crate::magazine::{size_for, start_size, MagBox, MagList, MagazineSource, MAGAZINE_ROUNDS};

@@ -95,7 +95,11 @@ impl SharedSlot {
         }
         // Announce a sleeper; whoever lets go next wakes one.
         while self.0.swap(SLEEPERS, Ordering::Acquire) != FREE {
-            futex(&self.0, libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, SLEEPERS);
+            futex(
+                &self.0,
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                SLEEPERS,
+            );
         }
     }
 

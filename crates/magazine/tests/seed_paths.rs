@@ -412,7 +412,9 @@ mod threads {
     static SLOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-        SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        SLOTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A free inside an operation already under way on its thread (a
@@ -547,8 +549,8 @@ mod threads {
     #[test]
     fn a_waiter_on_a_held_shared_slot_sleeps() {
         let _serial = one_at_a_time();
-        use std::sync::{mpsc, Mutex};
         use core::time::Duration;
+        use std::sync::{mpsc, Mutex};
         use std::time::Instant;
         let cpus = ThreadCpus::global();
         let hold = Duration::from_millis(300);
@@ -695,7 +697,11 @@ fn a_depot_at_its_cap_hands_frees_back() {
         Ok(())
     );
     assert_eq!(flushed.len(), magsize);
-    assert_eq!(m.stats().depot_rounds, 2 * magsize, "the depot kept its cap");
+    assert_eq!(
+        m.stats().depot_rounds,
+        2 * magsize,
+        "the depot kept its cap"
+    );
     // Lifted: the depot takes full magazines again.
     m.set_depot_cap(None);
     for o in 2000..2000 + 2 * magsize {

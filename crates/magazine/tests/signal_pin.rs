@@ -10,8 +10,8 @@
 #![cfg(feature = "std")]
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use core::time::Duration;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
@@ -20,7 +20,9 @@ use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// This thread's id.
@@ -93,7 +95,10 @@ fn a_handler_on_a_thread_waiting_for_a_shared_slot_gets_no_guard_for_it() {
                 by_slot.insert(slot, i);
             }
         }
-        let (h, w) = (holder.expect("two threads on a shared slot"), waiter.unwrap());
+        let (h, w) = (
+            holder.expect("two threads on a shared slot"),
+            waiter.unwrap(),
+        );
         // The holder takes the slot's lock and keeps it.
         workers[h].0.send(Cmd::Pin).unwrap();
         workers[h].1.recv().unwrap();
@@ -137,7 +142,12 @@ fn a_handler_between_holding_cleared_and_unlock_does_not_deadlock() {
     let _serial = one_at_a_time();
     let cpus = ThreadCpus::global();
     // SAFETY: a plain handler for SIGUSR2.
-    unsafe { libc::signal(libc::SIGUSR2, pin_in_handler as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGUSR2,
+            pin_in_handler as *const () as libc::sighandler_t,
+        )
+    };
     // Take every exclusive slot (threads parked for the rest of the run).
     let (tx, rx) = mpsc::channel::<bool>();
     for _ in 0..cpus.exclusive_slots() + 1 {
