@@ -27,7 +27,8 @@ use crate::{AllocFlags, CacheFlags};
 
 /// Bytes of objects a memory cache without destructor keeps in its depot's
 /// full magazines before a burst of frees goes back to its slabs in
-/// batches instead (see [`KmemCache::release_spare_empties`]).
+/// batches instead (whose emptied slabs then go back to the source: see
+/// [`KmemCache::release_spare_empties`]).
 pub(crate) const DEPOT_CAP_BYTES: usize = 4 << 20;
 /// Hands its value to its closure when dropped, unless taken back with
 /// [`disarm`](Self::disarm): an undo step that must also happen when a

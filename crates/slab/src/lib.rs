@@ -34,9 +34,10 @@
 //!   destructor); partial slabs at least half full are allocated from
 //!   first, so the emptiest drain. A memory cache without a destructor
 //!   keeps at most 4 MiB of objects in its depot: past it, frees flush
-//!   full magazines to the slabs, and the slabs they empty go back to the
-//!   source at once past the 1 MiB of empty slabs the cache keeps, so a
-//!   burst of frees serves other caches before the upkeep pass runs.
+//!   full magazines to the slabs, and once the cache holds more than twice
+//!   the 1 MiB of empty slabs it keeps, those past the keep go back to the
+//!   source at once, so a burst of frees serves other caches before the
+//!   upkeep pass runs.
 //! - Memory pressure: [`Caches::tick`] is the upkeep pass for a periodic
 //!   timer (each depot's working-set trim gives back what sat idle through
 //!   a whole interval, and so do the magazines of threads idle through

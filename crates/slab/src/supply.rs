@@ -21,7 +21,7 @@ use crate::raw::{
 use crate::slabs::From;
 
 /// Bytes of empty slabs a cache keeps after a batch flush (at least two
-/// slabs); the rest go back to the source at once
+/// slabs); past twice that, the rest go back to the source at once
 /// ([`KmemCache::release_spare_empties`]).
 pub(crate) const KEEP_EMPTY_BYTES: usize = 1 << 20;
 impl<C: Cpu> KmemCache<'_, C> {
@@ -117,9 +117,9 @@ impl<C: Cpu> KmemCache<'_, C> {
         self.free_buffer(src, parts.buffer);
     }
 
-    /// After a batch flush: empty slabs past the few a cache keeps for its
-    /// next allocations ([`KEEP_EMPTY_BYTES`], at least 2) go back to the
-    /// source at once, so that memory a burst of frees emptied serves other
+    /// After a batch flush: when a cache holds more than twice the empty
+    /// slabs it keeps for its next allocations ([`KEEP_EMPTY_BYTES`], at
+    /// least 2), those past the keep go back to the source at once, so that memory a burst of frees emptied serves other
     /// caches without waiting for the upkeep pass. A quantum cache keeps
     /// its empty slabs (its arena reaps it).
     pub(crate) fn release_spare_empties(&self) {
@@ -127,6 +127,12 @@ impl<C: Cpu> KmemCache<'_, C> {
             return;
         };
         let keep = (KEEP_EMPTY_BYTES / self.geo.slab_size).max(2);
+        // Only past twice the keep, then down to it: a cache whose frees
+        // and allocations swing around the mark does not destroy and build
+        // a slab at every flush.
+        if self.slab.lock().set.len(SlabList::Empty) <= 2 * keep {
+            return;
+        }
         loop {
             let slab = {
                 let mut st = self.slab.lock();
