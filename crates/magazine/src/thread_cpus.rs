@@ -252,11 +252,13 @@ fn online_cpus() -> usize {
 }
 
 impl ThreadCpus {
-    /// The process-wide instance: `4 × CPUs` exclusive slots (at least 64,
-    /// so that a program with tens of threads on a small machine gives each
-    /// its own; at most 1024) and one shared slot per CPU (at most 64),
-    /// sized on first use from the process's CPU affinity. Every object
-    /// cache keeps a 64-byte slot record per slot.
+    /// The process-wide instance: one shared slot per CPU (at most 64),
+    /// and `4 × CPUs` exclusive slots, at least 64 (so that a program with
+    /// tens of threads on a small machine gives each its own), rounded up
+    /// so that all the slots make a multiple of 64 (at most 1024
+    /// exclusive): 126 and 2 on 2 CPUs. Sized on first use from the
+    /// process's CPU affinity. Every object cache keeps a 64-byte slot
+    /// record per slot, so 64 slots fill a 4 KiB page.
     #[inline]
     pub fn global() -> &'static ThreadCpus {
         if GLOBAL.state.load(Ordering::Acquire) != READY {
@@ -273,9 +275,14 @@ impl ThreadCpus {
             .is_ok()
         {
             let n = online_cpus();
+            let shared = n.min(MAX_SHARED);
+            // All the slots a multiple of 64: a cache's 64-byte slot records
+            // then fill whole 4 KiB pages, the extra exclusive slots in the
+            // last page costing no memory.
+            let exclusive = ((4 * n).max(64) + shared).next_multiple_of(64) - shared;
             self.exclusive
-                .store((4 * n).clamp(64, MAX_EXCLUSIVE), Ordering::Relaxed);
-            self.shared.store(n.min(MAX_SHARED), Ordering::Relaxed);
+                .store(exclusive.min(MAX_EXCLUSIVE), Ordering::Relaxed);
+            self.shared.store(shared, Ordering::Relaxed);
             self.state.store(READY, Ordering::Release);
             return;
         }
