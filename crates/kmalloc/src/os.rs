@@ -101,8 +101,12 @@ fn reservation(size: usize) -> Option<usize> {
 }
 
 /// Unmaps `[addr, addr + len)`, if any; false when `munmap` refuses.
-fn unmap(addr: usize, len: usize) -> bool {
-    // SAFETY: callers pass memory they mapped and no longer use.
+///
+/// # Safety
+/// The range is memory the caller mapped (with [`map`]) and nothing uses
+/// any more.
+unsafe fn unmap(addr: usize, len: usize) -> bool {
+    // SAFETY: the caller's guarantee.
     len == 0 || unsafe { libc::munmap(addr as *mut libc::c_void, len) } == 0
 }
 
@@ -127,7 +131,9 @@ unsafe impl Source for OsPages {
         // A trim refused leaves those pages mapped, unused and never
         // released: counted in `unmap_failures`.
         for (at, len) in [(p, head), (start + reserved, tail)] {
-            if !unmap(at, len) {
+            // SAFETY: the head and tail of the mapping just made, outside
+            // the span handed out; nothing uses them.
+            if !unsafe { unmap(at, len) } {
                 self.unmap_failures.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -156,7 +162,8 @@ unsafe impl Source for OsPages {
         // importer no longer uses any of it (the caller's guarantee); its
         // reservation goes with it.
         let reserved = reservation(size).unwrap_or(size);
-        if !unmap(base, reserved) {
+        // SAFETY: as just said.
+        if !unsafe { unmap(base, reserved) } {
             // Never a panic on an allocator path: counted, the span leaked.
             self.unmap_failures.fetch_add(1, Ordering::Relaxed);
             return;
@@ -353,13 +360,14 @@ impl Reclaim for MoreMetadata {
         // knows of and that is never unmapped once added: the arena's for
         // the rest of the program (only `KmallocGlobal::boot` registers
         // this, on a base arena that is never torn down).
-        match unsafe { arena.add_memory(base, size) } {
-            Ok(()) => size,
-            Err(_) => {
-                unmap(base, size);
-                0
-            }
+        let added = unsafe { arena.add_memory(base, size) };
+        if added.is_err() {
+            // SAFETY: the mapping just made; the arena refused it, so
+            // nothing uses it.
+            unsafe { unmap(base, size) };
+            return 0;
         }
+        size
     }
 }
 

@@ -718,10 +718,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         }
         let loaded = st.loaded.as_mut()?;
         loaded.set_limit(st.magsize);
-        // The magazine is empty: its room is its limit. `fill` loads it in
-        // place (no batch copied through the stack).
-        let room = loaded.room();
-        fill(&mut RefillSink { mag: loaded, room });
+        // `fill` loads the empty magazine in place, up to its limit (no
+        // batch copied through the stack).
+        fill(&mut RefillSink { mag: loaded });
         let obj = loaded.pop()?;
         self.refills.fetch_add(1, Ordering::Relaxed);
         cc.count_alloc();
@@ -1278,29 +1277,23 @@ unsafe fn flush_hook<C: Cpu>(data: *const (), slot: usize) {
 /// fill target.
 pub struct RefillSink<'m> {
     mag: &'m mut MagBox,
-    /// Rounds it still takes; the magazine has at least this much room
-    /// below its limit, which is at most its capacity.
-    room: usize,
 }
 
 impl RefillSink<'_> {
     /// Rounds it still takes.
     #[inline]
     pub fn room(&self) -> usize {
-        self.room
+        self.mag.room()
     }
 
     /// Loads `obj`; false, leaving `obj` to the caller, when the sink is
     /// full.
     #[inline]
     pub fn push(&mut self, obj: usize) -> bool {
-        if self.room == 0 {
+        if !self.mag.has_room() {
             return false;
         }
-        self.room -= 1;
-        // SAFETY: the magazine had `room` rounds of room below its limit
-        // (at most its capacity) when the sink was made, and each push
-        // takes one of them.
+        // SAFETY: room below the limit is room below the capacity.
         unsafe { self.mag.push(obj) };
         true
     }

@@ -119,9 +119,10 @@ impl<C: Cpu> KmemCache<'_, C> {
 
     /// After a batch flush: when a cache holds more than twice the empty
     /// slabs it keeps for its next allocations ([`KEEP_EMPTY_BYTES`], at
-    /// least 2), those past the keep go back to the source at once, so that memory a burst of frees emptied serves other
-    /// caches without waiting for the upkeep pass. A quantum cache keeps
-    /// its empty slabs (its arena reaps it).
+    /// least 2), those past the keep go back to the source at once, so that
+    /// memory a burst of frees emptied serves other caches without waiting
+    /// for the upkeep pass. A quantum cache keeps its empty slabs (its
+    /// arena reaps it).
     pub(crate) fn release_spare_empties(&self) {
         let Some(src) = self.source.filter(|_| !self.is_quantum()) else {
             return;
@@ -133,7 +134,21 @@ impl<C: Cpu> KmemCache<'_, C> {
         if self.slab.lock().set.len(SlabList::Empty) <= 2 * keep {
             return;
         }
+        self.free_empty_slabs_past(src, keep);
+    }
+
+    /// Frees every empty slab to `src`; returns the bytes given back.
+    fn free_empty_slabs(&self, src: &Arena<'_>) -> usize {
+        self.free_empty_slabs_past(src, 0)
+    }
+
+    /// Frees empty slabs to `src` until `keep` are left; returns the bytes
+    /// given back.
+    fn free_empty_slabs_past(&self, src: &Arena<'_>, keep: usize) -> usize {
+        let mut freed = 0;
         loop {
+            // Its own statement: the lock is not held while the slab goes
+            // back (a `while let` would hold it for the whole body).
             let slab = {
                 let mut st = self.slab.lock();
                 if st.set.len(SlabList::Empty) <= keep {
@@ -141,18 +156,6 @@ impl<C: Cpu> KmemCache<'_, C> {
                 }
                 st.pop_empty(&self.geo)
             };
-            let Some(slab) = slab else { break };
-            self.free_slab(src, slab);
-        }
-    }
-
-    /// Frees every empty slab to `src`; returns the bytes given back.
-    fn free_empty_slabs(&self, src: &Arena<'_>) -> usize {
-        let mut freed = 0;
-        loop {
-            // Its own statement: the lock is not held while the slab goes
-            // back (a `while let` would hold it for the whole body).
-            let slab = self.slab.lock().pop_empty(&self.geo);
             let Some(slab) = slab else { break };
             self.free_slab(src, slab);
             freed += self.geo.slab_size;
