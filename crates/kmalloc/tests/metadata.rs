@@ -11,23 +11,14 @@ const FIRST: usize = 4 << 20;
 #[global_allocator]
 static KMALLOC: KmallocGlobal = KmallocGlobal::with_metadata(FIRST);
 
-/// One test at a time: one grows the metadata, the other checks that it
-/// does not grow.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Millions of small objects freed fill the depots with full magazines
 /// (metadata, up to the depots' caps); then 150 000 live 1200-byte
 /// objects, a size class whose slabs keep a bufctl per object and an
 /// address hash (metadata again), need more than the first reservation.
 #[test]
 fn metadata_grows_past_its_first_reservation() {
-    let _serial = one_at_a_time();
+    // One at a time: one grows the metadata, the other checks it does not.
+    let _serial = kmem_physmem::serial();
     let boxes: Vec<Box<u64>> = (0..4_000_000u64).map(Box::new).collect();
     assert_eq!(
         boxes.iter().map(|b| **b).sum::<u64>(),
@@ -52,7 +43,8 @@ fn metadata_grows_past_its_first_reservation() {
 /// found in review).
 #[test]
 fn a_failed_constrained_xalloc_does_not_grow_the_metadata() {
-    let _serial = one_at_a_time();
+    // One at a time: one grows the metadata, the other checks it does not.
+    let _serial = kmem_physmem::serial();
     drop(core::hint::black_box(Box::new(1u8)));
     let base = KMALLOC.get().expect("booted").caches().base();
     let low = kmem_arena::Constraints::new().max_addr(1 << 16);

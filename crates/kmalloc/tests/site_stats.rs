@@ -13,7 +13,6 @@ mod common;
 use core::alloc::{GlobalAlloc, Layout};
 use core::panic::Location;
 use core::ptr::NonNull;
-use std::sync::{Mutex, MutexGuard};
 
 use common::{layout, with_kmalloc};
 use kmalloc::{report_sites, site_stats, Kmalloc, SiteStat};
@@ -24,11 +23,8 @@ const MEM: usize = 64 << 20;
 
 type K<'a> = Kmalloc<'a, ThreadCpus>;
 
-/// One test at a time: the counters are the process's.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// One test at a time (`serial`): the counters are the process's.
+use kmem_physmem::serial;
 
 /// `k.alloc(l)`, and the call site it records.
 #[track_caller]

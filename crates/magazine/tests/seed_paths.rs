@@ -403,19 +403,12 @@ fn drain_depot_returns_rounds_and_magazines() {
 mod threads {
     use core::sync::atomic::AtomicUsize;
 
+    // The process's slots are one set: a test that takes every exclusive
+    // slot would send another test's threads to the shared ones, so these
+    // tests run one at a time (`kmem_physmem::serial`).
+
     use super::*;
     use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
-
-    /// The process's slots are one set: a test that takes every exclusive
-    /// slot would send another test's threads to the shared ones. One
-    /// test at a time.
-    static SLOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-        SLOTS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 
     /// A free inside an operation already under way on its thread (a
     /// [`Section`](kmem_magazine::Section): the quantum caches' frees, a
@@ -425,7 +418,7 @@ mod threads {
     /// handed every such free back while empty magazines waited).
     #[test]
     fn a_free_in_a_section_uses_a_too_small_empty_magazine() {
-        let _serial = one_at_a_time();
+        let _serial = kmem_physmem::serial();
         let cpus = ThreadCpus::global();
         let heap = Heap::default();
         let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
@@ -466,7 +459,7 @@ mod threads {
 
     #[test]
     fn thread_exit_flushes_its_magazines_to_the_depot() {
-        let _serial = one_at_a_time();
+        let _serial = kmem_physmem::serial();
         let cpus = ThreadCpus::global();
         let heap = Heap::default();
         let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
@@ -503,7 +496,7 @@ mod threads {
 
     #[test]
     fn threads_beyond_the_exclusive_slots_share_locked_slots() {
-        let _serial = one_at_a_time();
+        let _serial = kmem_physmem::serial();
         let cpus = ThreadCpus::global();
         let n = cpus.exclusive_slots() + 2;
         let barrier = std::sync::Barrier::new(n);
@@ -548,7 +541,7 @@ mod threads {
     /// time stays a small part of the wait.
     #[test]
     fn a_waiter_on_a_held_shared_slot_sleeps() {
-        let _serial = one_at_a_time();
+        let _serial = kmem_physmem::serial();
         use core::time::Duration;
         use std::sync::{mpsc, Mutex};
         use std::time::Instant;

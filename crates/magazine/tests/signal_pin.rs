@@ -16,15 +16,6 @@ use std::time::Instant;
 
 use kmem_magazine::{Cpu, CpuGuard, ThreadCpus};
 
-/// One test at a time: each takes every exclusive slot.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// This thread's id.
 fn me() -> libc::pthread_t {
     // SAFETY: no arguments; always succeeds.
@@ -53,7 +44,7 @@ enum Cmd {
 
 #[test]
 fn a_handler_on_a_thread_waiting_for_a_shared_slot_gets_no_guard_for_it() {
-    let _serial = one_at_a_time();
+    let _serial = kmem_physmem::serial();
     let cpus = ThreadCpus::global();
     // SAFETY: installs a plain handler for SIGUSR1.
     unsafe { libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t) };
@@ -139,7 +130,7 @@ extern "C" fn pin_in_handler(_: libc::c_int) {
 /// signals whose handler pins keeps making progress.
 #[test]
 fn a_handler_between_holding_cleared_and_unlock_does_not_deadlock() {
-    let _serial = one_at_a_time();
+    let _serial = kmem_physmem::serial();
     let cpus = ThreadCpus::global();
     // SAFETY: a plain handler for SIGUSR2.
     unsafe {

@@ -52,6 +52,16 @@ pub fn leak<T>(value: T) -> &'static T {
     r
 }
 
+/// Runs the tests of a binary that take it one at a time (hold the guard
+/// for the test): for tests over process-wide state, such as the
+/// `ThreadCpus` slots every thread of the process shares, or counters.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// [`leak`] for a value the test goes on changing (a slot array handed to
 /// a layer as `&'static mut`).
 pub fn leak_mut<T>(value: T) -> &'static mut T {

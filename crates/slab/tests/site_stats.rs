@@ -14,7 +14,6 @@ mod common;
 use core::panic::Location;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
 use common::{with_caches, with_caches_using, Counting};
 use kmem_magazine::ThreadCpus;
@@ -29,10 +28,7 @@ const RAM: usize = 32 << 20;
 type Kc<'a> = KmemCache<'a, ThreadCpus>;
 
 /// One test at a time: the counters are the process's.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use kmem_physmem::serial;
 
 /// Allocates from `c` with `flags`, and says at which call site (the
 /// caller's: the location `alloc` records).
