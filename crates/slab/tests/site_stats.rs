@@ -27,7 +27,7 @@ const RAM: usize = 32 << 20;
 
 type Kc<'a> = KmemCache<'a, ThreadCpus>;
 
-/// One test at a time: the counters are the process's.
+// One test at a time (`serial`): the counters are the process's.
 use kmem_physmem::serial;
 
 /// Allocates from `c` with `flags`, and says at which call site (the
