@@ -12,7 +12,7 @@ use core::ptr::{addr_of, addr_of_mut, drop_in_place, NonNull};
 
 use kmem_arena::{Arena, Source};
 use kmem_magazine::Cpu;
-use kmem_slab::{CacheFlags, Caches, DebugHooks, QCaches, PAGE_SIZE};
+use kmem_slab::{CacheFlags, Caches, DebugHooks, PageMap, QCaches, PAGE_SIZE};
 
 use crate::error::BootError;
 use crate::Kmalloc;
@@ -41,6 +41,10 @@ pub struct Config<'s> {
     /// What debug mode calls out to (reports, callers' code addresses, a
     /// clock), set on the cache set at boot. Default: none.
     pub debug_hooks: Option<&'static DebugHooks>,
+    /// Where slabs and large blocks are recorded, so that
+    /// [`Kmalloc::free_unsized`] can find a block's size from its address
+    /// (see [`Kmalloc::with_page_map`]). Default: none.
+    pub page_map: Option<&'s dyn PageMap>,
 }
 
 impl Default for Config<'_> {
@@ -51,6 +55,7 @@ impl Default for Config<'_> {
             import_scale: 0,
             debug: CacheFlags::empty(),
             debug_hooks: None,
+            page_map: None,
         }
     }
 }
@@ -223,7 +228,8 @@ unsafe fn place<'a, C: Cpu>(
     if let Some(hooks) = config.debug_hooks {
         caches.set_debug_hooks(hooks);
     }
-    let kmalloc = Kmalloc::with_debug(caches, pages, config.debug).map_err(BootError::Cache)?;
+    let kmalloc = Kmalloc::with_page_map(caches, pages, config.debug, config.page_map)
+        .map_err(BootError::Cache)?;
     // SAFETY: as above.
     unsafe { addr_of_mut!((*stack).kmalloc).write(kmalloc) };
     core::mem::forget(placed);

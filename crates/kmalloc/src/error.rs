@@ -66,6 +66,21 @@ pub enum FreeError {
         /// The arena's error.
         err: kmem_arena::FreeError,
     },
+    /// An unsized free ([`Kmalloc::free_unsized`](crate::Kmalloc::free_unsized))
+    /// of an address that is neither in a slab of a size class nor the
+    /// start of a large block: a foreign pointer (another allocator's, or
+    /// one from before this allocator was in use), or the inside of a
+    /// large block.
+    Unknown {
+        /// The pointer passed.
+        addr: usize,
+    },
+    /// An unsized free on an allocator built without a page map: it cannot
+    /// tell an object's size.
+    NoPageMap {
+        /// The pointer passed.
+        addr: usize,
+    },
 }
 
 impl fmt::Display for FreeError {
@@ -75,6 +90,15 @@ impl fmt::Display for FreeError {
             Self::TooLarge { addr } => write!(f, "free of {addr:#x} with an impossible layout"),
             Self::Refused { addr, kind } => write!(f, "free of {addr:#x} refused: {kind}"),
             Self::Pages { addr, err } => write!(f, "free of {addr:#x} refused: {err}"),
+            Self::Unknown { addr } => {
+                write!(
+                    f,
+                    "free of {addr:#x} refused: no block of this allocator starts there"
+                )
+            }
+            Self::NoPageMap { addr } => {
+                write!(f, "free of {addr:#x} refused: no page map, so no size")
+            }
         }
     }
 }

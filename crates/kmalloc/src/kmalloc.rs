@@ -10,7 +10,7 @@ use kmem_arena::{Arena, Constraints, Policy};
 use kmem_magazine::{Cpu, Section};
 use kmem_slab::{
     AllocError as CacheAllocError, AllocFlags, Cache, CacheBuilder, CacheFlags, Caches, Caller,
-    CreateError,
+    CreateError, PageMap, PAGE_SIZE,
 };
 
 use crate::classes::{class_align, class_size, route, Route, CLASSES};
@@ -35,6 +35,8 @@ pub struct Kmalloc<'a, C: Cpu> {
     /// its context: a stack linked through the blocks (`Deferred`), freed
     /// by the next large allocation or free that can take the arena's lock.
     deferred: AtomicUsize,
+    /// Where slabs and large blocks are recorded, for unsized frees.
+    map: Option<&'a dyn PageMap>,
 }
 
 /// The head of a deferred large block: what `free_pages` needs.
@@ -42,7 +44,26 @@ pub struct Kmalloc<'a, C: Cpu> {
 struct Deferred {
     next: usize,
     bytes: usize,
-    align: usize,
+    xalloc: bool,
+}
+
+/// A large block's entry in the page map (on its first page): this bit,
+/// [`LARGE_XALLOC`] if it was `xalloc`ed (an alignment past the quantum's),
+/// and its length in pages.
+const LARGE: u32 = 1 << 31;
+/// See [`LARGE`].
+const LARGE_XALLOC: u32 = 1 << 30;
+/// The most pages a large block recorded in a page map can have (4 TiB
+/// of 4 KiB pages).
+const LARGE_MAX_PAGES: usize = (LARGE_XALLOC - 1) as usize;
+
+/// What the page map says is at an address (see [`Kmalloc::block_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    /// A slab of class `i`.
+    Class(usize),
+    /// The start of a large block of `bytes`, `xalloc`ed or not.
+    Pages { bytes: usize, xalloc: bool },
 }
 
 /// Formats `kmalloc_<size>` into a stack buffer.
@@ -82,6 +103,21 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         pages: &'a Arena<'a>,
         debug: CacheFlags,
     ) -> Result<Self, CreateError> {
+        Self::with_page_map(caches, pages, debug, None)
+    }
+
+    /// [`with_debug`](Self::with_debug), recording every slab of the class
+    /// caches and the first page of every large block in `map`, so that
+    /// [`free_unsized`](Self::free_unsized) and
+    /// [`size_of`](Self::size_of) can find a block's size from its
+    /// address alone (a C `free`). A large block of more than 2^30 - 1
+    /// pages is then refused ([`AllocError::TooLarge`]).
+    pub fn with_page_map(
+        caches: &'a Caches<'a, C>,
+        pages: &'a Arena<'a>,
+        debug: CacheFlags,
+        map: Option<&'a dyn PageMap>,
+    ) -> Result<Self, CreateError> {
         let debug = debug & CacheFlags::DEBUG_ALL;
         if !pages.is_memory() {
             return Err(CreateError::NotMemory);
@@ -90,10 +126,13 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         for i in 0..CLASSES {
             let mut name = [0; 32];
             let name = class_name(&mut name, class_size(i));
-            let builder = CacheBuilder::new(name, class_size(i))
+            let mut builder = CacheBuilder::new(name, class_size(i))
                 .align(class_align(i))
                 .flags(debug)
                 .source(pages);
+            if let Some(map) = map {
+                builder = builder.page_map(map, i as u32 + 1);
+            }
             // On failure the caches made so far are destroyed as they drop.
             classes.push(caches.create(builder)?);
         }
@@ -106,6 +145,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             large_frees: AtomicU64::new(0),
             large_fails: AtomicU64::new(0),
             deferred: AtomicUsize::new(0),
+            map,
         })
     }
 
@@ -221,6 +261,22 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             self.large_fails.fetch_add(1, Ordering::Relaxed);
             return Err(AllocError::Exhausted);
         };
+        if let Some(map) = self.map {
+            let xalloc = self.needs_xalloc(align);
+            let owner = LARGE | if xalloc { LARGE_XALLOC } else { 0 };
+            let pages = bytes / PAGE_SIZE;
+            if pages > LARGE_MAX_PAGES || !map.set(addr, PAGE_SIZE, owner | pages as u32) {
+                // SAFETY: just allocated from the page arena this way, and
+                // not handed out.
+                let _ = unsafe { self.free_pages_now(addr, bytes, xalloc) };
+                self.large_fails.fetch_add(1, Ordering::Relaxed);
+                return Err(if pages > LARGE_MAX_PAGES {
+                    AllocError::TooLarge
+                } else {
+                    AllocError::Exhausted
+                });
+            }
+        }
         self.large_allocs.fetch_add(1, Ordering::Relaxed);
         let ptr = NonNull::new(addr as *mut u8).ok_or(AllocError::Exhausted)?;
         if flags.contains(AllocFlags::ZERO) {
@@ -276,25 +332,27 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                     .map_err(|e| FreeError::Refused { addr, kind: e.kind })
             }
             // SAFETY: the caller's guarantee: a run of pages of this layout.
-            Some(Route::Pages { bytes, align }) => unsafe { self.free_pages(addr, bytes, align) },
+            Some(Route::Pages { bytes, align }) => unsafe {
+                self.free_pages(addr, bytes, self.needs_xalloc(align))
+            },
             None => Err(FreeError::TooLarge { addr }),
         }
     }
 
     /// # Safety
-    /// `addr` is a run of `bytes` allocated by `alloc_pages` for `align`, the
-    /// caller's, not used after.
+    /// `addr` is a run of `bytes` allocated by `alloc_pages` (by `xalloc`
+    /// exactly when `xalloc`), the caller's, not used after.
     #[inline(never)]
-    unsafe fn free_pages(&self, addr: usize, bytes: usize, align: usize) -> Result<(), FreeError> {
+    unsafe fn free_pages(&self, addr: usize, bytes: usize, xalloc: bool) -> Result<(), FreeError> {
         let Some(_section) = Section::enter(self.caches.cpu()) else {
             // SAFETY: the caller's guarantee: at least a page of memory that
             // is ours now, enough for the `Deferred` head (page-aligned).
-            unsafe { self.defer_pages(addr, bytes, align) };
+            unsafe { self.defer_pages(addr, bytes, xalloc) };
             return Ok(());
         };
         self.free_deferred();
         // SAFETY: forwarded.
-        unsafe { self.free_pages_now(addr, bytes, align) }
+        unsafe { self.free_pages_now(addr, bytes, xalloc) }
     }
 
     /// # Safety
@@ -303,12 +361,14 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         &self,
         addr: usize,
         bytes: usize,
-        align: usize,
+        xalloc: bool,
     ) -> Result<(), FreeError> {
-        // SAFETY: the caller's guarantee; `alloc_pages` made the same choice
-        // between `xalloc` and `alloc` for this alignment.
+        if let Some(map) = self.map {
+            map.clear(addr, PAGE_SIZE);
+        }
+        // SAFETY: the caller's guarantee.
         let freed = unsafe {
-            if self.needs_xalloc(align) {
+            if xalloc {
                 self.pages.xfree_memory(addr, bytes)
             } else {
                 self.pages.free_memory(addr, bytes)
@@ -324,7 +384,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// # Safety
     /// As for [`free_pages`](Self::free_pages).
     #[cold]
-    unsafe fn defer_pages(&self, addr: usize, bytes: usize, align: usize) {
+    unsafe fn defer_pages(&self, addr: usize, bytes: usize, xalloc: bool) {
         let mut head = self.deferred.load(Ordering::Relaxed);
         loop {
             // SAFETY: the caller's guarantee: the block is ours, page-aligned
@@ -333,7 +393,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                 (addr as *mut Deferred).write(Deferred {
                     next: head,
                     bytes,
-                    align,
+                    xalloc,
                 })
             };
             match self.deferred.compare_exchange_weak(
@@ -366,7 +426,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             // SAFETY: `defer_pages`' caller gave the block up with this
             // layout. A refusal (a bad free that was deferred unchecked) is
             // counted, as a refused free of a magazine round is.
-            if unsafe { self.free_pages_now(at, d.bytes, d.align) }.is_err() {
+            if unsafe { self.free_pages_now(at, d.bytes, d.xalloc) }.is_err() {
                 self.large_fails.fetch_add(1, Ordering::Relaxed);
             }
             at = d.next;
@@ -480,6 +540,158 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             Route::Class(i) => class_size(i),
             Route::Pages { bytes, .. } => bytes,
         })
+    }
+
+    /// What the page map records at `addr`: `Err(NoPageMap)` without a
+    /// map, `Err(Unknown)` where nothing of this allocator starts (a large
+    /// block is found only by its first byte).
+    fn block_at(&self, addr: usize) -> Result<Block, FreeError> {
+        let map = self.map.ok_or(FreeError::NoPageMap { addr })?;
+        let owner = map.owner(addr);
+        if owner & LARGE != 0 {
+            if !addr.is_multiple_of(PAGE_SIZE) {
+                return Err(FreeError::Unknown { addr });
+            }
+            let pages = (owner & !(LARGE | LARGE_XALLOC)) as usize;
+            return Ok(Block::Pages {
+                bytes: pages * PAGE_SIZE,
+                xalloc: owner & LARGE_XALLOC != 0,
+            });
+        }
+        match owner as usize {
+            i @ 1..=CLASSES => Ok(Block::Class(i - 1)),
+            _ => Err(FreeError::Unknown { addr }),
+        }
+    }
+
+    /// The usable size of the block at `ptr`, found from its address by
+    /// the page map (see [`with_page_map`](Self::with_page_map)): its class
+    /// size, or its run of pages. An address inside a slab of a class
+    /// answers that class's size whether or not an object starts there;
+    /// anything else, or an allocator without a page map, is an error.
+    pub fn usable_size_of(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        Ok(match self.block_at(ptr.as_ptr() as usize)? {
+            Block::Class(i) => class_size(i),
+            Block::Pages { bytes, .. } => bytes,
+        })
+    }
+
+    /// Frees the block at `ptr` without being told its layout (a C
+    /// `free`): the page map gives its class or its run of pages, then it
+    /// goes where [`free`](Self::free) would send it, with the same checks
+    /// (a double free, a pointer into an object, one no class owns are
+    /// refused); an address where no block of this allocator starts is
+    /// refused as [`FreeError::Unknown`], and every unsized free of an
+    /// allocator without a page map as [`FreeError::NoPageMap`]. Debug
+    /// mode's audit does not check the size (none is given).
+    ///
+    /// # Safety
+    /// `ptr`, if it is a block of this allocator, is the caller's and is
+    /// not used after.
+    #[track_caller]
+    pub unsafe fn free_unsized(&self, ptr: NonNull<u8>) -> Result<(), FreeError> {
+        let caller = Caller::Location(core::panic::Location::caller());
+        // SAFETY: forwarded.
+        unsafe { self.free_unsized_by(ptr, caller) }
+    }
+
+    /// [`free_unsized`](Self::free_unsized) on behalf of `caller`.
+    ///
+    /// # Safety
+    /// As for [`free_unsized`](Self::free_unsized).
+    pub unsafe fn free_unsized_by(
+        &self,
+        ptr: NonNull<u8>,
+        caller: Caller,
+    ) -> Result<(), FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        match self.block_at(addr)? {
+            // SAFETY: the caller's guarantee; the class's checks refuse
+            // anything but one of its allocated objects.
+            Block::Class(i) => unsafe { self.classes[i].free_sized_by(addr, caller, 0) }
+                .map_err(|e| FreeError::Refused { addr, kind: e.kind }),
+            // SAFETY: the map's entry for a large block starting at `addr`,
+            // recorded by `alloc_pages` with its length and kind; the caller
+            // gives it up.
+            Block::Pages { bytes, xalloc } => unsafe { self.free_pages(addr, bytes, xalloc) },
+        }
+    }
+
+    /// Resizes the block at `ptr` to `new_size` bytes aligned to `align`
+    /// without being told its layout (a C `realloc`), keeping its contents
+    /// up to the smaller size: in place when the new size lands in the
+    /// same class or run of pages (and a large block needs no alignment
+    /// past the quantum), else by allocating, copying and freeing
+    /// unsized. The old block is checked first (as
+    /// [`realloc`](Self::realloc) does); on error it is untouched.
+    ///
+    /// # Safety
+    /// As for [`free_unsized`](Self::free_unsized).
+    pub unsafe fn realloc_unsized_by(
+        &self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        align: usize,
+        caller: Caller,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let addr = ptr.as_ptr() as usize;
+        let new = Layout::from_size_align(new_size, align).map_err(|_| AllocError::TooLarge)?;
+        if new_size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let old = self.block_at(addr).map_err(AllocError::BadPointer)?;
+        let old_size = match (old, route(new_size, align)) {
+            (Block::Class(i), Some(Route::Class(j))) if i == j => {
+                self.classes[i].note_size(addr, new_size);
+                return Ok(ptr);
+            }
+            (
+                Block::Pages {
+                    bytes,
+                    xalloc: false,
+                },
+                Some(Route::Pages { bytes: b, align: a }),
+            ) if b == bytes && !self.needs_xalloc(a) => {
+                return Ok(ptr);
+            }
+            (Block::Class(i), _) => {
+                let Some(_section) = Section::enter(self.caches.cpu()) else {
+                    return Err(AllocError::Reentrant);
+                };
+                // SAFETY: the caller's guarantee: `ptr` is theirs, so no other
+                // thread writes it.
+                unsafe { self.classes[i].check_allocated(addr) }.map_err(|e| {
+                    AllocError::BadPointer(FreeError::Refused { addr, kind: e.kind })
+                })?;
+                class_size(i)
+            }
+            (Block::Pages { bytes, .. }, _) => bytes,
+        };
+        let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
+        if fresh == ptr {
+            // The old block was free already: handed out again just now.
+            // SAFETY: allocated just above with `new`, not handed out.
+            let _ = unsafe { self.free_by(fresh, new, caller) };
+            return Err(AllocError::BadPointer(FreeError::Refused {
+                addr,
+                kind: kmem_slab::BadFree::DoubleFree,
+            }));
+        }
+        // SAFETY: both blocks are at least the smaller size (the old one
+        // its whole class or run, which is ours), distinct, and the caller
+        // owns the old one.
+        unsafe {
+            fresh
+                .as_ptr()
+                .copy_from_nonoverlapping(ptr.as_ptr(), old_size.min(new_size));
+        }
+        // SAFETY: forwarded; a refusal leaves the old block as it was.
+        if let Err(e) = unsafe { self.free_unsized_by(ptr, caller) } {
+            // SAFETY: allocated just above with `new`, not handed out.
+            let _ = unsafe { self.free_by(fresh, new, caller) };
+            return Err(AllocError::BadPointer(e));
+        }
+        Ok(fresh)
     }
 
     /// The page arena's reclaim (see [`Reclaim`]): the shrinkers of the

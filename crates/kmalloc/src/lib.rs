@@ -95,6 +95,8 @@ mod kmalloc;
 #[cfg(feature = "std")]
 mod os;
 #[cfg(feature = "std")]
+mod pagemap;
+#[cfg(feature = "std")]
 mod reaper;
 
 pub use boot::{boot, boot_static, debug_flags, Config};
@@ -110,6 +112,8 @@ pub use kmalloc::Kmalloc;
 struct ReadmeDoctests;
 #[cfg(feature = "std")]
 pub use os::{KmallocGlobal, OsPages};
+#[cfg(feature = "std")]
+pub use pagemap::OsPageMap;
 #[cfg(feature = "std")]
 pub use reaper::{UpkeepStats, UPKEEP_INTERVAL_MS};
 

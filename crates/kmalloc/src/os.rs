@@ -13,6 +13,7 @@ use kmem_arena::{AllocError as ArenaAllocError, Arena, Reclaim, Source};
 use kmem_magazine::ThreadCpus;
 use kmem_slab::{CacheFlags, Caller, DebugHooks, Report, PAGE_SIZE};
 
+use crate::pagemap::OsPageMap;
 use crate::reaper::UpkeepStats;
 use crate::{boot_static, debug_flags, Config, Kmalloc};
 
@@ -67,7 +68,7 @@ impl OsPages {
 
 /// Maps `size` bytes of zeroed, private, anonymous memory, reserving no
 /// swap for it (pages are backed when first touched).
-fn map(size: usize) -> Option<NonNull<u8>> {
+pub(crate) fn map(size: usize) -> Option<NonNull<u8>> {
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choosing touches no existing memory.
     let p = unsafe {
@@ -105,7 +106,7 @@ fn reservation(size: usize) -> Option<usize> {
 /// # Safety
 /// The range is memory the caller mapped (with [`map`]) and nothing uses
 /// any more.
-unsafe fn unmap(addr: usize, len: usize) -> bool {
+pub(crate) unsafe fn unmap(addr: usize, len: usize) -> bool {
     // SAFETY: the caller's guarantee.
     len == 0 || unsafe { libc::munmap(addr as *mut libc::c_void, len) } == 0
 }
@@ -332,6 +333,19 @@ fn register_fork(k: &'static Kmalloc<'static, ThreadCpus>) -> bool {
 /// million segments).
 /// Reservations are never unmapped (the base arena never gives memory
 /// back); only their touched pages take memory.
+/// An [`OsPageMap`] in a page of its own, for the rest of the program.
+fn place_page_map() -> Option<&'static OsPageMap> {
+    let map = OsPageMap::new()?;
+    let at = self::map(PAGE_SIZE)?.cast::<OsPageMap>();
+    // SAFETY: a fresh private mapping of a page, aligned and large enough
+    // for the map's one pointer, never unmapped: written once here, then
+    // only read.
+    Some(unsafe {
+        at.as_ptr().write(map);
+        &*at.as_ptr()
+    })
+}
+
 struct MoreMetadata;
 
 static MORE_METADATA: MoreMetadata = MoreMetadata;
@@ -412,6 +426,8 @@ pub struct KmallocGlobal {
     state: AtomicU8,
     k: AtomicPtr<Kmalloc<'static, ThreadCpus>>,
     metadata: usize,
+    /// Boot with an [`OsPageMap`], for unsized frees.
+    page_map: bool,
 }
 
 impl Default for KmallocGlobal {
@@ -438,7 +454,28 @@ impl KmallocGlobal {
             state: AtomicU8::new(UNBOOTED),
             k: AtomicPtr::new(ptr::null_mut()),
             metadata: bytes,
+            page_map: false,
         }
+    }
+
+    /// As [`new`](Self::new), and the allocator keeps an [`OsPageMap`] of
+    /// its slabs and large blocks, so that
+    /// [`Kmalloc::free_unsized`] and [`Kmalloc::usable_size_of`] work (a C
+    /// `malloc` needs them). The map costs a few stores per slab made or
+    /// given back and per large block, and 4 KiB of memory per 4 MiB of
+    /// heap; the fast paths are unchanged.
+    pub const fn with_page_map() -> Self {
+        let mut s = Self::new();
+        s.page_map = true;
+        s
+    }
+
+    /// The running allocator, booting it first if no allocation has yet;
+    /// `None` if the boot failed, or from inside the boot itself (an
+    /// allocation the boot's own calls make, such as `pthread_atfork`'s).
+    #[inline]
+    pub fn get_or_boot(&self) -> Option<&'static Kmalloc<'static, ThreadCpus>> {
+        self.kmalloc()
     }
 
     /// The running allocator, if booted.
@@ -497,11 +534,16 @@ impl KmallocGlobal {
             // unmapped: it is this allocator's for the rest of the program.
             let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), self.metadata) };
             let debug = debug_from_env();
+            let page_map = match self.page_map {
+                true => Some(place_page_map()?),
+                false => None,
+            };
             let config = Config {
                 page_source: Some(&OS_PAGES),
                 import_scale: 4,
                 debug,
                 debug_hooks: (!debug.is_empty()).then_some(&GLOBAL_HOOKS),
+                page_map: page_map.map(|m| m as &dyn kmem_slab::PageMap),
                 ..Config::default()
             };
             boot_static(mem, ThreadCpus::global(), &config).ok()

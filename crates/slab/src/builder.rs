@@ -61,6 +61,25 @@ pub trait CacheReclaim: Sync {
     fn reclaim(&self, pressure: Pressure) -> usize;
 }
 
+/// Told of every slab buffer a cache takes from its source and gives back,
+/// so that something outside the cache can find an object's cache from its
+/// address alone: a C `free`, which is given no size, looks the object's
+/// page up in such a map (kmalloc's unsized free).
+///
+/// Both calls run outside every cache lock, with no allocator operation of
+/// the calling thread in progress below them that the map could re-enter.
+pub trait PageMap: Sync {
+    /// Every page of `[base, base + len)` now belongs to `owner` (not 0);
+    /// false when the map cannot record it (it is out of memory), and then
+    /// the cache gives the buffer back and its growth fails.
+    fn set(&self, base: usize, len: usize, owner: u32) -> bool;
+    /// The pages of `[base, base + len)` belong to nobody any more.
+    fn clear(&self, base: usize, len: usize);
+    /// The owner of the page holding `addr`, 0 if none (never recorded,
+    /// cleared since, or outside what the map covers).
+    fn owner(&self, addr: usize) -> u32;
+}
+
 /// Describes a cache for [`Caches::create`](crate::Caches::create).
 #[must_use]
 #[derive(Clone, Copy)]
@@ -73,6 +92,8 @@ pub struct CacheBuilder<'a> {
     pub(crate) source: Option<&'a Arena<'a>>,
     pub(crate) ops: Option<&'a dyn ObjectOps>,
     pub(crate) reclaim: Option<&'a dyn CacheReclaim>,
+    /// Where the cache's slab buffers are recorded, and as whose.
+    pub(crate) page_map: Option<(&'a dyn PageMap, u32)>,
     pub(crate) max_objects: u64,
     pub(crate) resize: ResizePolicy,
     /// A quantum cache's arena quantum and whether it is memory: set by
@@ -96,6 +117,7 @@ impl<'a> CacheBuilder<'a> {
             source: None,
             ops: None,
             reclaim: None,
+            page_map: None,
             max_objects: u64::MAX,
             resize: ResizePolicy::SEED,
             qcache_for: None,
@@ -127,6 +149,18 @@ impl<'a> CacheBuilder<'a> {
     /// the cache's source runs out.
     pub fn reclaim(mut self, reclaim: &'a dyn CacheReclaim) -> Self {
         self.reclaim = Some(reclaim);
+        self
+    }
+
+    /// Records every slab buffer the cache takes from its source in `map`
+    /// as `owner`'s (not 0), and clears it before the buffer goes back
+    /// (see [`PageMap`]). A buffer the map cannot record is given back and
+    /// the growth fails ([`AllocError::Exhausted`]). Ignored for quantum
+    /// caches, whose objects are their arena's to account for.
+    pub fn page_map(mut self, map: &'a dyn PageMap, owner: u32) -> Self {
+        if owner != 0 {
+            self.page_map = Some((map, owner));
+        }
         self
     }
 

@@ -9,7 +9,7 @@ use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, CpuCache, MagazineStats, Section};
 use spin::Mutex;
 
-use crate::builder::{CacheBuilder, CacheReclaim, ObjectOps, Pressure};
+use crate::builder::{CacheBuilder, CacheReclaim, ObjectOps, PageMap, Pressure};
 use crate::caches::Caches;
 use crate::debug::{By, Caller, Report, LOG_ENTRIES};
 use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
@@ -112,6 +112,8 @@ pub struct KmemCache<'a, C: Cpu> {
     /// The user's shrinker, and how many times it was called.
     reclaim: Option<&'a dyn CacheReclaim>,
     reclaim_calls: AtomicU64,
+    /// Where slab buffers are recorded (`CacheBuilder::page_map`).
+    pub(crate) page_map: Option<(&'a dyn PageMap, u32)>,
     /// The shrinker is running (see `call_reclaim`).
     shrinking: AtomicBool,
     /// Objects out of the slabs at most (`CacheBuilder::max_objects`).
@@ -235,6 +237,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             ops: b.ops,
             reclaim: b.reclaim,
             reclaim_calls: AtomicU64::new(0),
+            page_map: b.page_map.filter(|_| source.is_some()),
             shrinking: AtomicBool::new(false),
             max_objects: b.max_objects,
             reserved: AtomicU64::new(0),

@@ -150,7 +150,7 @@ mod slabs;
 mod stats;
 mod supply;
 
-pub use builder::{CacheBuilder, CacheReclaim, CtorError, ObjectOps, Pressure};
+pub use builder::{CacheBuilder, CacheReclaim, CtorError, ObjectOps, PageMap, Pressure};
 pub use cache::KmemCache;
 pub use caches::{Caches, DestroyError};
 pub use debug::{Caller, DebugHooks, Finding, LeakGroup, Report, Site, Transaction, TxnOp};

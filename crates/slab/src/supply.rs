@@ -39,6 +39,12 @@ impl<C: Cpu> KmemCache<'_, C> {
             self.free_buffer(src, buf);
             return Err(AllocError::Exhausted);
         }
+        if let Some((map, owner)) = self.page_map {
+            if !map.set(buf.base(), self.shape.size(), owner) {
+                self.free_buffer(src, buf);
+                return Err(AllocError::Exhausted);
+            }
+        }
         let slab = match self.geo.layout {
             Layout::Small { .. } => {
                 let colour = self
@@ -99,6 +105,9 @@ impl<C: Cpu> KmemCache<'_, C> {
 
     /// Gives a slab buffer back to `src`, the arena it came from.
     fn free_buffer(&self, src: &Arena<'_>, buf: SlabBuffer) {
+        if let Some((map, _)) = self.page_map {
+            map.clear(buf.base(), self.shape.size());
+        }
         if buf.free(src).is_err() {
             self.count_meta_error();
         }
