@@ -120,6 +120,16 @@ unsafe fn realloc_or_abort<C: Cpu>(
 }
 
 impl<C: Cpu> Kmalloc<'_, C> {
+    /// The [`Caller`] a facade's entry point (a C `malloc`, say) passes to
+    /// the `_by` functions, `marker` being one of its locals: nobody in
+    /// release mode; in debug mode the entry point's stack, which the
+    /// caches' [`DebugHooks::caller`](kmem_slab::DebugHooks::caller) turn
+    /// into its caller's return address.
+    #[inline(always)]
+    pub fn entry_caller(&self, marker: &u8) -> Caller {
+        entry(self, marker)
+    }
+
     /// `GlobalAlloc::alloc` (with `ZERO`, `alloc_zeroed`), its caller's
     /// entry point marked by `marker`, a local of that entry point.
     #[inline(always)]
