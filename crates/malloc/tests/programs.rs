@@ -1,0 +1,366 @@
+//! Real programs of the distribution under `LD_PRELOAD=libkmem_malloc.so`:
+//! python3, perl, sqlite3, sort, gzip, xz, g++ and C programs built here.
+//! Each runs twice, under glibc's malloc and under kmem's, and the two
+//! outputs must be the same (and kmem's run must report nothing on
+//! standard error). A missing program fails its test, naming the package
+//! to install (`.ci/run` installs them).
+//!
+//! The library is built by a nested `cargo build -p kmem-malloc` into its
+//! own target directory (`<target>/malloc-preload`), without the outer
+//! build's `RUSTFLAGS`: a sanitizer build's runtime cannot be preloaded
+//! into programs built without it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The directory of the programs' sources.
+fn sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+}
+
+/// The cargo target directory this test runs from (the first ancestor of
+/// the test binary holding cargo's `CACHEDIR.TAG`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").exists())
+        .expect("test binary inside a cargo target directory")
+        .to_path_buf()
+}
+
+/// A scratch directory for this test binary's files.
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = target_dir().join("malloc-preload/scratch");
+        std::fs::create_dir_all(&d).expect("scratch directory");
+        d
+    })
+}
+
+/// `libkmem_malloc.so`, built once per test binary.
+fn library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir = target_dir().join("malloc-preload");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "kmem-malloc", "--target-dir"])
+            .arg(&dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("cargo build -p kmem-malloc");
+        assert!(status.success(), "cargo build -p kmem-malloc failed");
+        let so = dir.join("debug/libkmem_malloc.so");
+        assert!(so.exists(), "{} not built", so.display());
+        so
+    })
+}
+
+/// The path of `program`, found on `PATH` (`/usr/bin` first, ahead of
+/// version-manager shims); a missing one fails the test with the package
+/// that has it.
+fn tool(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    core::iter::once(PathBuf::from("/usr/bin"))
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{program}` is not installed: `apt-get install -y {package}` (.ci/run does)")
+        })
+}
+
+/// Runs `cmd`, with kmem's malloc preloaded if `kmem`, its standard input
+/// from `input` if given.
+fn run(cmd: &mut Command, kmem: bool, input: Option<&Path>) -> Output {
+    if kmem {
+        cmd.env("LD_PRELOAD", library());
+    } else {
+        cmd.env_remove("LD_PRELOAD");
+    }
+    cmd.env_remove("KMEM_DEBUG");
+    if let Some(f) = input {
+        cmd.stdin(std::fs::File::open(f).expect("input file"));
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs the command `make()` builds under glibc and under kmem, and
+/// asserts both succeed with the same standard output, and kmem's run
+/// reports nothing. Returns that output.
+#[track_caller]
+fn same_output(make: impl Fn() -> Command, input: Option<&Path>) -> Vec<u8> {
+    let glibc = run(&mut make(), false, input);
+    let kmem = run(&mut make(), true, input);
+    let show = |o: &Output| {
+        format!(
+            "status {}, stdout {:?}..., stderr {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout[..o.stdout.len().min(200)]),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(glibc.status.success(), "under glibc: {}", show(&glibc));
+    assert!(kmem.status.success(), "under kmem: {}", show(&kmem));
+    assert!(
+        glibc.stdout == kmem.stdout,
+        "outputs differ:\nglibc: {}\nkmem: {}",
+        show(&glibc),
+        show(&kmem)
+    );
+    assert!(
+        !String::from_utf8_lossy(&kmem.stderr).contains("kmem-malloc"),
+        "kmem reported: {}",
+        show(&kmem)
+    );
+    assert!(!kmem.stdout.is_empty(), "no output");
+    kmem.stdout
+}
+
+/// Compiles the C or C++ source `name` with `compiler` (without kmem) into
+/// the scratch directory.
+fn build(compiler: &str, package: &str, name: &str, extra: &[&str]) -> PathBuf {
+    let out = scratch().join(name.replace('.', "_"));
+    let status = Command::new(tool(compiler, package))
+        .args(["-O2", "-Wall", "-Wno-alloc-size-larger-than", "-o"])
+        .arg(&out)
+        .arg(sources().join(name))
+        .args(extra)
+        .status()
+        .expect("compiler");
+    assert!(status.success(), "{compiler} {name} failed");
+    out
+}
+
+/// A file of `lines` pseudo-random lines of text and numbers.
+fn data_file(name: &str, lines: usize) -> PathBuf {
+    let path = scratch().join(name);
+    let mut text = String::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..lines {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let word: String = (0..(x % 12 + 1))
+            .map(|j| char::from(b'a' + ((x >> (j * 5)) % 26) as u8))
+            .collect();
+        text.push_str(&format!("{} {word} {i}\n", x % 1_000_003));
+    }
+    std::fs::write(&path, text).expect("data file");
+    path
+}
+
+#[test]
+fn python_runs_an_object_heavy_script() {
+    let py = tool("python3", "python3");
+    same_output(
+        || {
+            let mut c = Command::new(&py);
+            c.arg(sources().join("objects.py"));
+            c
+        },
+        None,
+    );
+}
+
+#[test]
+fn perl_runs_hashes_and_regexes() {
+    let perl = tool("perl", "perl");
+    same_output(
+        || {
+            let mut c = Command::new(&perl);
+            c.arg(sources().join("hashes.pl"));
+            c
+        },
+        None,
+    );
+}
+
+#[test]
+fn sqlite_builds_and_queries_a_database() {
+    let sqlite = tool("sqlite3", "sqlite3");
+    let script = "
+        CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT, team INTEGER, score REAL);
+        WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 60000)
+          INSERT INTO people SELECT x, hex(zeroblob(x % 40)) || x, x % 97, (x * 7919) % 1000 / 10.0 FROM n;
+        CREATE TABLE teams(id INTEGER PRIMARY KEY, label TEXT);
+        WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 96)
+          INSERT INTO teams SELECT x, 'team-' || x FROM n;
+        CREATE INDEX people_team ON people(team, score);
+        SELECT t.label, count(*), round(avg(p.score), 3), max(length(p.name))
+          FROM people p JOIN teams t ON p.team = t.id GROUP BY t.id ORDER BY 3 DESC LIMIT 10;
+        UPDATE people SET name = name || name WHERE id % 3 = 0;
+        DELETE FROM people WHERE id % 5 = 0;
+        VACUUM;
+        SELECT count(*), sum(length(name)), group_concat(DISTINCT team % 7) FROM people;
+    ";
+    let run_one = |kmem: bool| {
+        let db = scratch().join(format!("people-{kmem}.db"));
+        let _ = std::fs::remove_file(&db);
+        let mut c = Command::new(&sqlite);
+        c.arg(&db).arg(script);
+        let o = run(&mut c, kmem, None);
+        assert!(
+            o.status.success(),
+            "sqlite3 (kmem: {kmem}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    let (glibc, kmem) = (run_one(false), run_one(true));
+    assert_eq!(
+        String::from_utf8_lossy(&glibc),
+        String::from_utf8_lossy(&kmem)
+    );
+    assert_eq!(glibc.iter().filter(|&&b| b == b'\n').count(), 11);
+}
+
+#[test]
+fn sort_gzip_and_xz_process_generated_data() {
+    let data = data_file("lines.txt", 200_000);
+    let sort = tool("sort", "coreutils");
+    let sorted = same_output(
+        || {
+            let mut c = Command::new(&sort);
+            c.args(["-k2,2", "-k1,1n"]).arg(&data);
+            c
+        },
+        None,
+    );
+    assert_eq!(
+        sorted.len(),
+        std::fs::metadata(&data).unwrap().len() as usize
+    );
+    for (program, package) in [("gzip", "gzip"), ("xz", "xz-utils")] {
+        let path = tool(program, package);
+        let packed = same_output(
+            || {
+                let mut c = Command::new(&path);
+                c.args(["-c", "-6"]);
+                c
+            },
+            Some(&data),
+        );
+        let file = scratch().join(format!("lines.{program}"));
+        std::fs::write(&file, &packed).unwrap();
+        let unpacked = same_output(
+            || {
+                let mut c = Command::new(&path);
+                c.args(["-d", "-c"]);
+                c
+            },
+            Some(&file),
+        );
+        assert!(
+            unpacked == std::fs::read(&data).unwrap(),
+            "{program} round trip"
+        );
+    }
+}
+
+#[test]
+fn gxx_compiles_a_cpp_file_and_its_program_runs() {
+    let gxx = tool("g++", "g++");
+    // g++ itself under kmem: the compile succeeds and the program it makes
+    // prints what the one built under glibc prints.
+    let out = scratch().join("templates_kmem");
+    let mut c = Command::new(&gxx);
+    c.args(["-O2", "-std=c++17", "-o"])
+        .arg(&out)
+        .arg(sources().join("templates.cpp"));
+    let o = run(&mut c, true, None);
+    assert!(
+        o.status.success(),
+        "g++ under kmem: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let reference = build("g++", "g++", "templates.cpp", &["-std=c++17"]);
+    let a = same_output(|| Command::new(&reference), None);
+    let b = same_output(|| Command::new(&out), None);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_multithreaded_c_program_with_fork() {
+    let bin = build("gcc", "gcc", "threads.c", &["-pthread"]);
+    let out = same_output(|| Command::new(&bin), None);
+    assert_eq!(
+        String::from_utf8_lossy(&out)
+            .trim()
+            .parse::<u64>()
+            .map(|n| n > 0),
+        Ok(true)
+    );
+}
+
+#[test]
+fn the_c_entry_points_behave_as_glibcs() {
+    let bin = build("gcc", "gcc", "api.c", &[]);
+    let out = same_output(|| Command::new(&bin), None);
+    assert_eq!(String::from_utf8_lossy(&out), "ok\n");
+}
+
+/// Runs `bad.c` in `mode` under kmem.
+fn bad(mode: &str, debug: bool) -> Output {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| build("gcc", "gcc", "bad.c", &["-w"]));
+    let mut c = Command::new(bin);
+    c.arg(mode);
+    let mut o = run(&mut c, true, None);
+    if debug {
+        let mut c = Command::new(bin);
+        c.arg(mode)
+            .env("LD_PRELOAD", library())
+            .env("KMEM_DEBUG", "1");
+        o = c.output().expect("bad.c");
+    }
+    o
+}
+
+#[test]
+fn a_foreign_pointer_is_reported_and_left_alone() {
+    let o = bad("foreign", false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{}: {err}", o.status);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "survived\n");
+    assert!(err.contains("not a block of this allocator"), "{err}");
+}
+
+#[test]
+fn double_and_interior_frees_stop_the_program() {
+    use std::os::unix::process::ExitStatusExt;
+    for (mode, debug, says) in [
+        ("double", false, "double free"),
+        ("interior", false, "not the start of an object"),
+        ("double", true, "double free"),
+    ] {
+        let o = bad(mode, debug);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGABRT),
+            "{mode} (debug {debug}): {err}"
+        );
+        assert!(o.stdout.is_empty(), "{mode}: the program went on");
+        assert!(
+            err.to_lowercase().contains(says),
+            "{mode} (debug {debug}): {err}"
+        );
+    }
+}
