@@ -323,6 +323,15 @@ impl ThreadCpus {
         self.exclusive.load(Ordering::Relaxed)
     }
 
+    /// Exclusive slots a thread owns now (each thread gives its slot back
+    /// when it exits).
+    pub fn owned_slots(&self) -> usize {
+        self.owned[..self.exclusive_slots()]
+            .iter()
+            .filter(|o| o.load(Ordering::Relaxed))
+            .count()
+    }
+
     /// Slots shared under a lock.
     pub fn shared_slots(&self) -> usize {
         self.shared.load(Ordering::Relaxed)
@@ -337,10 +346,17 @@ impl ThreadCpus {
                     .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
+                // The slot is the thread's from here on: registering the
+                // exit hook may allocate (glibc's thread-exit list, through
+                // this very allocator when it is the process's C malloc),
+                // and that nested pin must find this slot rather than
+                // claim another that no hook would give back.
+                SLOT.set(slot);
                 if OWNER.try_with(|_| ()).is_ok() {
                     return slot;
                 }
                 // The thread is exiting: nothing would give the slot back.
+                SLOT.set(UNCLAIMED);
                 owned.store(false, Ordering::Release);
                 break;
             }

@@ -31,7 +31,8 @@
 //! boot, which calls `pthread_atfork`; from inside one of its calls, such
 //! as glibc registering a thread-exit destructor on a thread's first
 //! allocation; or from a signal handler that interrupted one) come from a
-//! small bootstrap area that is never reused; freeing them is a no-op.
+//! small bootstrap area (1 MiB; a freed block is reused by a later
+//! bootstrap allocation of its size).
 //!
 //! `KMEM_DEBUG` turns on kmalloc's debug mode, as for [`KmallocGlobal`].
 //! Thread exit gives a thread's CPU slot back through the std platform's
@@ -45,7 +46,7 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::fmt::Write as _;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kmalloc::{AllocError, FreeError, Kmalloc, KmallocGlobal};
 use kmem_slab::BadFree;
@@ -90,6 +91,52 @@ static BOOT: BootArea = BootArea {
 };
 /// Offset of the first unused byte of [`BOOT`].
 static BOOT_NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Bootstrap blocks handed out and given back, for `KMEM_MALLOC_STATS`.
+static BOOT_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static BOOT_FREES: AtomicUsize = AtomicUsize::new(0);
+
+/// Freed bootstrap blocks of 16 << i bytes (16 B to 64 KiB), reused by
+/// later bootstrap allocations of that bucket: a program that starts
+/// threads for ever makes a bootstrap allocation and free per thread
+/// (glibc's thread-exit destructor list, on the thread's first
+/// allocation), which must not use the area up.
+const BUCKETS: usize = 13;
+struct FreeLists {
+    lock: AtomicBool,
+    heads: UnsafeCell<[usize; BUCKETS]>,
+}
+
+// SAFETY: `heads` is read and written only under `lock`.
+unsafe impl Sync for FreeLists {}
+
+static FREE_LISTS: FreeLists = FreeLists {
+    lock: AtomicBool::new(false),
+    heads: UnsafeCell::new([0; BUCKETS]),
+};
+
+impl FreeLists {
+    /// Runs `f` on the list heads under the lock (a few instructions, never
+    /// across a call that could allocate).
+    fn with<R>(&self, f: impl FnOnce(&mut [usize; BUCKETS]) -> R) -> R {
+        while self
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the lock is held, so this is the only access.
+        let r = f(unsafe { &mut *self.heads.get() });
+        self.lock.store(false, Ordering::Release);
+        r
+    }
+}
+
+/// The bucket of a block of `size` bytes aligned to at most 16, if any.
+fn bucket(size: usize, align: usize) -> Option<usize> {
+    let i = size.max(16).next_power_of_two().trailing_zeros() as usize - 4;
+    (align <= 16 && i < BUCKETS).then_some(i)
+}
 
 /// The bootstrap area's address range.
 fn boot_range() -> (usize, usize) {
@@ -109,6 +156,25 @@ fn in_boot(p: usize) -> bool {
 #[cold]
 fn boot_alloc(size: usize, align: usize) -> *mut u8 {
     let (start, _) = boot_range();
+    let bucket = bucket(size, align);
+    if let Some(i) = bucket {
+        let reused = FREE_LISTS.with(|heads| {
+            let p = heads[i];
+            if p != 0 {
+                // SAFETY: a freed block of this bucket: its first word
+                // links the next one.
+                heads[i] = unsafe { (p as *const usize).read() };
+            }
+            p
+        });
+        if reused != 0 {
+            BOOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+            return reused as *mut u8;
+        }
+    }
+    // A bucket's block is carved at the bucket's size, so it can serve any
+    // request of that bucket when reused.
+    let size = bucket.map_or(size, |i| 16 << i);
     let align = align.max(16);
     let mut next = BOOT_NEXT.load(Ordering::Relaxed);
     loop {
@@ -130,10 +196,32 @@ fn boot_alloc(size: usize, align: usize) -> *mut u8 {
                 // SAFETY: `[at - 16, end)` lies in the area (checked) and is
                 // this call's alone (the bump above); `at` is 16-aligned.
                 unsafe { ((at - 16) as *mut usize).write(size) };
+                BOOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
                 return at as *mut u8;
             }
             Err(now) => next = now,
         }
+    }
+}
+
+/// Gives a bootstrap block back to its bucket's free list (one of another
+/// size, over 64 KiB or aligned past 16 when allocated, stays used).
+///
+/// # Safety
+/// `p` is a block [`boot_alloc`] returned, not used after.
+unsafe fn boot_free(p: usize) {
+    BOOT_FREES.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: forwarded.
+    let size = unsafe { boot_size(p) };
+    // Any block of a bucket's exact size can serve that bucket again (every
+    // block is at least 16-aligned).
+    if let Some(i) = bucket(size, 16).filter(|&i| 16 << i == size) {
+        FREE_LISTS.with(|heads| {
+            // SAFETY: the block is the caller's to give back and at least
+            // 16 bytes: its first word links the list.
+            unsafe { (p as *mut usize).write(heads[i]) };
+            heads[i] = p;
+        });
     }
 }
 
@@ -148,6 +236,65 @@ unsafe fn boot_size(p: usize) -> usize {
 
 // ---------------------------------------------------------------------------
 // Reports.
+
+/// Standard error as a `fmt::Write`, with `write(2)` (no allocation).
+struct Stderr;
+
+impl core::fmt::Write for Stderr {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let mut rest = s.as_bytes();
+        while !rest.is_empty() {
+            // SAFETY: `rest` is valid for reads of its length.
+            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+            match usize::try_from(n) {
+                Ok(n) if n > 0 => rest = &rest[n..],
+                _ => return Err(core::fmt::Error),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// With `KMEM_MALLOC_STATS` set (and not `0`), the program's exit prints
+/// the bootstrap area's use and kmalloc's `::kmastat`-style report of
+/// every cache and arena to standard error.
+extern "C" fn stats_at_exit() {
+    // SAFETY: `getenv` with a NUL-terminated name; the result is read at
+    // once, up to its NUL.
+    let on = unsafe {
+        let v = libc::getenv(c"KMEM_MALLOC_STATS".as_ptr());
+        !v.is_null() && *v != 0 && !(*v == b'0' as core::ffi::c_char && *v.add(1) == 0)
+    };
+    if !on {
+        return;
+    }
+    let mut w = Stderr;
+    let _ = writeln!(
+        w,
+        "kmem-malloc: bootstrap area: {} of {} bytes carved; {} blocks handed out, {} given back",
+        BOOT_NEXT.load(Ordering::Relaxed),
+        BOOT_BYTES,
+        BOOT_ALLOCS.load(Ordering::Relaxed),
+        BOOT_FREES.load(Ordering::Relaxed),
+    );
+    let cpus = kmem_magazine::ThreadCpus::global();
+    let _ = writeln!(
+        w,
+        "kmem-malloc: CPU slots: {} of {} exclusive slots owned by live threads, {} shared",
+        cpus.owned_slots(),
+        cpus.exclusive_slots(),
+        cpus.shared_slots(),
+    );
+    if let Some(k) = KMALLOC.get() {
+        let _ = k.report(&mut w);
+    }
+}
+
+/// Runs [`stats_at_exit`] when the program exits (or the library is
+/// unloaded).
+#[used]
+#[link_section = ".fini_array"]
+static STATS_AT_EXIT: extern "C" fn() = stats_at_exit;
 
 /// A fixed buffer to format a report in without allocating.
 struct Line {
@@ -303,7 +450,12 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 /// since.
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() || in_boot(p as usize) {
+    if p.is_null() {
+        return;
+    }
+    if in_boot(p as usize) {
+        // SAFETY: C's contract: a block of ours, not used after.
+        unsafe { boot_free(p as usize) };
         return;
     }
     free_block(p, "free");
@@ -342,10 +494,12 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         let new = malloc(size);
         if !new.is_null() {
             // SAFETY: both hold at least the smaller size, and are distinct
-            // (bootstrap blocks are never handed out twice).
+            // (the old block is still allocated).
             unsafe {
                 ptr::copy_nonoverlapping(p.cast::<u8>(), new.cast::<u8>(), old_size.min(size))
             };
+            // SAFETY: the old bootstrap block, copied and given up.
+            unsafe { boot_free(p as usize) };
         }
         return new;
     }

@@ -307,6 +307,22 @@ fn a_multithreaded_c_program_with_fork() {
             .map(|n| n > 0),
         Ok(true)
     );
+    // Every thread gave its CPU slot back when it exited (808 threads
+    // against 126 exclusive slots or more), and the bootstrap area served
+    // only the boot's own allocations.
+    let mut c = Command::new(&bin);
+    c.env("KMEM_MALLOC_STATS", "1");
+    let o = run(&mut c, true, None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("CPU slots: 0 of "), "{err}");
+    let handed: usize = err
+        .split("bytes carved; ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bootstrap line: {err}"));
+    assert!(handed <= 4, "{handed} bootstrap blocks: {err}");
 }
 
 #[test]
