@@ -297,6 +297,13 @@ fn gxx_compiles_a_cpp_file_and_its_program_runs() {
 }
 
 #[test]
+fn cpp_static_constructors_and_the_dynamic_loader_allocate() {
+    let bin = build("g++", "g++", "statics.cpp", &["-std=c++17", "-ldl"]);
+    let out = same_output(|| Command::new(&bin), None);
+    assert_eq!(String::from_utf8_lossy(&out), "289000 three 0 1 1 1 2000\n");
+}
+
+#[test]
 fn a_multithreaded_c_program_with_fork() {
     let bin = build("gcc", "gcc", "threads.c", &["-pthread"]);
     let out = same_output(|| Command::new(&bin), None);
