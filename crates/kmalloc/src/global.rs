@@ -121,13 +121,20 @@ unsafe fn realloc_or_abort<C: Cpu>(
 
 impl<C: Cpu> Kmalloc<'_, C> {
     /// The [`Caller`] a facade's entry point (a C `malloc`, say) passes to
-    /// the `_by` functions, `marker` being one of its locals: nobody in
-    /// release mode; in debug mode the entry point's stack, which the
+    /// the `_by` functions, called in the entry point's own body (inlined
+    /// there), `marker` being one of its locals: nobody in release mode; in
+    /// debug mode a mark just below the entry point's stack, which the
     /// caches' [`DebugHooks::caller`](kmem_slab::DebugHooks::caller) turn
-    /// into its caller's return address.
+    /// into the return address into the entry point's caller. (The
+    /// `GlobalAlloc` entry points are one frame deeper: `__rust_alloc`'s
+    /// shim calls them.) The entry point must not end in a tail call, or
+    /// its frame is gone by the time the mark is read back.
     #[inline(always)]
     pub fn entry_caller(&self, marker: &u8) -> Caller {
-        entry(self, marker)
+        match entry(self, marker) {
+            Caller::Stack(sp) => Caller::Stack(sp - 1),
+            other => other,
+        }
     }
 
     /// `GlobalAlloc::alloc` (with `ZERO`, `alloc_zeroed`), its caller's

@@ -395,7 +395,7 @@ fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     };
     match got {
         Ok(p) => p.as_ptr(),
-        Err(AllocError::Reentrant) => alloc_boot(layout),
+        Err(AllocError::Reentrant) => alloc_boot(layout, zero),
         Err(_) => {
             set_errno(libc::ENOMEM);
             ptr::null_mut()
@@ -403,14 +403,18 @@ fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
 }
 
-/// [`alloc`] from the bootstrap area (zeroed: the area starts zeroed and
-/// is never reused).
+/// [`alloc`] from the bootstrap area, zeroed if `zero` (a reused block
+/// holds what its last user left).
 #[cold]
 #[inline(never)]
-fn alloc_boot(layout: Layout) -> *mut u8 {
+fn alloc_boot(layout: Layout, zero: bool) -> *mut u8 {
     let p = boot_alloc(layout.size(), layout.align());
     if p.is_null() {
         set_errno(libc::ENOMEM);
+    } else if zero {
+        // SAFETY: a bootstrap block of at least `layout.size()` bytes,
+        // the caller's alone.
+        unsafe { p.write_bytes(0, layout.size()) };
     }
     p
 }
@@ -521,8 +525,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
             // From a handler inside an allocator call: a fresh bootstrap
             // block (copying the old one's usable size, which it holds).
             let old_size = k.usable_size_of(old).unwrap_or(0);
-            let new =
-                alloc_boot(Layout::from_size_align(size, 16).unwrap_or(Layout::new::<u128>()));
+            let new = alloc_boot(
+                Layout::from_size_align(size, 16).unwrap_or(Layout::new::<u128>()),
+                false,
+            );
             if !new.is_null() {
                 // SAFETY: both hold at least the smaller size and are
                 // distinct; the old block stays allocated (a handler may
@@ -554,7 +560,9 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 }
 
 /// A block aligned to `align` (a power of two), as the aligned entry
-/// points give.
+/// points give (inlined into each, so that debug mode's audit names their
+/// callers).
+#[inline(always)]
 fn aligned(align: usize, size: usize) -> *mut c_void {
     alloc(size, align.max(min_align(size)), false).cast()
 }

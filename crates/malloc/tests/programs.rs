@@ -385,5 +385,12 @@ fn double_and_interior_frees_stop_the_program() {
             err.to_lowercase().contains(says),
             "{mode} (debug {debug}): {err}"
         );
+        // Debug mode's audit names the C caller of `free` and `malloc`.
+        if debug {
+            assert!(
+                err.contains("this call:\n    0x") && err.contains(" in main\n"),
+                "{err}"
+            );
+        }
     }
 }
