@@ -316,13 +316,17 @@ fn a_multithreaded_c_program_with_fork() {
     );
     // Every thread gave its CPU slot back when it exited (808 threads
     // against 126 exclusive slots or more), and the bootstrap area served
-    // only the boot's own allocations.
+    // only the boot's own allocations and the reaper thread's first.
     let mut c = Command::new(&bin);
     c.env("KMEM_MALLOC_STATS", "1");
     let o = run(&mut c, true, None);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("CPU slots: 0 of "), "{err}");
+    // (The reaper thread, alive to the end, may own one.)
+    assert!(
+        err.contains("CPU slots: 0 of ") || err.contains("CPU slots: 1 of "),
+        "{err}"
+    );
     let handed: usize = err
         .split("bytes carved; ")
         .nth(1)
