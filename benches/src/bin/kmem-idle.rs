@@ -72,10 +72,26 @@ struct Idle {
     purged: u64,
 }
 
-fn arg(i: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(i)
-        .map_or(default, |s| s.parse().expect("a number"))
+/// `[MIB] [OBJECT_BYTES] [IDLE_MS]`, each defaulted.
+const USAGE: &str = "usage: kmem-idle [MIB] [OBJECT_BYTES] [IDLE_MS] (defaults 1024 32 2000)";
+
+/// The positional numbers, read with lexopt; the defaults for those not
+/// given.
+fn args() -> Result<[u64; 3], lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut out = [1024, 32, 2000];
+    let mut given = 0;
+    let mut p = lexopt::Parser::from_env();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if given < out.len() => {
+                out[given] = v.parse()?;
+                given += 1;
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(out)
 }
 
 /// One box of the burst: `N` bytes.
@@ -89,9 +105,11 @@ fn burst<const N: usize>(bytes: u64) -> Vec<Box<[u8; N]>> {
 }
 
 fn main() {
-    let mib = arg(1, 1024);
-    let object = arg(2, 32);
-    let idle = Duration::from_millis(arg(3, 2000));
+    let [mib, object, idle_ms] = args().unwrap_or_else(|e| {
+        eprintln!("kmem-idle: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
+    let idle = Duration::from_millis(idle_ms);
     let before = rss();
     let bytes = mib << 20;
     let t = Instant::now();

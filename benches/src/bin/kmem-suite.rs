@@ -38,7 +38,7 @@ use kmem_benches::report;
 use kmem_benches::suite::{self, Config};
 
 fn main() -> ExitCode {
-    let cfg = match Config::parse(std::env::args().skip(1)) {
+    let cfg = match Config::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("{msg}");
