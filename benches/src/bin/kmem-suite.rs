@@ -56,7 +56,9 @@ fn main() -> ExitCode {
     let res = suite::run(&cfg);
     res.print_targets();
     if let Some(path) = &cfg.json {
-        match std::fs::write(path, report::json(&res)) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let written = dir.map_or(Ok(()), std::fs::create_dir_all);
+        match written.and_then(|()| std::fs::write(path, report::json(&res))) {
             Ok(()) => println!("\nJSON records: {}", path.display()),
             Err(e) => eprintln!("cannot write {}: {e}", path.display()),
         }
