@@ -2,28 +2,35 @@
 //! also parses, so a custom `main` can skip fixtures and extra passes that no
 //! selected benchmark needs.
 
-/// Criterion options that take a value (the value is not a filter).
+use std::ffi::OsString;
+
+use lexopt::prelude::*;
+use lexopt::Parser;
+
+/// Criterion's long options that take a value (the value is not a
+/// filter), without their dashes.
 const WITH_VALUE: &[&str] = &[
-    "-c",
-    "--color",
-    "-s",
-    "--save-baseline",
-    "-b",
-    "--baseline",
-    "--baseline-lenient",
-    "--format",
-    "--profile-time",
-    "--load-baseline",
-    "--sample-size",
-    "--warm-up-time",
-    "--measurement-time",
-    "--nresamples",
-    "--noise-threshold",
-    "--confidence-level",
-    "--significance-level",
-    "--plotting-backend",
-    "--output-format",
+    "color",
+    "save-baseline",
+    "baseline",
+    "baseline-lenient",
+    "format",
+    "profile-time",
+    "load-baseline",
+    "sample-size",
+    "warm-up-time",
+    "measurement-time",
+    "nresamples",
+    "noise-threshold",
+    "confidence-level",
+    "significance-level",
+    "plotting-backend",
+    "output-format",
 ];
+
+/// Criterion's short options that take a value: `-c` (`--color`), `-s`
+/// (`--save-baseline`), `-b` (`--baseline`).
+const SHORT_WITH_VALUE: &[char] = &['c', 's', 'b'];
 
 /// The parts of the command line the benches act on.
 #[derive(Clone, Debug, Default)]
@@ -37,23 +44,40 @@ pub struct Args {
 impl Args {
     /// Reads the process arguments.
     pub fn from_env() -> Self {
-        Self::parse(std::env::args().skip(1))
+        Self::parse(std::env::args_os().skip(1))
     }
 
-    /// Reads `args` (without the program name).
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Self {
+    /// Reads `args` (without the program name) with [`lexopt`]: options
+    /// as `--name value`, `--name=value` or `-s value`; criterion's other
+    /// flags and anything it would reject are skipped (criterion reports
+    /// those itself).
+    pub fn parse<I>(args: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<OsString>,
+    {
         let mut out = Self::default();
-        let mut args = args.into_iter();
-        while let Some(a) = args.next() {
-            if WITH_VALUE.contains(&a.as_str()) {
-                if a == "--profile-time" {
-                    out.no_extras = true;
+        let mut p = Parser::from_args(args);
+        loop {
+            let arg = match p.next() {
+                Ok(Some(arg)) => arg,
+                Ok(None) => break,
+                // A value given to a flag that takes none (`--list=x`).
+                Err(_) => continue,
+            };
+            match arg {
+                Long("list" | "test") => out.no_extras = true,
+                Long(name) if WITH_VALUE.contains(&name) => {
+                    if name == "profile-time" {
+                        out.no_extras = true;
+                    }
+                    let _ = p.value();
                 }
-                args.next();
-            } else if a.starts_with("--profile-time=") || a == "--list" || a == "--test" {
-                out.no_extras = true;
-            } else if !a.starts_with('-') {
-                out.filters.push(a);
+                Short(c) if SHORT_WITH_VALUE.contains(&c) => {
+                    let _ = p.value();
+                }
+                Value(filter) => out.filters.push(filter.to_string_lossy().into_owned()),
+                Long(_) | Short(_) => {}
             }
         }
         out
@@ -127,5 +151,22 @@ mod tests {
         assert!(parse(&["--list"]).no_extras);
         assert!(parse(&["--profile-time", "5"]).no_extras);
         assert!(parse(&["--profile-time=5"]).no_extras);
+        assert!(!parse(&["--bench", "-n"]).no_extras);
+    }
+
+    #[test]
+    fn joined_values_and_odd_flags() {
+        let a = parse(&[
+            "--save-baseline=base",
+            "-sbase",
+            "-c",
+            "never",
+            "--verbose=x",
+            "vmem",
+        ]);
+        assert_eq!(a.filters, ["vmem"]);
+        assert!(!a.no_extras);
+        let a = parse(&["--verbose", "--", "--odd"]);
+        assert_eq!(a.filters, ["--odd"]);
     }
 }

@@ -18,7 +18,6 @@ pub mod fixture;
 pub mod handoff;
 pub mod heap_peers;
 pub mod interleave;
-pub mod json;
 pub mod larson;
 pub mod machine;
 pub mod mixed;

@@ -3,8 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
+
 /// Where and when the suite ran.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Machine {
     /// `std::thread::available_parallelism` (what `nproc` prints).
     pub nproc: usize,

@@ -4,71 +4,64 @@
 use core::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::json::Json;
-use crate::results::{fmt_value, row, Results};
+use serde::Serialize;
+
+use crate::machine::Machine;
+use crate::results::{fmt_value, row, Record, Results, Target};
 use crate::svg::{LineChart, Series};
 
 /// Version of the JSON layout (bumped when a field changes meaning).
 pub const SCHEMA: u64 = 1;
 
+/// The `--json` document (fields: `benches/BENCHMARKS.md`).
+#[derive(Serialize)]
+struct Document<'a> {
+    suite: &'static str,
+    schema: u64,
+    mode: &'a str,
+    machine: &'a Machine,
+    records: Vec<MachineRecord<'a>>,
+    targets: &'a [Target],
+    notes: Vec<Note<'a>>,
+}
+
+/// A record with the machine it ran on (every record carries it).
+#[derive(Serialize)]
+struct MachineRecord<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    machine: &'a Machine,
+}
+
+/// A note on one benchmark.
+#[derive(Serialize)]
+struct Note<'a> {
+    bench: &'a str,
+    note: &'a str,
+}
+
 /// The records as one JSON document (fields: `benches/BENCHMARKS.md`).
+/// Non-finite medians and ratios are written as `null`.
 pub fn json(res: &Results) -> String {
-    let m = &res.machine;
-    let machine = |j: &mut Json| {
-        j.key("machine").begin_object();
-        j.key("nproc").int(m.nproc as u64);
-        j.field_str("cpu_model", &m.cpu_model);
-        j.field_str("rustc", &m.rustc);
-        j.field_str("date", &m.date);
-        j.field_str("profile", m.profile);
-        j.end_object();
+    let machine = &res.machine;
+    let doc = Document {
+        suite: "kmem-suite",
+        schema: SCHEMA,
+        mode: res.mode,
+        machine,
+        records: res
+            .records
+            .iter()
+            .map(|record| MachineRecord { record, machine })
+            .collect(),
+        targets: &res.targets,
+        notes: res
+            .notes
+            .iter()
+            .map(|(bench, note)| Note { bench, note })
+            .collect(),
     };
-    let mut j = Json::new();
-    j.begin_object();
-    j.field_str("suite", "kmem-suite");
-    j.key("schema").int(SCHEMA);
-    j.field_str("mode", res.mode);
-    machine(&mut j);
-    j.key("records").begin_array();
-    for r in &res.records {
-        j.begin_object();
-        j.field_str("bench", r.bench);
-        j.field_str("title", r.title);
-        j.field_str("param", &r.param);
-        j.field_str("contender", &r.contender);
-        j.field_str("unit", r.unit);
-        j.key("median").number(r.median);
-        j.key("samples").int(r.samples as u64);
-        j.key("ratio_to_kmem").opt_number(r.ratio);
-        j.key("kmem").boolean(r.kmem);
-        j.field_str("note", &r.note);
-        machine(&mut j);
-        j.end_object();
-    }
-    j.end_array();
-    j.key("targets").begin_array();
-    for t in &res.targets {
-        j.begin_object();
-        j.field_str("what", t.what);
-        j.field_str("target", t.target);
-        j.field_str("measured", &t.measured);
-        j.key("met");
-        match t.met {
-            Some(b) => j.boolean(b),
-            None => j.null(),
-        };
-        j.field_str("source", t.source);
-        j.end_object();
-    }
-    j.end_array();
-    j.key("notes").begin_array();
-    for (id, n) in &res.notes {
-        j.begin_object().field_str("bench", id).field_str("note", n);
-        j.end_object();
-    }
-    j.end_array();
-    j.end_object();
-    j.finish()
+    serde_json::to_string(&doc).expect("the records serialize")
 }
 
 /// One chart per bench id, drawn from the records (`x` parsed from the
@@ -239,9 +232,9 @@ pub fn line_chart(
 
 #[cfg(test)]
 mod tests {
-    use super::{chart_from, json, write_dir};
+    use super::{chart_from, json, write_dir, SCHEMA};
     use crate::machine::Machine;
-    use crate::results::{Bench, Results};
+    use crate::results::{Bench, Results, Target};
 
     #[test]
     fn json_and_report() {
@@ -254,10 +247,45 @@ mod tests {
         res.push(b, "F=100", "kmem", "ns/pair", 52.0, 11, Some(1.0), true);
         res.push(b, "F=10", "vmem", "ns/pair", f64::NAN, 11, None, false);
         res.note("B5", "a note");
+        res.targets.push(Target {
+            what: "B5 latency",
+            target: "flat",
+            measured: "not run".into(),
+            met: None,
+            source: "B5",
+        });
         let j = json(&res);
         assert!(j.contains(r#""title":"vmem \"latency\"""#));
-        assert!(j.contains(r#""median":null"#) && j.contains(r#""ratio_to_kmem":1"#));
+        assert!(j.contains(r#""median":null"#) && j.contains(r#""ratio_to_kmem":1.0"#));
         assert_eq!(j.matches(r#""machine":{"#).count(), 4);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["suite"], "kmem-suite");
+        assert_eq!(v["schema"], SCHEMA);
+        assert_eq!(v["machine"]["profile"], res.machine.profile);
+        let r = &v["records"][2];
+        assert_eq!(r["contender"], "vmem");
+        assert_eq!(r["param"], "F=10");
+        assert_eq!(r["unit"], "ns/pair");
+        assert_eq!(r["samples"], 11);
+        assert_eq!(r["kmem"], false);
+        assert!(r["median"].is_null() && r["ratio_to_kmem"].is_null());
+        assert_eq!(r["machine"]["nproc"], res.machine.nproc);
+        // Field order as before serde: the record's fields, then its machine.
+        assert!(j.contains(
+            r#"{"bench":"B5","title":"vmem \"latency\"","param":"F=10","contender":"vmem","unit":"ns/pair","median":null,"samples":11,"ratio_to_kmem":null,"kmem":false,"note":"","machine":{"nproc":"#
+        ));
+        assert_eq!(v["notes"][0]["bench"], "B5");
+        assert_eq!(v["notes"][0]["note"], "a note");
+        assert_eq!(
+            v["targets"],
+            serde_json::json!([{
+                "what": "B5 latency",
+                "target": "flat",
+                "measured": "not run",
+                "met": null,
+                "source": "B5",
+            }])
+        );
         let s = chart_from(&res, "B5", "ns/pair", |p| {
             p.strip_prefix("F=")?
                 .parse()

@@ -2,11 +2,13 @@
 //! contender), the DESIGN.md targets as [`Target`]s, and the terminal
 //! tables. The JSON and markdown renderings live in [`crate::report`].
 
+use serde::Serialize;
+
 use crate::interleave::Rounds;
 use crate::machine::Machine;
 
-/// One measured cell.
-#[derive(Clone, Debug)]
+/// One measured cell (serialized as a JSON record, `benches/BENCHMARKS.md`).
+#[derive(Clone, Debug, Serialize)]
 pub struct Record {
     /// Benchmark id, `B1`..`B9`.
     pub bench: &'static str,
@@ -26,6 +28,7 @@ pub struct Record {
     /// This contender over the kmem contender of the same benchmark and
     /// parameter (median of per-round ratios when interleaved); `None`
     /// where the group has no kmem contender.
+    #[serde(rename = "ratio_to_kmem")]
     pub ratio: Option<f64>,
     /// True for the group's kmem contender (its ratio is 1).
     pub kmem: bool,
@@ -34,7 +37,7 @@ pub struct Record {
 }
 
 /// A DESIGN.md section 6 target, as measured by this run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Target {
     /// What is targeted (DESIGN.md's wording).
     pub what: &'static str,

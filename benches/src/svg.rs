@@ -1,8 +1,12 @@
-//! Hand-written SVG line charts for the suite's report: one or more named
-//! series of (x, y) points, linear or log10 axes, ticks, a legend. No
-//! plotting crate; the output is a self-contained `<svg>` document.
+//! The suite report's SVG line charts, drawn with plotters' SVG backend
+//! (no bitmap backend, no font libraries: text stays SVG `<text>` for the
+//! viewer to render): one or more named series of (x, y) points, linear or
+//! log10 axes, a legend beside the plot.
 
-use core::fmt::Write;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One line of a chart.
 pub struct Series {
@@ -29,106 +33,50 @@ pub struct LineChart {
     pub series: Vec<Series>,
 }
 
-const W: f64 = 760.0;
-const H: f64 = 440.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 210.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 55.0;
-const COLORS: [&str; 10] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+/// Width and height of the chart, pixels.
+const SIZE: (u32, u32) = (760, 440);
+/// Width of the legend, right of the plot.
+const LEGEND: u32 = 200;
+const FONT: &str = "sans-serif";
+const COLORS: [RGBColor; 10] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
 
-/// `s` with the five XML special characters escaped.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
+/// The axis range over `values`: whole powers of ten around them on a log
+/// axis, from 0 (or below, for negative values) to their maximum on a
+/// linear one.
+fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for v in values {
+        lo = lo.min(v);
+        hi = hi.max(v);
     }
-    out
-}
-
-/// An axis: data range mapped onto a pixel range.
-struct Axis {
-    log: bool,
-    lo: f64,
-    hi: f64,
-}
-
-impl Axis {
-    fn new(values: impl Iterator<Item = f64>, log: bool) -> Self {
-        let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-        for v in values {
-            let v = if log { v.log10() } else { v };
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        if lo > hi {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if log {
-            (lo, hi) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0));
-        } else {
-            let step = nice_step(hi - lo.min(0.0));
-            lo = if lo >= 0.0 {
-                0.0
-            } else {
-                (lo / step).floor() * step
-            };
-            hi = ((hi / step).ceil() * step).max(lo + step);
-        }
-        Self { log, lo, hi }
+    if lo > hi {
+        return if log { (1.0, 10.0) } else { (0.0, 1.0) };
     }
-
-    /// Position of `v` in `0.0 ..= 1.0`.
-    fn frac(&self, v: f64) -> f64 {
-        let v = if self.log { v.log10() } else { v };
-        (v - self.lo) / (self.hi - self.lo)
-    }
-
-    /// Tick values (data units).
-    fn ticks(&self) -> Vec<f64> {
-        if self.log {
-            let (lo, hi) = (self.lo as i32, self.hi as i32);
-            let every = ((hi - lo) / 8).max(1);
-            (lo..=hi)
-                .step_by(every as usize)
-                .map(|e| 10f64.powi(e))
-                .collect()
-        } else {
-            let step = nice_step(self.hi - self.lo);
-            let n = ((self.hi - self.lo) / step).round() as usize;
-            (0..=n).map(|i| self.lo + i as f64 * step).collect()
-        }
-    }
-}
-
-/// A round step (1, 2 or 5 times a power of ten) giving about 5 ticks.
-fn nice_step(range: f64) -> f64 {
-    if range.is_nan() || range <= 0.0 {
-        return 1.0;
-    }
-    let raw = range / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let m = raw / mag;
-    let nice = if m <= 1.0 {
-        1.0
-    } else if m <= 2.0 {
-        2.0
-    } else if m <= 5.0 {
-        5.0
+    if log {
+        let (lo, hi) = (lo.log10().floor(), hi.log10().ceil());
+        (10f64.powf(lo), 10f64.powf(hi.max(lo + 1.0)))
     } else {
-        10.0
-    };
-    nice * mag
+        let lo = lo.min(0.0);
+        (
+            lo,
+            if hi > lo {
+                hi + (hi - lo) * 0.05
+            } else {
+                lo + 1.0
+            },
+        )
+    }
 }
 
 /// A tick label: integers plainly, powers of ten as `10^k` past 10^4.
@@ -149,119 +97,96 @@ impl LineChart {
         x.is_finite() && y.is_finite() && (!self.x_log || x > 0.0) && (!self.y_log || y > 0.0)
     }
 
+    fn points<'a>(&'a self, s: &'a Series) -> impl Iterator<Item = (f64, f64)> + 'a {
+        s.points.iter().copied().filter(|&p| self.usable(p))
+    }
+
     /// The chart as an SVG document.
     pub fn render(&self) -> String {
-        let pts = || {
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter().copied())
-                .filter(|&p| self.usable(p))
-        };
-        let xa = Axis::new(pts().map(|p| p.0), self.x_log);
-        let ya = Axis::new(pts().map(|p| p.1), self.y_log);
-        let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-        let px = |x: f64| LEFT + xa.frac(x) * pw;
-        let py = |y: f64| TOP + ph - ya.frac(y) * ph;
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
-             viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-             <rect width=\"{W}\" height=\"{H}\" fill=\"white\"/>\n\
-             <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n",
-            LEFT + pw / 2.0,
-            escape(&self.title)
-        );
-        for t in xa.ticks() {
-            let x = px(t);
-            let _ = writeln!(
-                s,
-                "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\
-                 <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                TOP + ph,
-                TOP + ph + 16.0,
-                escape(&label(t, self.x_log))
-            );
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+            let pts = || self.series.iter().flat_map(|s| self.points(s));
+            let (x0, x1) = range(pts().map(|p| p.0), self.x_log);
+            let (y0, y1) = range(pts().map(|p| p.1), self.y_log);
+            let drawn = match (self.x_log, self.y_log) {
+                (true, true) => self.draw(&root, (x0..x1).log_scale(), (y0..y1).log_scale()),
+                (true, false) => self.draw(&root, (x0..x1).log_scale(), y0..y1),
+                (false, true) => self.draw(&root, x0..x1, (y0..y1).log_scale()),
+                (false, false) => self.draw(&root, x0..x1, y0..y1),
+            };
+            // Drawing into a String does no I/O.
+            drawn
+                .and_then(|()| root.present())
+                .expect("an SVG chart in memory");
         }
-        for t in ya.ticks() {
-            let y = py(t);
-            let _ = writeln!(
-                s,
-                "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                LEFT + pw,
-                LEFT - 6.0,
-                y + 4.0,
-                escape(&label(t, self.y_log))
-            );
-        }
-        let _ = write!(
-            s,
-            "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>\n\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-             <text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">{}</text>\n",
-            LEFT + pw / 2.0,
-            H - 12.0,
-            escape(&self.x_label),
-            TOP + ph / 2.0,
-            TOP + ph / 2.0,
-            escape(&self.y_label)
-        );
+        out
+    }
+
+    fn draw<X, Y>(
+        &self,
+        root: &DrawingArea<SVGBackend<'_>, Shift>,
+        x: X,
+        y: Y,
+    ) -> Result<(), DrawingAreaErrorKind<std::io::Error>>
+    where
+        X: AsRangedCoord<Value = f64>,
+        Y: AsRangedCoord<Value = f64>,
+        X::CoordDescType: ValueFormatter<f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        root.fill(&WHITE)?;
+        let (plot, legend) = root.split_horizontally(SIZE.0 - LEGEND);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(&self.title, (FONT, 19))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x, y)?;
+        let (x_log, y_log) = (self.x_log, self.y_log);
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&|v| label(*v, x_log))
+            .y_label_formatter(&|v| label(*v, y_log))
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 15))
+            .max_light_lines(0)
+            .draw()?;
         for (i, series) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
-            let coords: Vec<String> = series
-                .points
-                .iter()
-                .copied()
-                .filter(|&p| self.usable(p))
-                .map(|(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            if !coords.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-                    coords.join(" ")
-                );
-                for c in &coords {
-                    let (x, y) = c.split_once(',').expect("formatted pair");
-                    let _ = writeln!(
-                        s,
-                        "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{color}\"/>"
-                    );
-                }
-            }
-            let ly = TOP + 10.0 + 18.0 * i as f64;
-            let lx = LEFT + pw + 12.0;
-            let _ = writeln!(
-                s,
-                "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{color}\" stroke-width=\"3\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-                lx + 18.0,
-                lx + 24.0,
-                ly + 4.0,
-                escape(&series.name)
-            );
+            chart.draw_series(LineSeries::new(self.points(series), color.stroke_width(2)))?;
+            chart.draw_series(
+                self.points(series)
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )?;
+            let y = 50 + 18 * i as i32;
+            legend.draw(&PathElement::new([(12, y), (30, y)], color.stroke_width(3)))?;
+            legend.draw(&Text::new(
+                series.name.as_str(),
+                (36, y),
+                TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
         }
-        s.push_str("</svg>\n");
-        s
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{escape, nice_step, LineChart, Series};
+    use super::{label, range, LineChart, Series};
 
     #[test]
-    fn escapes_markup() {
-        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
-    }
-
-    #[test]
-    fn steps_are_round() {
-        assert_eq!(nice_step(10.0), 2.0);
-        assert_eq!(nice_step(100.0), 20.0);
-        assert_eq!(nice_step(3.0), 1.0);
-        assert_eq!(nice_step(0.0), 1.0);
+    fn ranges_and_labels() {
+        assert_eq!(range([3.0, 50.0, 2e4].into_iter(), true), (1.0, 1e5));
+        assert_eq!(range([10.0].into_iter(), true), (10.0, 100.0));
+        assert_eq!(range([1.0, 2.0].into_iter(), false), (0.0, 2.1));
+        assert_eq!(range(core::iter::empty(), false), (0.0, 1.0));
+        assert_eq!(label(1e6, true), "10^6");
+        assert_eq!(label(1e4, true), "10000");
+        assert_eq!(label(1.5, false), "1.5");
+        assert_eq!(label(0.25, false), "0.25");
     }
 
     #[test]
@@ -285,11 +210,36 @@ mod tests {
         };
         let svg = chart.render();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
+        let lines = |width| {
+            svg.matches(&format!(r#"stroke-width="{width}" points="#))
+                .count()
+        };
+        assert_eq!(lines(2), 2, "two series");
+        assert_eq!(lines(3), 2, "two legend keys");
         // 3 + 2 usable points.
         assert_eq!(svg.matches("<circle").count(), 5);
         assert!(svg.contains("B5 &lt;latency&gt;") && svg.contains("kmem &amp; co"));
-        assert!(svg.contains(">10^6<"));
+        assert!(svg.contains("\n10^6\n"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+
+    #[test]
+    fn linear_axes_and_an_empty_chart() {
+        let chart = |points| LineChart {
+            title: "B3".into(),
+            x_label: "threads".into(),
+            y_label: "M pairs/s".into(),
+            x_log: false,
+            y_log: false,
+            series: vec![Series {
+                name: "kmem".into(),
+                points,
+            }],
+        };
+        let svg = chart(vec![(1.0, 250.0), (2.0, 280.0), (4.0, 300.0)]).render();
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("\nthreads\n") && svg.contains("\nM pairs/s\n"));
+        let svg = chart(vec![(1.0, f64::NAN)]).render();
+        assert!(svg.ends_with("</svg>\n") && !svg.contains("<circle"));
     }
 }

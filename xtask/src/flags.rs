@@ -1,9 +1,12 @@
-//! Command-line parsing: turns `cargo xtask <command> [flags]` into a [`Task`].
-//!
-//! Hand-rolled on purpose (no `clap`/`xflags`) to keep the task runner free of
-//! dependencies.
+//! Command-line parsing: turns `cargo xtask <command> [flags]` into a [`Task`],
+//! with [`lexopt`]: flags as `--flag value` or `--flag=value`, `--` ends the
+//! flags (`loom` and `bench` pass what follows it on).
 
 use core::fmt;
+use std::ffi::OsString;
+
+use lexopt::prelude::*;
+use lexopt::Parser;
 
 /// What `cargo xtask` was asked to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -111,7 +114,8 @@ pub(crate) struct BenchOpts {
     pub(crate) extra: Vec<String>,
 }
 
-/// A command line that names no known command or flag.
+/// A command line that names no known command or flag, or a flag without
+/// its value.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct UsageError(String);
 
@@ -122,126 +126,140 @@ impl fmt::Display for UsageError {
 }
 
 /// Parses the arguments that follow `cargo xtask`.
-pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task, UsageError> {
-    let mut args = args.into_iter();
-    let Some(command) = args.next() else {
-        return Ok(Task::Help);
+pub(crate) fn parse<I>(args: I) -> Result<Task, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut p = Parser::from_args(args);
+    let command = match p.next() {
+        Ok(None) => return Ok(Task::Help),
+        Ok(Some(Short('h') | Long("help"))) => "help".to_owned(),
+        Ok(Some(Value(command))) => command
+            .string()
+            .map_err(|e| UsageError(format!("unknown command: {e}")))?,
+        Ok(Some(arg)) => return Err(UsageError(format!("unknown command: {}", arg.unexpected()))),
+        Err(e) => return Err(UsageError(e.to_string())),
     };
-    let rest: Vec<String> = args.collect();
-    match command.as_str() {
-        "help" | "-h" | "--help" => no_flags(&command, &rest).map(|()| Task::Help),
-        "lint" => no_flags(&command, &rest).map(|()| Task::Lint),
-        "nostd" => no_flags(&command, &rest).map(|()| Task::Nostd),
-        "demo" => no_flags(&command, &rest).map(|()| Task::Demo),
-        "sanitize" => no_flags(&command, &rest).map(|()| Task::Sanitize),
-        "fuzz" => {
-            let mut opts = FuzzOpts::default();
-            let mut rest = rest.into_iter();
-            while let Some(arg) = rest.next() {
-                match arg.as_str() {
-                    "--seconds" => {
-                        opts.seconds = rest
-                            .next()
-                            .and_then(|n| n.parse().ok())
-                            .filter(|&n| n > 0)
-                            .ok_or_else(|| {
-                                UsageError("`fuzz --seconds` needs a positive number".into())
-                            })?;
-                    }
-                    _ if arg.starts_with('-') => return Err(unknown_flag(&command, &arg)),
-                    _ => opts.targets.push(arg),
-                }
-            }
-            Ok(Task::Fuzz(opts))
-        }
-        "stress" => {
-            let mut opts = StressOpts::default();
-            let mut rest = rest.iter();
-            while let Some(arg) = rest.next() {
-                let mut value = |name: &str| -> Result<u64, UsageError> {
-                    rest.next()
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| UsageError(format!("`stress {name}` needs a number")))
-                };
-                match arg.as_str() {
-                    "--threads" => opts.threads = value("--threads")?.max(1) as usize,
-                    "--ops" => opts.ops = value("--ops")?,
-                    "--seed" => opts.seed = value("--seed")?,
-                    "--big-heap" => opts.big_heap = Some(opts.big_heap.unwrap_or(6)),
-                    "--gib" => opts.big_heap = Some(value("--gib")?.max(1)),
-                    _ => return Err(unknown_flag(&command, arg)),
-                }
-            }
-            Ok(Task::Stress(opts))
-        }
-        "test" => {
-            let mut opts = TestOpts::default();
-            for arg in &rest {
-                match arg.as_str() {
-                    "--release" => opts.release = true,
-                    "--long" => opts.long = true,
-                    _ => return Err(unknown_flag(&command, arg)),
-                }
-            }
-            Ok(Task::Test(opts))
-        }
-        "loom" => {
-            let mut opts = LoomOpts::default();
-            let mut rest = rest.into_iter();
-            while let Some(arg) = rest.next() {
-                match arg.as_str() {
-                    "--preemptions" => {
-                        let n = rest.next().and_then(|n| n.parse().ok()).ok_or_else(|| {
-                            UsageError("`loom --preemptions` needs a number".into())
-                        })?;
-                        opts.preemptions = Some(n);
-                    }
-                    "--" => opts.extra = rest.by_ref().collect(),
-                    _ => return Err(unknown_flag(&command, &arg)),
-                }
-            }
-            Ok(Task::Loom(opts))
-        }
-        "bench" => {
-            let mut opts = BenchOpts::default();
-            let mut rest = rest.into_iter();
-            while let Some(arg) = rest.next() {
-                let mut value = |name: &str| {
-                    rest.next()
-                        .ok_or_else(|| UsageError(format!("`bench {name}` needs a value")))
-                };
-                match arg.as_str() {
-                    "--full" => opts.full = true,
-                    "--criterion" => opts.criterion = true,
-                    "--programs" => opts.programs = true,
-                    "--json" => opts.json = Some(value("--json")?),
-                    "--report" => opts.report = Some(value("--report")?),
-                    "--" => {
-                        opts.extra = rest.by_ref().collect();
-                    }
-                    _ => return Err(unknown_flag(&command, &arg)),
-                }
-            }
-            if opts.programs && opts.criterion {
-                return Err(UsageError(
-                    "`bench --programs` runs the programs only: drop `--criterion`".into(),
-                ));
-            }
-            Ok(Task::Bench(opts))
-        }
-        _ => Err(UsageError(format!("unknown command `{command}`"))),
-    }
+    let task = match command.as_str() {
+        "help" => no_flags(&mut p).map(|()| Task::Help),
+        "lint" => no_flags(&mut p).map(|()| Task::Lint),
+        "nostd" => no_flags(&mut p).map(|()| Task::Nostd),
+        "demo" => no_flags(&mut p).map(|()| Task::Demo),
+        "sanitize" => no_flags(&mut p).map(|()| Task::Sanitize),
+        "test" => test(&mut p).map(Task::Test),
+        "fuzz" => fuzz(&mut p).map(Task::Fuzz),
+        "stress" => stress(&mut p).map(Task::Stress),
+        "loom" => loom(&mut p).map(Task::Loom),
+        "bench" => bench(&mut p).map(Task::Bench),
+        _ => return Err(UsageError(format!("unknown command `{command}`"))),
+    };
+    task.map_err(|e| UsageError(format!("`{command}`: {e}")))
 }
 
-fn no_flags(command: &str, rest: &[String]) -> Result<(), UsageError> {
-    match rest.first() {
+fn no_flags(p: &mut Parser) -> Result<(), lexopt::Error> {
+    match p.next()? {
         None => Ok(()),
-        Some(arg) => Err(unknown_flag(command, arg)),
+        Some(arg) => Err(arg.unexpected()),
     }
 }
 
-fn unknown_flag(command: &str, arg: &str) -> UsageError {
-    UsageError(format!("`{command}` does not take `{arg}`"))
+fn test(p: &mut Parser) -> Result<TestOpts, lexopt::Error> {
+    let mut opts = TestOpts::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("release") => opts.release = true,
+            Long("long") => opts.long = true,
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(opts)
+}
+
+fn fuzz(p: &mut Parser) -> Result<FuzzOpts, lexopt::Error> {
+    let mut opts = FuzzOpts::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("seconds") => {
+                opts.seconds = p.value()?.parse()?;
+                if opts.seconds == 0 {
+                    return Err("`--seconds` needs a positive number".into());
+                }
+            }
+            Value(target) => opts.targets.push(target.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(opts)
+}
+
+fn stress(p: &mut Parser) -> Result<StressOpts, lexopt::Error> {
+    let mut opts = StressOpts::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("threads") => opts.threads = p.value()?.parse::<usize>()?.max(1),
+            Long("ops") => opts.ops = p.value()?.parse()?,
+            Long("seed") => opts.seed = p.value()?.parse()?,
+            Long("big-heap") => opts.big_heap = Some(opts.big_heap.unwrap_or(6)),
+            Long("gib") => opts.big_heap = Some(p.value()?.parse::<u64>()?.max(1)),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(opts)
+}
+
+fn loom(p: &mut Parser) -> Result<LoomOpts, lexopt::Error> {
+    let mut opts = LoomOpts::default();
+    loop {
+        if let Some(extra) = after_dashes(p)? {
+            opts.extra = extra;
+            break;
+        }
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Long("preemptions") => opts.preemptions = Some(p.value()?.parse()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(opts)
+}
+
+fn bench(p: &mut Parser) -> Result<BenchOpts, lexopt::Error> {
+    let mut opts = BenchOpts::default();
+    loop {
+        if let Some(extra) = after_dashes(p)? {
+            opts.extra = extra;
+            break;
+        }
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Long("full") => opts.full = true,
+            Long("criterion") => opts.criterion = true,
+            Long("programs") => opts.programs = true,
+            Long("json") => opts.json = Some(p.value()?.string()?),
+            Long("report") => opts.report = Some(p.value()?.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if opts.programs && opts.criterion {
+        return Err("`--programs` runs the programs only: drop `--criterion`".into());
+    }
+    Ok(opts)
+}
+
+/// At a `--` (not a flag's value): every argument after it. lexopt itself
+/// would only turn what follows into plain values, which a command that
+/// takes none could not tell from a stray argument before the `--`.
+fn after_dashes(p: &mut Parser) -> Result<Option<Vec<String>>, lexopt::Error> {
+    let Some(mut raw) = p.try_raw_args() else {
+        return Ok(None);
+    };
+    if raw.next_if(|arg| arg == "--").is_none() {
+        return Ok(None);
+    }
+    raw.map(ValueExt::string)
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 #[cfg(test)]
@@ -386,5 +404,108 @@ mod tests {
         assert!(parse_str("demo --fast").is_err());
         assert!(parse_str("lint --fix").is_err());
         assert!(parse_str("frobnicate").is_err());
+    }
+
+    #[test]
+    fn values_after_equals_signs() {
+        assert_eq!(
+            parse_str("stress --threads=8 --ops=5 --seed=9 --gib=2"),
+            Ok(Task::Stress(StressOpts {
+                threads: 8,
+                ops: 5,
+                seed: 9,
+                big_heap: Some(2),
+            }))
+        );
+        assert_eq!(
+            parse_str("bench --json=r.json --report=out"),
+            Ok(Task::Bench(BenchOpts {
+                json: Some("r.json".into()),
+                report: Some("out".into()),
+                ..BenchOpts::default()
+            }))
+        );
+        assert_eq!(
+            parse_str("loom --preemptions=2"),
+            Ok(Task::Loom(LoomOpts {
+                preemptions: Some(2),
+                extra: Vec::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let err = |line| parse_str(line).unwrap_err().to_string();
+        assert_eq!(err("frobnicate"), "unknown command `frobnicate`");
+        assert_eq!(
+            err("--frobnicate"),
+            "unknown command: invalid option '--frobnicate'"
+        );
+        assert_eq!(err("lint --fix"), "`lint`: invalid option '--fix'");
+        assert_eq!(err("help me"), "`help`: unexpected argument \"me\"");
+        assert_eq!(err("test --fast"), "`test`: invalid option '--fast'");
+        assert_eq!(
+            err("test --release=yes"),
+            "`test`: unexpected argument for option '--release': \"yes\""
+        );
+        assert_eq!(
+            err("stress --threads"),
+            "`stress`: missing argument for option '--threads'"
+        );
+        assert_eq!(
+            err("stress --ops many"),
+            "`stress`: cannot parse argument \"many\": invalid digit found in string"
+        );
+        assert_eq!(
+            err("fuzz --seconds 0"),
+            "`fuzz`: `--seconds` needs a positive number"
+        );
+        assert_eq!(err("bench arena"), "`bench`: unexpected argument \"arena\"");
+        assert_eq!(
+            err("bench --programs --criterion"),
+            "`bench`: `--programs` runs the programs only: drop `--criterion`"
+        );
+        assert_eq!(
+            err("loom --preemptions -1"),
+            "`loom`: cannot parse argument \"-1\": invalid digit found in string"
+        );
+    }
+
+    #[test]
+    fn dashes_end_the_flags() {
+        // After `--`, flags are the suite's (or the test binary's).
+        assert_eq!(
+            parse_str("bench -- --full"),
+            Ok(Task::Bench(BenchOpts {
+                extra: vec!["--full".into()],
+                ..BenchOpts::default()
+            }))
+        );
+        assert_eq!(
+            parse_str("loom -- --preemptions 3"),
+            Ok(Task::Loom(LoomOpts {
+                preemptions: None,
+                extra: vec!["--preemptions".into(), "3".into()],
+            }))
+        );
+        assert_eq!(parse_str("bench --"), Ok(Task::Bench(BenchOpts::default())));
+        assert!(parse_str("test -- --long").is_err());
+        assert!(parse_str("stress -- 1").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_unicode_arguments_are_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'a', 0xff]);
+        assert!(parse([
+            OsString::from("bench"),
+            OsString::from("--json"),
+            bad.clone()
+        ])
+        .is_err());
+        assert!(parse([OsString::from("fuzz"), bad.clone()]).is_err());
+        assert!(parse([bad]).is_err());
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Every subcommand lives in its own module and runs `$CARGO` (falling back to
 //! `cargo`) from the project root, printing each command before it runs it and
-//! stopping at the first step that fails. Only `std` is used so the task
-//! runner builds in a second.
+//! stopping at the first step that fails. Its dependencies are few and
+//! small (lexopt for the command line, serde and serde_json for `bench
+//! --programs`' JSON records), so the task runner builds in seconds.
 //!
 //! Run `cargo xtask help` for the list of commands.
 #![forbid(unsafe_code)]
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 use flags::Task;
 
 fn main() -> ExitCode {
-    let task = match flags::parse(std::env::args().skip(1)) {
+    let task = match flags::parse(std::env::args_os().skip(1)) {
         Ok(task) => task,
         Err(err) => {
             eprintln!("xtask: {err}");

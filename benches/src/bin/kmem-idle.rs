@@ -18,6 +18,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use kmalloc::KmallocGlobal;
+use serde::Serialize;
 
 #[global_allocator]
 static KMALLOC: KmallocGlobal = KmallocGlobal::new();
@@ -47,10 +48,50 @@ fn magazines() -> (u64, u64) {
     (mags, cached)
 }
 
-fn arg(i: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(i)
-        .map_or(default, |s| s.parse().expect("a number"))
+/// The line printed (fields in the module docs).
+#[derive(Serialize)]
+struct Idle {
+    mib: u64,
+    object: u64,
+    objects: usize,
+    burst_ms: u128,
+    rss_before: u64,
+    rss_peak: u64,
+    rss_after_free: u64,
+    rss_end: u64,
+    rss_high: u64,
+    /// `rss_end / rss_high`, 4 decimals.
+    end_of_high: f64,
+    /// `-1`: never at or below 10 % of the highest.
+    ms_to_10pct: i64,
+    magazine_bytes_after_free: u64,
+    cached_bytes_after_free: u64,
+    upkeep_passes: u64,
+    upkeep_max_ns: u64,
+    upkeep_mean_ns: u64,
+    purged: u64,
+}
+
+/// `[MIB] [OBJECT_BYTES] [IDLE_MS]`, each defaulted.
+const USAGE: &str = "usage: kmem-idle [MIB] [OBJECT_BYTES] [IDLE_MS] (defaults 1024 32 2000)";
+
+/// The positional numbers, read with lexopt; the defaults for those not
+/// given.
+fn args() -> Result<[u64; 3], lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut out = [1024, 32, 2000];
+    let mut given = 0;
+    let mut p = lexopt::Parser::from_env();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if given < out.len() => {
+                out[given] = v.parse()?;
+                given += 1;
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(out)
 }
 
 /// One box of the burst: `N` bytes.
@@ -64,9 +105,11 @@ fn burst<const N: usize>(bytes: u64) -> Vec<Box<[u8; N]>> {
 }
 
 fn main() {
-    let mib = arg(1, 1024);
-    let object = arg(2, 32);
-    let idle = Duration::from_millis(arg(3, 2000));
+    let [mib, object, idle_ms] = args().unwrap_or_else(|e| {
+        eprintln!("kmem-idle: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
+    let idle = Duration::from_millis(idle_ms);
     let before = rss();
     let bytes = mib << 20;
     let t = Instant::now();
@@ -112,16 +155,27 @@ fn main() {
         .iter()
         .find(|&&(_, r)| r * 10 <= high)
         .map_or(-1, |&(ms, _)| ms as i64);
+    let line = Idle {
+        mib,
+        object,
+        objects,
+        burst_ms,
+        rss_before: before,
+        rss_peak: peak,
+        rss_after_free: freed,
+        rss_end: end,
+        rss_high: high,
+        end_of_high: (end as f64 / high as f64 * 1e4).round() / 1e4,
+        ms_to_10pct: below_10,
+        magazine_bytes_after_free: mag_bytes,
+        cached_bytes_after_free: cached_bytes,
+        upkeep_passes: up.passes,
+        upkeep_max_ns: up.max_ns,
+        upkeep_mean_ns: up.total_ns.checked_div(up.passes).unwrap_or(0),
+        purged: up.purged,
+    };
     println!(
-        "{{\"mib\": {mib}, \"object\": {object}, \"objects\": {objects}, \"burst_ms\": {burst_ms}, \
-         \"rss_before\": {before}, \"rss_peak\": {peak}, \"rss_after_free\": {freed}, \
-         \"rss_end\": {end}, \"rss_high\": {high}, \"end_of_high\": {:.4}, \"ms_to_10pct\": {below_10}, \
-         \"magazine_bytes_after_free\": {mag_bytes}, \"cached_bytes_after_free\": {cached_bytes}, \
-         \"upkeep_passes\": {}, \"upkeep_max_ns\": {}, \"upkeep_mean_ns\": {}, \"purged\": {}}}",
-        end as f64 / high as f64,
-        up.passes,
-        up.max_ns,
-        up.total_ns.checked_div(up.passes).unwrap_or(0),
-        up.purged,
+        "{}",
+        serde_json::to_string(&line).expect("the line serializes")
     );
 }

@@ -38,7 +38,7 @@ use kmem_benches::report;
 use kmem_benches::suite::{self, Config};
 
 fn main() -> ExitCode {
-    let cfg = match Config::parse(std::env::args().skip(1)) {
+    let cfg = match Config::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("{msg}");
@@ -56,7 +56,9 @@ fn main() -> ExitCode {
     let res = suite::run(&cfg);
     res.print_targets();
     if let Some(path) = &cfg.json {
-        match std::fs::write(path, report::json(&res)) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let written = dir.map_or(Ok(()), std::fs::create_dir_all);
+        match written.and_then(|()| std::fs::write(path, report::json(&res))) {
             Ok(()) => println!("\nJSON records: {}", path.display()),
             Err(e) => eprintln!("cannot write {}: {e}", path.display()),
         }

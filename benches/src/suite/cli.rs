@@ -2,7 +2,11 @@
 //! `kmem-suite [--full] [--json PATH] [--report DIR] [--threads 1,2,4] [FILTER...]`.
 
 use core::time::Duration;
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+use lexopt::prelude::*;
+use lexopt::Parser;
 
 use crate::threads::parse_counts;
 
@@ -47,29 +51,38 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses the arguments (without the program name). `Err` carries the
-    /// message to print; `--help` gives `Err(USAGE)`.
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+    /// Parses the arguments (without the program name), with [`lexopt`]
+    /// (`--json PATH` or `--json=PATH`). `Err` carries the message to print;
+    /// `--help` gives `Err(USAGE)`.
+    pub fn parse<I>(args: I) -> Result<Self, String>
+    where
+        I: IntoIterator,
+        I::Item: Into<OsString>,
+    {
+        match Self::parse_args(&mut Parser::from_args(args)) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(USAGE.to_string()),
+            Err(e) => Err(format!("{e}\n{USAGE}")),
+        }
+    }
+
+    /// [`parse`](Self::parse)'s work; `None` for `--help`.
+    fn parse_args(p: &mut Parser) -> Result<Option<Self>, lexopt::Error> {
         let mut c = Self::default();
-        let mut args = args.into_iter();
-        while let Some(a) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            match a.as_str() {
-                "--full" => c.full = true,
-                "--json" => c.json = Some(PathBuf::from(value("--json")?)),
-                "--report" => c.report = PathBuf::from(value("--report")?),
-                "--threads" => c.threads = Some(parse_counts(&value("--threads")?)?),
-                "-h" | "--help" => return Err(USAGE.to_string()),
+        while let Some(arg) = p.next()? {
+            match arg {
+                Long("full") => c.full = true,
+                Long("json") => c.json = Some(p.value()?.into()),
+                Long("report") => c.report = p.value()?.into(),
+                Long("threads") => c.threads = Some(parse_counts(&p.value()?.string()?)?),
+                Short('h') | Long("help") => return Ok(None),
                 // cargo bench passes --bench to every target.
-                "--bench" => {}
-                s if s.starts_with('-') => return Err(format!("unknown option {s}\n{USAGE}")),
-                s => c.filters.push(s.to_string()),
+                Long("bench") => {}
+                Value(filter) => c.filters.push(filter.string()?),
+                _ => return Err(arg.unexpected()),
             }
         }
-        Ok(c)
+        Ok(Some(c))
     }
 
     /// True when benchmark `id` (`B5`) titled `title` is selected.
@@ -122,7 +135,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use super::Config;
+    use super::{Config, USAGE};
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         Config::parse(args.iter().map(|s| s.to_string()))
@@ -149,10 +162,22 @@ mod tests {
         assert!(c.full && c.json.unwrap().to_str() == Some("o.json"));
         assert_eq!(c.filters, ["B5"]);
         assert_eq!(c.report.to_str(), Some("r"));
-        assert!(parse(&["--json"]).is_err());
-        assert!(parse(&["--bogus"]).is_err());
-        assert!(parse(&["--threads", "0"]).is_err());
         assert!(parse(&["--bench"]).unwrap().filters.is_empty());
+        let c = parse(&["--json=o.json", "--threads=2", "--report=r"]).unwrap();
+        assert_eq!(c.json.as_deref().and_then(|p| p.to_str()), Some("o.json"));
+        assert_eq!(c.threads_or(&[1]), [2]);
+        assert_eq!(c.report.to_str(), Some("r"));
+    }
+
+    #[test]
+    fn errors_and_help() {
+        let err = |args: &[&str]| parse(args).unwrap_err();
+        assert!(err(&["--json"]).starts_with("missing argument for option '--json'\nusage: "));
+        assert!(err(&["--bogus"]).starts_with("invalid option '--bogus'\nusage: "));
+        assert!(err(&["--full=yes"]).starts_with("unexpected argument for option '--full'"));
+        assert!(err(&["--threads", "0"]).starts_with("KMEM_BENCH_THREADS: bad thread count \"0\""));
+        assert_eq!(err(&["--help"]), USAGE);
+        assert_eq!(err(&["B5", "-h"]), USAGE);
     }
 
     #[test]

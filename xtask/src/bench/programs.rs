@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use crate::flags::BenchOpts;
 use crate::shell::{project_root, Cmd, Error, Result};
 
@@ -468,85 +470,99 @@ fn table(workloads: &[Workload], cells: &[[Cell; 3]], runs: usize) -> String {
     s
 }
 
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// `x` rounded to `decimals` decimals, if finite.
+fn rounded(x: f64, decimals: i32) -> Option<f64> {
+    let scale = 10f64.powi(decimals);
+    x.is_finite().then(|| (x * scale).round() / scale)
 }
 
-/// A JSON number, or `null`.
-fn json_num(x: Option<f64>) -> String {
-    match x {
-        Some(x) if x.is_finite() => format!("{x:.4}"),
-        _ => "null".to_owned(),
-    }
+/// `programs.json`: the run, its records and the geometric means.
+#[derive(Serialize)]
+struct Report<'a> {
+    schema: u32,
+    benchmark: &'static str,
+    mode: &'static str,
+    runs: usize,
+    baseline: &'static str,
+    records: Vec<Record<'a>>,
+    geomean: Vec<Geomean>,
 }
 
-/// A JSON array of numbers with `decimals` decimals.
-fn json_nums(xs: &[f64], decimals: usize) -> String {
-    let items: Vec<String> = xs.iter().map(|x| format!("{x:.decimals$}")).collect();
-    format!("[{}]", items.join(", "))
+/// One workload with one allocator. Times in ms (3 decimals), peak RSS in
+/// KiB, medians and ratios to glibc with 4 decimals; `null` where not
+/// measured.
+#[derive(Serialize)]
+struct Record<'a> {
+    workload: &'a str,
+    allocator: &'static str,
+    scale: u64,
+    valgrind_scale: u64,
+    times_ms: Vec<Option<f64>>,
+    median_ms: Option<f64>,
+    time_ratio: Option<f64>,
+    peak_rss_kib: Vec<u64>,
+    median_peak_rss_kib: Option<u64>,
+    rss_ratio: Option<f64>,
+    instructions: Option<u64>,
+    instructions_ratio: Option<f64>,
+}
+
+/// One allocator's geometric means of its ratios to glibc.
+#[derive(Serialize)]
+struct Geomean {
+    allocator: &'static str,
+    time_ratio: Option<f64>,
+    rss_ratio: Option<f64>,
+    instructions_ratio: Option<f64>,
 }
 
 /// The JSON records: one per workload and allocator, then the geometric
 /// means.
 fn json(workloads: &[Workload], cells: &[[Cell; 3]], runs: usize, full: bool) -> String {
+    let r4 = |x: Option<f64>| x.and_then(|x| rounded(x, 4));
     let mut records = Vec::new();
     for (w, cells) in workloads.iter().zip(cells) {
         let base = metrics(&cells[0]);
         for ((name, _), c) in ALLOCATORS.iter().zip(cells) {
             let m = metrics(c);
-            records.push(format!(
-                "    {{\"workload\": {}, \"allocator\": {}, \"scale\": {}, \"valgrind_scale\": {}, \
-                 \"times_ms\": {}, \"median_ms\": {}, \"time_ratio\": {}, \
-                 \"peak_rss_kib\": {}, \"median_peak_rss_kib\": {}, \"rss_ratio\": {}, \
-                 \"instructions\": {}, \"instructions_ratio\": {}}}",
-                json_str(&w.name),
-                json_str(name),
-                w.scale,
-                w.valgrind_scale,
-                json_nums(&c.times_ms, 3),
-                json_num(m[0]),
-                json_num(ratio(m[0], base[0])),
-                json_nums(&c.rss_kib, 0),
-                c.rss().map_or_else(|| "null".to_owned(), |r| format!("{r:.0}")),
-                json_num(ratio(m[1], base[1])),
-                c.instructions.map_or_else(|| "null".to_owned(), |i| format!("{i:.0}")),
-                json_num(ratio(m[2], base[2])),
-            ));
+            records.push(Record {
+                workload: &w.name,
+                allocator: name,
+                scale: w.scale,
+                valgrind_scale: w.valgrind_scale,
+                times_ms: c.times_ms.iter().map(|&t| rounded(t, 3)).collect(),
+                median_ms: r4(m[0]),
+                time_ratio: r4(ratio(m[0], base[0])),
+                peak_rss_kib: c.rss_kib.iter().map(|&r| r.round() as u64).collect(),
+                median_peak_rss_kib: c.rss().map(|r| r.round() as u64),
+                rss_ratio: r4(ratio(m[1], base[1])),
+                instructions: c.instructions.map(|i| i.round() as u64),
+                instructions_ratio: r4(ratio(m[2], base[2])),
+            });
         }
     }
-    let means: Vec<String> = ALLOCATORS
+    let geomean = ALLOCATORS
         .iter()
         .zip(geomeans(cells))
-        .map(|((name, _), g)| {
-            format!(
-                "    {{\"allocator\": {}, \"time_ratio\": {}, \"rss_ratio\": {}, \"instructions_ratio\": {}}}",
-                json_str(name),
-                json_num(g[0]),
-                json_num(g[1]),
-                json_num(g[2]),
-            )
+        .map(|((name, _), g)| Geomean {
+            allocator: name,
+            time_ratio: r4(g[0]),
+            rss_ratio: r4(g[1]),
+            instructions_ratio: r4(g[2]),
         })
         .collect();
-    format!(
-        "{{\n  \"schema\": 1,\n  \"benchmark\": \"B11\",\n  \"mode\": {},\n  \"runs\": {runs},\n  \
-         \"baseline\": \"glibc\",\n  \"records\": [\n{}\n  ],\n  \"geomean\": [\n{}\n  ]\n}}\n",
-        json_str(if full { "full" } else { "quick" }),
-        records.join(",\n"),
-        means.join(",\n"),
-    )
+    let report = Report {
+        schema: 1,
+        benchmark: "B11",
+        mode: if full { "full" } else { "quick" },
+        runs,
+        baseline: "glibc",
+        records,
+        geomean,
+    };
+    let mut text = serde_json::to_string_pretty(&report).expect("the records serialize");
+    text.push('\n');
+    text
 }
 
 fn write(path: &Path, text: &str) -> Result {
@@ -618,10 +634,61 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_escape() {
-        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert_eq!(json_num(None), "null");
-        assert_eq!(json_num(Some(1.5)), "1.5000");
-        assert_eq!(json_nums(&[1.0, 2.25], 1), "[1.0, 2.2]");
+    fn json_records() {
+        let workloads = parse_list("json 40 10 x\nsyn 9 2 y").unwrap();
+        let cell = |ms: &[f64], rss: &[f64], instructions| Cell {
+            times_ms: ms.to_vec(),
+            rss_kib: rss.to_vec(),
+            instructions,
+        };
+        let cells = vec![
+            [
+                cell(&[10.0, 12.0, 11.0], &[1000.0, 1002.0, 1001.0], Some(3e6)),
+                cell(&[20.123_456, 22.0, 21.0], &[1500.0, 1500.0, 1500.0], None),
+                cell(&[5.0, 5.0, 5.0], &[], Some(1.5e6)),
+            ],
+            Default::default(),
+        ];
+        let text = json(&workloads, &cells, 3, false);
+        assert!(text.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["benchmark"], "B11");
+        assert_eq!(v["mode"], "quick");
+        assert_eq!(v["runs"], 3);
+        assert_eq!(v["baseline"], "glibc");
+        let records = v["records"].as_array().unwrap();
+        assert_eq!(records.len(), 6);
+        let kmalloc = &records[1];
+        assert_eq!(kmalloc["workload"], "json");
+        assert_eq!(kmalloc["allocator"], "kmalloc");
+        assert_eq!(kmalloc["scale"], 40);
+        assert_eq!(kmalloc["valgrind_scale"], 10);
+        assert_eq!(kmalloc["times_ms"], serde_json::json!([20.123, 22.0, 21.0]));
+        assert_eq!(kmalloc["median_ms"], 21.0);
+        assert_eq!(kmalloc["time_ratio"], 1.9091);
+        assert_eq!(
+            kmalloc["peak_rss_kib"],
+            serde_json::json!([1500, 1500, 1500])
+        );
+        assert_eq!(kmalloc["median_peak_rss_kib"], 1500);
+        assert_eq!(kmalloc["rss_ratio"], 1.4985);
+        assert!(kmalloc["instructions"].is_null() && kmalloc["instructions_ratio"].is_null());
+        let mimalloc = &records[2];
+        assert_eq!(mimalloc["instructions"], 1_500_000);
+        assert_eq!(mimalloc["instructions_ratio"], 0.5);
+        assert!(mimalloc["median_peak_rss_kib"].is_null() && mimalloc["rss_ratio"].is_null());
+        assert!(
+            records[3]["median_ms"].is_null() && records[3]["times_ms"] == serde_json::json!([])
+        );
+        let geomean = v["geomean"].as_array().unwrap();
+        assert_eq!(geomean.len(), 3);
+        assert_eq!(geomean[0]["allocator"], "glibc");
+        assert_eq!(geomean[0]["time_ratio"], 1.0);
+        assert_eq!(geomean[2]["time_ratio"], 0.4545);
+        // The fields in the order written.
+        let first = text.find("\"workload\"").unwrap();
+        assert!(first < text.find("\"instructions_ratio\"").unwrap());
+        assert!(text.find("\"schema\"").unwrap() < text.find("\"records\"").unwrap());
     }
 }
