@@ -28,8 +28,9 @@ use std::path::Path;
 use crate::shell::{project_root, Cmd, Error, Result};
 
 /// Library crates that are std-only by design and skipped here: the test
-/// harness (fake physical memory) and the fuzz harness.
-const STD_ONLY: &[&str] = &["kmem-physmem", "kmem-fuzz"];
+/// harness (fake physical memory), the fuzz harness and the C malloc (a
+/// shared library for `LD_PRELOAD` over the std platform).
+const STD_ONLY: &[&str] = &["kmem-physmem", "kmem-fuzz", "kmem-malloc"];
 
 /// Bare-metal targets the crates are built for when rustup has them.
 const BARE_TARGETS: &[&str] = &[
