@@ -109,7 +109,7 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     /// [`with_debug`](Self::with_debug), recording every slab of the class
     /// caches and the first page of every large block in `map`, so that
     /// [`free_unsized`](Self::free_unsized) and
-    /// [`size_of`](Self::size_of) can find a block's size from its
+    /// [`usable_size_of`](Self::usable_size_of) can find a block's size from its
     /// address alone (a C `free`). A large block of more than 2^30 - 1
     /// pages is then refused ([`AllocError::TooLarge`]).
     pub fn with_page_map(
