@@ -37,10 +37,16 @@
 //! `target/bench-report/programs.{md,json}`. Arguments after `--` name
 //! workloads.
 //!
+//! With `--malloc`, none of that either: B15 instead ([`preload`]),
+//! programs of the distribution with each C malloc preloaded, measured and
+//! reported the same way ([`whole`]).
+//!
 //! A benchmark never fails the command: targets are reported met or not.
-//! (B11 fails only if a program fails or the checksums disagree.)
+//! (B11 and B15 fail only if a program fails or the checksums disagree.)
 
+mod preload;
 mod programs;
+mod whole;
 
 use crate::flags::BenchOpts;
 use crate::shell::{Cmd, Result};
@@ -55,6 +61,9 @@ const QUICK: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "2"];
 pub(crate) fn run(opts: &BenchOpts) -> Result {
     if opts.programs {
         return programs::run(opts);
+    }
+    if opts.malloc {
+        return preload::run(opts);
     }
     let mut suite = bench_bin("kmem-suite");
     if opts.full {

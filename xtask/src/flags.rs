@@ -105,6 +105,9 @@ pub(crate) struct BenchOpts {
     /// Instead of the suite: B11, the real programs (`benches/programs`)
     /// with each global allocator.
     pub(crate) programs: bool,
+    /// Instead of the suite: B15, programs of the distribution with each C
+    /// malloc preloaded (`LD_PRELOAD`).
+    pub(crate) malloc: bool,
     /// Where the suite writes its JSON records.
     pub(crate) json: Option<String>,
     /// Where the suite writes its markdown report and charts.
@@ -236,6 +239,7 @@ fn bench(p: &mut Parser) -> Result<BenchOpts, lexopt::Error> {
             Long("full") => opts.full = true,
             Long("criterion") => opts.criterion = true,
             Long("programs") => opts.programs = true,
+            Long("malloc") => opts.malloc = true,
             Long("json") => opts.json = Some(p.value()?.string()?),
             Long("report") => opts.report = Some(p.value()?.string()?),
             _ => return Err(arg.unexpected()),
@@ -243,6 +247,11 @@ fn bench(p: &mut Parser) -> Result<BenchOpts, lexopt::Error> {
     }
     if opts.programs && opts.criterion {
         return Err("`--programs` runs the programs only: drop `--criterion`".into());
+    }
+    if opts.malloc && (opts.criterion || opts.programs) {
+        return Err(
+            "`--malloc` runs the preloaded programs only: drop `--criterion`, `--programs`".into(),
+        );
     }
     Ok(opts)
 }
@@ -298,6 +307,7 @@ mod tests {
                 full: true,
                 criterion: false,
                 programs: false,
+                malloc: false,
                 json: Some("r.json".into()),
                 report: Some("out".into()),
                 extra: vec!["B5".into(), "--threads".into(), "1,2".into()],
@@ -335,6 +345,21 @@ mod tests {
         );
         assert!(parse_str("bench --programs --criterion").is_err());
         assert!(parse_str("bench --programs json").is_err());
+    }
+
+    #[test]
+    fn bench_malloc_flags() {
+        assert_eq!(
+            parse_str("bench --malloc --full -- python sqlite"),
+            Ok(Task::Bench(BenchOpts {
+                malloc: true,
+                full: true,
+                extra: vec!["python".into(), "sqlite".into()],
+                ..BenchOpts::default()
+            }))
+        );
+        assert!(parse_str("bench --malloc --programs").is_err());
+        assert!(parse_str("bench --malloc --criterion").is_err());
     }
 
     #[test]

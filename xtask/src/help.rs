@@ -81,7 +81,7 @@ commands:
         workload on two threads (8 B to 256 KiB, half freed on the other
         thread, an object cache with a constructor, an ID arena with xalloc)
         and prints the ::kmastat report of every cache and arena.
-  bench [--full] [--criterion] [--programs] [--json PATH] [--report DIR]
+  bench [--full] [--criterion] [--programs | --malloc] [--json PATH] [--report DIR]
         [-- <suite args> | <workloads>]
         the side-by-side suite: cargo run --profile bench -p kmem-benches
         --bin kmem-suite (benchmarks B1-B9 and B12-B14, kmem against its
@@ -113,8 +113,19 @@ commands:
                      written with the JSON to <report dir>/programs.md and
                      programs.json (--json PATH for the JSON elsewhere).
                      About 4 minutes from clean on 2 cores.
+        --malloc     instead of the suite, B15: programs of the distribution
+                     (python3, perl, sqlite3, sort, gzip, xz, g++ and a
+                     multi-threaded C program, the workloads of kmem-malloc's
+                     tests at a larger scale) with glibc's malloc, kmem's
+                     (target/release/libkmem_malloc.so) and mimalloc's
+                     (the distribution's libmimalloc.so.2, else built with
+                     gcc from the mimalloc crate's sources) preloaded; runs,
+                     medians, callgrind counts (KMEM_UPKEEP_MS=0) and
+                     reports as with --programs, to <report dir>/malloc.md
+                     and malloc.json.
         Arguments after `--` go to the suite (benchmark filters such as B5,
-        --threads 1,2,4), or with --programs name the workloads to run.
+        --threads 1,2,4), or with --programs or --malloc name the workloads
+        to run.
   help
         this text.
 

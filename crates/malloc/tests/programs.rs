@@ -138,21 +138,17 @@ fn build(compiler: &str, package: &str, name: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
-/// A file of `lines` pseudo-random lines of text and numbers.
+/// The file `lines.pl` prints for `lines` (the input of sort, gzip and
+/// xz, shared with `cargo xtask bench --malloc`).
 fn data_file(name: &str, lines: usize) -> PathBuf {
     let path = scratch().join(name);
-    let mut text = String::new();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..lines {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let word: String = (0..(x % 12 + 1))
-            .map(|j| char::from(b'a' + ((x >> (j * 5)) % 26) as u8))
-            .collect();
-        text.push_str(&format!("{} {word} {i}\n", x % 1_000_003));
-    }
-    std::fs::write(&path, text).expect("data file");
+    let out = Command::new(tool("perl", "perl"))
+        .arg(sources().join("lines.pl"))
+        .arg(lines.to_string())
+        .output()
+        .expect("perl lines.pl");
+    assert!(out.status.success(), "lines.pl failed");
+    std::fs::write(&path, out.stdout).expect("data file");
     path
 }
 
@@ -185,26 +181,12 @@ fn perl_runs_hashes_and_regexes() {
 #[test]
 fn sqlite_builds_and_queries_a_database() {
     let sqlite = tool("sqlite3", "sqlite3");
-    let script = "
-        CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT, team INTEGER, score REAL);
-        WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 60000)
-          INSERT INTO people SELECT x, hex(zeroblob(x % 40)) || x, x % 97, (x * 7919) % 1000 / 10.0 FROM n;
-        CREATE TABLE teams(id INTEGER PRIMARY KEY, label TEXT);
-        WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 96)
-          INSERT INTO teams SELECT x, 'team-' || x FROM n;
-        CREATE INDEX people_team ON people(team, score);
-        SELECT t.label, count(*), round(avg(p.score), 3), max(length(p.name))
-          FROM people p JOIN teams t ON p.team = t.id GROUP BY t.id ORDER BY 3 DESC LIMIT 10;
-        UPDATE people SET name = name || name WHERE id % 3 = 0;
-        DELETE FROM people WHERE id % 5 = 0;
-        VACUUM;
-        SELECT count(*), sum(length(name)), group_concat(DISTINCT team % 7) FROM people;
-    ";
+    let script = format!(".read {}", sources().join("people.sql").display());
     let run_one = |kmem: bool| {
         let db = scratch().join(format!("people-{kmem}.db"));
         let _ = std::fs::remove_file(&db);
         let mut c = Command::new(&sqlite);
-        c.arg(&db).arg(script);
+        c.arg(&db).arg(&script);
         let o = run(&mut c, kmem, None);
         assert!(
             o.status.success(),
