@@ -118,8 +118,10 @@ pub(crate) fn route(size: usize, align: usize) -> Option<Route> {
 /// [`route`] for what no class serves: whole pages.
 #[inline(never)]
 fn route_pages(size: usize, align: usize) -> Option<Route> {
-    let rounded = size.checked_next_multiple_of(align)?;
-    let bytes = rounded.checked_next_multiple_of(PAGE_SIZE)?;
+    // The size in pages only: the arena places the run at the alignment
+    // (`xalloc`), so a small over-aligned request takes no more than it
+    // asks (one byte aligned to 1 GiB is one page, not 1 GiB).
+    let bytes = size.checked_next_multiple_of(PAGE_SIZE)?;
     // A `Layout` never exceeds isize::MAX; neither may what it maps to.
     if bytes > isize::MAX as usize {
         return None;
@@ -199,11 +201,20 @@ mod tests {
                 align: PAGE_SIZE
             })
         );
+        // Over-aligned: the run takes the pages its size needs, placed at
+        // the alignment.
         assert_eq!(
             route(8, 2 * PAGE_SIZE),
             Some(Route::Pages {
-                bytes: 2 * PAGE_SIZE,
+                bytes: PAGE_SIZE,
                 align: 2 * PAGE_SIZE
+            })
+        );
+        assert_eq!(
+            route(1, 1 << 40),
+            Some(Route::Pages {
+                bytes: PAGE_SIZE,
+                align: 1 << 40
             })
         );
         assert_eq!(route(usize::MAX - 5, 8), None);

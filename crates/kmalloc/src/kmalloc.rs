@@ -543,14 +543,22 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
     }
 
     /// What the page map records at `addr`: `Err(NoPageMap)` without a
-    /// map, `Err(Unknown)` where nothing of this allocator starts (a large
-    /// block is found only by its first byte).
+    /// map; `Err(Pages(NotAllocated))` for an address of the page arena
+    /// where no block starts (inside a large block, or a large block freed
+    /// already: a large block is found only by its first byte);
+    /// `Err(Unknown)` for an address outside the page arena.
     fn block_at(&self, addr: usize) -> Result<Block, FreeError> {
         let map = self.map.ok_or(FreeError::NoPageMap { addr })?;
         let owner = map.owner(addr);
+        // An address of the page arena where no block starts: the inside
+        // of a large block, or one freed already.
+        let not_a_block = FreeError::Pages {
+            addr,
+            err: kmem_arena::FreeError::NotAllocated { addr },
+        };
         if owner & LARGE != 0 {
             if !addr.is_multiple_of(PAGE_SIZE) {
-                return Err(FreeError::Unknown { addr });
+                return Err(not_a_block);
             }
             let pages = (owner & !(LARGE | LARGE_XALLOC)) as usize;
             return Ok(Block::Pages {
@@ -560,6 +568,8 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         }
         match owner as usize {
             i @ 1..=CLASSES => Ok(Block::Class(i - 1)),
+            // Off the path of a good free: the arena's lock.
+            _ if self.pages.contains(addr, 1) => Err(not_a_block),
             _ => Err(FreeError::Unknown { addr }),
         }
     }
@@ -619,11 +629,14 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
 
     /// Resizes the block at `ptr` to `new_size` bytes aligned to `align`
     /// without being told its layout (a C `realloc`), keeping its contents
-    /// up to the smaller size: in place when the new size lands in the
-    /// same class or run of pages (and a large block needs no alignment
-    /// past the quantum), else by allocating, copying and freeing
-    /// unsized. The old block is checked first (as
-    /// [`realloc`](Self::realloc) does); on error it is untouched.
+    /// up to the smaller size. The old block is checked first (as
+    /// [`realloc`](Self::realloc) does: a freed block or a pointer into one
+    /// is refused); on error it is untouched. It stays in place when the
+    /// new size lands in its class, or for a large block (not over-aligned)
+    /// when the new size needs no more pages than it has and at least half
+    /// of them. Otherwise it moves: allocated, copied and freed unsized. A
+    /// large block that grows gets at least half again its size, so that a
+    /// buffer grown step by step moves a logarithmic number of times.
     ///
     /// # Safety
     /// As for [`free_unsized`](Self::free_unsized).
@@ -640,32 +653,37 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             return Err(AllocError::ZeroSize);
         }
         let old = self.block_at(addr).map_err(AllocError::BadPointer)?;
+        let mut new = new;
         let old_size = match (old, route(new_size, align)) {
-            (Block::Class(i), Some(Route::Class(j))) if i == j => {
-                self.classes[i].note_size(addr, new_size);
-                return Ok(ptr);
-            }
-            (
-                Block::Pages {
-                    bytes,
-                    xalloc: false,
-                },
-                Some(Route::Pages { bytes: b, align: a }),
-            ) if b == bytes && !self.needs_xalloc(a) => {
-                return Ok(ptr);
-            }
-            (Block::Class(i), _) => {
-                let Some(_section) = Section::enter(self.caches.cpu()) else {
-                    return Err(AllocError::Reentrant);
-                };
-                // SAFETY: the caller's guarantee: `ptr` is theirs, so no other
-                // thread writes it.
-                unsafe { self.classes[i].check_allocated(addr) }.map_err(|e| {
-                    AllocError::BadPointer(FreeError::Refused { addr, kind: e.kind })
-                })?;
+            (Block::Class(i), to) => {
+                {
+                    let Some(_section) = Section::enter(self.caches.cpu()) else {
+                        return Err(AllocError::Reentrant);
+                    };
+                    // SAFETY: the caller's guarantee: `ptr` is theirs, so no
+                    // other thread writes it.
+                    unsafe { self.classes[i].check_allocated(addr) }.map_err(|e| {
+                        AllocError::BadPointer(FreeError::Refused { addr, kind: e.kind })
+                    })?;
+                }
+                if to == Some(Route::Class(i)) {
+                    self.classes[i].note_size(addr, new_size);
+                    return Ok(ptr);
+                }
                 class_size(i)
             }
-            (Block::Pages { bytes, .. }, _) => bytes,
+            (Block::Pages { bytes, xalloc }, to) => {
+                if let Some(Route::Pages { bytes: b, align: a }) = to {
+                    if !xalloc && !self.needs_xalloc(a) && b <= bytes && b >= bytes / 2 {
+                        return Ok(ptr);
+                    }
+                    if b > bytes {
+                        let grown = bytes.saturating_add(bytes / 2).max(new_size);
+                        new = Layout::from_size_align(grown, align).unwrap_or(new);
+                    }
+                }
+                bytes
+            }
         };
         let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
         if fresh == ptr {

@@ -22,6 +22,7 @@ use crate::{boot_static, debug_flags, Config, Kmalloc};
 /// wholly free.
 pub struct OsPages {
     mapped: AtomicUsize,
+    spans: AtomicUsize,
     imports: AtomicU64,
     releases: AtomicU64,
     /// `munmap` calls that failed (the kernel can refuse to split a mapping
@@ -40,6 +41,7 @@ impl OsPages {
     pub const fn new() -> Self {
         Self {
             mapped: AtomicUsize::new(0),
+            spans: AtomicUsize::new(0),
             imports: AtomicU64::new(0),
             releases: AtomicU64::new(0),
             unmap_failures: AtomicU64::new(0),
@@ -50,6 +52,12 @@ impl OsPages {
     /// their aligned reservations; only touched pages take memory).
     pub fn mapped(&self) -> usize {
         self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the spans imported now (what the page arena can hand out;
+    /// their reservations' untouched rest left out).
+    pub fn span_bytes(&self) -> usize {
+        self.spans.load(Ordering::Relaxed)
     }
 
     /// Spans imported and released so far.
@@ -67,8 +75,22 @@ impl OsPages {
 }
 
 /// Maps `size` bytes of zeroed, private, anonymous memory, reserving no
-/// swap for it (pages are backed when first touched).
+/// swap for it (pages are backed when first touched): for reservations
+/// that are mostly never touched (metadata, the page map).
 pub(crate) fn map(size: usize) -> Option<NonNull<u8>> {
+    map_with(size, libc::MAP_NORESERVE)
+}
+
+/// [`map`] for memory handed out to users (the page arena's spans): under
+/// the kernel's default overcommit policy a request no machine could back
+/// (more than its memory and swap) is refused here, as glibc's `malloc`
+/// refuses it, instead of succeeding and failing at the first touch.
+fn map_committed(size: usize) -> Option<NonNull<u8>> {
+    map_with(size, 0)
+}
+
+/// `mmap` of `size` bytes, anonymous and private, with `flags` added.
+fn map_with(size: usize, flags: libc::c_int) -> Option<NonNull<u8>> {
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choosing touches no existing memory.
     let p = unsafe {
@@ -76,7 +98,7 @@ pub(crate) fn map(size: usize) -> Option<NonNull<u8>> {
             ptr::null_mut(),
             size,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
             -1,
             0,
         )
@@ -126,7 +148,9 @@ unsafe impl Source for OsPages {
         let padded = reserved
             .checked_add(SPAN_ALIGN)
             .ok_or(ArenaAllocError::Exhausted)?;
-        let p = map(padded).ok_or(ArenaAllocError::Exhausted)?.as_ptr() as usize;
+        let p = map_committed(padded)
+            .ok_or(ArenaAllocError::Exhausted)?
+            .as_ptr() as usize;
         let start = p.next_multiple_of(SPAN_ALIGN);
         let (head, tail) = (start - p, p + padded - (start + reserved));
         // A trim refused leaves those pages mapped, unused and never
@@ -154,6 +178,7 @@ unsafe impl Source for OsPages {
             };
         }
         self.mapped.fetch_add(reserved, Ordering::Relaxed);
+        self.spans.fetch_add(size, Ordering::Relaxed);
         self.imports.fetch_add(1, Ordering::Relaxed);
         Ok(start)
     }
@@ -170,6 +195,7 @@ unsafe impl Source for OsPages {
             return;
         }
         self.mapped.fetch_sub(reserved, Ordering::Relaxed);
+        self.spans.fetch_sub(size, Ordering::Relaxed);
         self.releases.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -189,6 +215,10 @@ const UNBOOTED: u8 = 0;
 const BOOTING: u8 = 1;
 const READY: u8 = 2;
 const FAILED: u8 = 3;
+
+/// The smallest first metadata reservation a boot tries (see
+/// `KmallocGlobal::boot`).
+const MIN_METADATA: usize = 16 << 20;
 
 std::thread_local! {
     /// This thread is booting the global allocator (an allocation from
@@ -428,6 +458,8 @@ pub struct KmallocGlobal {
     metadata: usize,
     /// Boot with an [`OsPageMap`], for unsized frees.
     page_map: bool,
+    /// Bytes mapped from the OS before the reaper starts.
+    reaper_after: usize,
 }
 
 impl Default for KmallocGlobal {
@@ -437,13 +469,14 @@ impl Default for KmallocGlobal {
 }
 
 impl KmallocGlobal {
-    /// Reserves 1 GiB of address space for metadata to start with (touched
-    /// only as used); when the metadata outgrows it, the base arena adds a
-    /// reservation as large as all before it, and so on: no fixed cap (the
-    /// limits left are the address space and the base arena's boundary
-    /// tags).
+    /// Reserves 64 MiB of address space for metadata to start with
+    /// (touched only as used; half that, down to 16 MiB, where the address
+    /// space is limited); when the metadata outgrows it, the base arena
+    /// adds a reservation as large as all before it, and so on: no fixed
+    /// cap (the limits left are the address space and the base arena's
+    /// boundary tags).
     pub const fn new() -> Self {
-        Self::with_metadata(1 << 30)
+        Self::with_metadata(64 << 20)
     }
 
     /// Reserves `bytes` of address space for the base arena (metadata:
@@ -455,6 +488,7 @@ impl KmallocGlobal {
             k: AtomicPtr::new(ptr::null_mut()),
             metadata: bytes,
             page_map: false,
+            reaper_after: 0,
         }
     }
 
@@ -468,6 +502,25 @@ impl KmallocGlobal {
         let mut s = Self::new();
         s.page_map = true;
         s
+    }
+
+    /// True once a boot has failed (no memory for the metadata, or the
+    /// `fork()` handlers could not be installed): every allocation fails.
+    pub fn boot_failed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FAILED
+    }
+
+    /// As this allocator, but its reaper thread starts only once the page
+    /// arenas hold `bytes` of spans from the OS (`OsPages::span_bytes`;
+    /// the reaper is
+    /// shared by every `KmallocGlobal`: the smallest threshold of the
+    /// booted ones counts). A program that stays below it never gets the
+    /// extra thread: a C `malloc` must not make every small program
+    /// multi-threaded (`unshare(CLONE_NEWUSER)` refuses a process with
+    /// threads), and a small heap has little to give back.
+    pub const fn reaper_after(mut self, bytes: usize) -> Self {
+        self.reaper_after = bytes;
+        self
     }
 
     /// The running allocator, booting it first if no allocation has yet;
@@ -529,10 +582,17 @@ impl KmallocGlobal {
             ATFORK.store(u8::from(r == 0), Ordering::Relaxed);
             r == 0
         };
-        let booted = map(self.metadata).filter(|_| handlers).and_then(|mem| {
-            // SAFETY: a fresh private mapping of `metadata` bytes, never
+        // The first metadata reservation: as asked, or smaller under a
+        // limit on the address space (`RLIMIT_AS`) or strict overcommit;
+        // it grows on demand either way.
+        let first = core::iter::successors(Some(self.metadata), |&b| {
+            (b / 2 >= MIN_METADATA).then_some(b / 2)
+        })
+        .find_map(|bytes| map(bytes).map(|mem| (mem, bytes)));
+        let booted = first.filter(|_| handlers).and_then(|(mem, bytes)| {
+            // SAFETY: a fresh private mapping of `bytes` bytes, never
             // unmapped: it is this allocator's for the rest of the program.
-            let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), self.metadata) };
+            let mem = unsafe { core::slice::from_raw_parts_mut(mem.as_ptr(), bytes) };
             let debug = debug_from_env();
             let page_map = match self.page_map {
                 true => Some(place_page_map()?),
@@ -554,7 +614,7 @@ impl KmallocGlobal {
             .filter(|&k| k.caches().base().add_reclaim(&MORE_METADATA).is_ok())
             .filter(|&k| register_fork(k));
         if booted.is_some() {
-            crate::reaper::configure();
+            crate::reaper::configure(self.reaper_after);
         }
         BOOT_LOCK.unlock();
         IN_BOOT.set(false);

@@ -11,7 +11,7 @@
 //! (`0` turns the reaper off), read once at the first boot.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::global::no_unwind;
 use crate::os::ProcessLock;
@@ -36,6 +36,10 @@ static STATE: AtomicU8 = AtomicU8::new(STOPPED);
 
 /// The interval in ms; 0 until the first boot reads the environment.
 static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of spans from the OS before the thread starts
+/// (`KmallocGlobal::reaper_after`; the smallest of the booted allocators').
+static START_AFTER: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 static PASSES: AtomicU64 = AtomicU64::new(0);
 static TOTAL_NS: AtomicU64 = AtomicU64::new(0);
@@ -82,8 +86,12 @@ pub(crate) fn stats() -> UpkeepStats {
 }
 
 /// Reads `KMEM_UPKEEP_MS` (once, at the first boot, under the boot lock):
-/// unset or not a number, the default; `0`, off.
-pub(crate) fn configure() {
+/// unset or not a number, the default; `0`, off. Every boot lowers the
+/// threshold to start at to its allocator's `start_after`.
+pub(crate) fn configure(start_after: usize) {
+    // The smallest threshold of the booted allocators (the first boot
+    // sets it from `usize::MAX`).
+    START_AFTER.fetch_min(start_after, Ordering::Relaxed);
     if INTERVAL_MS.load(Ordering::Relaxed) != 0 || STATE.load(Ordering::Relaxed) == OFF {
         return;
     }
@@ -110,7 +118,10 @@ pub(crate) fn configure() {
 /// Starts the reaper thread unless one runs or it is off. Cheap when one
 /// runs (one load). Allocates nothing through the global allocator.
 pub(crate) fn ensure() {
-    if STATE.load(Ordering::Relaxed) != STOPPED || INTERVAL_MS.load(Ordering::Relaxed) == 0 {
+    if STATE.load(Ordering::Relaxed) != STOPPED
+        || INTERVAL_MS.load(Ordering::Relaxed) == 0
+        || crate::KmallocGlobal::os_pages().span_bytes() < START_AFTER.load(Ordering::Relaxed)
+    {
         return;
     }
     if STATE

@@ -52,7 +52,17 @@ use kmalloc::{AllocError, FreeError, Kmalloc, KmallocGlobal};
 use kmem_slab::BadFree;
 
 /// The allocator behind every entry point.
-static KMALLOC: KmallocGlobal = KmallocGlobal::with_page_map();
+static KMALLOC: KmallocGlobal = KmallocGlobal::with_page_map().reaper_after(REAPER_AFTER);
+
+/// The heap (spans from the OS) past which the reaper thread starts:
+/// below it a program keeps the threads it made itself.
+const REAPER_AFTER: usize = 64 << 20;
+
+/// `calloc`s of at least this many bytes (large blocks, whole pages) are
+/// zeroed by `madvise(MADV_DONTNEED)`, which hands the pages back to the
+/// kernel to be refilled with zeroes when touched, instead of writing
+/// every byte (and making every page resident).
+const ZERO_BY_MADVISE: usize = 256 << 10;
 
 /// The page size `valloc` and `pvalloc` align to.
 const PAGE: usize = 4096;
@@ -118,6 +128,14 @@ impl FreeLists {
     /// Runs `f` on the list heads under the lock (a few instructions, never
     /// across a call that could allocate).
     fn with<R>(&self, f: impl FnOnce(&mut [usize; BUCKETS]) -> R) -> R {
+        self.lock();
+        // SAFETY: the lock is held, so this is the only access.
+        let r = f(unsafe { &mut *self.heads.get() });
+        self.unlock();
+        r
+    }
+
+    fn lock(&self) {
         while self
             .lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -125,10 +143,10 @@ impl FreeLists {
         {
             core::hint::spin_loop();
         }
-        // SAFETY: the lock is held, so this is the only access.
-        let r = f(unsafe { &mut *self.heads.get() });
+    }
+
+    fn unlock(&self) {
         self.lock.store(false, Ordering::Release);
-        r
     }
 }
 
@@ -168,6 +186,9 @@ fn boot_alloc(size: usize, align: usize) -> *mut u8 {
             p
         });
         if reused != 0 {
+            // SAFETY: a block of the area, its header before it; it is
+            // this call's now (taken off the list under the lock).
+            unsafe { ((reused - 16) as *mut usize).write(16 << i) };
             BOOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
             return reused as *mut u8;
         }
@@ -215,15 +236,62 @@ unsafe fn boot_free(p: usize) {
     let size = unsafe { boot_size(p) };
     // Any block of a bucket's exact size can serve that bucket again (every
     // block is at least 16-aligned).
-    if let Some(i) = bucket(size, 16).filter(|&i| 16 << i == size) {
-        FREE_LISTS.with(|heads| {
-            // SAFETY: the block is the caller's to give back and at least
-            // 16 bytes: its first word links the list.
-            unsafe { (p as *mut usize).write(heads[i]) };
-            heads[i] = p;
-        });
+    let Some(i) = bucket(size, 16).filter(|&i| 16 << i == size) else {
+        return;
+    };
+    let twice = FREE_LISTS.with(|heads| {
+        // SAFETY: the header before the block, which is the area's.
+        let header = unsafe { &mut *((p - 16) as *mut usize) };
+        if *header & BOOT_FREED != 0 {
+            return true;
+        }
+        *header |= BOOT_FREED;
+        // SAFETY: the block is the caller's to give back and at least 16
+        // bytes: its first word links the list.
+        unsafe { (p as *mut usize).write(heads[i]) };
+        heads[i] = p;
+        false
+    });
+    if twice {
+        report(format_args!(
+            "kmem-malloc: free({p:#x}): a bootstrap block freed twice; aborting"
+        ));
+        // SAFETY: ends the process; nothing to uphold.
+        unsafe { libc::abort() };
     }
 }
+
+/// The mark in a freed bootstrap block's header (sizes stay far below it).
+const BOOT_FREED: usize = 1 << (usize::BITS - 1);
+
+/// `pthread_atfork` handlers for the bootstrap free lists' lock, so that a
+/// `fork()` child never inherits it held by a thread it does not have:
+/// taken before the fork (after kmalloc's own locks, whose handlers are
+/// registered later and so run first), let go in both processes.
+extern "C" fn lists_prepare() {
+    FREE_LISTS.lock();
+}
+
+extern "C" fn lists_release() {
+    FREE_LISTS.unlock();
+}
+
+/// Registers the fork handlers when the library is loaded (before `main`).
+extern "C" fn at_load() {
+    // SAFETY: `pthread_atfork` records three `extern "C"` functions that
+    // live as long as the library; its own allocation comes back here.
+    unsafe {
+        libc::pthread_atfork(
+            Some(lists_prepare),
+            Some(lists_release),
+            Some(lists_release),
+        )
+    };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
 
 /// The size a bootstrap block was allocated with.
 ///
@@ -231,7 +299,7 @@ unsafe fn boot_free(p: usize) {
 /// `p` is a block [`boot_alloc`] returned.
 unsafe fn boot_size(p: usize) -> usize {
     // SAFETY: the caller's guarantee: the header precedes the block.
-    unsafe { ((p - 16) as *const usize).read() }
+    unsafe { ((p - 16) as *const usize).read() & !BOOT_FREED }
 }
 
 // ---------------------------------------------------------------------------
@@ -276,6 +344,14 @@ extern "C" fn stats_at_exit() {
         BOOT_BYTES,
         BOOT_ALLOCS.load(Ordering::Relaxed),
         BOOT_FREES.load(Ordering::Relaxed),
+    );
+    let os = KmallocGlobal::os_pages();
+    let (imports, releases) = os.counts();
+    let _ = writeln!(
+        w,
+        "kmem-malloc: {} KiB of spans from the OS ({} KiB of address space; {imports} imports, {releases} releases)",
+        os.span_bytes() >> 10,
+        os.mapped() >> 10,
     );
     let cpus = kmem_magazine::ThreadCpus::global();
     let _ = writeln!(
@@ -391,6 +467,10 @@ fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             };
             k.alloc_by(layout, flags, k.entry_caller(&marker))
         }
+        None if KMALLOC.boot_failed() => {
+            boot_failed();
+            Err(AllocError::Exhausted)
+        }
         None => Err(AllocError::Reentrant),
     };
     match got {
@@ -400,6 +480,19 @@ fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             set_errno(libc::ENOMEM);
             ptr::null_mut()
         }
+    }
+}
+
+/// Says once that kmalloc could not boot (every allocation fails with
+/// `ENOMEM`, rather than run the program out of the small bootstrap area).
+#[cold]
+#[inline(never)]
+fn boot_failed() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        report(format_args!(
+            "kmem-malloc: kmalloc could not boot (no memory for its metadata); allocations fail"
+        ));
     }
 }
 
@@ -473,7 +566,36 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
+    if total >= ZERO_BY_MADVISE {
+        return calloc_large(total);
+    }
     alloc(total, min_align(total), true).cast()
+}
+
+/// A large `calloc`: whole pages from kmalloc, zeroed by
+/// `madvise(MADV_DONTNEED)` (see [`ZERO_BY_MADVISE`]); with the bytes set
+/// by hand where the kernel refuses.
+#[cold]
+#[inline(never)]
+fn calloc_large(total: usize) -> *mut c_void {
+    let p = alloc(total, PAGE, false);
+    if p.is_null() {
+        return ptr::null_mut();
+    }
+    // A page run from kmalloc (or a bootstrap block: set by hand).
+    let pages = match NonNull::new(p).and_then(|nn| kmalloc()?.usable_size_of(nn).ok()) {
+        Some(bytes) if bytes >= total && (p as usize).is_multiple_of(PAGE) => bytes,
+        _ => 0,
+    };
+    // SAFETY: `[p, p + pages)` is the block just allocated, the caller's
+    // alone, whole pages of a private anonymous mapping (the page arena's
+    // spans come from `mmap`), which `MADV_DONTNEED` refills with zeroes.
+    let zeroed = pages != 0 && unsafe { libc::madvise(p.cast(), pages, libc::MADV_DONTNEED) } == 0;
+    if !zeroed {
+        // SAFETY: the block just allocated, at least `total` bytes.
+        unsafe { p.write_bytes(0, total) };
+    }
+    p.cast()
 }
 
 /// C `realloc`: `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees

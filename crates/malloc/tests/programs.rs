@@ -325,6 +325,47 @@ fn the_c_entry_points_behave_as_glibcs() {
     assert_eq!(String::from_utf8_lossy(&out), "ok\n");
 }
 
+#[test]
+fn limits_match_glibcs_and_no_thread_is_added() {
+    let bin = build("gcc", "gcc", "limits.c", &[]);
+    let out = same_output(|| Command::new(&bin), None);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("threads 1\n"), "{text}");
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
+#[test]
+fn a_program_boots_under_an_address_space_limit() {
+    // 600 MB of address space for the whole program: kmalloc's
+    // reservations (metadata, the page map, spans) must fit in it.
+    use std::os::unix::process::CommandExt;
+    let py = tool("python3", "python3");
+    let script = "x = [bytes(1000) for i in range(20000)]; print(len(x), sum(map(len, x)))";
+    same_output(
+        || {
+            let mut c = Command::new(&py);
+            c.args(["-c", script]);
+            // SAFETY: between fork and exec the child only calls
+            // `setrlimit`, which is async-signal-safe.
+            unsafe {
+                c.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: 600_000 << 10,
+                        rlim_max: 600_000 << 10,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                })
+            };
+            c
+        },
+        None,
+    );
+}
+
 /// Runs `bad.c` in `mode` under kmem.
 fn bad(mode: &str, debug: bool) -> Output {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -357,6 +398,8 @@ fn double_and_interior_frees_stop_the_program() {
     for (mode, debug, says) in [
         ("double", false, "double free"),
         ("interior", false, "not the start of an object"),
+        ("large-interior", false, "unallocated"),
+        ("realloc-freed", false, "double free"),
         ("double", true, "double free"),
     ] {
         let o = bad(mode, debug);

@@ -1,5 +1,6 @@
 /* Bad pointers, one per run (argv[1]): a foreign pointer, a double free,
-   a pointer into a block. */
+   a pointer into a block, a pointer into a large block, a realloc of a
+   freed block that would stay in place. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,15 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[1], "interior") == 0) {
         free(p + 8);
         puts("survived");
+    } else if (strcmp(argv[1], "large-interior") == 0) {
+        char *big = malloc(70000);
+        free(big + 4096);
+        puts("survived");
+    } else if (strcmp(argv[1], "realloc-freed") == 0) {
+        free(p);
+        char *q = realloc(p, 104);
+        char *r = malloc(100);
+        printf("survived %d\n", q == r);
     }
     return 0;
 }
