@@ -114,9 +114,9 @@ commands:
                      programs.json (--json PATH for the JSON elsewhere).
                      About 4 minutes from clean on 2 cores.
         --malloc     instead of the suite, B15: programs of the distribution
-                     (python3, perl, sqlite3, sort, gzip, xz, g++ and a
-                     multi-threaded C program, the workloads of kmem-malloc's
-                     tests at a larger scale) with glibc's malloc, kmem's
+                     (python3, perl, sqlite3, sort, gzip, xz, g++'s cc1plus
+                     and a multi-threaded C program, the workloads of
+                     kmem-malloc's tests at a larger scale) with glibc's malloc, kmem's
                      (target/release/libkmem_malloc.so) and mimalloc's
                      (the distribution's libmimalloc.so.2, else built with
                      gcc from the mimalloc crate's sources) preloaded; runs,

@@ -7,8 +7,9 @@
 //!    else one built with `gcc -O2 -shared` from the sources the
 //!    `libmimalloc-sys` crate vendors (the mimalloc the Rust peers use),
 //!    with `MI_MALLOC_OVERRIDE`, into `$CARGO_TARGET_DIR/malloc-bench`.
-//! 3. The inputs: `lines.pl`'s lines (the sort, gzip and xz input) and the
-//!    C program `threads.c`, built with gcc; the sources are kmem-malloc's
+//! 3. The inputs: `lines.pl`'s lines (the sort, gzip and xz input), the
+//!    C program `threads.c`, built with gcc, and `templates.cpp`
+//!    preprocessed for g++'s `cc1plus`; the sources are kmem-malloc's
 //!    test programs (`crates/malloc/tests/programs`), here at a larger
 //!    scale.
 //! 4. Each workload with glibc's malloc (nothing preloaded), kmem's and
@@ -113,6 +114,20 @@ fn jobs(work: &Path) -> Result<Vec<Job>> {
         .arg(&threads)
         .arg(src.join("threads.c"))
         .run()?;
+    // g++'s compiler proper on the preprocessed file: one process, whose
+    // instructions callgrind counts (the `g++` driver's would be only its
+    // own).
+    let cc1plus = Cmd::new("g++").arg("-print-prog-name=cc1plus");
+    let out = cc1plus.output_quiet()?;
+    check(&cc1plus, &out)?;
+    let cc1plus = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let preprocessed = work.join("templates.ii");
+    Cmd::new("g++")
+        .args(["-std=c++17", "-E", "-o"])
+        .arg(&preprocessed)
+        .arg(src.join("templates.cpp"))
+        .run()?;
+    let preprocessed = preprocessed.display().to_string();
     let tool = |name: &str| PathBuf::from(format!("/usr/bin/{name}"));
     let job = |name, program, args: &[&str]| Job {
         name,
@@ -132,14 +147,15 @@ fn jobs(work: &Path) -> Result<Vec<Job>> {
         job("xz", tool("xz"), &["-c", "-6", "-T1", &lines]),
         job(
             "g++",
-            tool("g++"),
+            cc1plus,
             &[
+                "-quiet",
                 "-O2",
                 "-std=c++17",
-                "-S",
+                "-fpreprocessed",
+                &preprocessed,
                 "-o",
                 "-",
-                &src_arg("templates.cpp"),
             ],
         ),
         job("threads", threads, &[]),
