@@ -123,10 +123,16 @@ fn same_output(make: impl Fn() -> Command, input: Option<&Path>) -> Vec<u8> {
     kmem.stdout
 }
 
-/// Compiles the C or C++ source `name` with `compiler` (without kmem) into
-/// the scratch directory.
+/// Compiles the C or C++ source `name` with `compiler` (without kmem) and
+/// the `extra` flags into the scratch directory.
 fn build(compiler: &str, package: &str, name: &str, extra: &[&str]) -> PathBuf {
-    let out = scratch().join(name.replace('.', "_"));
+    // One binary per source and flags: tests build concurrently.
+    let flags = extra.iter().fold(0u64, |h, f| {
+        f.bytes().fold(h ^ 0xff, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    });
+    let out = scratch().join(format!("{}-{flags:x}", name.replace('.', "_")));
     let status = Command::new(tool(compiler, package))
         .args(["-O2", "-Wall", "-Wno-alloc-size-larger-than", "-o"])
         .arg(&out)
@@ -364,6 +370,32 @@ fn a_program_boots_under_an_address_space_limit() {
         },
         None,
     );
+}
+
+#[test]
+fn the_static_library_links_into_a_c_program() {
+    let lib = library().with_extension("a");
+    let bin = build(
+        "gcc",
+        "gcc",
+        "api.c",
+        &[
+            lib.to_str().expect("a UTF-8 path"),
+            "-lpthread",
+            "-ldl",
+            "-lm",
+        ],
+    );
+    let out = Command::new(&bin)
+        .env_remove("LD_PRELOAD")
+        .env("KMEM_MALLOC_STATS", "1")
+        .output()
+        .expect("api.c, linked with libkmem_malloc.a");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // kmem's malloc, not glibc's, served it.
+    assert!(err.contains("kmem-malloc: bootstrap area"), "{err}");
 }
 
 /// Runs `bad.c` in `mode` under kmem.
