@@ -441,19 +441,24 @@ fn misaligned_import_is_returned() {
     a.check().unwrap();
 }
 
+/// A page-quantum arena over `base` that imports 8 times what it needs.
+fn scaled_by_8<'a>(base: &'a Arena<'a>) -> Arena<'a> {
+    Arena::builder("scaled")
+        .quantum(4096)
+        .source(base)
+        .tags_from(base)
+        .import_scale(3)
+        .build()
+        .unwrap()
+}
+
 /// A scaled import that the source cannot supply falls back to the size
 /// the request needs, instead of failing while that much is free.
 #[test]
 fn scaled_import_falls_back_to_needed_size() {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 4096);
-    let mut a = Arena::builder("scaled")
-        .quantum(4096)
-        .source(&base)
-        .tags_from(&base)
-        .import_scale(3)
-        .build()
-        .unwrap();
+    let mut a = scaled_by_8(&base);
     // 4 MiB scaled by 8 is 32 MiB: more than the base has. 4 MiB fits.
     let x = a.alloc(4 << 20, Policy::InstantFit).unwrap();
     assert_eq!(a.amt_total(), 4 << 20);
@@ -480,13 +485,7 @@ fn scaled_import_falls_back_to_needed_size() {
 fn aligned_imports_are_scaled_too() {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 4096);
-    let mut a = Arena::builder("scaled")
-        .quantum(4096)
-        .source(&base)
-        .tags_from(&base)
-        .import_scale(3)
-        .build()
-        .unwrap();
+    let mut a = scaled_by_8(&base);
     let aligned = Constraints::new().align(4 * 4096);
     let xs: Vec<usize> = (0..8)
         .map(|_| a.xalloc(4 * 4096, &aligned).unwrap())

@@ -380,7 +380,11 @@ struct Line {
 
 impl core::fmt::Write for Line {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
+        // What fits, cut at a character boundary.
+        let mut n = s.len().min(self.buf.len() - self.len);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
         self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
         self.len += n;
         Ok(())
@@ -396,16 +400,9 @@ fn report(args: core::fmt::Arguments<'_>) {
     };
     let _ = line.write_fmt(args);
     let _ = line.write_str("\n");
-    let mut rest = &line.buf[..line.len];
-    while !rest.is_empty() {
-        // SAFETY: `rest` is valid for reads of its length.
-        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-        let Ok(n) = usize::try_from(n) else { return };
-        if n == 0 {
-            return;
-        }
-        rest = &rest[n..];
-    }
+    // One write for the line (the buffer holds whole characters only).
+    let text = core::str::from_utf8(&line.buf[..line.len]).unwrap_or("kmem-malloc: ?\n");
+    let _ = Stderr.write_str(text);
 }
 
 /// A refused free or realloc of `p` by `what`: a foreign pointer is
