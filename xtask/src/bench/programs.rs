@@ -8,20 +8,12 @@
 //!    copied aside to `bins/kmem-programs-<allocator>` there.
 //! 2. `kmem-programs list` names the workloads and their scales; the
 //!    arguments after `--` may pick some of them.
-//! 3. Each workload at its default scale, [`QUICK_RUNS`] times per
-//!    allocator ([`FULL_RUNS`] with `--full`), the allocators in a rotating
-//!    order each round; each run under GNU time ([`GNU_TIME`]) for its peak
-//!    resident set (`%M`: the child's `ru_maxrss` from `wait4`), its wall
-//!    time taken here around the whole run.
-//! 4. Each workload once per allocator under `valgrind --tool=callgrind`
-//!    at its `--valgrind` scale: the instructions it reports as
-//!    `Collected`. kmalloc's timed reaper thread is off there
-//!    ([`UPKEEP_ENV`]). Skipped, with a note, without valgrind.
-//! 5. The table (median time, median peak RSS, instructions, each with its
-//!    ratio to glibc, and a geometric-mean row per allocator) on stdout and
-//!    in `programs.md`, JSON records in `programs.json`, both in the report
-//!    directory (`--report DIR`, default `target/bench-report`; `--json
-//!    PATH` puts the JSON elsewhere).
+//! 3. Each workload measured as [`whole`](super::whole) does for every
+//!    whole-program benchmark: timed runs at its default scale under GNU
+//!    time (3 per allocator, 11 with `--full`, interleaved), then one
+//!    callgrind run per allocator at its `--valgrind` scale with kmalloc's
+//!    timed reaper off ([`UPKEEP_ENV`]); the table in `programs.md`, the
+//!    JSON records in `programs.json`.
 //!
 //! Every run of a workload must print the same checksum, whatever the
 //! allocator (the valgrind runs among themselves: another scale); a
