@@ -21,7 +21,11 @@ commands:
         which scale their iteration counts by it (default 1); --long overrides it.
   lint
         cargo fmt --check and cargo clippy -D warnings over the workspace and
-        the freestanding program in ci/nostd-boot.
+        the freestanding program in ci/nostd-boot, cargo doc with
+        RUSTDOCFLAGS=-D warnings, then cargo package --workspace
+        --allow-dirty --exclude xtask --exclude kmem-benches (every library
+        crate packaged and its package built, sibling crates resolved from
+        the packages made before them).
   nostd
         1. cargo build -p <crate> --no-default-features for every no_std
            library crate under crates/ (one build per crate, so no feature

@@ -1,5 +1,6 @@
-//! `cargo xtask lint`: formatting, clippy and the docs, warnings denied.
-//! `cargo xtask test` (what CI runs) runs it first.
+//! `cargo xtask lint`: formatting, clippy and the docs, warnings denied, and
+//! the library crates' packages. `cargo xtask test` (what CI runs) runs it
+//! first.
 //!
 //! 1. `cargo fmt --check` over the workspace and over `ci/nostd-boot` (which
 //!    is its own workspace, so `--all` does not reach it);
@@ -9,7 +10,18 @@
 //! 3. the same clippy for `ci/nostd-boot`, with its own manifest and target
 //!    directory (see [`crate::nostd`]);
 //! 4. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D
-//!    warnings`, so a broken intra-doc link fails.
+//!    warnings`, so a broken intra-doc link fails;
+//! 5. `cargo package --workspace --allow-dirty --exclude xtask --exclude
+//!    kmem-benches`: every library crate under `crates/` is packaged as
+//!    crates.io would take it (its README, metadata, a version on every
+//!    dependency) and the unpacked package builds with its default
+//!    features. Packaged together, the crates resolve each other from a
+//!    local registry of the packages made before them (in dependency
+//!    order), so none needs to be on crates.io yet; other dependencies
+//!    come from the crates.io index (the network, or a warm cache with
+//!    `CARGO_NET_OFFLINE=true`). `xtask` and `kmem-benches` are
+//!    `publish = false`. Uncommitted changes are allowed, so that lint
+//!    runs before a commit.
 //!
 //! The lint levels themselves live once, in the root `[workspace.lints]`.
 
@@ -39,5 +51,94 @@ pub(crate) fn run() -> Result {
     Cmd::cargo()
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings")
+        .run()?;
+    Cmd::cargo()
+        .args(["package", "--workspace", "--allow-dirty"])
+        .args(UNPUBLISHED.iter().flat_map(|&name| ["--exclude", name]))
         .run()
+}
+
+/// The workspace members that are not for crates.io (`publish = false`),
+/// left out of step 5; every other member is a library crate under
+/// `crates/` and must package.
+const UNPUBLISHED: &[&str] = &["xtask", "kmem-benches"];
+
+#[cfg(test)]
+mod tests {
+    use super::UNPUBLISHED;
+    use crate::shell::project_root;
+    use std::fs;
+
+    /// Every crate under `crates/` carries what crates.io and docs.rs show
+    /// (step 5 checks the rest: that it packages and builds), and is not
+    /// `publish = false`.
+    #[test]
+    fn library_crates_carry_their_package_metadata() {
+        let crates = project_root().join("crates");
+        let mut seen = 0;
+        for entry in fs::read_dir(&crates).unwrap() {
+            let dir = entry.unwrap().path();
+            let manifest = dir.join("Cargo.toml");
+            let Ok(text) = fs::read_to_string(&manifest) else {
+                continue;
+            };
+            seen += 1;
+            let name = manifest.display();
+            for key in [
+                "description = ",
+                "readme = \"README.md\"",
+                "documentation = \"https://docs.rs/",
+                "keywords = ",
+                "categories = ",
+                "[package.metadata.docs.rs]",
+            ] {
+                assert!(
+                    text.lines().any(|line| line.starts_with(key)),
+                    "{name} lacks `{key}`"
+                );
+            }
+            assert!(
+                !text.lines().any(|line| line.starts_with("publish = false")),
+                "{name} is unpublished"
+            );
+            assert!(dir.join("README.md").is_file(), "{name}: no README.md");
+        }
+        assert!(seen >= 10, "only {seen} crates under crates/");
+    }
+
+    /// The members step 5 leaves out are exactly those marked
+    /// `publish = false`.
+    #[test]
+    fn unpublished_members_are_marked() {
+        let root = project_root();
+        for (name, dir) in UNPUBLISHED.iter().zip(["xtask", "benches"]) {
+            let text = fs::read_to_string(root.join(dir).join("Cargo.toml")).unwrap();
+            assert!(
+                text.contains(&format!("name = \"{name}\"")),
+                "{dir}: not {name}"
+            );
+            assert!(
+                text.lines().any(|line| line.starts_with("publish = false")),
+                "{name} is publishable"
+            );
+        }
+    }
+
+    /// No placeholder URL in the manifests.
+    #[test]
+    fn no_placeholder_urls() {
+        let root = project_root();
+        let mut manifests = vec![root.join("Cargo.toml")];
+        for entry in fs::read_dir(root.join("crates")).unwrap() {
+            manifests.push(entry.unwrap().path().join("Cargo.toml"));
+        }
+        for manifest in manifests.into_iter().filter(|m| m.is_file()) {
+            let text = fs::read_to_string(&manifest).unwrap();
+            assert!(
+                !text.contains("example.invalid") && !text.contains("example.com"),
+                "{} names a placeholder host",
+                manifest.display()
+            );
+        }
+    }
 }
