@@ -32,11 +32,11 @@
 //! Inputs are bounded ([`MAX_ACTIONS`] actions, a few MiB of fake memory)
 //! so one run takes milliseconds.
 //!
-//! Why `arbitrary` (not in DESIGN.md's list of dependencies): it is what
-//! cargo-fuzz and libFuzzer's Rust bindings use to turn raw bytes into typed
-//! values, and its derive keeps each action set one `enum`. It is used here
-//! only, in a crate that is never published or depended on by the library
-//! crates.
+//! Why `arbitrary` (beyond the few dependencies the library crates use): it
+//! is what cargo-fuzz and libFuzzer's Rust bindings use to turn raw bytes
+//! into typed values, and its derive keeps each action set one `enum`. It
+//! is used here only, in the fuzz harness, on which no library crate
+//! depends.
 //!
 //! ```
 //! // Any bytes are a valid input; these are a few random ones.
