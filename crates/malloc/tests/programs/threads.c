@@ -1,6 +1,10 @@
 /* A multi-threaded C program: producers allocate messages that consumers
    on other threads check and free; rounds of short-lived threads; a
-   fork() while other threads allocate. Prints a checksum. */
+   fork() while other threads allocate. Prints a checksum. With the
+   argument `fixed`, the threads that allocate during the forks do a fixed
+   number of allocations instead of running until the forks are done, so
+   the work done does not depend on how long the forks take (for
+   instruction counts). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,13 +80,19 @@ static void *short_lived(void *arg) {
 }
 
 static volatile int stop;
+static int fixed;
 
 static void *churn(void *arg) {
-    while (!stop) free(malloc(100));
+    if (fixed) {
+        for (int i = 0; i < 200000; i++) free(malloc(100));
+    } else {
+        while (!stop) free(malloc(100));
+    }
     return arg;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    fixed = argc > 1 && strcmp(argv[1], "fixed") == 0;
     pthread_t t[2 * PAIRS];
     for (int i = 0; i < PAIRS; i++) {
         pthread_mutex_init(&rings[i].lock, NULL);
