@@ -577,6 +577,32 @@ impl<'a> Arena<'a> {
             .ok()
             .and_then(|size| fit.as_span(size));
         if let Some(want) = placed {
+            // Scaled, as a plain import is, when the request is only
+            // aligned (a slab aligned to its size, say) and no limit is set:
+            // the larger span at the alignment still holds the request at
+            // its base, and what follows serves the next ones without
+            // another import.
+            if self.import_scale > 0
+                && self.limit.load(Ordering::Relaxed) == usize::MAX
+                && fit.phase == 0
+                && fit.nocross == 0
+                && !fit.has_window()
+                && !fit.top
+            {
+                let scaled = want
+                    .size
+                    .checked_shl(self.import_scale)
+                    .filter(|s| s >> self.import_scale == want.size)
+                    .and_then(|s| round_size(s, q).ok());
+                if let Some(size) = scaled.filter(|&s| s > want.size) {
+                    let big = SpanFit { size, ..want };
+                    // A refusal of the larger span is not final: the exact
+                    // one is asked for next.
+                    if let Ok(Some(got)) = self.import_placed(src, &big, Some(fit), false) {
+                        return Ok(got);
+                    }
+                }
+            }
             // The source's search covers every placement of the request
             // when every placement lies on the source's grid and the span
             // rounded up to it is refused nowhere the request fits (no

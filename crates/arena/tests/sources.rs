@@ -477,6 +477,43 @@ fn scaled_import_falls_back_to_needed_size() {
     a.destroy().unwrap();
 }
 
+/// An aligned request (a slab aligned to its size) imports a scaled span
+/// too, placed at the alignment, whose rest serves the next requests; with
+/// a window it imports exactly, and a source that cannot give the scaled
+/// span gives the exact one.
+#[test]
+fn aligned_imports_are_scaled_too() {
+    let ram = PhysMem::new(8 << 20);
+    let base = ram.base_arena("base", 4096);
+    let mut a = scaled_by_8(&base);
+    let aligned = Constraints::new().align(4 * 4096);
+    let xs: Vec<usize> = (0..8)
+        .map(|_| a.xalloc(4 * 4096, &aligned).unwrap())
+        .collect();
+    assert!(xs.iter().all(|x| x % (4 * 4096) == 0));
+    // One span of 8 x 4 pages holds all eight.
+    assert_eq!(a.stats().imports, 1);
+    assert_eq!(a.amt_total(), 32 * 4096);
+    // 1 MiB aligned, scaled to 8 MiB: more than the base has; exact.
+    let big = a
+        .xalloc(1 << 20, &Constraints::new().align(1 << 20))
+        .unwrap();
+    assert_eq!(big % (1 << 20), 0);
+    assert_eq!(a.stats().imports, 2);
+    assert_eq!(a.amt_total(), 32 * 4096 + (1 << 20));
+    assert_eq!(a.stats().failures, 0);
+    a.check().unwrap();
+    base.check().unwrap();
+    for x in xs {
+        // SAFETY: allocated above with this size, not used after.
+        unsafe { a.xfree_memory(x, 4 * 4096) }.unwrap();
+    }
+    // SAFETY: as above.
+    unsafe { a.xfree_memory(big, 1 << 20) }.unwrap();
+    assert_eq!(a.amt_total(), 0);
+    a.destroy().unwrap();
+}
+
 /// An arena whose quantum does not divide its source's (3 over 1) asks the
 /// source for bases that are multiples of 3, and gets them.
 #[test]
