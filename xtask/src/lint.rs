@@ -2,8 +2,8 @@
 //! the library crates' packages. `cargo xtask test` (what CI runs) runs it
 //! first.
 //!
-//! 1. `cargo fmt --check` over the workspace and over `ci/nostd-boot` (which
-//!    is its own workspace, so `--all` does not reach it);
+//! 1. `cargo fmt --check` over the workspace and over `ci/nostd-boot` and
+//!    `ci/one-dep` (each its own workspace, so `--all` does not reach them);
 //! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
 //!    (every feature's code paths and their tests; a missing `// SAFETY:`
 //!    comment is `clippy::undocumented_unsafe_blocks`, denied here);
@@ -31,9 +31,11 @@ use crate::shell::{Cmd, Result};
 /// Runs every lint step, stopping at the first failure.
 pub(crate) fn run() -> Result {
     Cmd::cargo().args(["fmt", "--all", "--", "--check"]).run()?;
-    Cmd::cargo()
-        .args(["fmt", "--manifest-path", BOOT_MANIFEST, "--", "--check"])
-        .run()?;
+    for manifest in [BOOT_MANIFEST, crate::test::ONE_DEP_MANIFEST] {
+        Cmd::cargo()
+            .args(["fmt", "--manifest-path", manifest, "--", "--check"])
+            .run()?;
+    }
     Cmd::cargo()
         .args([
             "clippy",

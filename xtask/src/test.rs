@@ -22,7 +22,11 @@
 //!    site_stats` — the per-call-site accounting tests, which need the
 //!    `site-stats` feature (`required-features`). Only these binaries run
 //!    with it: the feature changes the slab geometry that other tests pin.
-//! 4. `cargo xtask nostd` — the no_std builds and the freestanding program.
+//! 4. `cargo run --locked --manifest-path ci/one-dep/Cargo.toml` — a
+//!    program that depends on `kmalloc` alone (its own workspace, so no
+//!    other crate of the project is in reach) boots a stack and uses
+//!    `KmallocGlobal` through `kmalloc`'s paths only.
+//! 5. `cargo xtask nostd` — the no_std builds and the freestanding program.
 //!
 //! `--release` adds `--release` to steps 1 and 2. The randomized tests
 //! scale their iteration counts by `KMEM_TEST_SCALE` (default 1), which
@@ -93,8 +97,15 @@ pub(crate) fn run(opts: &TestOpts) -> Result {
     }
     cargo = cargo.args(["--features", &features, "--test", SITE_STATS_TEST]);
     with_opts(cargo, opts).run()?;
+    Cmd::cargo()
+        .args(["run", "--locked", "--manifest-path", ONE_DEP_MANIFEST])
+        .args(["--target-dir", "target/one-dep"])
+        .run()?;
     nostd::run()
 }
+
+/// The program that depends on `kmalloc` alone (step 4).
+pub(crate) const ONE_DEP_MANIFEST: &str = "ci/one-dep/Cargo.toml";
 
 /// Adds what `--release` and `--long` ask for to a `cargo test`.
 fn with_opts(mut cargo: Cmd, opts: &TestOpts) -> Cmd {

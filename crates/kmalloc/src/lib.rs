@@ -28,7 +28,8 @@
 //!   its lock, with a redzone, poisoned free objects and an audit trail as
 //!   asked; reports go to [`Config::debug_hooks`] (under `KMEM_DEBUG`:
 //!   printed with symbol names, then the process aborts).
-//! - With the `std` feature, [`KmallocGlobal`]: a `#[global_allocator]` for
+//! - With the `std` feature (Linux only: it calls `mmap`, `futex`,
+//!   `membarrier` and `pthread_atfork`), [`KmallocGlobal`]: a `#[global_allocator]` for
 //!   ordinary programs that boots itself on first use over memory from the
 //!   OS (`mmap`), and survives `fork()` (its `pthread_atfork` handlers take
 //!   every lock) and signal handlers that allocate (refused or deferred,
@@ -100,10 +101,24 @@ mod pagemap;
 mod reaper;
 
 pub use boot::{boot, boot_static, debug_flags, Config};
+
 pub use classes::{class_align, class_size, CLASSES, MAX_CLASS};
 pub use error::{AllocError, BootError, FreeError};
 pub use global::StaticKmalloc;
 pub use kmalloc::Kmalloc;
+/// The layers below, whole, for what this crate's API names from them (a
+/// `Source` for [`Config::page_source`], the `Caches` behind
+/// [`Kmalloc::caches`], errors inside [`FreeError`] and [`BootError`]):
+/// `kmalloc` alone is enough as a dependency.
+pub use kmem_arena as arena;
+pub use kmem_magazine as magazine;
+#[cfg(feature = "std")]
+pub use kmem_magazine::ThreadCpus;
+/// What most users name: the platform ([`Cpu`], [`ManualCpus`], and with
+/// `std` [`ThreadCpus`]), flags, callers and hooks.
+pub use kmem_magazine::{Cpu, ManualCpus, Section};
+pub use kmem_slab as slab;
+pub use kmem_slab::{AllocFlags, CacheFlags, Caller, DebugHooks, PageMap, Report, PAGE_SIZE};
 
 /// The README's examples (arena, caches, kmalloc), compiled and run as
 /// doctests here, the top crate, whose dependencies cover them.
