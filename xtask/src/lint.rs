@@ -17,7 +17,9 @@
 //!    dependency) and the unpacked package builds with its default
 //!    features. Packaged together, the crates resolve each other from a
 //!    local registry of the packages made before them (in dependency
-//!    order), so none needs to be on crates.io yet; other dependencies
+//!    order), so none needs to be on crates.io yet (built in
+//!    `target/package-check`, emptied first: cargo would reuse what it
+//!    built for a sibling of the same version whose API has changed); other dependencies
 //!    come from the crates.io index (the network, or a warm cache with
 //!    `CARGO_NET_OFFLINE=true`). `xtask` and `kmem-benches` are
 //!    `publish = false`. Uncommitted changes are allowed, so that lint
@@ -54,11 +56,25 @@ pub(crate) fn run() -> Result {
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings")
         .run()?;
+    // A target directory of its own, emptied first: cargo keys what it
+    // built for a registry crate by name and version only, so a sibling
+    // whose API changed since the last run, still 0.1.0, would be linked
+    // stale into the next one's verification.
+    let check_dir = crate::shell::project_root().join(PACKAGE_TARGET);
+    if check_dir.exists() {
+        std::fs::remove_dir_all(&check_dir).map_err(|e| {
+            crate::shell::Error::new(format!("emptying {}: {e}", check_dir.display()))
+        })?;
+    }
     Cmd::cargo()
-        .args(["package", "--workspace", "--allow-dirty"])
+        .args(["package", "--workspace", "--allow-dirty", "--target-dir"])
+        .arg(&check_dir)
         .args(UNPUBLISHED.iter().flat_map(|&name| ["--exclude", name]))
         .run()
 }
+
+/// Where step 5 builds, from scratch each time.
+const PACKAGE_TARGET: &str = "target/package-check";
 
 /// The workspace members that are not for crates.io (`publish = false`),
 /// left out of step 5; every other member is a library crate under

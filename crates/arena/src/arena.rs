@@ -123,7 +123,10 @@ impl<'a> Arena<'a> {
         // SAFETY: the caller hands `[base, base + size)` to the arena; its
         // first `carve` bytes become tag storage and stay allocated (as
         // metadata) for the arena's life, so nothing else uses them.
-        unsafe { g.tags.donate(base as *mut u8, carve, false) };
+        unsafe {
+            g.tags
+                .donate(base as *mut u8, carve, kmem_btag::Donation::Kept)
+        };
         let seg = g.add_span(base, size, false);
         g.carve_at(seg, carve);
         crate::asan::poison(base + carve, size - carve);
@@ -139,7 +142,12 @@ impl<'a> Arena<'a> {
     ///   spans).
     pub unsafe fn add_tag_memory(&self, ptr: *mut u8, len: usize) -> usize {
         // SAFETY: forwarded caller obligation.
-        unsafe { self.inner.lock().tags.donate(ptr, len, false) }
+        unsafe {
+            self.inner
+                .lock()
+                .tags
+                .donate(ptr, len, kmem_btag::Donation::Kept)
+        }
     }
 
     /// Units a base arena carves for `pages` tag pages (saturating, so an
@@ -187,7 +195,7 @@ impl<'a> Arena<'a> {
                     // SAFETY: a base arena's free segments are memory it owns
                     // (`new_base`/`add_memory` contract); the carved segment is
                     // marked allocated metadata, so nothing else uses it.
-                    unsafe { tags.donate(start as *mut u8, size, false) };
+                    unsafe { tags.donate(start as *mut u8, size, kmem_btag::Donation::Kept) };
                 });
                 if !carved {
                     return Err(AllocError::NoTags);
@@ -210,7 +218,10 @@ impl<'a> Arena<'a> {
             // SAFETY: `page` is a fresh CHUNK_BYTES allocation from a memory
             // arena (checked at build), 8-aligned (its quantum is a multiple of
             // 8), ours until drain_owned gives it back at destroy.
-            unsafe { g.tags.donate(page as *mut u8, CHUNK_BYTES, true) };
+            unsafe {
+                g.tags
+                    .donate(page as *mut u8, CHUNK_BYTES, kmem_btag::Donation::Owned)
+            };
         }
     }
 

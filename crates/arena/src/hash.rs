@@ -398,7 +398,13 @@ mod tests {
         let mut tags = Tags::new();
         // SAFETY: `mem` outlives `tags` in this test and is not touched
         // otherwise.
-        unsafe { tags.donate(mem.as_mut_ptr().cast(), pages * CHUNK_BYTES, false) };
+        unsafe {
+            tags.donate(
+                mem.as_mut_ptr().cast(),
+                pages * CHUNK_BYTES,
+                kmem_btag::Donation::Kept,
+            )
+        };
         let mut h = AllocHash::new();
         let mut bufs = Vec::new();
         let mut live = BTreeMap::new();

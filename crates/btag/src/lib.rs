@@ -47,7 +47,7 @@
 //!
 //! let mut tags = Tags::new();
 //! // SAFETY: the pages outlive `tags` and nothing else touches them.
-//! let added = unsafe { tags.donate(pages.as_mut_ptr().cast(), 2 * CHUNK_BYTES, false) };
+//! let added = unsafe { tags.donate(pages.as_mut_ptr().cast(), 2 * CHUNK_BYTES, kmem_btag::Donation::Kept) };
 //! assert_eq!(added, 85); // the first page became the chunk directory
 //!
 //! let span = tags.take(0x1000, 0x3000, TagKind::Span).unwrap();
@@ -81,7 +81,7 @@ mod verify;
 
 pub use addr::AddrError;
 pub use list::ListHead;
-pub use store::{HeadTable, TagStore, CHUNK_BYTES, MAX_TAGS, TAGS_PER_CHUNK};
+pub use store::{Donation, HeadTable, TagStore, CHUNK_BYTES, MAX_TAGS, TAGS_PER_CHUNK};
 pub use tag::{Tag, TagId, TagKind};
 pub use tree::Tree;
 pub use verify::TreeError;
@@ -129,9 +129,9 @@ impl Tags {
     /// As [`TagStore::donate`]: the region is valid, writable and used by
     /// nothing else while the set holds it, and overlaps no region donated
     /// to the set before.
-    pub unsafe fn donate(&mut self, ptr: *mut u8, len: usize, owned: bool) -> usize {
+    pub unsafe fn donate(&mut self, ptr: *mut u8, len: usize, donation: Donation) -> usize {
         // SAFETY: forwarded caller obligation.
-        let chunks = unsafe { self.store.donate(ptr, len, owned) };
+        let chunks = unsafe { self.store.donate(ptr, len, donation) };
         let n = chunks.len() * TAGS_PER_CHUNK;
         for id in chunks.rev().flat_map(|c| TagStore::chunk_ids(c).rev()) {
             self.push_unused(id);

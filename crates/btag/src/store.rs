@@ -50,6 +50,17 @@ pub(crate) const fn id_of(chunk: usize, slot: usize) -> TagId {
     TagId(((chunk << OFFSET_BITS) | (slot * size_of::<Tag>())) as u32)
 }
 
+/// Whose memory a donation of tag storage is ([`TagStore::donate`],
+/// [`Tags::donate`](crate::Tags::donate)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Donation {
+    /// The donor's for good: the tags use it for as long as they exist.
+    Kept,
+    /// One page from the owner's metadata source, handed back by
+    /// [`TagStore::drain_owned`].
+    Owned,
+}
+
 /// Storage for boundary tags carved from donated memory.
 pub struct TagStore {
     /// Directory pages.
@@ -121,10 +132,11 @@ impl TagStore {
     /// blank [`Tag`] into every new slot, and returns the range of new chunk
     /// numbers (their tags are `chunk_ids(chunk)`).
     ///
-    /// `owned` marks memory that came from the owner's metadata source: it
-    /// must be exactly one [`CHUNK_BYTES`] page, 8-byte aligned, and is handed
-    /// back by [`drain_owned`](Self::drain_owned). Memory that is not owned is
-    /// kept until the store is dropped and never handed back. Bytes that do not
+    /// [`Donation::Owned`] marks memory that came from the owner's metadata
+    /// source: it must be exactly one [`CHUNK_BYTES`] page, 8-byte aligned,
+    /// and is handed back by [`drain_owned`](Self::drain_owned).
+    /// [`Donation::Kept`] memory is kept until the store is dropped and
+    /// never handed back. Bytes that do not
     /// fill a whole page are left unused. Returns an empty range when the
     /// region is too small or the directory is full.
     ///
@@ -138,8 +150,9 @@ impl TagStore {
         &mut self,
         ptr: *mut u8,
         len: usize,
-        owned: bool,
+        donation: Donation,
     ) -> core::ops::Range<usize> {
+        let owned = donation == Donation::Owned;
         let first = self.chunks;
         let pad = ptr.align_offset(align_of::<usize>().max(align_of::<Tag>()));
         if pad >= len {

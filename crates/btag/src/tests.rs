@@ -22,7 +22,13 @@ impl Fixture {
         let mut mem: Box<[Page]> = (0..pages).map(|_| Page([0; CHUNK_BYTES])).collect();
         let mut tags = Tags::new();
         // SAFETY: `mem` lives in the fixture as long as `tags` and is not touched otherwise.
-        unsafe { tags.donate(mem.as_mut_ptr().cast(), pages * CHUNK_BYTES, false) };
+        unsafe {
+            tags.donate(
+                mem.as_mut_ptr().cast(),
+                pages * CHUNK_BYTES,
+                crate::Donation::Kept,
+            )
+        };
         Self { tags, _mem: mem }
     }
 }
@@ -55,7 +61,7 @@ fn too_small_donation_yields_nothing() {
     let mut mem = Box::new(Page([0; CHUNK_BYTES]));
     let mut tags = Tags::new();
     // SAFETY: `mem` outlives `tags`; the region is only CHUNK_BYTES - 1 long.
-    let n = unsafe { tags.donate(mem.0.as_mut_ptr(), CHUNK_BYTES - 1, false) };
+    let n = unsafe { tags.donate(mem.0.as_mut_ptr(), CHUNK_BYTES - 1, crate::Donation::Kept) };
     assert_eq!(n, 0);
     assert_eq!(tags.capacity(), 0);
     assert!(tags.take(0, 1, TagKind::Free).is_none());
@@ -82,7 +88,17 @@ fn owned_pages_are_drained_back() {
     let mut tags = Tags::new();
     for i in 0..3 {
         // SAFETY: each page is donated once, outlives `tags`, owned pages are one page.
-        unsafe { tags.donate((base + i * CHUNK_BYTES) as *mut u8, CHUNK_BYTES, i != 1) };
+        unsafe {
+            tags.donate(
+                (base + i * CHUNK_BYTES) as *mut u8,
+                CHUNK_BYTES,
+                if i == 1 {
+                    crate::Donation::Kept
+                } else {
+                    crate::Donation::Owned
+                },
+            )
+        };
     }
     let mut back = Vec::new();
     tags.drain_owned(|a, l| back.push((a, l)));

@@ -414,7 +414,9 @@ fn main() -> ExitCode {
                         .ops(&COUNTED),
                 )
                 .unwrap();
-            let qc = caches.qcaches("ids", 1, 8, false).unwrap();
+            let qc = caches
+                .qcaches("ids", 1, 8, kmem_slab::ArenaValues::Integers)
+                .unwrap();
             let mut ids = Arena::builder("ids")
                 .quantum(1)
                 .span(1, IDS)

@@ -202,7 +202,12 @@ unsafe fn place<'a, C: Cpu>(
         &*addr_of!((*stack).caches)
     };
     let qc = caches
-        .qcaches("kpages", PAGE_SIZE, config.qcache_max, true)
+        .qcaches(
+            "kpages",
+            PAGE_SIZE,
+            config.qcache_max,
+            kmem_slab::ArenaValues::Memory,
+        )
         .map_err(BootError::Cache)?;
     // SAFETY: as above.
     let qcaches: &'a QCaches<'a, C> = unsafe {

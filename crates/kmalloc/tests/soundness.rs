@@ -144,7 +144,9 @@ fn s2_quantum_cache_destroy_counts_live_objects_from_the_slabs() {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", PAGE);
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let qc = caches.qcaches("ids", 1, 4, false).unwrap();
+    let qc = caches
+        .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Integers)
+        .unwrap();
     let mut ids = ids_over(&base, &qc).unwrap();
     let live = ids.alloc(1, Policy::InstantFit).unwrap();
     // A bogus free of a value the caches never handed out: refused at
@@ -175,7 +177,9 @@ fn s3_qcache_stats_survive_a_destroy_from_the_callback() {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", PAGE);
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let qc = caches.qcaches("ids", 1, 4, false).unwrap();
+    let qc = caches
+        .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Integers)
+        .unwrap();
     let mut ids = ids_over(&base, &qc).unwrap();
     let mut seen = Vec::new();
     let mut impostors = Vec::new();
@@ -492,7 +496,9 @@ fn s12_base_with_quantum_caches_is_refused() {
     let ram = PhysMem::new(32 << 20);
     let base = ram.base_arena("base", PAGE);
     let outer = Caches::new(&base, &CPUS).unwrap();
-    let qc = outer.qcaches("kpages", PAGE, 8 * PAGE, true).unwrap();
+    let qc = outer
+        .qcaches("kpages", PAGE, 8 * PAGE, kmem_slab::ArenaValues::Memory)
+        .unwrap();
     let kpages = Arena::builder("kpages")
         .quantum(PAGE)
         .source(&base)
@@ -631,7 +637,9 @@ fn quantum_caches_must_agree_with_their_arena_on_memory() {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", PAGE);
     let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let lying = caches.qcaches("ids", 1, 4, true).unwrap();
+    let lying = caches
+        .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Memory)
+        .unwrap();
     let r = ids_over(&base, &lying);
     assert!(matches!(r, Err(ArenaCreateError::QcacheMemory)));
     let mut zeroed = 0;

@@ -158,7 +158,7 @@ pub use error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 pub use flags::{AllocFlags, CacheFlags};
 pub use geometry::{HEADED_MAX, SMALL_MAX};
 pub use handle::Cache;
-pub use qcache::{QCaches, QCACHE_MAX_CACHES};
+pub use qcache::{ArenaValues, QCaches, QCACHE_MAX_CACHES};
 pub use raw::POISON;
 pub use reserve::{Reserve, RESERVE_MAX};
 #[cfg(feature = "site-stats")]

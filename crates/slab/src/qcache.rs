@@ -45,7 +45,7 @@ pub const QCACHE_MAX_CACHES: usize = 16;
 /// let base = ram.base_arena("base", 4096);
 /// let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
 /// // PIDs: sizes 1..=4 come from caches with per-CPU magazines.
-/// let qc = caches.qcaches("pids", 1, 4, false).unwrap();
+/// let qc = caches.qcaches("pids", 1, 4, kmem_slab::ArenaValues::Integers).unwrap();
 /// let mut pids = Arena::builder("pids")
 ///     .quantum(1)
 ///     .span(1, 1 << 20)
@@ -91,21 +91,31 @@ impl fmt::Write for NameBuf {
     }
 }
 
+/// What an arena's values are, for the quantum caches made for it
+/// ([`Caches::qcaches`]); the arena refuses caches made for the other kind
+/// (`CreateError::QcacheMemory`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArenaValues {
+    /// Addresses of memory the caches may write to: headed slabs, frees
+    /// checked without a lock by the free mark written into free objects.
+    Memory,
+    /// Integers (IDs, ports, addresses of memory not to be touched): the
+    /// objects stay on bufctls, every free checked under the cache lock.
+    Integers,
+}
+
 impl<'a, C: Cpu> Caches<'a, C> {
     /// Makes the quantum caches for an arena named `name` with quantum
-    /// `quantum` and `qcache_max` (cut to [`QCACHE_MAX_CACHES`] quanta);
-    /// `memory` says whether the arena's values are memory: then the caches
-    /// use headed slabs and check frees without a lock, writing the free
-    /// mark into free objects (the arena refuses caches that disagree with
-    /// it, `CreateError::QcacheMemory`); else they keep their objects on
-    /// bufctls and check every free under the cache lock.
+    /// `quantum` and `qcache_max` (cut to [`QCACHE_MAX_CACHES`] quanta),
+    /// whose values are `values` (see [`ArenaValues`]).
     pub fn qcaches<'s>(
         &'s self,
         name: &str,
         quantum: usize,
         qcache_max: usize,
-        memory: bool,
+        values: ArenaValues,
     ) -> Result<QCaches<'s, C>, CreateError> {
+        let memory = values == ArenaValues::Memory;
         if quantum == 0 {
             return Err(CreateError::ZeroSize);
         }

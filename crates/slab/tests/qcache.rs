@@ -43,7 +43,9 @@ fn live(a: &Arena<'_>) -> usize {
 #[test]
 fn akaros_qcache() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 3, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 3, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 1, 10_000);
         assert_eq!(a.qcache_max(), 3);
         let objs: Vec<(usize, usize)> = (1..=4)
@@ -69,7 +71,9 @@ fn akaros_qcache() {
 #[test]
 fn akaros_qc_odd_quantum() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 7, 21, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 7, 21, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 7, 7, 10_003);
         for i in 1..4 {
             let amt = 7 * i;
@@ -90,7 +94,9 @@ fn akaros_qc_odd_quantum() {
 #[test]
 fn akaros_qc_large_quantum() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 8192, 8192, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 8192, 8192, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 8192, 8192, 8192 * 4);
         let o = a.alloc(8192, Policy::InstantFit).unwrap();
         assert_eq!(o % 8192, 0);
@@ -104,7 +110,9 @@ fn akaros_qc_large_quantum() {
 #[test]
 fn frees_round_trip_through_the_caches() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 4096, 4 * 4096, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 4096, 4 * 4096, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 4096, 1 << 30, 1 << 30);
         for size in [1, 4096, 4097, 3 * 4096, 4 * 4096] {
             let x = a.alloc(size, Policy::InstantFit).unwrap();
@@ -137,7 +145,9 @@ fn frees_round_trip_through_the_caches() {
 #[test]
 fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 8, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 8, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.xalloc(4, &Constraints::new().align(64)).unwrap();
         assert_eq!(x % 64, 0);
@@ -171,7 +181,9 @@ fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
 #[test]
 fn at_most_sixteen_caches() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 100, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 100, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         assert_eq!(qc.max(), QCACHE_MAX_CACHES);
         let mut n = 0;
         qc.stats(|_| n += 1);
@@ -190,7 +202,9 @@ fn at_most_sixteen_caches() {
 #[test]
 fn destroy_refuses_live_cached_objects() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.alloc(2, Policy::InstantFit).unwrap();
         assert_eq!(
@@ -249,7 +263,9 @@ fn destroy_refuses_live_importers() {
 #[test]
 fn qcaches_for_another_quantum_are_refused() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 8, 32, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 8, 32, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let r = Arena::builder("qc")
             .quantum(4)
             .span(0, 1 << 20)
@@ -266,7 +282,9 @@ fn qcaches_for_another_quantum_are_refused() {
 #[test]
 fn qcaches_serve_one_arena_only() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let r = Arena::builder("other")
             .quantum(1)
@@ -283,11 +301,15 @@ fn qcaches_serve_one_arena_only() {
 fn qcache_max_below_the_quantum_is_refused() {
     with_caches(RAM, |caches, _| {
         assert_eq!(
-            caches.qcaches("qc", 4096, 100, true).err(),
+            caches
+                .qcaches("qc", 4096, 100, kmem_slab::ArenaValues::Memory)
+                .err(),
             Some(kmem_slab::CreateError::BadQcacheMax)
         );
         assert_eq!(
-            caches.qcaches("qc", 0, 100, true).err(),
+            caches
+                .qcaches("qc", 0, 100, kmem_slab::ArenaValues::Memory)
+                .err(),
             Some(kmem_slab::CreateError::ZeroSize)
         );
     });
@@ -297,7 +319,9 @@ fn qcache_max_below_the_quantum_is_refused() {
 #[test]
 fn foreign_arena_is_refused() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let other = Arena::builder("other")
             .quantum(1)
@@ -322,7 +346,9 @@ fn foreign_arena_is_refused() {
 #[test]
 fn double_free_of_a_cached_size_is_refused_at_once() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.alloc(3, Policy::InstantFit).unwrap();
         a.free(x, 3).unwrap();
@@ -357,7 +383,9 @@ fn double_free_of_a_cached_size_is_refused_at_once() {
 #[test]
 fn free_of_a_cached_size_with_the_wrong_size_is_refused() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.alloc(3, Policy::InstantFit).unwrap();
         assert_eq!(a.free(x, 2), Err(FreeError::Cached { addr: x }));
@@ -373,7 +401,9 @@ fn free_of_a_cached_size_with_the_wrong_size_is_refused() {
 #[test]
 fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 4, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
         let x = a.xalloc(2, &Constraints::new().align(1024)).unwrap();
         assert_eq!(a.free(x, 2), Err(FreeError::Cached { addr: x }));
@@ -391,9 +421,15 @@ fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
 #[test]
 fn memory_quantum_caches_are_headed_only_with_a_power_of_two_quantum() {
     with_caches(RAM, |caches, _| {
-        let odd = caches.qcaches("q12", 12, 48, true).unwrap();
-        let pow2 = caches.qcaches("q16", 16, 64, true).unwrap();
-        let ids = caches.qcaches("i16", 16, 64, false).unwrap();
+        let odd = caches
+            .qcaches("q12", 12, 48, kmem_slab::ArenaValues::Memory)
+            .unwrap();
+        let pow2 = caches
+            .qcaches("q16", 16, 64, kmem_slab::ArenaValues::Memory)
+            .unwrap();
+        let ids = caches
+            .qcaches("i16", 16, 64, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut seen = Vec::new();
         caches.for_each(|c| {
             if let Some(q) = c
@@ -422,7 +458,9 @@ fn memory_quantum_caches_are_headed_only_with_a_power_of_two_quantum() {
 #[test]
 fn exhaustion_drains_the_quantum_caches() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 8, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 8, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 4096);
         let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
             .take(10_000)
@@ -446,7 +484,9 @@ fn exhaustion_drains_the_quantum_caches() {
 #[test]
 fn exhaustion_inside_an_operation_drains_the_quantum_caches() {
     with_caches(RAM, |caches, _| {
-        let qc = caches.qcaches("qc", 1, 8, false).unwrap();
+        let qc = caches
+            .qcaches("qc", 1, 8, kmem_slab::ArenaValues::Integers)
+            .unwrap();
         let mut a = id_arena(caches, &qc, 1, 0, 4096);
         let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
             .take(10_000)
@@ -475,7 +515,9 @@ fn memory_quantum_caches_colour_by_the_quantum() {
     const PAGE: usize = 4096;
     const SIZE: usize = 4 * PAGE;
     with_caches(32 << 20, |caches, _| {
-        let qc = caches.qcaches("mq", PAGE, 8 * PAGE, true).unwrap();
+        let qc = caches
+            .qcaches("mq", PAGE, 8 * PAGE, kmem_slab::ArenaValues::Memory)
+            .unwrap();
         let mut a = Arena::builder("mq")
             .quantum(PAGE)
             .source(caches.base())
