@@ -1,5 +1,5 @@
 //! What the suite measured: one [`Record`] per (benchmark, parameter,
-//! contender), the DESIGN.md targets as [`Target`]s, and the terminal
+//! contender), the project's targets as [`Target`]s, and the terminal
 //! tables. The JSON and markdown renderings live in [`crate::report`].
 
 use serde::Serialize;
@@ -36,10 +36,10 @@ pub struct Record {
     pub note: String,
 }
 
-/// A DESIGN.md section 6 target, as measured by this run.
+/// One of the project's targets, as measured by this run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
-    /// What is targeted (DESIGN.md's wording).
+    /// What is targeted, in words.
     pub what: &'static str,
     /// The target itself (`<= 0.8x mimalloc`).
     pub target: &'static str,

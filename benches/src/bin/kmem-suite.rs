@@ -28,7 +28,7 @@
 //! test_vmalloc range tests, B13 bounded work (the slowest single alloc,
 //! xalloc and free against 10^6 free segments), B14 slab_test bursts. Every
 //! table gives each contender's median and its ratio to the benchmark's
-//! kmem contender; the DESIGN.md section 6 targets are reported as met or
+//! kmem contender; the project's targets are reported as met or
 //! not met, never as a failure (the exit status is 0 whatever was
 //! measured).
 

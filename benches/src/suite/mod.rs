@@ -2,7 +2,7 @@
 //! performance anchors, every contender driven through one thin trait by
 //! the same seeded trace, ratios taken in one process by interleaving the
 //! contenders round by round. [`run`] measures; [`crate::report`] writes
-//! the JSON and markdown; [`targets`] reads DESIGN.md's section 6 targets
+//! the JSON and markdown; [`targets`] reads the project's targets
 //! off the records.
 
 pub mod b1;

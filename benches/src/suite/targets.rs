@@ -1,4 +1,4 @@
-//! DESIGN.md section 6 targets, read off the records: each is met, not met,
+//! The project's targets, read off the records: each is met, not met,
 //! or not measured in this run (its benchmark was filtered out). A target
 //! never fails the run.
 

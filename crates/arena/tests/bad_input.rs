@@ -1,4 +1,4 @@
-//! One test per bad input of DESIGN.md section 2.
+//! One test per bad input to the arena (the table in RELIABILITY.md).
 //!
 //! Each asserts the exact typed error, that its `Display` text is not empty,
 //! that the arena is exactly as it was (accounting, counters, tags in use and

@@ -965,7 +965,7 @@ fn quantum_2047_nocross() {
 /// the arena answered Err(Exhausted) here, as Fit::find_in capped its nocross
 /// retries at 1024 + 1 blocks while, with gcd(lcm(quantum, align), nocross)
 /// = 1, the start offsets inside the blocks repeat only every 2047 blocks).
-/// DESIGN.md section 6: "xalloc fails while a fitting range exists: never".
+/// The arena's promise: `xalloc` never fails while a fitting range exists.
 #[test]
 fn xalloc_nocross_large_odd_quantum() {
     let q = 2047;

@@ -1,5 +1,4 @@
-//! Fault injection at the arena layer (DESIGN.md section 7; the anchors'
-//! F1 and F2): imports that fail on a schedule, and boundary tags that run
+//! Fault injection at the arena layer: imports that fail on a schedule, and boundary tags that run
 //! out. Every refused request must return its typed error and leave every
 //! arena as it was ([`ArenaState`]); the checker passes after every step;
 //! and once everything is freed and the arenas destroyed, every source is
@@ -18,7 +17,7 @@ use kmem_physmem::faults::{ArenaState, FailingSource, Plan};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
 
 /// The import schedules tried: every k-th import failing (k = 1, 2, 3, 7,
-/// 13, the anchors' F1), and imports failing after the first n.
+/// 13), and imports failing after the first n.
 const PLANS: [Plan; 8] = [
     Plan::EveryKth(1),
     Plan::EveryKth(2),

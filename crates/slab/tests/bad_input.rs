@@ -1,4 +1,4 @@
-//! One test per bad input of DESIGN.md section 7, at the slab layer.
+//! One test per bad input at the slab layer (the table in RELIABILITY.md).
 //!
 //! Each asserts the exact typed error, that its `Display` text is not empty,
 //! that the cache is exactly as it was (objects in use, objects and slabs,

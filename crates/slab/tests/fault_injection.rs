@@ -1,5 +1,4 @@
-//! Fault injection at the slab layer (DESIGN.md section 7; the anchors'
-//! F1-F3): caches whose source arena's imports fail on a schedule, whose
+//! Fault injection at the slab layer: caches whose source arena's imports fail on a schedule, whose
 //! constructor fails on a schedule, whose source arena runs out of
 //! boundary tags, and `ATOMIC` allocations at exhaustion.
 //!

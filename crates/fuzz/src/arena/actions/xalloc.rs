@@ -18,8 +18,8 @@ struct Req {
     policy: Policy,
 }
 
-/// Every typed error whose condition `r` meets (DESIGN.md section 2's bad
-/// input); the arena must refuse with one of them, or accept when none
+/// Every typed error whose condition `r` meets (the arena's bad-input
+/// errors); the arena must refuse with one of them, or accept when none
 /// applies.
 fn xalloc_errors(size: usize, q: usize, r: &Req) -> Vec<AllocError> {
     let mut errs = Vec::new();
