@@ -18,8 +18,9 @@
 //!    features. Packaged together, the crates resolve each other from a
 //!    local registry of the packages made before them (in dependency
 //!    order), so none needs to be on crates.io yet (built in
-//!    `target/package-check`, emptied first: cargo would reuse what it
-//!    built for a sibling of the same version whose API has changed); other dependencies
+//!    `target/package-check`, emptied first, and what cargo unpacked of
+//!    the siblings before removed: cargo would reuse both for a sibling of
+//!    the same version whose API has changed); other dependencies
 //!    come from the crates.io index (the network, or a warm cache with
 //!    `CARGO_NET_OFFLINE=true`). `xtask` and `kmem-benches` are
 //!    `publish = false`. Uncommitted changes are allowed, so that lint
@@ -66,6 +67,7 @@ pub(crate) fn run() -> Result {
             crate::shell::Error::new(format!("emptying {}: {e}", check_dir.display()))
         })?;
     }
+    forget_unpacked_siblings()?;
     Cmd::cargo()
         .args(["package", "--workspace", "--allow-dirty", "--target-dir"])
         .arg(&check_dir)
@@ -75,6 +77,41 @@ pub(crate) fn run() -> Result {
 
 /// Where step 5 builds, from scratch each time.
 const PACKAGE_TARGET: &str = "target/package-check";
+
+/// Removes what cargo unpacked from the packaging's local registry on an
+/// earlier run (`$CARGO_HOME/registry/src/-<hash>/kmem-*`, `kmalloc-*`):
+/// it unpacks a crate of a name and version only once, so a sibling whose
+/// API changed since, still 0.1.0, would be verified against its old
+/// source. Only directories of local registries (named `-<hash>`, without
+/// an index host) are touched, and in them only this workspace's crates.
+fn forget_unpacked_siblings() -> crate::shell::Result {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if name.starts_with("kmem-") || name.starts_with("kmalloc-") {
+                std::fs::remove_dir_all(dir.path()).map_err(|e| {
+                    crate::shell::Error::new(format!("removing {}: {e}", dir.path().display()))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The workspace members that are not for crates.io (`publish = false`),
 /// left out of step 5; every other member is a library crate under

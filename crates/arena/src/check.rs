@@ -1,4 +1,4 @@
-//! The consistency checker (the seed's `__arena_asserter`, extended).
+//! The consistency checker (Akaros' `__arena_asserter`, extended).
 
 use core::fmt;
 

@@ -132,13 +132,13 @@ fn kind_of(t: &Tag) -> Option<SegmentKind> {
 }
 
 impl Arena<'_> {
-    /// Units free (the seed's `amt_free`).
+    /// Units free (Akaros' `amt_free`).
     pub fn amt_free(&self) -> usize {
         let g = self.inner.lock();
         g.total - g.allocated
     }
 
-    /// Units in all spans (the seed's `amt_total`).
+    /// Units in all spans (Akaros' `amt_total`).
     pub fn amt_total(&self) -> usize {
         self.inner.lock().total
     }
@@ -245,7 +245,7 @@ impl Arena<'_> {
         )
     }
 
-    /// Writes the seed's stats report: accounting, free lists, hash chains
+    /// Writes Akaros' stats report: accounting, free lists, hash chains
     /// and (when `verbose`) every segment. Runs under the arena lock.
     pub fn report(&self, w: &mut impl fmt::Write, verbose: bool) -> fmt::Result {
         let st = self.stats();

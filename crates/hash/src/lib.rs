@@ -166,7 +166,7 @@ impl LoadPolicy {
 
     /// The table size (in bits) the owner should move to, if any.
     ///
-    /// Growth doubles the table, as the seed's `hash_helper` does. Shrinking
+    /// Growth doubles the table, as Akaros' `hash_helper` does. Shrinking
     /// (done only off the allocation path, in a rescale) goes straight to the
     /// smallest table at or above [`INIT_BITS`] whose limit holds twice the
     /// current items, so a table that just shrank does not grow again at once.

@@ -1,5 +1,5 @@
 //! The depot: a cache's lists of not-empty and empty magazines behind one
-//! lock, and the seed's rule for growing magazines when that lock is
+//! lock, and Akaros' rule for growing magazines when that lock is
 //! contended.
 
 use crate::magazine::{MagBox, MagList, MAGAZINE_ROUNDS};
@@ -16,8 +16,8 @@ pub struct ResizePolicy {
 }
 
 impl ResizePolicy {
-    /// The seed's tunables: more than 1 contended acquisition within 1 s.
-    pub const SEED: Self = Self {
+    /// Akaros' tunables: more than 1 contended acquisition within 1 s.
+    pub const AKAROS: Self = Self {
         window_ns: 1_000_000_000,
         threshold: 1,
     };
@@ -25,7 +25,7 @@ impl ResizePolicy {
 
 impl Default for ResizePolicy {
     fn default() -> Self {
-        Self::SEED
+        Self::AKAROS
     }
 }
 
@@ -183,7 +183,7 @@ impl Depot {
     }
 
     /// Takes the lock; a contended acquisition counts toward growing the
-    /// magazines. `now` is read before spinning, as the seed does, so a long
+    /// magazines. `now` is read before spinning, as Akaros does, so a long
     /// wait does not stretch the window.
     pub(crate) fn lock(&self, now: impl FnOnce() -> u64) -> MutexGuard<'_, DepotState> {
         if let Some(mut guard) = self.state.try_lock() {

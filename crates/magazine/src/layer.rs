@@ -1,4 +1,4 @@
-//! [`Magazines`]: the per-CPU layer of one object cache — the seed's
+//! [`Magazines`]: the per-CPU layer of one object cache — Akaros'
 //! `kmem_cache_alloc`/`kmem_cache_free` front end, minus the slab layer,
 //! which the caller falls through to.
 
@@ -99,9 +99,9 @@ pub struct Magazines<'a, C: Cpu> {
 impl<'a, C: Cpu> Magazines<'a, C> {
     /// A layer for objects of `obj_size` bytes (which picks the starting
     /// magazine size), with per-CPU state in `cpus` (at least
-    /// `cpu.slots()` long) and the seed's [`ResizePolicy`].
+    /// `cpu.slots()` long) and Akaros' [`ResizePolicy`].
     pub fn new(cpu: &'a C, cpus: &'a mut [CpuCache], obj_size: usize) -> Result<Self, TooFewSlots> {
-        Self::with_policy(cpu, cpus, obj_size, ResizePolicy::SEED)
+        Self::with_policy(cpu, cpus, obj_size, ResizePolicy::AKAROS)
     }
 
     /// As [`new`](Self::new), with a chosen resize policy.
@@ -270,7 +270,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
         Some(obj)
     }
 
-    /// The seed's alloc path after a loaded miss: swap with a non-empty
+    /// Akaros' alloc path after a loaded miss: swap with a non-empty
     /// `prev`, else exchange the empty `prev` for a not-empty depot magazine.
     #[cold]
     #[inline(never)]
@@ -313,7 +313,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     }
 
     /// Puts `obj` into the caller's magazines, exchanging with the depot or
-    /// allocating an empty magazine from `mags` as the seed does. `Err(obj)`
+    /// allocating an empty magazine from `mags` as Akaros does. `Err(obj)`
     /// means no room could be found: the caller returns `obj` to the layer
     /// below (destructing it first).
     ///
@@ -471,7 +471,7 @@ impl<'a, C: Cpu> Magazines<'a, C> {
                     unsafe { m.push(obj) };
                     return Ok(());
                 }
-                // The seed checks "prev is empty"; room is what matters, since
+                // Akaros checks "prev is empty"; room is what matters, since
                 // a resize can leave prev part-filled.
                 if st.prev.as_ref().is_some_and(|m| m.has_room()) {
                     core::mem::swap(&mut st.loaded, &mut st.prev);

@@ -10,7 +10,7 @@
 //!   visit on the free path, and new magazines come in the smallest size
 //!   that holds it ([`size_for`]).
 //! - [`Magazines`]: one cache's layer. [`alloc`](Magazines::alloc) and
-//!   [`free`](Magazines::free) follow the seed: use `loaded`, swap with
+//!   [`free`](Magazines::free) follow Akaros: use `loaded`, swap with
 //!   `prev`, exchange with the depot, allocate an empty magazine without
 //!   blocking; a miss falls through to the caller's layer below, which may
 //!   load the caller's magazine in one pass ([`refill`](Magazines::refill)).

@@ -10,7 +10,7 @@
 use core::mem::size_of;
 use core::ptr::NonNull;
 
-/// Rounds the largest magazine holds (the seed's `KMC_MAG_MAX_SZ`).
+/// Rounds the largest magazine holds (Akaros' `KMC_MAG_MAX_SZ`).
 pub const MAGAZINE_ROUNDS: usize = rounds_of(MAGAZINE_SIZES[MAGAZINE_SIZES.len() - 1]);
 
 /// The bytes of each magazine size, smallest first (illumos' magazine

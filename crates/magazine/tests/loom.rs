@@ -58,7 +58,7 @@ fn depot_exchange_between_two_cpus() {
     check("depot_exchange_between_two_cpus", None, move || {
         // Four magazines in all: CPU 1's frees find room only in magazines
         // CPU 0 emptied and returned to the depot, or fall through.
-        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 4);
+        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 4);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
         // CPU 2 fills three one-round magazines and parks them in the depot.
         cpu.claim(2);
@@ -178,7 +178,7 @@ fn resize_under_a_contended_depot() {
 /// Two threads on slot 0 of a platform; each frees a round, takes one and
 /// frees another; every round comes out exactly once.
 fn share_slot_zero<C: Cpu + 'static>(cpu: C) {
-    let rig = Rig::new(cpu, ONE_ROUND, ResizePolicy::SEED, usize::MAX);
+    let rig = Rig::new(cpu, ONE_ROUND, ResizePolicy::AKAROS, usize::MAX);
     let (heap, m) = (rig.heap(), rig.mags());
     let worker = move |base: usize| {
         move || -> Held {
@@ -285,7 +285,7 @@ fn thread_exit_flush_while_draining() {
         let rig = Rig::new(
             Threads::<2>::new(),
             ONE_ROUND,
-            ResizePolicy::SEED,
+            ResizePolicy::AKAROS,
             usize::MAX,
         );
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
@@ -328,7 +328,7 @@ fn trim_racing_with_allocations() {
     let raced = Arc::new(PlainAtomicUsize::new(0));
     let (t, r) = (trimmed.clone(), raced.clone());
     check("trim_racing_with_allocations", Some(3), move || {
-        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 6);
+        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 6);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
         // Rounds 0 and 1 idle in the depot: the next pass may take them,
         // unless a CPU needs them meanwhile.
@@ -378,7 +378,7 @@ fn trim_racing_with_allocations() {
 #[test]
 fn refill_racing_with_trim() {
     check("refill_racing_with_trim", Some(3), || {
-        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::SEED, 6);
+        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 6);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
         // Rounds 0 and 1 idle in the depot, an interval ended.
         kit::park_idle(cpu, heap, m, 2);
@@ -421,7 +421,7 @@ fn refill_racing_with_trim() {
 /// while another thread purges every CPU's magazines; returns how the purge
 /// went (slots taken, slots asked).
 fn purge_model(cpu: Threads<2>) -> (usize, usize) {
-    let rig = Rig::new(cpu, ONE_ROUND, ResizePolicy::SEED, 4);
+    let rig = Rig::new(cpu, ONE_ROUND, ResizePolicy::AKAROS, 4);
     let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
     let user = thread::spawn(move || -> Held {
         cpu.claim(0);
@@ -473,7 +473,7 @@ fn purge_racing_with_a_cpu() {
 #[test]
 fn two_purges_and_a_cpu() {
     check("two_purges_and_a_cpu", Some(3), || {
-        let rig = Rig::new(Threads::<1>::new(), ONE_ROUND, ResizePolicy::SEED, 4);
+        let rig = Rig::new(Threads::<1>::new(), ONE_ROUND, ResizePolicy::AKAROS, 4);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
         let user = thread::spawn(move || -> Held {
             cpu.claim(0);

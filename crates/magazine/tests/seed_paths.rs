@@ -1,4 +1,4 @@
-//! The seed's magazine paths one by one, driven deterministically with
+//! Akaros' magazine paths one by one, driven deterministically with
 //! `ManualCpus` (slots chosen by hand, a hand-set clock), plus the std
 //! platform's slot handling.
 

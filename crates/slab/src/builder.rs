@@ -13,7 +13,7 @@ use crate::{AllocFlags, CacheFlags};
 pub struct CtorError;
 
 /// What a cache does to objects entering and leaving the constructed state:
-/// the seed's `ctor`, `dtor` and `priv`, as a trait object whose fields are
+/// Akaros' `ctor`, `dtor` and `priv`, as a trait object whose fields are
 /// the private state.
 ///
 /// Objects in magazines stay constructed; `destruct` runs when an object
@@ -119,7 +119,7 @@ impl<'a> CacheBuilder<'a> {
             reclaim: None,
             page_map: None,
             max_objects: u64::MAX,
-            resize: ResizePolicy::SEED,
+            resize: ResizePolicy::AKAROS,
             qcache_for: None,
             fifo_partial: false,
         }
@@ -183,7 +183,7 @@ impl<'a> CacheBuilder<'a> {
         self.qcache_max = qcache_max;
         self
     }
-    /// When magazines grow (default: the seed's, 1 contention per second).
+    /// When magazines grow (default: Akaros', 1 contention per second).
     pub fn resize_policy(mut self, policy: ResizePolicy) -> Self {
         self.resize = policy;
         self

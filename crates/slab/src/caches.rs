@@ -1,4 +1,4 @@
-//! [`Caches`]: the object caches over one base arena — the seed's bootstrap
+//! [`Caches`]: the object caches over one base arena — Akaros' bootstrap
 //! caches (magazines, slab headers, bufctls, caches themselves), the
 //! registry of every cache, reports, and [`DestroyError`]. The handle
 //! `create` returns, [`Cache`], and the registry's plumbing are in
@@ -37,7 +37,7 @@ const _: () = {
 
 /// Every object cache over one base arena.
 ///
-/// `new` builds the bootstrap caches in the seed's order — the magazine caches (`kmem_magazine_6` to `_62`)
+/// `new` builds the bootstrap caches in Akaros' order — the magazine caches (`kmem_magazine_6` to `_62`)
 /// first (every cache's magazines come from it), then `kmem_slab`,
 /// `kmem_bufctl` and `kmem_cache` — all small-object, `NOMAGAZINE` caches
 /// of the base arena, so none of them needs another cache to grow and no

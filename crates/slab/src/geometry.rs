@@ -1,5 +1,5 @@
 //! How a cache lays out its slabs, from the object size, alignment, flags
-//! and source — the seed's rules, made explicit.
+//! and source — Akaros' rules, made explicit.
 //!
 //! Headed slabs are *coloured*, as in Bonwick's allocator: the bytes that
 //! the objects, bitmap and header leave unused (the slack) go before the
@@ -15,7 +15,7 @@ use core::mem::size_of;
 use crate::raw::{site_bytes, SlabHeader, SITE_SLOT};
 use crate::{CacheFlags, CreateError, PAGE_SIZE};
 
-/// Objects up to this size live in one-page headed slabs (the seed's
+/// Objects up to this size live in one-page headed slabs (Akaros'
 /// `SLAB_LARGE_CUTOFF`, `PGSIZE / 8`); larger ones in larger headed slabs
 /// (up to [`HEADED_MAX`]) or, past that or when the cache cannot use the
 /// headed layout, on bufctls.
@@ -25,7 +25,7 @@ pub const SMALL_MAX: usize = PAGE_SIZE / 8;
 /// objects that would need more use bufctls.
 pub const HEADED_MAX: usize = 1 << 20;
 
-/// Objects per bufctl slab the slab size aims for (the seed's
+/// Objects per bufctl slab the slab size aims for (Akaros'
 /// `NUM_BUF_PER_SLAB`).
 const BUFS_PER_SLAB: usize = 8;
 
