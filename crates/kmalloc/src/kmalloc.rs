@@ -246,6 +246,11 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             return Err(AllocError::Reentrant);
         };
         self.free_deferred();
+        // A page map records a large block's length in 30 bits of pages.
+        if self.map.is_some() && bytes / PAGE_SIZE > LARGE_MAX_PAGES {
+            self.large_fails.fetch_add(1, Ordering::Relaxed);
+            return Err(AllocError::TooLarge);
+        }
         // An injected failure is a page arena out of memory.
         #[cfg(feature = "fail-inject")]
         if kmem_fail::should_fail(kmem_fail::Layer::Kmalloc) {
@@ -264,17 +269,14 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         if let Some(map) = self.map {
             let xalloc = self.needs_xalloc(align);
             let owner = LARGE | if xalloc { LARGE_XALLOC } else { 0 };
-            let pages = bytes / PAGE_SIZE;
-            if pages > LARGE_MAX_PAGES || !map.set(addr, PAGE_SIZE, owner | pages as u32) {
+            // At most `LARGE_MAX_PAGES` (checked above): fits the 30 bits.
+            let pages = (bytes / PAGE_SIZE) as u32;
+            if !map.set(addr, PAGE_SIZE, owner | pages) {
                 // SAFETY: just allocated from the page arena this way, and
                 // not handed out.
                 let _ = unsafe { self.free_pages_now(addr, bytes, xalloc) };
                 self.large_fails.fetch_add(1, Ordering::Relaxed);
-                return Err(if pages > LARGE_MAX_PAGES {
-                    AllocError::TooLarge
-                } else {
-                    AllocError::Exhausted
-                });
+                return Err(AllocError::Exhausted);
             }
         }
         self.large_allocs.fetch_add(1, Ordering::Relaxed);
@@ -501,9 +503,36 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
             unsafe { self.classes[i].check_allocated(addr) }
                 .map_err(|e| AllocError::BadPointer(FreeError::Refused { addr, kind: e.kind }))?;
         }
+        // SAFETY: forwarded; the old block holds `layout.size()` bytes. A
+        // refused free (the caller's promise broken) leaves it as it was.
+        unsafe {
+            self.move_block(ptr, new, layout.size(), caller, || {
+                self.free_by(ptr, layout, caller)
+            })
+        }
+    }
+
+    /// A realloc's move: a fresh block for `new`, the first
+    /// `min(old_size, new.size())` bytes of `ptr` copied into it, then
+    /// `ptr` freed by `free_old`; if the fresh block is `ptr` itself (the
+    /// old one was free already) or `free_old` refuses, the fresh block goes
+    /// back and the old one stays as it was.
+    ///
+    /// # Safety
+    /// `ptr` is the caller's, checked as an allocated block of at least
+    /// `old_size` bytes (the caller's promise, or its class's check), and
+    /// `free_old` frees it as it was allocated.
+    unsafe fn move_block(
+        &self,
+        ptr: NonNull<u8>,
+        new: Layout,
+        old_size: usize,
+        caller: Caller,
+        free_old: impl FnOnce() -> Result<(), FreeError>,
+    ) -> Result<NonNull<u8>, AllocError> {
         let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
         if fresh == ptr {
-            // The old block was free already (and passed the check above: a
+            // The old block was free already (and passed its check: a
             // constructed-cache round, or a large run): the allocator just
             // handed it out again. It goes back; nothing was copied.
             // SAFETY: allocated just above with `new`, not handed out.
@@ -518,11 +547,9 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
         unsafe {
             fresh
                 .as_ptr()
-                .copy_from_nonoverlapping(ptr.as_ptr(), layout.size().min(new_size));
+                .copy_from_nonoverlapping(ptr.as_ptr(), old_size.min(new.size()));
         }
-        // SAFETY: forwarded. A refused free (the caller's promise broken)
-        // leaves the old block as it was; the new one goes back.
-        if let Err(e) = unsafe { self.free_by(ptr, layout, caller) } {
+        if let Err(e) = free_old() {
             // SAFETY: allocated just above with `new`, not handed out.
             let _ = unsafe { self.free_by(fresh, new, caller) };
             return Err(AllocError::BadPointer(e));
@@ -685,31 +712,14 @@ impl<'a, C: Cpu> Kmalloc<'a, C> {
                 bytes
             }
         };
-        let fresh = self.alloc_by(new, AllocFlags::empty(), caller)?;
-        if fresh == ptr {
-            // The old block was free already: handed out again just now.
-            // SAFETY: allocated just above with `new`, not handed out.
-            let _ = unsafe { self.free_by(fresh, new, caller) };
-            return Err(AllocError::BadPointer(FreeError::Refused {
-                addr,
-                kind: kmem_slab::BadFree::DoubleFree,
-            }));
-        }
-        // SAFETY: both blocks are at least the smaller size (the old one
-        // its whole class or run, which is ours), distinct, and the caller
-        // owns the old one.
+        // SAFETY: the caller's promise; the old block is its whole class
+        // (checked above) or its run of pages; a refused free leaves it as
+        // it was.
         unsafe {
-            fresh
-                .as_ptr()
-                .copy_from_nonoverlapping(ptr.as_ptr(), old_size.min(new_size));
+            self.move_block(ptr, new, old_size, caller, || {
+                self.free_unsized_by(ptr, caller)
+            })
         }
-        // SAFETY: forwarded; a refusal leaves the old block as it was.
-        if let Err(e) = unsafe { self.free_unsized_by(ptr, caller) } {
-            // SAFETY: allocated just above with `new`, not handed out.
-            let _ = unsafe { self.free_by(fresh, new, caller) };
-            return Err(AllocError::BadPointer(e));
-        }
-        Ok(fresh)
     }
 
     /// The page arena's reclaim (see [`Reclaim`]): the shrinkers of the

@@ -400,10 +400,10 @@ impl Reclaim for MoreMetadata {
             return 0;
         };
         let base = mem.as_ptr() as usize;
-        // SAFETY: a fresh private mapping of `size` bytes that nothing else
-        // knows of and that is never unmapped once added: the arena's for
-        // the rest of the program (only `KmallocGlobal::boot` registers
-        // this, on a base arena that is never torn down).
+        // Only `KmallocGlobal::boot` registers this callback, on a base
+        // arena that is never torn down.
+        // SAFETY: a fresh private mapping nothing else knows of, never
+        // unmapped once added: the arena's for the rest of the program.
         let added = unsafe { arena.add_memory(base, size) };
         if added.is_err() {
             // SAFETY: the mapping just made; the arena refused it, so

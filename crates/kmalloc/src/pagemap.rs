@@ -80,7 +80,10 @@ impl OsPageMap {
     }
 }
 
-impl PageMap for OsPageMap {
+// SAFETY: `owner` reads the entry `set` last wrote for the page (0 after
+// `clear`, or where no leaf was ever mapped): the map is exactly what it
+// was told.
+unsafe impl PageMap for OsPageMap {
     fn set(&self, base: usize, len: usize, owner: u32) -> bool {
         let mut at = base;
         while at < base.saturating_add(len) {

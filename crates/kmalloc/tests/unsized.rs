@@ -23,7 +23,9 @@ struct TestMap {
     refuse: AtomicBool,
 }
 
-impl PageMap for TestMap {
+// SAFETY: `owner` answers what `set` last recorded for the page and
+// `clear` did not remove (a hash map by page number, under a lock).
+unsafe impl PageMap for TestMap {
     fn set(&self, base: usize, len: usize, owner: u32) -> bool {
         if self.refuse.load(Ordering::Relaxed) {
             return false;
@@ -324,8 +326,13 @@ fn a_growing_large_block_moves_a_logarithmic_number_of_times() {
 fn a_map_that_refuses_fails_the_allocation_cleanly() {
     let map = TestMap::default();
     with_map(&map, |k| {
-        map.refuse.store(true, Ordering::Relaxed);
+        // A block longer than the map records (2^30 - 1 pages) is refused
+        // before anything is allocated (with no map, this stack would
+        // answer Exhausted).
         let before = snapshot(k);
+        assert_eq!(k.alloc(layout(5 << 40, 16)), Err(AllocError::TooLarge));
+        assert_eq!(snapshot(k), before);
+        map.refuse.store(true, Ordering::Relaxed);
         assert_eq!(
             k.alloc(layout(5 * PAGE_SIZE, 16)),
             Err(AllocError::Exhausted)

@@ -341,31 +341,25 @@ fn limits_match_glibcs_and_no_thread_is_added() {
 }
 
 #[test]
+fn the_reaper_starts_only_past_its_threshold() {
+    let bin = build("gcc", "gcc", "reaper.c", &[]);
+    let o = run(&mut Command::new(&bin), true, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // One thread below 64 MiB of spans, the reaper beside it past them.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 2\n");
+}
+
+#[test]
 fn a_program_boots_under_an_address_space_limit() {
     // 600 MB of address space for the whole program: kmalloc's
     // reservations (metadata, the page map, spans) must fit in it.
-    use std::os::unix::process::CommandExt;
     let py = tool("python3", "python3");
     let script = "x = [bytes(1000) for i in range(20000)]; print(len(x), sum(map(len, x)))";
     same_output(
         || {
             let mut c = Command::new(&py);
             c.args(["-c", script]);
-            // SAFETY: between fork and exec the child only calls
-            // `setrlimit`, which is async-signal-safe.
-            unsafe {
-                c.pre_exec(|| {
-                    let limit = libc::rlimit {
-                        rlim_cur: 600_000 << 10,
-                        rlim_max: 600_000 << 10,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                })
-            };
+            limit_address_space(&mut c, 600_000 << 10);
             c
         },
         None,
@@ -396,6 +390,52 @@ fn the_static_library_links_into_a_c_program() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
     // kmem's malloc, not glibc's, served it.
     assert!(err.contains("kmem-malloc: bootstrap area"), "{err}");
+}
+
+#[test]
+fn the_first_metadata_reservation_halves_to_fit() {
+    // 48 MB of address space for a small C program: the first metadata
+    // reservation (64 MiB) cannot fit, half of it can.
+    let bin = build("gcc", "gcc", "bad.c", &["-w"]);
+    let mut c = Command::new(&bin);
+    c.arg("none")
+        .env("LD_PRELOAD", library())
+        .env("KMEM_MALLOC_STATS", "1");
+    limit_address_space(&mut c, 48_000 << 10);
+    let o = c.output().expect("bad.c");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The base arena's row of the report: name, in use, total.
+    let total: usize = err
+        .lines()
+        .find_map(|l| l.strip_prefix("base "))
+        .and_then(|r| r.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no base arena row: {err}"));
+    assert!(
+        total > 16 << 20 && total < 64 << 20,
+        "base arena of {total} bytes: {err}"
+    );
+}
+
+/// Runs `c`'s process with at most `bytes` of address space
+/// (`RLIMIT_AS`).
+fn limit_address_space(c: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the child only calls `setrlimit`,
+    // which is async-signal-safe.
+    unsafe {
+        c.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    };
 }
 
 /// Runs `bad.c` in `mode` under kmem.

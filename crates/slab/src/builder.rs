@@ -68,7 +68,14 @@ pub trait CacheReclaim: Sync {
 ///
 /// Both calls run outside every cache lock, with no allocator operation of
 /// the calling thread in progress below them that the map could re-enter.
-pub trait PageMap: Sync {
+///
+/// # Safety
+/// Unsafe code trusts what [`owner`](Self::owner) answers (kmalloc copies a
+/// large block's recorded length on a move, and a C `calloc` hands that many
+/// bytes to `madvise`): it must be the owner last [`set`](Self::set) for the
+/// page and not [`clear`](Self::clear)ed since, or 0.
+#[allow(unsafe_code, reason = "a trait whose answers unsafe code trusts")]
+pub unsafe trait PageMap: Sync {
     /// Every page of `[base, base + len)` now belongs to `owner` (not 0);
     /// false when the map cannot record it (it is out of memory), and then
     /// the cache gives the buffer back and its growth fails.
