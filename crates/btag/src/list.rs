@@ -121,3 +121,37 @@ impl Tags {
         })
     }
 }
+
+/// Allocated tags chain through their list links in the arena's hash of
+/// allocated segments, keyed by their start. The lists are doubly linked,
+/// so `unlink` needs no `prev`.
+impl kmem_hash::Links for Tags {
+    type Node = TagId;
+    type Head = ListHead;
+    const EMPTY: ListHead = ListHead::new();
+
+    #[inline(always)]
+    fn key(&self, id: TagId) -> usize {
+        self.store.get(id).start
+    }
+
+    #[inline(always)]
+    fn first(&self, head: &ListHead) -> Option<TagId> {
+        head.first()
+    }
+
+    #[inline(always)]
+    fn next(&self, id: TagId) -> Option<TagId> {
+        self.list_next(id)
+    }
+
+    #[inline(always)]
+    fn push(&mut self, head: &mut ListHead, id: TagId) {
+        self.list_push(head, id);
+    }
+
+    #[inline(always)]
+    fn unlink(&mut self, head: &mut ListHead, id: TagId, _prev: Option<TagId>) {
+        self.list_remove(head, id);
+    }
+}

@@ -359,3 +359,15 @@ impl HeadTable {
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
+
+impl AsRef<[ListHead]> for HeadTable {
+    fn as_ref(&self) -> &[ListHead] {
+        self.as_slice()
+    }
+}
+
+impl AsMut<[ListHead]> for HeadTable {
+    fn as_mut(&mut self) -> &mut [ListHead] {
+        self.as_mut_slice()
+    }
+}

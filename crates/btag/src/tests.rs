@@ -570,3 +570,46 @@ fn keyed_searches_match_brute_force() {
         }
     }
 }
+
+/// Tags as the nodes of a `kmem_hash::AddrHash` (the arena's hash of
+/// allocated segments): the doubly linked lists serve as chains while a
+/// table is installed and the entries move over, removals in the middle of
+/// a chain included.
+#[test]
+fn tags_chain_in_an_address_hash() {
+    let mut f = Fixture::new(8);
+    let mut mem = std::vec![0u32; 512];
+    // SAFETY: `mem` outlives the table (dropped by `take_tables` below and
+    // given up), 4-aligned and used by nothing else.
+    let table = unsafe { HeadTable::from_raw(mem.as_mut_ptr().cast(), 512) };
+    let mut h = kmem_hash::AddrHash::<Tags, HeadTable>::new();
+    let ids: Vec<TagId> = (0..300)
+        .map(|i| {
+            let id = f.tags.take(i * 64, 64, TagKind::Allocated).unwrap();
+            h.insert(&mut f.tags, id);
+            id
+        })
+        .collect();
+    h.install(Some(table));
+    for (i, &id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let found = h.find(&f.tags, i * 64).expect("an entry");
+        assert_eq!(found.node, id);
+        h.remove_found(&mut f.tags, &found);
+        f.tags.put(id);
+    }
+    assert!(!h.moving(), "150 removals move every chain");
+    assert_eq!(
+        h.scan(&f.tags, f.tags.capacity(), |_, _| true).map(|s| s.0),
+        Ok(150)
+    );
+    for (i, &id) in ids.iter().enumerate() {
+        let want = (i % 2 == 0).then_some(id);
+        assert_eq!(h.find(&f.tags, i * 64).map(|x| x.node), want);
+    }
+    let [table, retired] = h.take_tables(&mut f.tags);
+    assert!(retired.is_none(), "the inline chains are not retired");
+    assert_eq!(
+        table.map(|t| t.into_raw().1),
+        Some(HeadTable::bytes_for(512))
+    );
+}

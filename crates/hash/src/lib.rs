@@ -8,12 +8,17 @@
 //! high bits, or page-aligned keys whose low bits are all zero, still spread
 //! over every chain.
 //!
+//! [`AddrHash`] is the chained hash both layers keep their allocated
+//! things in: intrusive (the chains run through the nodes, linked as the
+//! owner's [`Links`] say), 64 chains inline, larger tables installed by the
+//! owner and rehashed into a few chains per operation.
+//!
 //! [`LoadPolicy`] tracks a table of `2^bits` chains and its item count. It
 //! starts at [`INIT_BITS`] (64 chains), asks to double above a load of 0.65
 //! items per chain, never grows past [`MAX_BITS`] (2^31 chains), and asks to
 //! shrink when the load falls under a quarter of that limit. The policy only
 //! *answers*; the owner of the table allocates the new bucket array outside
-//! its lock and then installs it (see `kmem-arena`).
+//! its lock and then installs it ([`AddrHash::install`]).
 //!
 //! ```
 //! use kmem_hash::{hash_u64, LoadPolicy, INIT_BITS};
@@ -29,6 +34,10 @@
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
+
+mod chains;
+
+pub use chains::{AddrHash, Found, Links, INIT_CHAINS, STEP_CHAINS};
 
 /// 2^64 divided by the golden ratio, rounded to odd.
 pub const GOLDEN_RATIO_64: u64 = 0x61C8_8646_80B5_83EB;

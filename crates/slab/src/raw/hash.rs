@@ -1,6 +1,7 @@
-//! [`AddrHash`]: a chained hash of slab headers or bufctls keyed by
-//! address, with its chain heads in metadata memory. Resizing is split so
-//! the table is allocated and freed outside the cache lock.
+//! [`AddrHash`]: the set's hash of slab headers or bufctls keyed by
+//! address: [`kmem_hash::AddrHash`] over [`HashNode`]s linked by pointer,
+//! with its larger tables in metadata memory. Resizing is split so the
+//! table is allocated and freed outside the cache lock.
 //!
 //! The hash belongs to one [`SlabSet`](super::SlabSet): every node in a
 //! chain is a live header or bufctl of that set (it inserts a node when a
@@ -10,76 +11,147 @@
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
-use kmem_hash::{hash_usize, LoadPolicy, INIT_BITS};
+use kmem_hash::Links;
 
 use super::memory::MetaMem;
 use super::slab::HashNode;
 
 /// Bytes of a table of `2^bits` chains.
 pub(crate) const fn table_bytes(bits: u32) -> usize {
-    (1usize << bits) * size_of::<*mut HashNode>()
+    (1usize << bits) * size_of::<Option<Linked>>()
+}
+
+/// A node on a chain: a live header or bufctl of the hash's set, from the
+/// time [`AddrHash::insert`] took it until it is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+struct Linked(NonNull<HashNode>);
+
+/// The set's nodes, as the shared hash follows them: every [`Linked`] it
+/// holds is live (the module's invariant).
+struct Nodes;
+
+impl Links for Nodes {
+    type Node = Linked;
+    type Head = Option<Linked>;
+    const EMPTY: Option<Linked> = None;
+
+    #[inline(always)]
+    fn key(&self, node: Linked) -> usize {
+        // SAFETY: a node on a chain is live (see the module docs).
+        unsafe { (*node.0.as_ptr()).key }
+    }
+
+    #[inline(always)]
+    fn first(&self, head: &Option<Linked>) -> Option<Linked> {
+        *head
+    }
+
+    #[inline(always)]
+    fn next(&self, node: Linked) -> Option<Linked> {
+        // SAFETY: as in `key`.
+        NonNull::new(unsafe { (*node.0.as_ptr()).next }).map(Linked)
+    }
+
+    #[inline(always)]
+    fn push(&mut self, head: &mut Option<Linked>, node: Linked) {
+        let first = head.map_or(ptr::null_mut(), |h| h.0.as_ptr());
+        // SAFETY: live, and the set's to link (`AddrHash::insert`).
+        unsafe { (*node.0.as_ptr()).next = first };
+        *head = Some(node);
+    }
+
+    #[inline(always)]
+    fn unlink(&mut self, head: &mut Option<Linked>, node: Linked, prev: Option<Linked>) {
+        let n = node.0.as_ptr();
+        // SAFETY: `node` and `prev` are live nodes of this chain.
+        unsafe {
+            let next = (*n).next;
+            match prev {
+                None => *head = NonNull::new(next).map(Linked),
+                Some(p) => (*p.0.as_ptr()).next = next,
+            }
+            (*n).next = ptr::null_mut();
+        }
+    }
+}
+
+/// A table of `chains` heads in metadata memory, set empty when made.
+struct HeadMem<'a> {
+    mem: MetaMem<'a>,
+    chains: usize,
+}
+
+impl<'a> HeadMem<'a> {
+    /// `mem` as a table of `2^bits` empty chains, or `mem` back when it
+    /// cannot hold them.
+    fn new(mem: MetaMem<'a>, bits: u32) -> Result<Self, MetaMem<'a>> {
+        let fits = mem.addr() != 0
+            && mem.addr().is_multiple_of(align_of::<Option<Linked>>())
+            && mem.len() >= table_bytes(bits);
+        if !fits {
+            return Err(mem);
+        }
+        let chains = 1usize << bits;
+        let heads = mem.addr() as *mut Option<Linked>;
+        // SAFETY: owned by the token, aligned and large enough (just
+        // checked); an all-zero head is `None`.
+        unsafe { ptr::write_bytes(heads, 0, chains) };
+        Ok(Self { mem, chains })
+    }
+}
+
+impl AsRef<[Option<Linked>]> for HeadMem<'_> {
+    fn as_ref(&self) -> &[Option<Linked>] {
+        // SAFETY: `chains` heads, initialized by `new`, in memory this
+        // token owns.
+        unsafe { core::slice::from_raw_parts(self.mem.addr() as *const _, self.chains) }
+    }
+}
+
+impl AsMut<[Option<Linked>]> for HeadMem<'_> {
+    fn as_mut(&mut self) -> &mut [Option<Linked>] {
+        // SAFETY: as in `as_ref`; `&mut self` makes this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(self.mem.addr() as *mut _, self.chains) }
+    }
 }
 
 pub(crate) struct AddrHash<'a> {
-    /// The chain heads, `policy.chains()` of them at the start of this
-    /// memory; `None` once the cache is torn down.
-    table: Option<MetaMem<'a>>,
-    policy: LoadPolicy,
-}
-
-/// True when `table` can hold `2^bits` chain heads.
-fn fits(table: &MetaMem<'_>, bits: u32) -> bool {
-    table.addr() != 0
-        && table.addr().is_multiple_of(size_of::<*mut HashNode>())
-        && table.len() >= table_bytes(bits)
-}
-
-/// Sets every head of a table of `2^bits` chains to "empty".
-fn clear(table: &MetaMem<'_>, bits: u32) {
-    debug_assert!(fits(table, bits));
-    // SAFETY: the table is memory owned by its token, aligned and large
-    // enough for `2^bits` heads (`fits`, checked by every caller).
-    unsafe { ptr::write_bytes(table.addr() as *mut *mut HashNode, 0, 1usize << bits) }
+    hash: kmem_hash::AddrHash<Nodes, HeadMem<'a>>,
+    /// Torn down: the cache is gone, no slab may join.
+    retired: bool,
 }
 
 impl<'a> AddrHash<'a> {
-    /// An empty hash over a table of `2^INIT_BITS` chains, or `None` (the
-    /// memory leaked) when `table` cannot hold them.
+    /// An empty hash over `table`, installed as a table of `2^INIT_BITS`
+    /// chains, or `None` (the memory leaked) when it cannot hold them.
     pub(crate) fn new(table: MetaMem<'a>) -> Option<Self> {
-        let policy = LoadPolicy::new();
-        debug_assert_eq!(policy.bits(), INIT_BITS);
-        if !fits(&table, policy.bits()) {
-            return None;
-        }
-        clear(&table, policy.bits());
+        let table = HeadMem::new(table, kmem_hash::INIT_BITS).ok()?;
+        let mut hash = kmem_hash::AddrHash::new();
+        hash.install(Some(table));
+        // From the empty inline chains: nothing to move, nothing retired.
+        hash.finish_moving(&mut Nodes);
+        debug_assert!(!hash.busy());
         Some(Self {
-            table: Some(table),
-            policy,
+            hash,
+            retired: false,
         })
     }
 
     /// Nodes in the hash.
     pub(crate) fn len(&self) -> u64 {
-        self.policy.items()
+        self.hash.len() as u64
     }
 
     /// The table holds `2^bits()` chains.
     pub(crate) fn bits(&self) -> u32 {
-        self.policy.bits()
+        self.hash.bits()
     }
 
     /// The size (in bits) the table should move to, if any.
     pub(crate) fn resize_target(&self, allow_shrink: bool) -> Option<u32> {
-        let bits = self.policy.resize_target()?;
-        (bits > self.policy.bits() || allow_shrink).then_some(bits)
-    }
-
-    /// The head of `key`'s chain, `None` once torn down.
-    #[inline]
-    fn head(&self, key: usize) -> Option<*mut *mut HashNode> {
-        let heads = self.table.as_ref()?.addr() as *mut *mut HashNode;
-        // In bounds: `hash_usize` is below `2^bits`, the table's chains.
-        Some(heads.wrapping_add(hash_usize(key, self.policy.bits())))
+        let bits = self.hash.wanted_bits()?;
+        (bits > self.hash.bits() || allow_shrink).then_some(bits)
     }
 
     /// Adds `node` to its chain.
@@ -91,110 +163,56 @@ impl<'a> AddrHash<'a> {
     /// # Panics
     /// If the hash was retired (a slab added to a torn-down cache).
     pub(super) unsafe fn insert(&mut self, node: NonNull<HashNode>) {
-        let n = node.as_ptr();
-        // SAFETY: live (the caller's guarantee).
-        let key = unsafe { (*n).key };
-        let head = self
-            .head(key)
-            .expect("kmem-slab: slab added after teardown");
-        // SAFETY: `head` is a head of the live table; `node` is live and
-        // ours to link (the caller's guarantee).
-        unsafe {
-            (*n).next = *head;
-            *head = n;
-        }
-        self.policy.inc();
+        assert!(!self.retired, "kmem-slab: slab added after teardown");
+        self.hash.insert(&mut Nodes, Linked(node));
     }
 
     /// The node keyed `key`.
     #[inline]
     pub(super) fn find(&self, key: usize) -> Option<NonNull<HashNode>> {
-        // SAFETY: a head of the live table.
-        let mut at = unsafe { *self.head(key)? };
-        while let Some(node) = NonNull::new(at) {
-            // SAFETY: chains hold live nodes only (see the module docs).
-            let n = unsafe { &*node.as_ptr() };
-            if n.key == key {
-                return Some(node);
-            }
-            at = n.next;
-        }
-        None
+        self.hash.find(&Nodes, key).map(|f| f.node.0)
     }
 
     /// Unlinks the node keyed `key` and returns it.
     pub(super) fn remove(&mut self, key: usize) -> Option<NonNull<HashNode>> {
-        let mut link = self.head(key)?;
-        // SAFETY: `link` points at a head of the live table or at a live
-        // node's `next`; nodes in chains are live (see the module docs) and
-        // `&mut self` keeps them from being touched meanwhile.
-        while let Some(node) = NonNull::new(unsafe { *link }) {
-            let n = node.as_ptr();
-            // SAFETY: as above.
-            unsafe {
-                if (*n).key == key {
-                    *link = (*n).next;
-                    (*n).next = ptr::null_mut();
-                    self.policy.dec();
-                    return Some(node);
-                }
-                link = &raw mut (*n).next;
-            }
-        }
-        None
+        self.hash.remove(&mut Nodes, key).map(|n| n.0)
     }
 
     /// Moves every node to `table`, of `2^bits` chains, and returns the
     /// memory to give back: the old table, or `table` itself if it is too
     /// small or the hash was retired.
     pub(crate) fn rehash(&mut self, table: MetaMem<'a>, bits: u32) -> MetaMem<'a> {
-        if !fits(&table, bits) || self.table.is_none() {
+        if self.retired || self.hash.busy() {
             return table;
         }
-        clear(&table, bits);
-        let items = self.policy.items();
-        let old_chains = self.policy.chains();
-        let old = self.table.replace(table).expect("checked above");
-        self.policy = LoadPolicy::new();
-        self.policy.set_bits(bits);
-        let old_heads = old.addr() as *const *mut HashNode;
-        for i in 0..old_chains {
-            // SAFETY: `i` is a head of the old table, which is still ours.
-            let mut at = unsafe { *old_heads.add(i) };
-            while let Some(node) = NonNull::new(at) {
-                // SAFETY: a live node of the old chains.
-                at = unsafe { (*node.as_ptr()).next };
-                // SAFETY: live, and out of its old chain (the old table is
-                // dropped as a whole).
-                unsafe { self.insert(node) };
-            }
-        }
-        debug_assert_eq!(self.policy.items(), items);
-        old
+        let table = match HeadMem::new(table, bits) {
+            Ok(t) => t,
+            Err(mem) => return mem,
+        };
+        self.hash.install(Some(table));
+        self.hash.finish_moving(&mut Nodes);
+        self.hash
+            .take_retired()
+            .expect("kmem-slab: the hash always has a table of its own")
+            .mem
     }
 
     /// Nodes found by walking every chain (the checker's count).
     pub(crate) fn count_nodes(&self) -> u64 {
-        let Some(table) = &self.table else {
-            return 0;
-        };
-        let heads = table.addr() as *const *mut HashNode;
-        let mut n = 0;
-        for i in 0..self.policy.chains() {
-            // SAFETY: `i` is a head of the live table.
-            let mut at = unsafe { *heads.add(i) };
-            while let Some(node) = NonNull::new(at) {
-                n += 1;
-                // SAFETY: a live node in a chain.
-                at = unsafe { (*node.as_ptr()).next };
-            }
-        }
-        n
+        self.hash
+            .scan(&Nodes, usize::MAX, |_, _| true)
+            .map_or(u64::MAX, |(n, _)| n as u64)
     }
 
     /// Takes the table out, to be given back: the hash finds nothing from
     /// now on (a torn-down cache's, whose set is empty).
     pub(crate) fn retire(&mut self) -> Option<MetaMem<'a>> {
-        self.table.take()
+        if self.retired {
+            return None;
+        }
+        self.retired = true;
+        let [table, spare] = self.hash.take_tables(&mut Nodes);
+        debug_assert!(spare.is_none());
+        table.map(|t| t.mem)
     }
 }
