@@ -36,7 +36,7 @@
 
 use std::fs;
 
-use crate::shell::{project_root, Cmd, Error, Result};
+use crate::shell::{has_nightly, nightly, project_root, Cmd, Error, Result};
 
 /// The targets, as named in `fuzz/Cargo.toml` and `kmem_fuzz::TARGETS`.
 pub(crate) const TARGETS: [&str; 3] = ["arena", "caches", "kmalloc"];
@@ -87,7 +87,7 @@ pub(crate) fn run(seconds: u64, targets: &[String]) -> Result {
             TARGETS.join(", ")
         )));
     }
-    if nightly().probe().is_none() {
+    if !has_nightly() {
         eprintln!(
             "xtask fuzz: skipped: `cargo +nightly --version` failed. cargo-fuzz builds with \
              -Zsanitizer=address, which needs a nightly toolchain \
@@ -122,15 +122,6 @@ pub(crate) fn run(seconds: u64, targets: &[String]) -> Result {
             crashed.join(", ")
         )))
     }
-}
-
-/// `cargo +nightly`, through rustup's proxy (`$CARGO` is a toolchain's own
-/// cargo, which does not take `+toolchain`), with the toolchain override
-/// that `cargo xtask` itself runs under removed.
-fn nightly() -> Cmd {
-    Cmd::new("cargo")
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .arg("+nightly")
 }
 
 /// Fuzzes `target` for `seconds` and reads the outcome from its log.

@@ -14,15 +14,22 @@ commands:
         --test fail_inject, and kmalloc's doc tests with those features and
         kmalloc/site-stats), then the per-call-site accounting tests (cargo
         test -p kmem-slab -p kmalloc --features <each>/site-stats,kmalloc/std
-        --test site_stats), then `nostd`.
+        --test site_stats), then std's collections over kmalloc as core's
+        unstable Allocator (cargo +nightly test -p kmalloc --features nightly
+        --test nightly_allocator --target-dir target/nightly; skipped, with a
+        message, without a nightly toolchain), then the program that depends
+        on kmalloc alone (ci/one-dep), then `nostd`. `lint` runs first.
         --release  build and run the tests with optimizations
         --long     set KMEM_TEST_SCALE=10 for the tests (longer randomized runs)
         KMEM_TEST_SCALE=<n> in the environment is passed through to the tests,
         which scale their iteration counts by it (default 1); --long overrides it.
   lint
-        cargo fmt --check and cargo clippy -D warnings over the workspace and
-        the freestanding program in ci/nostd-boot, cargo doc with
-        RUSTDOCFLAGS=-D warnings, then cargo package --workspace
+        cargo fmt --check and cargo clippy -D warnings over the workspace
+        (every feature but kmalloc/nightly) and the freestanding program in
+        ci/nostd-boot, cargo +nightly clippy -D warnings on kmalloc with its
+        nightly feature (skipped, with a message, without a nightly
+        toolchain), cargo doc with RUSTDOCFLAGS=-D warnings (every feature
+        but kmalloc/nightly), then cargo package --workspace
         --allow-dirty --exclude xtask --exclude kmem-benches (every library
         crate packaged and its package built, sibling crates resolved from
         the packages made before them).

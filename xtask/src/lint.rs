@@ -4,14 +4,22 @@
 //!
 //! 1. `cargo fmt --check` over the workspace and over `ci/nostd-boot` and
 //!    `ci/one-dep` (each its own workspace, so `--all` does not reach them);
-//! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
-//!    (every feature's code paths and their tests; a missing `// SAFETY:`
-//!    comment is `clippy::undocumented_unsafe_blocks`, denied here);
+//! 2. `cargo clippy --workspace --all-targets --features <every feature>
+//!    -- -D warnings` (every feature's code paths and their tests; a missing
+//!    `// SAFETY:` comment is `clippy::undocumented_unsafe_blocks`, denied
+//!    here). Every feature is each member's features as `cargo metadata`
+//!    lists them, but [`NIGHTLY_FEATURES`]: `--all-features` would take
+//!    those too, and they do not build on stable;
 //! 3. the same clippy for `ci/nostd-boot`, with its own manifest and target
 //!    directory (see [`crate::nostd`]);
-//! 4. `cargo doc --workspace --no-deps --all-features` with `RUSTDOCFLAGS=-D
-//!    warnings`, so a broken intra-doc link fails;
-//! 5. `cargo package --workspace --allow-dirty --exclude xtask --exclude
+//! 4. `cargo +nightly clippy -p kmalloc --features nightly --all-targets
+//!    --target-dir target/nightly -- -D warnings`: kmalloc's `nightly`
+//!    feature (core's unstable `Allocator`) and its test. Skipped, saying
+//!    so, without a nightly toolchain;
+//! 5. `cargo doc --workspace --no-deps --features <every feature>` (as in
+//!    step 2) with `RUSTDOCFLAGS=-D warnings`, so a broken intra-doc link
+//!    fails;
+//! 6. `cargo package --workspace --allow-dirty --exclude xtask --exclude
 //!    kmem-benches`: every library crate under `crates/` is packaged as
 //!    crates.io would take it (its README, metadata, a version on every
 //!    dependency) and the unpacked package builds with its default
@@ -29,10 +37,15 @@
 //! The lint levels themselves live once, in the root `[workspace.lints]`.
 
 use crate::nostd::{self, BOOT_MANIFEST};
-use crate::shell::{Cmd, Result};
+use crate::shell::{has_nightly, nightly, Cmd, Error, Result, NIGHTLY_TARGET};
+
+/// The features that need a nightly compiler (they turn on `#![feature]`),
+/// as `package/feature`: left out of the stable steps, linted by step 4.
+pub(crate) const NIGHTLY_FEATURES: [&str; 1] = ["kmalloc/nightly"];
 
 /// Runs every lint step, stopping at the first failure.
 pub(crate) fn run() -> Result {
+    let features = stable_features()?.join(",");
     Cmd::cargo().args(["fmt", "--all", "--", "--check"]).run()?;
     for manifest in [BOOT_MANIFEST, crate::test::ONE_DEP_MANIFEST] {
         Cmd::cargo()
@@ -40,21 +53,29 @@ pub(crate) fn run() -> Result {
             .run()?;
     }
     Cmd::cargo()
-        .args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ])
+        .args(["clippy", "--workspace", "--all-targets", "--features"])
+        .arg(&features)
+        .args(["--", "-D", "warnings"])
         .run()?;
     nostd::boot_cargo("clippy")
         .args(["--all-targets", "--", "-D", "warnings"])
         .run()?;
+    if has_nightly() {
+        nightly()
+            .args(["clippy", "-p", "kmalloc", "--features", "nightly"])
+            .args(["--all-targets", "--target-dir", NIGHTLY_TARGET])
+            .args(["--", "-D", "warnings"])
+            .run()?;
+    } else {
+        eprintln!(
+            "xtask lint: skipped clippy on kmalloc's `nightly` feature: `cargo +nightly \
+             --version` failed. It needs a nightly toolchain (`rustup toolchain install \
+             nightly`)."
+        );
+    }
     Cmd::cargo()
-        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .args(["doc", "--workspace", "--no-deps", "--features"])
+        .arg(&features)
         .env("RUSTDOCFLAGS", "-D warnings")
         .run()?;
     // A target directory of its own, emptied first: cargo keys what it
@@ -75,8 +96,45 @@ pub(crate) fn run() -> Result {
         .run()
 }
 
-/// Where step 5 builds, from scratch each time.
+/// Where step 6 builds, from scratch each time.
 const PACKAGE_TARGET: &str = "target/package-check";
+
+/// Every feature of every workspace member (`cargo metadata --no-deps`),
+/// as `package/feature`.
+fn all_features() -> Result<Vec<String>> {
+    let out = Cmd::cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()?;
+    if !out.status.success() {
+        return Err(Error::new(format!(
+            "`cargo metadata` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::new(format!("reading `cargo metadata`: {e}")))?;
+    let mut features = Vec::new();
+    for package in meta["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or_default();
+        for feature in package["features"]
+            .as_object()
+            .into_iter()
+            .flat_map(|f| f.keys())
+        {
+            features.push(format!("{name}/{feature}"));
+        }
+    }
+    Ok(features)
+}
+
+/// What `--all-features` turns on that stable builds: [`all_features`]
+/// less [`NIGHTLY_FEATURES`].
+fn stable_features() -> Result<Vec<String>> {
+    let mut features = all_features()?;
+    features.retain(|f| !NIGHTLY_FEATURES.contains(&f.as_str()));
+    Ok(features)
+}
 
 /// Removes what cargo unpacked from the packaging's local registry on an
 /// earlier run (`$CARGO_HOME/registry/src/-<hash>/kmem-*`, `kmalloc-*`):
@@ -114,18 +172,34 @@ fn forget_unpacked_siblings() -> crate::shell::Result {
 }
 
 /// The workspace members that are not for crates.io (`publish = false`),
-/// left out of step 5; every other member is a library crate under
+/// left out of step 6; every other member is a library crate under
 /// `crates/` and must package.
 const UNPUBLISHED: &[&str] = &["xtask", "kmem-benches"];
 
 #[cfg(test)]
 mod tests {
-    use super::UNPUBLISHED;
+    use super::{all_features, stable_features, NIGHTLY_FEATURES, UNPUBLISHED};
     use crate::shell::project_root;
     use std::fs;
 
+    /// The stable steps take every feature but the nightly ones, and each
+    /// of those names a feature that exists.
+    #[test]
+    fn stable_features_are_all_but_the_nightly_ones() {
+        let all = all_features().unwrap();
+        let stable = stable_features().unwrap();
+        for f in NIGHTLY_FEATURES {
+            assert!(all.iter().any(|a| a == f), "no feature {f}");
+            assert!(!stable.iter().any(|s| s == f), "{f} left in");
+        }
+        for f in ["kmalloc/std", "kmalloc/site-stats", "kmem-magazine/loom"] {
+            assert!(stable.iter().any(|s| s == f), "{f} missing");
+        }
+        assert_eq!(stable.len() + NIGHTLY_FEATURES.len(), all.len());
+    }
+
     /// Every crate under `crates/` carries what crates.io and docs.rs show
-    /// (step 5 checks the rest: that it packages and builds), and is not
+    /// (step 6 checks the rest: that it packages and builds), and is not
     /// `publish = false`.
     #[test]
     fn library_crates_carry_their_package_metadata() {
@@ -161,7 +235,7 @@ mod tests {
         assert!(seen >= 10, "only {seen} crates under crates/");
     }
 
-    /// The members step 5 leaves out are exactly those marked
+    /// The members step 6 leaves out are exactly those marked
     /// `publish = false`.
     #[test]
     fn unpublished_members_are_marked() {

@@ -37,6 +37,26 @@ pub(crate) fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo +nightly`, through rustup's proxy (`$CARGO` is a toolchain's own
+/// cargo, which does not take `+toolchain`), with the toolchain override
+/// that `cargo xtask` itself runs under removed.
+pub(crate) fn nightly() -> Cmd {
+    Cmd::new("cargo")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .arg("+nightly")
+}
+
+/// Whether a nightly toolchain is installed: `cargo +nightly --version`
+/// runs. The tasks that need one skip, saying so, where it does not.
+pub(crate) fn has_nightly() -> bool {
+    nightly().arg("--version").probe().is_some()
+}
+
+/// Where `test` and `lint` build with the nightly toolchain: a target
+/// directory of its own, so that the stable builds in `target/` are not
+/// rebuilt after each nightly one.
+pub(crate) const NIGHTLY_TARGET: &str = "target/nightly";
+
 /// A command to run from the project root.
 pub(crate) struct Cmd {
     program: OsString,

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! 0. `cargo xtask lint` — formatting, clippy on every target and feature,
+//! 0. `cargo xtask lint` — formatting, clippy on every target and feature
+//!    (kmalloc's `nightly` with the nightly toolchain, where there is one),
 //!    and the docs, each with warnings denied (see [`crate::lint`]).
 //! 1. `cargo test --workspace --features kmalloc/std` — unit, integration
 //!    and doc tests of every workspace member (`--workspace` is explicit
@@ -22,19 +23,25 @@
 //!    site_stats` — the per-call-site accounting tests, which need the
 //!    `site-stats` feature (`required-features`). Only these binaries run
 //!    with it: the feature changes the slab geometry that other tests pin.
-//! 4. `cargo run --locked --manifest-path ci/one-dep/Cargo.toml` — a
+//! 4. `cargo +nightly test -p kmalloc --features nightly --test
+//!    nightly_allocator --target-dir target/nightly` — std's collections
+//!    over kmalloc as core's unstable `Allocator` (kmalloc's `nightly`
+//!    feature, `required-features`), in a target directory of its own so
+//!    that the stable builds are not redone. Skipped, saying so, without a
+//!    nightly toolchain (`cargo +nightly --version` fails).
+//! 5. `cargo run --locked --manifest-path ci/one-dep/Cargo.toml` — a
 //!    program that depends on `kmalloc` alone (its own workspace, so no
 //!    other crate of the project is in reach) boots a stack and uses
 //!    `KmallocGlobal` through `kmalloc`'s paths only.
-//! 5. `cargo xtask nostd` — the no_std builds and the freestanding program.
+//! 6. `cargo xtask nostd` — the no_std builds and the freestanding program.
 //!
-//! `--release` adds `--release` to steps 1 and 2. The randomized tests
+//! `--release` adds `--release` to steps 1 to 4. The randomized tests
 //! scale their iteration counts by `KMEM_TEST_SCALE` (default 1), which
 //! passes through from the environment; `--long` sets it to 10 for the
 //! child processes.
 
 use crate::flags::TestOpts;
-use crate::shell::{Cmd, Result};
+use crate::shell::{has_nightly, nightly, Cmd, Result, NIGHTLY_TARGET};
 use crate::{lint, nostd};
 
 /// Features the test build turns on: kmalloc's std global allocator.
@@ -97,6 +104,7 @@ pub(crate) fn run(opts: &TestOpts) -> Result {
     }
     cargo = cargo.args(["--features", &features, "--test", SITE_STATS_TEST]);
     with_opts(cargo, opts).run()?;
+    nightly_allocator(opts)?;
     Cmd::cargo()
         .args(["run", "--locked", "--manifest-path", ONE_DEP_MANIFEST])
         .args(["--target-dir", "target/one-dep"])
@@ -104,7 +112,27 @@ pub(crate) fn run(opts: &TestOpts) -> Result {
     nostd::run()
 }
 
-/// The program that depends on `kmalloc` alone (step 4).
+/// kmalloc's test of core's `Allocator`, which needs its `nightly` feature.
+const NIGHTLY_TEST: &str = "nightly_allocator";
+
+/// Step 4: [`NIGHTLY_TEST`] with the nightly toolchain, or a line saying
+/// it is skipped where there is none.
+fn nightly_allocator(opts: &TestOpts) -> Result {
+    if !has_nightly() {
+        eprintln!(
+            "xtask test: skipped kmalloc's `{NIGHTLY_TEST}` test (its `nightly` feature, core's \
+             unstable `Allocator`): `cargo +nightly --version` failed. It needs a nightly \
+             toolchain (`rustup toolchain install nightly`)."
+        );
+        return Ok(());
+    }
+    let cargo = nightly()
+        .args(["test", "-p", "kmalloc", "--features", "nightly"])
+        .args(["--test", NIGHTLY_TEST, "--target-dir", NIGHTLY_TARGET]);
+    with_opts(cargo, opts).run()
+}
+
+/// The program that depends on `kmalloc` alone (step 5).
 pub(crate) const ONE_DEP_MANIFEST: &str = "ci/one-dep/Cargo.toml";
 
 /// Adds what `--release` and `--long` ask for to a `cargo test`.

@@ -1,11 +1,11 @@
 //! The standard allocator interfaces: `GlobalAlloc` for [`Kmalloc`] and
-//! [`StaticKmalloc`], and `allocator_api2`'s `Allocator` for `&Kmalloc`.
+//! [`StaticKmalloc`], and `allocator_api2`'s `Allocator` for `&Kmalloc`
+//! (with the `nightly` feature, core's unstable `Allocator` too).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 use kmem_magazine::Cpu;
 
 use kmem_slab::{AllocFlags, BadFree, Caller};
@@ -217,13 +217,13 @@ unsafe impl<C: Cpu> GlobalAlloc for Kmalloc<'_, C> {
 #[inline(always)]
 fn block(
     layout: Layout,
-    alloc: impl FnOnce(Layout) -> Result<NonNull<u8>, crate::AllocError>,
-) -> Result<NonNull<[u8]>, ApiAllocError> {
+    alloc: impl FnOnce(Layout) -> Result<NonNull<u8>, AllocError>,
+) -> Option<NonNull<[u8]>> {
     if layout.size() == 0 {
-        return Ok(empty_block(layout));
+        return Some(empty_block(layout));
     }
-    let p = alloc(layout).map_err(|_| ApiAllocError)?;
-    Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    let p = alloc(layout).ok()?;
+    Some(NonNull::slice_from_raw_parts(p, layout.size()))
 }
 
 /// A zero-size block for `layout`: dangling, aligned, never dereferenced.
@@ -234,70 +234,36 @@ fn empty_block(layout: Layout) -> NonNull<[u8]> {
     NonNull::slice_from_raw_parts(unsafe { NonNull::new_unchecked(dangling) }, 0)
 }
 
-// SAFETY: blocks are valid for their layout until deallocated, as for
-// `GlobalAlloc` above; zero-size layouts get a dangling aligned pointer
-// and are never passed to the caches; `grow`/`shrink` keep the contents; a
-// panic aborts (`no_unwind`).
-unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        no_unwind(|| {
-            let marker = 0u8;
-            block(layout, |l| {
-                self.alloc_by(l, AllocFlags::empty(), entry(self, &marker))
-            })
-        })
-    }
+/// `Allocator::allocate` (with `ZERO`, `allocate_zeroed`) of both
+/// `Allocator` traits (`allocator_for_ref!`); `None` on failure.
+#[inline(always)]
+fn allocate<C: Cpu>(
+    k: &Kmalloc<'_, C>,
+    layout: Layout,
+    flags: AllocFlags,
+) -> Option<NonNull<[u8]>> {
+    let marker = 0u8;
+    block(layout, |l| k.alloc_by(l, flags, entry(k, &marker)))
+}
 
-    #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        no_unwind(|| {
-            let marker = 0u8;
-            block(layout, |l| {
-                self.alloc_by(l, AllocFlags::ZERO, entry(self, &marker))
-            })
-        })
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        let marker = 0u8;
-        if layout.size() != 0 {
-            no_unwind(|| {
-                // SAFETY: the Allocator contract: allocated here with
-                // `layout`; a broken one stops the program.
-                unsafe { free_or_abort(self, ptr, layout, &marker) };
-            });
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        no_unwind(|| {
-            // SAFETY: the Allocator contract, forwarded.
-            unsafe { resize(self, ptr, old, new) }
-        })
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        no_unwind(|| {
-            // SAFETY: the Allocator contract, forwarded.
-            unsafe { resize(self, ptr, old, new) }
-        })
+/// `Allocator::deallocate` of both `Allocator` traits: zero-size blocks
+/// were never allocated; a refused free stops the program ([`bad_free`]).
+///
+/// # Safety
+/// `ptr` was allocated by `k` with `layout` through [`allocate`] or
+/// [`resize`], and is not used after.
+#[inline(always)]
+unsafe fn deallocate<C: Cpu>(k: &Kmalloc<'_, C>, ptr: NonNull<u8>, layout: Layout) {
+    let marker = 0u8;
+    if layout.size() != 0 {
+        // SAFETY: forwarded; a broken contract stops the program.
+        unsafe { free_or_abort(k, ptr, layout, &marker) };
     }
 }
 
-/// `grow`/`shrink`: in place through `realloc` when the alignment stays,
-/// else allocate, copy, free.
+/// `Allocator::grow`/`shrink` of both `Allocator` traits: in place through
+/// `realloc` when the alignment stays, else allocate, copy, free; `None`
+/// on failure, the old block then left as it was.
 ///
 /// # Safety
 /// `ptr` was allocated by `k` with `old`.
@@ -306,15 +272,14 @@ unsafe fn resize<C: Cpu>(
     ptr: NonNull<u8>,
     old: Layout,
     new: Layout,
-) -> Result<NonNull<[u8]>, ApiAllocError> {
+) -> Option<NonNull<[u8]>> {
     if old.size() != 0 && new.size() != 0 && old.align() == new.align() {
         let marker = 0u8;
         // SAFETY: forwarded.
-        let p =
-            unsafe { realloc_or_abort(k, ptr, old, new.size(), &marker) }.ok_or(ApiAllocError)?;
-        return Ok(NonNull::slice_from_raw_parts(p, new.size()));
+        let p = unsafe { realloc_or_abort(k, ptr, old, new.size(), &marker) }?;
+        return Some(NonNull::slice_from_raw_parts(p, new.size()));
     }
-    let fresh = (&k).allocate(new)?;
+    let fresh = allocate(k, new, AllocFlags::empty())?;
     let n = old.size().min(new.size());
     // SAFETY: both blocks hold at least `n` bytes and are distinct.
     unsafe {
@@ -324,9 +289,68 @@ unsafe fn resize<C: Cpu>(
             .copy_from_nonoverlapping(ptr.as_ptr(), n)
     };
     // SAFETY: forwarded.
-    unsafe { (&k).deallocate(ptr, old) };
-    Ok(fresh)
+    unsafe { deallocate(k, ptr, old) };
+    Some(fresh)
 }
+
+/// An `Allocator` trait (`$trait`, failing with `$error`) for `&Kmalloc`,
+/// through [`allocate`], [`deallocate`] and [`resize`]: allocator-api2's,
+/// and with the `nightly` feature core's own (the same methods, so one
+/// body serves both).
+macro_rules! allocator_for_ref {
+    ($trait:path, $error:path) => {
+        // SAFETY: blocks are valid for their layout until deallocated, as
+        // for `GlobalAlloc` above; zero-size layouts get a dangling aligned
+        // pointer and are never passed to the caches; `grow`/`shrink` keep
+        // the contents; a panic aborts (`no_unwind`).
+        unsafe impl<C: Cpu> $trait for &Kmalloc<'_, C> {
+            #[inline]
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, $error> {
+                no_unwind(|| allocate(self, layout, AllocFlags::empty())).ok_or($error)
+            }
+
+            #[inline]
+            fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, $error> {
+                no_unwind(|| allocate(self, layout, AllocFlags::ZERO)).ok_or($error)
+            }
+
+            #[inline]
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+                // SAFETY: the Allocator contract: allocated here with `layout`.
+                no_unwind(|| unsafe { deallocate(self, ptr, layout) });
+            }
+
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $error> {
+                // SAFETY: the Allocator contract, forwarded.
+                no_unwind(|| unsafe { resize(self, ptr, old, new) }).ok_or($error)
+            }
+
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $error> {
+                // SAFETY: the Allocator contract, forwarded.
+                no_unwind(|| unsafe { resize(self, ptr, old, new) }).ok_or($error)
+            }
+        }
+    };
+}
+
+allocator_for_ref!(
+    allocator_api2::alloc::Allocator,
+    allocator_api2::alloc::AllocError
+);
+// The unstable `core::alloc::Allocator` (`allocator_api`): std's `Vec`,
+// `Box` and the other collections' `new_in` take `&Kmalloc`.
+#[cfg(feature = "nightly")]
+allocator_for_ref!(core::alloc::Allocator, core::alloc::AllocError);
 
 /// A `#[global_allocator]` that the program boots itself, once, over
 /// memory it owns for good (a kernel's RAM, a static buffer): until

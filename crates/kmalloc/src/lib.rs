@@ -19,10 +19,11 @@
 //! - [`GlobalAlloc`](core::alloc::GlobalAlloc) for `Kmalloc` and for
 //!   [`StaticKmalloc`] (a `#[global_allocator]` booted by the program, as in
 //!   a kernel or the freestanding demo), and `allocator_api2`'s `Allocator`
-//!   for `&Kmalloc`. A panic inside the allocator never unwinds out of
-//!   them: the process aborts with the message. So does a free the
-//!   allocator refuses (a double free, a wrong layout, a foreign pointer),
-//!   which these interfaces cannot report.
+//!   for `&Kmalloc` (with the `nightly` feature, core's `Allocator` too).
+//!   A panic inside the allocator never unwinds out of them: the process
+//!   aborts with the message. So does a free the allocator refuses (a
+//!   double free, a wrong layout, a foreign pointer), which these
+//!   interfaces cannot report.
 //! - Debug mode ([`Config::debug`], or `KMEM_DEBUG` for [`KmallocGlobal`],
 //!   parsed by [`debug_flags`]): every class cache checks every free under
 //!   its lock, with a redzone, poisoned free objects and an audit trail as
@@ -52,6 +53,13 @@
 //!   the allocations so far; `GlobalAlloc` and `Allocator` callers share
 //!   the unknown site's row. Large allocations (runs of pages) are counted
 //!   in [`Kmalloc::large_counts`] only, not per site.
+//! - The standard library's own allocator API (feature `nightly`, off by
+//!   default; it needs a nightly compiler): `core::alloc::Allocator`, the
+//!   unstable `allocator_api`, for `&Kmalloc`, so that std's `Vec::new_in`,
+//!   `Box::new_in` and the other collections allocate from kmalloc. The
+//!   `allocator_api2` implementation, whose trait has the same methods, is
+//!   the same code. Ready for the trait's stabilisation: the feature turns
+//!   on `#![feature(allocator_api)]`, which a stable trait will not need.
 //!
 //! `#![no_std]` without `alloc`.
 //!
@@ -84,6 +92,7 @@
 //! .unwrap();
 //! ```
 #![no_std]
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 
 #[cfg(feature = "std")]
 extern crate std;
