@@ -10,9 +10,11 @@ use core::fmt::Debug;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kmem_arena::{
-    AddError, AllocError, Arena, ArenaStats, Constraints, CreateError, DestroyError, FnSource,
-    FreeError, Policy, Segment, SegmentKind, WalkKinds,
+    AddError, AllocError, Arena, Constraints, CreateError, DestroyError, FnSource, FreeError,
+    Policy, Segment, SegmentKind, WalkKinds,
 };
+use kmem_physmem::faults::{ArenaState, Leave};
+use kmem_physmem::kit::{segments, POLICIES};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
 // ---------------------------------------------------------------------------
@@ -21,34 +23,11 @@ use kmem_physmem::{PhysMem, PAGE_SIZE};
 /// Fake RAM for the base arenas.
 const RAM: usize = 1 << 20;
 
-/// Every span and segment of `a`, in address order.
-fn snapshot(a: &Arena<'_>) -> Vec<Segment> {
-    let mut v = Vec::new();
-    a.walk(WalkKinds::ALL, |s| v.push(s));
-    v
-}
-
-/// Everything bad input must leave alone.
-#[derive(Debug, PartialEq, Eq)]
-struct State {
-    amt_total: usize,
-    amt_free: usize,
-    /// The stats, with `tags` holding the tags in use: reserving unused tags
-    /// ahead of an operation is allowed, using or losing one is not.
-    stats: ArenaStats,
-    segments: Vec<Segment>,
-}
-
-fn state(a: &Arena<'_>) -> State {
-    let mut stats = a.stats();
-    stats.tags -= stats.tags_unused;
-    stats.tags_unused = 0;
-    State {
-        amt_total: a.amt_total(),
-        amt_free: a.amt_free(),
-        stats,
-        segments: snapshot(a),
-    }
+/// Everything bad input must leave alone: the accounting, the counters,
+/// the tags in use (reserving unused tags ahead of an operation is allowed,
+/// using or losing one is not) and every span and segment.
+fn state(a: &Arena<'_>) -> ArenaState {
+    ArenaState::leaving(a, Leave::UnusedTags)
 }
 
 /// Fails at the caller's line unless `a` passes its consistency check.
@@ -61,7 +40,7 @@ fn ok(a: &Arena<'_>) {
 
 /// Fails unless `a` is exactly as `before` and passes its check.
 #[track_caller]
-fn assert_unchanged(a: &Arena<'_>, before: &State) {
+fn assert_unchanged(a: &Arena<'_>, before: &ArenaState) {
     assert_eq!(&state(a), before, "arena {:?} changed", a.name());
     ok(a);
 }
@@ -132,7 +111,7 @@ fn with_base(f: impl FnOnce(&Arena<'_>)) {
 
 /// The first free segment of `a`.
 fn some_free(a: &Arena<'_>) -> Segment {
-    snapshot(a)
+    segments(a, WalkKinds::ALL)
         .into_iter()
         .find(|s| s.kind == SegmentKind::Free)
         .expect("a free segment")
@@ -201,7 +180,7 @@ fn every_error_displays() {
 #[test]
 fn alloc_zero_size() {
     with_arena(16, |a, _| {
-        for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+        for policy in POLICIES {
             assert_refused(a, AllocError::ZeroSize, || a.alloc(0, policy));
         }
     });
@@ -326,7 +305,7 @@ fn size_align_phase_overflow() {
     with_arena(4096, |a, _| {
         // Rounding to the quantum alone overflows.
         for size in [usize::MAX, usize::MAX - 1, usize::MAX - 4094] {
-            for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+            for policy in POLICIES {
                 assert_refused(a, AllocError::Overflow, || a.alloc(size, policy));
             }
             assert_refused(a, AllocError::Overflow, || {
@@ -374,7 +353,7 @@ fn size_overflow_in_sourced_arena() {
         let imported = imports.load(Ordering::Relaxed);
         // The size fits in this arena's quantum, but not rounded up to the
         // source's.
-        for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+        for policy in POLICIES {
             assert_refused(&a, AllocError::Overflow, || {
                 a.alloc(usize::MAX - 10, policy)
             });
@@ -816,7 +795,10 @@ fn free_metadata_page() {
             .map(|_| base.alloc(PAGE_SIZE, Policy::InstantFit).unwrap())
             .collect();
         assert!(base.stats().hash_chains > 64);
-        let meta: Vec<Segment> = snapshot(base).into_iter().filter(|s| s.metadata).collect();
+        let meta: Vec<Segment> = segments(base, WalkKinds::ALL)
+            .into_iter()
+            .filter(|s| s.metadata)
+            .collect();
         assert!(meta.len() >= 2, "tag pages and a hash table: {meta:?}");
         for m in meta {
             assert_eq!(m.kind, SegmentKind::Allocated);

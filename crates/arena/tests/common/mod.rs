@@ -6,40 +6,16 @@
 
 use kmem_arena::{AllocError, Arena, Constraints, Policy};
 use kmem_physmem::faults::{ArenaState, FailingSource, Plan, SourceStats};
+pub use kmem_physmem::kit::{Live, POLICIES};
 use kmem_physmem::{scale, PhysMem, Rng};
 
-pub const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
-
-/// An allocation a test holds.
-#[derive(Clone, Copy, Debug)]
-pub struct Live {
-    pub addr: usize,
-    pub size: usize,
-    pub xalloc: bool,
-}
-
-/// Frees `l` from `a`: an arena of integers with the safe `free`/`xfree`,
-/// a memory arena (one sourced from a base arena) with their unsafe twins.
+/// Frees `l` from `a` ([`Live::free`]: the safe `free`/`xfree` in an
+/// arena of integers, their unsafe twins in a memory arena), failing on an
+/// error.
 pub fn free(a: &Arena<'_>, l: Live) {
-    if !a.is_memory() {
-        if l.xalloc {
-            a.xfree(l.addr, l.size)
-        } else {
-            a.free(l.addr, l.size)
-        }
-    } else {
-        // SAFETY: every caller frees an allocation it made from `a` with
-        // this size (by `xalloc` when `l.xalloc`), once; these tests never
-        // touch the memory.
-        unsafe {
-            if l.xalloc {
-                a.xfree_memory(l.addr, l.size)
-            } else {
-                a.free_memory(l.addr, l.size)
-            }
-        }
-    }
-    .unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
+    // SAFETY: every caller frees an allocation it made from `a` with this
+    // size (by `xalloc` when `l.xalloc`), once; these tests never touch it.
+    unsafe { l.free(a) }.unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
 }
 
 /// [`free`] of an allocation made by `alloc`.
