@@ -603,15 +603,8 @@ mod tests {
     use super::*;
 
     /// [`ArenaModel::fits`] with the placement's fields in a row.
-    fn fits(
-        m: &ArenaModel,
-        size: usize,
-        align: usize,
-        phase: usize,
-        nocross: usize,
-        min: usize,
-        max: usize,
-    ) -> bool {
+    fn fits(m: &ArenaModel, size: usize, place: [usize; 5]) -> bool {
+        let [align, phase, nocross, min, max] = place;
         let place = Placement {
             align,
             phase,
@@ -701,34 +694,34 @@ mod tests {
     fn fits_alignment_phase_window() {
         let m = model(&[(0, 100)], &[(0, 10), (20, 80)]);
         // Free: [10, 20).
-        assert!(fits(&m, 10, 1, 0, 0, 0, usize::MAX));
-        assert!(!fits(&m, 11, 1, 0, 0, 0, usize::MAX));
-        assert!(fits(&m, 4, 16, 0, 0, 0, usize::MAX)); // 16..20
-        assert!(!fits(&m, 5, 16, 0, 0, 0, usize::MAX));
-        assert!(fits(&m, 2, 8, 2, 0, 0, usize::MAX)); // 10..12
-        assert!(fits(&m, 2, 8, 2, 0, 0, 12));
-        assert!(!fits(&m, 2, 8, 2, 0, 0, 11));
-        assert!(fits(&m, 2, 8, 2, 0, 11, usize::MAX)); // 18..20
-        assert!(!fits(&m, 2, 8, 2, 0, 11, 19));
-        assert!(!fits(&m, 3, 8, 2, 0, 11, usize::MAX));
+        assert!(fits(&m, 10, [1, 0, 0, 0, usize::MAX]));
+        assert!(!fits(&m, 11, [1, 0, 0, 0, usize::MAX]));
+        assert!(fits(&m, 4, [16, 0, 0, 0, usize::MAX])); // 16..20
+        assert!(!fits(&m, 5, [16, 0, 0, 0, usize::MAX]));
+        assert!(fits(&m, 2, [8, 2, 0, 0, usize::MAX])); // 10..12
+        assert!(fits(&m, 2, [8, 2, 0, 0, 12]));
+        assert!(!fits(&m, 2, [8, 2, 0, 0, 11]));
+        assert!(fits(&m, 2, [8, 2, 0, 11, usize::MAX])); // 18..20
+        assert!(!fits(&m, 2, [8, 2, 0, 11, 19]));
+        assert!(!fits(&m, 3, [8, 2, 0, 11, usize::MAX]));
     }
 
     #[test]
     fn fits_nocross() {
         let m = model(&[(0, 64)], &[(0, 6), (20, 44)]);
         // Free: [6, 20).
-        assert!(fits(&m, 8, 1, 0, 8, 0, usize::MAX)); // 8..16
-        assert!(fits(&m, 10, 1, 0, 16, 0, usize::MAX)); // 6..16
-        assert!(!fits(&m, 11, 1, 0, 16, 0, usize::MAX));
+        assert!(fits(&m, 8, [1, 0, 8, 0, usize::MAX])); // 8..16
+        assert!(fits(&m, 10, [1, 0, 16, 0, usize::MAX])); // 6..16
+        assert!(!fits(&m, 11, [1, 0, 16, 0, usize::MAX]));
         // 3-aligned, inside one 4-block: 6..10 and 9..13 cross, 12..16 does not.
-        assert!(fits(&m, 4, 3, 0, 4, 0, usize::MAX));
-        assert!(!fits(&m, 4, 3, 0, 4, 0, 15));
+        assert!(fits(&m, 4, [3, 0, 4, 0, usize::MAX]));
+        assert!(!fits(&m, 4, [3, 0, 4, 0, 15]));
         // align 8, blocks of 4: phase 5 fits 3 units in every other block.
         let big = model(&[(0, 1 << 20)], &[]);
-        assert!(fits(&big, 3, 8, 5, 4, 1, 1 << 20));
-        assert!(!fits(&big, 2, 8, 3, 4, 0, 1 << 20));
-        assert!(fits(&big, 3, 8, 5, 8, (1 << 20) - 3, 1 << 20));
-        assert!(!fits(&big, 3, 8, 5, 8, (1 << 20) - 2, 1 << 20));
+        assert!(fits(&big, 3, [8, 5, 4, 1, 1 << 20]));
+        assert!(!fits(&big, 2, [8, 3, 4, 0, 1 << 20]));
+        assert!(fits(&big, 3, [8, 5, 8, (1 << 20) - 3, 1 << 20]));
+        assert!(!fits(&big, 3, [8, 5, 8, (1 << 20) - 2, 1 << 20]));
     }
 
     /// `fits` against trying every start, on small random models.
@@ -777,7 +770,7 @@ mod tests {
                         && !busy(x)
                 });
                 assert_eq!(
-                    fits(&m, size, align, phase, nocross, min, max),
+                    fits(&m, size, [align, phase, nocross, min, max]),
                     naive,
                     "{m:?} size {size} align {align} phase {phase} nocross {nocross} [{min}, {max})"
                 );
@@ -809,11 +802,11 @@ mod tests {
     #[test]
     fn fits_at_the_top() {
         let m = model(&[(usize::MAX - 16, 16)], &[]);
-        assert!(fits(&m, 16, 1, 0, 0, 0, usize::MAX));
-        assert!(fits(&m, 8, 8, 0, 8, 0, usize::MAX)); // ...f0..=...f7
-        assert!(fits(&m, 1, 8, 7, 8, 0, usize::MAX)); // ...ef
-        assert!(!fits(&m, 8, 8, 7, 8, 0, usize::MAX)); // ...ef + 8 crosses
-        assert!(!fits(&m, 17, 1, 0, 0, 0, usize::MAX));
+        assert!(fits(&m, 16, [1, 0, 0, 0, usize::MAX]));
+        assert!(fits(&m, 8, [8, 0, 8, 0, usize::MAX])); // ...f0..=...f7
+        assert!(fits(&m, 1, [8, 7, 8, 0, usize::MAX])); // ...ef
+        assert!(!fits(&m, 8, [8, 7, 8, 0, usize::MAX])); // ...ef + 8 crosses
+        assert!(!fits(&m, 17, [1, 0, 0, 0, usize::MAX]));
         assert!(m.overlaps_span(usize::MAX - 1, 1));
         assert!(!m.overlaps_span(0, usize::MAX - 16));
         assert!(m.overlaps_span(0, usize::MAX - 15));
