@@ -171,13 +171,7 @@ fn tags_run_out_around_an_import() {
     let tags = tag_arena(&tag_ram);
     let tags_start = base_start(&tags);
     let source = FailingSource::new(&base, Plan::Never);
-    let mut a = Arena::builder("sourced")
-        .quantum(64)
-        .source(&source)
-        .tags_from(&tags)
-        .import_scale(1)
-        .build()
-        .unwrap();
+    let mut a = starved_arena(&source, &tags);
     let mut live: Vec<(usize, usize)> = Vec::new();
     let (mut at_entry, mut after_import) = (0u64, 0u64);
     for step in 0..3000 * scale() {
@@ -243,6 +237,18 @@ fn tags_run_out_around_an_import() {
     );
 }
 
+/// An arena (quantum 64, import scale 1) importing from `source`, its tags
+/// from `tags`: a tag arena over a few pages, which the tests empty.
+fn starved_arena<'a>(source: &'a FailingSource<'a>, tags: &'a Arena<'a>) -> Arena<'a> {
+    Arena::builder("sourced")
+        .quantum(64)
+        .source(source)
+        .tags_from(tags)
+        .import_scale(1)
+        .build()
+        .unwrap()
+}
+
 /// Bug (kmem-arena, `Arena::alloc_segment`, then `Arena::xalloc_fit`):
 /// when a sourced arena has exactly two unused boundary tags and its tag
 /// arena is exhausted, a request that must import takes the search lock,
@@ -259,13 +265,7 @@ fn refused_request_gives_back_the_span_it_imported(xalloc: bool) {
     let tag_ram = PhysMem::new(4 * PAGE_SIZE);
     let tags = tag_arena(&tag_ram);
     let source = FailingSource::new(&base, Plan::Never);
-    let a = Arena::builder("sourced")
-        .quantum(64)
-        .source(&source)
-        .tags_from(&tags)
-        .import_scale(1)
-        .build()
-        .unwrap();
+    let a = starved_arena(&source, &tags);
     // One allocation gets `a` its first tag page; then the tag arena is
     // emptied, so `a` has only the tags it holds.
     let mut live = vec![(a.alloc(64, Policy::InstantFit).unwrap(), 64)];

@@ -1,6 +1,7 @@
-//! Shared kit of the arena's fault-injection tests (`fault_injection.rs`,
-//! with the test kit's failing source, and `fail_inject.rs`, with the
-//! `fail-inject` feature): freeing what a test holds, a randomized driver
+//! Shared kit of the arena's integration tests: arenas built over spans or
+//! a source, and, for the fault-injection tests (`fault_injection.rs`, with
+//! the test kit's failing source, and `fail_inject.rs`, with the
+//! `fail-inject` feature), freeing what a test holds, a randomized driver
 //! that checks every refusal, and the import run both files make.
 #![allow(dead_code, unreachable_pub)]
 
@@ -270,4 +271,38 @@ pub fn sourced_arena<'a>(
         .tags_from(tags)
         .build()
         .unwrap()
+}
+
+/// An arena of integers of quantum `q` holding `spans`, with its tags from
+/// `tags`.
+pub fn spans_arena<'a>(
+    name: &str,
+    q: usize,
+    spans: &[(usize, usize)],
+    tags: &'a Arena<'a>,
+) -> Arena<'a> {
+    let a = Arena::builder(name)
+        .quantum(q)
+        .tags_from(tags)
+        .build()
+        .unwrap();
+    for &(start, len) in spans {
+        a.add(start, len).unwrap();
+    }
+    a
+}
+
+/// Grows the hash of `base` (a base arena of quantum 64) with 20 000 live
+/// allocations of 64 bytes, then frees them all; returns the hash's chains
+/// at the largest.
+pub fn grow_and_empty_hash(base: &Arena<'_>) -> usize {
+    let v: Vec<usize> = (0..20_000)
+        .map(|_| base.alloc(64, Policy::InstantFit).unwrap())
+        .collect();
+    let chains = base.stats().hash_chains;
+    for a in v {
+        // SAFETY: allocated above with this size, not used after.
+        unsafe { base.free_memory(a, 64) }.unwrap();
+    }
+    chains
 }
