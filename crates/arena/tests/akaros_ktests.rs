@@ -22,10 +22,15 @@
 //! it failed, is ported and must pass: instant fit falls back to the
 //! request's own list.
 //!
-//! Not ported: `test_qcache`, `test_qc_odd_quantum` and
-//! `test_qc_large_quantum` (quantum caches come in a later issue),
-//! `test_import_slab` (needs the slab layer) and `test_dma_pool` (DMA pools
-//! are outside kmem).
+//! Ported elsewhere: `test_qcache`, `test_qc_odd_quantum` and
+//! `test_qc_large_quantum`, which need quantum caches (kmem-slab's
+//! `Caches::qcaches`), are in kmem-slab's `tests/qcache.rs`.
+//!
+//! Not ported: `test_import_slab`, which tests object caches, not the
+//! arena: a `NOTOUCH` cache of 14-unit objects over an arena of quantum 7
+//! hands out multiples of 7, and a cache of 1-byte objects aligned to 16
+//! hands out 16-aligned ones. It belongs with kmem-slab's tests, which do
+//! not have it yet. And `test_dma_pool` (DMA pools are outside kmem).
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 

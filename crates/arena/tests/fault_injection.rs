@@ -249,16 +249,18 @@ fn starved_arena<'a>(source: &'a FailingSource<'a>, tags: &'a Arena<'a>) -> Aren
         .unwrap()
 }
 
-/// Bug (kmem-arena, `Arena::alloc_segment`, then `Arena::xalloc_fit`):
-/// when a sourced arena has exactly two unused boundary tags and its tag
-/// arena is exhausted, a request that must import takes the search lock,
-/// imports a span, adds it with the two tags, and then fails to take the
-/// lock again (`lock_with_tags` in the retry round returns `NoTags`) —
-/// returning `NoTags` while keeping the wholly free span it imported for
-/// the request. The refusal changes the arena (an extra span, `amt_total`
-/// up) and the source keeps the span outstanding until something else
-/// frees it. `alloc` was fixed first; the same hole in `xalloc` (and
-/// next-fit `alloc`) was found by the `fail-inject` tag-refill test.
+/// A fixed bug, held fixed (kmem-arena, `Arena::alloc_segment`, then
+/// `Arena::xalloc_fit`): when a sourced arena had exactly two unused
+/// boundary tags and its tag arena was exhausted, a request that had to
+/// import took the search lock, imported a span, added it with the two
+/// tags, and then failed to take the lock again (`lock_with_tags` in the
+/// retry round returned `NoTags`), returning `NoTags` while keeping the
+/// wholly free span it imported: the refusal changed the arena (an extra
+/// span, `amt_total` up) and the source kept the span outstanding until
+/// something else freed it. `alloc` was fixed first, then the same hole in
+/// `xalloc` (and next-fit `alloc`), which the `fail-inject` tag-refill test
+/// found. This sets up exactly that case: the refusal must change nothing
+/// and the span go back.
 fn refused_request_gives_back_the_span_it_imported(xalloc: bool) {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 64);
