@@ -14,7 +14,7 @@ use kmem_arena::{
     Policy, Segment, SegmentKind, WalkKinds,
 };
 use kmem_physmem::faults::{ArenaState, Leave};
-use kmem_physmem::kit::{segments, POLICIES};
+use kmem_physmem::kit::{assert_check as ok, segments, POLICIES};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
 // ---------------------------------------------------------------------------
@@ -28,14 +28,6 @@ const RAM: usize = 1 << 20;
 /// using or losing one is not) and every span and segment.
 fn state(a: &Arena<'_>) -> ArenaState {
     ArenaState::leaving(a, Leave::UnusedTags)
-}
-
-/// Fails at the caller's line unless `a` passes its consistency check.
-#[track_caller]
-fn ok(a: &Arena<'_>) {
-    if let Err(e) = a.check() {
-        panic!("arena {:?} failed its check: {e}", a.name());
-    }
 }
 
 /// Fails unless `a` is exactly as `before` and passes its check.

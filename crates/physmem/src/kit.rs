@@ -1,6 +1,7 @@
 //! Small helpers that the arena's tests, the fuzz harness and
 //! [`ArenaModel`](crate::model::ArenaModel) share: the allocation
-//! [`POLICIES`], the arithmetic of effective alignments ([`gcd`], [`lcm`]), an arena's segments as a list
+//! [`POLICIES`], the arithmetic of effective alignments ([`gcd`], [`lcm`]),
+//! the consistency check at the caller's line ([`assert_check`]), an arena's segments as a list
 //! ([`segments`], [`ranges`]), and an allocation a test holds ([`Live`]),
 //! freed the way it was made ([`Live::free`], which also checks that a
 //! memory arena refuses the safe frees).
@@ -48,6 +49,15 @@ pub fn gcd(mut a: usize, mut b: usize) -> usize {
 /// Panics if both are zero.
 pub fn lcm(a: usize, b: usize) -> Option<usize> {
     (a / gcd(a, b)).checked_mul(b)
+}
+
+/// Fails at the caller's line unless `arena` passes its consistency check
+/// ([`Arena::check`]).
+#[track_caller]
+pub fn assert_check(arena: &Arena<'_>) {
+    if let Err(e) = arena.check() {
+        panic!("arena {:?} failed its check: {e}", arena.name());
+    }
 }
 
 /// Every span and segment of the `kinds` selected, in address order (as
