@@ -10,9 +10,11 @@ use core::fmt::Debug;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kmem_arena::{
-    AddError, AllocError, Arena, ArenaStats, Constraints, CreateError, DestroyError, FnSource,
-    FreeError, Policy, Segment, SegmentKind, WalkKinds,
+    AddError, AllocError, Arena, Constraints, CreateError, DestroyError, FnSource, FreeError,
+    Policy, Segment, SegmentKind, WalkKinds,
 };
+use kmem_physmem::faults::{ArenaState, Leave};
+use kmem_physmem::kit::{assert_check as ok, segments, POLICIES};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
 // ---------------------------------------------------------------------------
@@ -21,47 +23,16 @@ use kmem_physmem::{PhysMem, PAGE_SIZE};
 /// Fake RAM for the base arenas.
 const RAM: usize = 1 << 20;
 
-/// Every span and segment of `a`, in address order.
-fn snapshot(a: &Arena<'_>) -> Vec<Segment> {
-    let mut v = Vec::new();
-    a.walk(WalkKinds::ALL, |s| v.push(s));
-    v
-}
-
-/// Everything bad input must leave alone.
-#[derive(Debug, PartialEq, Eq)]
-struct State {
-    amt_total: usize,
-    amt_free: usize,
-    /// The stats, with `tags` holding the tags in use: reserving unused tags
-    /// ahead of an operation is allowed, using or losing one is not.
-    stats: ArenaStats,
-    segments: Vec<Segment>,
-}
-
-fn state(a: &Arena<'_>) -> State {
-    let mut stats = a.stats();
-    stats.tags -= stats.tags_unused;
-    stats.tags_unused = 0;
-    State {
-        amt_total: a.amt_total(),
-        amt_free: a.amt_free(),
-        stats,
-        segments: snapshot(a),
-    }
-}
-
-/// Fails at the caller's line unless `a` passes its consistency check.
-#[track_caller]
-fn ok(a: &Arena<'_>) {
-    if let Err(e) = a.check() {
-        panic!("arena {:?} failed its check: {e}", a.name());
-    }
+/// Everything bad input must leave alone: the accounting, the counters,
+/// the tags in use (reserving unused tags ahead of an operation is allowed,
+/// using or losing one is not) and every span and segment.
+fn state(a: &Arena<'_>) -> ArenaState {
+    ArenaState::leaving(a, Leave::UnusedTags)
 }
 
 /// Fails unless `a` is exactly as `before` and passes its check.
 #[track_caller]
-fn assert_unchanged(a: &Arena<'_>, before: &State) {
+fn assert_unchanged(a: &Arena<'_>, before: &ArenaState) {
     assert_eq!(&state(a), before, "arena {:?} changed", a.name());
     ok(a);
 }
@@ -121,6 +92,29 @@ fn with_arena(q: usize, f: impl FnOnce(&Arena<'_>, &[(usize, usize)])) {
     ok(&a);
 }
 
+/// Runs each `xalloc(size, constraints)` of `requests` on one
+/// [`with_arena`] arena of quantum `q`: each must be refused with exactly
+/// `expected`, changing nothing ([`assert_refused`]).
+#[track_caller]
+fn xalloc_refused(q: usize, expected: AllocError, requests: &[(usize, Constraints)]) {
+    with_arena(q, |a, _| {
+        for (size, c) in requests {
+            assert_refused(a, expected, || a.xalloc(*size, c));
+        }
+    });
+}
+
+/// [`xalloc_refused`] for spans: each `add(base, size)` of `spans` must
+/// be refused with exactly `expected`, changing nothing.
+#[track_caller]
+fn add_refused(q: usize, expected: AddError, spans: &[(usize, usize)]) {
+    with_arena(q, |a, _| {
+        for &(base, size) in spans {
+            assert_refused(a, expected, || a.add(base, size));
+        }
+    });
+}
+
 /// Runs `f` with a base arena over fresh fake RAM.
 fn with_base(f: impl FnOnce(&Arena<'_>)) {
     let ram = PhysMem::new(RAM);
@@ -130,9 +124,53 @@ fn with_base(f: impl FnOnce(&Arena<'_>)) {
     ok(&base);
 }
 
+/// What the source of a [`with_sourced`] arena saw.
+#[derive(Default)]
+struct Imports {
+    /// Imports made.
+    imports: AtomicUsize,
+    /// Bytes imported and not released.
+    outstanding: AtomicUsize,
+}
+
+/// Runs `f` with an arena of quantum `q` (tags from a base arena) that
+/// imports fresh ranges (page quantum) from an `FnSource` counting what it
+/// hands out, holding one allocation of `held` units; afterwards frees it,
+/// destroys the arena and checks that every span went back.
+fn with_sourced(q: usize, held: usize, f: impl FnOnce(&mut Arena<'_>, &Imports)) {
+    let seen = Imports::default();
+    let next = AtomicUsize::new(1 << 20);
+    let src = FnSource::new(
+        |size| {
+            seen.imports.fetch_add(1, Ordering::Relaxed);
+            seen.outstanding.fetch_add(size, Ordering::Relaxed);
+            Ok(next.fetch_add(size, Ordering::Relaxed))
+        },
+        |_, size| {
+            seen.outstanding.fetch_sub(size, Ordering::Relaxed);
+        },
+    )
+    .with_quantum(PAGE_SIZE);
+    with_base(|base| {
+        let mut a = Arena::builder("sourced")
+            .quantum(q)
+            .source(&src)
+            .tags_from(base)
+            .build()
+            .unwrap();
+        let x = a.alloc(held, Policy::InstantFit).unwrap();
+        ok(&a);
+        f(&mut a, &seen);
+        a.free(x, held).unwrap();
+        ok(&a);
+        a.destroy().unwrap();
+    });
+    assert_eq!(seen.outstanding.load(Ordering::Relaxed), 0);
+}
+
 /// The first free segment of `a`.
 fn some_free(a: &Arena<'_>) -> Segment {
-    snapshot(a)
+    segments(a, WalkKinds::ALL)
         .into_iter()
         .find(|s| s.kind == SegmentKind::Free)
         .expect("a free segment")
@@ -201,7 +239,7 @@ fn every_error_displays() {
 #[test]
 fn alloc_zero_size() {
     with_arena(16, |a, _| {
-        for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+        for policy in POLICIES {
             assert_refused(a, AllocError::ZeroSize, || a.alloc(0, policy));
         }
     });
@@ -209,12 +247,14 @@ fn alloc_zero_size() {
 
 #[test]
 fn xalloc_zero_size() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AllocError::ZeroSize, || a.xalloc(0, &Constraints::new()));
-        assert_refused(a, AllocError::ZeroSize, || {
-            a.xalloc(0, &Constraints::new().align(64).nocross(256))
-        });
-    });
+    xalloc_refused(
+        16,
+        AllocError::ZeroSize,
+        &[
+            (0, Constraints::new()),
+            (0, Constraints::new().align(64).nocross(256)),
+        ],
+    );
 }
 
 #[test]
@@ -228,9 +268,7 @@ fn free_zero_size() {
 
 #[test]
 fn add_zero_size() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AddError::ZeroSize, || a.add(0x10_0000, 0));
-    });
+    add_refused(16, AddError::ZeroSize, &[(0x10_0000, 0)]);
 }
 
 // ---------------------------------------------------------------------------
@@ -238,87 +276,70 @@ fn add_zero_size() {
 
 #[test]
 fn align_not_power_of_two() {
-    with_arena(16, |a, _| {
-        for align in [3, 12, 48, usize::MAX] {
-            assert_refused(a, AllocError::BadAlign, || {
-                a.xalloc(16, &Constraints::new().align(align))
-            });
-        }
-    });
+    let aligns = [3, 12, 48, usize::MAX];
+    let requests = aligns.map(|align| (16, Constraints::new().align(align)));
+    xalloc_refused(16, AllocError::BadAlign, &requests);
 }
 
 #[test]
 fn align_zero() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AllocError::BadAlign, || {
-            a.xalloc(16, &Constraints::new().align(0))
-        });
-    });
+    xalloc_refused(
+        16,
+        AllocError::BadAlign,
+        &[(16, Constraints::new().align(0))],
+    );
 }
 
 #[test]
 fn nocross_not_power_of_two() {
-    with_arena(16, |a, _| {
-        for nocross in [48, 0x3000, usize::MAX] {
-            assert_refused(a, AllocError::BadNocross, || {
-                a.xalloc(16, &Constraints::new().nocross(nocross))
-            });
-        }
-    });
+    let requests = [48, 0x3000, usize::MAX].map(|n| (16, Constraints::new().nocross(n)));
+    xalloc_refused(16, AllocError::BadNocross, &requests);
 }
 
 #[test]
 fn phase_not_multiple_of_quantum() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AllocError::Misaligned, || {
-            a.xalloc(16, &Constraints::new().align(64).phase(8))
-        });
-    });
-    with_arena(3, |a, _| {
-        assert_refused(a, AllocError::Misaligned, || {
-            a.xalloc(3, &Constraints::new().align(16).phase(4))
-        });
-    });
+    let misaligned = AllocError::Misaligned;
+    xalloc_refused(
+        16,
+        misaligned,
+        &[(16, Constraints::new().align(64).phase(8))],
+    );
+    xalloc_refused(3, misaligned, &[(3, Constraints::new().align(16).phase(4))]);
 }
 
 #[test]
 fn nocross_not_multiple_of_quantum() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AllocError::Misaligned, || {
-            a.xalloc(1, &Constraints::new().nocross(8))
-        });
-    });
+    xalloc_refused(
+        16,
+        AllocError::Misaligned,
+        &[(1, Constraints::new().nocross(8))],
+    );
     // With an odd quantum no power of two is a multiple of it, so nocross is
     // accepted there (Akaros' quantum 3, nocross 4) but must still be a
     // power of two.
-    with_arena(3, |a, _| {
-        assert_refused(a, AllocError::BadNocross, || {
-            a.xalloc(3, &Constraints::new().nocross(12))
-        });
-    });
+    xalloc_refused(
+        3,
+        AllocError::BadNocross,
+        &[(3, Constraints::new().nocross(12))],
+    );
 }
 
 #[test]
 fn phase_not_below_effective_alignment() {
-    with_arena(1, |a, _| {
-        for phase in [8, 9, 1000] {
-            assert_refused(a, AllocError::BadPhase, || {
-                a.xalloc(1, &Constraints::new().align(8).phase(phase))
-            });
-        }
-    });
+    let requests = [8, 9, 1000].map(|phase| (1, Constraints::new().align(8).phase(phase)));
+    xalloc_refused(1, AllocError::BadPhase, &requests);
     // Align 4 in quantum 16: the effective alignment is 16.
-    with_arena(16, |a, _| {
-        assert_refused(a, AllocError::BadPhase, || {
-            a.xalloc(16, &Constraints::new().align(4).phase(16))
-        });
-    });
+    xalloc_refused(
+        16,
+        AllocError::BadPhase,
+        &[(16, Constraints::new().align(4).phase(16))],
+    );
     // Align 4 in quantum 3: the effective alignment is 12.
-    with_arena(3, |a, _| {
-        assert_refused(a, AllocError::BadPhase, || {
-            a.xalloc(3, &Constraints::new().align(4).phase(12))
-        });
-    });
+    xalloc_refused(
+        3,
+        AllocError::BadPhase,
+        &[(3, Constraints::new().align(4).phase(12))],
+    );
 }
 
 #[test]
@@ -326,7 +347,7 @@ fn size_align_phase_overflow() {
     with_arena(4096, |a, _| {
         // Rounding to the quantum alone overflows.
         for size in [usize::MAX, usize::MAX - 1, usize::MAX - 4094] {
-            for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+            for policy in POLICIES {
                 assert_refused(a, AllocError::Overflow, || a.alloc(size, policy));
             }
             assert_refused(a, AllocError::Overflow, || {
@@ -341,91 +362,58 @@ fn size_align_phase_overflow() {
             )
         });
     });
-    with_arena(1, |a, _| {
-        assert_refused(a, AllocError::Overflow, || {
-            a.xalloc(usize::MAX - 10, &Constraints::new().align(16))
-        });
-        assert_refused(a, AllocError::Overflow, || {
-            a.xalloc(usize::MAX - 10, &Constraints::new().align(8).phase(4))
-        });
-    });
+    xalloc_refused(
+        1,
+        AllocError::Overflow,
+        &[
+            (usize::MAX - 10, Constraints::new().align(16)),
+            (usize::MAX - 10, Constraints::new().align(8).phase(4)),
+        ],
+    );
 }
 
 #[test]
 fn size_overflow_in_sourced_arena() {
-    let imports = AtomicUsize::new(0);
-    let next = AtomicUsize::new(1 << 20);
-    let src = FnSource::new(
-        |size| {
-            imports.fetch_add(1, Ordering::Relaxed);
-            Ok(next.fetch_add(size, Ordering::Relaxed))
-        },
-        |_, _| {},
-    )
-    .with_quantum(PAGE_SIZE);
-    with_base(|base| {
-        let a = Arena::builder("sourced")
-            .quantum(1)
-            .source(&src)
-            .tags_from(base)
-            .build()
-            .unwrap();
-        let x = a.alloc(100, Policy::InstantFit).unwrap();
-        let imported = imports.load(Ordering::Relaxed);
+    with_sourced(1, 100, |a, src| {
+        let imported = src.imports.load(Ordering::Relaxed);
         // The size fits in this arena's quantum, but not rounded up to the
         // source's.
-        for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
-            assert_refused(&a, AllocError::Overflow, || {
-                a.alloc(usize::MAX - 10, policy)
-            });
+        for policy in POLICIES {
+            assert_refused(a, AllocError::Overflow, || a.alloc(usize::MAX - 10, policy));
         }
         // The request itself fits, but a span sure to satisfy it (twice the
         // size, for nocross) does not.
-        assert_refused(&a, AllocError::Overflow, || {
+        assert_refused(a, AllocError::Overflow, || {
             a.xalloc(1 << 63, &Constraints::new().nocross(1 << 63))
         });
-        assert_eq!(imports.load(Ordering::Relaxed), imported);
-        a.free(x, 100).unwrap();
-        ok(&a);
+        assert_eq!(src.imports.load(Ordering::Relaxed), imported);
     });
 }
 
 #[test]
 fn nocross_smaller_than_size() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(32, &Constraints::new().nocross(16))
-        });
-        // 17 rounds to 32 units.
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(17, &Constraints::new().nocross(16))
-        });
-    });
+    // 17 rounds to 32 units.
+    let requests = [32, 17].map(|size| (size, Constraints::new().nocross(16)));
+    xalloc_refused(16, AllocError::Overconstrained, &requests);
 }
 
 #[test]
 fn window_min_not_below_max() {
-    with_arena(16, |a, _| {
-        for (min, max) in [(0x1_0000, 0x1_0000), (0x2_0000, 0x1_0000), (usize::MAX, 0)] {
-            assert_refused(a, AllocError::Overconstrained, || {
-                a.xalloc(16, &Constraints::new().min_addr(min).max_addr(max))
-            });
-        }
-    });
+    let windows = [(0x1_0000, 0x1_0000), (0x2_0000, 0x1_0000), (usize::MAX, 0)];
+    let requests = windows.map(|(min, max)| (16, Constraints::new().min_addr(min).max_addr(max)));
+    xalloc_refused(16, AllocError::Overconstrained, &requests);
 }
 
 #[test]
 fn window_smaller_than_size() {
-    with_arena(16, |a, _| {
-        let lo = 0x1_0000;
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(64, &Constraints::new().min_addr(lo).max_addr(lo + 48))
-        });
-        // 1 rounds to one quantum, 16 units: an 8-unit window is too small.
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(1, &Constraints::new().min_addr(lo).max_addr(lo + 8))
-        });
-    });
+    let lo = 0x1_0000;
+    let window = |len| Constraints::new().min_addr(lo).max_addr(lo + len);
+    // 1 rounds to one quantum, 16 units: an 8-unit window is too small.
+    xalloc_refused(
+        16,
+        AllocError::Overconstrained,
+        &[(64, window(48)), (1, window(8))],
+    );
 }
 
 /// Alignment, phase and `nocross` that no address satisfies: an odd phase
@@ -434,14 +422,14 @@ fn window_smaller_than_size() {
 /// the arena's lock for seconds to minutes with a large alignment).
 #[test]
 fn phase_straddles_every_nocross_boundary() {
-    with_arena(1, |a, _| {
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(2, &Constraints::new().nocross(2).align(1 << 24).phase(1))
-        });
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(3, &Constraints::new().nocross(4).align(1 << 22).phase(2))
-        });
-    });
+    xalloc_refused(
+        1,
+        AllocError::Overconstrained,
+        &[
+            (2, Constraints::new().nocross(2).align(1 << 24).phase(1)),
+            (3, Constraints::new().nocross(4).align(1 << 22).phase(2)),
+        ],
+    );
 }
 
 /// test_vmalloc's `align_shift`: one unit at every alignment 2^0..2^63 in
@@ -471,18 +459,12 @@ fn every_alignment_fits_or_is_exhausted() {
 /// larger than the size.
 #[test]
 fn window_without_an_aligned_start() {
-    with_arena(16, |a, _| {
-        let lo = 0x1_0010;
-        assert_refused(a, AllocError::Overconstrained, || {
-            a.xalloc(
-                16,
-                &Constraints::new()
-                    .align(0x100)
-                    .min_addr(lo)
-                    .max_addr(lo + 0xe0),
-            )
-        });
-    });
+    let lo = 0x1_0010;
+    let c = Constraints::new()
+        .align(0x100)
+        .min_addr(lo)
+        .max_addr(lo + 0xe0);
+    xalloc_refused(16, AllocError::Overconstrained, &[(16, c)]);
 }
 
 /// As [`assert_refused`], for a refusal the arena counts as a failed
@@ -550,16 +532,12 @@ fn xalloc_at_bad_arguments() {
 
 #[test]
 fn add_misaligned_base() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AddError::Misaligned, || a.add(0x10_0008, 0x100));
-    });
+    add_refused(16, AddError::Misaligned, &[(0x10_0008, 0x100)]);
 }
 
 #[test]
 fn add_misaligned_size() {
-    with_arena(16, |a, _| {
-        assert_refused(a, AddError::Misaligned, || a.add(0x10_0000, 0x108));
-    });
+    add_refused(16, AddError::Misaligned, &[(0x10_0000, 0x108)]);
 }
 
 /// The fixture's span is `[0x10000, 0x20000)` (quantum 16); a second span
@@ -608,33 +586,15 @@ fn add_overlap_duplicate() {
 
 #[test]
 fn add_end_overflows() {
-    with_arena(4096, |a, _| {
-        let top = usize::MAX - 0xfff;
-        assert_refused(a, AddError::Overflow, || a.add(top, 0x2000));
-        // Ending exactly at 2^64 is not representable either.
-        assert_refused(a, AddError::Overflow, || a.add(top, 0x1000));
-    });
+    let top = usize::MAX - 0xfff;
+    // Ending exactly at 2^64 is not representable either.
+    add_refused(4096, AddError::Overflow, &[(top, 0x2000), (top, 0x1000)]);
 }
 
 #[test]
 fn add_on_sourced_arena() {
-    let next = AtomicUsize::new(1 << 20);
-    let src = FnSource::new(
-        |size| Ok(next.fetch_add(size, Ordering::Relaxed)),
-        |_, _| {},
-    )
-    .with_quantum(PAGE_SIZE);
-    with_base(|base| {
-        let a = Arena::builder("sourced")
-            .quantum(16)
-            .source(&src)
-            .tags_from(base)
-            .build()
-            .unwrap();
-        let x = a.alloc(16, Policy::InstantFit).unwrap();
-        assert_refused(&a, AddError::Sourced, || a.add(0x10_0000, 0x1000));
-        a.free(x, 16).unwrap();
-        ok(&a);
+    with_sourced(16, 16, |a, _| {
+        assert_refused(a, AddError::Sourced, || a.add(0x10_0000, 0x1000));
     });
 }
 
@@ -816,7 +776,10 @@ fn free_metadata_page() {
             .map(|_| base.alloc(PAGE_SIZE, Policy::InstantFit).unwrap())
             .collect();
         assert!(base.stats().hash_chains > 64);
-        let meta: Vec<Segment> = snapshot(base).into_iter().filter(|s| s.metadata).collect();
+        let meta: Vec<Segment> = segments(base, WalkKinds::ALL)
+            .into_iter()
+            .filter(|s| s.metadata)
+            .collect();
         assert!(meta.len() >= 2, "tag pages and a hash table: {meta:?}");
         for m in meta {
             assert_eq!(m.kind, SegmentKind::Allocated);
@@ -968,27 +931,8 @@ fn destroy_base_with_live_allocations() {
 
 #[test]
 fn destroy_sourced_with_live_allocations() {
-    let outstanding = AtomicUsize::new(0);
-    let next = AtomicUsize::new(1 << 20);
-    let src = FnSource::new(
-        |size| {
-            outstanding.fetch_add(size, Ordering::Relaxed);
-            Ok(next.fetch_add(size, Ordering::Relaxed))
-        },
-        |_, size| {
-            outstanding.fetch_sub(size, Ordering::Relaxed);
-        },
-    )
-    .with_quantum(PAGE_SIZE);
-    with_base(|base| {
-        let mut a = Arena::builder("sourced")
-            .quantum(16)
-            .source(&src)
-            .tags_from(base)
-            .build()
-            .unwrap();
-        let x = a.alloc(16, Policy::InstantFit).unwrap();
-        let before = state(&a);
+    with_sourced(16, 16, |a, src| {
+        let before = state(a);
         assert_eq!(
             a.destroy(),
             Err(DestroyError::LiveAllocations {
@@ -996,12 +940,8 @@ fn destroy_sourced_with_live_allocations() {
                 bytes: 16
             })
         );
-        assert_unchanged(&a, &before);
+        assert_unchanged(a, &before);
         // No span went back under the live allocation.
-        assert_eq!(outstanding.load(Ordering::Relaxed), PAGE_SIZE);
-        a.free(x, 16).unwrap();
-        ok(&a);
-        a.destroy().unwrap();
+        assert_eq!(src.outstanding.load(Ordering::Relaxed), PAGE_SIZE);
     });
-    assert_eq!(outstanding.load(Ordering::Relaxed), 0);
 }

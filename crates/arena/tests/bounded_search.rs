@@ -10,6 +10,7 @@ use std::sync::Barrier;
 
 use common::span_arena;
 use kmem_arena::{AllocError, Arena, Constraints, Policy};
+use kmem_physmem::kit::POLICIES;
 use kmem_physmem::PhysMem;
 
 /// `n` one-unit free segments at odd addresses, each fenced by a live one,
@@ -35,7 +36,7 @@ fn exhaustive_past_many_misfits() {
     let a = odd_holes(&base, n);
     // Even addresses are all taken: align 2 fits nowhere, but must be
     // looked for in all `n` holes.
-    for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+    for policy in POLICIES {
         let c = Constraints::new().align(2).policy(policy);
         assert_eq!(a.xalloc(1, &c), Err(AllocError::Exhausted), "{policy:?}");
         let top = c.from_top();
@@ -65,7 +66,7 @@ fn exhaustive_past_many_misfits() {
     let last = 0x10_0000 + 2 * n - 2;
     assert_eq!(last % 4, 2);
     a.free(last, 1).unwrap();
-    for policy in [Policy::InstantFit, Policy::BestFit, Policy::NextFit] {
+    for policy in POLICIES {
         let c = Constraints::new().align(4).phase(2).policy(policy);
         let got = a.xalloc(2, &c).unwrap();
         assert_eq!(got, last, "{policy:?}");

@@ -31,7 +31,8 @@ use kmem_arena::{
     AddError, AllocError, Arena, ArenaStats, Constraints, FnSource, FreeError, Policy, SegmentKind,
     WalkKinds,
 };
-use kmem_physmem::model::ArenaModel;
+use kmem_physmem::kit::{lcm, Live, POLICIES};
+use kmem_physmem::model::{ArenaModel, Placement};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
 
 /// Default seed; each shape mixes in its own constant.
@@ -40,20 +41,6 @@ const SEED: u64 = 0x6b6d_656d_6469_6666;
 const COMPARE_EVERY: usize = 128;
 /// Operations remembered for the failure report.
 const TRACE_LEN: usize = 40;
-
-const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-fn lcm(a: usize, b: usize) -> usize {
-    a / gcd(a, b) * b
-}
 
 /// One operation and what the arena answered, for the failure report.
 #[derive(Clone, Copy, Debug)]
@@ -131,13 +118,6 @@ struct Shape {
     later: Vec<(usize, usize)>,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    addr: usize,
-    size: usize,
-    xalloc: bool,
-}
-
 /// An xalloc request, kept in plain fields to check the result against.
 #[derive(Clone, Copy, Debug)]
 struct Req {
@@ -154,6 +134,17 @@ struct Req {
 }
 
 impl Req {
+    /// Where the arena may place it.
+    fn place(&self) -> Placement {
+        Placement {
+            align: self.align_eff,
+            phase: self.phase,
+            nocross: self.nocross,
+            min: self.min,
+            max: self.max,
+        }
+    }
+
     fn constraints(&self) -> Constraints {
         let c = Constraints::new()
             .align(self.align)
@@ -348,7 +339,9 @@ impl<'r, 'a> Run<'r, 'a> {
                 self.counts.allocs += 1;
             }
             Err(e) => {
-                let fit = self.model.find_fit(size, self.quantum, 0, 0, 0, usize::MAX);
+                let fit = self
+                    .model
+                    .find_fit(size, &Placement::anywhere(self.quantum));
                 self.judge_failure(e, fit, None, &format!("alloc({size:#x}, {policy:?})"), 1);
             }
         }
@@ -358,7 +351,7 @@ impl<'r, 'a> Run<'r, 'a> {
     fn gen_request(&mut self, rsize: usize) -> Req {
         let q = self.quantum;
         let align = self.rng.pow2(0, self.shape.max_align_log);
-        let align_eff = lcm(q, align);
+        let align_eff = lcm(q, align).unwrap();
         let mut r = Req {
             align,
             align_eff,
@@ -406,22 +399,9 @@ impl<'r, 'a> Run<'r, 'a> {
         match got {
             Ok(x) => {
                 self.take_refusals();
-                let name = self.shape.name;
-                assert_eq!(
-                    x % r.align_eff,
-                    r.phase,
-                    "{name}: {x:#x} misaligned for {r:x?}"
-                );
-                assert!(x >= r.min, "{name}: {x:#x} below min for {r:x?}");
-                assert!(
-                    x as u128 + rsize as u128 <= r.max as u128,
-                    "{name}: {x:#x}+{rsize:#x} beyond max for {r:x?}"
-                );
-                assert!(
-                    r.nocross == 0 || x / r.nocross == (x + rsize - 1) / r.nocross,
-                    "{name}: {x:#x}+{rsize:#x} crosses a multiple of {:#x}",
-                    r.nocross
-                );
+                if let Some(why) = r.place().broken_by(x, rsize) {
+                    panic!("{}: {x:#x}+{rsize:#x} {why} for {r:x?}", self.shape.name);
+                }
                 self.model.record_alloc(x, size);
                 self.live.push(Live {
                     addr: x,
@@ -431,17 +411,8 @@ impl<'r, 'a> Run<'r, 'a> {
                 self.counts.xallocs += 1;
             }
             Err(e) => {
-                let fit = self
-                    .model
-                    .find_fit(size, r.align_eff, r.phase, r.nocross, r.min, r.max);
-                let window = ArenaModel::window_fit(
-                    self.model.round(size),
-                    r.align_eff,
-                    r.phase,
-                    r.nocross,
-                    r.min,
-                    r.max,
-                );
+                let fit = self.model.find_fit(size, &r.place());
+                let window = ArenaModel::window_fit(rsize, &r.place());
                 self.judge_failure(
                     e,
                     fit,
@@ -465,7 +436,7 @@ impl<'r, 'a> Run<'r, 'a> {
             ),
             1 => {
                 let align = self.rng.pow2(0, self.shape.max_align_log);
-                let eff = lcm(q, align);
+                let eff = lcm(q, align).unwrap();
                 (
                     Constraints::new()
                         .align(align)
@@ -542,34 +513,17 @@ impl<'r, 'a> Run<'r, 'a> {
         self.after_op();
     }
 
-    /// `xfree` (if `x`) or `free` of `(addr, size)`. A memory arena must
-    /// refuse those outright, changing nothing; the call then goes through
-    /// its unsafe twin, which checks its input as the safe one does.
+    /// `xfree` (if `x`) or `free` of `(addr, size)` (a memory arena must
+    /// refuse those, and is freed by their unsafe twins: [`Live::free`]).
     fn free_in_arena(&self, addr: usize, size: usize, x: bool) -> Result<(), FreeError> {
-        let safe = if x {
-            self.arena.xfree(addr, size)
-        } else {
-            self.arena.free(addr, size)
+        let l = Live {
+            addr,
+            size,
+            xalloc: x,
         };
-        if !self.arena.is_memory() {
-            return safe;
-        }
-        assert_eq!(
-            safe,
-            Err(FreeError::MemoryArena { addr }),
-            "{}: a memory arena's safe free",
-            self.shape.name
-        );
-        // SAFETY: the run never reads or writes the arena's memory, and a
-        // free that succeeds ends the allocation in the model and in `live`
-        // (nothing frees it again but as a bad free, which is refused).
-        unsafe {
-            if x {
-                self.arena.xfree_memory(addr, size)
-            } else {
-                self.arena.free_memory(addr, size)
-            }
-        }
+        // SAFETY: the run never touches the arena's memory; a free that
+        // succeeds ends the allocation (a later free of it is refused).
+        unsafe { l.free(self.arena) }
     }
 
     /// A free the model predicts the outcome of: usually an error (wrong
@@ -975,7 +929,11 @@ fn xalloc_nocross_large_odd_quantum() {
     // Candidates are the multiples of 2047; [2047j, 2047j + 2047) stays
     // inside one 2048-block only when 2047j mod 2048 <= 1, and from j = 1 on
     // that first happens at j = 2047: 0x3ff001 is the lowest fit.
-    let fit = model.find_fit(q, q, 0, 2048, 0, usize::MAX);
+    let place = Placement {
+        nocross: 2048,
+        ..Placement::anywhere(q)
+    };
+    let fit = model.find_fit(q, &place);
     assert_eq!(fit, Some(q * 2047));
     let got = arena.xalloc(q, &Constraints::new().nocross(2048));
     assert_eq!(got, Ok(q * 2047), "xalloc failed while {fit:x?} fits");

@@ -171,13 +171,7 @@ fn tags_run_out_around_an_import() {
     let tags = tag_arena(&tag_ram);
     let tags_start = base_start(&tags);
     let source = FailingSource::new(&base, Plan::Never);
-    let mut a = Arena::builder("sourced")
-        .quantum(64)
-        .source(&source)
-        .tags_from(&tags)
-        .import_scale(1)
-        .build()
-        .unwrap();
+    let mut a = starved_arena(&source, &tags);
     let mut live: Vec<(usize, usize)> = Vec::new();
     let (mut at_entry, mut after_import) = (0u64, 0u64);
     for step in 0..3000 * scale() {
@@ -243,29 +237,37 @@ fn tags_run_out_around_an_import() {
     );
 }
 
-/// Bug (kmem-arena, `Arena::alloc_segment`, then `Arena::xalloc_fit`):
-/// when a sourced arena has exactly two unused boundary tags and its tag
-/// arena is exhausted, a request that must import takes the search lock,
-/// imports a span, adds it with the two tags, and then fails to take the
-/// lock again (`lock_with_tags` in the retry round returns `NoTags`) —
-/// returning `NoTags` while keeping the wholly free span it imported for
-/// the request. The refusal changes the arena (an extra span, `amt_total`
-/// up) and the source keeps the span outstanding until something else
-/// frees it. `alloc` was fixed first; the same hole in `xalloc` (and
-/// next-fit `alloc`) was found by the `fail-inject` tag-refill test.
+/// An arena (quantum 64, import scale 1) importing from `source`, its tags
+/// from `tags`: a tag arena over a few pages, which the tests empty.
+fn starved_arena<'a>(source: &'a FailingSource<'a>, tags: &'a Arena<'a>) -> Arena<'a> {
+    Arena::builder("sourced")
+        .quantum(64)
+        .source(source)
+        .tags_from(tags)
+        .import_scale(1)
+        .build()
+        .unwrap()
+}
+
+/// A fixed bug, held fixed (kmem-arena, `Arena::alloc_segment`, then
+/// `Arena::xalloc_fit`): when a sourced arena had exactly two unused
+/// boundary tags and its tag arena was exhausted, a request that had to
+/// import took the search lock, imported a span, added it with the two
+/// tags, and then failed to take the lock again (`lock_with_tags` in the
+/// retry round returned `NoTags`), returning `NoTags` while keeping the
+/// wholly free span it imported: the refusal changed the arena (an extra
+/// span, `amt_total` up) and the source kept the span outstanding until
+/// something else freed it. `alloc` was fixed first, then the same hole in
+/// `xalloc` (and next-fit `alloc`), which the `fail-inject` tag-refill test
+/// found. This sets up exactly that case: the refusal must change nothing
+/// and the span go back.
 fn refused_request_gives_back_the_span_it_imported(xalloc: bool) {
     let ram = PhysMem::new(8 << 20);
     let base = ram.base_arena("base", 64);
     let tag_ram = PhysMem::new(4 * PAGE_SIZE);
     let tags = tag_arena(&tag_ram);
     let source = FailingSource::new(&base, Plan::Never);
-    let a = Arena::builder("sourced")
-        .quantum(64)
-        .source(&source)
-        .tags_from(&tags)
-        .import_scale(1)
-        .build()
-        .unwrap();
+    let a = starved_arena(&source, &tags);
     // One allocation gets `a` its first tag page; then the tag arena is
     // emptied, so `a` has only the tags it holds.
     let mut live = vec![(a.alloc(64, Policy::InstantFit).unwrap(), 64)];

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use common::{sourced_arena, span_arena};
 use kmem_arena::{Arena, Constraints, FnSource, Policy, SegmentKind, WalkKinds};
+use kmem_physmem::kit::POLICIES;
 use kmem_physmem::{PhysMem, Rng};
 
 /// The arena's allocated (non-metadata) segments must be exactly `model`.
@@ -114,8 +115,7 @@ fn frees_during_incremental_rehash() {
             let grow = keys.len() < target;
             if (grow && rng.chance(4, 5)) || keys.is_empty() {
                 let size = if rng.chance(1, 2) { 1 } else { rng.range(1, 5) };
-                let pol =
-                    [Policy::InstantFit, Policy::BestFit, Policy::NextFit][rng.below(3) as usize];
+                let pol = POLICIES[rng.below(3) as usize];
                 let x = if pol == Policy::NextFit || rng.chance(1, 6) {
                     a.xalloc(size, &Constraints::new().policy(pol)).unwrap()
                 } else {

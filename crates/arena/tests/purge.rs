@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{span_arena, tag_arena};
+use common::{grow_and_empty_hash, span_arena, tag_arena};
 
 use kmem_arena::{Arena, Policy, PURGE_CHUNK};
 use kmem_physmem::{PhysMem, Rng};
@@ -132,14 +132,7 @@ fn purge_goes_piece_by_piece_and_never_hides_free_memory() {
 fn tick_shrinks_the_hash() {
     let ram = PhysMem::new(16 << 20);
     let base = ram.base_arena("base", 64);
-    let v: Vec<usize> = (0..20_000)
-        .map(|_| base.alloc(64, Policy::InstantFit).unwrap())
-        .collect();
-    let chains = base.stats().hash_chains;
-    for a in v {
-        // SAFETY: allocated above with this size, not used after.
-        unsafe { base.free_memory(a, 64) }.unwrap();
-    }
+    let chains = grow_and_empty_hash(&base);
     assert_eq!(base.stats().hash_chains, chains, "frees never shrink it");
     base.tick();
     assert!(base.stats().hash_chains < chains / 8);

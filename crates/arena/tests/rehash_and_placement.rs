@@ -6,10 +6,23 @@
 
 mod common;
 
-use common::{sourced_arena, span_arena};
+use common::{grow_and_empty_hash, sourced_arena, span_arena, spans_arena};
 
 use kmem_arena::{AllocError, Arena, Constraints, Policy};
+use kmem_physmem::kit::lcm;
+use kmem_physmem::model::Placement;
 use kmem_physmem::{PhysMem, Rng};
+
+/// `xfree`s a random allocation of `live` from `a`: false when there is
+/// none.
+fn xfree_one(a: &Arena<'_>, live: &mut Vec<(usize, usize)>, rng: &mut Rng) -> bool {
+    if live.is_empty() {
+        return false;
+    }
+    let (s, z) = live.swap_remove(rng.below(live.len() as u64) as usize);
+    a.xfree(s, z).unwrap();
+    true
+}
 
 /// `reap` after everything was freed shrinks the hash and gives the large
 /// table back at once (it once stayed the rehash's source until about
@@ -18,15 +31,8 @@ use kmem_physmem::{PhysMem, Rng};
 fn reap_gives_the_old_hash_table_back() {
     let ram = PhysMem::new(16 << 20);
     let base = ram.base_arena("base", 64);
-    let v: Vec<usize> = (0..20_000)
-        .map(|_| base.alloc(64, Policy::InstantFit).unwrap())
-        .collect();
-    let chains = base.stats().hash_chains;
+    let chains = grow_and_empty_hash(&base);
     assert!(chains >= 32768, "{chains}");
-    for a in v {
-        // SAFETY: allocated above with this size, not used after.
-        unsafe { base.free_memory(a, 64) }.unwrap();
-    }
     let m1 = base.stats().metadata;
     base.reap();
     let st = base.stats();
@@ -92,21 +98,11 @@ fn xalloc_at_matches_a_model() {
     let q = 8;
     // Adjacent spans, and one after a gap.
     let spans = [(0x1000usize, 0x200usize), (0x1200, 0x100), (0x1400, 0x200)];
-    let a = Arena::builder("ids")
-        .quantum(q)
-        .tags_from(&base)
-        .build()
-        .unwrap();
-    for &(s, z) in &spans {
-        a.add(s, z).unwrap();
-    }
+    let a = spans_arena("ids", q, &spans, &base);
     let mut rng = Rng::new(15);
     let mut live: Vec<(usize, usize)> = Vec::new();
     for i in 0..200_000 {
-        if rng.below(3) == 0 && !live.is_empty() {
-            let k = rng.below(live.len() as u64) as usize;
-            let (s, z) = live.swap_remove(k);
-            a.xfree(s, z).unwrap();
+        if rng.below(3) == 0 && xfree_one(&a, &mut live, &mut rng) {
             continue;
         }
         let addr = 0xf00 + q * rng.below(0x900 / q as u64) as usize;
@@ -146,32 +142,16 @@ fn from_top_is_the_highest_fit() {
             (q * 0x180, q * 0x40),
             (q * 0x200, q * 0x100),
         ];
-        let a = Arena::builder("ids")
-            .quantum(q)
-            .tags_from(&base)
-            .build()
-            .unwrap();
-        for &(s, z) in &spans {
-            a.add(s, z).unwrap();
-        }
+        let a = spans_arena("ids", q, &spans, &base);
         let mut rng = Rng::new(7 + q as u64);
         let mut live: Vec<(usize, usize)> = Vec::new();
         for i in 0..40_000 {
-            if rng.below(2) == 0 && !live.is_empty() {
-                let k = rng.below(live.len() as u64) as usize;
-                let (s, z) = live.swap_remove(k);
-                a.xfree(s, z).unwrap();
+            if rng.below(2) == 0 && xfree_one(&a, &mut live, &mut rng) {
                 continue;
             }
             let size = q * (1 + rng.below(12) as usize);
             let align = 1usize << rng.below(6);
-            let eff = {
-                let (mut x, mut y) = (q, align);
-                while y != 0 {
-                    (x, y) = (y, x % y);
-                }
-                q / x * align
-            };
+            let eff = lcm(q, align).unwrap();
             let phase = if rng.below(3) == 0 {
                 q * rng.below((eff / q) as u64) as usize
             } else {
@@ -199,15 +179,18 @@ fn from_top_is_the_highest_fit() {
                 .max_addr(max)
                 .from_top();
             // Brute force: highest x in a span, free, meeting everything.
+            let place = Placement {
+                align: eff,
+                phase,
+                nocross,
+                min,
+                max,
+            };
             let mut best = None;
             for &(s, z) in &spans {
                 let mut x = s;
                 while x + size <= s + z {
-                    let ok = x % eff == phase
-                        && x >= min
-                        && x + size <= max
-                        && (nocross == 0 || x / nocross == (x + size - 1) / nocross)
-                        && !overlaps(&live, x, x + size);
+                    let ok = place.broken_by(x, size).is_none() && !overlaps(&live, x, x + size);
                     if ok {
                         best = Some(best.map_or(x, |b: usize| b.max(x)));
                     }

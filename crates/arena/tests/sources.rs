@@ -22,25 +22,19 @@ use common::{sourced_arena, span_arena};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kmem_arena::{
-    AllocError, Arena, ArenaStats, Constraints, DestroyError, FnSource, Policy, Segment,
-    SegmentKind, WalkKinds,
+    AllocError, Arena, Constraints, DestroyError, FnSource, Policy, SegmentKind, WalkKinds,
 };
+use kmem_physmem::faults::{ArenaState, Leave};
+use kmem_physmem::kit::{assert_emptied, ranges, segments, Live, POLICIES};
 use kmem_physmem::{scale, seed, PhysMem, Rng};
 
 const RAM: usize = 32 << 20;
 const BASE_Q: usize = 64;
 const QUANTA: [usize; 3] = [4096, 256, 16];
 const SCALES: [u32; 3] = [2, 1, 0];
-const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
 
 fn round(x: usize, q: usize) -> usize {
     x.div_ceil(q) * q
-}
-
-fn segments(a: &Arena<'_>, kinds: WalkKinds) -> Vec<Segment> {
-    let mut v = Vec::new();
-    a.walk(kinds, |s| v.push(s));
-    v
 }
 
 /// Allocated segments (metadata aside) as `(start, size)`.
@@ -53,10 +47,7 @@ fn allocations(a: &Arena<'_>) -> Vec<(usize, usize)> {
 }
 
 fn spans(a: &Arena<'_>) -> Vec<(usize, usize)> {
-    segments(a, WalkKinds::SPANS)
-        .into_iter()
-        .map(|s| (s.start, s.size))
-        .collect()
+    ranges(a, WalkKinds::SPANS)
 }
 
 /// Spans whose only segment is free (a sourced arena must not keep one).
@@ -72,19 +63,11 @@ fn idle_spans(a: &Arena<'_>) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Everything observable about an arena but its event counters (failed
+/// Everything observable about an arena but its event counts (failed
 /// requests count failures, and a span imported and handed back again
 /// counts allocs, frees, imports and releases).
-fn state(a: &Arena<'_>) -> (ArenaStats, Vec<Segment>) {
-    let st = ArenaStats {
-        allocs: 0,
-        frees: 0,
-        failures: 0,
-        imports: 0,
-        releases: 0,
-        ..a.stats()
-    };
-    (st, segments(a, WalkKinds::ALL))
+fn state(a: &Arena<'_>) -> ArenaState {
+    ArenaState::leaving(a, Leave::Counts)
 }
 
 /// Checks every arena, and that each importer's spans are exactly its
@@ -129,13 +112,6 @@ fn level<'a>(name: &str, i: usize, src: &'a Arena<'a>, base: &'a Arena<'a>) -> A
         .import_scale(SCALES[i])
         .build()
         .unwrap()
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    addr: usize,
-    size: usize,
-    xalloc: bool,
 }
 
 /// Random allocations and frees through level 3, the whole chain checked
@@ -186,21 +162,14 @@ fn three_levels_random_patterns() {
             let l = live.swap_remove(rng.below(live.len() as u64) as usize);
             // SAFETY: allocated above with this size (by `xalloc` when
             // `l.xalloc`), freed once; the test never touches the memory.
-            unsafe {
-                if l.xalloc {
-                    l3.xfree_memory(l.addr, l.size)
-                } else {
-                    l3.free_memory(l.addr, l.size)
-                }
-            }
-            .unwrap_or_else(|e| panic!("{}: free: {e}", ctx()));
+            unsafe { l.free(&l3) }.unwrap_or_else(|e| panic!("{}: free: {e}", ctx()));
         }
         check_chain(&base, &[&l1, &l2, &l3]);
     }
 
     // Destroy refuses while allocations are live, changing nothing.
     if !live.is_empty() {
-        let before = [state(&base), state(&l1), state(&l2), state(&l3)];
+        let before = [&base, &l1, &l2, &l3].map(state);
         let bytes = live.iter().map(|l| round(l.size, QUANTA[2])).sum();
         assert_eq!(
             l3.destroy(),
@@ -210,7 +179,7 @@ fn three_levels_random_patterns() {
             })
         );
         assert_eq!(
-            [state(&base), state(&l1), state(&l2), state(&l3)],
+            [&base, &l1, &l2, &l3].map(state),
             before,
             "a refused destroy changed the chain"
         );
@@ -223,15 +192,8 @@ fn three_levels_random_patterns() {
         check_chain(&base, &[&l1, &l2, &l3]);
     }
     for l in [&l3, &l2, &l1] {
-        let st = l.stats();
-        assert_eq!(
-            (st.total, st.spans, st.live, st.imported),
-            (0, 0, 0, 0),
-            "{} still holds spans",
-            l.name()
-        );
-        assert_eq!(st.imports, st.releases, "{}", l.name());
-        assert!(st.imports > 0, "{} never imported", l.name());
+        assert_emptied(l);
+        assert!(l.stats().imports > 0, "{} never imported", l.name());
     }
     // Only the levels' tag pages and hash tables are still out of the base.
     assert_eq!(spans(&l1), vec![]);
@@ -363,7 +325,7 @@ fn failing_source_changes_nothing() {
     }
     check_chain(&base, &[&l1, &l2, &l3]);
 
-    let snapshot = || [state(&base), state(&l1), state(&l2), state(&l3)];
+    let snapshot = || [&base, &l1, &l2, &l3].map(state);
     let before = snapshot();
     let fails_before = l3.stats().failures;
     fail.store(true, Ordering::Relaxed);

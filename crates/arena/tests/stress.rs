@@ -20,7 +20,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::sync::{Condvar, Mutex};
 
-use kmem_arena::{AllocError, Arena, Constraints, Policy, WalkKinds};
+use kmem_arena::{AllocError, Arena, Constraints, WalkKinds};
+use kmem_physmem::kit::{assert_emptied, POLICIES};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
 
 const WORKERS: usize = 3;
@@ -29,7 +30,6 @@ const OPS_PER_WORKER: usize = 150_000;
 const CHECKPOINT: usize = 3_000;
 const MAX_LIVE: usize = 100;
 const RAM: usize = 64 << 20;
-const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
 
 /// Which arena an allocation came from.
 const BASE: usize = 0;
@@ -390,15 +390,7 @@ fn threads_share_base_kpages_and_bytes() {
         a.check().unwrap();
     }
     for a in [&kpages, &bytes] {
-        let st = a.stats();
-        assert_eq!(
-            (st.total, st.spans, st.live, st.allocated),
-            (0, 0, 0, 0),
-            "{}",
-            a.name()
-        );
-        assert_eq!(st.allocs, st.frees, "{}", a.name());
-        assert_eq!(st.imports, st.releases, "{}", a.name());
+        assert_emptied(a);
     }
     assert_eq!(
         shared

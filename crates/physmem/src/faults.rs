@@ -42,6 +42,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use kmem_arena::{AllocError, Arena, ArenaStats, Segment, Source, SpanFit, WalkKinds};
 
+use crate::kit::segments;
+
 /// Exclusive use of the process-wide failure-injection plans (`kmem-fail`)
 /// for the guard's life: the tests of a binary that set plans each hold one,
 /// so they run one at a time (tests run on parallel threads). Every plan is
@@ -92,35 +94,68 @@ impl Drop for FailPlans {
     }
 }
 
-/// An arena's accounting and its spans and segments, without what a refused
-/// operation may change: the event counters (failures count, and a span
-/// imported and handed back again counts allocs, frees, imports and
-/// releases) and the boundary-tag counts (tags are reserved before an
-/// operation and kept for the next).
+/// An arena's accounting and its spans and segments, less the statistics
+/// that the operation a test compares across may change ([`Leave`]): what
+/// a refused or undone operation must leave as it was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArenaState {
-    /// [`Arena::stats`] with the counters and tag counts zeroed.
+    /// [`Arena::stats`], with what is left out zeroed.
     pub stats: ArenaStats,
     /// Every span and segment, in address order.
     pub segments: Vec<Segment>,
 }
 
+/// What an [`ArenaState`] leaves out of an arena's statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leave {
+    /// The boundary tags carved and not in use (`tags` holds the tags in
+    /// use, `tags_unused` is zeroed): an operation may reserve tags ahead
+    /// and keep them for the next. For bad input, which must change nothing
+    /// else, the event counters included.
+    UnusedTags,
+    /// The counts of allocations, frees, failures, imports and releases: a
+    /// failed request counts a failure, and a span imported and handed
+    /// back again counts the rest. The tag counts are kept as they are.
+    Counts,
+    /// All a refused operation may change: those counts, the search pauses
+    /// (a refused search may pause) and both tag counts (tags are reserved
+    /// before an operation and kept for the next).
+    Refusal,
+}
+
 impl ArenaState {
-    /// `arena`'s state now.
+    /// `arena`'s state now, less what a refusal may change
+    /// ([`Leave::Refusal`]).
     pub fn of(arena: &Arena<'_>) -> Self {
-        let stats = ArenaStats {
+        Self::leaving(arena, Leave::Refusal)
+    }
+
+    /// `arena`'s state now, less what `leave` says.
+    pub fn leaving(arena: &Arena<'_>, leave: Leave) -> Self {
+        let all = arena.stats();
+        let uncounted = ArenaStats {
             allocs: 0,
             frees: 0,
             failures: 0,
             imports: 0,
             releases: 0,
-            search_pauses: 0,
-            tags: 0,
-            tags_unused: 0,
-            ..arena.stats()
+            ..all
         };
-        let mut segments = Vec::new();
-        arena.walk(WalkKinds::ALL, |s| segments.push(s));
+        let stats = match leave {
+            Leave::UnusedTags => ArenaStats {
+                tags: all.tags - all.tags_unused,
+                tags_unused: 0,
+                ..all
+            },
+            Leave::Counts => uncounted,
+            Leave::Refusal => ArenaStats {
+                search_pauses: 0,
+                tags: 0,
+                tags_unused: 0,
+                ..uncounted
+            },
+        };
+        let segments = segments(arena, WalkKinds::ALL);
         Self { stats, segments }
     }
 }

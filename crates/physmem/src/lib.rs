@@ -5,8 +5,9 @@
 //! standing in for a machine's RAM. [`PhysMem::base_arena`] builds a
 //! self-sufficient base arena over it, and [`boot`] then builds a page arena
 //! sourced from the base, as a kernel's early memory setup does. The shared
-//! test kit ([`Rng`], [`scale`]) lives here too, so every test and benchmark
-//! uses the same generator and length knob. [`model::ArenaModel`] is a
+//! test kit ([`Rng`], [`scale`], the helpers of [`kit`] and [`faults`])
+//! lives here too, so every test and benchmark uses the same generator,
+//! length knob and helpers. [`model::ArenaModel`] is a
 //! simple, slow reference model of an arena that randomized tests (and
 //! fuzzers) compare arenas with.
 //!
@@ -32,6 +33,7 @@ use std::alloc::{alloc_zeroed, dealloc};
 use kmem_arena::Arena;
 
 pub mod faults;
+pub mod kit;
 pub mod model;
 mod rng;
 pub use rng::{scale, seed, Rng};

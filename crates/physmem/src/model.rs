@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use kmem_arena::{Arena, Policy};
-//! use kmem_physmem::model::ArenaModel;
+//! use kmem_physmem::model::{ArenaModel, Placement};
 //!
 //! let mut tags = vec![0u64; 3 * 512];
 //! let ids = Arena::builder("ids").quantum(1).build().unwrap();
@@ -26,7 +26,7 @@
 //!
 //! let a = ids.alloc(60, Policy::InstantFit).unwrap();
 //! model.record_alloc(a, 60);
-//! assert!(!model.fits(60, 1, 0, 0, 0, usize::MAX));
+//! assert!(!model.fits(60, &Placement::anywhere(1)));
 //! assert!(ids.alloc(60, Policy::BestFit).is_err());
 //! model.check_against(&ids).unwrap();
 //!
@@ -42,16 +42,11 @@ use std::collections::BTreeMap;
 
 use kmem_arena::{Arena, SegmentKind, SizeKind, WalkKinds};
 
+use crate::kit::gcd;
+
 /// End of `[start, start + size)`, without overflow.
 fn end(start: usize, size: usize) -> u128 {
     start as u128 + size as u128
-}
-
-fn gcd(mut a: u128, mut b: u128) -> u128 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
 }
 
 /// The smallest `x >= from` with `x % align == phase` (`phase < align`).
@@ -61,6 +56,53 @@ fn first_candidate(from: u128, align: u128, phase: u128) -> u128 {
         below + phase
     } else {
         below + align + phase
+    }
+}
+
+/// Where an allocation may start: `xalloc`'s constraints in plain
+/// numbers, the alignment already the effective one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The effective alignment: `lcm(quantum, align)`, or the quantum for a
+    /// plain allocation.
+    pub align: usize,
+    /// Starts are `phase` modulo `align`.
+    pub phase: usize,
+    /// The allocation crosses no multiple of this (0: no such constraint).
+    pub nocross: usize,
+    /// It starts at `min` or above.
+    pub min: usize,
+    /// It ends at `max` or below.
+    pub max: usize,
+}
+
+impl Placement {
+    /// Starts that are multiples of `align`, anywhere: a plain allocation
+    /// (`align` the quantum).
+    pub const fn anywhere(align: usize) -> Self {
+        Self {
+            align,
+            phase: 0,
+            nocross: 0,
+            min: 0,
+            max: usize::MAX,
+        }
+    }
+
+    /// The constraint that `[x, x + size)` breaks, in words, if any.
+    pub fn broken_by(&self, x: usize, size: usize) -> Option<&'static str> {
+        if x % self.align != self.phase {
+            Some("misaligned (align or phase)")
+        } else if x < self.min {
+            Some("below the window's min")
+        } else if end(x, size) > self.max as u128 {
+            Some("beyond the window's max")
+        } else if self.nocross != 0 && size > 0 && x / self.nocross != (x + size - 1) / self.nocross
+        {
+            Some("crosses a multiple of the nocross")
+        } else {
+            None
+        }
     }
 }
 
@@ -343,63 +385,43 @@ impl ArenaModel {
             .collect()
     }
 
-    /// True when some `x` exists with `x % align_eff == phase`,
-    /// `[x, x + size)` inside one free range and inside `[min, max)`, and not
-    /// crossing a multiple of `nocross` (0: no such constraint). `size` is
-    /// rounded to the quantum; `align_eff` is the effective alignment
-    /// (`lcm(quantum, align)`, or the quantum for a plain allocation).
+    /// True when some `x` in one free range meets `place` for `size`
+    /// units (rounded to the quantum).
     ///
     /// # Panics
-    /// Panics if `align_eff` is zero or `phase >= align_eff`.
-    pub fn fits(
-        &self,
-        size: usize,
-        align_eff: usize,
-        phase: usize,
-        nocross: usize,
-        min: usize,
-        max: usize,
-    ) -> bool {
-        self.find_fit(size, align_eff, phase, nocross, min, max)
-            .is_some()
+    /// Panics if `place.align` is zero or `place.phase >= place.align`.
+    pub fn fits(&self, size: usize, place: &Placement) -> bool {
+        self.find_fit(size, place).is_some()
     }
 
-    /// The lowest `x` in `[min, max)` that meets the constraints whatever
-    /// is allocated, as if one free range covered the whole window: `None`
-    /// means no arena could ever satisfy them (the arena's
+    /// The lowest `x` in `[min, max)` that meets `place` whatever is
+    /// allocated, as if one free range covered the whole window: `None`
+    /// means no arena could ever satisfy it (the arena's
     /// `Overconstrained`). `size` is taken as it is (already rounded).
     ///
     /// # Panics
-    /// Panics if `align_eff` is zero or `phase >= align_eff`.
-    pub fn window_fit(
-        size: usize,
-        align_eff: usize,
-        phase: usize,
-        nocross: usize,
-        min: usize,
-        max: usize,
-    ) -> Option<usize> {
-        if min >= max {
+    /// Panics if `place.align` is zero or `place.phase >= place.align`.
+    pub fn window_fit(size: usize, place: &Placement) -> Option<usize> {
+        if place.min >= place.max {
             return None;
         }
         let mut m = Self::new(1);
-        m.add_span(min, max - min);
-        m.find_fit(size, align_eff, phase, nocross, min, max)
+        m.add_span(place.min, place.max - place.min);
+        m.find_fit(size, place)
     }
 
     /// The lowest `x` that [`fits`](Self::fits) accepts, if any.
     ///
     /// # Panics
-    /// Panics if `align_eff` is zero or `phase >= align_eff`.
-    pub fn find_fit(
-        &self,
-        size: usize,
-        align_eff: usize,
-        phase: usize,
-        nocross: usize,
-        min: usize,
-        max: usize,
-    ) -> Option<usize> {
+    /// Panics if `place.align` is zero or `place.phase >= place.align`.
+    pub fn find_fit(&self, size: usize, place: &Placement) -> Option<usize> {
+        let &Placement {
+            align: align_eff,
+            phase,
+            nocross,
+            min,
+            max,
+        } = place;
         assert!(
             align_eff > 0 && phase < align_eff,
             "ArenaModel::fits: bad alignment"
@@ -430,7 +452,7 @@ impl ArenaModel {
             // every align / gcd(align, N) blocks: after that many whole
             // blocks the rest repeat them, so skip to the last (possibly
             // partial) one.
-            let period = align / gcd(align, n);
+            let period = (align_eff / gcd(align_eff, nocross)) as u128;
             let (first, last) = (lo / n, (hi - 1) / n);
             let mut k = first;
             while k <= last {
@@ -580,6 +602,19 @@ impl ArenaModel {
 mod tests {
     use super::*;
 
+    /// [`ArenaModel::fits`] with the placement's fields in a row.
+    fn fits(m: &ArenaModel, size: usize, place: [usize; 5]) -> bool {
+        let [align, phase, nocross, min, max] = place;
+        let place = Placement {
+            align,
+            phase,
+            nocross,
+            min,
+            max,
+        };
+        m.fits(size, &place)
+    }
+
     fn model(spans: &[(usize, usize)], allocs: &[(usize, usize)]) -> ArenaModel {
         let mut m = ArenaModel::new(1);
         for &(b, s) in spans {
@@ -659,34 +694,34 @@ mod tests {
     fn fits_alignment_phase_window() {
         let m = model(&[(0, 100)], &[(0, 10), (20, 80)]);
         // Free: [10, 20).
-        assert!(m.fits(10, 1, 0, 0, 0, usize::MAX));
-        assert!(!m.fits(11, 1, 0, 0, 0, usize::MAX));
-        assert!(m.fits(4, 16, 0, 0, 0, usize::MAX)); // 16..20
-        assert!(!m.fits(5, 16, 0, 0, 0, usize::MAX));
-        assert!(m.fits(2, 8, 2, 0, 0, usize::MAX)); // 10..12
-        assert!(m.fits(2, 8, 2, 0, 0, 12));
-        assert!(!m.fits(2, 8, 2, 0, 0, 11));
-        assert!(m.fits(2, 8, 2, 0, 11, usize::MAX)); // 18..20
-        assert!(!m.fits(2, 8, 2, 0, 11, 19));
-        assert!(!m.fits(3, 8, 2, 0, 11, usize::MAX));
+        assert!(fits(&m, 10, [1, 0, 0, 0, usize::MAX]));
+        assert!(!fits(&m, 11, [1, 0, 0, 0, usize::MAX]));
+        assert!(fits(&m, 4, [16, 0, 0, 0, usize::MAX])); // 16..20
+        assert!(!fits(&m, 5, [16, 0, 0, 0, usize::MAX]));
+        assert!(fits(&m, 2, [8, 2, 0, 0, usize::MAX])); // 10..12
+        assert!(fits(&m, 2, [8, 2, 0, 0, 12]));
+        assert!(!fits(&m, 2, [8, 2, 0, 0, 11]));
+        assert!(fits(&m, 2, [8, 2, 0, 11, usize::MAX])); // 18..20
+        assert!(!fits(&m, 2, [8, 2, 0, 11, 19]));
+        assert!(!fits(&m, 3, [8, 2, 0, 11, usize::MAX]));
     }
 
     #[test]
     fn fits_nocross() {
         let m = model(&[(0, 64)], &[(0, 6), (20, 44)]);
         // Free: [6, 20).
-        assert!(m.fits(8, 1, 0, 8, 0, usize::MAX)); // 8..16
-        assert!(m.fits(10, 1, 0, 16, 0, usize::MAX)); // 6..16
-        assert!(!m.fits(11, 1, 0, 16, 0, usize::MAX));
+        assert!(fits(&m, 8, [1, 0, 8, 0, usize::MAX])); // 8..16
+        assert!(fits(&m, 10, [1, 0, 16, 0, usize::MAX])); // 6..16
+        assert!(!fits(&m, 11, [1, 0, 16, 0, usize::MAX]));
         // 3-aligned, inside one 4-block: 6..10 and 9..13 cross, 12..16 does not.
-        assert!(m.fits(4, 3, 0, 4, 0, usize::MAX));
-        assert!(!m.fits(4, 3, 0, 4, 0, 15));
+        assert!(fits(&m, 4, [3, 0, 4, 0, usize::MAX]));
+        assert!(!fits(&m, 4, [3, 0, 4, 0, 15]));
         // align 8, blocks of 4: phase 5 fits 3 units in every other block.
         let big = model(&[(0, 1 << 20)], &[]);
-        assert!(big.fits(3, 8, 5, 4, 1, 1 << 20));
-        assert!(!big.fits(2, 8, 3, 4, 0, 1 << 20));
-        assert!(big.fits(3, 8, 5, 8, (1 << 20) - 3, 1 << 20));
-        assert!(!big.fits(3, 8, 5, 8, (1 << 20) - 2, 1 << 20));
+        assert!(fits(&big, 3, [8, 5, 4, 1, 1 << 20]));
+        assert!(!fits(&big, 2, [8, 3, 4, 0, 1 << 20]));
+        assert!(fits(&big, 3, [8, 5, 8, (1 << 20) - 3, 1 << 20]));
+        assert!(!fits(&big, 3, [8, 5, 8, (1 << 20) - 2, 1 << 20]));
     }
 
     /// `fits` against trying every start, on small random models.
@@ -735,7 +770,7 @@ mod tests {
                         && !busy(x)
                 });
                 assert_eq!(
-                    m.fits(size, align, phase, nocross, min, max),
+                    fits(&m, size, [align, phase, nocross, min, max]),
                     naive,
                     "{m:?} size {size} align {align} phase {phase} nocross {nocross} [{min}, {max})"
                 );
@@ -744,13 +779,34 @@ mod tests {
     }
 
     #[test]
+    fn placement_names_the_broken_constraint() {
+        let p = Placement {
+            align: 8,
+            phase: 2,
+            nocross: 16,
+            min: 8,
+            max: 40,
+        };
+        assert_eq!(p.broken_by(10, 4), None);
+        assert_eq!(p.broken_by(11, 4), Some("misaligned (align or phase)"));
+        assert_eq!(p.broken_by(2, 4), Some("below the window's min"));
+        assert_eq!(p.broken_by(34, 8), Some("beyond the window's max"));
+        // 26..34 crosses 32.
+        assert_eq!(
+            p.broken_by(26, 8),
+            Some("crosses a multiple of the nocross")
+        );
+        assert_eq!(Placement::anywhere(1).broken_by(usize::MAX - 4, 4), None);
+    }
+
+    #[test]
     fn fits_at_the_top() {
         let m = model(&[(usize::MAX - 16, 16)], &[]);
-        assert!(m.fits(16, 1, 0, 0, 0, usize::MAX));
-        assert!(m.fits(8, 8, 0, 8, 0, usize::MAX)); // ...f0..=...f7
-        assert!(m.fits(1, 8, 7, 8, 0, usize::MAX)); // ...ef
-        assert!(!m.fits(8, 8, 7, 8, 0, usize::MAX)); // ...ef + 8 crosses
-        assert!(!m.fits(17, 1, 0, 0, 0, usize::MAX));
+        assert!(fits(&m, 16, [1, 0, 0, 0, usize::MAX]));
+        assert!(fits(&m, 8, [8, 0, 8, 0, usize::MAX])); // ...f0..=...f7
+        assert!(fits(&m, 1, [8, 7, 8, 0, usize::MAX])); // ...ef
+        assert!(!fits(&m, 8, [8, 7, 8, 0, usize::MAX])); // ...ef + 8 crosses
+        assert!(!fits(&m, 17, [1, 0, 0, 0, usize::MAX]));
         assert!(m.overlaps_span(usize::MAX - 1, 1));
         assert!(!m.overlaps_span(0, usize::MAX - 16));
         assert!(m.overlaps_span(0, usize::MAX - 15));

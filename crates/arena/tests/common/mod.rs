@@ -1,45 +1,22 @@
-//! Shared kit of the arena's fault-injection tests (`fault_injection.rs`,
-//! with the test kit's failing source, and `fail_inject.rs`, with the
-//! `fail-inject` feature): freeing what a test holds, a randomized driver
+//! Shared kit of the arena's integration tests: arenas built over spans or
+//! a source, and, for the fault-injection tests (`fault_injection.rs`, with
+//! the test kit's failing source, and `fail_inject.rs`, with the
+//! `fail-inject` feature), freeing what a test holds, a randomized driver
 //! that checks every refusal, and the import run both files make.
 #![allow(dead_code, unreachable_pub)]
 
 use kmem_arena::{AllocError, Arena, Constraints, Policy};
 use kmem_physmem::faults::{ArenaState, FailingSource, Plan, SourceStats};
+pub use kmem_physmem::kit::{Live, POLICIES};
 use kmem_physmem::{scale, PhysMem, Rng};
 
-pub const POLICIES: [Policy; 3] = [Policy::InstantFit, Policy::BestFit, Policy::NextFit];
-
-/// An allocation a test holds.
-#[derive(Clone, Copy, Debug)]
-pub struct Live {
-    pub addr: usize,
-    pub size: usize,
-    pub xalloc: bool,
-}
-
-/// Frees `l` from `a`: an arena of integers with the safe `free`/`xfree`,
-/// a memory arena (one sourced from a base arena) with their unsafe twins.
+/// Frees `l` from `a` ([`Live::free`]: the safe `free`/`xfree` in an
+/// arena of integers, their unsafe twins in a memory arena), failing on an
+/// error.
 pub fn free(a: &Arena<'_>, l: Live) {
-    if !a.is_memory() {
-        if l.xalloc {
-            a.xfree(l.addr, l.size)
-        } else {
-            a.free(l.addr, l.size)
-        }
-    } else {
-        // SAFETY: every caller frees an allocation it made from `a` with
-        // this size (by `xalloc` when `l.xalloc`), once; these tests never
-        // touch the memory.
-        unsafe {
-            if l.xalloc {
-                a.xfree_memory(l.addr, l.size)
-            } else {
-                a.free_memory(l.addr, l.size)
-            }
-        }
-    }
-    .unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
+    // SAFETY: every caller frees an allocation it made from `a` with this
+    // size (by `xalloc` when `l.xalloc`), once; these tests never touch it.
+    unsafe { l.free(a) }.unwrap_or_else(|e| panic!("free of {l:x?}: {e}"));
 }
 
 /// [`free`] of an allocation made by `alloc`.
@@ -294,4 +271,38 @@ pub fn sourced_arena<'a>(
         .tags_from(tags)
         .build()
         .unwrap()
+}
+
+/// An arena of integers of quantum `q` holding `spans`, with its tags from
+/// `tags`.
+pub fn spans_arena<'a>(
+    name: &str,
+    q: usize,
+    spans: &[(usize, usize)],
+    tags: &'a Arena<'a>,
+) -> Arena<'a> {
+    let a = Arena::builder(name)
+        .quantum(q)
+        .tags_from(tags)
+        .build()
+        .unwrap();
+    for &(start, len) in spans {
+        a.add(start, len).unwrap();
+    }
+    a
+}
+
+/// Grows the hash of `base` (a base arena of quantum 64) with 20 000 live
+/// allocations of 64 bytes, then frees them all; returns the hash's chains
+/// at the largest.
+pub fn grow_and_empty_hash(base: &Arena<'_>) -> usize {
+    let v: Vec<usize> = (0..20_000)
+        .map(|_| base.alloc(64, Policy::InstantFit).unwrap())
+        .collect();
+    let chains = base.stats().hash_chains;
+    for a in v {
+        // SAFETY: allocated above with this size, not used after.
+        unsafe { base.free_memory(a, 64) }.unwrap();
+    }
+    chains
 }

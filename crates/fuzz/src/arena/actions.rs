@@ -4,11 +4,12 @@ use core::fmt::Debug;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kmem_arena::{AllocError, Arena, Policy};
-use kmem_physmem::faults::FailingSource;
-use kmem_physmem::model::ArenaModel;
+use kmem_physmem::faults::{ArenaState, FailingSource};
+use kmem_physmem::kit::{lcm, Live};
+use kmem_physmem::model::{ArenaModel, Placement};
 
 use super::{
-    assert_refused, lcm, state, Action, Child, Event, Live, Mirror, Point, Recorder, Side, Size,
+    assert_refused, assert_unchanged, Action, Child, Event, Mirror, Point, Recorder, Side, Size,
 };
 use crate::input::Report;
 
@@ -145,10 +146,10 @@ impl<'w> World<'w> {
     fn purge(&mut self, s: Side, n: u8) {
         let a = self.arena(s);
         let q = a.quantum();
-        let before = state(a);
+        let before = ArenaState::of(a);
         let mut pieces = Vec::new();
         a.purge((usize::from(n) + 1) * q, |at, len| pieces.push((at, len)));
-        assert_eq!(state(a), before, "kmem-fuzz: purge changed the arena");
+        assert_unchanged(a, &before, "purge");
         for &(at, len) in &pieces {
             assert!(
                 len > 0 && at % q == 0 && len % q == 0,
@@ -332,7 +333,7 @@ impl<'w> World<'w> {
         let (qp, qc) = (self.parent.quantum(), c.setup.quantum());
         let least = round(want, lcm(qc, qp)?)?;
         let align = if qp % qc == 0 { qp } else { lcm(qp, qc)? };
-        self.pm.model.find_fit(least, align, 0, 0, 0, usize::MAX)
+        self.pm.model.find_fit(least, &Placement::anywhere(align))
     }
 
     /// An allocation of `size_r` (rounded) units failed with `e` after its
@@ -384,40 +385,26 @@ impl<'w> World<'w> {
         let size = self.size(s, size);
         let q = self.arena(s).quantum();
         let bad = alloc_errors(size, q);
-        let before = state(self.arena(s));
+        let before = ArenaState::of(self.arena(s));
         let injected = self.injected();
         let got = self.arena(s).alloc(size, policy);
         self.sync();
         let what = format!("alloc({size:#x}, {policy:?})");
-        if !bad.is_empty() {
-            assert_refused(&what, &got, &bad);
-            assert_eq!(
-                state(self.arena(s)),
-                before,
-                "kmem-fuzz: refused {what} changed the arena"
-            );
+        if self.refused(s, &what, &got, &bad, &before) {
             return;
         }
         let size_r = round(size, q).expect("validated");
         match got {
-            Ok(x) => {
-                let m = self.mirror(s);
-                m.model.record_alloc(x, size);
-                m.live.push(Live {
-                    addr: x,
-                    size,
-                    xalloc: false,
-                });
-            }
+            Ok(x) => self.hold(s, x, size, false),
             Err(e) => {
-                let fit = self.model(s).find_fit(size, q, 0, 0, 0, usize::MAX);
+                let fit = self.model(s).find_fit(size, &Placement::anywhere(q));
                 let want = if policy == Policy::NextFit {
                     size_r.saturating_add(q)
                 } else {
                     size_r
                 };
                 let import = 2 * want as u128 + q as u128 + self.parent.quantum() as u128;
-                self.judge(s, e, fit, import, &what);
+                self.failed(s, e, fit, import, &what, &before);
                 if s == Side::Child && self.injected() == injected {
                     if let Some(x) = self.parent_could_supply(want) {
                         panic!(
@@ -425,14 +412,56 @@ impl<'w> World<'w> {
                         );
                     }
                 }
-                if !self.arena(s).is_base() {
-                    assert_eq!(
-                        state(self.arena(s)),
-                        before,
-                        "kmem-fuzz: failed {what} changed the arena"
-                    );
-                }
             }
+        }
+    }
+
+    /// True when `bad` (the errors an allocation's arguments call for) is
+    /// not empty: then `got` must be one of them, and the arena as it was
+    /// `before`.
+    fn refused(
+        &self,
+        s: Side,
+        what: &str,
+        got: &Result<usize, AllocError>,
+        bad: &[AllocError],
+        before: &ArenaState,
+    ) -> bool {
+        if bad.is_empty() {
+            return false;
+        }
+        assert_refused(what, got, bad);
+        assert_unchanged(self.arena(s), before, &format!("refused {what}"));
+        true
+    }
+
+    /// Records the allocation of `size` at `x` (by `xalloc` when `xalloc`)
+    /// in the model and among those the harness holds.
+    fn hold(&mut self, s: Side, x: usize, size: usize, xalloc: bool) {
+        let m = self.mirror(s);
+        m.model.record_alloc(x, size);
+        m.live.push(Live {
+            addr: x,
+            size,
+            xalloc,
+        });
+    }
+
+    /// An allocation (`what`) whose arguments passed validation failed with
+    /// `e`: legitimate ([`judge`](Self::judge)), and, outside a base arena
+    /// (whose metadata may have moved), the arena as it was `before`.
+    fn failed(
+        &self,
+        s: Side,
+        e: AllocError,
+        fit: Option<usize>,
+        import: u128,
+        what: &str,
+        before: &ArenaState,
+    ) {
+        self.judge(s, e, fit, import, what);
+        if !self.arena(s).is_base() {
+            assert_unchanged(self.arena(s), before, &format!("failed {what}"));
         }
     }
 }

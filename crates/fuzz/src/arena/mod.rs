@@ -41,6 +41,7 @@ use std::sync::{Mutex, PoisonError};
 use arbitrary::Arbitrary;
 use kmem_arena::{AllocError, Arena, DestroyError, FreeError, Policy, Source};
 use kmem_physmem::faults::{ArenaState, FailingSource};
+use kmem_physmem::kit::Live;
 use kmem_physmem::model::ArenaModel;
 use kmem_physmem::PAGE_SIZE;
 
@@ -251,19 +252,6 @@ pub enum Action {
     Purge(Side, u8),
 }
 
-/// Greatest common divisor.
-fn gcd(mut a: usize, mut b: usize) -> usize {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-/// Least common multiple, if it fits.
-fn lcm(a: usize, b: usize) -> Option<usize> {
-    (a / gcd(a, b)).checked_mul(b)
-}
-
 /// A span the parent handed out or took back.
 #[derive(Clone, Copy, Debug)]
 enum Event {
@@ -332,14 +320,6 @@ unsafe impl Source for Recorder<'_> {
     fn as_arena(&self) -> Option<&Arena<'_>> {
         self.parent.as_arena()
     }
-}
-
-/// An allocation the harness made.
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    addr: usize,
-    size: usize,
-    xalloc: bool,
 }
 
 /// One arena's model and what the harness holds of it.
@@ -446,21 +426,8 @@ pub fn run(data: &[u8]) {
 fn finish_parent(parent: &mut Arena<'_>, mut m: Mirror) {
     let memory = parent.is_base();
     if !m.live.is_empty() {
-        let state = ArenaState::of(parent);
         let meta = parent.stats().metadata;
-        assert_eq!(
-            parent.destroy(),
-            Err(DestroyError::LiveAllocations {
-                count: m.model.live(),
-                bytes: m.model.allocated(),
-            }),
-            "kmem-fuzz: parent destroy with live allocations"
-        );
-        assert_eq!(
-            ArenaState::of(parent),
-            state,
-            "refused destroy changed the parent"
-        );
+        assert_destroy_refused(parent, &m.model, "the parent");
         assert_eq!(parent.stats().metadata, meta);
     }
     for l in m.live.drain(..) {
@@ -487,50 +454,45 @@ fn finish_parent(parent: &mut Arena<'_>, mut m: Mirror) {
 }
 
 /// Frees `[addr, +size)` in `arena` as `free` (`by_free`) or `xfree`
-/// would: with those safe calls in an arena of integers; in a memory arena,
-/// which must refuse them (as `FreeError::MemoryArena`, changing nothing),
-/// with the unsafe `free_memory` and `xfree_memory`.
+/// would: with those safe calls in an arena of integers; a memory arena
+/// must refuse them, changing nothing, and is freed by `free_memory` or
+/// `xfree_memory` ([`Live::free`]).
 fn free_to(arena: &Arena<'_>, addr: usize, size: usize, by_free: bool) -> Result<(), FreeError> {
-    let safe = || {
-        if by_free {
-            arena.free(addr, size)
-        } else {
-            arena.xfree(addr, size)
-        }
+    let l = Live {
+        addr,
+        size,
+        xalloc: !by_free,
     };
-    if !arena.is_memory() {
-        return safe();
-    }
-    let before = state(arena);
-    assert_eq!(
-        safe(),
-        Err(FreeError::MemoryArena { addr }),
-        "kmem-fuzz: a memory arena took a safe free({addr:#x}, {size:#x})"
-    );
-    assert_eq!(
-        state(arena),
-        before,
-        "kmem-fuzz: a refused safe free changed a memory arena"
-    );
-    // The harness never reads or writes the memory an arena hands out (it
-    // keeps addresses only). A parent's span that the child imported is
-    // never freed here: the callers skip it. Any other free is refused by
-    // the arena's checks, which the callers hold against the model's
-    // prediction.
-    // SAFETY: the only frees the model finds legal are of allocations the
-    // harness holds and forgets with this call.
-    unsafe {
-        if by_free {
-            arena.free_memory(addr, size)
-        } else {
-            arena.xfree_memory(addr, size)
-        }
-    }
+    // SAFETY: the harness never touches an arena's memory, nor frees here a
+    // span the child imported; the arena refuses whatever the model does.
+    unsafe { l.free(arena) }
 }
 
-/// Everything a refused operation must leave as it was.
-fn state(arena: &Arena<'_>) -> ArenaState {
-    ArenaState::of(arena)
+/// Fails unless `arena` is as it was `before` `what` (a refused or failed
+/// operation).
+#[track_caller]
+fn assert_unchanged(arena: &Arena<'_>, before: &ArenaState, what: &str) {
+    assert_eq!(
+        &ArenaState::of(arena),
+        before,
+        "kmem-fuzz: {what} changed the arena"
+    );
+}
+
+/// `destroy` of `arena` (`what`), which holds the allocations `model`
+/// records: refused with their count and size, changing nothing.
+#[track_caller]
+fn assert_destroy_refused(arena: &mut Arena<'_>, model: &ArenaModel, what: &str) {
+    let before = ArenaState::of(arena);
+    assert_eq!(
+        arena.destroy(),
+        Err(DestroyError::LiveAllocations {
+            count: model.live(),
+            bytes: model.allocated(),
+        }),
+        "kmem-fuzz: destroy of {what} with live allocations"
+    );
+    assert_unchanged(arena, &before, &format!("refused destroy of {what}"));
 }
 
 /// Fails unless `got` is an error among `allowed` (non-empty).

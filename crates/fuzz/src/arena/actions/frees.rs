@@ -1,9 +1,10 @@
 //! The arena target's frees, good and bad.
 
 use kmem_arena::FreeError;
+use kmem_physmem::faults::ArenaState;
 use kmem_physmem::model::ArenaModel;
 
-use super::super::{free_to, state, BadFree, Side};
+use super::super::{assert_unchanged, free_to, BadFree, Side};
 use super::{round, World};
 
 /// What freeing `[addr, +size)` must return, by the model.
@@ -113,7 +114,7 @@ impl World<'_> {
             m.model.record_free(addr, size).expect("model free");
             m.remember_free(addr, size);
         }
-        let before = state(self.arena(s));
+        let before = ArenaState::of(self.arena(s));
         let got = free_to(self.arena(s), addr, size, by_free);
         self.sync();
         assert_eq!(
@@ -123,11 +124,7 @@ impl World<'_> {
             Self::name(s)
         );
         if got.is_err() {
-            assert_eq!(
-                state(self.arena(s)),
-                before,
-                "kmem-fuzz: refused free changed the arena"
-            );
+            assert_unchanged(self.arena(s), &before, "refused free");
         }
     }
 }

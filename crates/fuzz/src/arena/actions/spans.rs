@@ -1,9 +1,13 @@
 //! The arena target's spans, queries and teardown of the child.
 
-use kmem_arena::{AddError, DestroyError};
+use kmem_arena::AddError;
+use kmem_physmem::faults::ArenaState;
 use kmem_physmem::model::ArenaModel;
 
-use super::super::{assert_refused, free_to, state, Mirror, Point, Side, Size, Span};
+use super::super::{
+    assert_destroy_refused, assert_refused, assert_unchanged, free_to, Mirror, Point, Side, Size,
+    Span,
+};
 use super::{build_child, World};
 
 impl World<'_> {
@@ -38,7 +42,7 @@ impl World<'_> {
         if size != 0 && self.model(s).overlaps_span(base, size) {
             allowed.push(AddError::Overlap);
         }
-        let before = state(arena);
+        let before = ArenaState::of(arena);
         let got = arena.add(base, size);
         self.sync();
         let what = format!("{} add({base:#x}, {size:#x})", Self::name(s));
@@ -47,11 +51,7 @@ impl World<'_> {
             self.mirror(s).model.add_span(base, size);
         } else {
             assert_refused(&what, &got, &allowed);
-            assert_eq!(
-                state(self.arena(s)),
-                before,
-                "kmem-fuzz: refused {what} changed the arena"
-            );
+            assert_unchanged(self.arena(s), &before, &format!("refused {what}"));
         }
     }
 
@@ -72,20 +72,7 @@ impl World<'_> {
         let Some(c) = &mut self.child else { return };
         let arena = c.arena.as_mut().expect("kmem-fuzz: child arena");
         if c.m.model.live() > 0 {
-            let before = state(arena);
-            assert_eq!(
-                arena.destroy(),
-                Err(DestroyError::LiveAllocations {
-                    count: c.m.model.live(),
-                    bytes: c.m.model.allocated(),
-                }),
-                "kmem-fuzz: destroy of the child with live allocations"
-            );
-            assert_eq!(
-                state(arena),
-                before,
-                "kmem-fuzz: refused destroy changed the child"
-            );
+            assert_destroy_refused(arena, &c.m.model, "the child");
             return;
         }
         assert_eq!(

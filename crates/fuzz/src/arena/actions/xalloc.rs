@@ -2,9 +2,11 @@
 //! the typed errors bad ones call for, and the checks of the result.
 
 use kmem_arena::{AllocError, Constraints, Policy};
-use kmem_physmem::model::ArenaModel;
+use kmem_physmem::faults::ArenaState;
+use kmem_physmem::kit::lcm;
+use kmem_physmem::model::{ArenaModel, Placement};
 
-use super::super::{assert_refused, gcd, lcm, state, Live, Num, Side, Size, Window, Xc};
+use super::super::{Num, Side, Size, Window, Xc};
 use super::{round, World};
 
 /// An `xalloc` request in plain numbers.
@@ -16,6 +18,19 @@ struct Req {
     min: usize,
     max: usize,
     policy: Policy,
+}
+
+impl Req {
+    /// Where the arena may place it, with `eff` the effective alignment.
+    fn place(&self, eff: usize) -> Placement {
+        Placement {
+            align: eff,
+            phase: self.phase,
+            nocross: self.nocross,
+            min: self.min,
+            max: self.max,
+        }
+    }
 }
 
 /// Every typed error whose condition `r` meets (the arena's bad-input
@@ -41,7 +56,7 @@ fn xalloc_errors(size: usize, q: usize, r: &Req) -> Vec<AllocError> {
         errs.push(AllocError::Misaligned);
     }
     if align_ok {
-        match (q / gcd(q, r.align)).checked_mul(r.align) {
+        match lcm(q, r.align) {
             None => errs.push(AllocError::Overflow),
             Some(eff) if r.phase >= eff => errs.push(AllocError::BadPhase),
             Some(eff) => {
@@ -57,8 +72,8 @@ fn xalloc_errors(size: usize, q: usize, r: &Req) -> Vec<AllocError> {
             errs.push(AllocError::Overconstrained);
         } else if errs.is_empty() {
             // Well formed, but maybe no start in the window meets them.
-            let eff = (q / gcd(q, r.align)) * r.align;
-            let any = ArenaModel::window_fit(s, eff, r.phase, r.nocross, r.min, r.max);
+            let eff = lcm(q, r.align).expect("no Overflow");
+            let any = ArenaModel::window_fit(s, &r.place(eff));
             if any.is_none() {
                 errs.push(AllocError::Overconstrained);
             }
@@ -138,58 +153,31 @@ impl World<'_> {
             .max_addr(r.max)
             .policy(r.policy);
         let bad = xalloc_errors(size, q, &r);
-        let before = state(self.arena(s));
+        let before = ArenaState::of(self.arena(s));
         let got = self.arena(s).xalloc(size, &c);
         self.sync();
         let what = format!("xalloc({size:#x}, {r:x?})");
-        if !bad.is_empty() {
-            assert_refused(&what, &got, &bad);
-            assert_eq!(
-                state(self.arena(s)),
-                before,
-                "kmem-fuzz: refused {what} changed the arena"
-            );
+        if self.refused(s, &what, &got, &bad, &before) {
             return;
         }
         let size_r = round(size, q).expect("validated");
-        let eff = lcm(q, r.align).expect("validated");
+        let place = r.place(lcm(q, r.align).expect("validated"));
         match got {
             Ok(x) => {
-                assert_eq!(x % eff, r.phase, "kmem-fuzz: {what} gave misaligned {x:#x}");
-                assert!(
-                    x >= r.min && x as u128 + size_r as u128 <= r.max as u128,
-                    "kmem-fuzz: {what} gave {x:#x} outside its window"
-                );
-                assert!(
-                    r.nocross == 0 || x / r.nocross == (x + size_r - 1) / r.nocross,
-                    "kmem-fuzz: {what} gave {x:#x}, which crosses a multiple of the nocross"
-                );
-                let m = self.mirror(s);
-                m.model.record_alloc(x, size);
-                m.live.push(Live {
-                    addr: x,
-                    size,
-                    xalloc: true,
-                });
+                if let Some(why) = place.broken_by(x, size_r) {
+                    panic!("kmem-fuzz: {what} gave {x:#x}: {why}");
+                }
+                self.hold(s, x, size, true);
             }
             Err(e) => {
-                let fit = self
-                    .model(s)
-                    .find_fit(size, eff, r.phase, r.nocross, r.min, r.max);
+                let fit = self.model(s).find_fit(size, &place);
                 let extra = if r.nocross != 0 { size_r } else { 0 };
                 let import = 2 * size_r as u128
                     + extra as u128
-                    + eff as u128
+                    + place.align as u128
                     + r.phase as u128
                     + self.parent.quantum() as u128;
-                self.judge(s, e, fit, import, &what);
-                if !self.arena(s).is_base() {
-                    assert_eq!(
-                        state(self.arena(s)),
-                        before,
-                        "kmem-fuzz: failed {what} changed the arena"
-                    );
-                }
+                self.failed(s, e, fit, import, &what, &before);
             }
         }
     }
