@@ -271,30 +271,23 @@ unsafe impl<C: Cpu> Allocator for &Kmalloc<'_, C> {
         }
     }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Resized {
         no_unwind(|| {
             // SAFETY: the Allocator contract, forwarded.
             unsafe { resize(self, ptr, old, new) }
         })
     }
 
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+    unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Resized {
         no_unwind(|| {
             // SAFETY: the Allocator contract, forwarded.
             unsafe { resize(self, ptr, old, new) }
         })
     }
 }
+
+/// What `grow` and `shrink` answer.
+type Resized = Result<NonNull<[u8]>, ApiAllocError>;
 
 /// `grow`/`shrink`: in place through `realloc` when the alignment stays,
 /// else allocate, copy, free.
@@ -306,7 +299,7 @@ unsafe fn resize<C: Cpu>(
     ptr: NonNull<u8>,
     old: Layout,
     new: Layout,
-) -> Result<NonNull<[u8]>, ApiAllocError> {
+) -> Resized {
     if old.size() != 0 && new.size() != 0 && old.align() == new.align() {
         let marker = 0u8;
         // SAFETY: forwarded.
