@@ -16,10 +16,11 @@ use core::time::Duration;
 use std::alloc::System;
 
 use criterion::{Criterion, Throughput};
-use kmem_arena::{Arena, Policy};
+use kmem_arena::Arena;
 use kmem_benches::args::Args;
 use kmem_benches::interleave::{self, Contender, Rounds};
 use kmem_benches::mixed::{pairs, talc, with_kmalloc, Churn, Trace};
+use kmem_benches::suite::b6::{pair, PlainPages};
 use kmem_physmem::PAGE_SIZE;
 use mimalloc::MiMalloc;
 
@@ -154,39 +155,23 @@ fn churn_mixed<K: GlobalAlloc, T: GlobalAlloc>(
 /// on a page arena over the same base without quantum caches.
 fn qcache(c: &mut Criterion, args: &Args, kpages: &Arena<'_>, base: &Arena<'_>) {
     let group = "kmalloc/qcache";
-    let mut plain = Arena::builder("kpages-noqc")
-        .quantum(PAGE_SIZE)
-        .source(base)
-        .tags_from(base)
-        .import_scale(4)
-        .build()
-        .expect("page arena without quantum caches");
-    // Both are memory arenas: the free is the unsafe `free_memory` (the
-    // safe `free` refuses them), the path `free` takes past that check.
-    let pair = |a: &Arena<'_>| {
-        let p = a.alloc(PAGE_SIZE, Policy::InstantFit).expect("page");
-        // SAFETY: allocated just above with this size, never used.
-        unsafe { a.free_memory(core::hint::black_box(p), PAGE_SIZE) }.expect("free");
-    };
-    // Keep one page live in the plain arena so its span (16 pages: import
-    // scale 4) is not released to the base on every free, which would time
-    // an import as well.
-    let keep = plain.alloc(PAGE_SIZE, Policy::InstantFit).expect("page");
+    // Both are memory arenas (see [`pair`]); `plain` keeps a page live so
+    // that the pairs do not time its span's import and release.
+    let plain = PlainPages::new(base);
+    let page_pair = |a: &Arena<'_>| pair(a, PAGE_SIZE);
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
-    g.bench_function("qcache", |b| b.iter(|| pair(kpages)));
-    g.bench_function("segment", |b| b.iter(|| pair(&plain)));
+    g.bench_function("qcache", |b| b.iter(|| page_pair(kpages)));
+    g.bench_function("segment", |b| b.iter(|| page_pair(&plain.arena)));
     g.finish();
     if !args.no_extras {
         let mut cs = [
-            Contender::new("kpages, quantum cache hit", || pair(kpages)),
-            Contender::new("page arena, segment path", || pair(&plain)),
+            Contender::new("kpages, quantum cache hit", || page_pair(kpages)),
+            Contender::new("page arena, segment path", || page_pair(&plain.arena)),
         ];
         let r = interleave::run(&mut cs, ROUNDS, BATCH_TIME);
         drop(cs);
         r.print(&format!("{group}: ns per one-page alloc+free pair"), 1);
     }
-    // SAFETY: allocated above with this size, never used.
-    unsafe { plain.free_memory(keep, PAGE_SIZE) }.expect("free");
-    plain.destroy().expect("destroy");
+    plain.destroy();
 }

@@ -7,94 +7,70 @@
 
 use std::collections::BTreeMap;
 
+use kmem_arena::SpanFit;
 use kmem_physmem::Rng;
 
-/// One constrained request. The result `r` must satisfy
-/// `r % align == phase`, `[r, r + size)` inside `[min, max)`, and not cross
-/// a multiple of `nocross` (when non-zero).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Req {
-    /// Units.
-    pub size: usize,
-    /// A power of two.
-    pub align: usize,
-    /// Below `align`.
-    pub phase: usize,
-    /// 0, or a power of two at least `size`.
-    pub nocross: usize,
-    /// Lowest start.
-    pub min: usize,
-    /// Exclusive upper bound of the end.
-    pub max: usize,
-}
+/// One constrained request: the arena's own description of a range that
+/// fits, [`SpanFit`] (its `top` unused here). The result `r` must satisfy
+/// `r % align == phase` (`align` here a power of two, `phase` below it),
+/// `[r, r + size)` inside `[min, max)`, and not cross a multiple of
+/// `nocross` (0, or a power of two at least `size`).
+pub type Req = SpanFit;
 
-impl Req {
-    /// A request with no constraint.
-    pub fn plain(size: usize) -> Self {
-        Self {
-            size,
-            align: 1,
-            phase: 0,
-            nocross: 0,
-            min: 0,
-            max: usize::MAX,
-        }
-    }
-
+/// What the benchmarks ask of a [`Req`] beyond [`SpanFit::holds`] (which
+/// checks a result).
+pub trait ReqExt {
     /// True when only the alignment constrains it (what range-alloc and
     /// vm-allocator can express).
-    pub fn align_only(&self) -> bool {
+    fn align_only(&self) -> bool;
+    /// True when nothing constrains it (what offset-allocator can express).
+    fn is_plain(&self) -> bool;
+    /// The first start inside the free range `[lo, hi)` that honours every
+    /// constraint, if any.
+    fn first_fit_in(&self, lo: usize, hi: usize) -> Option<usize>;
+}
+
+impl ReqExt for Req {
+    fn align_only(&self) -> bool {
         self.phase == 0 && self.nocross == 0 && self.min == 0 && self.max == usize::MAX
     }
 
-    /// True when nothing constrains it (what offset-allocator can express).
-    pub fn is_plain(&self) -> bool {
+    fn is_plain(&self) -> bool {
         self.align == 1 && self.align_only()
     }
 
-    /// True when `[r, r + size)` honours every constraint.
-    pub fn satisfied_by(&self, r: usize) -> bool {
-        let end = r + self.size;
-        r % self.align == self.phase
-            && r >= self.min
-            && end <= self.max
-            && (self.nocross == 0 || r / self.nocross == (end - 1) / self.nocross)
-    }
-
-    /// The smallest `x >= from` with `x % align == phase`.
-    fn candidate(&self, from: usize) -> usize {
-        let base = from - from % self.align + self.phase;
-        if base >= from {
-            base
-        } else {
-            base + self.align
-        }
-    }
-
-    /// The first start inside the free range `[lo, hi)` that honours every
-    /// constraint, if any.
-    pub fn first_fit_in(&self, lo: usize, hi: usize) -> Option<usize> {
+    fn first_fit_in(&self, lo: usize, hi: usize) -> Option<usize> {
         let lo = lo.max(self.min);
         let hi = hi.min(self.max);
         if lo >= hi {
             return None;
         }
-        let mut x = self.candidate(lo);
+        let mut x = candidate(self, lo);
         // Past the first boundary every later one gives the same offset
         // (align and nocross are powers of two), so two jumps suffice.
         for _ in 0..3 {
             if x + self.size > hi {
                 return None;
             }
-            if self.satisfied_by(x) {
+            if self.holds(x) {
                 return Some(x);
             }
             if self.nocross == 0 {
                 return None;
             }
-            x = self.candidate((x / self.nocross + 1) * self.nocross);
+            x = candidate(self, (x / self.nocross + 1) * self.nocross);
         }
         None
+    }
+}
+
+/// The smallest `x >= from` with `x % r.align == r.phase`.
+fn candidate(r: &Req, from: usize) -> usize {
+    let base = from - from % r.align + r.phase;
+    if base >= from {
+        base
+    } else {
+        base + r.align
     }
 }
 
@@ -149,7 +125,7 @@ pub fn trace(seed: u64, n: usize, base: usize, len: usize, kinds: Kinds) -> Vec<
             }
             let size = 1usize << rng.below(11);
             let size = rng.range(size / 2 + 1, size + 1).max(1);
-            let mut r = Req::plain(size);
+            let mut r = Req::anywhere(size);
             let kind = match kinds {
                 Kinds::All => rng.below(6),
                 Kinds::AlignOnly => rng.below(2),
@@ -234,7 +210,7 @@ impl Shadow {
 
 #[cfg(test)]
 mod tests {
-    use super::{fit_exists, trace, Kinds, Req, Shadow, Step};
+    use super::{fit_exists, trace, Kinds, Req, ReqExt, Shadow, Step};
 
     #[test]
     fn first_fit_honours_every_constraint() {
@@ -245,6 +221,7 @@ mod tests {
             nocross: 16,
             min: 0,
             max: usize::MAX,
+            top: false,
         };
         // 4..12 lies inside one 16-unit block.
         assert_eq!(r.first_fit_in(0, 100), Some(4));
@@ -256,14 +233,14 @@ mod tests {
         let window = Req {
             min: 40,
             max: 60,
-            ..Req::plain(10)
+            ..Req::anywhere(10)
         };
         assert_eq!(window.first_fit_in(0, 100), Some(40));
         assert_eq!(window.first_fit_in(55, 100), None);
-        assert!(window.satisfied_by(50) && !window.satisfied_by(51));
+        assert!(window.holds(50) && !window.holds(51));
         let nc = Req {
             nocross: 8,
-            ..Req::plain(8)
+            ..Req::anywhere(8)
         };
         assert_eq!(nc.first_fit_in(3, 100), Some(8));
         assert!(fit_exists(&nc, [(3, 4), (9, 20)]));

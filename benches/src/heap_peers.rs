@@ -200,15 +200,25 @@ impl RawHeap for RlsfTlsf {
 /// # Panics
 /// Panics if rlsf refuses the region.
 pub fn rlsf(region: Region) -> Rlsf {
+    Locked::new(rlsf_tlsf(region), region)
+}
+
+/// A bare rlsf allocator over `region` (the heap peer and the range peer
+/// each put their own lock around it).
+///
+/// # Panics
+/// Panics if rlsf refuses the region.
+pub fn rlsf_tlsf(region: Region) -> RlsfTlsf {
     let mut heap = RlsfTlsf::new();
     let block = NonNull::slice_from_raw_parts(
         NonNull::new(region.start as *mut u8).expect("region"),
         region.len,
     );
-    // SAFETY: the region is leaked, owned by this heap alone from now on.
+    // SAFETY: a `Region` is leaked memory; the caller hands it to this
+    // allocator alone from now on.
     let got = unsafe { heap.insert_free_block_ptr(block) };
     assert!(got.is_some(), "rlsf refused its region");
-    Locked::new(heap, region)
+    heap
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use core::ptr::NonNull;
 use offset_allocator::{Allocation, Allocator};
 
 use crate::contender::RangeAlloc;
-use crate::heap_peers::{Region, RlsfTlsf};
+use crate::heap_peers::{rlsf_tlsf, Region, RlsfTlsf};
 
 /// The allocator and its live handles, indexed by offset.
 type Handles = (Allocator<u32>, Vec<Option<Allocation<u32>>>);
@@ -100,16 +100,8 @@ impl RlsfRange {
     /// Panics if rlsf refuses the region.
     pub fn new(units: usize) -> Self {
         let region = Region::leak((units + 64) * RLSF_UNIT, 4096);
-        let mut heap = RlsfTlsf::new();
-        let block = NonNull::slice_from_raw_parts(
-            NonNull::new(region.start as *mut u8).expect("region"),
-            region.len,
-        );
-        // SAFETY: the region is leaked and owned by this pool alone.
-        let got = unsafe { heap.insert_free_block_ptr(block) };
-        assert!(got.is_some(), "rlsf refused its region");
         Self {
-            inner: spin::Mutex::new(heap),
+            inner: spin::Mutex::new(rlsf_tlsf(region)),
         }
     }
 }

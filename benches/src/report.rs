@@ -173,19 +173,7 @@ pub fn write_dir(res: &Results, dir: &Path) -> std::io::Result<PathBuf> {
     }
     if !res.targets.is_empty() {
         let _ = writeln!(md, "## Project targets\n");
-        let _ = writeln!(md, "| target | wanted | measured | verdict | from |");
-        let _ = writeln!(md, "|---|---|---|---|---|");
-        for t in &res.targets {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | **{}** | {} |",
-                t.what,
-                t.target,
-                t.measured,
-                t.verdict(),
-                t.source
-            );
-        }
+        md.push_str(&res.targets_table());
         md.push('\n');
     }
     let mut last = "";

@@ -182,11 +182,17 @@ impl Results {
     /// Prints the targets table.
     pub fn print_targets(&self) {
         println!("\nProject targets (benches/BENCHMARKS.md)");
-        println!("| target | wanted | measured | verdict | from |");
-        println!("|---|---|---|---|---|");
+        print!("{}", self.targets_table());
+    }
+
+    /// The targets as a markdown table, one line each after the header.
+    pub fn targets_table(&self) -> String {
+        let mut md = String::from(
+            "| target | wanted | measured | verdict | from |\n|---|---|---|---|---|\n",
+        );
         for t in &self.targets {
-            println!(
-                "| {} | {} | {} | **{}** | {} |",
+            md += &format!(
+                "| {} | {} | {} | **{}** | {} |\n",
                 t.what,
                 t.target,
                 t.measured,
@@ -194,6 +200,7 @@ impl Results {
                 t.source
             );
         }
+        md
     }
 }
 

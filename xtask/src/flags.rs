@@ -160,91 +160,129 @@ where
     task.map_err(|e| UsageError(format!("`{command}`: {e}")))
 }
 
-fn no_flags(p: &mut Parser) -> Result<(), lexopt::Error> {
-    match p.next()? {
-        None => Ok(()),
-        Some(arg) => Err(arg.unexpected()),
+/// One of a command's arguments, owned (a parser's [`Arg`] borrows the
+/// parser) so that its handler can take a flag's value from the parser.
+enum Flag {
+    /// `--name`, without its dashes.
+    Long(String),
+    /// A plain argument.
+    Value(OsString),
+}
+
+impl Flag {
+    /// The name of a `--name` flag.
+    fn long(&self) -> Option<&str> {
+        match self {
+            Flag::Long(name) => Some(name),
+            Flag::Value(_) => None,
+        }
     }
+}
+
+/// Reads a command's arguments into `O::default()`, each through
+/// `handle`, which answers false for one the command does not take (then
+/// refused as lexopt refuses it). With `rest`, a `--` ends them and what
+/// follows it goes into the field `rest` picks.
+fn read_flags<O: Default>(
+    p: &mut Parser,
+    rest: Option<fn(&mut O) -> &mut Vec<String>>,
+    mut handle: impl FnMut(&mut O, &mut Parser, &Flag) -> Result<bool, lexopt::Error>,
+) -> Result<O, lexopt::Error> {
+    let mut opts = O::default();
+    loop {
+        if let Some(rest) = rest {
+            if let Some(extra) = after_dashes(p)? {
+                *rest(&mut opts) = extra;
+                return Ok(opts);
+            }
+        }
+        let flag = match p.next()? {
+            None => return Ok(opts),
+            Some(Long(name)) => Flag::Long(name.to_owned()),
+            Some(Value(value)) => Flag::Value(value),
+            Some(arg) => return Err(arg.unexpected()),
+        };
+        if !handle(&mut opts, p, &flag)? {
+            return Err(match flag {
+                Flag::Long(name) => Long(&name).unexpected(),
+                Flag::Value(value) => Value(value).unexpected(),
+            });
+        }
+    }
+}
+
+fn no_flags(p: &mut Parser) -> Result<(), lexopt::Error> {
+    read_flags(p, None, |(), _, _| Ok(false))
 }
 
 fn test(p: &mut Parser) -> Result<TestOpts, lexopt::Error> {
-    let mut opts = TestOpts::default();
-    while let Some(arg) = p.next()? {
-        match arg {
-            Long("release") => opts.release = true,
-            Long("long") => opts.long = true,
-            _ => return Err(arg.unexpected()),
+    read_flags(p, None, |opts: &mut TestOpts, _, flag| {
+        match flag.long() {
+            Some("release") => opts.release = true,
+            Some("long") => opts.long = true,
+            _ => return Ok(false),
         }
-    }
-    Ok(opts)
+        Ok(true)
+    })
 }
 
 fn fuzz(p: &mut Parser) -> Result<FuzzOpts, lexopt::Error> {
-    let mut opts = FuzzOpts::default();
-    while let Some(arg) = p.next()? {
-        match arg {
-            Long("seconds") => {
+    read_flags(p, None, |opts: &mut FuzzOpts, p, flag| {
+        match flag {
+            Flag::Long(name) if name == "seconds" => {
                 opts.seconds = p.value()?.parse()?;
                 if opts.seconds == 0 {
                     return Err("`--seconds` needs a positive number".into());
                 }
             }
-            Value(target) => opts.targets.push(target.string()?),
-            _ => return Err(arg.unexpected()),
+            Flag::Value(target) => opts.targets.push(target.clone().string()?),
+            Flag::Long(_) => return Ok(false),
         }
-    }
-    Ok(opts)
+        Ok(true)
+    })
 }
 
 fn stress(p: &mut Parser) -> Result<StressOpts, lexopt::Error> {
-    let mut opts = StressOpts::default();
-    while let Some(arg) = p.next()? {
-        match arg {
-            Long("threads") => opts.threads = p.value()?.parse::<usize>()?.max(1),
-            Long("ops") => opts.ops = p.value()?.parse()?,
-            Long("seed") => opts.seed = p.value()?.parse()?,
-            Long("big-heap") => opts.big_heap = Some(opts.big_heap.unwrap_or(6)),
-            Long("gib") => opts.big_heap = Some(p.value()?.parse::<u64>()?.max(1)),
-            _ => return Err(arg.unexpected()),
+    read_flags(p, None, |opts: &mut StressOpts, p, flag| {
+        match flag.long() {
+            Some("threads") => opts.threads = p.value()?.parse::<usize>()?.max(1),
+            Some("ops") => opts.ops = p.value()?.parse()?,
+            Some("seed") => opts.seed = p.value()?.parse()?,
+            Some("big-heap") => opts.big_heap = Some(opts.big_heap.unwrap_or(6)),
+            Some("gib") => opts.big_heap = Some(p.value()?.parse::<u64>()?.max(1)),
+            _ => return Ok(false),
         }
-    }
-    Ok(opts)
+        Ok(true)
+    })
 }
 
 fn loom(p: &mut Parser) -> Result<LoomOpts, lexopt::Error> {
-    let mut opts = LoomOpts::default();
-    loop {
-        if let Some(extra) = after_dashes(p)? {
-            opts.extra = extra;
-            break;
+    read_flags(p, Some(|o: &mut LoomOpts| &mut o.extra), |opts, p, flag| {
+        match flag.long() {
+            Some("preemptions") => opts.preemptions = Some(p.value()?.parse()?),
+            _ => return Ok(false),
         }
-        let Some(arg) = p.next()? else { break };
-        match arg {
-            Long("preemptions") => opts.preemptions = Some(p.value()?.parse()?),
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    Ok(opts)
+        Ok(true)
+    })
 }
 
 fn bench(p: &mut Parser) -> Result<BenchOpts, lexopt::Error> {
-    let mut opts = BenchOpts::default();
-    loop {
-        if let Some(extra) = after_dashes(p)? {
-            opts.extra = extra;
-            break;
-        }
-        let Some(arg) = p.next()? else { break };
-        match arg {
-            Long("full") => opts.full = true,
-            Long("criterion") => opts.criterion = true,
-            Long("programs") => opts.programs = true,
-            Long("malloc") => opts.malloc = true,
-            Long("json") => opts.json = Some(p.value()?.string()?),
-            Long("report") => opts.report = Some(p.value()?.string()?),
-            _ => return Err(arg.unexpected()),
-        }
-    }
+    let opts = read_flags(
+        p,
+        Some(|o: &mut BenchOpts| &mut o.extra),
+        |opts, p, flag| {
+            match flag.long() {
+                Some("full") => opts.full = true,
+                Some("criterion") => opts.criterion = true,
+                Some("programs") => opts.programs = true,
+                Some("malloc") => opts.malloc = true,
+                Some("json") => opts.json = Some(p.value()?.string()?),
+                Some("report") => opts.report = Some(p.value()?.string()?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )?;
     if opts.programs && opts.criterion {
         return Err("`--programs` runs the programs only: drop `--criterion`".into());
     }

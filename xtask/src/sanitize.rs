@@ -66,33 +66,19 @@ pub(crate) fn run() -> Result {
         .env("LSAN_OPTIONS", format!("suppressions={}", supp.display()))
         .run()?;
     let opts = stress_opts();
-    nightly()
-        .args([
-            "run",
-            "--release",
-            "--target",
-            TARGET,
-            "--target-dir",
-            "target/asan",
-        ])
-        .args(STRESS)
-        .arg("--")
-        .args(stress_args(&opts))
+    // The stress binary, released, built for `TARGET` into `dir`.
+    let stress = |dir: &str| {
+        nightly()
+            .args(["run", "--release", "--target", TARGET, "--target-dir", dir])
+            .args(STRESS)
+            .arg("--")
+            .args(stress_args(&opts))
+    };
+    stress("target/asan")
         .env("RUSTFLAGS", asan)
         .env("ASAN_OPTIONS", "detect_leaks=1")
         .run()?;
-    nightly()
-        .args([
-            "run",
-            "--release",
-            "--target",
-            TARGET,
-            "--target-dir",
-            "target/tsan",
-        ])
-        .args(STRESS)
-        .arg("--")
-        .args(stress_args(&opts))
+    stress("target/tsan")
         .env(
             "RUSTFLAGS",
             "-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer",

@@ -9,7 +9,7 @@ use crate::interleave::{self, Contender};
 use crate::mixed::{pairs, Trace};
 use crate::object::{layout_pair, pair};
 use crate::results::{Bench, Results};
-use crate::suite::stack::{Footprint, Stack, Visit, SIZES};
+use crate::suite::stack::{Entry, Stack, Visit, SIZES};
 use crate::suite::Config;
 
 /// Id and title.
@@ -27,13 +27,8 @@ struct Fixed<'v, 'c> {
 }
 
 impl<'c> Visit<'c> for Fixed<'_, 'c> {
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        name: &'static str,
-        a: &'c A,
-        _: Footprint<'c>,
-        _: bool,
-    ) {
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>) {
+        let Entry { name, a, .. } = e;
         let l = self.layout;
         self.cs
             .push(Contender::new(name, move || layout_pair(a, l)));
@@ -46,13 +41,8 @@ struct Mixed<'v, 'c> {
 }
 
 impl<'c> Visit<'c> for Mixed<'_, 'c> {
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        name: &'static str,
-        a: &'c A,
-        _: Footprint<'c>,
-        _: bool,
-    ) {
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>) {
+        let Entry { name, a, .. } = e;
         let trace = self.trace;
         let mut at = 0usize;
         self.cs

@@ -50,7 +50,7 @@ struct Test {
 fn alloc(x: &dyn XAlloc, size: usize, align: usize) -> Option<usize> {
     let r = Req {
         align,
-        ..Req::plain(size)
+        ..Req::anywhere(size)
     };
     x.xalloc(&r)
 }

@@ -23,7 +23,7 @@ use crate::interleave::{self, Contender};
 use crate::object::ObjectAlloc;
 use crate::results::{Bench, Results};
 use crate::slab_fixture::StdCache;
-use crate::suite::stack::{Footprint, Stack, Visit};
+use crate::suite::stack::{Entry, Stack, Visit};
 use crate::suite::Config;
 
 /// Id and title.
@@ -121,13 +121,13 @@ struct Peers<'v, 'c, 'o> {
 }
 
 impl<'c> Visit<'c> for Peers<'_, 'c, 'c> {
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        name: &'static str,
-        a: &'c A,
-        _: Footprint<'c>,
-        slow: bool,
-    ) {
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>) {
+        let Entry {
+            name,
+            a,
+            linear: slow,
+            ..
+        } = e;
         if slow {
             // Linear per operation with 10^4 live objects.
             return;

@@ -13,7 +13,7 @@ use crate::interleave::{self, Contender};
 use crate::larson::{batch, Churn, LarsonTrace, Order};
 use crate::results::{Bench, Results};
 use crate::suite::footprint::{baseline, read, HighWater};
-use crate::suite::stack::{Footprint, Stack, Visit};
+use crate::suite::stack::{Entry, Stack, Visit};
 use crate::suite::Config;
 
 /// Id and title.
@@ -43,13 +43,13 @@ struct V<'v, 'c> {
 }
 
 impl<'c> Visit<'c> for V<'_, 'c> {
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        name: &'static str,
-        a: &'c A,
-        fp: Footprint<'c>,
-        linear: bool,
-    ) {
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>) {
+        let Entry {
+            name,
+            a,
+            fp,
+            linear,
+        } = e;
         let (trace, k) = (self.trace, self.trace.live);
         if linear && k > LINEAR_CAP {
             self.skipped.push(name);

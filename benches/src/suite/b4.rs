@@ -10,7 +10,7 @@ use crate::interleave::{self, Contender};
 use crate::object::ObjectAlloc;
 use crate::results::{Bench, Results};
 use crate::slab_fixture::{mag_stats, mag_summary, StdCache};
-use crate::suite::stack::{Footprint, Stack, Visit};
+use crate::suite::stack::{Entry, Stack, Visit};
 use crate::suite::Config;
 use crate::xthread::{with_consumer, Consumer, BATCH};
 
@@ -44,13 +44,8 @@ struct V<'w, 'v, 'c> {
 }
 
 impl<'v, 'c: 'v> Visit<'c> for V<'_, 'v, 'c> {
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        name: &'static str,
-        a: &'c A,
-        _: Footprint<'c>,
-        _: bool,
-    ) {
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>) {
+        let Entry { name, a, .. } = e;
         let consumer = self.consumer;
         self.cs.push(Contender {
             label: name.to_string(),

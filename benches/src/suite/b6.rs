@@ -25,31 +25,69 @@ pub const PAGES: [usize; 4] = [1, 2, 4, 8];
 /// An alloc+free pair on a page (memory) arena: the free is the unsafe
 /// `free_memory` (the safe `free` refuses memory arenas), the same path
 /// `free` takes once past that check.
-fn pair(a: &Arena<'_>, bytes: usize) {
-    let p = a.alloc(bytes, Policy::InstantFit).expect("B6: alloc");
+///
+/// # Panics
+/// If the arena refuses the allocation or its free.
+pub fn pair(a: &Arena<'_>, bytes: usize) {
+    let p = a
+        .alloc(bytes, Policy::InstantFit)
+        .expect("page pair: alloc");
     // SAFETY: allocated just above with this size, never used.
-    unsafe { a.free_memory(core::hint::black_box(p), bytes) }.expect("B6: free");
+    unsafe { a.free_memory(core::hint::black_box(p), bytes) }.expect("page pair: free");
+}
+
+/// The page arena without quantum caches that B6 and the kmalloc bench's
+/// `qcache` group set against `kpages`: over the same base arena, importing
+/// 16 pages at a time (import scale 4), with one page kept allocated so
+/// that its span is not released to the base (and re-imported) on every
+/// free, which would time an import as well.
+pub struct PlainPages<'a> {
+    /// The arena.
+    pub arena: Arena<'a>,
+    /// The page kept allocated.
+    keep: usize,
+}
+
+impl<'a> PlainPages<'a> {
+    /// Builds the arena over `base` and allocates its kept page.
+    ///
+    /// # Panics
+    /// If either fails.
+    pub fn new(base: &'a Arena<'a>) -> Self {
+        let arena = Arena::builder("kpages-noqc")
+            .quantum(PAGE_SIZE)
+            .source(base)
+            .tags_from(base)
+            .import_scale(4)
+            .build()
+            .expect("page arena without quantum caches");
+        let keep = arena
+            .alloc(PAGE_SIZE, Policy::InstantFit)
+            .expect("page arena without quantum caches: kept page");
+        Self { arena, keep }
+    }
+
+    /// Frees the kept page and destroys the arena.
+    ///
+    /// # Panics
+    /// If either fails.
+    pub fn destroy(mut self) {
+        // SAFETY: allocated in `new` with this size, never used.
+        unsafe { self.arena.free_memory(self.keep, PAGE_SIZE) }.expect("kept page: free");
+        self.arena.destroy().expect("page arena: destroy");
+    }
 }
 
 /// Runs B6.
 pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
     let kpages = s.kmalloc.pages();
     let base = s.kmalloc.caches().base();
-    let mut plain = Arena::builder("kpages-noqc")
-        .quantum(PAGE_SIZE)
-        .source(base)
-        .tags_from(base)
-        .import_scale(4)
-        .build()
-        .expect("B6: page arena without quantum caches");
-    let keep = plain
-        .alloc(PAGE_SIZE, Policy::InstantFit)
-        .expect("B6: page");
+    let plain = PlainPages::new(base);
     for pages in PAGES {
         let bytes = pages * PAGE_SIZE;
         let mut cs = [
             Contender::new("kpages, quantum cache", || pair(kpages, bytes)),
-            Contender::new("page arena, segment path", || pair(&plain, bytes)),
+            Contender::new("page arena, segment path", || pair(&plain.arena, bytes)),
         ];
         let r = interleave::run(&mut cs, cfg.rounds(), cfg.batch());
         res.push_rounds(
@@ -61,9 +99,7 @@ pub fn run(cfg: &Config, s: &Stack<'_, '_, '_>, res: &mut Results) {
             1.0,
         );
     }
-    // SAFETY: allocated above with this size, never used.
-    unsafe { plain.free_memory(keep, PAGE_SIZE) }.expect("B6: free");
-    plain.destroy().expect("B6: destroy");
+    plain.destroy();
     res.note(
         BENCH.id,
         format!(

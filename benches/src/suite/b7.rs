@@ -15,7 +15,7 @@ use std::time::Instant;
 use kmem_arena::{Arena, Constraints, Policy, WalkKinds};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
 
-use crate::fitcheck::{fit_exists, trace, Kinds, Req, Shadow, Step};
+use crate::fitcheck::{fit_exists, trace, Kinds, Req, ReqExt, Shadow, Step};
 use crate::interleave::{self, Contender};
 use crate::range_alloc_peer::RangeAllocPeer;
 use crate::range_peers::OffsetAlloc;
@@ -189,7 +189,7 @@ fn replay<X: XAlloc>(x: &X, steps: &[Step], check: bool) -> Outcome {
                 o.requests += 1;
                 match x.xalloc(&r) {
                     Some(a) => {
-                        if check && (!r.satisfied_by(a) || !shadow.insert(a, r.size)) {
+                        if check && (!r.holds(a) || !shadow.insert(a, r.size)) {
                             o.violations += 1;
                         }
                         live.push((a, r.size));

@@ -64,18 +64,35 @@ impl KmallocProbe for Kmalloc<'_, ThreadCpus> {
     }
 }
 
+/// One object-layer contender, as [`Stack::each`] hands it to a [`Visit`].
+pub struct Entry<'c, A> {
+    /// Its label.
+    pub name: &'static str,
+    /// The allocator.
+    pub a: &'c A,
+    /// How to read its footprint.
+    pub fp: Footprint<'c>,
+    /// A linear-time peer (linked_list, buddy) that large live sets must
+    /// skip.
+    pub linear: bool,
+}
+
+impl<'c, A> Entry<'c, A> {
+    /// The contender `name`.
+    pub fn new(name: &'static str, a: &'c A, fp: Footprint<'c>, linear: bool) -> Self {
+        Self {
+            name,
+            a,
+            fp,
+            linear,
+        }
+    }
+}
+
 /// Receives each object-layer contender.
 pub trait Visit<'c> {
-    /// One contender: its label, the allocator, how to read its footprint,
-    /// and whether it is a linear-time peer (linked_list, buddy) that
-    /// large live sets must skip.
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        name: &'static str,
-        a: &'c A,
-        fp: Footprint<'c>,
-        linear: bool,
-    );
+    /// One contender.
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>);
 }
 
 /// The heap peers (everything but kmem).
@@ -157,24 +174,20 @@ impl<'s, 'c> Stack<'s, 'c, '_> {
     /// slabmalloc, rlsf.
     pub fn each<'v, V: Visit<'v>>(&'v self, v: &mut V) {
         let p = self.peers;
-        v.visit(
-            "kmalloc",
-            self.kmalloc,
-            Footprint::BaseArena(self.kmalloc),
-            false,
-        );
-        v.visit("mimalloc", &MiMalloc, Footprint::Opaque, false);
-        v.visit("System", &System, Footprint::Opaque, false);
-        v.visit("talc", p.talc, Footprint::HighWater(p.talc_region), false);
-        v.visit(
-            "linked_list",
-            &p.ll,
-            Footprint::HighWater(p.ll.region),
-            true,
-        );
-        v.visit("buddy", &p.buddy, Footprint::Buddy(&p.buddy), true);
-        v.visit("slabmalloc", &p.slab, Footprint::Pages(&p.slab), false);
-        v.visit("rlsf", &p.rlsf, Footprint::HighWater(p.rlsf.region), false);
+        let kmalloc = Footprint::BaseArena(self.kmalloc);
+        v.visit(Entry::new("kmalloc", self.kmalloc, kmalloc, false));
+        v.visit(Entry::new("mimalloc", &MiMalloc, Footprint::Opaque, false));
+        v.visit(Entry::new("System", &System, Footprint::Opaque, false));
+        let talc = Footprint::HighWater(p.talc_region);
+        v.visit(Entry::new("talc", p.talc, talc, false));
+        let ll = Footprint::HighWater(p.ll.region);
+        v.visit(Entry::new("linked_list", &p.ll, ll, true));
+        let buddy = Footprint::Buddy(&p.buddy);
+        v.visit(Entry::new("buddy", &p.buddy, buddy, true));
+        let slab = Footprint::Pages(&p.slab);
+        v.visit(Entry::new("slabmalloc", &p.slab, slab, false));
+        let rlsf = Footprint::HighWater(p.rlsf.region);
+        v.visit(Entry::new("rlsf", &p.rlsf, rlsf, false));
     }
 }
 
@@ -187,13 +200,8 @@ struct Warm<'t> {
 }
 
 impl<'c> Visit<'c> for Warm<'_> {
-    fn visit<A: GlobalAlloc + Sync + 'c>(
-        &mut self,
-        _: &'static str,
-        a: &'c A,
-        _: Footprint<'c>,
-        _: bool,
-    ) {
+    fn visit<A: GlobalAlloc + Sync + 'c>(&mut self, e: Entry<'c, A>) {
+        let Entry { a, .. } = e;
         let mut held = vec![0usize; self.trace.live];
         crate::larson::batch(
             a,

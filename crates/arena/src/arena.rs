@@ -20,7 +20,7 @@ use kmem_btag::{Tags, CHUNK_BYTES};
 use spin::{Mutex, MutexGuard};
 
 use crate::builder::Name;
-use crate::policy::{round_size, round_up, Fit};
+use crate::policy::{lcm, round_size, round_up, Fit};
 use crate::segments::{Cursor, Pick, Search, Segments};
 use crate::{
     AddError, AllocError, Constraints, FreeError, Policy, QuantumCaches, Reclaim, Source, SpanFit,
@@ -941,12 +941,4 @@ impl Drop for Reserved<'_, '_> {
 enum Imported {
     Span(usize),
     Took(usize),
-}
-
-fn lcm(a: usize, b: usize) -> Option<usize> {
-    let (mut x, mut y) = (a, b);
-    while y != 0 {
-        (x, y) = (y, x % y);
-    }
-    (a / x).checked_mul(b)
 }

@@ -121,25 +121,12 @@ impl<'a> ArenaBuilder<'a> {
         if import_quantum == 0 {
             return Err(CreateError::SourceQuantum);
         }
-        let mut arena = Arena {
-            name: self.name,
-            quantum: self.quantum,
-            import_scale: self.import_scale,
-            import_quantum,
-            source: self.source,
-            tags_from: self.tags_from,
-            base: false,
-            memory: self.source.is_some_and(|s| s.is_memory()),
-            qcache_max: 0,
-            qcaches: None,
-            importers: AtomicUsize::new(0),
-            waiter: Mutex::new(None),
-            waiting: AtomicUsize::new(0),
-            limit: AtomicUsize::new(usize::MAX),
-            freed: core::sync::atomic::AtomicU64::new(0),
-            reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
-            inner: Mutex::new(Segments::new()),
-        };
+        let mut arena = Arena::empty(self.name, self.quantum);
+        arena.import_scale = self.import_scale;
+        arena.import_quantum = import_quantum;
+        arena.source = self.source;
+        arena.tags_from = self.tags_from;
+        arena.memory = self.source.is_some_and(|s| s.is_memory());
         if let Some((base, size)) = self.span {
             arena.add(base, size).map_err(CreateError::Span)?;
         }
@@ -167,6 +154,31 @@ impl<'a> ArenaBuilder<'a> {
 }
 
 impl<'a> Arena<'a> {
+    /// An arena with no span, source, tag pages or quantum caches, no
+    /// limit and no waiter: what [`ArenaBuilder::build`] and
+    /// [`new_base`](Self::new_base) start from.
+    fn empty(name: Name, quantum: usize) -> Self {
+        Arena {
+            name,
+            quantum,
+            import_scale: 0,
+            import_quantum: 1,
+            source: None,
+            tags_from: None,
+            base: false,
+            memory: false,
+            qcache_max: 0,
+            qcaches: None,
+            importers: AtomicUsize::new(0),
+            waiter: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            limit: AtomicUsize::new(usize::MAX),
+            freed: core::sync::atomic::AtomicU64::new(0),
+            reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
+            inner: Mutex::new(Segments::new()),
+        }
+    }
+
     /// Starts building an arena named `name` (truncated to 32 bytes).
     pub fn builder(name: &str) -> ArenaBuilder<'a> {
         ArenaBuilder {
@@ -197,25 +209,9 @@ impl<'a> Arena<'a> {
         if quantum == 0 || !quantum.is_multiple_of(8) {
             return Err(CreateError::BadQuantum);
         }
-        let arena = Arena {
-            name: Name::new(name),
-            quantum,
-            import_scale: 0,
-            import_quantum: 1,
-            source: None,
-            tags_from: None,
-            base: true,
-            memory: true,
-            qcache_max: 0,
-            qcaches: None,
-            importers: AtomicUsize::new(0),
-            waiter: Mutex::new(None),
-            waiting: AtomicUsize::new(0),
-            limit: AtomicUsize::new(usize::MAX),
-            freed: core::sync::atomic::AtomicU64::new(0),
-            reclaimers: Mutex::new([(None, 0); crate::MAX_RECLAIMERS]),
-            inner: Mutex::new(Segments::new()),
-        };
+        let mut arena = Arena::empty(Name::new(name), quantum);
+        arena.base = true;
+        arena.memory = true;
         // SAFETY: forwarded caller obligation.
         unsafe { arena.add_memory(base, size) }.map_err(CreateError::Span)?;
         Ok(arena)

@@ -20,6 +20,20 @@ pub enum Policy {
     NextFit,
 }
 
+/// The builder methods of [`Constraints`]: `name(field: Type)` is a
+/// `const fn` that sets `field` and returns the constraints.
+macro_rules! setters {
+    ($($(#[doc = $doc:literal])* $name:ident($field:ident: $ty:ty);)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub const fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+
 /// Constraints for [`Arena::xalloc`](crate::Arena::xalloc).
 ///
 /// The result `r` satisfies: `r % lcm(quantum, align) == phase`;
@@ -55,39 +69,23 @@ impl Constraints {
             top: false,
         }
     }
-    /// Alignment (a power of two); the effective alignment is
-    /// `lcm(quantum, align)`.
-    pub const fn align(mut self, align: usize) -> Self {
-        self.align = align;
-        self
-    }
-    /// Offset from the alignment (a multiple of the quantum, below the
-    /// effective alignment).
-    pub const fn phase(mut self, phase: usize) -> Self {
-        self.phase = phase;
-        self
-    }
-    /// The result must not cross a multiple of `nocross` (a power of two;
-    /// a multiple of the quantum when the quantum is a power of two; 0 for
-    /// none).
-    pub const fn nocross(mut self, nocross: usize) -> Self {
-        self.nocross = nocross;
-        self
-    }
-    /// Lowest acceptable start.
-    pub const fn min_addr(mut self, min: usize) -> Self {
-        self.min = min;
-        self
-    }
-    /// The result must end at or below `max` (exclusive bound).
-    pub const fn max_addr(mut self, max: usize) -> Self {
-        self.max = max;
-        self
-    }
-    /// Search policy.
-    pub const fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
-        self
+    setters! {
+        /// Alignment (a power of two); the effective alignment is
+        /// `lcm(quantum, align)`.
+        align(align: usize);
+        /// Offset from the alignment (a multiple of the quantum, below the
+        /// effective alignment).
+        phase(phase: usize);
+        /// The result must not cross a multiple of `nocross` (a power of
+        /// two; a multiple of the quantum when the quantum is a power of
+        /// two; 0 for none).
+        nocross(nocross: usize);
+        /// Lowest acceptable start.
+        min_addr(min: usize);
+        /// The result must end at or below `max` (exclusive bound).
+        max_addr(max: usize);
+        /// Search policy.
+        policy(policy: Policy);
     }
     /// The highest fitting start instead of the lowest (illumos'
     /// `VM_ENDALLOC`): the search runs down from `max` in address order,
@@ -173,11 +171,18 @@ pub(crate) struct Fit {
     pub(crate) top: bool,
 }
 
+/// The greatest common divisor of `a` and `b` (Euclid's algorithm).
 fn gcd(mut a: usize, mut b: usize) -> usize {
     while b != 0 {
         (a, b) = (b, a % b);
     }
     a
+}
+
+/// The least common multiple of `a` and `b` (both non-zero), or `None` on
+/// overflow.
+pub(crate) fn lcm(a: usize, b: usize) -> Option<usize> {
+    (a / gcd(a, b)).checked_mul(b)
 }
 
 /// Rounds `size` up to a multiple of `quantum`, or `None` on overflow.
@@ -261,9 +266,7 @@ impl Fit {
         if !phase.is_multiple_of(quantum) || nocross_misaligned {
             return Err(AllocError::Misaligned);
         }
-        let align = (quantum / gcd(quantum, align))
-            .checked_mul(align)
-            .ok_or(AllocError::Overflow)?;
+        let align = lcm(quantum, align).ok_or(AllocError::Overflow)?;
         if phase >= align {
             return Err(AllocError::BadPhase);
         }
@@ -277,13 +280,11 @@ impl Fit {
             return Err(AllocError::Overconstrained);
         }
         let fit = Self {
-            size,
-            align,
             phase,
             nocross,
             min,
             max,
-            top: false,
+            ..Self::plain(size, align)
         };
         // No placement anywhere in the window (say, an odd phase with
         // `nocross` 2 and a size of 2): refused before any search.
@@ -293,7 +294,9 @@ impl Fit {
         Ok(fit)
     }
 
-    /// A plain request: quantum alignment, no window.
+    /// A plain request of `size` units aligned to `quantum`: no phase, no
+    /// `nocross`, no window. Other fits start from one, with `quantum`
+    /// their effective alignment.
     pub(crate) fn plain(size: usize, quantum: usize) -> Self {
         Self {
             size,
@@ -306,7 +309,6 @@ impl Fit {
         }
     }
 
-    /// True when a `[min, max)` window restricts the search.
     /// The size from which every free segment holds a fitting range: the
     /// valid starts (multiples of the quantum, as segment starts are)
     /// repeat every `lcm(align, nocross)` units, so a segment with that many
@@ -316,11 +318,12 @@ impl Fit {
         let period = if self.nocross == 0 {
             self.align
         } else {
-            (self.align / gcd(self.align, self.nocross)).checked_mul(self.nocross)?
+            lcm(self.align, self.nocross)?
         };
         self.size.checked_add(period - quantum.min(period))
     }
 
+    /// True when a `[min, max)` window restricts the search.
     pub(crate) fn has_window(&self) -> bool {
         self.min != 0 || self.max != usize::MAX
     }
@@ -488,51 +491,30 @@ mod tests {
     #[test]
     fn rejects_bad_constraints() {
         let c = Constraints::new();
-        assert_eq!(Fit::new(0, &c, 1).unwrap_err(), AllocError::ZeroSize);
-        assert_eq!(
-            Fit::new(usize::MAX, &c, 4096).unwrap_err(),
-            AllocError::Overflow
-        );
-        assert_eq!(
-            Fit::new(1, &c.align(3), 1).unwrap_err(),
-            AllocError::BadAlign
-        );
-        assert_eq!(
-            Fit::new(1, &c.align(0), 1).unwrap_err(),
-            AllocError::BadAlign
-        );
-        assert_eq!(
-            Fit::new(1, &c.nocross(12), 1).unwrap_err(),
-            AllocError::BadNocross
-        );
-        assert_eq!(
-            Fit::new(1, &c.align(8).phase(3), 2).unwrap_err(),
-            AllocError::Misaligned
-        );
-        assert_eq!(
-            Fit::new(1, &c.nocross(2), 4).unwrap_err(),
-            AllocError::Misaligned
-        );
-        assert_eq!(
-            Fit::new(1, &c.align(8).phase(8), 1).unwrap_err(),
-            AllocError::BadPhase
-        );
-        assert_eq!(
-            Fit::new(16, &c.nocross(8), 1).unwrap_err(),
-            AllocError::Overconstrained
-        );
-        assert_eq!(
-            Fit::new(1, &c.min_addr(5).max_addr(5), 1).unwrap_err(),
-            AllocError::Overconstrained
-        );
-        assert_eq!(
-            Fit::new(8, &c.min_addr(0).max_addr(7), 1).unwrap_err(),
-            AllocError::Overconstrained
-        );
-        assert_eq!(
-            Fit::new(usize::MAX - 4096, &c.align(1 << 13).phase(4096), 4096).unwrap_err(),
-            AllocError::Overflow
-        );
+        // (size, constraints, quantum, the error).
+        let cases = [
+            (0, c, 1, AllocError::ZeroSize),
+            (usize::MAX, c, 4096, AllocError::Overflow),
+            (1, c.align(3), 1, AllocError::BadAlign),
+            (1, c.align(0), 1, AllocError::BadAlign),
+            (1, c.nocross(12), 1, AllocError::BadNocross),
+            (1, c.align(8).phase(3), 2, AllocError::Misaligned),
+            (1, c.nocross(2), 4, AllocError::Misaligned),
+            (1, c.align(8).phase(8), 1, AllocError::BadPhase),
+            (16, c.nocross(8), 1, AllocError::Overconstrained),
+            (1, c.min_addr(5).max_addr(5), 1, AllocError::Overconstrained),
+            (8, c.min_addr(0).max_addr(7), 1, AllocError::Overconstrained),
+            (
+                usize::MAX - 4096,
+                c.align(1 << 13).phase(4096),
+                4096,
+                AllocError::Overflow,
+            ),
+        ];
+        for (size, c, q, err) in cases {
+            let got = Fit::new(size, &c, q).unwrap_err();
+            assert_eq!(got, err, "size {size}, {c:?}, quantum {q}");
+        }
     }
 
     #[test]
@@ -545,26 +527,45 @@ mod tests {
         );
     }
 
+    /// `find_in` on hand-worked examples: each fit with its
+    /// `(start, len, want)` cases.
     #[test]
-    fn finds_aligned_phased_start() {
-        let f = fit(
-            0x1000,
-            Constraints::new().align(0x10000).phase(0x1000),
-            0x1000,
-        );
-        assert_eq!(f.find_in(0x3000, 0x20000), Some(0x11000));
-        assert_eq!(f.find_in(0x11000, 0x1000), Some(0x11000));
-        assert_eq!(f.find_in(0x11001, 0x1000), None);
-        assert_eq!(f.find_in(0, 0x2000), Some(0x1000));
-    }
-
-    #[test]
-    fn honours_nocross() {
-        let f = fit(0x40, Constraints::new().nocross(0x100), 0x10);
-        assert_eq!(f.find_in(0xf0, 0x200), Some(0x100));
-        assert_eq!(f.find_in(0xf0, 0x50), Some(0x100));
-        assert_eq!(f.find_in(0xf0, 0x4f), None);
-        assert_eq!(f.find_in(0xc0, 0x40), Some(0xc0));
+    fn find_in_examples() {
+        // `(start, len, want)`.
+        type Cases = &'static [(usize, usize, Option<usize>)];
+        let q = Constraints::new();
+        let examples: [(Fit, Cases); 3] = [
+            // An alignment with a phase.
+            (
+                fit(0x1000, q.align(0x10000).phase(0x1000), 0x1000),
+                &[
+                    (0x3000, 0x20000, Some(0x11000)),
+                    (0x11000, 0x1000, Some(0x11000)),
+                    (0x11001, 0x1000, None),
+                    (0, 0x2000, Some(0x1000)),
+                ],
+            ),
+            // `nocross`.
+            (
+                fit(0x40, q.nocross(0x100), 0x10),
+                &[
+                    (0xf0, 0x200, Some(0x100)),
+                    (0xf0, 0x50, Some(0x100)),
+                    (0xf0, 0x4f, None),
+                    (0xc0, 0x40, Some(0xc0)),
+                ],
+            ),
+            // A `[min, max)` window.
+            (
+                fit(4, q.min_addr(10).max_addr(20), 1),
+                &[(0, 100, Some(10)), (17, 100, None), (16, 100, Some(16))],
+            ),
+        ];
+        for (f, cases) in examples {
+            for &(start, len, want) in cases {
+                assert_eq!(f.find_in(start, len), want, "{f:?} start={start} len={len}");
+            }
+        }
     }
 
     #[test]
@@ -572,24 +573,11 @@ mod tests {
         let f = fit(3, Constraints::new().align(1).nocross(8), 1);
         assert_eq!(f.find_in(6, 10), Some(8));
         let g = Fit {
-            size: 3,
-            align: 3,
-            phase: 0,
             nocross: 4,
-            min: 0,
-            max: usize::MAX,
-            top: false,
+            ..Fit::plain(3, 3)
         };
         // Candidates 3 and 6 cross a multiple of 4; 9..12 does not.
         assert_eq!(g.find_in(1, 20), Some(9));
-    }
-
-    #[test]
-    fn honours_window() {
-        let f = fit(4, Constraints::new().min_addr(10).max_addr(20), 1);
-        assert_eq!(f.find_in(0, 100), Some(10));
-        assert_eq!(f.find_in(17, 100), None);
-        assert_eq!(f.find_in(16, 100), Some(16));
     }
 
     /// The descent against a plain scan, for every argument up to a bound.
@@ -621,14 +609,15 @@ mod tests {
                             continue;
                         }
                         for (min, max) in [(0, usize::MAX), (5, 70), (17, 30)] {
-                            let f = Fit {
-                                size,
-                                align,
-                                phase,
-                                nocross,
+                            let window = Fit {
                                 min,
                                 max,
-                                top: false,
+                                ..Fit::plain(size, align)
+                            };
+                            let f = Fit {
+                                phase,
+                                nocross,
+                                ..window
                             };
                             for start in [0, 1, 7, 13, 32] {
                                 for len in [0, 1, 5, 9, 20, 64, 100] {

@@ -33,6 +33,52 @@ pub(crate) const NO_TREE: u8 = 0x7f;
 /// `Tag::tree` bit of a red member.
 pub(crate) const RED: u8 = 0x80;
 
+/// A side of a member (its left or its right link), for the tree code that
+/// is written once for both of its mirror images: a function generic over
+/// `S: Side` is compiled once for each side, and `S::Other` is the opposite
+/// side, so it costs what two hand-written mirrors cost.
+trait Side {
+    /// The opposite side.
+    type Other: Side;
+    /// True for [`Left`].
+    const LEFT: bool;
+    /// The link on this side.
+    fn child(t: &Tag) -> u32;
+    /// The link on this side, to set.
+    fn child_mut(t: &mut Tag) -> &mut u32;
+}
+
+/// The left side: lower addresses.
+enum Left {}
+/// The right side: higher addresses.
+enum Right {}
+
+impl Side for Left {
+    type Other = Right;
+    const LEFT: bool = true;
+    #[inline(always)]
+    fn child(t: &Tag) -> u32 {
+        t.left
+    }
+    #[inline(always)]
+    fn child_mut(t: &mut Tag) -> &mut u32 {
+        &mut t.left
+    }
+}
+
+impl Side for Right {
+    type Other = Left;
+    const LEFT: bool = false;
+    #[inline(always)]
+    fn child(t: &Tag) -> u32 {
+        t.right
+    }
+    #[inline(always)]
+    fn child_mut(t: &mut Tag) -> &mut u32 {
+        &mut t.right
+    }
+}
+
 /// Sort rank at equal starts: spans first.
 #[inline]
 fn rank(kind: TagKind) -> u8 {
@@ -47,6 +93,16 @@ impl Tags {
     #[inline]
     pub(crate) fn right(&self, x: u32) -> u32 {
         self.store.get(TagId(x)).right
+    }
+    /// The child of `x` on side `S`.
+    #[inline]
+    fn child<S: Side>(&self, x: u32) -> u32 {
+        S::child(self.store.get(TagId(x)))
+    }
+    /// Sets the child of `x` on side `S` (its parent link is not touched).
+    #[inline]
+    fn set_child<S: Side>(&mut self, x: u32, c: u32) {
+        *S::child_mut(self.store.get_mut(TagId(x))) = c;
     }
     #[inline]
     pub(crate) fn parent(&self, x: u32) -> u32 {
@@ -189,24 +245,16 @@ impl Tags {
         self.set_parent(y, p);
     }
 
-    fn rotate_left(&mut self, x: u32) {
-        let y = self.right(x);
-        let yl = self.left(y);
-        self.store.get_mut(TagId(x)).right = yl;
-        self.set_parent(yl, x);
+    /// Rotates toward side `S`: the child `y` of `x` on the other side
+    /// takes the place of `x`, and `x` becomes the child of `y` on side `S`
+    /// (`rotate::<Left>` is the usual left rotation).
+    fn rotate<S: Side>(&mut self, x: u32) {
+        let y = self.child::<S::Other>(x);
+        let inner = self.child::<S>(y);
+        self.set_child::<S::Other>(x, inner);
+        self.set_parent(inner, x);
         self.replace_child(x, y);
-        self.store.get_mut(TagId(y)).left = x;
-        self.set_parent(x, y);
-        self.rotated(x, y);
-    }
-
-    fn rotate_right(&mut self, x: u32) {
-        let y = self.left(x);
-        let yr = self.right(y);
-        self.store.get_mut(TagId(x)).left = yr;
-        self.set_parent(yr, x);
-        self.replace_child(x, y);
-        self.store.get_mut(TagId(y)).right = x;
+        self.set_child::<S>(y, x);
         self.set_parent(x, y);
         self.rotated(x, y);
     }
@@ -257,14 +305,7 @@ impl Tags {
     pub fn insert_after(&mut self, at: TagId, new: TagId) {
         debug_assert!(self.less(at.0, new.0));
         debug_assert!(self.next(at).is_none_or(|n| self.less(new.0, n.0)));
-        let t = self.tree_index(at.0);
-        let r = self.right(at.0);
-        if r == NIL {
-            self.link(new.0, at.0, false, t);
-        } else {
-            let m = self.minimum(r);
-            self.link(new.0, m, true, t);
-        }
+        self.insert_beside::<Right>(at, new);
     }
 
     /// Inserts `new` right before `at` in address order without searching;
@@ -273,13 +314,21 @@ impl Tags {
     pub fn insert_before(&mut self, at: TagId, new: TagId) {
         debug_assert!(self.less(new.0, at.0));
         debug_assert!(self.prev(at).is_none_or(|p| self.less(p.0, new.0)));
+        self.insert_beside::<Left>(at, new);
+    }
+
+    /// Inserts `new` as the neighbour of `at` on side `S` in address order:
+    /// the body of [`insert_after`](Self::insert_after) (`Right`) and
+    /// [`insert_before`](Self::insert_before) (`Left`).
+    #[inline]
+    fn insert_beside<S: Side>(&mut self, at: TagId, new: TagId) {
         let t = self.tree_index(at.0);
-        let l = self.left(at.0);
-        if l == NIL {
-            self.link(new.0, at.0, true, t);
+        let c = self.child::<S>(at.0);
+        if c == NIL {
+            self.link(new.0, at.0, S::LEFT, t);
         } else {
-            let m = self.maximum(l);
-            self.link(new.0, m, false, t);
+            let m = self.extreme::<S::Other>(c);
+            self.link(new.0, m, !S::LEFT, t);
         }
     }
 
@@ -311,65 +360,49 @@ impl Tags {
         while self.is_red(self.parent(z)) {
             let p = self.parent(z);
             let g = self.parent(p);
-            if p == self.left(g) {
-                let u = self.right(g);
-                if self.is_red(u) {
-                    self.set_red(p, false);
-                    self.set_red(u, false);
-                    self.set_red(g, true);
-                    z = g;
-                } else {
-                    if z == self.right(p) {
-                        z = p;
-                        self.rotate_left(z);
-                    }
-                    let p = self.parent(z);
-                    let g = self.parent(p);
-                    self.set_red(p, false);
-                    self.set_red(g, true);
-                    self.rotate_right(g);
-                }
+            z = if p == self.left(g) {
+                self.insert_fixup_step::<Left>(z, p, g)
             } else {
-                let u = self.left(g);
-                if self.is_red(u) {
-                    self.set_red(p, false);
-                    self.set_red(u, false);
-                    self.set_red(g, true);
-                    z = g;
-                } else {
-                    if z == self.left(p) {
-                        z = p;
-                        self.rotate_right(z);
-                    }
-                    let p = self.parent(z);
-                    let g = self.parent(p);
-                    self.set_red(p, false);
-                    self.set_red(g, true);
-                    self.rotate_left(g);
-                }
-            }
+                self.insert_fixup_step::<Right>(z, p, g)
+            };
         }
         let root = self.roots[tree];
         self.set_red(root, false);
     }
 
-    fn minimum(&self, mut x: u32) -> u32 {
-        loop {
-            let l = self.left(x);
-            if l == NIL {
-                return x;
-            }
-            x = l;
+    /// One step of [`insert_fixup`](Self::insert_fixup) for a red `z`
+    /// whose red parent `p` is the child of `g` on side `S`; returns the
+    /// member to look at next.
+    #[inline]
+    fn insert_fixup_step<S: Side>(&mut self, mut z: u32, p: u32, g: u32) -> u32 {
+        let u = self.child::<S::Other>(g);
+        if self.is_red(u) {
+            self.set_red(p, false);
+            self.set_red(u, false);
+            self.set_red(g, true);
+            return g;
         }
+        if z == self.child::<S::Other>(p) {
+            z = p;
+            self.rotate::<S>(z);
+        }
+        let p = self.parent(z);
+        let g = self.parent(p);
+        self.set_red(p, false);
+        self.set_red(g, true);
+        self.rotate::<S::Other>(g);
+        z
     }
 
-    fn maximum(&self, mut x: u32) -> u32 {
+    /// The last member of the subtree `x` on side `S`: its lowest for
+    /// `Left`, its highest for `Right`.
+    fn extreme<S: Side>(&self, mut x: u32) -> u32 {
         loop {
-            let r = self.right(x);
-            if r == NIL {
+            let c = self.child::<S>(x);
+            if c == NIL {
                 return x;
             }
-            x = r;
+            x = c;
         }
     }
 
@@ -393,7 +426,7 @@ impl Tags {
             xp = self.parent(z);
             self.replace_child(z, zl);
         } else {
-            let y = self.minimum(zr);
+            let y = self.extreme::<Left>(zr);
             moved = y;
             removed_red = self.is_red(y);
             x = self.right(y);
@@ -443,111 +476,84 @@ impl Tags {
 
     fn remove_fixup(&mut self, mut x: u32, mut xp: u32, tree: usize) {
         while x != self.roots[tree] && !self.is_red(x) {
-            if x == self.left(xp) {
-                let mut w = self.right(xp);
-                if self.is_red(w) {
-                    self.set_red(w, false);
-                    self.set_red(xp, true);
-                    self.rotate_left(xp);
-                    w = self.right(xp);
-                }
-                if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
-                    self.set_red(w, true);
-                    x = xp;
-                    xp = self.parent(x);
-                } else {
-                    if !self.is_red(self.right(w)) {
-                        let wl = self.left(w);
-                        self.set_red(wl, false);
-                        self.set_red(w, true);
-                        self.rotate_right(w);
-                        w = self.right(xp);
-                    }
-                    let xp_red = self.is_red(xp);
-                    self.set_red(w, xp_red);
-                    self.set_red(xp, false);
-                    let wr = self.right(w);
-                    self.set_red(wr, false);
-                    self.rotate_left(xp);
-                    x = self.roots[tree];
-                    xp = NIL;
-                }
+            (x, xp) = if x == self.left(xp) {
+                self.remove_fixup_step::<Left>(xp, tree)
             } else {
-                let mut w = self.left(xp);
-                if self.is_red(w) {
-                    self.set_red(w, false);
-                    self.set_red(xp, true);
-                    self.rotate_right(xp);
-                    w = self.left(xp);
-                }
-                if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
-                    self.set_red(w, true);
-                    x = xp;
-                    xp = self.parent(x);
-                } else {
-                    if !self.is_red(self.left(w)) {
-                        let wr = self.right(w);
-                        self.set_red(wr, false);
-                        self.set_red(w, true);
-                        self.rotate_left(w);
-                        w = self.left(xp);
-                    }
-                    let xp_red = self.is_red(xp);
-                    self.set_red(w, xp_red);
-                    self.set_red(xp, false);
-                    let wl = self.left(w);
-                    self.set_red(wl, false);
-                    self.rotate_right(xp);
-                    x = self.roots[tree];
-                    xp = NIL;
-                }
-            }
+                self.remove_fixup_step::<Right>(xp, tree)
+            };
         }
         self.set_red(x, false);
+    }
+
+    /// One step of [`remove_fixup`](Self::remove_fixup) for a doubly black
+    /// member that is the child of `xp` on side `S`; returns the next
+    /// member and its parent.
+    #[inline]
+    fn remove_fixup_step<S: Side>(&mut self, xp: u32, tree: usize) -> (u32, u32) {
+        let mut w = self.child::<S::Other>(xp);
+        if self.is_red(w) {
+            self.set_red(w, false);
+            self.set_red(xp, true);
+            self.rotate::<S>(xp);
+            w = self.child::<S::Other>(xp);
+        }
+        if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
+            self.set_red(w, true);
+            return (xp, self.parent(xp));
+        }
+        if !self.is_red(self.child::<S::Other>(w)) {
+            let inner = self.child::<S>(w);
+            self.set_red(inner, false);
+            self.set_red(w, true);
+            self.rotate::<S::Other>(w);
+            w = self.child::<S::Other>(xp);
+        }
+        let xp_red = self.is_red(xp);
+        self.set_red(w, xp_red);
+        self.set_red(xp, false);
+        let outer = self.child::<S::Other>(w);
+        self.set_red(outer, false);
+        self.rotate::<S>(xp);
+        (self.roots[tree], NIL)
     }
 
     /// The lowest tag of `tree`.
     pub fn first(&self, tree: Tree) -> Option<TagId> {
         let root = self.roots[tree as usize];
-        (root != NIL).then(|| TagId(self.minimum(root)))
+        (root != NIL).then(|| TagId(self.extreme::<Left>(root)))
     }
 
     /// The highest tag of `tree`.
     pub fn last(&self, tree: Tree) -> Option<TagId> {
         let root = self.roots[tree as usize];
-        (root != NIL).then(|| TagId(self.maximum(root)))
+        (root != NIL).then(|| TagId(self.extreme::<Right>(root)))
     }
 
     /// The tag after `id` in its tree. O(1) amortized.
     #[inline]
     pub fn next(&self, id: TagId) -> Option<TagId> {
-        let t = self.store.get(id);
-        if t.right != NIL {
-            return Some(TagId(self.minimum(t.right)));
-        }
-        let (mut x, mut y) = (id.0, t.parent);
-        while y != NIL {
-            let ty = self.store.get(TagId(y));
-            if ty.right != x {
-                break;
-            }
-            x = y;
-            y = ty.parent;
-        }
-        TagId::from_raw(y)
+        self.step::<Right>(id)
     }
 
     /// The tag before `id` in its tree. O(1) amortized.
     #[inline]
     pub fn prev(&self, id: TagId) -> Option<TagId> {
+        self.step::<Left>(id)
+    }
+
+    /// The neighbour of `id` on side `S` in address order: the body of
+    /// [`next`](Self::next) (`Right`) and [`prev`](Self::prev) (`Left`).
+    #[inline]
+    fn step<S: Side>(&self, id: TagId) -> Option<TagId> {
         let t = self.store.get(id);
-        if t.left != NIL {
-            return Some(TagId(self.maximum(t.left)));
+        let c = S::child(t);
+        if c != NIL {
+            return Some(TagId(self.extreme::<S::Other>(c)));
         }
         let (mut x, mut y) = (id.0, t.parent);
         while y != NIL {
             let ty = self.store.get(TagId(y));
-            if ty.left != x {
+            if S::child(ty) != x {
                 break;
             }
             x = y;
@@ -560,31 +566,35 @@ impl Tags {
     /// before a segment that shares its start). O(log n).
     #[inline]
     pub fn lower_bound(&self, tree: Tree, addr: usize) -> Option<TagId> {
-        let (mut x, mut found) = (self.roots[tree as usize], NIL);
-        while x != NIL {
-            let t = self.store.get(TagId(x));
-            if t.start >= addr {
-                found = x;
-                x = t.left;
-            } else {
-                x = t.right;
-            }
-        }
-        TagId::from_raw(found)
+        self.bound::<Left>(tree, addr)
     }
 
     /// The last tag of `tree` whose start is at or below `addr` (a segment
     /// rather than a span when both start there). O(log n).
     #[inline]
     pub fn floor(&self, tree: Tree, addr: usize) -> Option<TagId> {
+        self.bound::<Right>(tree, addr)
+    }
+
+    /// The last tag of `tree` on side `S` among those whose start is at
+    /// `addr` or beyond it on the other side: the body of
+    /// [`lower_bound`](Self::lower_bound) (`Left`) and
+    /// [`floor`](Self::floor) (`Right`).
+    #[inline]
+    fn bound<S: Side>(&self, tree: Tree, addr: usize) -> Option<TagId> {
         let (mut x, mut found) = (self.roots[tree as usize], NIL);
         while x != NIL {
             let t = self.store.get(TagId(x));
-            if t.start <= addr {
-                found = x;
-                x = t.right;
+            let hit = if S::LEFT {
+                t.start >= addr
             } else {
-                x = t.left;
+                t.start <= addr
+            };
+            if hit {
+                found = x;
+                x = S::child(t);
+            } else {
+                x = <S::Other as Side>::child(t);
             }
         }
         TagId::from_raw(found)
@@ -606,29 +616,7 @@ impl Tags {
     /// `k`: O(log n), and O(1) amortized over a walk through a tree's
     /// members in order (each step climbs only as far as the next one).
     pub fn next_keyed(&self, id: TagId, k: u8) -> Option<TagId> {
-        // Each node's tag is read once (a lookup per node, not per link).
-        let (mut x, mut t) = (id.0, self.store.get(id));
-        if self.holds_key(t.right, k) {
-            return Some(TagId(self.leftmost_keyed(t.right, k)));
-        }
-        // Up: each ancestor reached from its left side follows `x` in
-        // order, and so does its right subtree.
-        loop {
-            let p = t.parent;
-            if p == NIL {
-                return None;
-            }
-            t = self.store.get(TagId(p));
-            if t.left == x {
-                if t.key() >= k {
-                    return Some(TagId(p));
-                }
-                if self.holds_key(t.right, k) {
-                    return Some(TagId(self.leftmost_keyed(t.right, k)));
-                }
-            }
-            x = p;
-        }
+        self.step_keyed::<Right>(id, k)
     }
 
     /// The highest member of `tree` starting below `below` whose
@@ -645,22 +633,33 @@ impl Tags {
     /// The member before `id` in its tree whose [key](Tag::key) is at least
     /// `k`: the mirror of [`next_keyed`](Self::next_keyed).
     pub fn prev_keyed(&self, id: TagId, k: u8) -> Option<TagId> {
+        self.step_keyed::<Left>(id, k)
+    }
+
+    /// The nearest member on side `S` of `id` whose key is at least `k`:
+    /// the body of [`next_keyed`](Self::next_keyed) (`Right`) and
+    /// [`prev_keyed`](Self::prev_keyed) (`Left`).
+    #[inline]
+    fn step_keyed<S: Side>(&self, id: TagId, k: u8) -> Option<TagId> {
+        // Each node's tag is read once (a lookup per node, not per link).
         let (mut x, mut t) = (id.0, self.store.get(id));
-        if self.holds_key(t.left, k) {
-            return Some(TagId(self.rightmost_keyed(t.left, k)));
+        if self.holds_key(S::child(t), k) {
+            return Some(TagId(self.extreme_keyed::<S::Other>(S::child(t), k)));
         }
+        // Up: each ancestor reached from its other side lies on side `S` of
+        // `x` in order, and so does its subtree on side `S`.
         loop {
             let p = t.parent;
             if p == NIL {
                 return None;
             }
             t = self.store.get(TagId(p));
-            if t.right == x {
+            if <S::Other as Side>::child(t) == x {
                 if t.key() >= k {
                     return Some(TagId(p));
                 }
-                if self.holds_key(t.left, k) {
-                    return Some(TagId(self.rightmost_keyed(t.left, k)));
+                if self.holds_key(S::child(t), k) {
+                    return Some(TagId(self.extreme_keyed::<S::Other>(S::child(t), k)));
                 }
             }
             x = p;
@@ -673,34 +672,20 @@ impl Tags {
         x != NIL && self.store.get(TagId(x)).maxkey >= k
     }
 
-    /// The lowest member of the subtree `x` (whose `maxkey` is at least
-    /// `k`) with a key of at least `k`.
-    fn leftmost_keyed(&self, mut x: u32, k: u8) -> u32 {
+    /// The last member on side `S` of the subtree `x` (whose `maxkey` is at
+    /// least `k`) with a key of at least `k`: its lowest such for `Left`,
+    /// its highest for `Right`.
+    fn extreme_keyed<S: Side>(&self, mut x: u32, k: u8) -> u32 {
         loop {
             let t: &Tag = self.store.get(TagId(x));
-            if self.holds_key(t.left, k) {
-                x = t.left;
+            if self.holds_key(S::child(t), k) {
+                x = S::child(t);
             } else if t.key() >= k {
                 return x;
             } else {
-                debug_assert!(self.holds_key(t.right, k), "kmem-btag: stale maxkey");
-                x = t.right;
-            }
-        }
-    }
-
-    /// The highest member of the subtree `x` (whose `maxkey` is at least
-    /// `k`) with a key of at least `k`.
-    fn rightmost_keyed(&self, mut x: u32, k: u8) -> u32 {
-        loop {
-            let t: &Tag = self.store.get(TagId(x));
-            if self.holds_key(t.right, k) {
-                x = t.right;
-            } else if t.key() >= k {
-                return x;
-            } else {
-                debug_assert!(self.holds_key(t.left, k), "kmem-btag: stale maxkey");
-                x = t.left;
+                let other = <S::Other as Side>::child(t);
+                debug_assert!(self.holds_key(other, k), "kmem-btag: stale maxkey");
+                x = other;
             }
         }
     }

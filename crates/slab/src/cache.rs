@@ -936,49 +936,41 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             BufState::Allocated
         };
         let mut st = self.slab.lock();
-        if st.busy >= self.max_objects {
+        // At most two tries: before and after growing the cache by a slab
+        // (`grown`: how the growth went).
+        let mut grown: Option<Result<(), AllocError>> = None;
+        let took = loop {
+            if st.busy >= self.max_objects {
+                // On the second try: others reached the limit while this
+                // one grew.
+                break Err(AllocError::LimitReached);
+            }
+            let obj = st.take(
+                state,
+                #[cfg(feature = "site-stats")]
+                site,
+            );
+            if let Some(obj) = obj {
+                break Ok(obj);
+            }
+            // A fresh slab has objects; after a failed growth, the source's
+            // reclaim may have put some back into this cache's slabs (a
+            // purge of other CPUs' magazines, a shrinker), which the second
+            // try takes.
+            if let Some(grown) = grown {
+                break Err(grown.expect_err("kmem-slab: a fresh slab has objects"));
+            }
             drop(st);
-            self.alloc_fails.fetch_add(1, Ordering::Relaxed);
-            return Err(AllocError::LimitReached);
-        }
-        let obj = match st.take(
-            state,
-            #[cfg(feature = "site-stats")]
-            site,
-        ) {
-            Some(obj) => obj,
-            None => {
+            let slab = self.grow(src);
+            st = self.slab.lock();
+            grown = Some(slab.map(|slab| st.insert(&self.geo, slab)));
+        };
+        let obj = match took {
+            Ok(obj) => obj,
+            Err(e) => {
                 drop(st);
-                let grown = self.grow(src);
-                st = self.slab.lock();
-                let failed = match grown {
-                    Ok(slab) => {
-                        st.insert(&self.geo, slab);
-                        None
-                    }
-                    Err(e) => Some(e),
-                };
-                if st.busy >= self.max_objects {
-                    // Others reached the limit while this one grew.
-                    drop(st);
-                    self.alloc_fails.fetch_add(1, Ordering::Relaxed);
-                    return Err(AllocError::LimitReached);
-                }
-                // A fresh slab has objects; after a failed growth, the
-                // source's reclaim may have put some back into this cache's
-                // slabs (a purge of other CPUs' magazines, a shrinker).
-                match st.take(
-                    state,
-                    #[cfg(feature = "site-stats")]
-                    site,
-                ) {
-                    Some(obj) => obj,
-                    None => {
-                        drop(st);
-                        self.alloc_fails.fetch_add(1, Ordering::Relaxed);
-                        return Err(failed.expect("kmem-slab: a fresh slab has objects"));
-                    }
-                }
+                self.alloc_fails.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
             }
         };
         let report = if self.debugging() {
