@@ -21,7 +21,7 @@
 //! a nightly toolchain it says so and succeeds.
 
 use crate::flags::StressOpts;
-use crate::shell::{project_root, Cmd, Result};
+use crate::shell::{has_nightly, nightly, project_root, Result};
 use crate::stress::{stress_args, STRESS};
 
 /// The only target the sanitizer runtimes are installed for here.
@@ -40,21 +40,12 @@ fn stress_opts() -> StressOpts {
 
 /// Runs both sanitizers.
 pub(crate) fn run() -> Result {
-    if Cmd::new("cargo")
-        .args(["+nightly", "--version"])
-        .probe()
-        .is_none()
-    {
+    if !has_nightly() {
         println!("xtask: no nightly toolchain (`cargo +nightly`); skipping the sanitizer runs");
         return Ok(());
     }
     let supp = project_root().join("ci").join("lsan.supp");
     let asan = "-Zsanitizer=address --cfg kmem_asan";
-    let nightly = || {
-        Cmd::new("cargo")
-            .arg("+nightly")
-            .env_remove("RUSTUP_TOOLCHAIN")
-    };
     nightly()
         .args(["test", "--target", TARGET, "--target-dir", "target/asan"])
         .args(["--workspace", "--exclude", "kmem-benches"])

@@ -293,6 +293,9 @@ unsafe fn resize<C: Cpu>(
     Some(fresh)
 }
 
+/// What the `Allocator` methods answer: a block, or the trait's error.
+type Block<E> = Result<NonNull<[u8]>, E>;
+
 /// An `Allocator` trait (`$trait`, failing with `$error`) for `&Kmalloc`,
 /// through [`allocate`], [`deallocate`] and [`resize`]: allocator-api2's,
 /// and with the `nightly` feature core's own (the same methods, so one
@@ -305,12 +308,12 @@ macro_rules! allocator_for_ref {
         // the contents; a panic aborts (`no_unwind`).
         unsafe impl<C: Cpu> $trait for &Kmalloc<'_, C> {
             #[inline]
-            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, $error> {
+            fn allocate(&self, layout: Layout) -> Block<$error> {
                 no_unwind(|| allocate(self, layout, AllocFlags::empty())).ok_or($error)
             }
 
             #[inline]
-            fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, $error> {
+            fn allocate_zeroed(&self, layout: Layout) -> Block<$error> {
                 no_unwind(|| allocate(self, layout, AllocFlags::ZERO)).ok_or($error)
             }
 
@@ -320,22 +323,12 @@ macro_rules! allocator_for_ref {
                 no_unwind(|| unsafe { deallocate(self, ptr, layout) });
             }
 
-            unsafe fn grow(
-                &self,
-                ptr: NonNull<u8>,
-                old: Layout,
-                new: Layout,
-            ) -> Result<NonNull<[u8]>, $error> {
+            unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Block<$error> {
                 // SAFETY: the Allocator contract, forwarded.
                 no_unwind(|| unsafe { resize(self, ptr, old, new) }).ok_or($error)
             }
 
-            unsafe fn shrink(
-                &self,
-                ptr: NonNull<u8>,
-                old: Layout,
-                new: Layout,
-            ) -> Result<NonNull<[u8]>, $error> {
+            unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Block<$error> {
                 // SAFETY: the Allocator contract, forwarded.
                 no_unwind(|| unsafe { resize(self, ptr, old, new) }).ok_or($error)
             }

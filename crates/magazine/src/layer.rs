@@ -1157,7 +1157,9 @@ impl<'a, C: Cpu> Magazines<'a, C> {
     }
 
     /// Runs `f` while holding the depot lock, so tests can make a CPU's
-    /// depot visit contended deterministically.
+    /// depot visit contended deterministically. Test plumbing: hidden from
+    /// the docs, and may change.
+    #[doc(hidden)]
     pub fn with_depot_locked<R>(&self, f: impl FnOnce() -> R) -> R {
         self.depot.hold(f)
     }
