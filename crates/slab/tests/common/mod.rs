@@ -1,6 +1,7 @@
-//! Shared kit of the slab tests: a booted machine with caches, object
-//! operations that count and can be told to fail, and (`faults`) the
-//! fault-injection tests' driver.
+//! Shared kit of the slab tests: a booted machine with caches (and with an
+//! arena of IDs), object operations that count and can be told to fail,
+//! steps that create a cache or allocate and free many objects, and
+//! (`faults`) the fault-injection tests' driver.
 #![allow(dead_code, unreachable_pub)]
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
