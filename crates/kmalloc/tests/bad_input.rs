@@ -29,15 +29,12 @@ fn unchanged<R>(k: &K<'_>, f: impl FnOnce() -> R) -> R {
 /// frees, which goes up by one.
 #[track_caller]
 fn refused<R>(k: &K<'_>, f: impl FnOnce() -> R) -> R {
-    let strip = |s: &mut common::Snapshot| -> u64 {
-        s.in_use.iter_mut().map(|c| core::mem::take(&mut c.2)).sum()
-    };
     let mut before = snapshot(k);
     let r = f();
     let mut after = snapshot(k);
     assert_eq!(
-        strip(&mut after),
-        strip(&mut before) + 1,
+        after.take_bad_frees(),
+        before.take_bad_frees() + 1,
         "one bad free counted"
     );
     assert_eq!(after, before, "a refused free changed state");

@@ -31,6 +31,42 @@ type V<'k, 'a, T> = ApiVec<T, &'k Kmalloc<'a, ThreadCpus>>;
 
 const PAGE: usize = 4096;
 
+/// Fake RAM of `bytes` bytes, its base arena (4 KiB quantum) and a
+/// `Caches` set over it on the std platform (`Caches::new`: no exit
+/// hooks); `env` (object operations, say) was made before them and so
+/// outlives them. Runs `f(base, caches, env)`, then drops the set.
+fn with_set<E: ?Sized, R>(
+    bytes: usize,
+    env: &E,
+    f: impl for<'a> FnOnce(&'a Arena<'a>, &Caches<'a, ThreadCpus>, &'a E) -> R,
+) -> R {
+    let ram = PhysMem::new(bytes);
+    let base = ram.base_arena("base", PAGE);
+    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
+    f(&base, &caches, env)
+}
+
+/// A thread that holds a slot exits: the platform's exit hooks run.
+fn exit_a_pinned_thread() {
+    std::thread::spawn(|| {
+        let guard = ThreadCpus::global().pin();
+        assert!(guard.slot() < ThreadCpus::global().slots());
+    })
+    .join()
+    .unwrap();
+}
+
+/// Boots a stack over 16 MiB, runs `f`, then scribbles over the memory,
+/// gives it back and lets a thread that holds a slot exit: a hook left
+/// behind into the memory would run on the scribbles.
+fn boot_forget_and_exit(f: impl FnOnce(&Kmalloc<'_, ThreadCpus>)) {
+    let mut mem = vec![0u8; 16 << 20];
+    boot(&mut mem, ThreadCpus::global(), &Config::default(), f).unwrap();
+    mem.fill(0xAA);
+    drop(mem);
+    exit_a_pinned_thread();
+}
+
 /// S1: the stack's own memory arenas refuse safe frees, so safe code can no
 /// longer give away a page a cache uses, nor free a page twice.
 #[test]
@@ -101,26 +137,14 @@ fn s1_integer_arenas_keep_a_safe_free() {
 /// was handed back does not call into it.
 #[test]
 fn s2_a_forgotten_cache_leaves_no_hook_behind() {
-    let mut mem = vec![0u8; 16 << 20];
-    boot(&mut mem, ThreadCpus::global(), &Config::default(), |k| {
+    boot_forget_and_exit(|k| {
         let c = k.caches().create(CacheBuilder::new("leaked", 64)).unwrap();
         let obj = c.alloc(AllocFlags::empty()).unwrap();
         // SAFETY: allocated above; put into this thread's magazine, so the
         // cache has per-slot state a thread-exit hook would flush.
         unsafe { c.free(obj) }.unwrap();
         core::mem::forget(c);
-    })
-    .unwrap();
-    // The memory is ours again: scribble over it, then let a thread that
-    // holds a slot exit (its hooks run).
-    mem.fill(0x41);
-    drop(mem);
-    std::thread::spawn(|| {
-        let guard = ThreadCpus::global().pin();
-        assert!(guard.slot() < ThreadCpus::global().slots());
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// An arena of IDs 1..2^20 with quantum caches, its tags from `base`.
@@ -141,32 +165,26 @@ fn ids_over<'q>(
 /// tearing down a cache that is still in use and leaking its hook.
 #[test]
 fn s2_quantum_cache_destroy_counts_live_objects_from_the_slabs() {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let qc = caches
-        .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Integers)
-        .unwrap();
-    let mut ids = ids_over(&base, &qc).unwrap();
-    let live = ids.alloc(1, Policy::InstantFit).unwrap();
-    // A bogus free of a value the caches never handed out: refused at
-    // once (quantum caches check every free before their magazines).
-    assert_eq!(
-        ids.free(live + 1000, 1),
-        Err(kmem_arena::FreeError::Cached { addr: live + 1000 })
-    );
-    assert_eq!(
-        ids.destroy(),
-        Err(kmem_arena::DestroyError::LiveCachedObjects { count: 1 })
-    );
-    ids.free(live, 1).unwrap();
-    ids.destroy().unwrap();
-    drop(ids);
-    drop(qc);
-    drop(caches);
-    std::thread::spawn(|| drop(ThreadCpus::global().pin()))
-        .join()
-        .unwrap();
+    with_set(8 << 20, &(), |base, caches, ()| {
+        let qc = caches
+            .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
+        let mut ids = ids_over(base, &qc).unwrap();
+        let live = ids.alloc(1, Policy::InstantFit).unwrap();
+        // A bogus free of a value the caches never handed out: refused at
+        // once (quantum caches check every free before their magazines).
+        assert_eq!(
+            ids.free(live + 1000, 1),
+            Err(kmem_arena::FreeError::Cached { addr: live + 1000 })
+        );
+        assert_eq!(
+            ids.destroy(),
+            Err(kmem_arena::DestroyError::LiveCachedObjects { count: 1 })
+        );
+        ids.free(live, 1).unwrap();
+        ids.destroy().unwrap();
+    });
+    exit_a_pinned_thread();
 }
 
 /// S3: `QCaches::stats` copies the statistics out before calling back, so
@@ -174,30 +192,30 @@ fn s2_quantum_cache_destroy_counts_live_objects_from_the_slabs() {
 /// nothing freed, and caches created meanwhile are not reported.
 #[test]
 fn s3_qcache_stats_survive_a_destroy_from_the_callback() {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let qc = caches
-        .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Integers)
-        .unwrap();
-    let mut ids = ids_over(&base, &qc).unwrap();
-    let mut seen = Vec::new();
-    let mut impostors = Vec::new();
-    qc.stats(|st| {
-        seen.push(st.name.as_str().to_owned());
-        if seen.len() == 1 {
-            ids.destroy().unwrap();
-            for i in 0..3 {
-                let name = format!("impostor{i}");
-                impostors.push(caches.create(CacheBuilder::new(&name, 64)).unwrap());
+    with_set(8 << 20, &(), |base, caches, ()| {
+        let qc = caches
+            .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Integers)
+            .unwrap();
+        let mut ids = ids_over(base, &qc).unwrap();
+        let mut seen = Vec::new();
+        let mut impostors = Vec::new();
+        qc.stats(|st| {
+            seen.push(st.name.as_str().to_owned());
+            if seen.len() == 1 {
+                ids.destroy().unwrap();
+                for i in 0..3 {
+                    let name = format!("impostor{i}");
+                    impostors.push(caches.create(CacheBuilder::new(&name, 64)).unwrap());
+                }
             }
-        }
+        });
+        assert_eq!(seen, ["ids_1", "ids_2", "ids_3", "ids_4"]);
+        assert_eq!(qc.in_use(), 0);
+        let mut after = 0;
+        qc.stats(|_| after += 1);
+        assert_eq!(after, 0, "destroyed caches are gone from the list");
+        memory_qcaches_over_ids_are_refused(base, caches);
     });
-    assert_eq!(seen, ["ids_1", "ids_2", "ids_3", "ids_4"]);
-    assert_eq!(qc.in_use(), 0);
-    let mut after = 0;
-    qc.stats(|_| after += 1);
-    assert_eq!(after, 0, "destroyed caches are gone from the list");
 }
 
 /// S7: a page arena whose quantum is not a power of two still gives every
@@ -474,17 +492,16 @@ fn s14_panicking_object_operations_leak_nothing() {
 /// Runs `f` on a 64-byte cache with [`PanickyOps`] over a fresh base arena
 /// (the S14 tests), then destroys the cache: nothing may be left live.
 fn with_panicky(f: impl FnOnce(&kmem_slab::KmemCache<'_, ThreadCpus>, &PanickyOps)) {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
     let ops = PanickyOps::default();
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let c = caches
-        .create(CacheBuilder::new("panicky", 64).ops(&ops))
-        .unwrap();
-    f(&c, &ops);
-    c.destroy()
-        .map_err(|e: DestroyError<'_, ThreadCpus>| e.live)
-        .unwrap();
+    with_set(8 << 20, &ops, |_, caches, ops| {
+        let c = caches
+            .create(CacheBuilder::new("panicky", 64).ops(ops))
+            .unwrap();
+        f(&c, ops);
+        c.destroy()
+            .map_err(|e: DestroyError<'_, ThreadCpus>| e.live)
+            .unwrap();
+    });
 }
 
 /// S12: `Caches::new` refuses a base arena with quantum caches, whose slot
@@ -615,17 +632,16 @@ fn s13_nested_calls_are_refused_or_deferred() {
 /// (the object stays the caller's), a nested allocation too.
 #[test]
 fn s13_nested_frees_of_constructed_objects_are_refused() {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
     let ops = PanickyOps::default();
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let c = caches
-        .create(CacheBuilder::new("ctor", 64).ops(&ops))
-        .unwrap();
-    assert_nested_calls_refused(&c);
-    c.flush_current();
-    c.reap();
-    c.destroy().map_err(|e| e.live).unwrap();
+    with_set(8 << 20, &ops, |_, caches, ops| {
+        let c = caches
+            .create(CacheBuilder::new("ctor", 64).ops(ops))
+            .unwrap();
+        assert_nested_calls_refused(&c);
+        c.flush_current();
+        c.reap();
+        c.destroy().map_err(|e| e.live).unwrap();
+    });
 }
 
 /// Found while confining the slab layer's unsafe code: quantum caches told
@@ -634,13 +650,19 @@ fn s13_nested_frees_of_constructed_objects_are_refused() {
 /// disagree with it, and quantum caches refuse `ZERO` anyway.
 #[test]
 fn quantum_caches_must_agree_with_their_arena_on_memory() {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
+    with_set(8 << 20, &(), |base, caches, ()| {
+        memory_qcaches_over_ids_are_refused(base, caches);
+    });
+}
+
+/// Quantum caches that say their values are memory: an arena of IDs over
+/// `base` refuses them, and each of their 4 caches refuses a `ZERO`
+/// allocation.
+fn memory_qcaches_over_ids_are_refused<'a>(base: &'a Arena<'a>, caches: &Caches<'a, ThreadCpus>) {
     let lying = caches
         .qcaches("ids", 1, 4, kmem_slab::ArenaValues::Memory)
         .unwrap();
-    let r = ids_over(&base, &lying);
+    let r = ids_over(base, &lying);
     assert!(matches!(r, Err(ArenaCreateError::QcacheMemory)));
     let mut zeroed = 0;
     caches.for_each(|c| {
@@ -664,8 +686,7 @@ fn quantum_caches_must_agree_with_their_arena_on_memory() {
 /// reused: a set made by `Caches::new` registers none.
 #[test]
 fn a_forgotten_caches_set_leaves_no_hook_behind() {
-    let mut mem = vec![0u8; 16 << 20];
-    boot(&mut mem, ThreadCpus::global(), &Config::default(), |k| {
+    boot_forget_and_exit(|k| {
         let set = Caches::new(k.caches().base(), ThreadCpus::global()).unwrap();
         let c = set.create(CacheBuilder::new("leaked", 64)).unwrap();
         let obj = c.alloc(AllocFlags::empty()).unwrap();
@@ -673,13 +694,7 @@ fn a_forgotten_caches_set_leaves_no_hook_behind() {
         unsafe { c.free(obj) }.unwrap();
         core::mem::forget(c);
         core::mem::forget(set);
-    })
-    .unwrap();
-    mem.fill(0xAA);
-    drop(mem);
-    std::thread::spawn(|| drop(ThreadCpus::global().pin()))
-        .join()
-        .unwrap();
+    });
 }
 
 /// Found by the second review: a `NOMAGAZINE` cache knew no platform, so a
@@ -687,14 +702,13 @@ fn a_forgotten_caches_set_leaves_no_hook_behind() {
 /// Every created cache now gates its slab path on the context's section.
 #[test]
 fn nested_calls_on_a_cache_without_magazines_are_refused() {
-    let ram = PhysMem::new(8 << 20);
-    let base = ram.base_arena("base", PAGE);
-    let caches = Caches::new(&base, ThreadCpus::global()).unwrap();
-    let c = caches
-        .create(CacheBuilder::new("nomag", 64).flags(kmem_slab::CacheFlags::NOMAGAZINE))
-        .unwrap();
-    assert_nested_calls_refused(&c);
-    c.destroy().map_err(|e| e.live).unwrap();
+    with_set(8 << 20, &(), |_, caches, ()| {
+        let c = caches
+            .create(CacheBuilder::new("nomag", 64).flags(kmem_slab::CacheFlags::NOMAGAZINE))
+            .unwrap();
+        assert_nested_calls_refused(&c);
+        c.destroy().map_err(|e| e.live).unwrap();
+    });
 }
 
 /// Inside an operation of this thread (as a signal handler finds it), an

@@ -9,8 +9,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use common::{check, layout};
-use kmalloc::{boot, AllocError, Config, FreeError, Kmalloc, MAX_CLASS};
+use common::{layout, snapshot, with_kmalloc_config};
+use kmalloc::{AllocError, Config, FreeError, Kmalloc, MAX_CLASS};
 use kmem_magazine::ThreadCpus;
 use kmem_slab::{BadFree, PageMap, PAGE_SIZE};
 
@@ -48,27 +48,13 @@ unsafe impl PageMap for TestMap {
     }
 }
 
-/// The stack's state, less the large-block counters (which count what the
-/// tests do).
-fn snapshot(k: &Kmalloc<'_, ThreadCpus>) -> common::Snapshot {
-    let mut s = common::snapshot(k);
-    s.large = (0, 0, 0);
-    s
-}
-
 /// Boots a stack over `MEM` bytes with `map`, runs `f`, checks the stack.
 fn with_map<R>(map: &dyn PageMap, f: impl FnOnce(&Kmalloc<'_, ThreadCpus>) -> R) -> R {
-    let mut mem = vec![0u8; MEM];
     let config = Config {
         page_map: Some(map),
         ..Config::default()
     };
-    boot(&mut mem, ThreadCpus::global(), &config, |k| {
-        let r = f(k);
-        check(k);
-        r
-    })
-    .expect("boot")
+    with_kmalloc_config(MEM, &config, f)
 }
 
 /// The refusal of an address of the page arena where no block starts.
@@ -100,7 +86,7 @@ const SHAPES: &[(usize, usize)] = &[
 fn every_block_is_freed_by_its_address_alone() {
     let map = TestMap::default();
     with_map(&map, |k| {
-        let before = snapshot(k);
+        let before = snapshot(k).without_large();
         let blocks: Vec<_> = SHAPES
             .iter()
             .map(|&(size, align)| {
@@ -116,7 +102,7 @@ fn every_block_is_freed_by_its_address_alone() {
             unsafe { k.free_unsized(p) }.unwrap();
         }
         k.reap();
-        assert_eq!(snapshot(k), before);
+        assert_eq!(snapshot(k).without_large(), before);
         assert!(
             map.pages.lock().unwrap().is_empty(),
             "a large block stayed in the map"
@@ -130,7 +116,7 @@ fn bad_unsized_frees_are_refused() {
     with_map(&map, |k| {
         let small = k.alloc(layout(100, 16)).unwrap();
         let large = k.alloc(layout(MAX_CLASS + 5 * PAGE_SIZE, 16)).unwrap();
-        let before = snapshot(k);
+        let before = snapshot(k).without_large();
         let at = |p: NonNull<u8>, off: usize| NonNull::new(p.as_ptr().wrapping_add(off)).unwrap();
         let local = 0u64;
         let foreign = Box::new(0u64);
@@ -178,15 +164,11 @@ fn bad_unsized_frees_are_refused() {
                 ),
             }
         }
-        let mut after = snapshot(k);
+        let mut after = snapshot(k).without_large();
         // The refused interior free is counted as a bad free of its class.
-        for c in &mut after.in_use {
-            c.2 = 0;
-        }
         let mut want = before;
-        for c in &mut want.in_use {
-            c.2 = 0;
-        }
+        after.take_bad_frees();
+        want.take_bad_frees();
         assert_eq!(after, want);
         // SAFETY: allocated above, freed once.
         unsafe {
@@ -221,7 +203,7 @@ fn bad_unsized_frees_are_refused() {
 fn realloc_by_address_keeps_the_contents() {
     let map = TestMap::default();
     with_map(&map, |k| {
-        let before = snapshot(k);
+        let before = snapshot(k).without_large();
         let caller = kmem_slab::Caller::Unknown;
         let mut p = k.alloc(layout(10, 8)).unwrap();
         let mut len = 10usize;
@@ -254,7 +236,7 @@ fn realloc_by_address_keeps_the_contents() {
         // SAFETY: the last block, freed once.
         unsafe { k.free_unsized(p) }.unwrap();
         k.reap();
-        assert_eq!(snapshot(k), before);
+        assert_eq!(snapshot(k).without_large(), before);
     });
 }
 
@@ -329,9 +311,9 @@ fn a_map_that_refuses_fails_the_allocation_cleanly() {
         // A block longer than the map records (2^30 - 1 pages) is refused
         // before anything is allocated (with no map, this stack would
         // answer Exhausted).
-        let before = snapshot(k);
+        let before = snapshot(k).without_large();
         assert_eq!(k.alloc(layout(5 << 40, 16)), Err(AllocError::TooLarge));
-        assert_eq!(snapshot(k), before);
+        assert_eq!(snapshot(k).without_large(), before);
         map.refuse.store(true, Ordering::Relaxed);
         assert_eq!(
             k.alloc(layout(5 * PAGE_SIZE, 16)),
@@ -340,7 +322,7 @@ fn a_map_that_refuses_fails_the_allocation_cleanly() {
         // A class with no slab yet cannot grow one.
         assert_eq!(k.alloc(layout(MAX_CLASS, 16)), Err(AllocError::Exhausted));
         k.reap();
-        assert_eq!(snapshot(k), before);
+        assert_eq!(snapshot(k).without_large(), before);
         map.refuse.store(false, Ordering::Relaxed);
         let p = k.alloc(layout(MAX_CLASS, 16)).unwrap();
         // SAFETY: allocated above, freed once.

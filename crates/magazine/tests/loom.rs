@@ -42,73 +42,59 @@
 #[path = "loom/kit.rs"]
 mod kit;
 
-use core::sync::atomic::{AtomicUsize as PlainAtomicUsize, Ordering as PlainOrdering};
-use std::sync::Arc;
-
-use kit::{assert_conserved, check, free_or_keep, Held, Rig, Threads, ONE_ROUND};
+use kit::{
+    check, check_outcomes, conclude, free_or_keep, free_then_take, spawn_held, take_two_free_one,
+    Rig, Threads, ONE_ROUND,
+};
 use kmem_magazine::{Cpu, CpuGuard, ManualCpus, ResizePolicy, MAGAZINE_ROUNDS};
 use loom::thread;
 
 #[test]
 fn depot_exchange_between_two_cpus() {
-    // Outcomes seen: a free that found no magazine, and one that did.
-    let fell = Arc::new(PlainAtomicUsize::new(0));
-    let kept = Arc::new(PlainAtomicUsize::new(0));
-    let (f, k) = (fell.clone(), kept.clone());
-    check("depot_exchange_between_two_cpus", None, move || {
-        // Four magazines in all: CPU 1's frees find room only in magazines
-        // CPU 0 emptied and returned to the depot, or fall through.
-        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 4);
-        let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-        // CPU 2 fills three one-round magazines and parks them in the depot.
-        cpu.claim(2);
-        for obj in [0, 1, 2] {
-            kit::put(m, heap, obj).unwrap();
-        }
-        m.flush_current();
-        assert_eq!(m.stats().depot_rounds, 3);
-        // CPU 0 takes two rounds out of the depot and frees one back.
-        let t0 = thread::spawn(move || -> Held {
-            cpu.claim(0);
-            let (mut held, mut below) = (Vec::new(), Vec::new());
-            held.extend(m.alloc());
-            held.extend(m.alloc());
-            if let Some(obj) = held.pop() {
-                free_or_keep(m, heap, obj, &mut below);
+    // Outcomes counted: a thread with a free that found no magazine (0),
+    // one with every free cached (1).
+    check_outcomes(
+        "depot_exchange_between_two_cpus",
+        None,
+        [
+            "threads had a free fall through (no magazine)",
+            "had every free cached",
+        ],
+        [
+            "no explored execution ran out of magazines",
+            "every explored execution ran out of magazines",
+        ],
+        |outcomes| {
+            // Four magazines in all: CPU 1's frees find room only in
+            // magazines CPU 0 emptied and returned to the depot, or fall
+            // through.
+            let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 4);
+            let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
+            // CPU 2 fills three one-round magazines and parks them in the
+            // depot.
+            cpu.claim(2);
+            for obj in [0, 1, 2] {
+                kit::put(m, heap, obj).unwrap();
             }
-            (held, below)
-        });
-        // CPU 1 frees new rounds and takes one back.
-        let t1 = thread::spawn(move || -> Held {
-            cpu.claim(1);
-            let (mut held, mut below) = (Vec::new(), Vec::new());
-            free_or_keep(m, heap, 10, &mut below);
-            free_or_keep(m, heap, 11, &mut below);
-            held.extend(m.alloc());
-            (held, below)
-        });
-        let mut out = Vec::new();
-        for t in [t0, t1] {
-            let (held, below) = t.join().unwrap();
-            let counter = if below.is_empty() { &k } else { &f };
-            counter.fetch_add(1, PlainOrdering::Relaxed);
-            out.extend(held);
-            out.extend(below);
-        }
-        let (drained, _) = rig.finish();
-        out.extend(drained);
-        assert_conserved(&[0, 1, 2, 10, 11], out);
-    });
-    let (fell, kept) = (
-        fell.load(PlainOrdering::Relaxed),
-        kept.load(PlainOrdering::Relaxed),
+            m.flush_current();
+            assert_eq!(m.stats().depot_rounds, 3);
+            // CPU 0 takes two rounds out of the depot and frees one back.
+            let t0 = spawn_held(move |held, below| {
+                cpu.claim(0);
+                take_two_free_one(m, heap, held, below);
+            });
+            // CPU 1 frees new rounds and takes one back.
+            let t1 = spawn_held(move |held, below| {
+                cpu.claim(1);
+                free_then_take(m, heap, &[10, 11], held, below);
+            });
+            let parts = [t0, t1].map(|t| t.join().unwrap());
+            for (_, below) in &parts {
+                outcomes.add(usize::from(below.is_empty()), 1);
+            }
+            conclude(rig, parts, &[0, 1, 2, 10, 11]);
+        },
     );
-    println!(
-        "loom-model depot_exchange_between_two_cpus: outcomes: {fell} threads had a free fall \
-         through (no magazine), {kept} had every free cached"
-    );
-    assert!(fell > 0, "no explored execution ran out of magazines");
-    assert!(kept > 0, "every explored execution ran out of magazines");
 }
 
 #[test]
@@ -118,61 +104,48 @@ fn resize_under_a_contended_depot() {
         window_ns: u64::MAX,
         threshold: 0,
     };
-    let grew = Arc::new(PlainAtomicUsize::new(0));
-    let calm = Arc::new(PlainAtomicUsize::new(0));
-    let (g, c) = (grew.clone(), calm.clone());
-    check("resize_under_a_contended_depot", None, move || {
-        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, policy, usize::MAX);
-        let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-        let start = m.stats().magsize;
-        cpu.claim(2);
-        for obj in [0, 1, 2, 3] {
-            kit::put(m, heap, obj).unwrap();
-        }
-        m.flush_current();
-        // Both CPUs visit the depot twice to allocate and then free.
-        let worker = move |slot: usize| {
-            move || -> Held {
-                cpu.claim(slot);
-                let (mut held, mut below) = (Vec::new(), Vec::new());
-                held.extend(m.alloc());
-                held.extend(m.alloc());
-                for obj in held.drain(..) {
-                    free_or_keep(m, heap, obj, &mut below);
-                }
-                (held, below)
+    // Outcomes counted: an execution that grew the magazines (0), one that
+    // saw no contention (1).
+    check_outcomes(
+        "resize_under_a_contended_depot",
+        None,
+        ["executions grew the magazines", "saw no contention"],
+        [
+            "no explored execution contended the depot",
+            "every explored execution contended the depot",
+        ],
+        move |outcomes| {
+            let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, policy, usize::MAX);
+            let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
+            let start = m.stats().magsize;
+            cpu.claim(2);
+            for obj in [0, 1, 2, 3] {
+                kit::put(m, heap, obj).unwrap();
             }
-        };
-        let t0 = thread::spawn(worker(0));
-        let t1 = thread::spawn(worker(1));
-        let mut out = Vec::new();
-        for t in [t0, t1] {
-            let (held, below) = t.join().unwrap();
-            out.extend(held);
-            out.extend(below);
-        }
-        let (drained, st) = rig.finish();
-        out.extend(drained);
-        assert_conserved(&[0, 1, 2, 3], out);
-        assert!(st.resizes <= st.contended, "{st:?}");
-        assert_eq!(st.magsize, start + st.resizes as usize, "{st:?}");
-        assert!(st.magsize <= MAGAZINE_ROUNDS);
-        if st.resizes > 0 {
-            g.fetch_add(1, PlainOrdering::Relaxed);
-        } else if st.contended == 0 {
-            c.fetch_add(1, PlainOrdering::Relaxed);
-        }
-    });
-    let (grew, calm) = (
-        grew.load(PlainOrdering::Relaxed),
-        calm.load(PlainOrdering::Relaxed),
+            m.flush_current();
+            // Both CPUs visit the depot twice to allocate and then free.
+            let worker = move |slot: usize| {
+                spawn_held(move |held, below| {
+                    cpu.claim(slot);
+                    held.extend(m.alloc());
+                    held.extend(m.alloc());
+                    for obj in held.drain(..) {
+                        free_or_keep(m, heap, obj, below);
+                    }
+                })
+            };
+            let (t0, t1) = (worker(0), worker(1));
+            let st = conclude(rig, [t0, t1].map(|t| t.join().unwrap()), &[0, 1, 2, 3]);
+            assert!(st.resizes <= st.contended, "{st:?}");
+            assert_eq!(st.magsize, start + st.resizes as usize, "{st:?}");
+            assert!(st.magsize <= MAGAZINE_ROUNDS);
+            if st.resizes > 0 {
+                outcomes.add(0, 1);
+            } else if st.contended == 0 {
+                outcomes.add(1, 1);
+            }
+        },
     );
-    println!(
-        "loom-model resize_under_a_contended_depot: outcomes: {grew} executions grew the \
-         magazines, {calm} saw no contention"
-    );
-    assert!(grew > 0, "no explored execution contended the depot");
-    assert!(calm > 0, "every explored execution contended the depot");
 }
 
 /// Two threads on slot 0 of a platform; each frees a round, takes one and
@@ -181,25 +154,13 @@ fn share_slot_zero<C: Cpu + 'static>(cpu: C) {
     let rig = Rig::new(cpu, ONE_ROUND, ResizePolicy::AKAROS, usize::MAX);
     let (heap, m) = (rig.heap(), rig.mags());
     let worker = move |base: usize| {
-        move || -> Held {
-            let (mut held, mut below) = (Vec::new(), Vec::new());
-            free_or_keep(m, heap, base, &mut below);
-            held.extend(m.alloc());
-            free_or_keep(m, heap, base + 1, &mut below);
-            (held, below)
-        }
+        spawn_held(move |held, below| {
+            free_then_take(m, heap, &[base], held, below);
+            free_or_keep(m, heap, base + 1, below);
+        })
     };
-    let t0 = thread::spawn(worker(10));
-    let t1 = thread::spawn(worker(20));
-    let mut out = Vec::new();
-    for t in [t0, t1] {
-        let (held, below) = t.join().unwrap();
-        out.extend(held);
-        out.extend(below);
-    }
-    let (drained, _) = rig.finish();
-    out.extend(drained);
-    assert_conserved(&[10, 11, 20, 21], out);
+    let (t0, t1) = (worker(10), worker(20));
+    conclude(rig, [t0, t1].map(|t| t.join().unwrap()), &[10, 11, 20, 21]);
 }
 
 #[test]
@@ -313,66 +274,49 @@ fn thread_exit_flush_while_draining() {
         cpu.claim(0);
         let mut below = Vec::new();
         free_or_keep(m, heap, 3, &mut below);
-        let mut out: Vec<usize> = m.alloc().into_iter().collect();
-        out.extend(below);
-        out.extend(drainer.join().unwrap());
-        let (drained, _) = rig.finish();
-        out.extend(drained);
-        assert_conserved(&[0, 1, 2, 3], out);
+        let mine = (m.alloc().into_iter().collect(), below);
+        let drained = (drainer.join().unwrap(), Vec::new());
+        conclude(rig, [mine, drained], &[0, 1, 2, 3]);
     });
 }
 
 #[test]
 fn trim_racing_with_allocations() {
-    let trimmed = Arc::new(PlainAtomicUsize::new(0));
-    let raced = Arc::new(PlainAtomicUsize::new(0));
-    let (t, r) = (trimmed.clone(), raced.clone());
-    check("trim_racing_with_allocations", Some(3), move || {
-        let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 6);
-        let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-        // Rounds 0 and 1 idle in the depot: the next pass may take them,
-        // unless a CPU needs them meanwhile.
-        kit::park_idle(cpu, heap, m, 2);
-        // CPU 0 takes rounds from the depot and frees one back.
-        let user = thread::spawn(move || -> Held {
-            cpu.claim(0);
-            let (mut held, mut below) = (Vec::new(), Vec::new());
-            held.extend(m.alloc());
-            held.extend(m.alloc());
-            if let Some(obj) = held.pop() {
-                free_or_keep(m, heap, obj, &mut below);
-            }
-            (held, below)
-        });
-        // The upkeep pass meanwhile.
-        let pass = thread::spawn(move || {
-            cpu.claim(1);
-            let mut got = Vec::new();
-            kit::trim(m, heap, |obj| got.push(obj));
-            got
-        });
-        let (held, below) = user.join().unwrap();
-        let got = pass.join().unwrap();
-        let counter = if got.is_empty() { &r } else { &t };
-        counter.fetch_add(1, PlainOrdering::Relaxed);
-        let mut out = got;
-        out.extend(held);
-        out.extend(below);
-        let (drained, stats) = rig.finish();
-        out.extend(drained);
-        assert!(stats.magazines_trimmed <= 2, "{stats:?}");
-        assert_conserved(&[0, 1], out);
-    });
-    let (trimmed, raced) = (
-        trimmed.load(PlainOrdering::Relaxed),
-        raced.load(PlainOrdering::Relaxed),
+    // Outcomes counted: a trim that took rounds (0), one that found the CPU
+    // had taken what was idle (1).
+    check_outcomes(
+        "trim_racing_with_allocations",
+        Some(3),
+        ["trims took rounds", "found the CPU had taken what was idle"],
+        [
+            "no explored execution trimmed",
+            "no explored execution had the CPU take first",
+        ],
+        |outcomes| {
+            let rig = Rig::new(Threads::<3>::new(), ONE_ROUND, ResizePolicy::AKAROS, 6);
+            let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
+            // Rounds 0 and 1 idle in the depot: the next pass may take
+            // them, unless a CPU needs them meanwhile.
+            kit::park_idle(cpu, heap, m, 2);
+            // CPU 0 takes rounds from the depot and frees one back.
+            let user = spawn_held(move |held, below| {
+                cpu.claim(0);
+                take_two_free_one(m, heap, held, below);
+            });
+            // The upkeep pass meanwhile.
+            let pass = thread::spawn(move || {
+                cpu.claim(1);
+                let mut got = Vec::new();
+                kit::trim(m, heap, |obj| got.push(obj));
+                got
+            });
+            let used = user.join().unwrap();
+            let got = pass.join().unwrap();
+            outcomes.add(usize::from(got.is_empty()), 1);
+            let stats = conclude(rig, [used, (got, Vec::new())], &[0, 1]);
+            assert!(stats.magazines_trimmed <= 2, "{stats:?}");
+        },
     );
-    println!(
-        "loom-model trim_racing_with_allocations: outcomes: {trimmed} trims took rounds, \
-         {raced} found the CPU had taken what was idle"
-    );
-    assert!(trimmed > 0, "no explored execution trimmed");
-    assert!(raced > 0, "no explored execution had the CPU take first");
 }
 
 #[test]
@@ -384,36 +328,28 @@ fn refill_racing_with_trim() {
         kit::park_idle(cpu, heap, m, 2);
         // CPU 0: its magazines are empty; the layer below hands it round 10
         // in a batch refill, which it frees again.
-        let user = thread::spawn(move || -> Held {
+        let user = spawn_held(move |held, below| {
             cpu.claim(0);
-            let (mut held, mut below) = (Vec::new(), Vec::new());
             match kit::refill(m, heap, &[10]) {
                 Some(obj) => held.push(obj),
                 // No magazine to load: round 10 stays the caller's.
                 None => below.push(10),
             }
             if let Some(obj) = held.pop() {
-                free_or_keep(m, heap, obj, &mut below);
+                free_or_keep(m, heap, obj, below);
             }
-            (held, below)
         });
         // CPU 1: the upkeep pass, then a free of its own.
-        let pass = thread::spawn(move || -> Held {
+        let pass = spawn_held(move |held, below| {
             cpu.claim(1);
-            let (mut held, mut below) = (Vec::new(), Vec::new());
             kit::trim(m, heap, |obj| held.push(obj));
-            free_or_keep(m, heap, 20, &mut below);
-            (held, below)
+            free_or_keep(m, heap, 20, below);
         });
-        let mut out = Vec::new();
-        for t in [user, pass] {
-            let (held, below) = t.join().unwrap();
-            out.extend(held);
-            out.extend(below);
-        }
-        let (drained, _) = rig.finish();
-        out.extend(drained);
-        assert_conserved(&[0, 1, 10, 20], out);
+        conclude(
+            rig,
+            [user, pass].map(|t| t.join().unwrap()),
+            &[0, 1, 10, 20],
+        );
     });
 }
 
@@ -423,13 +359,9 @@ fn refill_racing_with_trim() {
 fn purge_model(cpu: Threads<2>) -> (usize, usize) {
     let rig = Rig::new(cpu, ONE_ROUND, ResizePolicy::AKAROS, 4);
     let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-    let user = thread::spawn(move || -> Held {
+    let user = spawn_held(move |held, below| {
         cpu.claim(0);
-        let (mut held, mut below) = (Vec::new(), Vec::new());
-        free_or_keep(m, heap, 0, &mut below);
-        free_or_keep(m, heap, 1, &mut below);
-        held.extend(m.alloc());
-        (held, below)
+        free_then_take(m, heap, &[0, 1], held, below);
     });
     let purger = thread::spawn(move || {
         let mut got = Vec::new();
@@ -437,37 +369,30 @@ fn purge_model(cpu: Threads<2>) -> (usize, usize) {
         assert_eq!(purge.rounds, got.len());
         (purge, got)
     });
-    let (held, below) = user.join().unwrap();
+    let used = user.join().unwrap();
     let (purge, got) = purger.join().unwrap();
-    let mut out = got;
-    out.extend(held);
-    out.extend(below);
-    let (drained, _) = rig.finish();
-    out.extend(drained);
-    assert_conserved(&[0, 1], out);
+    conclude(rig, [used, (got, Vec::new())], &[0, 1]);
     (purge.slots_taken, purge.slots_asked)
 }
 
 #[test]
 fn purge_racing_with_a_cpu() {
-    let taken = Arc::new(PlainAtomicUsize::new(0));
-    let asked = Arc::new(PlainAtomicUsize::new(0));
-    let (t, a) = (taken.clone(), asked.clone());
-    check("purge_racing_with_a_cpu", Some(3), move || {
-        let (slots_taken, slots_asked) = purge_model(Threads::new());
-        t.fetch_add(slots_taken, PlainOrdering::Relaxed);
-        a.fetch_add(slots_asked, PlainOrdering::Relaxed);
-    });
-    let (taken, asked) = (
-        taken.load(PlainOrdering::Relaxed),
-        asked.load(PlainOrdering::Relaxed),
+    // Outcomes counted: slots whose magazines a purge took (0), and whose
+    // busy holder it asked (1).
+    check_outcomes(
+        "purge_racing_with_a_cpu",
+        Some(3),
+        ["purges took the CPU's magazines", "asked its busy holder"],
+        [
+            "no explored execution took the CPU's magazines",
+            "no explored execution found the holder busy",
+        ],
+        |outcomes| {
+            let (slots_taken, slots_asked) = purge_model(Threads::new());
+            outcomes.add(0, slots_taken);
+            outcomes.add(1, slots_asked);
+        },
     );
-    println!(
-        "loom-model purge_racing_with_a_cpu: outcomes: {taken} purges took the CPU's \
-         magazines, {asked} asked its busy holder"
-    );
-    assert!(taken > 0, "no explored execution took the CPU's magazines");
-    assert!(asked > 0, "no explored execution found the holder busy");
 }
 
 #[test]
@@ -475,14 +400,10 @@ fn two_purges_and_a_cpu() {
     check("two_purges_and_a_cpu", Some(3), || {
         let rig = Rig::new(Threads::<1>::new(), ONE_ROUND, ResizePolicy::AKAROS, 4);
         let (cpu, heap, m) = (rig.cpu(), rig.heap(), rig.mags());
-        let user = thread::spawn(move || -> Held {
+        let user = spawn_held(move |held, below| {
             cpu.claim(0);
-            let (mut held, mut below) = (Vec::new(), Vec::new());
-            free_or_keep(m, heap, 0, &mut below);
-            free_or_keep(m, heap, 1, &mut below);
-            held.extend(m.alloc());
-            free_or_keep(m, heap, 2, &mut below);
-            (held, below)
+            free_then_take(m, heap, &[0, 1], held, below);
+            free_or_keep(m, heap, 2, below);
         });
         let purger = thread::spawn(move || {
             let mut got = Vec::new();
@@ -491,13 +412,9 @@ fn two_purges_and_a_cpu() {
             }
             got
         });
-        let (held, below) = user.join().unwrap();
-        let mut out = purger.join().unwrap();
-        out.extend(held);
-        out.extend(below);
-        let (drained, _) = rig.finish();
-        out.extend(drained);
-        assert_conserved(&[0, 1, 2], out);
+        let used = user.join().unwrap();
+        let got = purger.join().unwrap();
+        conclude(rig, [used, (got, Vec::new())], &[0, 1, 2]);
     });
 }
 

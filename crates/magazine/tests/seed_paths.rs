@@ -6,7 +6,7 @@ mod common;
 
 use core::sync::atomic::Ordering;
 
-use common::{Heap, OneHeap};
+use common::{put_all, Heap, OneHeap, GROW_ON_CONTENTION};
 use kmem_magazine::{CpuCache, Magazines, ManualCpus, ResizePolicy};
 
 const SLOTS: usize = 4;
@@ -18,6 +18,22 @@ fn slots() -> Vec<CpuCache> {
 /// Objects are just distinct integers here; 0 is a valid round.
 fn objs(n: usize) -> impl Iterator<Item = usize> {
     0..n
+}
+
+/// [`common::with_layer`] on `SLOTS` slots.
+fn with_layer<R>(
+    size: usize,
+    policy: ResizePolicy,
+    f: impl FnOnce(&ManualCpus<SLOTS>, &Heap, &Magazines<'_, ManualCpus<SLOTS>>) -> R,
+) -> (R, Vec<usize>) {
+    common::with_layer(size, policy, f)
+}
+
+/// [`with_layer`] for 64-byte objects and Akaros' resize policy.
+fn with_layer_64<R>(
+    f: impl FnOnce(&ManualCpus<SLOTS>, &Heap, &Magazines<'_, ManualCpus<SLOTS>>) -> R,
+) -> (R, Vec<usize>) {
+    with_layer(64, ResizePolicy::AKAROS, f)
 }
 
 #[test]
@@ -32,27 +48,21 @@ fn start_size_follows_object_size() {
 
 #[test]
 fn magazines_are_sized_by_their_capacity() {
-    let cpus = ManualCpus::<SLOTS>::new();
     // Object size, its starting fill target, the magazine size that holds it.
     for (size, rounds, bytes) in [(64, 14, 128), (200, 6, 64), (4096, 1, 64)] {
-        let (mut s, heap) = (slots(), Heap::default());
-        let mut m = Magazines::new(&cpus, &mut s, size).unwrap();
         assert_eq!(kmem_magazine::size_for(rounds), bytes);
-        // Ten full magazines' worth (and the CPU's two).
-        for o in objs(12 * rounds) {
-            m.put(o, &heap).unwrap();
-        }
-        let st = m.stats();
-        assert_eq!(st.not_empty, 10, "object size {size}");
-        assert_eq!(st.depot_rounds, 10 * rounds, "filled to the target");
-        assert_eq!(
-            st.magazine_bytes,
-            st.magazines_live() * bytes as u64,
-            "object size {size}: {st:?}"
-        );
-        m.drain_all_to(&heap, |_| {});
-        assert_eq!(m.stats().magazine_bytes, 0);
-        assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+        with_layer(size, ResizePolicy::AKAROS, |_, heap, m| {
+            // Ten full magazines' worth (and the CPU's two).
+            put_all(m, heap, objs(12 * rounds));
+            let st = m.stats();
+            assert_eq!(st.not_empty, 10, "object size {size}");
+            assert_eq!(st.depot_rounds, 10 * rounds, "filled to the target");
+            assert_eq!(
+                st.magazine_bytes,
+                st.magazines_live() * bytes as u64,
+                "object size {size}: {st:?}"
+            );
+        });
     }
 }
 
@@ -60,40 +70,29 @@ fn magazines_are_sized_by_their_capacity() {
 /// the depot's too small empty magazines are given back for them.
 #[test]
 fn growth_past_a_size_takes_larger_magazines() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let policy = ResizePolicy {
-        window_ns: u64::MAX,
-        threshold: 0,
-    };
-    let mut m = Magazines::with_policy(&cpus, &mut s, 4096, policy).unwrap();
-    for o in objs(4000) {
-        m.put(o, &heap).unwrap();
-    }
-    m.flush_current();
-    // From 1 round (64-byte magazines, 6 rounds) past 6.
-    while m.stats().magsize < 8 {
-        contended_alloc(&m, &cpus, 1);
-    }
-    // Slot 0 frees until its magazines fill to the new target: the empty
-    // magazines it gets are 128-byte ones holding 8.
-    cpus.set_slot(0);
-    let before = m.stats();
-    for o in 5000..5100 {
-        m.put(o, &heap).unwrap();
-    }
-    let after = m.stats();
-    let grown = after.magazines_allocated - before.magazines_allocated;
-    let retired = after.magazines_freed - before.magazines_freed;
-    assert!(grown > 0 && retired > 0, "{before:?} {after:?}");
-    // The new ones are 128 bytes, the retired 64.
-    assert_eq!(
-        after.magazine_bytes + retired * 64,
-        before.magazine_bytes + grown * 128,
-        "{after:?}"
-    );
-    m.drain_all_to(&heap, |_| {});
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    with_layer(4096, GROW_ON_CONTENTION, |cpus, heap, m| {
+        put_all(m, heap, objs(4000));
+        m.flush_current();
+        // From 1 round (64-byte magazines, 6 rounds) past 6.
+        while m.stats().magsize < 8 {
+            contended_alloc(m, cpus, 1);
+        }
+        // Slot 0 frees until its magazines fill to the new target: the
+        // empty magazines it gets are 128-byte ones holding 8.
+        cpus.set_slot(0);
+        let before = m.stats();
+        put_all(m, heap, 5000..5100);
+        let after = m.stats();
+        let grown = after.magazines_allocated - before.magazines_allocated;
+        let retired = after.magazines_freed - before.magazines_freed;
+        assert!(grown > 0 && retired > 0, "{before:?} {after:?}");
+        // The new ones are 128 bytes, the retired 64.
+        assert_eq!(
+            after.magazine_bytes + retired * 64,
+            before.magazine_bytes + grown * 128,
+            "{after:?}"
+        );
+    });
 }
 
 #[test]
@@ -115,137 +114,118 @@ fn empty_layer_misses() {
 
 #[test]
 fn first_free_allocates_an_empty_magazine() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    m.put(0, &heap).unwrap();
-    let st = m.stats();
-    assert_eq!(st.magazines_allocated, 1);
-    assert_eq!(
-        st.depot_empty_out, 1,
-        "the new magazine went through the depot"
-    );
-    assert_eq!(m.alloc(), Some(0), "round 0 is a valid object");
-    m.drain_all_to(&heap, |_| panic!("nothing cached"));
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    let ((), drained) = with_layer_64(|_, heap, m| {
+        m.put(0, heap).unwrap();
+        let st = m.stats();
+        assert_eq!(st.magazines_allocated, 1);
+        assert_eq!(
+            st.depot_empty_out, 1,
+            "the new magazine went through the depot"
+        );
+        assert_eq!(m.alloc(), Some(0), "round 0 is a valid object");
+    });
+    assert!(drained.is_empty(), "nothing cached");
 }
 
 #[test]
 fn loaded_and_prev_swap_without_the_depot() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let magsize = m.stats().magsize;
-    // Fill loaded, then one more: loaded becomes prev, a new loaded takes it.
-    for o in objs(magsize + 1) {
-        m.put(o, &heap).unwrap();
-    }
-    let before = m.stats();
-    assert_eq!(before.magazines_allocated, 2);
-    // LIFO from loaded (1 round), then a swap to the full prev.
-    assert_eq!(m.alloc(), Some(magsize));
-    assert_eq!(m.alloc(), Some(magsize - 1), "swapped to prev");
-    // Frees go back into the (now loaded) prev's room: swap back and forth.
-    m.put(100, &heap).unwrap();
-    m.put(101, &heap).unwrap();
-    let after = m.stats();
-    assert_eq!(after.depot_not_empty_out, before.depot_not_empty_out);
-    assert_eq!(after.depot_empty_out, before.depot_empty_out);
-    assert_eq!(
-        after.magazines_allocated, 2,
-        "no depot visit, no new magazine"
-    );
-    let drained = m.drain_all_to(&heap, |_| {});
-    assert_eq!(drained, magsize + 1);
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    let (magsize, drained) = with_layer_64(|_, heap, m| {
+        let magsize = m.stats().magsize;
+        // Fill loaded, then one more: loaded becomes prev, a new loaded
+        // takes it.
+        put_all(m, heap, objs(magsize + 1));
+        let before = m.stats();
+        assert_eq!(before.magazines_allocated, 2);
+        // LIFO from loaded (1 round), then a swap to the full prev.
+        assert_eq!(m.alloc(), Some(magsize));
+        assert_eq!(m.alloc(), Some(magsize - 1), "swapped to prev");
+        // Frees go back into the (now loaded) prev's room: swap back and
+        // forth.
+        m.put(100, heap).unwrap();
+        m.put(101, heap).unwrap();
+        let after = m.stats();
+        assert_eq!(after.depot_not_empty_out, before.depot_not_empty_out);
+        assert_eq!(after.depot_empty_out, before.depot_empty_out);
+        assert_eq!(
+            after.magazines_allocated, 2,
+            "no depot visit, no new magazine"
+        );
+        magsize
+    });
+    assert_eq!(drained.len(), magsize + 1);
 }
 
 #[test]
 fn depot_exchange_both_ways_and_between_cpus() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let magsize = m.stats().magsize;
-    // CPU 0 fills loaded and prev, then one more: the full prev goes to the
-    // depot as a not-empty magazine.
-    for o in objs(2 * magsize + 1) {
-        m.put(o, &heap).unwrap();
-    }
-    let st = m.stats();
-    assert_eq!((st.not_empty, st.depot_rounds), (1, magsize));
-    // CPU 1 has nothing: its first alloc takes the not-empty magazine.
-    cpus.set_slot(1);
-    let got: Vec<usize> = (0..magsize).map(|_| m.alloc().unwrap()).collect();
-    assert_eq!(m.stats().depot_not_empty_out, 1);
-    assert!(got.iter().all(|&o| o < magsize), "CPU 0's first magazine");
-    assert_eq!(m.alloc(), None, "CPU 1 is dry and the depot has no rounds");
-    // CPU 0's loaded (1 round) and prev (full) go to the depot; CPU 1 keeps
-    // its emptied magazine until it is drained.
-    cpus.set_slot(0);
-    m.flush_current();
-    let st = m.stats();
-    assert_eq!(
-        (st.empty, st.not_empty, st.depot_rounds),
-        (0, 2, magsize + 1)
-    );
-    cpus.set_slot(1);
-    let total = m.drain_all_to(&heap, |_| {});
-    assert_eq!(total, magsize + 1);
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    let (magsize, drained) = with_layer_64(|cpus, heap, m| {
+        let magsize = m.stats().magsize;
+        // CPU 0 fills loaded and prev, then one more: the full prev goes to
+        // the depot as a not-empty magazine.
+        put_all(m, heap, objs(2 * magsize + 1));
+        let st = m.stats();
+        assert_eq!((st.not_empty, st.depot_rounds), (1, magsize));
+        // CPU 1 has nothing: its first alloc takes the not-empty magazine.
+        cpus.set_slot(1);
+        let got: Vec<usize> = (0..magsize).map(|_| m.alloc().unwrap()).collect();
+        assert_eq!(m.stats().depot_not_empty_out, 1);
+        assert!(got.iter().all(|&o| o < magsize), "CPU 0's first magazine");
+        assert_eq!(m.alloc(), None, "CPU 1 is dry and the depot has no rounds");
+        // CPU 0's loaded (1 round) and prev (full) go to the depot; CPU 1
+        // keeps its emptied magazine until it is drained.
+        cpus.set_slot(0);
+        m.flush_current();
+        let st = m.stats();
+        assert_eq!(
+            (st.empty, st.not_empty, st.depot_rounds),
+            (0, 2, magsize + 1)
+        );
+        cpus.set_slot(1);
+        magsize
+    });
+    assert_eq!(drained.len(), magsize + 1);
 }
 
 #[test]
 fn free_exchanges_a_full_prev_for_a_depot_empty() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let magsize = m.stats().magsize;
-    // Three magazines exist; CPU 1 empties one and returns it to the depot.
-    for o in objs(2 * magsize + 1) {
-        m.put(o, &heap).unwrap();
-    }
-    cpus.set_slot(1);
-    for _ in 0..magsize {
-        m.alloc().unwrap();
-    }
-    m.flush_current();
-    assert_eq!(m.stats().empty, 1);
-    // CPU 0 (loaded holds 1, prev full) fills loaded, then needs room: it
-    // takes the depot's empty magazine and parks the full prev there.
-    cpus.set_slot(0);
-    for o in objs(magsize) {
-        m.put(1000 + o, &heap).unwrap();
-    }
-    let st = m.stats();
-    assert_eq!(st.empty, 0);
-    assert_eq!(st.not_empty, 1);
-    assert_eq!(st.magazines_allocated, 3, "the empty one was reused");
-    m.drain_all_to(&heap, |_| {});
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    with_layer_64(|cpus, heap, m| {
+        let magsize = m.stats().magsize;
+        // Three magazines exist; CPU 1 empties one and returns it to the
+        // depot.
+        put_all(m, heap, objs(2 * magsize + 1));
+        cpus.set_slot(1);
+        for _ in 0..magsize {
+            m.alloc().unwrap();
+        }
+        m.flush_current();
+        assert_eq!(m.stats().empty, 1);
+        // CPU 0 (loaded holds 1, prev full) fills loaded, then needs room:
+        // it takes the depot's empty magazine and parks the full prev there.
+        cpus.set_slot(0);
+        put_all(m, heap, objs(magsize).map(|o| 1000 + o));
+        let st = m.stats();
+        assert_eq!(st.empty, 0);
+        assert_eq!(st.not_empty, 1);
+        assert_eq!(st.magazines_allocated, 3, "the empty one was reused");
+    });
 }
 
 #[test]
 fn free_falls_through_without_magazine_memory() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    heap.fail.store(true, Ordering::SeqCst);
-    assert_eq!(m.put(7, &heap), Err(7), "no magazine: back to the caller");
-    heap.fail.store(false, Ordering::SeqCst);
-    let magsize = m.stats().magsize;
-    for o in objs(2 * magsize) {
-        m.put(o, &heap).unwrap();
-    }
-    heap.fail.store(true, Ordering::SeqCst);
-    assert_eq!(
-        m.put(99, &heap),
-        Err(99),
-        "loaded and prev full, no depot room"
-    );
-    assert_eq!(m.stats().cpu_frees, 2 * magsize as u64);
-    heap.fail.store(false, Ordering::SeqCst);
-    m.drain_all_to(&heap, |_| {});
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    with_layer_64(|_, heap, m| {
+        heap.fail.store(true, Ordering::SeqCst);
+        assert_eq!(m.put(7, heap), Err(7), "no magazine: back to the caller");
+        heap.fail.store(false, Ordering::SeqCst);
+        let magsize = m.stats().magsize;
+        put_all(m, heap, objs(2 * magsize));
+        heap.fail.store(true, Ordering::SeqCst);
+        assert_eq!(
+            m.put(99, heap),
+            Err(99),
+            "loaded and prev full, no depot room"
+        );
+        assert_eq!(m.stats().cpu_frees, 2 * magsize as u64);
+        heap.fail.store(false, Ordering::SeqCst);
+    });
 }
 
 /// Makes CPU `slot`'s next alloc visit the depot while another thread holds
@@ -259,6 +239,15 @@ fn contended_alloc(m: &Magazines<'_, ManualCpus<SLOTS>>, cpus: &ManualCpus<SLOTS
 fn contended_alloc_here<C: kmem_magazine::Cpu>(m: &Magazines<'_, C>) {
     m.flush_current();
     let before = m.contended();
+    under_a_held_depot(m, || assert!(m.alloc().is_some()));
+    assert_eq!(m.contended(), before + 1);
+}
+
+/// Runs `f` (which must visit the depot) while another thread holds the
+/// depot lock; that thread lets go once the layer has counted a contended
+/// visit.
+fn under_a_held_depot<C: kmem_magazine::Cpu>(m: &Magazines<'_, C>, f: impl FnOnce()) {
+    let before = m.contended();
     std::thread::scope(|sc| {
         let (tx, rx) = std::sync::mpsc::channel();
         sc.spawn(move || {
@@ -270,133 +259,90 @@ fn contended_alloc_here<C: kmem_magazine::Cpu>(m: &Magazines<'_, C>) {
             })
         });
         rx.recv().unwrap();
-        assert!(m.alloc().is_some());
+        f();
     });
-    assert_eq!(m.contended(), before + 1);
 }
 
 #[test]
 fn magazines_grow_under_depot_contention() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let start = m.stats().magsize;
-    for o in objs(400) {
-        m.put(o, &heap).unwrap();
-    }
-    m.flush_current();
-    // One contended visit is within the threshold (seed: more than 1).
-    contended_alloc(&m, &cpus, 1);
-    assert_eq!(m.stats().magsize, start);
-    // A second one inside the 1 s window grows the magazines by one round.
-    cpus.advance(500_000_000);
-    contended_alloc(&m, &cpus, 2);
-    let st = m.stats();
-    assert_eq!((st.magsize, st.resizes), (start + 1, 1));
-    // A CPU adopts the size on its next free-path depot visit: a fresh CPU
-    // now fills start + 1 rounds into one magazine.
-    cpus.set_slot(3);
-    let visits = m.stats().depot_empty_out + m.stats().magazines_allocated;
-    for o in objs(start + 1) {
-        m.put(10_000 + o, &heap).unwrap();
-    }
-    let st = m.stats();
-    assert_eq!(
-        st.depot_empty_out + st.magazines_allocated,
-        visits + 2,
-        "one depot visit (a new magazine through the depot) for start + 1 frees"
-    );
-    m.drain_all_to(&heap, |_| {});
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    with_layer_64(|cpus, heap, m| {
+        let start = m.stats().magsize;
+        put_all(m, heap, objs(400));
+        m.flush_current();
+        // One contended visit is within the threshold (seed: more than 1).
+        contended_alloc(m, cpus, 1);
+        assert_eq!(m.stats().magsize, start);
+        // A second one inside the 1 s window grows the magazines by one
+        // round.
+        cpus.advance(500_000_000);
+        contended_alloc(m, cpus, 2);
+        let st = m.stats();
+        assert_eq!((st.magsize, st.resizes), (start + 1, 1));
+        // A CPU adopts the size on its next free-path depot visit: a fresh
+        // CPU now fills start + 1 rounds into one magazine.
+        cpus.set_slot(3);
+        let visits = m.stats().depot_empty_out + m.stats().magazines_allocated;
+        put_all(m, heap, objs(start + 1).map(|o| 10_000 + o));
+        let st = m.stats();
+        assert_eq!(
+            st.depot_empty_out + st.magazines_allocated,
+            visits + 2,
+            "one depot visit (a new magazine through the depot) for start + 1 frees"
+        );
+    });
 }
 
 #[test]
 fn contention_outside_the_window_does_not_grow() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let start = m.stats().magsize;
-    for o in objs(400) {
-        m.put(o, &heap).unwrap();
-    }
-    m.flush_current();
-    contended_alloc(&m, &cpus, 1);
-    cpus.advance(2_000_000_000); // past the 1 s window: the count restarts
-    contended_alloc(&m, &cpus, 2);
-    assert_eq!(m.stats().magsize, start);
-    assert_eq!(m.stats().contended, 2);
-    m.drain_all_to(&heap, |_| {});
+    with_layer_64(|cpus, heap, m| {
+        let start = m.stats().magsize;
+        put_all(m, heap, objs(400));
+        m.flush_current();
+        contended_alloc(m, cpus, 1);
+        cpus.advance(2_000_000_000); // past the 1 s window: the count restarts
+        contended_alloc(m, cpus, 2);
+        assert_eq!(m.stats().magsize, start);
+        assert_eq!(m.stats().contended, 2);
+    });
 }
 
 #[test]
 fn contention_without_full_magazines_does_not_grow() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let policy = ResizePolicy {
-        window_ns: u64::MAX,
-        threshold: 0,
-    };
-    let mut m = Magazines::with_policy(&cpus, &mut s, 64, policy).unwrap();
-    let start = m.stats().magsize;
-    let before = m.contended();
-    let mr = &m;
-    std::thread::scope(|sc| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        sc.spawn(move || {
-            let m = mr;
-            m.with_depot_locked(|| {
-                tx.send(()).unwrap();
-                while m.contended() == before {
-                    core::hint::spin_loop();
-                }
-            })
-        });
-        rx.recv().unwrap();
-        assert_eq!(m.alloc(), None, "the depot is empty");
+    with_layer(64, GROW_ON_CONTENTION, |_, _, m| {
+        let start = m.stats().magsize;
+        under_a_held_depot(m, || assert_eq!(m.alloc(), None, "the depot is empty"));
+        assert_eq!(m.stats().magsize, start);
     });
-    assert_eq!(m.stats().magsize, start);
-    m.drain_all_to(&heap, |_| {});
 }
 
 #[test]
 fn growth_stops_at_the_capacity() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let policy = ResizePolicy {
-        window_ns: u64::MAX,
-        threshold: 0,
-    };
-    let mut m = Magazines::with_policy(&cpus, &mut s, 8192, policy).unwrap();
-    for o in objs(4000) {
-        m.put(o, &heap).unwrap();
-    }
-    m.flush_current();
-    for _ in 0..kmem_magazine::MAGAZINE_ROUNDS + 5 {
-        contended_alloc(&m, &cpus, 1);
-    }
-    assert_eq!(m.stats().magsize, kmem_magazine::MAGAZINE_ROUNDS);
-    m.drain_all_to(&heap, |_| {});
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    with_layer(8192, GROW_ON_CONTENTION, |cpus, heap, m| {
+        put_all(m, heap, objs(4000));
+        m.flush_current();
+        for _ in 0..kmem_magazine::MAGAZINE_ROUNDS + 5 {
+            contended_alloc(m, cpus, 1);
+        }
+        assert_eq!(m.stats().magsize, kmem_magazine::MAGAZINE_ROUNDS);
+    });
 }
 
 #[test]
 fn drain_depot_returns_rounds_and_magazines() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    for o in objs(100) {
-        m.put(o, &heap).unwrap();
-    }
-    m.flush_current();
-    let mut seen = Vec::new();
-    let n = m.drain_depot_to(&heap, |o| seen.push(o));
-    seen.sort_unstable();
-    assert_eq!(n, 100);
-    assert_eq!(seen, (0..100).collect::<Vec<_>>());
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
-    let st = m.stats();
-    assert_eq!((st.not_empty, st.empty, st.depot_rounds), (0, 0, 0));
-    assert_eq!(st.magazines_live(), 0);
+    let ((), drained) = with_layer_64(|_, heap, m| {
+        put_all(m, heap, objs(100));
+        m.flush_current();
+        let mut seen = Vec::new();
+        let n = m.drain_depot_to(heap, |o| seen.push(o));
+        seen.sort_unstable();
+        assert_eq!(n, 100);
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+        assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+        let st = m.stats();
+        assert_eq!((st.not_empty, st.empty, st.depot_rounds), (0, 0, 0));
+        assert_eq!(st.magazines_live(), 0);
+    });
+    assert!(drained.is_empty(), "the depot drain took every round");
 }
 
 #[cfg(feature = "std")]
@@ -422,20 +368,14 @@ mod threads {
         let cpus = ThreadCpus::global();
         let heap = Heap::default();
         let mut s: Vec<CpuCache> = (0..cpus.slots()).map(|_| CpuCache::new()).collect();
-        let policy = ResizePolicy {
-            window_ns: u64::MAX,
-            threshold: 0,
-        };
         // 4 KiB objects: 1-round targets in 64-byte magazines (6 rounds).
-        let mut m = Magazines::with_policy(cpus, &mut s, 4096, policy).unwrap();
+        let mut m = Magazines::with_policy(cpus, &mut s, 4096, GROW_ON_CONTENTION).unwrap();
         let (m_ref, heap_ref) = (&m, &heap);
         std::thread::scope(|sc| {
             sc.spawn(move || {
                 let (m, heap) = (m_ref, heap_ref);
                 // Full one-round magazines in the depot, then empty ones.
-                for o in objs(100) {
-                    m.put(o, heap).unwrap();
-                }
+                put_all(m, heap, objs(100));
                 for _ in 0..50 {
                     assert!(m.alloc().is_some());
                 }
@@ -477,9 +417,7 @@ mod threads {
             }
             let _unregister = Unregister(&m);
             let worker = sc.spawn(|| {
-                for o in objs(5) {
-                    m.put(o, &heap).unwrap();
-                }
+                put_all(&m, &heap, objs(5));
                 assert_eq!(m.stats().depot_rounds, 0);
             });
             // A native join: it returns once the thread is gone, its
@@ -634,36 +572,29 @@ fn deferred_rounds_link_through_the_link_offset() {
 /// magazine, then goes into it.
 #[test]
 fn a_batch_flush_makes_room_when_no_magazine_can_be_had() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let magsize = m.stats().magsize;
-    // Both CPU magazines full, nothing in the depot.
-    for o in objs(2 * magsize) {
-        m.put(o, &heap).unwrap();
-    }
-    heap.fail.store(true, Ordering::SeqCst);
-    let obj = 1000;
-    assert_eq!(m.put(obj, &heap), Err(obj));
-    let mut flushed = Vec::new();
-    assert_eq!(
-        m.free_after_flush(obj, |rounds| flushed.extend(rounds)),
-        Ok(())
-    );
-    assert_eq!(flushed.len(), magsize, "one full magazine in one pass");
-    assert_eq!(m.stats().flushes, 1);
-    // The next frees go into the flushed magazine.
-    for o in 2000..2000 + magsize - 1 {
-        m.put(o, &heap).unwrap();
-    }
-    assert_eq!(m.put(3000, &heap), Err(3000));
-    // A flush that takes nothing leaves no room: handed back.
-    assert_eq!(m.free_after_flush(3000, |_| {}), Err(3000));
-    heap.fail.store(false, Ordering::SeqCst);
-    let mut rest = Vec::new();
-    m.drain_all_to(&heap, |o| rest.push(o));
-    assert_eq!(rest.len() + flushed.len(), 3 * magsize);
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    let ((magsize, flushed), rest) = with_layer_64(|_, heap, m| {
+        let magsize = m.stats().magsize;
+        // Both CPU magazines full, nothing in the depot.
+        put_all(m, heap, objs(2 * magsize));
+        heap.fail.store(true, Ordering::SeqCst);
+        let obj = 1000;
+        assert_eq!(m.put(obj, heap), Err(obj));
+        let mut flushed = Vec::new();
+        assert_eq!(
+            m.free_after_flush(obj, |rounds| flushed.extend(rounds)),
+            Ok(())
+        );
+        assert_eq!(flushed.len(), magsize, "one full magazine in one pass");
+        assert_eq!(m.stats().flushes, 1);
+        // The next frees go into the flushed magazine.
+        put_all(m, heap, 2000..2000 + magsize - 1);
+        assert_eq!(m.put(3000, heap), Err(3000));
+        // A flush that takes nothing leaves no room: handed back.
+        assert_eq!(m.free_after_flush(3000, |_| {}), Err(3000));
+        heap.fail.store(false, Ordering::SeqCst);
+        (magsize, flushed.len())
+    });
+    assert_eq!(rest.len() + flushed, 3 * magsize);
 }
 
 /// A depot at its cap takes no more full magazines: a free with both CPU
@@ -671,38 +602,31 @@ fn a_batch_flush_makes_room_when_no_magazine_can_be_had() {
 /// cap, the depot exchanges as before; `None` lifts the cap.
 #[test]
 fn a_depot_at_its_cap_hands_frees_back() {
-    let (cpus, heap) = (ManualCpus::<SLOTS>::new(), Heap::default());
-    let mut s = slots();
-    let mut m = Magazines::new(&cpus, &mut s, 64).unwrap();
-    let magsize = m.stats().magsize;
-    m.set_depot_cap(Some(2 * magsize));
-    // The CPU's two magazines, then two exchanged into the depot.
-    for o in objs(4 * magsize) {
-        m.put(o, &heap).unwrap();
-    }
-    assert_eq!(m.stats().depot_rounds, 2 * magsize);
-    let obj = 1000;
-    assert_eq!(m.put(obj, &heap), Err(obj), "the depot is at its cap");
-    assert_eq!(m.stats().depot_capped, 1);
-    let mut flushed = Vec::new();
-    assert_eq!(
-        m.free_after_flush(obj, |rounds| flushed.extend(rounds)),
-        Ok(())
-    );
-    assert_eq!(flushed.len(), magsize);
-    assert_eq!(
-        m.stats().depot_rounds,
-        2 * magsize,
-        "the depot kept its cap"
-    );
-    // Lifted: the depot takes full magazines again.
-    m.set_depot_cap(None);
-    for o in 2000..2000 + 2 * magsize {
-        m.put(o, &heap).unwrap();
-    }
-    assert!(m.stats().depot_rounds > 2 * magsize);
-    let mut rest = Vec::new();
-    m.drain_all_to(&heap, |o| rest.push(o));
-    assert_eq!(rest.len() + flushed.len(), 6 * magsize + 1);
-    assert_eq!(heap.live.load(Ordering::SeqCst), 0);
+    let ((magsize, flushed), rest) = with_layer_64(|_, heap, m| {
+        let magsize = m.stats().magsize;
+        m.set_depot_cap(Some(2 * magsize));
+        // The CPU's two magazines, then two exchanged into the depot.
+        put_all(m, heap, objs(4 * magsize));
+        assert_eq!(m.stats().depot_rounds, 2 * magsize);
+        let obj = 1000;
+        assert_eq!(m.put(obj, heap), Err(obj), "the depot is at its cap");
+        assert_eq!(m.stats().depot_capped, 1);
+        let mut flushed = Vec::new();
+        assert_eq!(
+            m.free_after_flush(obj, |rounds| flushed.extend(rounds)),
+            Ok(())
+        );
+        assert_eq!(flushed.len(), magsize);
+        assert_eq!(
+            m.stats().depot_rounds,
+            2 * magsize,
+            "the depot kept its cap"
+        );
+        // Lifted: the depot takes full magazines again.
+        m.set_depot_cap(None);
+        put_all(m, heap, 2000..2000 + 2 * magsize);
+        assert!(m.stats().depot_rounds > 2 * magsize);
+        (magsize, flushed.len())
+    });
+    assert_eq!(rest.len() + flushed, 6 * magsize + 1);
 }

@@ -20,7 +20,7 @@ use core::error::Error;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use common::{caches_over, with_caches, with_caches_using, with_ram, Counting, CONSTRUCTED};
+use common::{create_with_ops, with_caches, with_caches_using, with_ids, Counting, CONSTRUCTED};
 use kmem_arena::{Arena, Name, Policy};
 use kmem_magazine::{MagazineStats, ThreadCpus};
 use kmem_physmem::{PhysMem, PAGE_SIZE};
@@ -353,25 +353,8 @@ fn assert_create_refused<'a>(
     caches.for_each(|c| ok(c));
 }
 
-/// An arena of IDs `[1, 1 + 2^20)`: not memory.
-fn id_arena<'a>(base: &'a Arena<'a>) -> Arena<'a> {
-    Arena::builder("ids")
-        .quantum(1)
-        .span(1, 1 << 20)
-        .tags_from(base)
-        .build()
-        .unwrap()
-}
-
-/// [`with_caches`] with an [`id_arena`] over the base arena, made before
-/// the caches (which may use it as a source, so it must outlive them):
-/// runs `f(caches, kpages, ids)`.
-fn with_ids(f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>, &'a Arena<'a>)) {
-    with_ram(RAM, |base, kpages| {
-        let ids = id_arena(base);
-        caches_over(base, ThreadCpus::global(), |caches| f(caches, kpages, &ids));
-    });
-}
+/// The IDs `[1, 1 + 2^20)` of [`with_ids`]: not memory.
+const IDS: (usize, usize) = (1, 1 << 20);
 
 #[test]
 fn create_zero_size() {
@@ -429,7 +412,7 @@ fn create_align_above_page() {
 
 #[test]
 fn create_touching_cache_over_ids() {
-    with_ids(|caches, kpages, ids| {
+    with_ids(RAM, IDS, |caches, kpages, ids| {
         for flags in [
             CacheFlags::empty(),
             CacheFlags::NOMAGAZINE,
@@ -446,7 +429,7 @@ fn create_touching_cache_over_ids() {
 
 #[test]
 fn create_notouch_cache_over_ids_works() {
-    with_ids(|caches, _, ids| {
+    with_ids(RAM, IDS, |caches, _, ids| {
         let c = caches
             .create(
                 CacheBuilder::new("notouch", 16)
@@ -478,7 +461,7 @@ fn create_notouch_cache_over_ids_works() {
 
 #[test]
 fn create_qcache_max_below_object_size() {
-    with_ids(|caches, kpages, ids| {
+    with_ids(RAM, IDS, |caches, kpages, ids| {
         for qmax in [0, 16, 63] {
             let b = CacheBuilder::new("q", 64).qcache(qmax).source(ids);
             assert_create_refused(caches, kpages, b, CreateError::BadQcacheMax);
@@ -495,7 +478,7 @@ fn create_qcache_max_below_object_size() {
 
 #[test]
 fn alloc_zero_flag_on_notouch_cache() {
-    with_ids(|caches, kpages, ids| {
+    with_ids(RAM, IDS, |caches, kpages, ids| {
         for flags in [
             CacheFlags::NOTOUCH,
             CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE,
@@ -1308,14 +1291,7 @@ fn constructor_failure() {
     ] {
         let ops = Counting::default();
         with_caches_using(&ops, RAM, |caches, kpages, ops| {
-            let c = caches
-                .create(
-                    CacheBuilder::new("ctor", size)
-                        .flags(flags)
-                        .source(kpages)
-                        .ops(ops),
-                )
-                .unwrap();
+            let c = create_with_ops(caches, "ctor", (size, flags), kpages, ops);
             let base = caches.base();
             // A fresh cache: the slab grown for the failed object is empty
             // and goes back on reap.

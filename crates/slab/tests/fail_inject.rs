@@ -21,7 +21,7 @@ mod common;
 use common::faults::{
     cpu, drive, pages, tear_down, FaultyOps, Injection, Tally, GROWING_KINDS, KINDS, RAM,
 };
-use common::{caches_over, with_ram};
+use common::{caches_over, create_with_ops, with_ram};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use kmem_physmem::faults::{self, FailPlans, FailingSource};
 use kmem_physmem::{scale, seed, Rng};
@@ -53,14 +53,7 @@ fn run(
         let mut pages = pages(&source, base);
         let ops = FaultyOps::new(faults::Plan::Never);
         let t = caches_over(base, &cpu, |caches| {
-            let c = caches
-                .create(
-                    CacheBuilder::new("faulty", size)
-                        .flags(flags)
-                        .source(&pages)
-                        .ops(&ops),
-                )
-                .unwrap();
+            let c = create_with_ops(caches, "faulty", (size, flags), &pages, &ops);
             fail::clear_all();
             fail::set(layer, plan);
             let t = drive(

@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use common::faults::{
     cpu, drive, objects, pages, tear_down, FaultyOps, Injection, Tally, GROWING_KINDS, KINDS, RAM,
 };
-use common::{caches_over, with_caches_using_on, with_ram};
+use common::{caches_over, create_with_ops, with_caches_using_on, with_ram};
 use kmem_arena::{Arena, Policy};
 use kmem_physmem::faults::{FailingSource, Plan};
 use kmem_physmem::{scale, seed, PhysMem, Rng, PAGE_SIZE};
@@ -50,14 +50,7 @@ fn caches_over_imports_failing_every_kth_or_after_n() {
                 let mut pages = pages(&source, base);
                 let ops = FaultyOps::new(Plan::Never);
                 let (t, src) = caches_over(base, &cpu, |caches| {
-                    let c = caches
-                        .create(
-                            CacheBuilder::new("faulty", size)
-                                .flags(flags)
-                                .source(&pages)
-                                .ops(&ops),
-                        )
-                        .unwrap();
+                    let c = create_with_ops(caches, "faulty", (size, flags), &pages, &ops);
                     source.faults().set(plan);
                     let t = drive(
                         &c,
@@ -106,14 +99,7 @@ fn constructors_failing_every_kth_or_after_n() {
         for plan in PLANS {
             let ops = FaultyOps::new(plan);
             with_caches_using_on(&cpu, &ops, RAM, |caches, kpages, ops| {
-                let c = caches
-                    .create(
-                        CacheBuilder::new("ctor", size)
-                            .flags(flags)
-                            .source(kpages)
-                            .ops(ops),
-                    )
-                    .unwrap();
+                let c = create_with_ops(caches, "ctor", (size, flags), kpages, ops);
                 let t = drive(
                     &c,
                     ops,
@@ -174,14 +160,7 @@ fn source_arena_runs_out_of_tags() {
                 .unwrap();
             let ops = FaultyOps::new(Plan::Never);
             let t = caches_over(base, &cpu, |caches| {
-                let c = caches
-                    .create(
-                        CacheBuilder::new("tagless", size)
-                            .flags(flags)
-                            .source(&pages)
-                            .ops(&ops),
-                    )
-                    .unwrap();
+                let c = create_with_ops(caches, "tagless", (size, flags), &pages, &ops);
                 // The "fault" here is a condition, not an event: a refusal is
                 // accounted for when the page arena has too few unused tags for
                 // an import and its tag arena no page to give (an import takes

@@ -6,7 +6,10 @@ mod common;
 
 use core::sync::atomic::Ordering;
 
-use common::{caches_over, with_caches, with_caches_on, with_caches_using, with_ram, Counting};
+use common::{
+    alloc_n, caches_over, free_all, with_caches, with_caches_on, with_caches_using, with_ids,
+    with_ram, Counting,
+};
 use kmem_arena::{Arena, SizeKind};
 use kmem_magazine::{ManualCpus, ThreadCpus};
 use kmem_slab::{AllocFlags, CacheBuilder, CacheFlags, PAGE_SIZE, SMALL_MAX};
@@ -34,20 +37,15 @@ fn small_geometry_packs_objects_below_the_header() {
             // The header takes the slab's last 80 bytes.
             assert!(per * c.size() + per.div_ceil(64) * 8 + 80 <= PAGE_SIZE);
             assert!((per + 1) * c.size() + (per + 1).div_ceil(64) * 8 + 80 > PAGE_SIZE);
-            let objs: Vec<usize> = (0..per + 1)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
+            let objs = alloc_n(&c, per + 1, AllocFlags::empty());
             assert!(objs.iter().all(|o| o % align == 0 && ram_word(*o)));
             assert_eq!(
                 c.stats().slabs,
                 2,
                 "{size}: one object more than a slab holds"
             );
-            for o in objs {
-                // SAFETY: allocated above, freed once.
-                unsafe { c.free(o) }.unwrap();
-            }
-            c.check().unwrap();
+            // SAFETY: allocated above, freed once.
+            unsafe { free_all(&c, objs) };
         }
     });
 }
@@ -88,9 +86,7 @@ fn large_objects_use_headed_slabs_and_notouch_bufctls() {
                 slab - per * c.size() <= slab / 16,
                 "{size}: wastes too much"
             );
-            let objs: Vec<usize> = (0..per + 1)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
+            let objs = alloc_n(&c, per + 1, AllocFlags::empty());
             for &o in &objs {
                 assert_eq!(o % align, 0);
                 let base = o & !(slab - 1);
@@ -101,11 +97,8 @@ fn large_objects_use_headed_slabs_and_notouch_bufctls() {
                 assert!(ram_word(o));
             }
             assert_eq!(c.stats().slabs, 2);
-            for o in objs {
-                // SAFETY: allocated above, freed once.
-                unsafe { c.free(o) }.unwrap();
-            }
-            c.check().unwrap();
+            // SAFETY: allocated above, freed once.
+            unsafe { free_all(&c, objs) };
             c.destroy().unwrap();
         }
         let c = caches
@@ -176,9 +169,7 @@ fn successive_slabs_get_rotating_colours() {
             }
             // Each slab filled before the next is grown (no magazines).
             let n = colours + 2;
-            let objs: Vec<usize> = (0..n * per)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
+            let objs = alloc_n(&c, n * per, AllocFlags::empty());
             assert_eq!(c.stats().slabs, n, "{size}");
             let mut seen = Vec::new();
             for (k, chunk) in objs.chunks(per).enumerate() {
@@ -208,11 +199,8 @@ fn successive_slabs_get_rotating_colours() {
             let st = c.stats();
             assert_eq!(st.buf_in_use, (n * per) as u64);
             assert_eq!(st.buf_total, (n * per) as u64);
-            for o in objs {
-                // SAFETY: allocated above, freed once.
-                unsafe { c.free(o) }.unwrap();
-            }
-            c.check().unwrap();
+            // SAFETY: allocated above, freed once.
+            unsafe { free_all(&c, objs) };
             assert_eq!(c.stats().buf_in_use, 0);
             c.destroy().unwrap();
         }
@@ -231,9 +219,7 @@ fn coloured_objects_go_through_the_magazines() {
                 .unwrap();
             let (slab, per) = c.slab_geometry();
             for round in 0..3 {
-                let objs: Vec<usize> = (0..8 * per)
-                    .map(|_| c.alloc(AllocFlags::ZERO).unwrap())
-                    .collect();
+                let objs = alloc_n(&c, 8 * per, AllocFlags::ZERO);
                 let mut colours: Vec<usize> =
                     objs.iter().map(|&o| (o & (slab - 1)) % c.size()).collect();
                 colours.sort_unstable();
@@ -245,11 +231,8 @@ fn coloured_objects_go_through_the_magazines() {
                     assert!(ram_word(o));
                 }
                 c.check().unwrap();
-                for o in objs {
-                    // SAFETY: allocated above, freed once.
-                    unsafe { c.free(o) }.unwrap();
-                }
-                c.check().unwrap();
+                // SAFETY: allocated above, freed once.
+                unsafe { free_all(&c, objs) };
             }
             assert_eq!(c.stats().bad_frees, 0);
             c.destroy().unwrap();
@@ -280,34 +263,22 @@ fn quantum_cache_slabs_are_next_pow2_of_three_qcache_max() {
 
 #[test]
 fn notouch_cache_over_ids_hands_out_zero() {
-    with_ram(4 << 20, |base, _| {
-        let ids = Arena::builder("ids")
-            .quantum(1)
-            .span(0, 4096)
-            .tags_from(base)
-            .build()
+    with_ids(4 << 20, (0, 4096), |caches, _, ids| {
+        let c = caches
+            .create(
+                CacheBuilder::new("id8", 8)
+                    .source(ids)
+                    .flags(CacheFlags::NOTOUCH),
+            )
             .unwrap();
-        caches_over(base, ThreadCpus::global(), |caches| {
-            let c = caches
-                .create(
-                    CacheBuilder::new("id8", 8)
-                        .source(&ids)
-                        .flags(CacheFlags::NOTOUCH),
-                )
-                .unwrap();
-            let (_, per) = c.slab_geometry();
-            let got: Vec<usize> = (0..per)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
-            assert!(got.contains(&0), "resource 0 is an object like any other");
-            assert!(got.iter().all(|&id| id < 4096 && id % 8 == 0));
-            for id in got {
-                // SAFETY: allocated above.
-                unsafe { c.free(id) }.unwrap();
-            }
-            drop(c);
-            assert_eq!(ids.amt_free(), 4096, "destroy gave the slab back");
-        });
+        let (_, per) = c.slab_geometry();
+        let got = alloc_n(&c, per, AllocFlags::empty());
+        assert!(got.contains(&0), "resource 0 is an object like any other");
+        assert!(got.iter().all(|&id| id < 4096 && id % 8 == 0));
+        // SAFETY: allocated above.
+        unsafe { free_all(&c, got) };
+        drop(c);
+        assert_eq!(ids.amt_free(), 4096, "destroy gave the slab back");
     });
 }
 
@@ -318,9 +289,7 @@ fn objects_stay_constructed_in_magazines() {
         let c = caches
             .create(CacheBuilder::new("ctor", 64).source(kpages).ops(ops))
             .unwrap();
-        let objs: Vec<usize> = (0..20)
-            .map(|_| c.alloc(AllocFlags::ATOMIC).unwrap())
-            .collect();
+        let objs = alloc_n(&c, 20, AllocFlags::ATOMIC);
         assert_eq!(
             ops.seen_flags.load(Ordering::SeqCst),
             AllocFlags::ATOMIC.bits() as usize
@@ -335,9 +304,7 @@ fn objects_stay_constructed_in_magazines() {
             0,
             "cached, still constructed"
         );
-        let again: Vec<usize> = (0..20)
-            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-            .collect();
+        let again = alloc_n(&c, 20, AllocFlags::empty());
         assert_eq!(
             ops.ctors.load(Ordering::SeqCst),
             20,
@@ -391,13 +358,9 @@ fn destroy_runs_every_destructor_and_returns_every_page() {
             let c = caches
                 .create(CacheBuilder::new("d", size).source(kpages).ops(ops))
                 .unwrap();
-            let objs: Vec<usize> = (0..500)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
-            for o in objs {
-                // SAFETY: allocated above.
-                unsafe { c.free(o) }.unwrap();
-            }
+            let objs = alloc_n(&c, 500, AllocFlags::empty());
+            // SAFETY: allocated above.
+            unsafe { free_all(&c, objs) };
             assert!(c.stats().magazines.unwrap().magazines_live() > 0);
             c.destroy().unwrap();
             assert_eq!(ops.live_constructed(), 0, "size {size}");
@@ -422,9 +385,7 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
                     .source(kpages),
             )
             .unwrap();
-        let objs: Vec<usize> = (0..4000)
-            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-            .collect();
+        let objs = alloc_n(&c, 4000, AllocFlags::empty());
         let grown = c.stats();
         assert!(
             grown.hash_chains > 64,
@@ -433,10 +394,8 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
         );
         assert_eq!(grown.slabs, 500);
         c.check().unwrap();
-        for o in objs {
-            // SAFETY: allocated above.
-            unsafe { c.free(o) }.unwrap();
-        }
+        // SAFETY: allocated above.
+        unsafe { free_all(&c, objs) };
         c.flush_current();
         let freed = c.reap();
         let st = c.stats();
@@ -459,9 +418,7 @@ fn tick_trims_what_sat_idle_for_a_whole_interval() {
         let c = caches
             .create(CacheBuilder::new("t", 256).source(kpages))
             .unwrap();
-        let objs: Vec<usize> = (0..4000)
-            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-            .collect();
+        let objs = alloc_n(&c, 4000, AllocFlags::empty());
         for &o in &objs {
             // SAFETY: allocated above.
             unsafe { c.free(o) }.unwrap();
@@ -473,9 +430,7 @@ fn tick_trims_what_sat_idle_for_a_whole_interval() {
         assert_eq!(caches.tick(), 0, "the first pass only ends the interval");
         assert_eq!(c.magazine_stats().unwrap().not_empty, full);
         // A working set of 100 objects, used during the next interval.
-        let ws: Vec<usize> = (0..100)
-            .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-            .collect();
+        let ws = alloc_n(&c, 100, AllocFlags::empty());
         for &o in &ws {
             // SAFETY: allocated just above.
             unsafe { c.free(o) }.unwrap();
@@ -517,9 +472,7 @@ fn allocations_take_from_the_fullest_partial_slabs() {
             let (slab_size, per) = c.slab_geometry();
             let slab_of = |o: usize| o / slab_size;
             // Ten slabs, full.
-            let mut objs: Vec<usize> = (0..10 * per)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
+            let mut objs = alloc_n(&c, 10 * per, AllocFlags::empty());
             objs.sort_unstable();
             let slabs: Vec<Vec<usize>> = objs.chunks(per).map(<[usize]>::to_vec).collect();
             assert!(slabs
@@ -539,9 +492,7 @@ fn allocations_take_from_the_fullest_partial_slabs() {
                 }
             }
             let nearly_full: Vec<usize> = slabs[5..].iter().map(|s| slab_of(s[0])).collect();
-            let again: Vec<usize> = (0..5)
-                .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                .collect();
+            let again = alloc_n(&c, 5, AllocFlags::empty());
             for &o in &again {
                 assert!(
                     nearly_full.contains(&slab_of(o)),
@@ -588,9 +539,7 @@ fn fifo_ablation_takes_partial_slabs_in_the_order_they_became_partial() {
                 let c = caches.create(b).unwrap();
                 let (slab_size, per) = c.slab_geometry();
                 let slab_of = |o: usize| o / slab_size;
-                let mut objs: Vec<usize> = (0..10 * per)
-                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                    .collect();
+                let mut objs = alloc_n(&c, 10 * per, AllocFlags::empty());
                 objs.sort_unstable();
                 let slabs: Vec<Vec<usize>> = objs.chunks(per).map(<[usize]>::to_vec).collect();
                 for s in &slabs[..5] {
@@ -603,9 +552,7 @@ fn fifo_ablation_takes_partial_slabs_in_the_order_they_became_partial() {
                     // SAFETY: as above.
                     unsafe { c.free(s[0]) }.unwrap();
                 }
-                let again: Vec<usize> = (0..5)
-                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                    .collect();
+                let again = alloc_n(&c, 5, AllocFlags::empty());
                 let first_partial = slab_of(slabs[0][0]);
                 let nearly_full: Vec<usize> = slabs[5..].iter().map(|s| slab_of(s[0])).collect();
                 for &o in &again {
@@ -724,17 +671,13 @@ fn objects_keep_their_alignment_over_a_fine_grained_source() {
                 let c = caches
                     .create(CacheBuilder::new("a", size).align(align).source(&bytes))
                     .unwrap();
-                let objs: Vec<usize> = (0..40)
-                    .map(|_| c.alloc(AllocFlags::empty()).unwrap())
-                    .collect();
+                let objs = alloc_n(&c, 40, AllocFlags::empty());
                 assert!(
                     objs.iter().all(|o| o % align == 0),
                     "{size}/{align}: {objs:x?}"
                 );
-                for o in objs {
-                    // SAFETY: allocated above.
-                    unsafe { c.free(o) }.unwrap();
-                }
+                // SAFETY: allocated above.
+                unsafe { free_all(&c, objs) };
                 c.destroy().unwrap();
             }
             bytes.check().unwrap();

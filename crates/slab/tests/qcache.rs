@@ -7,11 +7,11 @@ mod common;
 
 use common::with_caches;
 use kmem_arena::{
-    AllocError, Arena, Constraints, CreateError, DestroyError, FreeError, Policy, QuantumCaches,
-    SizeKind,
+    AllocError, Arena, ArenaBuilder, Constraints, CreateError, DestroyError, FreeError, Policy,
+    QuantumCaches, SizeKind,
 };
 use kmem_magazine::{Section, ThreadCpus};
-use kmem_slab::{Caches, QCACHE_MAX_CACHES};
+use kmem_slab::{ArenaValues, Caches, QCaches, QCACHE_MAX_CACHES};
 
 const RAM: usize = 8 << 20;
 
@@ -24,13 +24,51 @@ fn id_arena<'q, 'c: 'q>(
     start: usize,
     len: usize,
 ) -> Arena<'q> {
-    Arena::builder("qc")
-        .quantum(quantum)
-        .span(start, len)
-        .tags_from(caches.base())
+    id_builder("qc", caches, quantum, start, len)
         .qcaches(qc)
         .build()
         .unwrap()
+}
+
+/// The builder of an ID arena `name` over `[start, start + len)`, its
+/// tags from the caches' base arena.
+fn id_builder<'q, 'c: 'q>(
+    name: &'static str,
+    caches: &Caches<'c, ThreadCpus>,
+    quantum: usize,
+    start: usize,
+    len: usize,
+) -> ArenaBuilder<'q> {
+    Arena::builder(name)
+        .quantum(quantum)
+        .span(start, len)
+        .tags_from(caches.base())
+}
+
+/// Runs `f(caches, qc, a)` on caches over `RAM` bytes, integer quantum
+/// caches `qc` ("qc", `quantum` up to `qcache_max`) and an ID arena `a`
+/// `[start, start + len)` of that quantum that uses them; then checks and
+/// destroys `a`, which leaves it empty and destroys its caches.
+fn with_id_arena(
+    (quantum, qcache_max): (usize, usize),
+    (start, len): (usize, usize),
+    f: impl FnOnce(&Caches<'_, ThreadCpus>, &QCaches<'_, ThreadCpus>, &mut Arena<'_>),
+) {
+    with_caches(RAM, |caches, _| {
+        let qc = caches
+            .qcaches("qc", quantum, qcache_max, ArenaValues::Integers)
+            .unwrap();
+        let mut a = id_arena(caches, &qc, quantum, start, len);
+        f(caches, &qc, &mut a);
+        a.check().unwrap();
+        a.destroy().unwrap();
+        assert_eq!(a.qcache_max(), 0);
+        assert_eq!(a.size(SizeKind::Allocated), 0, "nothing leaked");
+        assert_eq!(a.size(SizeKind::Total), 0);
+        let mut names = 0;
+        caches.for_each(|c| names += usize::from(c.name().starts_with("qc_")));
+        assert_eq!(names, 0, "the caches were destroyed");
+    });
 }
 
 /// Segments (not counting metadata) the arena has handed out.
@@ -38,31 +76,37 @@ fn live(a: &Arena<'_>) -> usize {
     a.stats().live
 }
 
+/// Allocates 1-unit objects from `a` until it runs out (at most 10,000),
+/// frees them all, and answers how many there were.
+fn exhaust_and_free(a: &Arena<'_>) -> usize {
+    let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
+        .take(10_000)
+        .collect();
+    let n = objs.len();
+    for o in objs {
+        a.free(o, 1).unwrap();
+    }
+    n
+}
+
 /// Akaros `test_qcache`: three caches (quantum 1, qcache_max 3), one
 /// allocation from each and one from the arena proper.
 #[test]
 fn akaros_qcache() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 3, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 1, 10_000);
+    with_id_arena((1, 3), (1, 10_000), |_, qc, a| {
         assert_eq!(a.qcache_max(), 3);
         let objs: Vec<(usize, usize)> = (1..=4)
             .map(|n| (a.alloc(n, Policy::InstantFit).unwrap(), n))
             .collect();
         // Sizes 1-3 came from slabs (three slab segments of next_pow2(9) =
         // 16 units), size 4 from a segment of its own.
-        assert_eq!(live(&a), 4);
+        assert_eq!(live(a), 4);
         assert_eq!(a.size(SizeKind::Allocated), 3 * 16 + 4);
         assert_eq!(qc.in_use(), 3);
         for (o, n) in objs {
             a.free(o, n).unwrap();
         }
         assert_eq!(qc.in_use(), 0);
-        a.check().unwrap();
-        a.destroy().unwrap();
-        assert_eq!(a.size(SizeKind::Total), 0);
     });
 }
 
@@ -70,11 +114,7 @@ fn akaros_qcache() {
 /// every object is a multiple of the quantum.
 #[test]
 fn akaros_qc_odd_quantum() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 7, 21, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 7, 7, 10_003);
+    with_id_arena((7, 21), (7, 10_003), |_, _, a| {
         for i in 1..4 {
             let amt = 7 * i;
             let o: Vec<usize> = (0..4)
@@ -85,23 +125,16 @@ fn akaros_qc_odd_quantum() {
                 a.free(x, amt).unwrap();
             }
         }
-        a.check().unwrap();
-        a.destroy().unwrap();
     });
 }
 
 /// Akaros `test_qc_large_quantum`: a quantum larger than the page size.
 #[test]
 fn akaros_qc_large_quantum() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 8192, 8192, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 8192, 8192, 8192 * 4);
+    with_id_arena((8192, 8192), (8192, 8192 * 4), |_, _, a| {
         let o = a.alloc(8192, Policy::InstantFit).unwrap();
         assert_eq!(o % 8192, 0);
         a.free(o, 8192).unwrap();
-        a.destroy().unwrap();
     });
 }
 
@@ -109,11 +142,7 @@ fn akaros_qc_large_quantum() {
 /// without touching the arena's segments; reap gives the slabs back.
 #[test]
 fn frees_round_trip_through_the_caches() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 4096, 4 * 4096, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 4096, 1 << 30, 1 << 30);
+    with_id_arena((4096, 4 * 4096), (1 << 30, 1 << 30), |caches, _, a| {
         for size in [1, 4096, 4097, 3 * 4096, 4 * 4096] {
             let x = a.alloc(size, Policy::InstantFit).unwrap();
             let segments = a.stats().allocs;
@@ -134,9 +163,6 @@ fn frees_round_trip_through_the_caches() {
         // Flushed to the depots: reap drains them and frees every slab.
         assert!(a.reap() > 0);
         assert_eq!(a.size(SizeKind::Allocated), 0);
-        a.check().unwrap();
-        a.destroy().unwrap();
-        assert_eq!(a.size(SizeKind::Allocated), 0);
     });
 }
 
@@ -144,18 +170,14 @@ fn frees_round_trip_through_the_caches() {
 /// a cached size is refused.
 #[test]
 fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 8, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+    with_id_arena((1, 8), (0, 1 << 20), |_, qc, a| {
         let x = a.xalloc(4, &Constraints::new().align(64)).unwrap();
         assert_eq!(x % 64, 0);
         assert_eq!(qc.in_use(), 0);
         let y = a.alloc(9, Policy::NextFit).unwrap();
         let z = a.alloc(100, Policy::BestFit).unwrap();
         assert_eq!(qc.in_use(), 0);
-        assert_eq!(live(&a), 3);
+        assert_eq!(live(a), 3);
         // Next fit on a cached size bypasses the caches too; xfree frees
         // it, and free (which sends the size to the caches) is refused.
         let n = a.alloc(8, Policy::NextFit).unwrap();
@@ -173,7 +195,6 @@ fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
         for o in objs {
             a.free(o, 1).unwrap();
         }
-        a.destroy().unwrap();
     });
 }
 
@@ -181,9 +202,7 @@ fn xalloc_large_sizes_and_next_fit_bypass_the_caches() {
 #[test]
 fn at_most_sixteen_caches() {
     with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 100, kmem_slab::ArenaValues::Integers)
-            .unwrap();
+        let qc = caches.qcaches("qc", 1, 100, ArenaValues::Integers).unwrap();
         assert_eq!(qc.max(), QCACHE_MAX_CACHES);
         let mut n = 0;
         qc.stats(|_| n += 1);
@@ -198,14 +217,11 @@ fn at_most_sixteen_caches() {
 }
 
 /// Destroying the arena destroys its caches first; with a cached object
-/// still out, both refuse and keep working.
+/// still out, both refuse and keep working (and `with_id_arena` then sees
+/// the arena destroyed with its caches).
 #[test]
 fn destroy_refuses_live_cached_objects() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+    with_id_arena((1, 4), (0, 1 << 20), |_, _, a| {
         let x = a.alloc(2, Policy::InstantFit).unwrap();
         assert_eq!(
             a.destroy(),
@@ -215,13 +231,6 @@ fn destroy_refuses_live_cached_objects() {
         let y = a.alloc(2, Policy::InstantFit).unwrap();
         a.free(y, 2).unwrap();
         a.free(x, 2).unwrap();
-        a.check().unwrap();
-        a.destroy().unwrap();
-        assert_eq!(a.qcache_max(), 0);
-        assert_eq!(a.size(SizeKind::Allocated), 0);
-        let mut names = 0;
-        caches.for_each(|c| names += usize::from(c.name().starts_with("qc_")));
-        assert_eq!(names, 0, "the caches were destroyed");
     });
 }
 
@@ -263,15 +272,8 @@ fn destroy_refuses_live_importers() {
 #[test]
 fn qcaches_for_another_quantum_are_refused() {
     with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 8, 32, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let r = Arena::builder("qc")
-            .quantum(4)
-            .span(0, 1 << 20)
-            .tags_from(caches.base())
-            .qcaches(&qc)
-            .build();
+        let qc = caches.qcaches("qc", 8, 32, ArenaValues::Integers).unwrap();
+        let r = id_builder("qc", caches, 4, 0, 1 << 20).qcaches(&qc).build();
         assert_eq!(r.err(), Some(CreateError::QcacheQuantum));
         // Still free to serve an arena of the right quantum.
         let mut a = id_arena(caches, &qc, 8, 0, 1 << 20);
@@ -281,19 +283,11 @@ fn qcaches_for_another_quantum_are_refused() {
 
 #[test]
 fn qcaches_serve_one_arena_only() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
-        let r = Arena::builder("other")
-            .quantum(1)
-            .span(0, 1 << 20)
-            .tags_from(caches.base())
-            .qcaches(&qc)
+    with_id_arena((1, 4), (0, 1 << 20), |caches, qc, _| {
+        let r = id_builder("other", caches, 1, 0, 1 << 20)
+            .qcaches(qc)
             .build();
         assert_eq!(r.err(), Some(CreateError::QcachesInUse));
-        a.destroy().unwrap();
     });
 }
 
@@ -301,15 +295,11 @@ fn qcaches_serve_one_arena_only() {
 fn qcache_max_below_the_quantum_is_refused() {
     with_caches(RAM, |caches, _| {
         assert_eq!(
-            caches
-                .qcaches("qc", 4096, 100, kmem_slab::ArenaValues::Memory)
-                .err(),
+            caches.qcaches("qc", 4096, 100, ArenaValues::Memory).err(),
             Some(kmem_slab::CreateError::BadQcacheMax)
         );
         assert_eq!(
-            caches
-                .qcaches("qc", 0, 100, kmem_slab::ArenaValues::Memory)
-                .err(),
+            caches.qcaches("qc", 0, 100, ArenaValues::Memory).err(),
             Some(kmem_slab::CreateError::ZeroSize)
         );
     });
@@ -318,17 +308,8 @@ fn qcache_max_below_the_quantum_is_refused() {
 /// Calling the caches with an arena they do not serve changes nothing.
 #[test]
 fn foreign_arena_is_refused() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
-        let other = Arena::builder("other")
-            .quantum(1)
-            .span(0, 1 << 20)
-            .tags_from(caches.base())
-            .build()
-            .unwrap();
+    with_id_arena((1, 4), (0, 1 << 20), |caches, qc, _| {
+        let other = id_builder("other", caches, 1, 0, 1 << 20).build().unwrap();
         assert_eq!(qc.alloc(&other, 1), Err(AllocError::Exhausted));
         // SAFETY: `other` is an integer arena (no memory behind 5); the
         // call is checked and refused.
@@ -336,7 +317,6 @@ fn foreign_arena_is_refused() {
         assert_eq!(r, Err(FreeError::NotAllocated { addr: 5 }));
         assert_eq!(qc.in_use(), 0);
         assert_eq!(other.stats().live, 0);
-        a.destroy().unwrap();
     });
 }
 
@@ -345,11 +325,7 @@ fn foreign_arena_is_refused() {
 /// handed out twice, and the arena's accounting stays exact.
 #[test]
 fn double_free_of_a_cached_size_is_refused_at_once() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+    with_id_arena((1, 4), (0, 1 << 20), |_, qc, a| {
         let x = a.alloc(3, Policy::InstantFit).unwrap();
         a.free(x, 3).unwrap();
         assert_eq!(a.free(x, 3), Err(FreeError::Cached { addr: x }));
@@ -373,8 +349,6 @@ fn double_free_of_a_cached_size_is_refused_at_once() {
         qc.stats(|s| bad += s.bad_frees);
         assert_eq!(bad, 2);
         assert_eq!(qc.in_use(), 0);
-        a.destroy().unwrap();
-        assert_eq!(a.size(SizeKind::Allocated), 0, "nothing leaked");
     });
 }
 
@@ -382,16 +356,11 @@ fn double_free_of_a_cached_size_is_refused_at_once() {
 /// object) is refused at once, and the object stays its owner's.
 #[test]
 fn free_of_a_cached_size_with_the_wrong_size_is_refused() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+    with_id_arena((1, 4), (0, 1 << 20), |_, _, a| {
         let x = a.alloc(3, Policy::InstantFit).unwrap();
         assert_eq!(a.free(x, 2), Err(FreeError::Cached { addr: x }));
         assert_eq!(a.free(x, 4), Err(FreeError::Cached { addr: x }));
         a.free(x, 3).unwrap();
-        a.destroy().unwrap();
     });
 }
 
@@ -400,16 +369,11 @@ fn free_of_a_cached_size_with_the_wrong_size_is_refused() {
 /// the segment stays allocated and can still be `xfree`d.
 #[test]
 fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 4, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 1 << 20);
+    with_id_arena((1, 4), (0, 1 << 20), |_, _, a| {
         let x = a.xalloc(2, &Constraints::new().align(1024)).unwrap();
         assert_eq!(a.free(x, 2), Err(FreeError::Cached { addr: x }));
         a.check().unwrap();
         a.xfree(x, 2).unwrap();
-        a.destroy().unwrap();
     });
 }
 
@@ -421,14 +385,10 @@ fn free_of_an_xalloc_segment_with_a_cached_size_is_refused() {
 #[test]
 fn memory_quantum_caches_are_headed_only_with_a_power_of_two_quantum() {
     with_caches(RAM, |caches, _| {
-        let odd = caches
-            .qcaches("q12", 12, 48, kmem_slab::ArenaValues::Memory)
-            .unwrap();
-        let pow2 = caches
-            .qcaches("q16", 16, 64, kmem_slab::ArenaValues::Memory)
-            .unwrap();
+        let odd = caches.qcaches("q12", 12, 48, ArenaValues::Memory).unwrap();
+        let pow2 = caches.qcaches("q16", 16, 64, ArenaValues::Memory).unwrap();
         let ids = caches
-            .qcaches("i16", 16, 64, kmem_slab::ArenaValues::Integers)
+            .qcaches("i16", 16, 64, ArenaValues::Integers)
             .unwrap();
         let mut seen = Vec::new();
         caches.for_each(|c| {
@@ -457,24 +417,13 @@ fn memory_quantum_caches_are_headed_only_with_a_power_of_two_quantum() {
 /// every cached object was freed succeeds without a `reap` by hand.
 #[test]
 fn exhaustion_drains_the_quantum_caches() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 8, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 4096);
-        let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
-            .take(10_000)
-            .collect();
-        assert!(objs.len() > 1000);
-        for o in objs {
-            a.free(o, 1).unwrap();
-        }
+    with_id_arena((1, 8), (0, 4096), |_, _, a| {
+        assert!(exhaust_and_free(a) > 1000);
         // The freed objects sit in magazines and slabs of the caches.
         assert!(a.amt_free() < 4096);
         let big = a.alloc(4096, Policy::InstantFit).unwrap();
         assert_eq!(big, 0);
         a.free(big, 4096).unwrap();
-        a.destroy().unwrap();
     });
 }
 
@@ -483,24 +432,14 @@ fn exhaustion_drains_the_quantum_caches() {
 /// magazines are flushed all the same. (Found by review.)
 #[test]
 fn exhaustion_inside_an_operation_drains_the_quantum_caches() {
-    with_caches(RAM, |caches, _| {
-        let qc = caches
-            .qcaches("qc", 1, 8, kmem_slab::ArenaValues::Integers)
-            .unwrap();
-        let mut a = id_arena(caches, &qc, 1, 0, 4096);
-        let objs: Vec<usize> = core::iter::from_fn(|| a.alloc(1, Policy::InstantFit).ok())
-            .take(10_000)
-            .collect();
-        for o in objs {
-            a.free(o, 1).unwrap();
-        }
+    with_id_arena((1, 8), (0, 4096), |_, _, a| {
+        exhaust_and_free(a);
         let big = {
             let _section = Section::enter(ThreadCpus::global()).expect("not inside one");
             a.alloc(4096, Policy::InstantFit)
         };
         assert_eq!(big, Ok(0));
         a.free(0, 4096).unwrap();
-        a.destroy().unwrap();
     });
 }
 
@@ -516,7 +455,7 @@ fn memory_quantum_caches_colour_by_the_quantum() {
     const SIZE: usize = 4 * PAGE;
     with_caches(32 << 20, |caches, _| {
         let qc = caches
-            .qcaches("mq", PAGE, 8 * PAGE, kmem_slab::ArenaValues::Memory)
+            .qcaches("mq", PAGE, 8 * PAGE, ArenaValues::Memory)
             .unwrap();
         let mut a = Arena::builder("mq")
             .quantum(PAGE)

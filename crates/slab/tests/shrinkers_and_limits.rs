@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::sync::Mutex;
 
-use common::{caches_over, leak, with_caches, with_ram};
+use common::{leak, with_caches, with_ids};
 use kmem_arena::Arena;
 use kmem_magazine::ThreadCpus;
 use kmem_physmem::PhysMem;
@@ -22,6 +22,38 @@ fn stack() -> &'static Caches<'static, ThreadCpus> {
     leak(Caches::new(base, ThreadCpus::global()).unwrap())
 }
 
+/// A shrinker that frees nothing.
+struct Nothing;
+
+impl CacheReclaim for Nothing {
+    fn reclaim(&self, _: Pressure) -> usize {
+        0
+    }
+}
+
+/// A [`stack`] with cache B (64-byte objects, a shrinker that frees
+/// nothing) put in `b`, then cache A (64-byte objects, shrinker `a`)
+/// leaked: A is listed (and its shrinker runs) before B, as the registry
+/// pushes at its head.
+fn b_then_a(
+    b: &Mutex<Option<Cache<'static, ThreadCpus>>>,
+    a: &'static dyn CacheReclaim,
+) -> &'static Caches<'static, ThreadCpus> {
+    static NOTHING: Nothing = Nothing;
+    let caches = stack();
+    *b.lock().unwrap() = Some(
+        caches
+            .create(CacheBuilder::new("b", 64).reclaim(&NOTHING))
+            .unwrap(),
+    );
+    leak(
+        caches
+            .create(CacheBuilder::new("a", 64).reclaim(a))
+            .unwrap(),
+    );
+    caches
+}
+
 /// A's shrinker drops the handle of B, which has a shrinker too, during
 /// `Caches::tick`: only the running shrinker is marked, so B's destroy does
 /// not wait for a mark nobody will clear (it once waited for ever).
@@ -29,12 +61,6 @@ fn stack() -> &'static Caches<'static, ThreadCpus> {
 fn a_shrinker_may_destroy_another_cache_with_a_shrinker() {
     static B: Mutex<Option<Cache<'static, ThreadCpus>>> = Mutex::new(None);
     static DONE: AtomicBool = AtomicBool::new(false);
-    struct Nothing;
-    impl CacheReclaim for Nothing {
-        fn reclaim(&self, _: Pressure) -> usize {
-            0
-        }
-    }
     struct DropsB;
     impl CacheReclaim for DropsB {
         fn reclaim(&self, _: Pressure) -> usize {
@@ -43,20 +69,8 @@ fn a_shrinker_may_destroy_another_cache_with_a_shrinker() {
             0
         }
     }
-    static NOTHING: Nothing = Nothing;
     static DROPS_B: DropsB = DropsB;
-    let caches = stack();
-    // Created first: listed after A (the registry pushes at its head).
-    *B.lock().unwrap() = Some(
-        caches
-            .create(CacheBuilder::new("b", 64).reclaim(&NOTHING))
-            .unwrap(),
-    );
-    let _a = leak(
-        caches
-            .create(CacheBuilder::new("a", 64).reclaim(&DROPS_B))
-            .unwrap(),
-    );
+    let caches = b_then_a(&B, &DROPS_B);
     std::thread::spawn(move || {
         caches.tick();
         DONE.store(true, Ordering::SeqCst);
@@ -80,12 +94,6 @@ fn a_shrinker_may_wait_for_a_thread_that_destroys_another_cache() {
     static DESTROYED: AtomicBool = AtomicBool::new(false);
     static DONE: AtomicBool = AtomicBool::new(false);
     static TIMED_OUT: AtomicBool = AtomicBool::new(false);
-    struct Nothing;
-    impl CacheReclaim for Nothing {
-        fn reclaim(&self, _: Pressure) -> usize {
-            0
-        }
-    }
     struct WaitsForDestroyer;
     impl CacheReclaim for WaitsForDestroyer {
         fn reclaim(&self, _: Pressure) -> usize {
@@ -99,19 +107,8 @@ fn a_shrinker_may_wait_for_a_thread_that_destroys_another_cache() {
             0
         }
     }
-    static NOTHING: Nothing = Nothing;
     static WAITS: WaitsForDestroyer = WaitsForDestroyer;
-    let caches = stack();
-    *B.lock().unwrap() = Some(
-        caches
-            .create(CacheBuilder::new("b", 64).reclaim(&NOTHING))
-            .unwrap(),
-    );
-    let _a = leak(
-        caches
-            .create(CacheBuilder::new("a", 64).reclaim(&WAITS))
-            .unwrap(),
-    );
+    let caches = b_then_a(&B, &WAITS);
     std::thread::spawn(|| {
         while !GO.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
@@ -183,34 +180,26 @@ fn a_cache_with_a_limit_keeps_no_refill_for_one_thread() {
 /// as `alloc(ZERO)` is.
 #[test]
 fn alloc_bulk_zero_on_integers_is_refused() {
-    with_ram(8 << 20, |base, _kpages| {
-        let ids = Arena::builder("ids")
-            .quantum(1)
-            .span(1, 1 << 20)
-            .tags_from(base)
-            .build()
+    with_ids(8 << 20, (1, 1 << 20), |caches, _, ids| {
+        let c = caches
+            .create(
+                CacheBuilder::new("ids", 16)
+                    .flags(CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE)
+                    .source(ids),
+            )
             .unwrap();
-        caches_over(base, ThreadCpus::global(), |caches| {
-            let c = caches
-                .create(
-                    CacheBuilder::new("ids", 16)
-                        .flags(CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE)
-                        .source(&ids),
-                )
-                .unwrap();
-            assert_eq!(c.alloc(AllocFlags::ZERO), Err(AllocError::NotMemory));
-            let mut out = [0usize; 4];
-            let r = c.alloc_bulk(AllocFlags::ZERO, &mut out);
-            if r.is_ok() {
-                // SAFETY: allocated just above.
-                unsafe { c.free_bulk(&out) }.unwrap();
-            }
-            assert_eq!(
-                r,
-                Err(AllocError::NotMemory),
-                "alloc_bulk(ZERO) on integers"
-            );
-        });
+        assert_eq!(c.alloc(AllocFlags::ZERO), Err(AllocError::NotMemory));
+        let mut out = [0usize; 4];
+        let r = c.alloc_bulk(AllocFlags::ZERO, &mut out);
+        if r.is_ok() {
+            // SAFETY: allocated just above.
+            unsafe { c.free_bulk(&out) }.unwrap();
+        }
+        assert_eq!(
+            r,
+            Err(AllocError::NotMemory),
+            "alloc_bulk(ZERO) on integers"
+        );
     });
 }
 

@@ -5,25 +5,16 @@ use std::collections::BTreeMap;
 
 use kmem_slab::{CacheBuilder, CacheFlags, CreateError};
 
-use super::{BadCreate, Kind, Slot, World, SLOTS};
+use super::{BadCreate, Kind, NewCache, Slot, World, SLOTS};
 
 impl World<'_, '_, '_> {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn create(
-        &mut self,
-        slot: u8,
-        kind: Kind,
-        size: u16,
-        align: u8,
-        debug: bool,
-        nomagazine: bool,
-        with_ops: bool,
-    ) {
-        let i = usize::from(slot) % SLOTS;
+    pub(super) fn create(&mut self, new: NewCache) {
+        let i = usize::from(new.slot) % SLOTS;
         if self.slots[i].is_some() {
             return;
         }
-        let size = usize::from(size);
+        let (kind, align, with_ops) = (new.kind, new.align, new.ops);
+        let size = usize::from(new.size);
         let (size, align, source, memory) = match kind {
             Kind::Small => (8 + size % 505, 8 << (align % 4), self.kpages, true),
             Kind::Bufctl => (513 + size % 3584, 8 << (align % 4), self.kpages, true),
@@ -35,10 +26,10 @@ impl World<'_, '_, '_> {
         if kind == Kind::Ids {
             flags |= CacheFlags::NOTOUCH;
         }
-        if debug {
+        if new.debug {
             flags |= CacheFlags::DEBUG;
         }
-        if nomagazine {
+        if new.nomagazine {
             flags |= CacheFlags::NOMAGAZINE;
         }
         let mut b = CacheBuilder::new(&name, size)
@@ -66,8 +57,8 @@ impl World<'_, '_, '_> {
             kind,
             align,
             ops: with_ops,
-            checked: debug || nomagazine,
-            double_checked: debug || nomagazine || bufctls || !with_ops,
+            checked: new.debug || new.nomagazine,
+            double_checked: new.debug || new.nomagazine || bufctls || !with_ops,
             live: BTreeMap::new(),
             freed: Vec::new(),
         });
@@ -130,19 +121,8 @@ impl World<'_, '_, '_> {
             return;
         };
         let live = s.live.len() as u64;
-        let Slot {
-            cache,
-            name,
-            kind,
-            size,
-            align,
-            ops,
-            checked,
-            double_checked,
-            live: objects,
-            freed,
-        } = s;
-        match cache.destroy() {
+        let name = s.name.as_str();
+        match s.cache.destroy() {
             Ok(()) => {
                 assert_eq!(
                     live, 0,
@@ -162,15 +142,7 @@ impl World<'_, '_, '_> {
                 assert!(found, "kmem-fuzz: a refused destroy unregistered {name}");
                 self.slots[i] = Some(Slot {
                     cache: e.cache,
-                    name,
-                    kind,
-                    size,
-                    align,
-                    ops,
-                    checked,
-                    double_checked,
-                    live: objects,
-                    freed,
+                    ..s
                 });
             }
         }

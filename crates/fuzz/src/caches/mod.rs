@@ -109,27 +109,31 @@ pub enum BadCreate {
     NotMemory,
 }
 
+/// A cache to create in an empty slot: kind, size, alignment `2^(a % 4)`
+/// times 8 (IDs: times 1), `DEBUG`, `NOMAGAZINE`, counting ops.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct NewCache {
+    /// Slot.
+    pub slot: u8,
+    /// Objects.
+    pub kind: Kind,
+    /// Size selector.
+    pub size: u16,
+    /// Alignment selector.
+    pub align: u8,
+    /// `DEBUG`.
+    pub debug: bool,
+    /// `NOMAGAZINE`.
+    pub nomagazine: bool,
+    /// Counting constructor and destructor.
+    pub ops: bool,
+}
+
 /// One step of the run.
 #[derive(Arbitrary, Debug)]
 pub enum Action {
-    /// Creates a cache in an empty slot: kind, size, alignment `2^(a % 4)`
-    /// times 8 (IDs: times 1), `DEBUG`, `NOMAGAZINE`, counting ops.
-    Create {
-        /// Slot.
-        slot: u8,
-        /// Objects.
-        kind: Kind,
-        /// Size selector.
-        size: u16,
-        /// Alignment selector.
-        align: u8,
-        /// `DEBUG`.
-        debug: bool,
-        /// `NOMAGAZINE`.
-        nomagazine: bool,
-        /// Counting constructor and destructor.
-        ops: bool,
-    },
+    /// Creates a cache in an empty slot.
+    Create(NewCache),
     /// A refused `create`.
     BadCreate(BadCreate),
     /// `n % 8 + 1` allocations (`ZERO`, `ATOMIC` as flagged).
@@ -345,15 +349,7 @@ pub fn run(data: &[u8]) {
 impl<'s> World<'_, 's, '_> {
     fn step(&mut self, a: &Action) {
         match *a {
-            Action::Create {
-                slot,
-                kind,
-                size,
-                align,
-                debug,
-                nomagazine,
-                ops,
-            } => self.create(slot, kind, size, align, debug, nomagazine, ops),
+            Action::Create(new) => self.create(new),
             Action::BadCreate(bad) => self.bad_create(bad),
             Action::Alloc(slot, n, zero, atomic) => {
                 for _ in 0..=n % 8 {

@@ -10,8 +10,17 @@ use kmem_magazine::ThreadCpus;
 /// Boots `bytes` of memory and runs `f`; afterwards every cache and both
 /// arenas pass their checkers.
 pub fn with_kmalloc<R>(bytes: usize, f: impl FnOnce(&Kmalloc<'_, ThreadCpus>) -> R) -> R {
+    with_kmalloc_config(bytes, &Config::default(), f)
+}
+
+/// [`with_kmalloc`] with `config`.
+pub fn with_kmalloc_config<R>(
+    bytes: usize,
+    config: &Config<'_>,
+    f: impl FnOnce(&Kmalloc<'_, ThreadCpus>) -> R,
+) -> R {
     let mut mem = vec![0u8; bytes];
-    boot(&mut mem, ThreadCpus::global(), &Config::default(), |k| {
+    boot(&mut mem, ThreadCpus::global(), config, |k| {
         let r = f(k);
         check(k);
         r
@@ -36,6 +45,23 @@ pub struct Snapshot {
     pub pages_live: usize,
     pub pages_allocated: usize,
     pub large: (u64, u64, u64),
+}
+
+impl Snapshot {
+    /// The snapshot less the large-block counters (for tests whose large
+    /// blocks come and go between two snapshots).
+    pub fn without_large(mut self) -> Self {
+        self.large = (0, 0, 0);
+        self
+    }
+
+    /// Zeroes every cache's count of bad frees and answers their sum.
+    pub fn take_bad_frees(&mut self) -> u64 {
+        self.in_use
+            .iter_mut()
+            .map(|c| core::mem::take(&mut c.2))
+            .sum()
+    }
 }
 
 pub fn snapshot(k: &Kmalloc<'_, ThreadCpus>) -> Snapshot {

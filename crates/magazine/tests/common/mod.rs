@@ -1,6 +1,7 @@
 //! Shared kit of the magazine tests: magazine memory from the heap that
-//! counts what is live and fails on demand, and the one-source wrappers of
-//! the layer's source-taking calls.
+//! counts what is live and fails on demand, the one-source wrappers of
+//! the layer's source-taking calls, and a layer on hand-chosen slots that
+//! is drained and checked after each test.
 #![allow(dead_code, unreachable_pub)]
 
 use core::alloc::Layout;
@@ -8,7 +9,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::alloc::{alloc, dealloc};
 
-use kmem_magazine::{MagazineSource, Magazines, MAGAZINE_ALIGN};
+use kmem_magazine::{
+    CpuCache, MagazineSource, Magazines, ManualCpus, ResizePolicy, MAGAZINE_ALIGN,
+};
 
 /// Magazine memory from the heap; counts, and fails on demand.
 #[derive(Default)]
@@ -73,5 +76,50 @@ impl<C: kmem_magazine::Cpu> OneHeap for Magazines<'_, C> {
     fn purge_idle_to(&self, heap: &Heap, sink: impl FnMut(usize)) -> kmem_magazine::Purge {
         // SAFETY: as above.
         unsafe { self.purge_idle(heap, sink) }
+    }
+}
+
+/// A resize policy that grows the magazines on every contended depot visit
+/// (while not-empty magazines exist), however long ago the last one was.
+pub const GROW_ON_CONTENTION: ResizePolicy = ResizePolicy {
+    window_ns: u64::MAX,
+    threshold: 0,
+};
+
+/// A layer of `size`-byte objects with resize `policy` on `N` slots chosen
+/// by hand (slot 0 first), its magazines from a fresh [`Heap`]: runs
+/// `f(cpus, heap, m)`, then drains the layer and checks that every magazine
+/// went back to the heap (and that the layer counts none). Answers what `f` answered and the rounds the
+/// drain took out.
+pub fn with_layer<const N: usize, R>(
+    size: usize,
+    policy: ResizePolicy,
+    f: impl FnOnce(&ManualCpus<N>, &Heap, &Magazines<'_, ManualCpus<N>>) -> R,
+) -> (R, Vec<usize>) {
+    let (cpus, heap) = (ManualCpus::<N>::new(), Heap::default());
+    let mut s: Vec<CpuCache> = (0..N).map(|_| CpuCache::new()).collect();
+    let mut m = Magazines::with_policy(&cpus, &mut s, size, policy).unwrap();
+    let r = f(&cpus, &heap, &m);
+    let mut drained = Vec::new();
+    m.drain_all_to(&heap, |o| drained.push(o));
+    assert_eq!(
+        heap.live.load(Ordering::SeqCst),
+        0,
+        "a magazine is still out"
+    );
+    let st = m.stats();
+    assert_eq!((st.magazines_live(), st.magazine_bytes), (0, 0), "{st:?}");
+    (r, drained)
+}
+
+/// Frees each of `objs` into `m` on the current slot; every free must be
+/// taken.
+pub fn put_all<C: kmem_magazine::Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    objs: impl IntoIterator<Item = usize>,
+) {
+    for o in objs {
+        m.put(o, heap).unwrap();
     }
 }

@@ -16,6 +16,7 @@ use kmem_magazine::{
 use loom::alloc::Layout;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Mutex;
+use loom::thread::{self, JoinHandle};
 
 /// Objects larger than this start with one-round magazines: every second
 /// operation visits the depot, which keeps the models small.
@@ -49,6 +50,42 @@ pub(crate) fn check(
         start.elapsed().as_secs_f64()
     );
     runs
+}
+
+/// Two outcomes a model must each reach in some execution, counted over
+/// every execution loom explores (outside the model: loom does not track
+/// these counters).
+#[derive(Clone, Default)]
+pub(crate) struct Outcomes(std::sync::Arc<[PlainAtomicUsize; 2]>);
+
+impl Outcomes {
+    /// Counts `n` more of outcome `which` (0 or 1).
+    pub(crate) fn add(&self, which: usize, n: usize) {
+        self.0[which].fetch_add(n, PlainOrdering::Relaxed);
+    }
+}
+
+/// [`check`] for a model that counts two outcomes: prints `loom-model
+/// <name>: outcomes: <n0> <said[0]>, <n1> <said[1]>` and fails with
+/// `missing[i]` unless outcome `i` was reached.
+pub(crate) fn check_outcomes(
+    name: &str,
+    preemptions: Option<usize>,
+    said: [&str; 2],
+    missing: [&str; 2],
+    model: impl Fn(&Outcomes) + Sync + Send + 'static,
+) {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    check(name, preemptions, move || model(&outcomes));
+    let n = seen.0.each_ref().map(|c| c.load(PlainOrdering::Relaxed));
+    println!(
+        "loom-model {name}: outcomes: {} {}, {} {}",
+        n[0], said[0], n[1], said[1]
+    );
+    for (n, missing) in n.into_iter().zip(missing) {
+        assert!(n > 0, "{missing}");
+    }
 }
 
 /// Magazine memory through `loom::alloc`, whose leak check fails an
@@ -280,6 +317,68 @@ pub(crate) fn assert_conserved(introduced: &[usize], mut out: Vec<usize>) {
     want.sort_unstable();
     out.sort_unstable();
     assert_eq!(out, want, "a round was lost or duplicated");
+}
+
+/// Ends a model once its threads are joined: what they held and gave below
+/// (`parts`) and what the rig still holds must be every round of
+/// `introduced` exactly once. Returns the rig's last counters.
+#[track_caller]
+pub(crate) fn conclude<C: Cpu + 'static>(
+    rig: Rig<C>,
+    parts: impl IntoIterator<Item = Held>,
+    introduced: &[usize],
+) -> MagazineStats {
+    let mut out = Vec::new();
+    for (held, below) in parts {
+        out.extend(held);
+        out.extend(below);
+    }
+    let (drained, stats) = rig.finish();
+    out.extend(drained);
+    assert_conserved(introduced, out);
+    stats
+}
+
+/// Spawns a model thread that runs `f(held, below)` from empty lists of the
+/// rounds it holds and those it gave below, and answers both.
+pub(crate) fn spawn_held(
+    f: impl FnOnce(&mut Vec<usize>, &mut Vec<usize>) + Send + 'static,
+) -> JoinHandle<Held> {
+    thread::spawn(move || {
+        let (mut held, mut below) = (Vec::new(), Vec::new());
+        f(&mut held, &mut below);
+        (held, below)
+    })
+}
+
+/// Takes up to two rounds out of the layer into `held` and frees the last
+/// one taken back (see [`free_or_keep`]).
+pub(crate) fn take_two_free_one<C: Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    held: &mut Vec<usize>,
+    below: &mut Vec<usize>,
+) {
+    held.extend(m.alloc());
+    held.extend(m.alloc());
+    if let Some(obj) = held.pop() {
+        free_or_keep(m, heap, obj, below);
+    }
+}
+
+/// Frees each of `objs` into the layer (see [`free_or_keep`]), then takes
+/// one round out of it into `held`.
+pub(crate) fn free_then_take<C: Cpu>(
+    m: &Magazines<'_, C>,
+    heap: &Heap,
+    objs: &[usize],
+    held: &mut Vec<usize>,
+    below: &mut Vec<usize>,
+) {
+    for &obj in objs {
+        free_or_keep(m, heap, obj, below);
+    }
+    held.extend(m.alloc());
 }
 
 /// Frees `obj` into the layer; a refusal hands it back, as to the layer

@@ -1,6 +1,7 @@
-//! Shared kit of the slab tests: a booted machine with caches, object
-//! operations that count and can be told to fail, and (`faults`) the
-//! fault-injection tests' driver.
+//! Shared kit of the slab tests: a booted machine with caches (and with an
+//! arena of IDs), object operations that count and can be told to fail,
+//! steps that create a cache or allocate and free many objects, and
+//! (`faults`) the fault-injection tests' driver.
 #![allow(dead_code, unreachable_pub)]
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,7 +9,9 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kmem_arena::Arena;
 use kmem_magazine::{Cpu, ThreadCpus};
 use kmem_physmem::{boot, PhysMem};
-use kmem_slab::{AllocFlags, Caches, CtorError, ObjectOps};
+use kmem_slab::{
+    AllocFlags, Cache, CacheBuilder, CacheFlags, Caches, CtorError, KmemCache, ObjectOps,
+};
 
 pub mod faults;
 
@@ -85,6 +88,74 @@ pub fn with_caches_using<E: ?Sized, R>(
     f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>, &'a E) -> R,
 ) -> R {
     with_caches_using_on(ThreadCpus::global(), env, mem, f)
+}
+
+/// An arena of IDs `[start, start + len)` (quantum 1: not memory), its
+/// tags from `base`.
+pub fn id_arena<'a>(base: &'a Arena<'a>, (start, len): (usize, usize)) -> Arena<'a> {
+    Arena::builder("ids")
+        .quantum(1)
+        .span(start, len)
+        .tags_from(base)
+        .build()
+        .unwrap()
+}
+
+/// [`with_caches`] with an [`id_arena`] `[start, start + len)` over the
+/// base arena, made before the caches (which may use it as a source, so it
+/// must outlive them): runs `f(caches, kpages, ids)`, then checks every
+/// cache and the kpages arena.
+pub fn with_ids<R>(
+    mem: usize,
+    span: (usize, usize),
+    f: impl for<'a> FnOnce(&Caches<'a, ThreadCpus>, &'a Arena<'a>, &'a Arena<'a>) -> R,
+) -> R {
+    with_ram(mem, |base, kpages| {
+        let ids = id_arena(base, span);
+        let r = caches_over(base, ThreadCpus::global(), |caches| f(caches, kpages, &ids));
+        kpages.check().expect("kpages check");
+        r
+    })
+}
+
+/// Creates cache `name` of `size`-byte objects with `flags` over `source`,
+/// its objects constructed by `ops`.
+pub fn create_with_ops<'s, 'a, C: Cpu>(
+    caches: &'s Caches<'a, C>,
+    name: &str,
+    (size, flags): (usize, CacheFlags),
+    source: &'a Arena<'a>,
+    ops: &'a dyn ObjectOps,
+) -> Cache<'s, C> {
+    caches
+        .create(
+            CacheBuilder::new(name, size)
+                .flags(flags)
+                .source(source)
+                .ops(ops),
+        )
+        .unwrap()
+}
+
+/// Allocates `n` objects from `c` with `flags`; every allocation must
+/// succeed.
+pub fn alloc_n<C: Cpu>(c: &KmemCache<'_, C>, n: usize, flags: AllocFlags) -> Vec<usize> {
+    (0..n).map(|_| c.alloc(flags).unwrap()).collect()
+}
+
+/// Frees every object of `objs` to `c` (every free must succeed), then
+/// checks the cache.
+///
+/// # Safety
+///
+/// Each object of `objs` was allocated from `c`, is freed nowhere else, and
+/// is not used after this call.
+pub unsafe fn free_all<C: Cpu>(c: &KmemCache<'_, C>, objs: impl IntoIterator<Item = usize>) {
+    for o in objs {
+        // SAFETY: the caller's promise.
+        unsafe { c.free(o) }.unwrap();
+    }
+    c.check().unwrap();
 }
 
 /// Counts constructions and destructions; fails constructions on demand.
