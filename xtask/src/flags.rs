@@ -160,7 +160,7 @@ where
     task.map_err(|e| UsageError(format!("`{command}`: {e}")))
 }
 
-/// One of a command's arguments, owned (a parser's [`Arg`] borrows the
+/// One of a command's arguments, owned (a parser's [`Arg`](lexopt::Arg) borrows the
 /// parser) so that its handler can take a flag's value from the parser.
 enum Flag {
     /// `--name`, without its dashes.
