@@ -2,7 +2,7 @@
 //! Pareto sizes up to 1 KiB, replaced one at a time in random slot order,
 //! or allocated as a batch of K and freed LIFO, FIFO or in random order;
 //! ns per alloc+free pair, and the peak bytes each allocator took from its
-//! backing memory (an untimed replay; see [`Footprint`]). kmem is kmalloc.
+//! backing memory (an untimed replay; see [`Footprint`](crate::suite::stack::Footprint)). kmem is kmalloc.
 
 use core::alloc::GlobalAlloc;
 use core::cell::RefCell;
