@@ -16,8 +16,7 @@ use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
 use crate::handle::{call_out, CacheMagazines};
 use crate::raw::{
-    table_bytes, AddrHash, BufState, BufferShape, DebugLayout, FreeCheck, Freed, LogRing, MetaMem,
-    SlabSet, Taken, TRAILER,
+    BufState, BufferShape, DebugLayout, FreeCheck, Freed, LogRing, MetaMem, SlabSet, Taken, TRAILER,
 };
 #[cfg(feature = "site-stats")]
 use crate::sites::{unalloc, SiteId};
@@ -206,7 +205,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Layout::Bufctl => geo.align,
         };
         let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
-        let mut set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
+        let mut set = SlabSet::new(&geo, memory, shape, debug);
         if b.fifo_partial {
             set.set_fifo_partial();
         }
@@ -304,12 +303,6 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         Ok(cache)
     }
 
-    fn new_hash(meta: &'a Arena<'a>) -> Result<AddrHash<'a>, CreateError> {
-        let table =
-            MetaMem::alloc(meta, table_bytes(kmem_hash::INIT_BITS)).ok_or(CreateError::NoMemory)?;
-        AddrHash::new(table).ok_or(CreateError::NoMemory)
-    }
-
     pub(crate) fn meta_alloc(&self, bytes: usize) -> Option<MetaMem<'a>> {
         MetaMem::alloc(self.meta, bytes)
     }
@@ -324,13 +317,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         self.meta_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Gives back the hash table and the transaction log (teardown).
+    /// Gives back the hash tables and the transaction log (teardown).
     pub(crate) fn free_hash(&self) {
-        let (table, log) = {
+        let (tables, log) = {
             let mut st = self.slab.lock();
-            (st.set.retire_table(), st.log.take())
+            (st.set.retire_tables(), st.log.take())
         };
-        if let Some(table) = table {
+        for table in tables.into_iter().flatten() {
             self.meta_free(table);
         }
         if let Some(log) = log {

@@ -20,6 +20,11 @@ use crate::raw::{
 };
 use crate::slabs::From;
 
+/// Chains of a hash rehash moved per hold of the cache lock by
+/// [`KmemCache::rescale_hash`]: a bounded piece of work (a chain holds
+/// about one node) between which allocations and frees go on.
+const REHASH_BATCH: usize = 64;
+
 /// Bytes of empty slabs a cache keeps after a batch flush (at least two
 /// slabs); past twice that, the rest go back to the source at once
 /// ([`KmemCache::release_spare_empties`]).
@@ -335,23 +340,43 @@ impl<C: Cpu> KmemCache<'_, C> {
         self.slab.lock().busy
     }
 
-    /// Resizes the hash to what its load calls for, allocating and freeing
-    /// tables outside the cache lock.
+    /// Resizes the hash to what its load calls for: the table allocated
+    /// and freed outside the cache lock, installed in `O(1)` under it, the
+    /// nodes moved over [`REHASH_BATCH`] chains per lock hold (inserts and
+    /// removes meanwhile move a few more each).
     pub(crate) fn rescale_hash(&self, allow_shrink: bool) {
         let Some(bits) = self.slab.lock().set.hash().resize_target(allow_shrink) else {
             return;
         };
-        let Some(table) = self.meta_alloc(table_bytes(bits)) else {
-            return;
+        // The initial size is the inline chains: nothing to allocate.
+        let table = if bits == kmem_hash::INIT_BITS {
+            None
+        } else {
+            match self.meta_alloc(table_bytes(bits)) {
+                Some(t) => Some(t),
+                None => return,
+            }
         };
         let mut st = self.slab.lock();
-        let spare = if st.set.hash().resize_target(allow_shrink) == Some(bits) {
-            st.set.rehash(table, bits)
+        let refused = if st.set.hash().resize_target(allow_shrink) == Some(bits) {
+            st.set.install_table(table, bits)
         } else {
             table
         };
         drop(st);
-        self.meta_free(spare);
+        if let Some(spare) = refused {
+            self.meta_free(spare);
+            return;
+        }
+        loop {
+            let (moving, emptied) = self.slab.lock().set.move_hash(REHASH_BATCH);
+            if let Some(t) = emptied {
+                self.meta_free(t);
+            }
+            if !moving {
+                break;
+            }
+        }
     }
 
     /// Moves every magazine to the slabs, then frees every slab to `src`;

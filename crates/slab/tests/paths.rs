@@ -407,6 +407,45 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
     });
 }
 
+/// The hash's tables come from the base arena and go back to it: grown
+/// to 8192 chains and shrunk back to the 64 inline ones (each table
+/// installed, its nodes moved over a batch of chains per lock hold, the
+/// emptied one freed), then the cache destroyed, the base holds as many
+/// allocations as before the cache was made. The first round warms the
+/// bootstrap caches (what they set up on first use stays); the second
+/// must leave nothing behind.
+#[test]
+fn hash_tables_go_back_to_the_base_arena() {
+    with_ram(64 << 20, |base, kpages| {
+        caches_over(base, ThreadCpus::global(), |caches| {
+            for round in 0..2 {
+                caches.reap();
+                let before = base.stats().live;
+                let c = caches
+                    .create(
+                        CacheBuilder::new("h", 512)
+                            .flags(CacheFlags::NOTOUCH | CacheFlags::NOMAGAZINE)
+                            .source(kpages),
+                    )
+                    .unwrap();
+                let objs = alloc_n(&c, 5000, AllocFlags::empty());
+                assert_eq!(c.stats().hash_chains, 8192, "5000 bufctls");
+                c.check().unwrap();
+                // SAFETY: allocated above.
+                unsafe { free_all(&c, objs) };
+                c.reap();
+                assert_eq!(c.stats().hash_chains, 64, "back to the inline chains");
+                c.check().unwrap();
+                c.destroy().unwrap();
+                caches.reap();
+                if round == 1 {
+                    assert_eq!(base.stats().live, before, "a table or the cache leaked");
+                }
+            }
+        });
+    });
+}
+
 /// The upkeep pass: the first tick ends the interval in which the depot
 /// filled, the second gives its idle magazines back (objects destructed
 /// into their slabs, the slabs to the source); a working set in use

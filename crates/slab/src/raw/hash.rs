@@ -123,19 +123,12 @@ pub(crate) struct AddrHash<'a> {
 }
 
 impl<'a> AddrHash<'a> {
-    /// An empty hash over `table`, installed as a table of `2^INIT_BITS`
-    /// chains, or `None` (the memory leaked) when it cannot hold them.
-    pub(crate) fn new(table: MetaMem<'a>) -> Option<Self> {
-        let table = HeadMem::new(table, kmem_hash::INIT_BITS).ok()?;
-        let mut hash = kmem_hash::AddrHash::new();
-        hash.install(Some(table));
-        // From the empty inline chains: nothing to move, nothing retired.
-        hash.finish_moving(&mut Nodes);
-        debug_assert!(!hash.busy());
-        Some(Self {
-            hash,
+    /// An empty hash on its 64 inline chains.
+    pub(crate) const fn new() -> Self {
+        Self {
+            hash: kmem_hash::AddrHash::new(),
             retired: false,
-        })
+        }
     }
 
     /// Nodes in the hash.
@@ -148,13 +141,18 @@ impl<'a> AddrHash<'a> {
         self.hash.bits()
     }
 
-    /// The size (in bits) the table should move to, if any.
+    /// The size (in bits) the table should move to, if any (none while a
+    /// rehash is under way).
     pub(crate) fn resize_target(&self, allow_shrink: bool) -> Option<u32> {
+        if self.retired {
+            return None;
+        }
         let bits = self.hash.wanted_bits()?;
         (bits > self.hash.bits() || allow_shrink).then_some(bits)
     }
 
-    /// Adds `node` to its chain.
+    /// Adds `node` to its chain (and moves a few chains of a rehash under
+    /// way).
     ///
     /// # Safety
     /// `node` is a live header or bufctl of this hash's set, in no chain,
@@ -173,46 +171,57 @@ impl<'a> AddrHash<'a> {
         self.hash.find(&Nodes, key).map(|f| f.node.0)
     }
 
-    /// Unlinks the node keyed `key` and returns it.
+    /// Unlinks the node keyed `key` and returns it (and moves a few chains
+    /// of a rehash under way).
     pub(super) fn remove(&mut self, key: usize) -> Option<NonNull<HashNode>> {
         self.hash.remove(&mut Nodes, key).map(|n| n.0)
     }
 
-    /// Moves every node to `table`, of `2^bits` chains, and returns the
-    /// memory to give back: the old table, or `table` itself if it is too
-    /// small or the hash was retired.
-    pub(crate) fn rehash(&mut self, table: MetaMem<'a>, bits: u32) -> MetaMem<'a> {
+    /// Installs a table of `2^bits` chains in `O(1)`: `table`, or the
+    /// inline chains when `None` and `bits` is the initial size. The nodes
+    /// move over a few chains per insert and remove, and with
+    /// [`move_chains`](Self::move_chains). Returns the memory to give back
+    /// when the table is refused: too small, a rehash already under way, or
+    /// the hash retired.
+    pub(crate) fn install(&mut self, table: Option<MetaMem<'a>>, bits: u32) -> Option<MetaMem<'a>> {
         if self.retired || self.hash.busy() {
             return table;
         }
-        let table = match HeadMem::new(table, bits) {
-            Ok(t) => t,
-            Err(mem) => return mem,
-        };
-        self.hash.install(Some(table));
-        self.hash.finish_moving(&mut Nodes);
-        self.hash
-            .take_retired()
-            .expect("kmem-slab: the hash always has a table of its own")
-            .mem
+        match table {
+            Some(mem) => match HeadMem::new(mem, bits) {
+                Ok(t) => self.hash.install(Some(t)),
+                Err(mem) => return Some(mem),
+            },
+            None if bits == kmem_hash::INIT_BITS => self.hash.install(None),
+            None => {}
+        }
+        None
     }
 
-    /// Nodes found by walking every chain (the checker's count).
+    /// Moves up to `chains` chains of a rehash under way; true while some
+    /// are left.
+    pub(crate) fn move_chains(&mut self, chains: usize) -> bool {
+        self.hash.move_chains(&mut Nodes, chains);
+        self.hash.moving()
+    }
+
+    /// The table a finished rehash emptied, to be given back.
+    pub(crate) fn take_retired(&mut self) -> Option<MetaMem<'a>> {
+        self.hash.take_retired().map(|t| t.mem)
+    }
+
+    /// Nodes found by walking every chain (the checker's count; `u64::MAX`
+    /// when a node is off its chain).
     pub(crate) fn count_nodes(&self) -> u64 {
         self.hash
             .scan(&Nodes, usize::MAX, |_, _| true)
             .map_or(u64::MAX, |(n, _)| n as u64)
     }
 
-    /// Takes the table out, to be given back: the hash finds nothing from
+    /// Takes the tables out, to be given back: the hash finds nothing from
     /// now on (a torn-down cache's, whose set is empty).
-    pub(crate) fn retire(&mut self) -> Option<MetaMem<'a>> {
-        if self.retired {
-            return None;
-        }
+    pub(crate) fn retire(&mut self) -> [Option<MetaMem<'a>>; 2] {
         self.retired = true;
-        let [table, spare] = self.hash.take_tables(&mut Nodes);
-        debug_assert!(spare.is_none());
-        table.map(|t| t.mem)
+        self.hash.take_tables(&mut Nodes).map(|t| t.map(|t| t.mem))
     }
 }

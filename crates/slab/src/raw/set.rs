@@ -169,8 +169,8 @@ pub(crate) struct SlabSet<'a> {
 unsafe impl Send for SlabSet<'_> {}
 
 impl<'a> SlabSet<'a> {
-    /// An empty set for slabs of `geo` in buffers of `shape`, hashed in
-    /// `hash`. `memory` says whether the objects are memory: trusted (see
+    /// An empty set for slabs of `geo` in buffers of `shape`, with an
+    /// empty hash on its inline chains. `memory` says whether the objects are memory: trusted (see
     /// the [module docs](super)).
     ///
     /// # Panics
@@ -180,7 +180,6 @@ impl<'a> SlabSet<'a> {
         geo: &Geometry,
         memory: bool,
         shape: BufferShape,
-        hash: AddrHash<'a>,
         debug: Option<DebugLayout>,
     ) -> Self {
         assert!(
@@ -197,7 +196,7 @@ impl<'a> SlabSet<'a> {
             full: SlabQueue::new(),
             partial: SlabQueue::new(),
             empty: SlabQueue::new(),
-            hash,
+            hash: AddrHash::new(),
             small: matches!(geo.layout, Layout::Small { .. }),
             slab_mask: !(geo.slab_size - 1),
             object_bytes: if memory { geo.obj } else { 0 },
@@ -335,15 +334,27 @@ impl<'a> SlabSet<'a> {
         &self.hash
     }
 
-    /// Moves the hash to `table` of `2^bits` chains; returns the memory to
-    /// give back (see [`AddrHash::rehash`]).
-    pub(crate) fn rehash(&mut self, table: MetaMem<'a>, bits: u32) -> MetaMem<'a> {
-        self.hash.rehash(table, bits)
+    /// Installs a hash table of `2^bits` chains (`None`: the inline
+    /// ones); returns the memory to give back if it is refused (see
+    /// [`AddrHash::install`]).
+    pub(crate) fn install_table(
+        &mut self,
+        table: Option<MetaMem<'a>>,
+        bits: u32,
+    ) -> Option<MetaMem<'a>> {
+        self.hash.install(table, bits)
     }
 
-    /// Takes the hash table out to be given back, leaving a hash that finds
-    /// nothing: for a torn-down cache, whose set is empty.
-    pub(crate) fn retire_table(&mut self) -> Option<MetaMem<'a>> {
+    /// Moves up to `chains` chains of a rehash under way; whether some are
+    /// left, and the table a finished one emptied, to be given back.
+    pub(crate) fn move_hash(&mut self, chains: usize) -> (bool, Option<MetaMem<'a>>) {
+        let moving = self.hash.move_chains(chains);
+        (moving, self.hash.take_retired())
+    }
+
+    /// Takes the hash tables out to be given back, leaving a hash that
+    /// finds nothing: for a torn-down cache, whose set is empty.
+    pub(crate) fn retire_tables(&mut self) -> [Option<MetaMem<'a>>; 2] {
         debug_assert_eq!(self.len(SlabList::Full) + self.len(SlabList::Partial), 0);
         self.hash.retire()
     }
