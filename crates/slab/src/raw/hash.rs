@@ -211,10 +211,11 @@ impl<'a> AddrHash<'a> {
     }
 
     /// Nodes found by walking every chain (the checker's count; `u64::MAX`
-    /// when a node is off its chain).
+    /// when a node is off its chain, or the chains hold more nodes than the
+    /// hash counted: a cycle, whose walk stops there).
     pub(crate) fn count_nodes(&self) -> u64 {
         self.hash
-            .scan(&Nodes, usize::MAX, |_, _| true)
+            .scan(&Nodes, self.hash.len(), |_, _| true)
             .map_or(u64::MAX, |(n, _)| n as u64)
     }
 
@@ -223,5 +224,42 @@ impl<'a> AddrHash<'a> {
     pub(crate) fn retire(&mut self) -> [Option<MetaMem<'a>>; 2] {
         self.retired = true;
         self.hash.take_tables(&mut Nodes).map(|t| t.map(|t| t.mem))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use core::ptr::{self, NonNull};
+    use core::time::Duration;
+    use std::sync::mpsc;
+
+    use super::AddrHash;
+    use crate::raw::slab::HashNode;
+
+    /// A chain that loops back on itself (a header overwritten by a buffer
+    /// overrun) is reported by the checker's count, not walked for ever.
+    #[test]
+    fn count_nodes_stops_on_a_cycle() {
+        let (tx, rx) = mpsc::channel();
+        // The count runs on its own thread so that a walk that never ends
+        // fails the test instead of hanging it.
+        std::thread::spawn(move || {
+            let mut node = HashNode {
+                key: 0x1000,
+                next: ptr::null_mut(),
+            };
+            let p = NonNull::from(&mut node);
+            let mut hash = AddrHash::new();
+            // SAFETY: `node` outlives `hash` and is on no chain.
+            unsafe { hash.insert(p) };
+            assert_eq!(hash.count_nodes(), 1);
+            // SAFETY: `node` is live; the corruption under test.
+            unsafe { (*p.as_ptr()).next = p.as_ptr() };
+            let _ = tx.send(hash.count_nodes());
+        });
+        let counted = rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(counted, Ok(u64::MAX), "the count walks a cycle for ever");
     }
 }
