@@ -22,15 +22,13 @@
 //! it failed, is ported and must pass: instant fit falls back to the
 //! request's own list.
 //!
-//! Ported elsewhere: `test_qcache`, `test_qc_odd_quantum` and
-//! `test_qc_large_quantum`, which need quantum caches (kmem-slab's
-//! `Caches::qcaches`), are in kmem-slab's `tests/qcache.rs`.
+//! Ported elsewhere, as they need object caches: `test_qcache`,
+//! `test_qc_odd_quantum` and `test_qc_large_quantum` (quantum caches,
+//! kmem-slab's `Caches::qcaches`) are in kmem-slab's `tests/qcache.rs`;
+//! `test_import_slab` (caches keep their source's quantum and their own
+//! alignment) is `akaros_import_slab` in kmem-slab's `tests/paths.rs`.
 //!
-//! Not ported: `test_import_slab`, which tests object caches, not the
-//! arena: a `NOTOUCH` cache of 14-unit objects over an arena of quantum 7
-//! hands out multiples of 7, and a cache of 1-byte objects aligned to 16
-//! hands out 16-aligned ones. It belongs with kmem-slab's tests, which do
-//! not have it yet. And `test_dma_pool` (DMA pools are outside kmem).
+//! Not ported: `test_dma_pool` (DMA pools are outside kmem).
 
 mod common;
 

@@ -407,6 +407,49 @@ fn reap_returns_empty_slabs_and_shrinks_the_hash() {
     });
 }
 
+/// Akaros `test_import_slab` (`kern/src/ktest/kt_arena.c`): caches keep
+/// the guarantees of the arena they import from, and their own. Over an
+/// arena of quantum 7 holding IDs 7 to 70 006, a `NOTOUCH` cache of
+/// 14-unit objects (alignment 1) hands out multiples of 7; a `NOTOUCH`
+/// cache of 1-byte objects aligned to 16, over the default source, hands
+/// out multiples of 16. Three objects each, freed, the caches destroyed,
+/// and the arena of sevens back to empty.
+#[test]
+fn akaros_import_slab() {
+    with_ram(32 << 20, |base, _| {
+        let sevens = Arena::builder("sevens")
+            .quantum(7)
+            .span(7, 70_000)
+            .tags_from(base)
+            .build()
+            .unwrap();
+        caches_over(base, ThreadCpus::global(), |caches| {
+            let shapes = [
+                (
+                    CacheBuilder::new("import_slab-QP", 14)
+                        .align(1)
+                        .source(&sevens),
+                    7,
+                ),
+                (CacheBuilder::new("import_slab-AG", 1).align(16), 16),
+            ];
+            for (builder, multiple) in shapes {
+                let c = caches.create(builder.flags(CacheFlags::NOTOUCH)).unwrap();
+                let objs = alloc_n(&c, 3, AllocFlags::empty());
+                assert!(
+                    objs.iter().all(|o| o % multiple == 0),
+                    "{multiple}: {objs:x?}"
+                );
+                // SAFETY: allocated above.
+                unsafe { free_all(&c, objs) };
+                c.destroy().unwrap();
+            }
+        });
+        assert_eq!(used(&sevens), 0, "the caches gave every slab back");
+        sevens.check().unwrap();
+    });
+}
+
 /// The hash's tables come from the base arena and go back to it: grown
 /// to 8192 chains and shrunk back to the 64 inline ones (each table
 /// installed, its nodes moved over a batch of chains per lock hold, the
