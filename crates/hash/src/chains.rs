@@ -550,6 +550,29 @@ mod tests {
 
     type Hash = AddrHash<Nodes, Vec<u32>>;
 
+    impl Nodes {
+        /// A node keyed `key`: one of `free`, or a new one.
+        fn add(&mut self, free: &mut Vec<u32>, key: usize) -> u32 {
+            let id = free.pop().unwrap_or_else(|| {
+                self.keys.push(0);
+                self.next.push(NIL);
+                self.keys.len() as u32 - 1
+            });
+            self.keys[id as usize] = key;
+            id
+        }
+    }
+
+    /// xorshift64* seeded with `x`: numbers below the bound asked.
+    fn below(mut x: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
     fn table(chains: usize) -> Vec<u32> {
         std::vec![NIL; chains]
     }
@@ -565,13 +588,7 @@ mod tests {
         let mut h = Hash::new();
         let mut live = BTreeMap::new();
         let mut free: Vec<u32> = Vec::new();
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut rng = move |n: u64| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-        };
+        let mut rng = below(0x2545_f491_4f6c_dd1d);
         let (mut installs, mut ops_since) = (0, 0usize);
         for step in 0..60_000 {
             let r = rng(100);
@@ -580,12 +597,7 @@ mod tests {
                 if live.contains_key(&key) {
                     continue;
                 }
-                let id = free.pop().unwrap_or_else(|| {
-                    nodes.keys.push(0);
-                    nodes.next.push(NIL);
-                    nodes.keys.len() as u32 - 1
-                });
-                nodes.keys[id as usize] = key;
+                let id = nodes.add(&mut free, key);
                 h.insert(&mut nodes, id);
                 live.insert(key, id);
             } else if r < 95 && !live.is_empty() {
@@ -714,13 +726,7 @@ mod tests {
     /// installed comes back once, with no node left on it.
     #[test]
     fn every_operation_in_any_order_keeps_every_node() {
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut rng = move |n: u64| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-        };
+        let mut rng = below(0x9e37_79b9_7f4a_7c15);
         let mut nodes = Nodes::default();
         let mut h = AddrHash::<Nodes, Tab>::new();
         let mut live: BTreeMap<usize, u32> = BTreeMap::new();
@@ -741,12 +747,7 @@ mod tests {
                     if live.contains_key(&key) {
                         continue;
                     }
-                    let id = free.pop().unwrap_or_else(|| {
-                        nodes.keys.push(0);
-                        nodes.next.push(NIL);
-                        nodes.keys.len() as u32 - 1
-                    });
-                    nodes.keys[id as usize] = key;
+                    let id = nodes.add(&mut free, key);
                     h.insert(&mut nodes, id);
                     live.insert(key, id);
                 }
