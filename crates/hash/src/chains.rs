@@ -603,7 +603,7 @@ mod tests {
             } else if r < 95 && !live.is_empty() {
                 let k = *live.keys().nth(rng(live.len() as u64) as usize).unwrap();
                 let id = live.remove(&k).unwrap();
-                if r % 2 == 0 {
+                if r.is_multiple_of(2) {
                     let found = h.find(&nodes, k).unwrap();
                     assert_eq!(found.node, id);
                     h.remove_found(&mut nodes, &found);
