@@ -6,7 +6,7 @@
 
 use core::ops::Range;
 
-use kmem_arena::{Arena, Constraints, FreeError, Policy, WalkKinds};
+use kmem_arena::{Arena, Constraints, FreeError, Policy, ReportDetail, WalkKinds};
 
 use crate::check::{ensure, fail, ok};
 use crate::rt::{self, outln};
@@ -166,7 +166,7 @@ pub(crate) unsafe fn run(heap: usize, len: usize) {
         base.amt_total()
     );
     check(&base, "the caches' teardown");
-    let _ = base.report(&mut rt::Fd(rt::STDOUT), false);
+    let _ = base.report(&mut rt::Fd(rt::STDOUT), ReportDetail::Summary);
 }
 
 /// Instant fit: allocate, check the accounting, free.

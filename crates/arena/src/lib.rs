@@ -114,6 +114,9 @@
 extern crate std;
 
 pub mod arena;
+// Plumbing between the layers for `--cfg kmem_asan` builds (kmem-slab
+// poisons its free objects through it); not part of the API.
+#[doc(hidden)]
 pub mod asan;
 mod builder;
 mod check;
@@ -136,7 +139,7 @@ pub use policy::{Constraints, Policy, SpanFit};
 pub use qcache::QuantumCaches;
 pub use reclaim::{Reclaim, ReclaimHandle, TooManyReclaimers, MAX_RECLAIMERS};
 pub use source::{FnSource, Source};
-pub use stats::{ArenaStats, Segment, SegmentKind, SizeKind, WalkKinds};
+pub use stats::{ArenaStats, ReportDetail, Segment, SegmentKind, SizeKind, WalkKinds};
 pub use upkeep::PURGE_CHUNK;
 #[cfg(feature = "std")]
 pub use wait::CondvarWaiter;

@@ -62,6 +62,15 @@ impl core::ops::BitOr for WalkKinds {
     }
 }
 
+/// How much [`Arena::report`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReportDetail {
+    /// Accounting, free lists, hash chains and counters.
+    Summary,
+    /// The summary, and every span and segment in address order.
+    Segments,
+}
+
 /// A sizing query for [`Arena::size`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SizeKind {
@@ -246,8 +255,9 @@ impl Arena<'_> {
     }
 
     /// Writes Akaros' stats report: accounting, free lists, hash chains
-    /// and (when `verbose`) every segment. Runs under the arena lock.
-    pub fn report(&self, w: &mut impl fmt::Write, verbose: bool) -> fmt::Result {
+    /// and, with [`ReportDetail::Segments`], every span and segment. Runs
+    /// under the arena lock.
+    pub fn report(&self, w: &mut impl fmt::Write, detail: ReportDetail) -> fmt::Result {
         let st = self.stats();
         writeln!(w, "Arena: {}\n--------------", self.name())?;
         writeln!(w, "\tquantum: {}", st.quantum)?;
@@ -262,7 +272,7 @@ impl Arena<'_> {
                 writeln!(w, "\tList of [2^{} - 2^{}): {n} free segments", i, i + 1)?;
             }
         }
-        if verbose {
+        if detail == ReportDetail::Segments {
             for id in g.tags.addr_iter() {
                 let t = g.tags.get(id);
                 let label = match t.kind() {
