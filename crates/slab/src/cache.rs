@@ -156,6 +156,17 @@ pub struct KmemCache<'a, C: Cpu> {
     pub(crate) next: AtomicPtr<()>,
 }
 
+/// An allocation on its way down the slow paths (`alloc_general`, the
+/// slab path): its flags, its caller and, with `site-stats`, the site it
+/// counts for.
+#[derive(Clone, Copy)]
+struct Ask {
+    flags: AllocFlags,
+    caller: By,
+    #[cfg(feature = "site-stats")]
+    site: SiteId,
+}
+
 impl<'a, C: Cpu> KmemCache<'a, C> {
     /// Builds a cache value; `ctx` is `None` only for the bootstrap caches.
     pub(crate) fn build(
@@ -705,6 +716,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Some(cpu) if gate => Some(Section::enter(cpu).ok_or_else(|| self.refuse_reentrant())?),
             _ => None,
         };
+        let ask = Ask {
+            flags,
+            caller,
+            #[cfg(feature = "site-stats")]
+            site,
+        };
         let fast = self.mags.is_some() && !self.checked && !flags.contains(AllocFlags::ZERO);
         if fast {
             // The magazines missed already: a plain cache loads the
@@ -720,21 +737,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
                     return Ok(obj.hand_out());
                 }
             }
-            return self.alloc_from_slab(
-                src,
-                flags,
-                caller,
-                #[cfg(feature = "site-stats")]
-                site,
-            );
+            return self.alloc_from_slab(src, ask);
         }
-        self.alloc_general(
-            src,
-            flags,
-            caller,
-            #[cfg(feature = "site-stats")]
-            site,
-        )
+        self.alloc_general(src, ask)
     }
 
     /// Batch refill for a plain cache whose magazines missed: the objects
@@ -784,13 +789,8 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// Every allocation the fast path above does not finish: `ZERO`,
     /// checked caches and `NOMAGAZINE` caches.
     #[inline(never)]
-    fn alloc_general(
-        &self,
-        src: Option<&Arena<'_>>,
-        flags: AllocFlags,
-        caller: By,
-        #[cfg(feature = "site-stats")] site: SiteId,
-    ) -> Result<usize, AllocError> {
+    fn alloc_general(&self, src: Option<&Arena<'_>>, ask: Ask) -> Result<usize, AllocError> {
+        let flags = ask.flags;
         // A quantum cache is allocated from only by its arena, which never
         // asks for `ZERO`: refused like a cache of integers.
         if flags.contains(AllocFlags::ZERO)
@@ -801,9 +801,9 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         if let Some(obj) = self.mags.as_ref().and_then(CacheMagazines::alloc_taken) {
             if self.checked {
                 let mut st = self.slab.lock();
-                let report = self.mark_handed_out(&mut st, obj.addr(), caller);
+                let report = self.mark_handed_out(&mut st, obj.addr(), ask.caller);
                 #[cfg(feature = "site-stats")]
-                st.set.set_site(obj.addr(), site);
+                st.set.set_site(obj.addr(), ask.site);
                 drop(st);
                 if let Some(r) = report {
                     self.deliver(r);
@@ -819,18 +819,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             // Not checked: a headed cache, whose site slots need no lock.
             #[cfg(feature = "site-stats")]
             if !self.checked {
-                self.check.hand_out_site(&obj, site);
+                self.check.hand_out_site(&obj, ask.site);
             }
             zero_if(&obj, flags);
             return Ok(obj.hand_out());
         }
-        self.alloc_from_slab(
-            src,
-            flags,
-            caller,
-            #[cfg(feature = "site-stats")]
-            site,
-        )
+        self.alloc_from_slab(src, ask)
     }
 
     /// AddressSanitizer builds: `obj` is allocated again.
@@ -870,36 +864,23 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     /// The slab path: an unconstructed object from a slab, then the
     /// constructor.
     #[inline(never)]
-    pub(crate) fn alloc_from_slab(
-        &self,
-        src: Option<&Arena<'_>>,
-        flags: AllocFlags,
-        caller: By,
-        #[cfg(feature = "site-stats")] site: SiteId,
-    ) -> Result<usize, AllocError> {
-        self.take_object(
-            src,
-            flags,
-            caller,
-            #[cfg(feature = "site-stats")]
-            site,
-        )
-        .map(Taken::hand_out)
+    fn alloc_from_slab(&self, src: Option<&Arena<'_>>, ask: Ask) -> Result<usize, AllocError> {
+        self.take_object(src, ask).map(Taken::hand_out)
     }
 
     /// An object of a bootstrap cache (`kmem_slab`, `kmem_bufctl`,
     /// `kmem_cache`, `kmem_magazine`), for this crate's own structures.
     #[inline(never)]
     pub(crate) fn take_bootstrap(&self) -> Option<Taken> {
-        self.take_object(
-            self.source,
-            AllocFlags::ATOMIC,
-            Caller::Unknown.into(),
+        let ask = Ask {
+            flags: AllocFlags::ATOMIC,
+            caller: Caller::Unknown.into(),
             #[cfg(feature = "site-stats")]
-            SiteId::NONE,
-        )
-        .ok()
-        .filter(|obj| obj.addr() != 0)
+            site: SiteId::NONE,
+        };
+        self.take_object(self.source, ask)
+            .ok()
+            .filter(|obj| obj.addr() != 0)
     }
 
     /// A tracked object being handed out: debug mode's checks and audit
@@ -915,13 +896,13 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
 
     /// [`alloc_from_slab`](Self::alloc_from_slab), as a token.
     #[inline(always)]
-    fn take_object(
-        &self,
-        src: Option<&Arena<'_>>,
-        flags: AllocFlags,
-        caller: By,
-        #[cfg(feature = "site-stats")] site: SiteId,
-    ) -> Result<Taken, AllocError> {
+    fn take_object(&self, src: Option<&Arena<'_>>, ask: Ask) -> Result<Taken, AllocError> {
+        let Ask {
+            flags,
+            caller,
+            #[cfg(feature = "site-stats")]
+            site,
+        } = ask;
         // Debug mode checks an object before it is marked allocated.
         let state = if self.debugging() {
             BufState::Cached
