@@ -35,8 +35,10 @@
 //! and free segments there, so a split or merge never rebalances a tree).
 //! [`Tags::insert_after`]/[`Tags::insert_before`] add a neighbour without a
 //! search. Each tag can also sit on one doubly linked list ([`ListHead`]):
-//! the arena's free lists and hash chains. Unused tags wait on an internal
-//! list until [`Tags::take`] hands them out.
+//! the arena's free lists and hash chains (`Tags` implements
+//! [`kmem_hash::Links`], so allocated tags chain in a
+//! [`kmem_hash::AddrHash`]). Unused tags wait on an internal list until
+//! [`Tags::take`] hands them out.
 //!
 //! ```
 //! use kmem_btag::{ListHead, TagKind, Tags, Tree, CHUNK_BYTES};
