@@ -1,5 +1,5 @@
 //! The no_std heap peers of kmalloc, each over its own pre-touched region
-//! and behind one `spin::Mutex` (the lock kmem uses), so every contender
+//! and behind one [`PeerLock`](crate::PeerLock) (the lock kmem uses), so every contender
 //! pays the same uncontended lock: linked_list_allocator's `Heap`,
 //! buddy_system_allocator's `Heap<32>` and rlsf's `Tlsf`. slabmalloc has
 //! its own module (it needs pages on demand); talc is in [`crate::mixed`].
@@ -68,9 +68,9 @@ pub fn pretouch(start: usize, len: usize) {
     }
 }
 
-/// A [`RawHeap`] behind a `spin::Mutex`, as a `GlobalAlloc`.
+/// A [`RawHeap`] behind a [`PeerLock`](crate::PeerLock), as a `GlobalAlloc`.
 pub struct Locked<H> {
-    heap: spin::Mutex<H>,
+    heap: crate::PeerLock<H>,
     /// The region the heap manages.
     pub region: Region,
 }
@@ -79,7 +79,7 @@ impl<H> Locked<H> {
     /// `heap` (managing `region`) behind a lock.
     pub fn new(heap: H, region: Region) -> Self {
         Self {
-            heap: spin::Mutex::new(heap),
+            heap: crate::PeerLock::new(heap),
             region,
         }
     }

@@ -11,6 +11,11 @@
 //! ([`interleave`]; [`threads`] for several threads sharing one allocator,
 //! [`handoff`] for short-lived threads handing their objects on).
 
+/// The lock every lockable peer sits behind: the one kmem's layers take
+/// in a `std` build, `spin`'s mutex whose waiters yield the CPU, so that
+/// no contender pays for a lock the others do not.
+pub type PeerLock<T> = spin::mutex::Mutex<T, spin::relax::Yield>;
+
 pub mod args;
 pub mod contender;
 pub mod fitcheck;

@@ -12,8 +12,9 @@ use kmem_physmem::Rng;
 use talc::source::Manual;
 use talc::TalcLock;
 
-/// talc 5 behind a `spin` mutex (the lock kmem uses), over a claimed region.
-pub type Talc = TalcLock<spin::mutex::SpinMutex<()>, Manual>;
+/// talc 5 behind a `spin` mutex whose waiters yield (the lock kmem's layers
+/// take in a `std` build), over a claimed region.
+pub type Talc = TalcLock<spin::mutex::SpinMutex<(), spin::relax::Yield>, Manual>;
 
 /// Layouts in the trace (cycled).
 pub const TRACE_LEN: usize = 4096;

@@ -10,7 +10,7 @@
 //! ranges (one hole and the tail): these workloads measure its constant
 //! cost, not its growth with fragmentation.
 //!
-//! The methods take `&mut self`, so the allocator sits in a `spin::Mutex`
+//! The methods take `&mut self`, so the allocator sits in a [`PeerLock`](crate::PeerLock)
 //! (the lock type `kmem-arena` and the vmem peer use) and each operation pays
 //! one uncontended lock and unlock, as theirs do. The plain
 //! `allocate_range` is used: the span's base and every size are multiples
@@ -27,14 +27,14 @@ use crate::contender::RangeAlloc;
 
 /// A range-alloc `RangeAllocator` as the benches drive it.
 pub struct RangeAllocPeer {
-    inner: spin::Mutex<RangeAllocator<usize>>,
+    inner: crate::PeerLock<RangeAllocator<usize>>,
 }
 
 impl RangeAllocPeer {
     /// An allocator over `[base, base + size)`.
     pub fn new(base: usize, size: usize) -> Self {
         Self {
-            inner: spin::Mutex::new(RangeAllocator::new(base..base + size)),
+            inner: crate::PeerLock::new(RangeAllocator::new(base..base + size)),
         }
     }
 

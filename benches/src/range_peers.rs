@@ -1,6 +1,6 @@
 //! Two more range-allocator peers for the fragmentation figure (B5) and the
 //! memory benchmarks, driven through [`RangeAlloc`] behind the same
-//! `spin::Mutex` as the others:
+//! [`PeerLock`](crate::PeerLock) as the others:
 //!
 //! - offset-allocator 0.2 (Bevy; Aaltonen's O(1) allocator): `u32` units,
 //!   no alignment, a node pool fixed at construction. Its free takes the
@@ -25,7 +25,7 @@ type Handles = (Allocator<u32>, Vec<Option<Allocation<u32>>>);
 
 /// offset-allocator behind a lock, with its handle table.
 pub struct OffsetAlloc {
-    inner: spin::Mutex<Handles>,
+    inner: crate::PeerLock<Handles>,
 }
 
 impl OffsetAlloc {
@@ -37,7 +37,7 @@ impl OffsetAlloc {
     pub fn new(units: usize, max_allocs: u32) -> Self {
         let size = u32::try_from(units).expect("offset-allocator: u32 units only");
         Self {
-            inner: spin::Mutex::new((
+            inner: crate::PeerLock::new((
                 Allocator::with_max_allocs(size, max_allocs),
                 vec![None; units],
             )),
@@ -80,7 +80,7 @@ pub const RLSF_UNIT: usize = rlsf::GRANULARITY;
 
 /// rlsf as a range allocator over its own region.
 pub struct RlsfRange {
-    inner: spin::Mutex<RlsfTlsf>,
+    inner: crate::PeerLock<RlsfTlsf>,
 }
 
 // SAFETY: the TLSF pool is a leaked region owned by this value alone, and
@@ -101,7 +101,7 @@ impl RlsfRange {
     pub fn new(units: usize) -> Self {
         let region = Region::leak((units + 64) * RLSF_UNIT, 4096);
         Self {
-            inner: spin::Mutex::new(rlsf_tlsf(region)),
+            inner: crate::PeerLock::new(rlsf_tlsf(region)),
         }
     }
 }

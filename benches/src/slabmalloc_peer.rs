@@ -1,6 +1,6 @@
 //! slabmalloc 0.11 (Theseus, NrOS) as its README intends a kernel to use it:
 //! a `ZoneAllocator` (power-of-two classes 8 B..128 KiB, bitmap slabs)
-//! behind our `spin::Mutex`, refilled on `OutOfMemory` with a 4 KiB page
+//! behind our [`PeerLock`](crate::PeerLock), refilled on `OutOfMemory` with a 4 KiB page
 //! (sizes up to 256 B) or a 2 MiB page (larger) from page pools over
 //! pre-touched regions. Empty pages go back to the pools only when
 //! [`SlabZone::reclaim`] is called (slabmalloc's `try_reclaim_*`).

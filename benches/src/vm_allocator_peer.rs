@@ -9,7 +9,7 @@
 //! merges with free neighbours (O(log n) searches and re-inserts).
 //!
 //! The methods take `&mut self`, so the allocator sits in a
-//! `spin::Mutex` (the lock type `kmem-arena` and the vmem peer use) and each
+//! [`PeerLock`](crate::PeerLock) (the lock type `kmem-arena` and the vmem peer use) and each
 //! operation pays one uncontended lock and unlock, as theirs do. The
 //! alignment passed is the fixture's quantum (1 for IDs, 4096 for pages),
 //! which every start already has; sizes are in resource units, as for the
@@ -29,7 +29,7 @@ use crate::contender::RangeAlloc;
 
 /// A vm-allocator `AddressAllocator` as the benches drive it.
 pub struct VmAllocator {
-    inner: spin::Mutex<AddressAllocator>,
+    inner: crate::PeerLock<AddressAllocator>,
     align: u64,
 }
 
@@ -44,7 +44,7 @@ impl VmAllocator {
         let inner =
             AddressAllocator::new(base as u64, size as u64).expect("vm-allocator: bad range");
         Self {
-            inner: spin::Mutex::new(inner),
+            inner: crate::PeerLock::new(inner),
             align: quantum as u64,
         }
     }

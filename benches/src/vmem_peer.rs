@@ -9,7 +9,7 @@
 //! chunks if a workload outruns it). A vmem arena needs at most one tag per
 //! segment plus one per span, so a workload of `n` live segments needs fewer
 //! than `2n + 2 * spans + 2` tags. The lock is
-//! [`SpinLock`], a `spin::Mutex<()>`, the lock type `kmem-arena` uses.
+//! [`SpinLock`], a [`PeerLock<()>`](crate::PeerLock), the lock type `kmem-arena` uses in a `std` build.
 
 use core::alloc::Layout;
 use core::cell::{Cell, RefCell};
@@ -112,10 +112,10 @@ impl Drop for PoolTags {
     }
 }
 
-/// vmem's lock, as a `spin::Mutex<()>` (kmem-arena's lock type), so both
-/// arenas pay the same uncontended lock and unlock.
+/// vmem's lock, as a [`PeerLock<()>`](crate::PeerLock) (kmem-arena's lock
+/// type in a `std` build), so both arenas pay the same lock and unlock.
 #[derive(Default)]
-pub struct SpinLock(spin::Mutex<()>);
+pub struct SpinLock(crate::PeerLock<()>);
 
 // SAFETY: the guard is a `spin::MutexGuard`, which grants exclusive access
 // until it is dropped.

@@ -17,7 +17,9 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kmem_btag::{Tags, CHUNK_BYTES};
-use spin::{Mutex, MutexGuard};
+use spin::MutexGuard;
+
+use crate::Mutex;
 
 use crate::builder::Name;
 use crate::policy::{lcm, round_size, round_up, Fit};

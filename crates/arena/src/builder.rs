@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use spin::Mutex;
+use crate::Mutex;
 
 use crate::arena::Arena;
 use crate::segments::Segments;

@@ -131,6 +131,14 @@ mod stats;
 mod upkeep;
 mod wait;
 
+/// The arena's lock: `spin`'s, whose waiters, with `std`, yield the CPU
+/// (the holder may be a preempted thread: spinning would only wait out
+/// the scheduler's time slice).
+#[cfg(feature = "std")]
+pub(crate) type Mutex<T> = spin::mutex::Mutex<T, spin::relax::Yield>;
+#[cfg(not(feature = "std"))]
+pub(crate) type Mutex<T> = spin::mutex::Mutex<T>;
+
 pub use arena::Arena;
 pub use builder::{ArenaBuilder, Name};
 pub use check::CheckError;

@@ -35,7 +35,12 @@ compile_error!("`--cfg loom` needs the `loom` feature: run the models with `carg
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
-pub(crate) use spin::{Mutex, MutexGuard};
+pub(crate) use spin::MutexGuard;
+/// With `std`, waiters yield the CPU: the holder may be a preempted thread.
+#[cfg(all(not(loom), feature = "std"))]
+pub(crate) type Mutex<T> = spin::mutex::Mutex<T, spin::relax::Yield>;
+#[cfg(all(not(loom), not(feature = "std")))]
+pub(crate) type Mutex<T> = spin::mutex::Mutex<T>;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -7,7 +7,6 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use arrayvec::ArrayVec;
 use kmem_arena::{Arena, Name};
 use kmem_magazine::{Cpu, CpuCache, MagazineStats, Section};
-use spin::Mutex;
 
 use crate::builder::{CacheBuilder, CacheReclaim, ObjectOps, PageMap, Pressure};
 use crate::caches::Caches;
@@ -22,6 +21,7 @@ use crate::raw::{
 use crate::sites::{unalloc, SiteId};
 use crate::slabs::{From, SlabState};
 use crate::stats::CacheStats;
+use crate::Mutex;
 use crate::{AllocFlags, CacheFlags};
 
 /// Bytes of objects a memory cache without destructor keeps in its depot's

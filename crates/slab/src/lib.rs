@@ -129,6 +129,13 @@
 // (`KmemCache::free`, the `QuantumCaches` impl) are allowed one by one.
 #![deny(unsafe_code)]
 
+/// A cache's lock: `spin`'s, whose waiters, with `std`, yield the CPU (the
+/// holder may be a preempted thread).
+#[cfg(feature = "std")]
+type Mutex<T> = spin::mutex::Mutex<T, spin::relax::Yield>;
+#[cfg(not(feature = "std"))]
+type Mutex<T> = spin::mutex::Mutex<T>;
+
 mod builder;
 mod cache;
 mod caches;
