@@ -3,7 +3,8 @@
 
 use crate::{hash_usize, LoadPolicy, INIT_BITS};
 
-/// Chains stored inline in every [`AddrHash`]: `2^INIT_BITS`.
+/// Chains stored inline in an [`AddrHash`] (unless its owner asks for
+/// none): `2^INIT_BITS`.
 pub const INIT_CHAINS: usize = 1 << INIT_BITS;
 
 /// Chains of the previous table moved to the new one by each insert and
@@ -71,6 +72,10 @@ pub struct Found<N> {
 /// hash never allocates. `T` is an external table of chain heads, a
 /// power-of-two number of them from [`INIT_CHAINS`] up, in memory the owner
 /// allocated; until one is installed the hash uses its 64 inline chains.
+/// `INLINE` is [`INIT_CHAINS`] (the default) or 0, for an owner that keeps
+/// the hash in a structure it wants small: such a hash has no chains until
+/// its first table is installed, which must come before the first insert
+/// or lookup, and it never goes back to inline chains.
 ///
 /// The owner asks [`needs_grow`](Self::needs_grow) or
 /// [`wanted_bits`](Self::wanted_bits) under its lock, allocates the table
@@ -122,8 +127,8 @@ pub struct Found<N> {
 /// hash.finish_moving(&mut nodes);
 /// assert_eq!((hash.len(), hash.chains()), (99, 128));
 /// ```
-pub struct AddrHash<L: Links, T> {
-    inline: [L::Head; INIT_CHAINS],
+pub struct AddrHash<L: Links, T, const INLINE: usize = INIT_CHAINS> {
+    inline: [L::Head; INLINE],
     table: Option<T>,
     policy: LoadPolicy,
     moving: Option<Moving<T>>,
@@ -131,7 +136,7 @@ pub struct AddrHash<L: Links, T> {
     retired: Option<T>,
 }
 
-impl<L: Links, T> Default for AddrHash<L, T>
+impl<L: Links, T, const INLINE: usize> Default for AddrHash<L, T, INLINE>
 where
     T: AsRef<[L::Head]> + AsMut<[L::Head]>,
 {
@@ -140,14 +145,20 @@ where
     }
 }
 
-impl<L: Links, T> AddrHash<L, T>
+impl<L: Links, T, const INLINE: usize> AddrHash<L, T, INLINE>
 where
     T: AsRef<[L::Head]> + AsMut<[L::Head]>,
 {
-    /// An empty hash on its 64 inline chains.
+    /// An empty hash on its 64 inline chains (none with `INLINE` 0).
     pub const fn new() -> Self {
+        const {
+            assert!(
+                INLINE == 0 || INLINE == INIT_CHAINS,
+                "kmem-hash: INLINE is 0 or INIT_CHAINS"
+            )
+        };
         Self {
-            inline: [L::EMPTY; INIT_CHAINS],
+            inline: [L::EMPTY; INLINE],
             table: None,
             policy: LoadPolicy::new(),
             moving: None,
@@ -411,9 +422,10 @@ where
     /// the nodes over; `O(1)`.
     ///
     /// # Panics
-    /// If a rehash is under way ([`busy`](Self::busy)), or `new` has a
-    /// number of chains that is not a power of two of at least
-    /// [`INIT_CHAINS`] (or above [`MAX_BITS`](crate::MAX_BITS) bits).
+    /// If a rehash is under way ([`busy`](Self::busy)), `new` has a number
+    /// of chains that is not a power of two of at least [`INIT_CHAINS`] (or
+    /// above [`MAX_BITS`](crate::MAX_BITS) bits), or `new` is `None` in a
+    /// hash without inline chains.
     pub fn install(&mut self, new: Option<T>) {
         assert!(!self.busy(), "kmem-hash: rehash under way");
         let bits = match &new {
@@ -425,10 +437,21 @@ where
                 );
                 chains.trailing_zeros()
             }
-            None => INIT_BITS,
+            None => {
+                assert!(INLINE != 0, "kmem-hash: no inline chains to go back to");
+                INIT_BITS
+            }
         };
         if new.is_none() && self.table.is_none() {
             // Inline to inline: nothing to move.
+            return;
+        }
+        if INLINE == 0 && self.table.is_none() {
+            // The first table of a hash without inline chains: there was
+            // nowhere to put a node, so nothing to move.
+            assert!(self.is_empty(), "kmem-hash: nodes without chains");
+            self.policy.set_bits(bits);
+            self.table = new;
             return;
         }
         let old_bits = self.policy.bits();
@@ -436,7 +459,7 @@ where
         let from = core::mem::replace(&mut self.table, new);
         if from.is_some() && self.table.is_none() {
             // Back to the inline chains, unused while the table served.
-            self.inline = [L::EMPTY; INIT_CHAINS];
+            self.inline = [L::EMPTY; INLINE];
         }
         self.moving = Some(Moving {
             from,
@@ -838,6 +861,43 @@ mod tests {
         assert!(retired.is_none());
         assert_eq!(out.len(), cur.is_some() as usize);
         assert!(next_tab > 1000);
+    }
+
+    /// A hash without inline chains: its first table comes before any node
+    /// and moves nothing; later tables move as usual; it never goes back
+    /// to inline chains.
+    #[test]
+    fn a_hash_without_inline_chains_lives_in_its_tables() {
+        let mut nodes = Nodes::default();
+        let mut free = Vec::new();
+        let mut h = AddrHash::<Nodes, Vec<u32>, 0>::new();
+        h.install(Some(table(64)));
+        assert!(!h.busy(), "nothing to move into the first table");
+        for i in 0..100 {
+            let id = nodes.add(&mut free, i * 64);
+            h.insert(&mut nodes, id);
+        }
+        assert_eq!(h.wanted_bits(), Some(7));
+        h.install(Some(table(128)));
+        h.finish_moving(&mut nodes);
+        assert_eq!(h.take_retired().map(|t| t.len()), Some(64));
+        assert_eq!(
+            h.scan(&nodes, usize::MAX, |_, _| true).map(|s| s.0),
+            Ok(100)
+        );
+        for i in 0..100 {
+            assert_eq!(h.remove(&mut nodes, i * 64), Some(i as u32));
+        }
+        let [t, r] = h.take_tables(&mut nodes);
+        assert_eq!((t.map(|t| t.len()), r), (Some(128), None));
+    }
+
+    #[test]
+    #[should_panic(expected = "no inline chains")]
+    fn a_hash_without_inline_chains_cannot_go_back_to_them() {
+        let mut h = AddrHash::<Nodes, Vec<u32>, 0>::new();
+        h.install(Some(table(128)));
+        h.install(None);
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::error::{AllocError, BadFree, CheckError, CreateError, FreeError};
 use crate::geometry::{Geometry, Layout, Request};
 use crate::handle::{call_out, CacheMagazines};
 use crate::raw::{
-    BufState, BufferShape, DebugLayout, FreeCheck, Freed, LogRing, MetaMem, SlabSet, Taken, TRAILER,
+    table_bytes, AddrHash, BufState, BufferShape, DebugLayout, FreeCheck, Freed, LogRing, MetaMem,
+    SlabSet, Taken, TRAILER,
 };
 #[cfg(feature = "site-stats")]
 use crate::sites::{unalloc, SiteId};
@@ -216,7 +217,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             Layout::Bufctl => geo.align,
         };
         let shape = BufferShape::new(geo.slab_size, slab_align, quantum % slab_align != 0);
-        let mut set = SlabSet::new(&geo, memory, shape, debug);
+        let mut set = SlabSet::new(&geo, memory, shape, Self::new_hash(base)?, debug);
         if b.fifo_partial {
             set.set_fifo_partial();
         }
@@ -312,6 +313,12 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
             crate::handle::register_importer(src);
         }
         Ok(cache)
+    }
+
+    fn new_hash(meta: &'a Arena<'a>) -> Result<AddrHash<'a>, CreateError> {
+        let table =
+            MetaMem::alloc(meta, table_bytes(kmem_hash::INIT_BITS)).ok_or(CreateError::NoMemory)?;
+        AddrHash::new(table).ok_or(CreateError::NoMemory)
     }
 
     pub(crate) fn meta_alloc(&self, bytes: usize) -> Option<MetaMem<'a>> {

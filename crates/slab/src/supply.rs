@@ -348,20 +348,14 @@ impl<C: Cpu> KmemCache<'_, C> {
         let Some(bits) = self.slab.lock().set.hash().resize_target(allow_shrink) else {
             return;
         };
-        // The initial size is the inline chains: nothing to allocate.
-        let table = if bits == kmem_hash::INIT_BITS {
-            None
-        } else {
-            match self.meta_alloc(table_bytes(bits)) {
-                Some(t) => Some(t),
-                None => return,
-            }
+        let Some(table) = self.meta_alloc(table_bytes(bits)) else {
+            return;
         };
         let mut st = self.slab.lock();
         let refused = if st.set.hash().resize_target(allow_shrink) == Some(bits) {
             st.set.install_table(table, bits)
         } else {
-            table
+            Some(table)
         };
         drop(st);
         if let Some(spare) = refused {

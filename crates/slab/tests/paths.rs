@@ -451,7 +451,7 @@ fn akaros_import_slab() {
 }
 
 /// The hash's tables come from the base arena and go back to it: grown
-/// to 8192 chains and shrunk back to the 64 inline ones (each table
+/// to 8192 chains and shrunk back to 64 (each table
 /// installed, its nodes moved over a batch of chains per lock hold, the
 /// emptied one freed), then the cache destroyed, the base holds as many
 /// allocations as before the cache was made. The first round warms the
@@ -477,7 +477,7 @@ fn hash_tables_go_back_to_the_base_arena() {
                 // SAFETY: allocated above.
                 unsafe { free_all(&c, objs) };
                 c.reap();
-                assert_eq!(c.stats().hash_chains, 64, "back to the inline chains");
+                assert_eq!(c.stats().hash_chains, 64, "back to 64 chains");
                 c.check().unwrap();
                 c.destroy().unwrap();
                 caches.reap();

@@ -117,18 +117,24 @@ impl AsMut<[Option<Linked>]> for HeadMem<'_> {
 }
 
 pub(crate) struct AddrHash<'a> {
-    hash: kmem_hash::AddrHash<Nodes, HeadMem<'a>>,
+    /// Without inline chains: they would grow every cache by 512 bytes,
+    /// and so the pages a `fork()` writes (each cache's locks).
+    hash: kmem_hash::AddrHash<Nodes, HeadMem<'a>, 0>,
     /// Torn down: the cache is gone, no slab may join.
     retired: bool,
 }
 
 impl<'a> AddrHash<'a> {
-    /// An empty hash on its 64 inline chains.
-    pub(crate) const fn new() -> Self {
-        Self {
-            hash: kmem_hash::AddrHash::new(),
+    /// An empty hash over `table`, installed as a table of `2^INIT_BITS`
+    /// chains, or `None` (the memory leaked) when it cannot hold them.
+    pub(crate) fn new(table: MetaMem<'a>) -> Option<Self> {
+        let table = HeadMem::new(table, kmem_hash::INIT_BITS).ok()?;
+        let mut hash = kmem_hash::AddrHash::new();
+        hash.install(Some(table));
+        Some(Self {
+            hash,
             retired: false,
-        }
+        })
     }
 
     /// Nodes in the hash.
@@ -165,35 +171,36 @@ impl<'a> AddrHash<'a> {
         self.hash.insert(&mut Nodes, Linked(node));
     }
 
-    /// The node keyed `key`.
+    /// The node keyed `key` (none once retired: the hash has no chains).
     #[inline]
     pub(super) fn find(&self, key: usize) -> Option<NonNull<HashNode>> {
+        if self.retired {
+            return None;
+        }
         self.hash.find(&Nodes, key).map(|f| f.node.0)
     }
 
     /// Unlinks the node keyed `key` and returns it (and moves a few chains
     /// of a rehash under way).
     pub(super) fn remove(&mut self, key: usize) -> Option<NonNull<HashNode>> {
+        if self.retired {
+            return None;
+        }
         self.hash.remove(&mut Nodes, key).map(|n| n.0)
     }
 
-    /// Installs a table of `2^bits` chains in `O(1)`: `table`, or the
-    /// inline chains when `None` and `bits` is the initial size. The nodes
+    /// Installs `table` as a table of `2^bits` chains in `O(1)`. The nodes
     /// move over a few chains per insert and remove, and with
-    /// [`move_chains`](Self::move_chains). Returns the memory to give back
-    /// when the table is refused: too small, a rehash already under way, or
-    /// the hash retired.
-    pub(crate) fn install(&mut self, table: Option<MetaMem<'a>>, bits: u32) -> Option<MetaMem<'a>> {
+    /// [`move_chains`](Self::move_chains). Returns the memory back when the
+    /// table is refused: too small, a rehash already under way, or the hash
+    /// retired.
+    pub(crate) fn install(&mut self, table: MetaMem<'a>, bits: u32) -> Option<MetaMem<'a>> {
         if self.retired || self.hash.busy() {
-            return table;
+            return Some(table);
         }
-        match table {
-            Some(mem) => match HeadMem::new(mem, bits) {
-                Ok(t) => self.hash.install(Some(t)),
-                Err(mem) => return Some(mem),
-            },
-            None if bits == kmem_hash::INIT_BITS => self.hash.install(None),
-            None => {}
+        match HeadMem::new(table, bits) {
+            Ok(t) => self.hash.install(Some(t)),
+            Err(mem) => return Some(mem),
         }
         None
     }
@@ -214,6 +221,9 @@ impl<'a> AddrHash<'a> {
     /// when a node is off its chain, or the chains hold more nodes than the
     /// hash counted: a cycle, whose walk stops there).
     pub(crate) fn count_nodes(&self) -> u64 {
+        if self.retired {
+            return 0;
+        }
         self.hash
             .scan(&Nodes, self.hash.len(), |_, _| true)
             .map_or(u64::MAX, |(n, _)| n as u64)

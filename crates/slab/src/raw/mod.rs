@@ -6,8 +6,8 @@
 //! - [`SlabSet`] (`set.rs`): one cache's slabs. It owns their headers and
 //!   bufctls, the links that free objects of small slabs carry, the
 //!   allocated bitmaps, the full/partial/empty lists and the address hash
-//!   (`AddrHash`, `hash.rs`: 64 chains inline, larger tables in metadata
-//!   memory, rehashed a few chains at a time). Headers and
+//!   (`AddrHash`, `hash.rs`: its tables in metadata memory, 64 chains to
+//!   start, rehashed a few chains at a time). Headers and
 //!   bufctls are only ever reached through a borrow of their set
 //!   (`&SlabHeader`, `&Bufctl`), and a slab leaves its set only as an
 //!   [`EmptySlab`], taken with `&mut`: no reference into a slab outlives
@@ -53,7 +53,7 @@ pub(crate) use debug::{
     site_at, site_index, DebugLayout, LogEntry, LogRing, RawSite, RED, TRAILER,
 };
 pub(crate) use guard::FreeCheck;
-pub(crate) use hash::table_bytes;
+pub(crate) use hash::{table_bytes, AddrHash};
 pub(crate) use memory::{BufferShape, MetaMem, SlabBuffer};
 pub(crate) use set::{EmptySlab, SlabSet};
 pub(crate) use slab::{site_bytes, BufState, Bufctl, SlabHeader, SlabList, SITE_SLOT};

@@ -169,8 +169,8 @@ pub(crate) struct SlabSet<'a> {
 unsafe impl Send for SlabSet<'_> {}
 
 impl<'a> SlabSet<'a> {
-    /// An empty set for slabs of `geo` in buffers of `shape`, with an
-    /// empty hash on its inline chains. `memory` says whether the objects are memory: trusted (see
+    /// An empty set for slabs of `geo` in buffers of `shape`, hashed in
+    /// `hash`. `memory` says whether the objects are memory: trusted (see
     /// the [module docs](super)).
     ///
     /// # Panics
@@ -180,6 +180,7 @@ impl<'a> SlabSet<'a> {
         geo: &Geometry,
         memory: bool,
         shape: BufferShape,
+        hash: AddrHash<'a>,
         debug: Option<DebugLayout>,
     ) -> Self {
         assert!(
@@ -196,7 +197,7 @@ impl<'a> SlabSet<'a> {
             full: SlabQueue::new(),
             partial: SlabQueue::new(),
             empty: SlabQueue::new(),
-            hash: AddrHash::new(),
+            hash,
             small: matches!(geo.layout, Layout::Small { .. }),
             slab_mask: !(geo.slab_size - 1),
             object_bytes: if memory { geo.obj } else { 0 },
@@ -334,14 +335,9 @@ impl<'a> SlabSet<'a> {
         &self.hash
     }
 
-    /// Installs a hash table of `2^bits` chains (`None`: the inline
-    /// ones); returns the memory to give back if it is refused (see
-    /// [`AddrHash::install`]).
-    pub(crate) fn install_table(
-        &mut self,
-        table: Option<MetaMem<'a>>,
-        bits: u32,
-    ) -> Option<MetaMem<'a>> {
+    /// Installs a hash table of `2^bits` chains; returns the memory to give
+    /// back if it is refused (see [`AddrHash::install`]).
+    pub(crate) fn install_table(&mut self, table: MetaMem<'a>, bits: u32) -> Option<MetaMem<'a>> {
         self.hash.install(table, bits)
     }
 
