@@ -245,7 +245,8 @@ mod tests {
     use core::time::Duration;
     use std::sync::mpsc;
 
-    use super::AddrHash;
+    use super::{table_bytes, AddrHash};
+    use crate::raw::memory::MetaMem;
     use crate::raw::slab::HashNode;
 
     /// A chain that loops back on itself (a header overwritten by a buffer
@@ -261,7 +262,10 @@ mod tests {
                 next: ptr::null_mut(),
             };
             let p = NonNull::from(&mut node);
-            let mut hash = AddrHash::new();
+            let ram = kmem_physmem::PhysMem::new(1 << 20);
+            let base = ram.base_arena("base", 64);
+            let table = MetaMem::alloc(&base, table_bytes(kmem_hash::INIT_BITS)).unwrap();
+            let mut hash = AddrHash::new(table).unwrap();
             // SAFETY: `node` outlives `hash` and is on no chain.
             unsafe { hash.insert(p) };
             assert_eq!(hash.count_nodes(), 1);
