@@ -25,8 +25,8 @@ commands:
         which scale their iteration counts by it (default 1); --long overrides it.
   lint
         cargo fmt --check and cargo clippy -D warnings over the workspace
-        (every feature but kmalloc/nightly) and the freestanding program in
-        ci/nostd-boot, cargo +nightly clippy -D warnings on kmalloc with its
+        (every feature but kmalloc/nightly) and the two programs in ci/
+        (nostd-boot, one-dep), cargo +nightly clippy -D warnings on kmalloc with its
         nightly feature (skipped, with a message, without a nightly
         toolchain), cargo doc with RUSTDOCFLAGS=-D warnings (every feature
         but kmalloc/nightly), then cargo package --workspace
@@ -95,7 +95,7 @@ commands:
   bench [--full] [--criterion] [--programs | --malloc] [--json PATH] [--report DIR]
         [-- <suite args> | <workloads>]
         the side-by-side suite: cargo run --profile bench -p kmem-benches
-        --bin kmem-suite (benchmarks B1-B9 and B12-B14, kmem against its
+        --bin kmem-suite (benchmarks B1-B10 and B12-B14, kmem against its
         peers, interleaved in one process; thin LTO as cargo bench builds):
         a table with each contender's median and its ratio to kmem, the
         project's targets met or not, a markdown report with SVG charts

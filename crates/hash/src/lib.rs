@@ -10,8 +10,9 @@
 //!
 //! [`AddrHash`] is the chained hash both layers keep their allocated
 //! things in: intrusive (the chains run through the nodes, linked as the
-//! owner's [`Links`] say), 64 chains inline, larger tables installed by the
-//! owner and rehashed into a few chains per operation.
+//! owner's [`Links`] say), 64 chains inline (the arena's) or none (the slab
+//! layer's, whose caches stay small), larger tables installed by the owner
+//! and rehashed into a few chains per operation.
 //!
 //! [`LoadPolicy`] tracks a table of `2^bits` chains and its item count. It
 //! starts at [`INIT_BITS`] (64 chains), asks to double above a load of 0.65

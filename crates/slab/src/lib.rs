@@ -21,8 +21,9 @@
 //!   to 0 after the largest that fits, so the same object of different
 //!   slabs uses different cache lines.
 //!   `NOTOUCH`, debug and `QCACHE` caches (and objects past `HEADED_MAX`)
-//!   use bufctls found through an address hash (`kmem-hash`) that grows
-//!   and shrinks outside the cache lock; their slabs hold 8 objects rounded
+//!   use bufctls found through an address hash (`kmem-hash`) whose
+//!   tables are allocated and freed outside the cache lock and filled a
+//!   few chains per lock hold; their slabs hold 8 objects rounded
 //!   up to a page, or `next_pow2(3 * qcache_max)` bytes for quantum
 //!   caches.
 //! - In front of the slabs sits the magazine layer (`kmem-magazine`):
