@@ -895,7 +895,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
     fn mark_handed_out(&self, st: &mut SlabState<'a>, addr: usize, caller: By) -> Option<Report> {
         let report = self
             .debugging()
-            .then(|| self.debug_hand_out(st, addr, caller))
+            .then(|| self.debug_hand_out(st, self.crossing(addr, caller)))
             .flatten();
         st.mark(addr, BufState::Allocated);
         report
@@ -1256,7 +1256,7 @@ impl<'a, C: Cpu> KmemCache<'a, C> {
         let mut st = self.slab.lock();
         let mut checked = st.validate(addr, From::User).map_err(|k| (k, None));
         if checked.is_ok() && self.debugging() {
-            if let Some(r) = self.debug_free(&mut st, addr, caller) {
+            if let Some(r) = self.debug_free(&mut st, self.crossing(addr, caller)) {
                 let kind = match r.finding {
                     crate::debug::Finding::BadFree(kind) => kind,
                     crate::debug::Finding::WriteAfterFree { .. } => BadFree::Overrun,

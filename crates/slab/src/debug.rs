@@ -232,6 +232,15 @@ const LEAK_SITES: usize = 64;
 /// The debug clock when no hook gives one.
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// An object crossing a debug cache's boundary (handed out or freed):
+/// its address, the call site, and the size the caller gave (0: none).
+#[derive(Clone, Copy)]
+pub(crate) struct Crossing {
+    addr: usize,
+    site: RawSite,
+    size: u64,
+}
+
 impl<C: Cpu> KmemCache<'_, C> {
     /// True when the cache has any debug part.
     pub(crate) fn debugging(&self) -> bool {
@@ -323,16 +332,20 @@ impl<C: Cpu> KmemCache<'_, C> {
         }
     }
 
+    /// `addr` crossing the cache's boundary for `caller`, in debug mode.
+    pub(crate) fn crossing(&self, addr: usize, caller: By) -> Crossing {
+        Crossing {
+            addr,
+            site: self.site(caller.caller),
+            size: caller.size as u64,
+        }
+    }
+
     /// Debug work on an object being handed out (state not `Allocated`
     /// yet): the poison check, then the guard word and the audit record.
     /// Returns a report to deliver once the lock is dropped.
-    pub(crate) fn debug_hand_out(
-        &self,
-        st: &mut SlabState<'_>,
-        addr: usize,
-        caller: By,
-    ) -> Option<Report> {
-        let site = self.site(caller.caller);
+    pub(crate) fn debug_hand_out(&self, st: &mut SlabState<'_>, at: Crossing) -> Option<Report> {
+        let Crossing { addr, site, size } = at;
         let report = st
             .set
             .poison_broken(addr)
@@ -340,7 +353,7 @@ impl<C: Cpu> KmemCache<'_, C> {
         if let Some(mut t) = st.set.trailer(addr) {
             t.red = RED;
             t.alloc = site;
-            t.req = caller.size as u64;
+            t.req = size;
             st.set.set_trailer(addr, &t);
         }
         Self::log(st, TxnOp::Alloc, addr, site);
@@ -350,20 +363,14 @@ impl<C: Cpu> KmemCache<'_, C> {
     /// Debug work on a free that passed the state check (the object is
     /// still `Allocated`): the guard word, then the audit record. A report
     /// refuses the free (an overrun).
-    pub(crate) fn debug_free(
-        &self,
-        st: &mut SlabState<'_>,
-        addr: usize,
-        caller: By,
-    ) -> Option<Report> {
-        let site = self.site(caller.caller);
+    pub(crate) fn debug_free(&self, st: &mut SlabState<'_>, at: Crossing) -> Option<Report> {
+        let Crossing { addr, site, size } = at;
         if let Some(mut t) = st.set.trailer(addr) {
             if self.flags.contains(crate::CacheFlags::REDZONE) && t.red != RED {
                 Self::log(st, TxnOp::Refused, addr, site);
                 return Some(self.make_report(st, Finding::BadFree(BadFree::Overrun), addr, site));
             }
-            let asked = caller.size as u64;
-            if asked != 0 && t.req != 0 && asked != t.req {
+            if size != 0 && t.req != 0 && size != t.req {
                 Self::log(st, TxnOp::Refused, addr, site);
                 let kind = BadFree::WrongSize {
                     allocated: usize::try_from(t.req).unwrap_or(usize::MAX),
