@@ -8,9 +8,6 @@ use crate::arena::{Arena, META};
 use crate::segments::{Purge, Segments};
 use crate::{DestroyError, Policy, Source};
 
-/// Chains of the hash table kept inline in the arena.
-const INLINE_CHAINS: usize = 1 << kmem_hash::INIT_BITS;
-
 /// Non-empty hash chains an explicit rescale moves per lock hold.
 const REHASH_BATCH: usize = 64;
 
@@ -76,7 +73,7 @@ impl Arena<'_> {
         if self.base || self.tags_from.is_some() || !(ptr as usize).is_multiple_of(4) {
             return false;
         }
-        if len < HeadTable::bytes_for(2 * INLINE_CHAINS) {
+        if len < HeadTable::bytes_for(2 * kmem_hash::INIT_CHAINS) {
             return false;
         }
         let mut g = self.inner.lock();
@@ -126,7 +123,7 @@ impl Arena<'_> {
             }
         };
         let bytes = HeadTable::bytes_for(chains);
-        let table = if chains > INLINE_CHAINS {
+        let table = if chains > kmem_hash::INIT_CHAINS {
             match self.meta_alloc(bytes) {
                 Some(addr) => Some(addr),
                 None => {

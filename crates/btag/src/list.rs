@@ -124,7 +124,9 @@ impl Tags {
 
 /// Allocated tags chain through their list links in the arena's hash of
 /// allocated segments, keyed by their start. The lists are doubly linked,
-/// so `unlink` needs no `prev`.
+/// so `unlink` needs no `prev`; it leaves the unlinked tag's own links as
+/// they were, as [`Tags::list_remove_as`] does (the hash pushes the tag
+/// somewhere else, or the arena frees it, before its links are read).
 impl kmem_hash::Links for Tags {
     type Node = TagId;
     type Head = ListHead;
@@ -152,6 +154,10 @@ impl kmem_hash::Links for Tags {
 
     #[inline(always)]
     fn unlink(&mut self, head: &mut ListHead, id: TagId, _prev: Option<TagId>) {
-        self.list_remove(head, id);
+        let (next, prev) = {
+            let t = self.store.get(id);
+            (t.next, t.prev)
+        };
+        Tags::unlink(self, head, id, next, prev);
     }
 }

@@ -6,7 +6,11 @@
 //! The hash belongs to one [`SlabSet`](super::SlabSet): every node in a
 //! chain is a live header or bufctl of that set (it inserts a node when a
 //! slab joins and removes it before the slab leaves), which is what lets
-//! the chains be followed here.
+//! the chains be followed here. The unsafe code below also relies on
+//! `kmem_hash::AddrHash` handing [`Links`] only nodes that are on its
+//! chains (never one it was not given, nor one already unlinked): the
+//! workspace's own crate, checked against a model by its tests
+//! (`every_operation_in_any_order_keeps_every_node`).
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
